@@ -1,0 +1,155 @@
+#include "connectors/append_plan.h"
+
+#include <chrono>
+#include <unordered_map>
+
+namespace orderflow::connectors {
+
+std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, uint64_t head,
+                                       const AppendLookups& lookups,
+                                       std::vector<AppendResult>& results) {
+  results.assign(batch.size(), AppendResult{});
+  std::vector<PlannedAppend> plan;
+  std::unordered_map<std::string, size_t> batch_commands;   // command id -> request index
+  std::unordered_map<std::string, uint64_t> batch_versions; // stream -> version after batch so far
+  uint64_t position = head;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const AppendRequest& req = batch[i];
+    AppendResult& res = results[i];
+    res.stream = req.stream;
+    if (req.events.empty() || req.stream.empty() || req.command_id.empty()) {
+      res.status = Status::invalid_argument("append needs a stream, a command id and events");
+      continue;
+    }
+    // Idempotency: the same id earlier in this batch, then the store.
+    if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
+      const AppendResult& first = results[it->second];
+      if (first.status.is_ok()) {
+        res = first;
+        res.duplicate = true;
+        continue;
+      }
+    } else {
+      auto found = lookups.find_command(req.command_id);
+      if (!found) {
+        res.status = found.status();
+        continue;
+      }
+      if (found->has_value()) {
+        res = **found;
+        res.status = Status::ok();
+        res.duplicate = true;
+        continue;
+      }
+    }
+    uint64_t current;
+    if (auto it = batch_versions.find(req.stream); it != batch_versions.end()) {
+      current = it->second;
+    } else {
+      auto v = lookups.stream_version(req.stream);
+      if (!v) {
+        res.status = v.status();
+        continue;
+      }
+      current = *v;
+    }
+    if (current != req.expected_version) {
+      res.status = Status::conflict("stream " + req.stream + " is at version " + std::to_string(current) +
+                                    ", expected " + std::to_string(req.expected_version));
+      res.actual_version = current;
+      batch_versions[req.stream] = current;
+      continue;
+    }
+    const uint64_t n = req.events.size();
+    res.first_version = current + 1;
+    res.last_version = current + n;
+    res.first_position = position + 1;
+    res.last_position = position + n;
+    position += n;
+    batch_versions[req.stream] = res.last_version;
+    batch_commands.emplace(req.command_id, i);
+    plan.push_back({i, res.first_version, res.first_position});
+  }
+  return plan;
+}
+
+void put_u64_be(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
+uint64_t get_u64_be(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+void put_bytes(std::string& out, const std::string& s) {
+  const uint32_t n = static_cast<uint32_t>(s.size());
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((n >> (i * 8)) & 0xff));
+  out.append(s);
+}
+
+bool get_bytes(const char*& p, const char* end, std::string* out) {
+  if (end - p < 4) return false;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(p[i]);
+  p += 4;
+  if (static_cast<uint64_t>(end - p) < n) return false;
+  out->assign(p, n);
+  p += n;
+  return true;
+}
+
+bool get_u64(const char*& p, const char* end, uint64_t* out) {
+  if (end - p < 8) return false;
+  *out = get_u64_be(p);
+  p += 8;
+  return true;
+}
+
+std::string encode_event(const RecordedEvent& e) {
+  std::string out;
+  out.reserve(e.stream.size() + e.command_id.size() + e.payload.size() + 28);
+  put_bytes(out, e.stream);
+  put_u64_be(out, e.version);
+  put_u64_be(out, static_cast<uint64_t>(e.committed_at_us));
+  put_bytes(out, e.command_id);
+  put_bytes(out, e.payload);
+  return out;
+}
+
+bool decode_event(const std::string& value, RecordedEvent* e) {
+  const char* p = value.data();
+  const char* end = p + value.size();
+  uint64_t at = 0;
+  bool ok = get_bytes(p, end, &e->stream) && get_u64(p, end, &e->version) && get_u64(p, end, &at) &&
+            get_bytes(p, end, &e->command_id) && get_bytes(p, end, &e->payload);
+  e->committed_at_us = static_cast<int64_t>(at);
+  return ok && p == end;
+}
+
+std::string encode_result(const AppendResult& r) {
+  std::string out;
+  put_bytes(out, r.stream);
+  put_u64_be(out, r.first_version);
+  put_u64_be(out, r.last_version);
+  put_u64_be(out, r.first_position);
+  put_u64_be(out, r.last_position);
+  return out;
+}
+
+bool decode_result(const std::string& value, AppendResult* r) {
+  const char* p = value.data();
+  const char* end = p + value.size();
+  return get_bytes(p, end, &r->stream) && get_u64(p, end, &r->first_version) &&
+         get_u64(p, end, &r->last_version) && get_u64(p, end, &r->first_position) &&
+         get_u64(p, end, &r->last_position) && p == end;
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace orderflow::connectors

@@ -1,0 +1,104 @@
+#include "connectors/memory_store.h"
+
+#include "connectors/append_plan.h"
+
+namespace orderflow::connectors {
+
+std::vector<AppendResult> MemoryEventStore::append(const std::vector<AppendRequest>& batch) {
+  std::vector<AppendResult> results;
+  {
+    std::lock_guard lock(mu_);
+    AppendLookups lookups{
+        [this](const std::string& id) -> Result<std::optional<AppendResult>> {
+          auto it = commands_.find(id);
+          if (it == commands_.end()) return std::optional<AppendResult>();
+          return std::optional<AppendResult>(it->second);
+        },
+        [this](const std::string& stream) -> Result<uint64_t> {
+          auto it = streams_.find(stream);
+          return it == streams_.end() ? uint64_t{0} : uint64_t{it->second.size()};
+        }};
+    auto plan = plan_append(batch, log_.size(), lookups, results);
+    const int64_t at = now_us();
+    for (const auto& p : plan) {
+      const AppendRequest& req = batch[p.request];
+      auto& positions = streams_[req.stream];
+      for (size_t k = 0; k < req.events.size(); ++k) {
+        log_.push_back({req.stream, p.first_version + k, p.first_position + k, at, req.command_id,
+                        req.events[k]});
+        positions.push_back(p.first_position + k);
+      }
+      commands_[req.command_id] = results[p.request];
+    }
+  }
+  cv_.notify_all();
+  return results;
+}
+
+Status MemoryEventStore::read_stream(const std::string& stream, uint64_t from_version,
+                                     std::vector<RecordedEvent>* out) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return Status::ok();
+  for (uint64_t v = std::max<uint64_t>(from_version, 1); v <= it->second.size(); ++v)
+    out->push_back(log_[it->second[v - 1] - 1]);
+  return Status::ok();
+}
+
+Result<std::optional<AppendResult>> MemoryEventStore::find_command(const std::string& command_id) {
+  std::lock_guard lock(mu_);
+  auto it = commands_.find(command_id);
+  if (it == commands_.end()) return std::optional<AppendResult>();
+  return std::optional<AppendResult>(it->second);
+}
+
+Result<uint64_t> MemoryEventStore::stream_version(const std::string& stream) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(stream);
+  return it == streams_.end() ? uint64_t{0} : uint64_t{it->second.size()};
+}
+
+Status MemoryEventStore::read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) {
+  std::lock_guard lock(mu_);
+  for (uint64_t p = after + 1; p <= log_.size() && max > 0; ++p, --max) out->push_back(log_[p - 1]);
+  return Status::ok();
+}
+
+uint64_t MemoryEventStore::head() {
+  std::lock_guard lock(mu_);
+  return log_.size();
+}
+
+void MemoryEventStore::wait(uint64_t after, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return log_.size() > after; });
+}
+
+Result<uint64_t> MemoryEventStore::load_checkpoint(const std::string& subscriber) {
+  std::lock_guard lock(mu_);
+  auto it = checkpoints_.find(subscriber);
+  return it == checkpoints_.end() ? uint64_t{0} : it->second;
+}
+
+Status MemoryEventStore::save_checkpoint(const std::string& subscriber, uint64_t position) {
+  std::lock_guard lock(mu_);
+  checkpoints_[subscriber] = position;
+  return Status::ok();
+}
+
+Result<Snapshot> MemorySnapshotStore::get(const std::string& stream) {
+  std::lock_guard lock(mu_);
+  auto it = map_.find(stream);
+  return it == map_.end() ? Snapshot{} : it->second;
+}
+
+Status MemorySnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {
+  std::lock_guard lock(mu_);
+  for (const auto& [stream, snap] : entries) {
+    auto& cur = map_[stream];
+    if (snap.version > cur.version) cur = snap;
+  }
+  return Status::ok();
+}
+
+}  // namespace orderflow::connectors

@@ -1,0 +1,281 @@
+#include "connectors/rocksdb_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "connectors/append_plan.h"
+
+namespace orderflow::connectors {
+namespace {
+
+enum Cf { kDefault = 0, kLog = 1, kIndex = 2, kCommands = 3 };
+constexpr size_t kVersionCacheLimit = 1 << 20;
+
+Status map(const rocksdb::Status& s) { return from_rocks(&s); }
+
+std::string index_key(const std::string& stream, uint64_t version) {
+  std::string k;
+  k.reserve(stream.size() + 9);
+  k.append(stream);
+  k.push_back('\0');
+  put_u64_be(k, version);
+  return k;
+}
+
+std::string position_key(uint64_t position) {
+  std::string k;
+  put_u64_be(k, position);
+  return k;
+}
+
+rocksdb::Options base_options() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  o.IncreaseParallelism(2);
+  return o;
+}
+
+rocksdb::ColumnFamilyOptions point_lookup_cf() {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return cf;
+}
+
+}  // namespace
+
+Status from_rocks(const void* p) {
+  const auto& s = *static_cast<const rocksdb::Status*>(p);
+  if (s.ok()) return Status::ok();
+  if (s.IsNotFound()) return Status::not_found(s.ToString());
+  if (s.IsInvalidArgument()) return Status::invalid_argument("rocksdb: " + s.ToString());
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return Status::unavailable("rocksdb: " + s.ToString());
+  return Status::io_error("rocksdb: " + s.ToString());
+}
+
+Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOptions& options) {
+  std::unique_ptr<RocksEventStore> store(new RocksEventStore());
+  store->sync_ = options.sync;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"log", rocksdb::ColumnFamilyOptions()},
+      {"index", point_lookup_cf()},
+      {"commands", point_lookup_cf()},
+  };
+  rocksdb::DB* db = nullptr;
+  auto s = rocksdb::DB::Open(base_options(), options.path, cfs, &store->handles_, &db);
+  if (!s.ok()) return Status::io_error("cannot open event store at " + options.path + ": " + s.ToString());
+  store->db_.reset(db);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), store->handles_[kLog]));
+  it->SeekToLast();
+  if (it->Valid()) store->head_ = get_u64_be(it->key().data());
+  if (!it->status().ok()) return map(it->status());
+  return store;
+}
+
+RocksEventStore::~RocksEventStore() {
+  if (!db_) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
+  if (auto it = versions_.find(stream); it != versions_.end()) return it->second;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
+  const std::string last = index_key(stream, UINT64_MAX);
+  it->SeekForPrev(last);
+  uint64_t version = 0;
+  if (it->Valid()) {
+    auto k = it->key();
+    if (k.size() == stream.size() + 9 && k.starts_with(stream) && k[stream.size()] == '\0')
+      version = get_u64_be(k.data() + stream.size() + 1);
+  }
+  if (!it->status().ok()) return map(it->status());
+  if (versions_.size() >= kVersionCacheLimit) versions_.clear();
+  versions_[stream] = version;
+  return version;
+}
+
+std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
+  std::vector<AppendResult> results;
+  std::lock_guard lock(write_mu_);
+  if (!bg_error_.is_ok()) {
+    results.assign(batch.size(), AppendResult{});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].stream = batch[i].stream;
+      results[i].status = bg_error_;
+    }
+    return results;
+  }
+  AppendLookups lookups{[this](const std::string& id) { return find_command(id); },
+                        [this](const std::string& stream) { return lookup_version(stream); }};
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  auto plan = plan_append(batch, head, lookups, results);
+  if (plan.empty()) return results;
+
+  rocksdb::WriteBatch wb;
+  const int64_t at = now_us();
+  RecordedEvent rec;
+  for (const auto& p : plan) {
+    const AppendRequest& req = batch[p.request];
+    rec.stream = req.stream;
+    rec.command_id = req.command_id;
+    rec.committed_at_us = at;
+    for (size_t k = 0; k < req.events.size(); ++k) {
+      rec.version = p.first_version + k;
+      rec.payload = req.events[k];
+      const std::string pos = position_key(p.first_position + k);
+      wb.Put(handles_[kLog], pos, encode_event(rec));
+      wb.Put(handles_[kIndex], index_key(req.stream, rec.version), pos);
+    }
+    wb.Put(handles_[kCommands], req.command_id, encode_result(results[p.request]));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto s = db_->Write(wo, &wb);
+  if (!s.ok()) {
+    bg_error_ = Status::io_error("event store write failed: " + s.ToString());
+    for (const auto& p : plan) results[p.request].status = bg_error_;
+    return results;
+  }
+  uint64_t new_head = head;
+  for (const auto& p : plan) {
+    const auto& r = results[p.request];
+    if (versions_.size() >= kVersionCacheLimit) versions_.clear();
+    versions_[r.stream] = r.last_version;
+    new_head = std::max(new_head, r.last_position);
+  }
+  {
+    std::lock_guard wl(wait_mu_);
+    head_.store(new_head, std::memory_order_release);
+  }
+  wait_cv_.notify_all();
+  return results;
+}
+
+Status RocksEventStore::read_stream(const std::string& stream, uint64_t from_version,
+                                    std::vector<RecordedEvent>* out) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
+  const std::string prefix = stream + '\0';
+  std::vector<std::string> positions;
+  for (it->Seek(index_key(stream, std::max<uint64_t>(from_version, 1)));
+       it->Valid() && it->key().starts_with(prefix) && it->key().size() == prefix.size() + 8; it->Next())
+    positions.push_back(it->value().ToString());
+  if (!it->status().ok()) return map(it->status());
+  if (positions.empty()) return Status::ok();
+  std::vector<rocksdb::Slice> keys(positions.begin(), positions.end());
+  std::vector<std::string> values;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), handles_[kLog]);
+  auto statuses = db_->MultiGet(rocksdb::ReadOptions(), cfs, keys, &values);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!statuses[i].ok()) return map(statuses[i]);
+    RecordedEvent e;
+    if (!decode_event(values[i], &e)) return Status::io_error("corrupt event record in stream " + stream);
+    e.position = get_u64_be(positions[i].data());
+    out->push_back(std::move(e));
+  }
+  return Status::ok();
+}
+
+Result<std::optional<AppendResult>> RocksEventStore::find_command(const std::string& command_id) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), handles_[kCommands], command_id, &value);
+  if (s.IsNotFound()) return std::optional<AppendResult>();
+  if (!s.ok()) return map(s);
+  AppendResult r;
+  if (!decode_result(value, &r)) return Status::io_error("corrupt command record " + command_id);
+  return std::optional<AppendResult>(std::move(r));
+}
+
+Result<uint64_t> RocksEventStore::stream_version(const std::string& stream) {
+  std::lock_guard lock(write_mu_);
+  return lookup_version(stream);
+}
+
+Status RocksEventStore::read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) {
+  const uint64_t head = head_.load(std::memory_order_acquire);
+  if (after >= head || max == 0) return Status::ok();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kLog]));
+  for (it->Seek(position_key(after + 1)); it->Valid() && max > 0; it->Next(), --max) {
+    RecordedEvent e;
+    e.position = get_u64_be(it->key().data());
+    if (e.position > head) break;
+    if (!decode_event(it->value().ToString(), &e))
+      return Status::io_error("corrupt event record at position " + std::to_string(e.position));
+    out->push_back(std::move(e));
+  }
+  return map(it->status());
+}
+
+void RocksEventStore::wait(uint64_t after, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(wait_mu_);
+  wait_cv_.wait_for(lock, timeout, [&] { return head_.load(std::memory_order_acquire) > after; });
+}
+
+Result<uint64_t> RocksEventStore::load_checkpoint(const std::string& subscriber) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), handles_[kDefault], "checkpoint/" + subscriber, &value);
+  if (s.IsNotFound()) return uint64_t{0};
+  if (!s.ok()) return map(s);
+  if (value.size() != 8) return Status::io_error("corrupt checkpoint for " + subscriber);
+  return get_u64_be(value.data());
+}
+
+Status RocksEventStore::save_checkpoint(const std::string& subscriber, uint64_t position) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return map(db_->Put(wo, handles_[kDefault], "checkpoint/" + subscriber, position_key(position)));
+}
+
+Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const RocksOptions& options) {
+  std::unique_ptr<RocksSnapshotStore> store(new RocksSnapshotStore());
+  store->sync_ = options.sync;
+  rocksdb::Options o = base_options();
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  rocksdb::DB* db = nullptr;
+  auto s = rocksdb::DB::Open(o, options.path, &db);
+  if (!s.ok()) return Status::io_error("cannot open snapshot store at " + options.path + ": " + s.ToString());
+  store->db_.reset(db);
+  return store;
+}
+
+RocksSnapshotStore::~RocksSnapshotStore() {
+  if (db_) db_->Close();
+}
+
+Result<Snapshot> RocksSnapshotStore::get(const std::string& stream) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), stream, &value);
+  if (s.IsNotFound()) return Snapshot{};
+  if (!s.ok()) return map(s);
+  if (value.size() < 8) return Status::io_error("corrupt snapshot for " + stream);
+  return Snapshot{get_u64_be(value.data()), value.substr(8)};
+}
+
+Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {
+  // Serialized so the version check and the write cannot interleave with another put.
+  std::lock_guard lock(write_mu_);
+  rocksdb::WriteBatch wb;
+  for (const auto& [stream, snap] : entries) {
+    auto cur = get(stream);
+    if (!cur) return cur.status();
+    if (snap.version <= cur->version) continue;
+    std::string value;
+    value.reserve(8 + snap.state.size());
+    put_u64_be(value, snap.version);
+    value.append(snap.state);
+    wb.Put(stream, value);
+  }
+  if (wb.Count() == 0) return Status::ok();
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return map(db_->Write(wo, &wb));
+}
+
+}  // namespace orderflow::connectors

@@ -1,0 +1,86 @@
+// RocksDB stores (`kind: rocksdb`): the embedded default.
+//
+// RocksEventStore keeps, in one DB with column families:
+//   log:      position (u64 big-endian)            -> stream, version, time, command id, payload
+//   index:    stream '\0' version (u64 big-endian) -> position
+//   commands: command id                            -> first AppendResult
+//   default:  "checkpoint/" subscriber              -> position
+// append() writes a whole group commit as one WriteBatch (synced unless sync=false), so a
+// batch is all-or-nothing and positions follow commit order. A failed write is sticky: every
+// later append returns it (leveldb's bg_error_), because the in-memory version cache may no
+// longer match the disk. Thread-safe; append() serializes on a mutex.
+//
+// RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "graph/store.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace orderflow::connectors {
+
+struct RocksOptions {
+  std::string path;          // directory, created if missing
+  bool sync = true;          // fsync each group commit (default true: acknowledged = durable)
+};
+
+class RocksEventStore final : public EventStore, public ChangeFeed {
+ public:
+  static Result<std::unique_ptr<RocksEventStore>> open(const RocksOptions& options);
+  ~RocksEventStore() override;
+
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override;
+  Status read_stream(const std::string& stream, uint64_t from_version,
+                     std::vector<RecordedEvent>* out) override;
+  Result<std::optional<AppendResult>> find_command(const std::string& command_id) override;
+  Result<uint64_t> stream_version(const std::string& stream) override;
+
+  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
+  uint64_t head() override { return head_.load(std::memory_order_acquire); }
+  void wait(uint64_t after, std::chrono::milliseconds timeout) override;
+  Result<uint64_t> load_checkpoint(const std::string& subscriber) override;
+  Status save_checkpoint(const std::string& subscriber, uint64_t position) override;
+
+ private:
+  RocksEventStore() = default;
+  Result<uint64_t> lookup_version(const std::string& stream);
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, index, commands
+  bool sync_ = true;
+  std::mutex write_mu_;                                 // serializes append()
+  Status bg_error_;                                     // guarded by write_mu_
+  std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
+  std::atomic<uint64_t> head_{0};
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+};
+
+class RocksSnapshotStore final : public SnapshotStore {
+ public:
+  static Result<std::unique_ptr<RocksSnapshotStore>> open(const RocksOptions& options);
+  ~RocksSnapshotStore() override;
+
+  Result<Snapshot> get(const std::string& stream) override;
+  Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+
+ private:
+  RocksSnapshotStore() = default;
+  std::unique_ptr<rocksdb::DB> db_;
+  bool sync_ = true;
+  std::mutex write_mu_;
+};
+
+// The one place RocksDB statuses become orderflow statuses.
+Status from_rocks(const void* rocks_status);
+
+}  // namespace orderflow::connectors

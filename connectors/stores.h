@@ -1,0 +1,34 @@
+// StoreSet: opens the stores a graph names under `stores:` and hands them out by role.
+// Owns them; must outlive every pipeline built with it. Opening happens lazily on first
+// use by a role, so a store only used as snapshots never opens an event log.
+// Thread-compatible: used by the builder on one thread, then read-only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "graph/definition.h"
+#include "graph/store.h"
+
+namespace orderflow::connectors {
+
+class StoreSet final : public StoreProvider {
+ public:
+  // data_dir: where relative rocksdb paths live (created if missing).
+  StoreSet(const graph::GraphDef& def, std::string data_dir);
+  ~StoreSet() override;
+
+  Result<EventStore*> event_store(const std::string& name) override;
+  Result<ChangeFeed*> change_feed(const std::string& name) override;
+  Result<SnapshotStore*> snapshot_store(const std::string& name) override;
+
+ private:
+  struct Entry;
+  Result<Entry*> entry(const std::string& name, const char* role);
+  std::map<std::string, graph::StoreDef> defs_;
+  std::string data_dir_;
+  std::map<std::string, std::unique_ptr<Entry>> open_;
+};
+
+}  // namespace orderflow::connectors

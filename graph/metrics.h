@@ -1,0 +1,139 @@
+// Per-node probes and their export (Prometheus text, JSON snapshot).
+//
+// A NodeProbe is owned by the MetricsRegistry (shared_ptr) and held by its node; counters
+// are relaxed atomics updated on the hot path without locks. Gauges and the last error are
+// set rarely (once per batch or per error) and take a small mutex. MetricsRegistry is
+// thread-safe; sample() is called about once a second by one thread to derive rates.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace orderflow {
+
+// Log-linear histogram of microsecond latencies: exact below 16, then 8 sub-buckets per
+// power of two (about 12% resolution), up to about 2^40 us.
+class Histogram {
+ public:
+  static constexpr int kSub = 8;
+  static constexpr int kBuckets = 16 + 37 * kSub;
+
+  void record(uint64_t us) {
+    buckets_[bucket_of(us)].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    sum_.fetch_add(us, std::memory_order_relaxed);
+  }
+  struct Summary {
+    uint64_t count = 0;
+    double mean_us = 0, p50_us = 0, p95_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+  };
+  Summary summary() const;
+  static int bucket_of(uint64_t us);
+  static uint64_t bucket_upper(int bucket);  // largest value that falls in the bucket
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_{0};
+};
+
+class NodeProbe {
+ public:
+  NodeProbe(std::string id, std::string kind) : id_(std::move(id)), kind_(std::move(kind)) {}
+
+  const std::string& id() const { return id_; }
+  const std::string& kind() const { return kind_; }
+
+  void add_in(uint64_t n = 1) { in_.fetch_add(n, std::memory_order_relaxed); }
+  void add_out(uint64_t n = 1) { out_.fetch_add(n, std::memory_order_relaxed); }
+  void add_busy_ns(uint64_t ns) { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
+  void queue_add(int64_t n) { queue_.fetch_add(n, std::memory_order_relaxed); }
+  void record_latency_us(uint64_t us) { latency_.record(us); }
+  void add_error(const std::string& what);  // counts and keeps the text of the last one
+  void set_gauge(const std::string& name, double value);
+  // When false, the node skips timing and latency recording (the "metrics off" baseline).
+  static bool enabled() { return enabled_.load(std::memory_order_relaxed); }
+  static void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
+
+  uint64_t in() const { return in_.load(std::memory_order_relaxed); }
+  uint64_t out() const { return out_.load(std::memory_order_relaxed); }
+  uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+  uint64_t busy_ns() const { return busy_ns_.load(std::memory_order_relaxed); }
+  int64_t queue_depth() const { return queue_.load(std::memory_order_relaxed); }
+  const Histogram& latency() const { return latency_; }
+  std::string last_error() const;
+  std::map<std::string, double> gauges() const;
+
+ private:
+  static std::atomic<bool> enabled_;
+  const std::string id_, kind_;
+  std::atomic<uint64_t> in_{0}, out_{0}, errors_{0}, busy_ns_{0};
+  std::atomic<int64_t> queue_{0};
+  Histogram latency_;
+  mutable std::mutex mu_;  // guards the two below
+  std::string last_error_;
+  std::map<std::string, double> gauges_;
+};
+
+// Times a node body: adds busy time and latency on destruction.
+class BusyTimer {
+ public:
+  explicit BusyTimer(NodeProbe& p) : probe_(p), start_(NodeProbe::enabled() ? now() : 0) {}
+  ~BusyTimer() {
+    if (start_ == 0) return;
+    const uint64_t ns = now() - start_;
+    probe_.add_busy_ns(ns);
+  }
+  static uint64_t now() {
+    return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+
+ private:
+  NodeProbe& probe_;
+  const uint64_t start_;
+};
+
+struct NodeSnapshot {
+  std::string id, kind;
+  uint64_t in = 0, out = 0, errors = 0, busy_ns = 0;
+  int64_t queue_depth = 0;
+  double rate_in = 0, rate_out = 0, busy_share = 0;  // per second / fraction of one core, last sample
+  Histogram::Summary latency;
+  std::string last_error;
+  std::map<std::string, double> gauges;
+};
+
+struct MetricsSnapshot {
+  double uptime_s = 0;
+  std::vector<NodeSnapshot> nodes;
+};
+
+class MetricsRegistry {
+ public:
+  MetricsRegistry();
+  std::shared_ptr<NodeProbe> probe(const std::string& id, const std::string& kind);  // get or create
+  void sample();  // derive rates from the counters since the previous sample
+  MetricsSnapshot snapshot() const;
+  std::string to_json() const;
+  std::string to_prometheus() const;
+
+ private:
+  struct Last {
+    uint64_t in = 0, out = 0, busy_ns = 0;
+    double rate_in = 0, rate_out = 0, busy_share = 0;
+  };
+  const std::chrono::steady_clock::time_point start_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<NodeProbe>> probes_;
+  std::vector<Last> last_;
+  std::chrono::steady_clock::time_point last_sample_;
+};
+
+}  // namespace orderflow

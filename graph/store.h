@@ -1,0 +1,114 @@
+// Store interfaces the graph sees: EventStore, ChangeFeed, SnapshotStore.
+//
+// Payloads are opaque bytes (serialized protobuf events and states): the stores know
+// streams, versions, positions and command ids, not the domain. Implementations live in
+// connectors/ (RocksDB, memory; later Cosmos DB) and are chosen by the graph YAML.
+// All implementations are safe for concurrent use by multiple threads; the pipeline
+// calls EventStore::append from a single group-commit writer thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/status.h"
+
+namespace orderflow {
+
+// One command's events, appended atomically if the stream is at expected_version.
+struct AppendRequest {
+  std::string stream;
+  uint64_t expected_version = 0;        // version the events were decided on; 0 = new stream
+  std::string command_id;               // idempotency key
+  std::vector<std::string> events;      // at least one payload
+};
+
+struct AppendResult {
+  Status status;                        // ok, kConflict, kIoError, kInvalidArgument
+  bool duplicate = false;               // command id seen before: fields describe the first result
+  std::string stream;
+  uint64_t first_version = 0;           // versions written (inclusive)
+  uint64_t last_version = 0;
+  uint64_t first_position = 0;          // global positions written (inclusive)
+  uint64_t last_position = 0;
+  uint64_t actual_version = 0;          // the stream's version when status is kConflict
+};
+
+struct RecordedEvent {
+  std::string stream;
+  uint64_t version = 0;                 // 1-based within the stream
+  uint64_t position = 0;                // 1-based, global commit order
+  int64_t committed_at_us = 0;          // wall clock at commit, microseconds since epoch
+  std::string command_id;
+  std::string payload;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Appends every request in one durable write (group commit): each request is checked
+  // against the stream's version and the command-id index, including earlier requests of
+  // the same batch. Results are in request order. Returns only after the write is durable
+  // (synced when the store is configured so); on an I/O error every result carries it.
+  virtual std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) = 0;
+
+  // Events of `stream` with version >= from_version, in version order.
+  virtual Status read_stream(const std::string& stream, uint64_t from_version,
+                             std::vector<RecordedEvent>* out) = 0;
+
+  // The first result recorded for `command_id`, if any.
+  virtual Result<std::optional<AppendResult>> find_command(const std::string& command_id) = 0;
+
+  // Current version of a stream (0 = absent).
+  virtual Result<uint64_t> stream_version(const std::string& stream) = 0;
+};
+
+// Committed events in global position order, from per-subscriber checkpoints.
+class ChangeFeed {
+ public:
+  virtual ~ChangeFeed() = default;
+
+  // Up to `max` events with position > after, in position order.
+  virtual Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) = 0;
+  // Position of the last committed event (0 = empty).
+  virtual uint64_t head() = 0;
+  // Blocks until head() > after or the timeout passes.
+  virtual void wait(uint64_t after, std::chrono::milliseconds timeout) = 0;
+
+  virtual Result<uint64_t> load_checkpoint(const std::string& subscriber) = 0;
+  virtual Status save_checkpoint(const std::string& subscriber, uint64_t position) = 0;
+};
+
+struct Snapshot {
+  uint64_t version = 0;                 // 0 = absent
+  std::string state;
+};
+
+class SnapshotStore {
+ public:
+  virtual ~SnapshotStore() = default;
+
+  virtual Result<Snapshot> get(const std::string& stream) = 0;
+  // Writes every entry whose version is newer than the stored one, in one write; an
+  // entry at or below the stored version is skipped (re-applying is a no-op).
+  virtual Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) = 0;
+};
+
+}  // namespace orderflow
+
+namespace orderflow {
+
+// Hands out the stores named under `stores:` in a graph definition, by role. Owned by
+// whoever opened them (connectors::StoreSet); outlives the pipeline that uses them.
+class StoreProvider {
+ public:
+  virtual ~StoreProvider() = default;
+  virtual Result<EventStore*> event_store(const std::string& name) = 0;
+  virtual Result<ChangeFeed*> change_feed(const std::string& name) = 0;
+  virtual Result<SnapshotStore*> snapshot_store(const std::string& name) = 0;
+};
+
+}  // namespace orderflow

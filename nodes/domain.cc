@@ -1,0 +1,407 @@
+#include "nodes/domain.h"
+
+#include <set>
+
+namespace orderflow::domain {
+namespace {
+
+Status bad(std::string m) { return Status::invalid_argument(std::move(m)); }
+Status no(std::string m) { return Status::rejected(std::move(m)); }
+
+// Ids become parts of stream names and keys: keep them printable and bounded.
+Status check_id(const std::string& what, const std::string& id) {
+  if (id.empty()) return bad(what + " is required");
+  if (id.size() > 128) return bad(what + " is longer than 128 characters");
+  for (unsigned char c : id) {
+    if (c < 0x21 || c > 0x7e || c == '/' || c == '?' || c == '#')
+      return bad(what + " '" + id + "' has a character outside printable ASCII or one of / ? #");
+  }
+  return Status::ok();
+}
+
+Status check_quantity(int32_t q) {
+  if (q <= 0) return bad("quantity must be positive, got " + std::to_string(q));
+  if (q > 1000000) return bad("quantity must be at most 1000000, got " + std::to_string(q));
+  return Status::ok();
+}
+
+const char* status_name(v1::OrderStatus s) {
+  switch (s) {
+    case v1::ORDER_STATUS_PLACED: return "placed";
+    case v1::ORDER_STATUS_CONFIRMED: return "confirmed";
+    case v1::ORDER_STATUS_REJECTED: return "rejected";
+    case v1::ORDER_STATUS_CANCELLED: return "cancelled";
+    case v1::ORDER_STATUS_SHIPPED: return "shipped";
+    default: return "absent";
+  }
+}
+
+std::vector<v1::Event> one(v1::Event e) {
+  std::vector<v1::Event> v;
+  v.push_back(std::move(e));
+  return v;
+}
+
+std::vector<std::string> held_skus(const v1::OrderState& o) {
+  std::vector<std::string> skus;
+  for (const auto& l : o.lines())
+    if (l.status() == v1::LINE_RESERVED) skus.push_back(l.line().sku());
+  return skus;
+}
+
+Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists,
+                                            const v1::Command& c) {
+  v1::Event e;
+  switch (c.kind_case()) {
+    case v1::Command::kPlaceOrder: {
+      if (exists) return no("order " + c.place_order().order_id() + " already exists");
+      auto* ev = e.mutable_order_placed();
+      ev->set_order_id(c.place_order().order_id());
+      ev->set_customer_id(c.place_order().customer_id());
+      *ev->mutable_lines() = c.place_order().lines();
+      return one(std::move(e));
+    }
+    default:
+      break;
+  }
+  if (!exists) return no("order does not exist");
+  const auto st = o.status();
+  switch (c.kind_case()) {
+    case v1::Command::kRecordReservation: {
+      const auto& r = c.record_reservation();
+      const v1::OrderLineState* line = nullptr;
+      for (const auto& l : o.lines())
+        if (l.line().sku() == r.sku()) line = &l;
+      if (line == nullptr) return no("order " + o.order_id() + " has no line for sku " + r.sku());
+      auto* ev = e.mutable_reservation_recorded();
+      ev->set_order_id(o.order_id());
+      ev->set_sku(r.sku());
+      ev->set_reserved(r.reserved());
+      ev->set_quantity(r.quantity());
+      if (st != v1::ORDER_STATUS_PLACED) {
+        // A late outcome (the order was cancelled meanwhile): record it so the saga
+        // releases the hold; it changes nothing else.
+        if (!r.reserved()) return no("order is " + std::string(status_name(st)) + "; shortfall ignored");
+        ev->set_order_closed(true);
+        return one(std::move(e));
+      }
+      if (line->status() != v1::LINE_PENDING) return no("line " + r.sku() + " already has an outcome");
+      bool all_decided = true, all_reserved = true;
+      for (const auto& l : o.lines()) {
+        auto s = l.line().sku() == r.sku() ? (r.reserved() ? v1::LINE_RESERVED : v1::LINE_SHORTFALL)
+                                           : l.status();
+        all_decided = all_decided && s != v1::LINE_PENDING;
+        all_reserved = all_reserved && s == v1::LINE_RESERVED;
+      }
+      ev->set_all_decided(all_decided);
+      ev->set_all_reserved(all_reserved);
+      return one(std::move(e));
+    }
+    case v1::Command::kConfirmOrder: {
+      if (st != v1::ORDER_STATUS_PLACED)
+        return no("only a placed order can be confirmed; order is " + std::string(status_name(st)));
+      for (const auto& l : o.lines())
+        if (l.status() != v1::LINE_RESERVED) return no("line " + l.line().sku() + " is not reserved");
+      e.mutable_order_confirmed()->set_order_id(o.order_id());
+      return one(std::move(e));
+    }
+    case v1::Command::kRejectOrder: {
+      if (st != v1::ORDER_STATUS_PLACED)
+        return no("only a placed order can be rejected; order is " + std::string(status_name(st)));
+      auto* ev = e.mutable_order_rejected();
+      ev->set_order_id(o.order_id());
+      ev->set_reason(c.reject_order().reason());
+      for (auto& s : held_skus(o)) ev->add_release_skus(s);
+      return one(std::move(e));
+    }
+    case v1::Command::kCancelOrder: {
+      if (st != v1::ORDER_STATUS_PLACED && st != v1::ORDER_STATUS_CONFIRMED)
+        return no("only a placed or confirmed order can be cancelled; order is " +
+                  std::string(status_name(st)));
+      auto* ev = e.mutable_order_cancelled();
+      ev->set_order_id(o.order_id());
+      ev->set_reason(c.cancel_order().reason());
+      for (auto& s : held_skus(o)) ev->add_release_skus(s);
+      return one(std::move(e));
+    }
+    case v1::Command::kShipOrder: {
+      if (st != v1::ORDER_STATUS_CONFIRMED)
+        return no("only a confirmed order can be shipped; order is " + std::string(status_name(st)));
+      auto* ev = e.mutable_order_shipped();
+      ev->set_order_id(o.order_id());
+      for (const auto& l : o.lines()) ev->add_skus(l.line().sku());
+      return one(std::move(e));
+    }
+    default:
+      return no("command does not apply to an order stream");
+  }
+}
+
+Result<std::vector<v1::Event>> decide_inventory(const v1::InventoryState& s, const v1::Command& c) {
+  v1::Event e;
+  switch (c.kind_case()) {
+    case v1::Command::kAddStock: {
+      if (s.on_hand() + c.add_stock().quantity() > int64_t{1} << 40)
+        return no("stock on hand would exceed 2^40");
+      auto* ev = e.mutable_stock_added();
+      ev->set_sku(c.add_stock().sku());
+      ev->set_quantity(c.add_stock().quantity());
+      return one(std::move(e));
+    }
+    case v1::Command::kReserveStock: {
+      const auto& r = c.reserve_stock();
+      if (s.holds().count(r.order_id()))
+        return no("order " + r.order_id() + " already holds stock of " + r.sku());
+      const int64_t available = s.on_hand() - s.reserved();
+      if (available < r.quantity()) {
+        auto* ev = e.mutable_stock_shortfall();
+        ev->set_sku(r.sku());
+        ev->set_order_id(r.order_id());
+        ev->set_requested(r.quantity());
+        ev->set_available(static_cast<int32_t>(std::max<int64_t>(0, available)));
+        return one(std::move(e));
+      }
+      auto* ev = e.mutable_stock_reserved();
+      ev->set_sku(r.sku());
+      ev->set_order_id(r.order_id());
+      ev->set_quantity(r.quantity());
+      return one(std::move(e));
+    }
+    case v1::Command::kReleaseStock: {
+      const auto& r = c.release_stock();
+      auto it = s.holds().find(r.order_id());
+      if (it == s.holds().end()) return no("order " + r.order_id() + " holds no stock of " + r.sku());
+      auto* ev = e.mutable_stock_released();
+      ev->set_sku(r.sku());
+      ev->set_order_id(r.order_id());
+      ev->set_quantity(it->second);
+      ev->set_shipped(r.shipped());
+      return one(std::move(e));
+    }
+    default:
+      return no("command does not apply to an inventory stream");
+  }
+}
+
+v1::Command make_command(const std::string& id) {
+  v1::Command c;
+  c.set_command_id(id);
+  return c;
+}
+
+}  // namespace
+
+std::string order_stream(const std::string& order_id) { return kOrderPrefix + order_id; }
+std::string sku_stream(const std::string& sku) { return kSkuPrefix + sku; }
+
+std::string stream_of(const v1::Command& c) {
+  switch (c.kind_case()) {
+    case v1::Command::kPlaceOrder: return order_stream(c.place_order().order_id());
+    case v1::Command::kConfirmOrder: return order_stream(c.confirm_order().order_id());
+    case v1::Command::kRejectOrder: return order_stream(c.reject_order().order_id());
+    case v1::Command::kCancelOrder: return order_stream(c.cancel_order().order_id());
+    case v1::Command::kShipOrder: return order_stream(c.ship_order().order_id());
+    case v1::Command::kRecordReservation: return order_stream(c.record_reservation().order_id());
+    case v1::Command::kAddStock: return sku_stream(c.add_stock().sku());
+    case v1::Command::kReserveStock: return sku_stream(c.reserve_stock().sku());
+    case v1::Command::kReleaseStock: return sku_stream(c.release_stock().sku());
+    case v1::Command::KIND_NOT_SET: return "";
+  }
+  return "";
+}
+
+std::string command_name(const v1::Command& c) {
+  if (c.kind_case() == v1::Command::KIND_NOT_SET) return "";
+  return c.GetDescriptor()->FindFieldByNumber(c.kind_case())->json_name();
+}
+
+std::string event_name(const v1::Event& e) {
+  if (e.kind_case() == v1::Event::KIND_NOT_SET) return "";
+  return e.GetDescriptor()->FindFieldByNumber(e.kind_case())->json_name();
+}
+
+Status validate_command(const v1::Command& c) {
+  if (auto s = check_id("commandId", c.command_id()); !s) return s;
+  switch (c.kind_case()) {
+    case v1::Command::KIND_NOT_SET:
+      return bad("command has no kind: expected one of placeOrder, confirmOrder, rejectOrder, "
+                 "cancelOrder, shipOrder, addStock, reserveStock, releaseStock");
+    case v1::Command::kPlaceOrder: {
+      const auto& p = c.place_order();
+      if (auto s = check_id("placeOrder.orderId", p.order_id()); !s) return s;
+      if (auto s = check_id("placeOrder.customerId", p.customer_id()); !s) return s;
+      if (p.lines().empty()) return bad("placeOrder.lines must not be empty");
+      if (p.lines_size() > 100) return bad("placeOrder.lines has more than 100 lines");
+      std::set<std::string> skus;
+      for (const auto& l : p.lines()) {
+        if (auto s = check_id("placeOrder.lines.sku", l.sku()); !s) return s;
+        if (auto s = check_quantity(l.quantity()); !s) return s;
+        if (l.unit_price_cents() < 0) return bad("placeOrder.lines.unitPriceCents must not be negative");
+        if (!skus.insert(l.sku()).second) return bad("placeOrder.lines lists sku " + l.sku() + " twice");
+      }
+      return Status::ok();
+    }
+    case v1::Command::kConfirmOrder: return check_id("confirmOrder.orderId", c.confirm_order().order_id());
+    case v1::Command::kRejectOrder: return check_id("rejectOrder.orderId", c.reject_order().order_id());
+    case v1::Command::kCancelOrder: return check_id("cancelOrder.orderId", c.cancel_order().order_id());
+    case v1::Command::kShipOrder: return check_id("shipOrder.orderId", c.ship_order().order_id());
+    case v1::Command::kRecordReservation: {
+      const auto& r = c.record_reservation();
+      if (auto s = check_id("recordReservation.orderId", r.order_id()); !s) return s;
+      return check_id("recordReservation.sku", r.sku());
+    }
+    case v1::Command::kAddStock:
+      if (auto s = check_id("addStock.sku", c.add_stock().sku()); !s) return s;
+      return check_quantity(c.add_stock().quantity());
+    case v1::Command::kReserveStock:
+      if (auto s = check_id("reserveStock.sku", c.reserve_stock().sku()); !s) return s;
+      if (auto s = check_id("reserveStock.orderId", c.reserve_stock().order_id()); !s) return s;
+      return check_quantity(c.reserve_stock().quantity());
+    case v1::Command::kReleaseStock:
+      if (auto s = check_id("releaseStock.sku", c.release_stock().sku()); !s) return s;
+      return check_id("releaseStock.orderId", c.release_stock().order_id());
+  }
+  return bad("unknown command kind");
+}
+
+Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Command& c) {
+  const std::string stream = stream_of(c);
+  if (stream.rfind(kOrderPrefix, 0) == 0) {
+    if (state.kind_case() == v1::StreamState::kInventory) return Status::internal("state kind mismatch");
+    return decide_order(state.order(), state.kind_case() == v1::StreamState::kOrder, c);
+  }
+  if (state.kind_case() == v1::StreamState::kOrder) return Status::internal("state kind mismatch");
+  return decide_inventory(state.inventory(), c);
+}
+
+void evolve(v1::StreamState& state, const v1::Event& e) {
+  state.set_version(state.version() + 1);
+  switch (e.kind_case()) {
+    case v1::Event::kOrderPlaced: {
+      auto* o = state.mutable_order();
+      o->set_order_id(e.order_placed().order_id());
+      o->set_customer_id(e.order_placed().customer_id());
+      o->set_status(v1::ORDER_STATUS_PLACED);
+      for (const auto& l : e.order_placed().lines()) {
+        auto* ls = o->add_lines();
+        *ls->mutable_line() = l;
+        ls->set_status(v1::LINE_PENDING);
+      }
+      break;
+    }
+    case v1::Event::kReservationRecorded: {
+      const auto& r = e.reservation_recorded();
+      if (r.order_closed()) break;  // the saga releases it; the order is unchanged
+      for (auto& l : *state.mutable_order()->mutable_lines())
+        if (l.line().sku() == r.sku()) l.set_status(r.reserved() ? v1::LINE_RESERVED : v1::LINE_SHORTFALL);
+      break;
+    }
+    case v1::Event::kOrderConfirmed:
+      state.mutable_order()->set_status(v1::ORDER_STATUS_CONFIRMED);
+      break;
+    case v1::Event::kOrderRejected:
+      state.mutable_order()->set_status(v1::ORDER_STATUS_REJECTED);
+      state.mutable_order()->set_reason(e.order_rejected().reason());
+      break;
+    case v1::Event::kOrderCancelled:
+      state.mutable_order()->set_status(v1::ORDER_STATUS_CANCELLED);
+      state.mutable_order()->set_reason(e.order_cancelled().reason());
+      break;
+    case v1::Event::kOrderShipped:
+      state.mutable_order()->set_status(v1::ORDER_STATUS_SHIPPED);
+      break;
+    case v1::Event::kStockAdded: {
+      auto* s = state.mutable_inventory();
+      s->set_sku(e.stock_added().sku());
+      s->set_on_hand(s->on_hand() + e.stock_added().quantity());
+      break;
+    }
+    case v1::Event::kStockReserved: {
+      auto* s = state.mutable_inventory();
+      s->set_sku(e.stock_reserved().sku());
+      s->set_reserved(s->reserved() + e.stock_reserved().quantity());
+      (*s->mutable_holds())[e.stock_reserved().order_id()] = e.stock_reserved().quantity();
+      break;
+    }
+    case v1::Event::kStockShortfall:
+      state.mutable_inventory()->set_sku(e.stock_shortfall().sku());
+      break;
+    case v1::Event::kStockReleased: {
+      auto* s = state.mutable_inventory();
+      const auto& r = e.stock_released();
+      s->set_reserved(s->reserved() - r.quantity());
+      if (r.shipped()) s->set_on_hand(s->on_hand() - r.quantity());
+      s->mutable_holds()->erase(r.order_id());
+      break;
+    }
+    case v1::Event::KIND_NOT_SET:
+      break;
+  }
+}
+
+std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version, const v1::Event& e) {
+  const std::string base = "saga:" + stream + ":" + std::to_string(version) + ":";
+  std::vector<v1::Command> out;
+  auto release = [&](const std::string& order_id, const std::string& sku, bool shipped) {
+    auto c = make_command(base + "release:" + sku);
+    auto* r = c.mutable_release_stock();
+    r->set_sku(sku);
+    r->set_order_id(order_id);
+    r->set_shipped(shipped);
+    out.push_back(std::move(c));
+  };
+  switch (e.kind_case()) {
+    case v1::Event::kOrderPlaced:
+      for (const auto& l : e.order_placed().lines()) {
+        auto c = make_command(base + "reserve:" + l.sku());
+        auto* r = c.mutable_reserve_stock();
+        r->set_sku(l.sku());
+        r->set_order_id(e.order_placed().order_id());
+        r->set_quantity(l.quantity());
+        out.push_back(std::move(c));
+      }
+      break;
+    case v1::Event::kStockReserved:
+    case v1::Event::kStockShortfall: {
+      const bool ok = e.kind_case() == v1::Event::kStockReserved;
+      auto c = make_command(base + "record");
+      auto* r = c.mutable_record_reservation();
+      r->set_order_id(ok ? e.stock_reserved().order_id() : e.stock_shortfall().order_id());
+      r->set_sku(ok ? e.stock_reserved().sku() : e.stock_shortfall().sku());
+      r->set_reserved(ok);
+      r->set_quantity(ok ? e.stock_reserved().quantity() : e.stock_shortfall().requested());
+      out.push_back(std::move(c));
+      break;
+    }
+    case v1::Event::kReservationRecorded: {
+      const auto& r = e.reservation_recorded();
+      if (r.order_closed()) {
+        release(r.order_id(), r.sku(), false);
+      } else if (r.all_decided() && r.all_reserved()) {
+        auto c = make_command(base + "confirm");
+        c.mutable_confirm_order()->set_order_id(r.order_id());
+        out.push_back(std::move(c));
+      } else if (r.all_decided()) {
+        auto c = make_command(base + "reject");
+        c.mutable_reject_order()->set_order_id(r.order_id());
+        c.mutable_reject_order()->set_reason("insufficient stock");
+        out.push_back(std::move(c));
+      }
+      break;
+    }
+    case v1::Event::kOrderRejected:
+      for (const auto& sku : e.order_rejected().release_skus()) release(e.order_rejected().order_id(), sku, false);
+      break;
+    case v1::Event::kOrderCancelled:
+      for (const auto& sku : e.order_cancelled().release_skus()) release(e.order_cancelled().order_id(), sku, false);
+      break;
+    case v1::Event::kOrderShipped:
+      for (const auto& sku : e.order_shipped().skus()) release(e.order_shipped().order_id(), sku, true);
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+}  // namespace orderflow::domain

@@ -1,0 +1,73 @@
+// The unit of work that flows through the pipeline: one command, its decision, its
+// completion. Created by a source, owned by shared_ptr while it travels (TBB copies the
+// pointer between nodes); `done` is called exactly once, from whichever thread finishes
+// the command (a lane for rejections, the commit writer otherwise).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/status.h"
+#include "graph/store.h"
+#include "orderflow.pb.h"
+
+namespace orderflow {
+
+struct Outcome {
+  // ok (written or duplicate), kRejected (domain said no; nothing written), kConflict
+  // (retries exhausted), kUnavailable / kIoError (store trouble; nothing acknowledged).
+  Status status;
+  bool duplicate = false;
+  AppendResult result;                 // stream, versions and positions written
+  const std::vector<v1::Event>* events = nullptr;  // the events written (not for duplicates)
+};
+
+using Completion = std::function<void(const Outcome&)>;
+
+struct Envelope {
+  v1::Command command;
+  std::string stream;                  // domain::stream_of(command)
+  uint64_t ingest_ns = 0;              // steady clock, for latency
+  int attempts = 0;                    // decisions so far (conflicts re-decide)
+  uint32_t lane = 0;
+  Completion done;
+
+  // Filled by the lane.
+  uint64_t expected_version = 0;
+  std::vector<v1::Event> events;
+  std::vector<std::string> payloads;   // serialized events
+
+  void complete(const Outcome& o) {
+    if (done) {
+      auto d = std::move(done);
+      done = nullptr;
+      d(o);
+    }
+  }
+};
+
+using EnvelopePtr = std::shared_ptr<Envelope>;
+
+inline uint64_t steady_ns() {
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+// Where sources put commands. Thread-safe. submit() fails with kUnavailable when the
+// pipeline is at its in-flight limit or stopping (the caller answers 429/503 or retries),
+// and with kInvalidArgument when the command is malformed; on failure `done` is not called.
+class CommandSink {
+ public:
+  virtual ~CommandSink() = default;
+  virtual Status submit(EnvelopePtr envelope) = 0;
+  virtual int64_t in_flight() const = 0;
+  virtual int64_t max_in_flight() const = 0;
+};
+
+// Convenience for sources: builds an envelope around a command.
+EnvelopePtr make_envelope(v1::Command command, Completion done);
+
+}  // namespace orderflow

@@ -1,0 +1,583 @@
+#include "nodes/nodes.h"
+
+#include <cmath>
+#include <random>
+
+#include "nodes/domain.h"
+
+namespace orderflow {
+namespace {
+
+Outcome failed(Status s) {
+  Outcome o;
+  o.status = std::move(s);
+  return o;
+}
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace
+
+EnvelopePtr make_envelope(v1::Command command, Completion done) {
+  auto env = std::make_shared<Envelope>();
+  env->command = std::move(command);
+  env->done = std::move(done);
+  return env;
+}
+
+// ---- route ------------------------------------------------------------------------
+
+RouteNode::RouteNode(Pipeline& p, const std::string& id, int64_t max_in_flight)
+    : RuntimeNode(id, "route", p.metrics().probe(id, "route")),
+      max_in_flight_(max_in_flight),
+      limiter_(p.graph(), static_cast<size_t>(max_in_flight)),
+      router_(p.graph(), tbb::flow::serial, [this](EnvelopePtr env) {
+        BusyTimer t(probe());
+        probe().queue_add(-1);
+        lanes_->dispatch(std::move(env));
+        return tbb::flow::continue_msg();
+      }) {
+  tbb::flow::make_edge(limiter_, router_);
+}
+
+Status RouteNode::submit(EnvelopePtr env) {
+  if (auto s = domain::validate_command(env->command); !s) return s;
+  env->stream = domain::stream_of(env->command);
+  if (env->ingest_ns == 0) env->ingest_ns = steady_ns();
+  Completion user = env->done;
+  env->done = [this, user](const Outcome& o) {
+    if (user) user(o);
+    probe().add_out();
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    limiter_.decrementer().try_put(tbb::flow::continue_msg());
+  };
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  probe().queue_add(1);
+  if (!limiter_.try_put(env)) {
+    probe().queue_add(-1);
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    env->done = std::move(user);
+    return Status::unavailable("pipeline is at its limit of " + std::to_string(max_in_flight_) +
+                               " commands in flight");
+  }
+  probe().add_in();
+  return Status::ok();
+}
+
+void RouteNode::drain(std::chrono::steady_clock::time_point deadline) {
+  while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) sleep_ms(1);
+}
+
+// ---- lanes ------------------------------------------------------------------------
+
+LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, int lanes, EventStore* events,
+                             SnapshotStore* snapshots, size_t cache_streams)
+    : RuntimeNode(id, "command_lane", p.metrics().probe(id, "command_lane")),
+      events_(events),
+      snapshots_(snapshots),
+      cache_streams_(cache_streams) {
+  for (int i = 0; i < lanes; ++i) {
+    auto lane = std::make_unique<Lane>();
+    Lane* raw = lane.get();
+    lane->node = std::make_unique<LaneNode>(
+        p.graph(), tbb::flow::serial,
+        [this, raw](EnvelopePtr env, LaneNode::output_ports_type& out) { decide(*raw, std::move(env), out); });
+    lanes_.push_back(std::move(lane));
+  }
+}
+
+std::vector<tbb::flow::sender<EnvelopePtr>*> LaneGroupNode::outputs() {
+  std::vector<tbb::flow::sender<EnvelopePtr>*> v;
+  for (auto& l : lanes_) v.push_back(&tbb::flow::output_port<0>(*l->node));
+  return v;
+}
+
+void LaneGroupNode::dispatch(EnvelopePtr env) {
+  env->lane = static_cast<uint32_t>(std::hash<std::string>()(env->stream) % lanes_.size());
+  probe().queue_add(1);
+  lanes_[env->lane]->node->try_put(std::move(env));
+}
+
+void LaneGroupNode::invalidate(uint32_t lane, const std::string& stream) {
+  std::lock_guard lock(lanes_[lane]->mu);
+  lanes_[lane]->cache.erase(stream);
+}
+
+Result<v1::StreamState> LaneGroupNode::load(const std::string& stream) {
+  v1::StreamState state;
+  uint64_t from = 1;
+  if (snapshots_ != nullptr) {
+    auto snap = snapshots_->get(stream);
+    if (!snap) return snap.status();
+    if (snap->version > 0) {
+      if (!state.ParseFromString(snap->state) || state.version() != snap->version)
+        return Status::io_error("corrupt snapshot of " + stream);
+      from = snap->version + 1;
+    }
+  }
+  std::vector<RecordedEvent> tail;
+  if (auto s = events_->read_stream(stream, from, &tail); !s) return s;
+  v1::Event e;
+  for (const auto& r : tail) {
+    if (r.version != state.version() + 1) return Status::io_error("gap in stream " + stream);
+    if (!e.ParseFromString(r.payload)) return Status::io_error("undecodable event in " + stream);
+    domain::evolve(state, e);
+  }
+  return state;
+}
+
+void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out) {
+  probe().queue_add(-1);
+  probe().add_in();
+  BusyTimer timer(probe());
+  try {
+    // A repeat of a committed command returns the first result and decides nothing.
+    auto found = events_->find_command(env->command.command_id());
+    if (!found) {
+      probe().add_error(found.status().to_string());
+      env->complete(failed(Status::unavailable(found.status().message())));
+      return;
+    }
+    if (found->has_value()) {
+      Outcome o;
+      o.duplicate = true;
+      o.result = **found;
+      probe().add_out();
+      env->complete(o);
+      return;
+    }
+    ++env->attempts;
+    {
+      std::lock_guard lock(lane.mu);
+      auto it = lane.cache.find(env->stream);
+      if (it == lane.cache.end()) {
+        auto loaded = load(env->stream);
+        if (!loaded) {
+          probe().add_error(loaded.status().to_string());
+          env->complete(failed(Status::unavailable("cannot load " + env->stream + ": " +
+                                                   loaded.status().message())));
+          return;
+        }
+        if (lane.cache.size() >= cache_streams_) lane.cache.clear();
+        it = lane.cache.emplace(env->stream, std::move(*loaded)).first;
+      }
+      auto decided = domain::decide(it->second, env->command);
+      if (!decided) {
+        if (decided.status().code() != StatusCode::kRejected) probe().add_error(decided.status().to_string());
+        probe().add_out();
+        env->complete(failed(decided.status()));
+        return;
+      }
+      env->expected_version = it->second.version();
+      env->events = std::move(*decided);
+      env->payloads.clear();
+      for (const auto& e : env->events) {
+        env->payloads.push_back(e.SerializeAsString());
+        domain::evolve(it->second, e);  // speculative: later commands see it; undone on failure
+      }
+    }
+    probe().add_out();
+    std::get<0>(out).try_put(std::move(env));
+  } catch (const std::exception& ex) {
+    probe().add_error(ex.what());
+    env->complete(failed(Status::internal(ex.what())));
+  }
+}
+
+// ---- commit -----------------------------------------------------------------------
+
+CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch,
+                       int max_retries)
+    : RuntimeNode(id, "commit", p.metrics().probe(id, "commit")),
+      events_(events),
+      max_batch_(max_batch),
+      max_retries_(max_retries),
+      // Serial, so envelopes of one lane reach the queue in the order the lane decided them.
+      input_(p.graph(), tbb::flow::serial, [this](EnvelopePtr env) {
+        enqueue(std::move(env));
+        return tbb::flow::continue_msg();
+      }) {}
+
+CommitNode::~CommitNode() { stop(); }
+
+Status CommitNode::start() {
+  writer_ = std::thread([this] { run(); });
+  return Status::ok();
+}
+
+void CommitNode::enqueue(EnvelopePtr env) {
+  probe().add_in();
+  probe().queue_add(1);
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(env));
+  }
+  cv_.notify_one();
+}
+
+void CommitNode::run() {
+  std::vector<EnvelopePtr> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      busy_ = true;
+    }
+    probe().queue_add(-static_cast<int64_t>(batch.size()));
+    commit(batch);
+    batch.clear();
+    {
+      std::lock_guard lock(mu_);
+      busy_ = false;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void CommitNode::commit(std::vector<EnvelopePtr>& batch) {
+  BusyTimer timer(probe());
+  std::vector<AppendRequest> requests(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    requests[i].stream = batch[i]->stream;
+    requests[i].expected_version = batch[i]->expected_version;
+    requests[i].command_id = batch[i]->command.command_id();
+    requests[i].events = std::move(batch[i]->payloads);
+  }
+  std::vector<AppendResult> results = events_->append(requests);
+  const uint64_t now = steady_ns();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EnvelopePtr& env = batch[i];
+    AppendResult& r = results[i];
+    Outcome o;
+    o.result = r;
+    if (r.status.is_ok()) {
+      o.duplicate = r.duplicate;
+      if (r.duplicate) {
+        lanes_->invalidate(env->lane, env->stream);  // the speculative state holds events never written
+      } else {
+        o.events = &env->events;
+      }
+      probe().add_out();
+      if (NodeProbe::enabled()) probe().record_latency_us((now - env->ingest_ns) / 1000);
+      env->complete(o);
+      continue;
+    }
+    lanes_->invalidate(env->lane, env->stream);
+    if (r.status.code() == StatusCode::kConflict && env->attempts <= max_retries_) {
+      env->events.clear();
+      lanes_->dispatch(std::move(env));  // re-decide on fresh state
+      continue;
+    }
+    probe().add_error(r.status.to_string());
+    o.status = r.status;
+    env->complete(o);
+  }
+  probe().set_gauge("last_batch_commands", static_cast<double>(batch.size()));
+}
+
+void CommitNode::drain(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+}
+
+void CommitNode::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+// ---- change feed ------------------------------------------------------------------
+
+ChangeFeedNode::ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch,
+                               int poll_ms)
+    : RuntimeNode(id, "change_feed", p.metrics().probe(id, "change_feed")),
+      feed_(feed),
+      batch_(batch),
+      poll_ms_(poll_ms) {}
+
+ChangeFeedNode::~ChangeFeedNode() {
+  stop_intake();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+Status ChangeFeedNode::start() {
+  running_ = true;
+  for (auto* s : subscribers_) threads_.emplace_back([this, s] { run(s); });
+  return Status::ok();
+}
+
+void ChangeFeedNode::stop_intake() { running_ = false; }
+
+void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
+  // The threads finish the batch in hand and save its checkpoint; no deadline can cut
+  // that short without redelivery, which is allowed but wasteful.
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void ChangeFeedNode::run(FeedSubscriber* sub) {
+  NodeProbe& sp = sub->subscriber_probe();
+  uint64_t checkpoint = 0;
+  for (;;) {
+    auto cp = feed_->load_checkpoint(sub->subscriber_id());
+    if (cp) {
+      checkpoint = *cp;
+      break;
+    }
+    sp.add_error("cannot load checkpoint: " + cp.status().to_string());
+    if (!running_) return;
+    sleep_ms(200);
+  }
+  std::vector<RecordedEvent> batch;
+  int backoff_ms = 10;
+  while (running_) {
+    batch.clear();
+    if (auto s = feed_->read(checkpoint, batch_, &batch); !s) {
+      probe().add_error(s.to_string());
+      sleep_ms(backoff_ms);
+      backoff_ms = std::min(backoff_ms * 2, 1000);
+      continue;
+    }
+    const uint64_t head = feed_->head();
+    sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
+    if (batch.empty()) {
+      sp.set_gauge("lag_seconds", 0);
+      feed_->wait(checkpoint, std::chrono::milliseconds(poll_ms_));
+      continue;
+    }
+    const int64_t now = static_cast<int64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    sp.set_gauge("lag_seconds", std::max<double>(0, static_cast<double>(now - batch.front().committed_at_us) / 1e6));
+    probe().add_in(batch.size());
+    Status s;
+    try {
+      s = sub->handle(batch);
+    } catch (const std::exception& ex) {
+      s = Status::internal(ex.what());
+    }
+    if (!s) {
+      sp.add_error(s.to_string());
+      sleep_ms(backoff_ms);
+      backoff_ms = std::min(backoff_ms * 2, 1000);
+      continue;  // the same events again: subscribers are idempotent
+    }
+    backoff_ms = 10;
+    probe().add_out(batch.size());
+    checkpoint = batch.back().position;
+    if (auto cs = feed_->save_checkpoint(sub->subscriber_id(), checkpoint); !cs) sp.add_error(cs.to_string());
+    sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
+  }
+}
+
+// ---- projection -------------------------------------------------------------------
+
+ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events)
+    : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")), snapshots_(snapshots), events_(events) {}
+
+Status ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
+  BusyTimer timer(probe());
+  if (cache_.size() > 200000) cache_.clear();
+  std::unordered_map<std::string, bool> touched;
+  v1::Event e;
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const auto& r : batch) {
+    probe().add_in();
+    auto it = cache_.find(r.stream);
+    if (it == cache_.end()) {
+      auto snap = snapshots_->get(r.stream);
+      if (!snap) return snap.status();
+      v1::StreamState st;
+      if (snap->version > 0 && !st.ParseFromString(snap->state))
+        return Status::io_error("corrupt snapshot of " + r.stream);
+      it = cache_.emplace(r.stream, std::move(st)).first;
+    }
+    v1::StreamState& st = it->second;
+    if (r.version <= st.version()) continue;  // already applied (redelivery)
+    if (r.version > st.version() + 1 && events_ != nullptr) {
+      std::vector<RecordedEvent> gap;
+      if (auto s = events_->read_stream(r.stream, st.version() + 1, &gap); !s) return s;
+      for (const auto& g : gap) {
+        if (g.version >= r.version) break;
+        if (!e.ParseFromString(g.payload)) return Status::io_error("undecodable event in " + r.stream);
+        domain::evolve(st, e);
+      }
+    }
+    if (r.version != st.version() + 1) {
+      cache_.erase(it);
+      return Status::internal("projection gap in " + r.stream);
+    }
+    if (!e.ParseFromString(r.payload)) {
+      probe().add_error("undecodable event at position " + std::to_string(r.position));
+      return Status::io_error("undecodable event at position " + std::to_string(r.position));
+    }
+    domain::evolve(st, e);
+    touched[r.stream] = true;
+    probe().add_out();
+    if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
+  }
+  std::vector<std::pair<std::string, Snapshot>> entries;
+  entries.reserve(touched.size());
+  for (const auto& [stream, _] : touched) {
+    const auto& st = cache_[stream];
+    entries.push_back({stream, Snapshot{st.version(), st.SerializeAsString()}});
+  }
+  auto s = snapshots_->put(entries);
+  if (!s) {
+    for (const auto& [stream, _] : touched) cache_.erase(stream);  // re-read what was really stored
+  }
+  return s;
+}
+
+// ---- saga -------------------------------------------------------------------------
+
+SagaNode::SagaNode(Pipeline& p, const std::string& id) : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")) {}
+
+Status SagaNode::handle(const std::vector<RecordedEvent>& batch) {
+  BusyTimer timer(probe());
+  struct Latch {
+    std::mutex mu;
+    std::condition_variable cv;
+    int pending = 0;
+    Status error;
+  };
+  auto latch = std::make_shared<Latch>();
+  v1::Event e;
+  for (const auto& r : batch) {
+    probe().add_in();
+    if (!e.ParseFromString(r.payload)) {
+      probe().add_error("undecodable event at position " + std::to_string(r.position));
+      continue;  // nothing to react to; the projection reports it too
+    }
+    for (auto& cmd : domain::saga_react(r.stream, r.version, e)) {
+      {
+        std::lock_guard lock(latch->mu);
+        ++latch->pending;
+      }
+      auto env = make_envelope(std::move(cmd), [latch](const Outcome& o) {
+        std::lock_guard lock(latch->mu);
+        if (!o.status.is_ok() && o.status.code() != StatusCode::kRejected && latch->error.is_ok())
+          latch->error = o.status;
+        if (--latch->pending == 0) latch->cv.notify_all();
+      });
+      Status s;
+      for (int attempt = 0;; ++attempt) {
+        s = sink_->submit(env);
+        if (s.code() != StatusCode::kUnavailable) break;
+        sleep_ms(std::min(1 + attempt, 50));  // the pipeline is full: wait for room
+      }
+      if (!s) {
+        probe().add_error("saga command refused: " + s.to_string());
+        std::lock_guard lock(latch->mu);
+        --latch->pending;
+        continue;
+      }
+      probe().add_out();
+    }
+  }
+  std::unique_lock lock(latch->mu);
+  latch->cv.wait(lock, [&] { return latch->pending == 0; });
+  return latch->error;
+}
+
+// ---- demo source ------------------------------------------------------------------
+
+DemoSourceNode::DemoSourceNode(Pipeline& p, const std::string& id, int rate, int skus, uint64_t seed)
+    : RuntimeNode(id, "demo_source", p.metrics().probe(id, "demo_source")), rate_(rate), skus_(skus), seed_(seed) {}
+
+DemoSourceNode::~DemoSourceNode() {
+  stop_intake();
+}
+
+Status DemoSourceNode::start() {
+  if (rate_ <= 0 || sink_ == nullptr) return Status::ok();
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+  return Status::ok();
+}
+
+void DemoSourceNode::stop_intake() {
+  running_ = false;
+  if (thread_.joinable()) thread_.join();
+}
+
+void DemoSourceNode::run() {
+  std::mt19937_64 rng(seed_);
+  // Zipf(1) popularity over SKUs: a few are hot and run out of stock.
+  std::vector<double> cdf(static_cast<size_t>(skus_));
+  double sum = 0;
+  for (int i = 0; i < skus_; ++i) cdf[static_cast<size_t>(i)] = sum += 1.0 / (i + 1);
+  auto sku = [&] {
+    double x = std::uniform_real_distribution<double>(0, sum)(rng);
+    return "SKU-" + std::to_string(std::lower_bound(cdf.begin(), cdf.end(), x) - cdf.begin());
+  };
+  // Ids unique across restarts, so a restarted demo never collides with old commands.
+  const std::string run_id = std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000);
+  uint64_t n = 0;
+  std::deque<std::string> recent;
+  auto send = [&](v1::Command c) {
+    c.set_command_id("demo-" + run_id + "-" + std::to_string(++n));
+    auto env = make_envelope(std::move(c), nullptr);
+    if (sink_->submit(env)) probe().add_out(); else probe().add_error("demo command refused (overload)");
+  };
+  for (int i = 0; i < skus_ && running_; ++i) {
+    v1::Command c;
+    c.mutable_add_stock()->set_sku("SKU-" + std::to_string(i));
+    c.mutable_add_stock()->set_quantity(20 + i % 50);
+    send(std::move(c));
+  }
+  const auto tick = std::chrono::milliseconds(10);
+  double budget = 0;
+  auto next = std::chrono::steady_clock::now();
+  while (running_) {
+    next += tick;
+    std::this_thread::sleep_until(next);
+    budget += rate_ / 100.0;
+    while (budget >= 1 && running_) {
+      budget -= 1;
+      v1::Command c;
+      const int roll = static_cast<int>(rng() % 100);
+      if (roll < 70 || recent.empty()) {
+        const std::string order = "d" + run_id + "-" + std::to_string(n);
+        auto* p = c.mutable_place_order();
+        p->set_order_id(order);
+        p->set_customer_id("cust-" + std::to_string(rng() % 1000));
+        const int lines = 1 + static_cast<int>(rng() % 3);
+        std::vector<std::string> used;
+        for (int l = 0; l < lines; ++l) {
+          std::string s = sku();
+          if (std::find(used.begin(), used.end(), s) != used.end()) continue;
+          used.push_back(s);
+          auto* line = p->add_lines();
+          line->set_sku(s);
+          line->set_quantity(1 + static_cast<int>(rng() % 3));
+          line->set_unit_price_cents(100 + static_cast<int>(rng() % 10000));
+        }
+        recent.push_back(order);
+        if (recent.size() > 1000) recent.pop_front();
+      } else if (roll < 80) {
+        c.mutable_add_stock()->set_sku(sku());
+        c.mutable_add_stock()->set_quantity(5 + static_cast<int>(rng() % 20));
+      } else if (roll < 88) {
+        c.mutable_cancel_order()->set_order_id(recent[rng() % recent.size()]);
+        c.mutable_cancel_order()->set_reason("customer request");
+      } else {
+        c.mutable_ship_order()->set_order_id(recent[rng() % recent.size()]);
+      }
+      send(std::move(c));
+    }
+  }
+}
+
+}  // namespace orderflow

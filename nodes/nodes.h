@@ -1,0 +1,183 @@
+// The runtime node kinds of the order pipeline (see graphs/orders.yaml and DESIGN.md):
+//
+//   RouteNode        limiter_node + serial router: admits commands up to max_in_flight and
+//                    hashes each stream onto one lane. Implements CommandSink.
+//   LaneGroupNode    N serial multifunction_nodes; each keeps a stream-state cache, decides
+//                    and passes events to commit. Commands of one stream stay in order.
+//   CommitNode       group commit: a writer thread appends everything queued as one durable
+//                    write, then completes the commands (and re-routes conflicts).
+//   ChangeFeedNode   one reader thread per subscriber, from its persisted checkpoint.
+//   ProjectionNode   folds events into snapshots (FeedSubscriber).
+//   SagaNode         issues reservation commands for events (FeedSubscriber).
+//   DemoSourceNode   a steady synthetic load (--demo-rate) through the CommandSink.
+//
+// All are owned by the Pipeline and live until its shutdown() returns. Public methods are
+// thread-safe unless noted.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "graph/pipeline.h"
+#include "graph/store.h"
+#include "nodes/envelope.h"
+
+namespace orderflow {
+
+using LaneNode = tbb::flow::multifunction_node<EnvelopePtr, std::tuple<EnvelopePtr>>;
+
+class LaneGroupNode;
+
+class RouteNode final : public RuntimeNode, public CommandSink {
+ public:
+  RouteNode(Pipeline& p, const std::string& id, int64_t max_in_flight);
+  void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
+
+  Status submit(EnvelopePtr envelope) override;
+  int64_t in_flight() const override { return in_flight_.load(std::memory_order_relaxed); }
+  int64_t max_in_flight() const override { return max_in_flight_; }
+
+  void drain(std::chrono::steady_clock::time_point deadline) override;
+
+ private:
+  const int64_t max_in_flight_;
+  std::atomic<int64_t> in_flight_{0};
+  LaneGroupNode* lanes_ = nullptr;
+  tbb::flow::limiter_node<EnvelopePtr> limiter_;
+  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg> router_;
+};
+
+class LaneGroupNode final : public RuntimeNode {
+ public:
+  LaneGroupNode(Pipeline& p, const std::string& id, int lanes, EventStore* events,
+                SnapshotStore* snapshots, size_t cache_streams);
+  size_t size() const { return lanes_.size(); }
+  // Sends the envelope to the lane of its stream (sets envelope->lane).
+  void dispatch(EnvelopePtr envelope);
+  // Forgets the cached state of a stream (its last decision was not written as decided).
+  void invalidate(uint32_t lane, const std::string& stream);
+  std::vector<tbb::flow::sender<EnvelopePtr>*> outputs();
+
+ private:
+  struct Lane {
+    std::mutex mu;  // guards cache; contended only by invalidate()
+    std::unordered_map<std::string, v1::StreamState> cache;
+    std::unique_ptr<LaneNode> node;
+  };
+  void decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out);
+  Result<v1::StreamState> load(const std::string& stream);
+
+  EventStore* events_;
+  SnapshotStore* snapshots_;
+  const size_t cache_streams_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+};
+
+class CommitNode final : public RuntimeNode {
+ public:
+  CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch, int max_retries);
+  ~CommitNode() override;
+  void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
+  tbb::flow::receiver<EnvelopePtr>& input() { return input_; }
+
+  Status start() override;
+  void drain(std::chrono::steady_clock::time_point deadline) override;
+  void stop() override;
+
+ private:
+  void enqueue(EnvelopePtr env);
+  void run();
+  void commit(std::vector<EnvelopePtr>& batch);
+
+  EventStore* events_;
+  const size_t max_batch_;
+  const int max_retries_;
+  LaneGroupNode* lanes_ = nullptr;
+  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg> input_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<EnvelopePtr> queue_;   // guarded by mu_
+  bool busy_ = false;               // guarded by mu_: a batch is being written
+  bool stopping_ = false;           // guarded by mu_
+  std::thread writer_;
+};
+
+// A change-feed subscriber: handle() is called from the feed's thread for that
+// subscriber with consecutive batches; the checkpoint advances only when it returns ok.
+class FeedSubscriber {
+ public:
+  virtual ~FeedSubscriber() = default;
+  virtual const std::string& subscriber_id() const = 0;
+  virtual NodeProbe& subscriber_probe() = 0;
+  virtual Status handle(const std::vector<RecordedEvent>& batch) = 0;
+};
+
+class ChangeFeedNode final : public RuntimeNode {
+ public:
+  ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch, int poll_ms);
+  ~ChangeFeedNode() override;
+  void add_subscriber(FeedSubscriber* s) { subscribers_.push_back(s); }
+
+  Status start() override;
+  void stop_intake() override;
+  void drain(std::chrono::steady_clock::time_point deadline) override;
+
+ private:
+  void run(FeedSubscriber* s);
+  ChangeFeed* feed_;
+  const size_t batch_;
+  const int poll_ms_;
+  std::vector<FeedSubscriber*> subscribers_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> running_{false};
+};
+
+class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
+ public:
+  ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events);
+  const std::string& subscriber_id() const override { return id(); }
+  NodeProbe& subscriber_probe() override { return probe(); }
+  Status handle(const std::vector<RecordedEvent>& batch) override;
+
+ private:
+  SnapshotStore* snapshots_;
+  EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
+  std::unordered_map<std::string, v1::StreamState> cache_;  // feed thread only
+};
+
+class SagaNode final : public RuntimeNode, public FeedSubscriber {
+ public:
+  SagaNode(Pipeline& p, const std::string& id);
+  void set_sink(CommandSink* sink) { sink_ = sink; }
+  const std::string& subscriber_id() const override { return id(); }
+  NodeProbe& subscriber_probe() override { return probe(); }
+  Status handle(const std::vector<RecordedEvent>& batch) override;
+
+ private:
+  CommandSink* sink_ = nullptr;
+};
+
+// Synthetic load: restocks, orders over Zipf-popular SKUs, cancels and shipments.
+class DemoSourceNode final : public RuntimeNode {
+ public:
+  DemoSourceNode(Pipeline& p, const std::string& id, int rate, int skus, uint64_t seed);
+  ~DemoSourceNode() override;
+  void set_sink(CommandSink* sink) { sink_ = sink; }
+  Status start() override;
+  void stop_intake() override;
+
+ private:
+  void run();
+  const int rate_, skus_;
+  const uint64_t seed_;
+  CommandSink* sink_ = nullptr;
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+};
+
+}  // namespace orderflow
