@@ -1,1 +1,368 @@
+#include "connectors/http_api.h"
 
+#include <cpprest/http_listener.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <atomic>
+
+#include "graph/json.h"
+#include "nodes/domain.h"
+
+namespace orderflow::connectors {
+namespace {
+
+using web::http::http_request;
+using web::http::http_response;
+using web::http::methods;
+using web::http::status_code;
+using status_codes = web::http::status_codes;
+
+const char* kJson = "application/json";
+
+void reply_json(const http_request& req, status_code code, std::string body, int retry_after = 0) {
+  http_response resp(code);
+  if (retry_after > 0) resp.headers().add("Retry-After", std::to_string(retry_after));
+  resp.set_body(std::move(body), kJson);
+  req.reply(resp).then([](pplx::task<void> t) {
+    try {
+      t.get();
+    } catch (...) {
+      // The client went away; nothing to do.
+    }
+  });
+}
+
+std::string error_body(const std::string& code, const std::string& message) {
+  JsonWriter w;
+  w.begin_object().key("error").begin_object().field("code", code).field("message", message).end_object().end_object();
+  return w.take();
+}
+
+void reply_error(const http_request& req, status_code code, const std::string& err, const std::string& message,
+                 int retry_after = 0) {
+  reply_json(req, code, error_body(err, message), retry_after);
+}
+
+// The one place pipeline statuses become HTTP statuses.
+status_code http_status_of(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return status_codes::OK;
+    case StatusCode::kInvalidArgument: return status_codes::BadRequest;
+    case StatusCode::kNotFound: return status_codes::NotFound;
+    case StatusCode::kConflict: return status_codes::Conflict;
+    case StatusCode::kRejected: return status_codes::UnprocessableEntity;
+    case StatusCode::kUnavailable:
+    case StatusCode::kIoError: return status_codes::ServiceUnavailable;
+    case StatusCode::kInternal: return status_codes::InternalError;
+  }
+  return status_codes::InternalError;
+}
+
+std::string event_json(const v1::Event& e) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(e, &out, o).ok()) return "null";
+  return out;
+}
+
+void write_recorded(JsonWriter& w, const RecordedEvent& r) {
+  v1::Event e;
+  w.begin_object().field("stream", r.stream).field("version", r.version).field("position", r.position);
+  w.field("commandId", r.command_id).field("committedAtUs", r.committed_at_us);
+  if (e.ParseFromString(r.payload)) {
+    w.field("type", domain::event_name(e)).key("data").raw(event_json(e));
+  } else {
+    w.field("type", "undecodable");
+  }
+  w.end_object();
+}
+
+const char* order_status_name(v1::OrderStatus s) {
+  switch (s) {
+    case v1::ORDER_STATUS_PLACED: return "placed";
+    case v1::ORDER_STATUS_CONFIRMED: return "confirmed";
+    case v1::ORDER_STATUS_REJECTED: return "rejected";
+    case v1::ORDER_STATUS_CANCELLED: return "cancelled";
+    case v1::ORDER_STATUS_SHIPPED: return "shipped";
+    default: return "unknown";
+  }
+}
+
+const char* line_status_name(v1::LineStatus s) {
+  switch (s) {
+    case v1::LINE_RESERVED: return "reserved";
+    case v1::LINE_SHORTFALL: return "shortfall";
+    default: return "pending";
+  }
+}
+
+class HttpSourceNode final : public RuntimeNode {
+ public:
+  HttpSourceNode(Pipeline& p, const graph::NodeDef& def, std::string uri, CommandSink* sink, HttpApiContext ctx)
+      : RuntimeNode(def.id, def.kind, p.metrics().probe(def.id, def.kind)),
+        pipeline_(p),
+        uri_(std::move(uri)),
+        sink_(sink),
+        ctx_(std::move(ctx)),
+        max_body_(static_cast<size_t>(def.get_int("max_body_bytes"))) {}
+
+  ~HttpSourceNode() override { close(); }
+
+  Status start() override {
+    try {
+      listener_ = std::make_unique<web::http::experimental::listener::http_listener>(uri_);
+      listener_->support([this](http_request req) { handle(std::move(req)); });
+      listener_->open().wait();
+    } catch (const std::exception& ex) {
+      return Status::unavailable("cannot listen on " + uri_ + ": " + ex.what());
+    }
+    ready_ = true;
+    return Status::ok();
+  }
+
+  void stop_intake() override { close(); }
+
+ private:
+  void close() {
+    ready_ = false;
+    if (!listener_) return;
+    try {
+      listener_->close().wait();
+    } catch (...) {
+    }
+    listener_.reset();
+  }
+
+  void handle(http_request req) {
+    try {
+      route(req);
+    } catch (const std::exception& ex) {
+      probe().add_error(ex.what());
+      reply_error(req, status_codes::InternalError, "internal", ex.what());
+    }
+  }
+
+  void route(http_request& req) {
+    const std::string path = req.relative_uri().path();
+    const auto method = req.method();
+    auto segs = web::uri::split_path(path);
+    if (path == "/api/v1/commands") {
+      if (method != methods::POST) return reply_error(req, status_codes::MethodNotAllowed, "method_not_allowed", "use POST");
+      return post_command(req);
+    }
+    if (method != methods::GET) {
+      return reply_error(req, status_codes::MethodNotAllowed, "method_not_allowed", "use GET on " + path);
+    }
+    if (path == "/healthz") return reply_json(req, status_codes::OK, R"({"status":"ok"})");
+    if (path == "/readyz") {
+      if (ready_) return reply_json(req, status_codes::OK, R"({"status":"ready"})");
+      return reply_error(req, status_codes::ServiceUnavailable, "not_ready", "stopping or starting", 1);
+    }
+    if (path == "/metrics") {
+      http_response resp(status_codes::OK);
+      resp.set_body(pipeline_.metrics().to_prometheus(), "text/plain; version=0.0.4");
+      req.reply(resp);
+      return;
+    }
+    if (path == "/api/v1/metrics") return reply_json(req, status_codes::OK, pipeline_.metrics().to_json());
+    if (path == "/api/v1/graph") return reply_json(req, status_codes::OK, ctx_.graph_json);
+    if (segs.size() == 4 && segs[0] == "api" && segs[1] == "v1" && segs[2] == "orders")
+      return get_state(req, domain::order_stream(web::uri::decode(segs[3])), true);
+    if (segs.size() == 4 && segs[0] == "api" && segs[1] == "v1" && segs[2] == "inventory")
+      return get_state(req, domain::sku_stream(web::uri::decode(segs[3])), false);
+    if (segs.size() == 5 && segs[0] == "api" && segs[1] == "v1" && segs[2] == "streams" && segs[4] == "events")
+      return get_events(req, web::uri::decode(segs[3]));
+    reply_error(req, status_codes::NotFound, "not_found", "no route for " + path);
+  }
+
+  void post_command(http_request& req) {
+    probe().add_in();
+    const auto& headers = req.headers();
+    const std::string ctype = headers.content_type();
+    if (ctype.rfind("application/json", 0) != 0) {
+      probe().add_error("415 content type '" + ctype + "'");
+      return reply_error(req, status_codes::UnsupportedMediaType, "unsupported_media_type",
+                         "Content-Type must be application/json, got '" + ctype + "'");
+    }
+    if (headers.content_length() > max_body_) {
+      probe().add_error("413 body too large");
+      return reply_error(req, status_codes::RequestEntityTooLarge, "body_too_large",
+                         "body of " + std::to_string(headers.content_length()) + " bytes exceeds the limit of " +
+                             std::to_string(max_body_));
+    }
+    if (sink_ == nullptr) return reply_error(req, status_codes::ServiceUnavailable, "no_route", "this service takes no commands", 5);
+    const auto query = web::uri::split_query(req.request_uri().query());
+    bool wait = false;
+    if (auto it = query.find("wait"); it != query.end()) {
+      if (it->second != "committed")
+        return reply_error(req, status_codes::BadRequest, "bad_request", "wait must be 'committed'");
+      wait = true;
+    }
+    const uint64_t t0 = steady_ns();
+    req.extract_utf8string(true).then([this, req, wait, t0](pplx::task<std::string> body_task) {
+      std::string body;
+      try {
+        body = body_task.get();
+      } catch (const std::exception& ex) {
+        return reply_error(req, status_codes::BadRequest, "bad_request", std::string("cannot read body: ") + ex.what());
+      }
+      on_body(req, body, wait, t0);
+    });
+  }
+
+  void on_body(const http_request& req, const std::string& body, bool wait, uint64_t t0) {
+    if (body.size() > max_body_) {
+      probe().add_error("413 body too large");
+      return reply_error(req, status_codes::RequestEntityTooLarge, "body_too_large",
+                         "body exceeds the limit of " + std::to_string(max_body_) + " bytes");
+    }
+    v1::Command cmd;
+    google::protobuf::util::JsonParseOptions opts;
+    opts.ignore_unknown_fields = false;
+    auto parsed = google::protobuf::util::JsonStringToMessage(body, &cmd, opts);
+    if (!parsed.ok()) {
+      probe().add_error("400 " + std::string(parsed.message()));
+      return reply_error(req, status_codes::BadRequest, "bad_request",
+                         "not a valid command: " + std::string(parsed.message()));
+    }
+    if (auto s = domain::validate_command(cmd); !s) {
+      probe().add_error("400 " + s.message());
+      return reply_error(req, status_codes::BadRequest, "bad_request", s.message());
+    }
+    const std::string command_id = cmd.command_id();
+    auto env = make_envelope(std::move(cmd), [this, req, wait, command_id, t0](const Outcome& o) {
+      on_outcome(req, wait, command_id, o);
+      if (NodeProbe::enabled()) probe().record_latency_us((steady_ns() - t0) / 1000);
+      probe().add_out();
+    });
+    env->ingest_ns = t0;
+    Status s = sink_->submit(env);
+    if (!s) {
+      probe().add_error(s.to_string());
+      if (s.code() == StatusCode::kUnavailable)
+        return reply_error(req, status_codes::TooManyRequests, "overloaded", s.message(), 1);
+      return reply_error(req, http_status_of(s), status_code_name(s.code()), s.message());
+    }
+  }
+
+  void on_outcome(const http_request& req, bool wait, const std::string& command_id, const Outcome& o) {
+    if (!o.status.is_ok() && o.status.code() != StatusCode::kRejected) {
+      const auto code = http_status_of(o.status);
+      return reply_error(req, code, status_code_name(o.status.code()), o.status.message(),
+                         code == status_codes::ServiceUnavailable ? 1 : 0);
+    }
+    JsonWriter w;
+    w.begin_object().field("commandId", command_id);
+    if (o.status.code() == StatusCode::kRejected) {
+      if (wait) return reply_error(req, status_codes::UnprocessableEntity, "rejected", o.status.message());
+      w.field("status", "rejected").field("reason", o.status.message()).end_object();
+      return reply_json(req, status_codes::Accepted, w.take());
+    }
+    w.field("status", "committed").field("stream", o.result.stream).field("version", o.result.last_version);
+    w.field("duplicate", o.duplicate);
+    if (!wait) {
+      w.end_object();
+      return reply_json(req, status_codes::Accepted, w.take());
+    }
+    w.field("firstVersion", o.result.first_version).field("position", o.result.last_position);
+    w.key("events").begin_array();
+    if (o.events != nullptr) {
+      for (size_t i = 0; i < o.events->size(); ++i) {
+        w.begin_object().field("version", o.result.first_version + i).field("position", o.result.first_position + i);
+        w.field("type", domain::event_name((*o.events)[i])).key("data").raw(event_json((*o.events)[i]));
+        w.end_object();
+      }
+    } else if (ctx_.events != nullptr) {  // a duplicate: the first result's events, from the store
+      std::vector<RecordedEvent> evs;
+      if (ctx_.events->read_stream(o.result.stream, o.result.first_version, &evs))
+        for (const auto& r : evs)
+          if (r.version <= o.result.last_version) write_recorded(w, r);
+    }
+    w.end_array().end_object();
+    reply_json(req, status_codes::OK, w.take());
+  }
+
+  void get_state(const http_request& req, const std::string& stream, bool order) {
+    if (ctx_.snapshots == nullptr) return reply_error(req, status_codes::NotFound, "not_found", "no snapshot store here");
+    auto snap = ctx_.snapshots->get(stream);
+    if (!snap) return reply_error(req, http_status_of(snap.status()), "store_error", snap.status().message(), 1);
+    v1::StreamState st;
+    if (snap->version == 0 || !st.ParseFromString(snap->state) ||
+        st.kind_case() != (order ? v1::StreamState::kOrder : v1::StreamState::kInventory))
+      return reply_error(req, status_codes::NotFound, "not_found", stream + " has no state (yet)");
+    JsonWriter w;
+    w.begin_object();
+    if (order) {
+      const auto& o = st.order();
+      int64_t total = 0;
+      w.field("orderId", o.order_id()).field("customerId", o.customer_id()).field("status", order_status_name(o.status()));
+      w.key("lines").begin_array();
+      for (const auto& l : o.lines()) {
+        total += int64_t{l.line().quantity()} * l.line().unit_price_cents();
+        w.begin_object().field("sku", l.line().sku()).field("quantity", l.line().quantity());
+        w.field("unitPriceCents", l.line().unit_price_cents()).field("reservation", line_status_name(l.status()));
+        w.end_object();
+      }
+      w.end_array().field("totalCents", total);
+      if (!o.reason().empty()) w.field("reason", o.reason());
+    } else {
+      const auto& s = st.inventory();
+      w.field("sku", s.sku()).field("onHand", s.on_hand()).field("reserved", s.reserved());
+      w.field("available", s.on_hand() - s.reserved()).field("holds", static_cast<int64_t>(s.holds_size()));
+    }
+    w.field("version", st.version()).end_object();
+    reply_json(req, status_codes::OK, w.take());
+  }
+
+  void get_events(const http_request& req, const std::string& stream) {
+    if (ctx_.events == nullptr) return reply_error(req, status_codes::NotFound, "not_found", "no event store here");
+    uint64_t from = 1;
+    const auto query = web::uri::split_query(req.request_uri().query());
+    if (auto it = query.find("fromVersion"); it != query.end()) {
+      try {
+        from = std::stoull(it->second);
+      } catch (...) {
+        return reply_error(req, status_codes::BadRequest, "bad_request", "fromVersion must be a number");
+      }
+    }
+    std::vector<RecordedEvent> evs;
+    if (auto s = ctx_.events->read_stream(stream, from, &evs); !s)
+      return reply_error(req, http_status_of(s), "store_error", s.message(), 1);
+    JsonWriter w;
+    w.begin_object().field("stream", stream).key("events").begin_array();
+    for (const auto& r : evs) write_recorded(w, r);
+    w.end_array().end_object();
+    reply_json(req, status_codes::OK, w.take());
+  }
+
+  Pipeline& pipeline_;
+  const std::string uri_;
+  CommandSink* sink_;
+  HttpApiContext ctx_;
+  const size_t max_body_;
+  std::unique_ptr<web::http::experimental::listener::http_listener> listener_;
+  std::atomic<bool> ready_{false};
+};
+
+}  // namespace
+
+Result<std::string> listen_uri(const std::string& listen) {
+  std::string uri = listen.rfind("http://", 0) == 0 ? listen : "http://" + listen;
+  const auto colon = uri.rfind(':');
+  if (colon == std::string::npos || colon < 7) return Status::invalid_argument("listen address needs host:port, got '" + listen + "'");
+  const std::string port = uri.substr(colon + 1);
+  if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
+    return Status::invalid_argument("listen port must be a number up to 65535, got '" + port + "'");
+  if (!web::uri::validate(uri)) return Status::invalid_argument("not a valid listen address: '" + listen + "'");
+  return uri;
+}
+
+Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, Pipeline& pipeline,
+                                                      CommandSink* sink, HttpApiContext context) {
+  auto uri = listen_uri(def.get_string("listen"));
+  if (!uri) return uri.status();
+  return std::unique_ptr<RuntimeNode>(new HttpSourceNode(pipeline, def, *uri, sink, std::move(context)));
+}
+
+}  // namespace orderflow::connectors

@@ -155,3 +155,12 @@ LoadResult load_and_validate(const std::string& path, const KindRegistry& regist
 std::string to_dot(const GraphDef& graph, const KindRegistry& registry);
 
 }  // namespace orderflow::graph
+
+namespace orderflow::graph {
+
+// The topology as JSON for GET /api/v1/graph and the monitor:
+// {"name", "nodes":[{"id","kind","service","input","output","source","params":{}}],
+//  "edges":[{"from","to","type","storeMediated"}]}.
+std::string to_json(const GraphDef& graph, const KindRegistry& registry);
+
+}  // namespace orderflow::graph

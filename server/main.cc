@@ -1,1 +1,215 @@
-int main(){}
+// `orderflow`: the headless server and graph tools.
+//
+//   orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]
+//                        [--demo-rate N] [--service NAME] [--log-level LEVEL]
+//   orderflow validate FILE
+//   orderflow dot FILE
+//
+// Exit codes: 0 success (also after SIGTERM/SIGINT with everything drained), 1 runtime
+// failure (store cannot open, port taken), 2 bad usage or an invalid graph file.
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+
+#include <utility>  // before Boost.Asio: its C++20 awaitable.hpp uses std::exchange
+#include <pplx/threadpool.h>
+
+#include "connectors/http_api.h"
+#include "connectors/stores.h"
+#include "graph/definition.h"
+#include "graph/log.h"
+#include "nodes/builder.h"
+
+namespace {
+
+using namespace orderflow;
+
+const char* kUsage =
+    "usage:\n"
+    "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
+    "                       [--demo-rate N] [--service NAME] [--log-level debug|info|warn|error]\n"
+    "  orderflow validate FILE   check a graph definition; print every problem\n"
+    "  orderflow dot FILE        print the graph in Graphviz DOT\n";
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "orderflow: %s\n%s", msg.c_str(), kUsage);
+  return 2;
+}
+
+bool load(const std::string& path, const graph::KindRegistry& registry, graph::GraphDef* out) {
+  auto r = graph::load_and_validate(path, registry);
+  for (const auto& d : r.diagnostics) std::fprintf(stderr, "%s\n", d.to_string().c_str());
+  if (!r.ok()) {
+    std::fprintf(stderr, "%zu problem%s in %s\n", r.diagnostics.size(), r.diagnostics.size() == 1 ? "" : "s",
+                 path.c_str());
+    return false;
+  }
+  *out = std::move(r.graph);
+  return true;
+}
+
+bool parse_count(const std::string& text, int64_t min, int64_t* out) {
+  return graph::parse_int(text, out) && *out >= min;
+}
+
+void set_param(graph::NodeDef& n, const std::string& name, const std::string& value) {
+  n.params[name].text = value;
+}
+
+int serve(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
+  std::string listen, data_dir = "./data", service, level = "info";
+  int64_t threads = 0, demo_rate = -1;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= args.size()) return false;
+      *out = args[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--listen" && value(&v)) listen = v;
+    else if (a == "--data-dir" && value(&v)) data_dir = v;
+    else if (a == "--service" && value(&v)) service = v;
+    else if (a == "--log-level" && value(&v)) level = v;
+    else if (a == "--threads" && value(&v)) {
+      if (!parse_count(v, 1, &threads)) return usage_error("--threads needs a positive integer, got '" + v + "'");
+    } else if (a == "--demo-rate" && value(&v)) {
+      if (!parse_count(v, 0, &demo_rate)) return usage_error("--demo-rate needs an integer >= 0, got '" + v + "'");
+    } else {
+      return usage_error("unknown or incomplete option '" + a + "'");
+    }
+  }
+  log::Level lv;
+  if (!log::parse_level(level, &lv)) return usage_error("--log-level must be debug, info, warn or error");
+  log::set_level(lv);
+
+  graph::GraphDef def;
+  if (!load(file, registry, &def)) return 2;
+  if (!service.empty()) {
+    bool found = false;
+    for (const auto& n : def.nodes) found = found || n.service == service;
+    if (!found) return usage_error("no node in " + file + " has service '" + service + "'");
+  }
+  // Command-line flags override the YAML.
+  for (auto& n : def.nodes) {
+    if (n.kind == "http_source" && !listen.empty()) set_param(n, "listen", listen);
+    if (n.kind == "demo_source" && demo_rate >= 0) set_param(n, "rate", std::to_string(demo_rate));
+  }
+  if (demo_rate > 0 && std::none_of(def.nodes.begin(), def.nodes.end(), [](auto& n) { return n.kind == "demo_source"; })) {
+    auto route = std::find_if(def.nodes.begin(), def.nodes.end(), [](auto& n) { return n.kind == "route"; });
+    if (route == def.nodes.end()) return usage_error("--demo-rate needs a route node in the graph");
+    graph::NodeDef demo;
+    demo.id = "demo";
+    demo.kind = "demo_source";
+    set_param(demo, "rate", std::to_string(demo_rate));
+    def.edges.push_back({demo.id, route->id, {}});
+    def.nodes.insert(def.nodes.begin(), demo);
+    std::vector<graph::Diagnostic> diags;
+    graph::validate(def, registry, diags);  // fills the demo node's defaults
+  }
+  for (const auto& n : def.nodes) {
+    if (n.kind != "http_source") continue;
+    if (auto uri = connectors::listen_uri(n.get_string("listen")); !uri) return usage_error(uri.status().message());
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    log::error("cannot create data directory", {{"dir", data_dir}, {"error", ec.message()}});
+    return 1;
+  }
+
+  // Block the stop signals in every thread; main waits for them with sigtimedwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  // cpprestsdk's default pool of 40 threads is several times slower on few cores.
+  crossplat::threadpool::initialize_with_threads(std::max<size_t>(2, cores));
+
+  connectors::StoreSet stores(def, data_dir);
+  BuildOptions options;
+  options.threads = static_cast<int>(threads);
+  options.service = service;
+  const std::string graph_json = graph::to_json(def, registry);
+  options.factories["http_source"] = [&](const graph::NodeDef& n, Pipeline& p, CommandSink* sink)
+      -> Result<std::unique_ptr<RuntimeNode>> {
+    connectors::HttpApiContext ctx;
+    ctx.graph_json = graph_json;
+    for (const auto& other : def.nodes) {
+      if (other.kind != "command_lane") continue;
+      if (auto e = stores.event_store(other.get_string("events")); e) ctx.events = *e;
+      if (auto s = stores.snapshot_store(other.get_string("snapshots")); s) ctx.snapshots = *s;
+      break;
+    }
+    return connectors::make_http_source(n, p, sink, ctx);
+  };
+  auto built = build_pipeline(def, stores, options);
+  if (!built) {
+    log::error("cannot build pipeline", {{"error", built.status().to_string()}});
+    return 1;
+  }
+  Pipeline& pipeline = *built->pipeline;
+  if (auto s = pipeline.start(); !s) {
+    log::error("cannot start pipeline", {{"error", s.to_string()}});
+    pipeline.shutdown(std::chrono::seconds(5));
+    return 1;
+  }
+  std::string listening;
+  for (const auto& n : def.nodes)
+    if (n.kind == "http_source") listening += (listening.empty() ? "" : ",") + n.get_string("listen");
+  log::info("serving", {{"graph", file}, {"listen", listening}, {"data_dir", data_dir},
+                        {"threads", std::to_string(pipeline.threads())},
+                        {"demo_rate", std::to_string(std::max<int64_t>(0, demo_rate))},
+                        {"service", service.empty() ? "all" : service}});
+
+  int sig = 0;
+  while (sig <= 0) {
+    timespec timeout{1, 0};
+    sig = sigtimedwait(&stop_signals, nullptr, &timeout);
+    pipeline.metrics().sample();
+  }
+  log::info("stopping: draining in-flight commands", {{"signal", strsignal(sig)}});
+  pipeline.shutdown(std::chrono::seconds(30));
+  uint64_t committed = 0;
+  for (const auto& n : pipeline.metrics().snapshot().nodes)
+    if (n.kind == "commit") committed += n.out;
+  log::info("stopped", {{"commands_committed", std::to_string(committed)}});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  const std::string cmd = args[0];
+  if (args.size() < 2) return usage_error(cmd + " needs a graph FILE");
+  const std::string file = args[1];
+  if (cmd == "validate") {
+    graph::GraphDef def;
+    if (!load(file, registry, &def)) return 2;
+    std::printf("%s: ok (%zu nodes, %zu edges)\n", file.c_str(), def.nodes.size(), def.edges.size());
+    return 0;
+  }
+  if (cmd == "dot") {
+    graph::GraphDef def;
+    if (!load(file, registry, &def)) return 2;
+    std::fputs(graph::to_dot(def, registry).c_str(), stdout);
+    return 0;
+  }
+  if (cmd == "serve") return serve(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
+  return usage_error("unknown command '" + cmd + "'");
+}
