@@ -226,6 +226,12 @@ class HttpSourceNode final : public RuntimeNode {
       return reply_error(req, status_codes::BadRequest, "bad_request",
                          "not a valid command: " + std::string(parsed.message()));
     }
+    if (cmd.kind_case() != v1::Command::KIND_NOT_SET && !domain::is_public_command(cmd)) {
+      probe().add_error("400 internal command " + domain::command_name(cmd));
+      return reply_error(req, status_codes::BadRequest, "bad_request",
+                         domain::command_name(cmd) + " is issued by the saga only; clients may send placeOrder, "
+                         "cancelOrder, shipOrder and addStock");
+    }
     if (auto s = domain::validate_command(cmd); !s) {
       probe().add_error("400 " + s.message());
       return reply_error(req, status_codes::BadRequest, "bad_request", s.message());

@@ -262,10 +262,18 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
   // Serialized so the version check and the write cannot interleave with another put.
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch wb;
+  std::unordered_map<std::string, uint64_t> in_batch;  // a stream twice in one call: newest wins
   for (const auto& [stream, snap] : entries) {
-    auto cur = get(stream);
-    if (!cur) return cur.status();
-    if (snap.version <= cur->version) continue;
+    uint64_t current;
+    if (auto it = in_batch.find(stream); it != in_batch.end()) {
+      current = it->second;
+    } else {
+      auto cur = get(stream);
+      if (!cur) return cur.status();
+      current = cur->version;
+    }
+    if (snap.version <= current) continue;
+    in_batch[stream] = snap.version;
     std::string value;
     value.reserve(8 + snap.state.size());
     put_u64_be(value, snap.version);

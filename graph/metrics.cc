@@ -1,6 +1,7 @@
 #include "graph/metrics.h"
 
 #include <bit>
+#include <cmath>
 #include <cstdio>
 
 #include "graph/json.h"
@@ -168,8 +169,13 @@ std::string MetricsRegistry::to_prometheus() const {
   std::string out;
   char buf[512];
   auto line = [&](const char* name, const NodeSnapshot& n, const char* extra, double v) {
-    std::snprintf(buf, sizeof buf, "%s{node=\"%s\",kind=\"%s\"%s} %.9g\n", name, n.id.c_str(),
-                  n.kind.c_str(), extra, v);
+    // Integral values (counters) print every digit; %g would round past 10^9.
+    if (v == std::floor(v) && std::fabs(v) < 9e15)
+      std::snprintf(buf, sizeof buf, "%s{node=\"%s\",kind=\"%s\"%s} %.0f\n", name, n.id.c_str(),
+                    n.kind.c_str(), extra, v);
+    else
+      std::snprintf(buf, sizeof buf, "%s{node=\"%s\",kind=\"%s\"%s} %.9g\n", name, n.id.c_str(),
+                    n.kind.c_str(), extra, v);
     out += buf;
   };
   auto header = [&](const char* name, const char* type, const char* help) {

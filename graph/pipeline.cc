@@ -6,9 +6,12 @@ namespace orderflow {
 
 Pipeline::Pipeline(int threads)
     : threads_(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency())) {
+  // No application thread joins the graph's arena (sources, the commit writer and the
+  // feeds are plain threads that only put), so all node bodies run on TBB workers, and
+  // oneTBB counts one slot for a joining thread: N workers need a limit of N + 1.
   if (threads > 0)
     control_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
-                                                     static_cast<size_t>(threads));
+                                                     static_cast<size_t>(threads) + 1);
 }
 
 Pipeline::~Pipeline() { shutdown(); }

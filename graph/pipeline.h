@@ -47,7 +47,7 @@ class RuntimeNode {
 
 class Pipeline {
  public:
-  // threads = 0: oneTBB's default (all cores).
+  // threads: TBB worker threads that run node bodies; 0 = oneTBB's default (one per core).
   explicit Pipeline(int threads = 0);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;

@@ -9,12 +9,16 @@ Status bad(std::string m) { return Status::invalid_argument(std::move(m)); }
 Status no(std::string m) { return Status::rejected(std::move(m)); }
 
 // Ids become parts of stream names and keys: keep them printable and bounded.
-Status check_id(const std::string& what, const std::string& id) {
+// Entity ids become parts of stream names, URLs and saga command ids: printable ASCII
+// without / ? #. Command ids may contain '/' (the saga's do) and may be longer.
+Status check_id(const std::string& what, const std::string& id, bool command_id = false) {
   if (id.empty()) return bad(what + " is required");
-  if (id.size() > 128) return bad(what + " is longer than 128 characters");
+  const size_t max = command_id ? 512 : 128;
+  if (id.size() > max) return bad(what + " is longer than " + std::to_string(max) + " characters");
   for (unsigned char c : id) {
-    if (c < 0x21 || c > 0x7e || c == '/' || c == '?' || c == '#')
-      return bad(what + " '" + id + "' has a character outside printable ASCII or one of / ? #");
+    if (c < 0x21 || c > 0x7e || (c == '/' && !command_id) || c == '?' || c == '#')
+      return bad(what + " '" + id + "' has a character outside printable ASCII or one of " +
+                 (command_id ? "? #" : "/ ? #"));
   }
   return Status::ok();
 }
@@ -78,14 +82,15 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       ev->set_sku(r.sku());
       ev->set_reserved(r.reserved());
       ev->set_quantity(r.quantity());
+      if (line->status() != v1::LINE_PENDING) return no("line " + r.sku() + " already has an outcome");
       if (st != v1::ORDER_STATUS_PLACED) {
-        // A late outcome (the order was cancelled meanwhile): record it so the saga
-        // releases the hold; it changes nothing else.
-        if (!r.reserved()) return no("order is " + std::string(status_name(st)) + "; shortfall ignored");
+        // A late outcome: the order was cancelled while this line was pending. Record it
+        // so the saga releases the hold.
+        if ((st != v1::ORDER_STATUS_CANCELLED && st != v1::ORDER_STATUS_REJECTED) || !r.reserved())
+          return no("order is " + std::string(status_name(st)) + "; outcome for " + r.sku() + " ignored");
         ev->set_order_closed(true);
         return one(std::move(e));
       }
-      if (line->status() != v1::LINE_PENDING) return no("line " + r.sku() + " already has an outcome");
       bool all_decided = true, all_reserved = true;
       for (const auto& l : o.lines()) {
         auto s = l.line().sku() == r.sku() ? (r.reserved() ? v1::LINE_RESERVED : v1::LINE_SHORTFALL)
@@ -210,6 +215,18 @@ std::string stream_of(const v1::Command& c) {
   return "";
 }
 
+bool is_public_command(const v1::Command& c) {
+  switch (c.kind_case()) {
+    case v1::Command::kPlaceOrder:
+    case v1::Command::kCancelOrder:
+    case v1::Command::kShipOrder:
+    case v1::Command::kAddStock:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string command_name(const v1::Command& c) {
   if (c.kind_case() == v1::Command::KIND_NOT_SET) return "";
   return c.GetDescriptor()->FindFieldByNumber(c.kind_case())->json_name();
@@ -221,7 +238,7 @@ std::string event_name(const v1::Event& e) {
 }
 
 Status validate_command(const v1::Command& c) {
-  if (auto s = check_id("commandId", c.command_id()); !s) return s;
+  if (auto s = check_id("commandId", c.command_id(), true); !s) return s;
   switch (c.kind_case()) {
     case v1::Command::KIND_NOT_SET:
       return bad("command has no kind: expected one of placeOrder, confirmOrder, rejectOrder, "
@@ -291,7 +308,8 @@ void evolve(v1::StreamState& state, const v1::Event& e) {
     }
     case v1::Event::kReservationRecorded: {
       const auto& r = e.reservation_recorded();
-      if (r.order_closed()) break;  // the saga releases it; the order is unchanged
+      // On a closed order the line is marked too (the saga releases the hold), so a
+      // repeated outcome for it is refused.
       for (auto& l : *state.mutable_order()->mutable_lines())
         if (l.line().sku() == r.sku()) l.set_status(r.reserved() ? v1::LINE_RESERVED : v1::LINE_SHORTFALL);
       break;
@@ -340,10 +358,11 @@ void evolve(v1::StreamState& state, const v1::Event& e) {
 }
 
 std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version, const v1::Event& e) {
-  const std::string base = "saga:" + stream + ":" + std::to_string(version) + ":";
+  // '/' cannot occur in order ids or SKUs, so these ids cannot collide.
+  const std::string base = "saga/" + stream + "/" + std::to_string(version) + "/";
   std::vector<v1::Command> out;
   auto release = [&](const std::string& order_id, const std::string& sku, bool shipped) {
-    auto c = make_command(base + "release:" + sku);
+    auto c = make_command(base + "release/" + sku);
     auto* r = c.mutable_release_stock();
     r->set_sku(sku);
     r->set_order_id(order_id);
@@ -353,7 +372,7 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
   switch (e.kind_case()) {
     case v1::Event::kOrderPlaced:
       for (const auto& l : e.order_placed().lines()) {
-        auto c = make_command(base + "reserve:" + l.sku());
+        auto c = make_command(base + "reserve/" + l.sku());
         auto* r = c.mutable_reserve_stock();
         r->set_sku(l.sku());
         r->set_order_id(e.order_placed().order_id());

@@ -26,6 +26,10 @@ std::string sku_stream(const std::string& sku);
 // Empty string when the command has no kind.
 std::string stream_of(const v1::Command& command);
 
+// Commands clients may send (placeOrder, cancelOrder, shipOrder, addStock); the others
+// are the saga's steps and would let a client bypass the reservation protocol.
+bool is_public_command(const v1::Command& command);
+
 // Name of the command's oneof case in the JSON mapping, e.g. "placeOrder".
 std::string command_name(const v1::Command& command);
 std::string event_name(const v1::Event& event);
