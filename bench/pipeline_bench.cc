@@ -28,6 +28,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+bool g_verbose = false;
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
@@ -184,6 +186,10 @@ RunResult pipeline_run(const std::string& store_kind, const std::string& dir, in
     result.events = feed->head();
     result.events_per_s = static_cast<double>(result.events) / s;
     for (const auto& n : built->pipeline->metrics().snapshot().nodes) {
+      if (g_verbose)
+        std::printf("    %-8s %-11s in %9llu out %9llu busy %6.2f s (%4.0f%% of the run)\n", store_kind.c_str(),
+                    n.id.c_str(), static_cast<unsigned long long>(n.in), static_cast<unsigned long long>(n.out),
+                    static_cast<double>(n.busy_ns) / 1e9, 100.0 * static_cast<double>(n.busy_ns) / 1e9 / s);
       if (n.kind != "commit") continue;
       result.commands_per_s = static_cast<double>(n.out) / s;
       result.p50_ms = n.latency.p50_us / 1000;
@@ -199,13 +205,22 @@ RunResult pipeline_run(const std::string& store_kind, const std::string& dir, in
 
 int main(int argc, char** argv) {
   int orders = 50000, runs = 3, threads = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--verbose") {
+      g_verbose = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "usage: pipeline_bench [--orders N] [--runs R] [--threads T] [--verbose]\n");
+      return 2;
+    }
     if (a == "--orders") orders = std::atoi(argv[i + 1]);
     else if (a == "--runs") runs = std::atoi(argv[i + 1]);
     else if (a == "--threads") threads = std::atoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: pipeline_bench [--orders N] [--runs R] [--threads T]\n");
+      std::fprintf(stderr, "usage: pipeline_bench [--orders N] [--runs R] [--threads T] [--verbose]\n");
       return 2;
     }
   }
