@@ -12,11 +12,29 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
   std::vector<PlannedAppend> plan;
   std::unordered_map<std::string, size_t> batch_commands;   // command id -> request index
   std::unordered_map<std::string, uint64_t> batch_versions; // stream -> version after batch so far
+  std::unordered_map<std::string, uint64_t> failed_chains;  // stream -> highest failed chain
   uint64_t position = head;
   for (size_t i = 0; i < batch.size(); ++i) {
     const AppendRequest& req = batch[i];
     AppendResult& res = results[i];
     res.stream = req.stream;
+    struct MarkChain {  // records a failed or duplicate request of a chain on scope exit
+      const AppendRequest& req;
+      const AppendResult& res;
+      std::unordered_map<std::string, uint64_t>& failed;
+      ~MarkChain() {
+        if (req.chain == 0 || (res.status.is_ok() && !res.duplicate)) return;
+        uint64_t& f = failed[req.stream];
+        f = std::max(f, req.chain);
+      }
+    } mark{req, res, failed_chains};
+    if (req.chain != 0) {
+      auto f = failed_chains.find(req.stream);
+      if (f != failed_chains.end() && f->second >= req.chain) {
+        res.status = Status::conflict("stream " + req.stream + ": an earlier command of the same decision chain failed");
+        continue;
+      }
+    }
     if (req.events.empty() || req.stream.empty() || req.command_id.empty()) {
       res.status = Status::invalid_argument("append needs a stream, a command id and events");
       continue;

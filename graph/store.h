@@ -23,6 +23,11 @@ struct AppendRequest {
   uint64_t expected_version = 0;        // version the events were decided on; 0 = new stream
   std::string command_id;               // idempotency key
   std::vector<std::string> events;      // at least one payload
+  // Speculative decision chain (0 = none). A command lane decides later commands of a
+  // stream on state that includes earlier, not yet committed ones; if one of those fails
+  // (conflict, duplicate, error), every later request of the same stream with a chain id
+  // <= its chain fails as a conflict too, even where the version happens to match.
+  uint64_t chain = 0;
 };
 
 struct AppendResult {

@@ -38,6 +38,7 @@ struct Envelope {
 
   // Filled by the lane.
   uint64_t expected_version = 0;
+  uint64_t chain = 0;                  // generation of the lane's cached state it was decided on
   std::vector<v1::Event> events;
   std::vector<std::string> payloads;   // serialized events
 

@@ -98,9 +98,35 @@ void LaneGroupNode::dispatch(EnvelopePtr env) {
   lanes_[env->lane]->node->try_put(std::move(env));
 }
 
-void LaneGroupNode::invalidate(uint32_t lane, const std::string& stream) {
+void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
+  std::vector<EnvelopePtr> repeats;
+  {
+    Lane& lane = *lanes_[env->lane];
+    std::lock_guard lock(lane.mu);
+    auto it = lane.in_flight.find(env->command.command_id());
+    if (it != lane.in_flight.end() && it->second.owner == env.get()) {
+      repeats = std::move(it->second.repeats);
+      lane.in_flight.erase(it);
+    }
+  }
+  env->complete(outcome);
+  for (auto& r : repeats) {
+    if (outcome.status.is_ok()) {
+      Outcome dup = outcome;
+      dup.duplicate = true;
+      dup.events = nullptr;
+      r->complete(dup);
+    } else {
+      probe().queue_add(1);
+      lanes_[r->lane]->node->try_put(std::move(r));  // the first failed: decide this one
+    }
+  }
+}
+
+void LaneGroupNode::invalidate(uint32_t lane, const std::string& stream, uint64_t chain) {
   std::lock_guard lock(lanes_[lane]->mu);
-  lanes_[lane]->cache.erase(stream);
+  auto it = lanes_[lane]->cache.find(stream);
+  if (it != lanes_[lane]->cache.end() && it->second.chain <= chain) lanes_[lane]->cache.erase(it);
 }
 
 Result<v1::StreamState> LaneGroupNode::load(const std::string& stream) {
@@ -149,31 +175,55 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     ++env->attempts;
     {
       std::lock_guard lock(lane.mu);
+      // A repeat of a command still in flight waits for the first one's outcome instead
+      // of being decided against state that already contains its events.
+      auto [fl, fresh] = lane.in_flight.try_emplace(env->command.command_id());
+      if (!fresh && fl->second.owner != env.get()) {
+        fl->second.repeats.push_back(std::move(env));
+        return;
+      }
+      fl->second.owner = env.get();
+      auto release_in_flight = [&] {
+        // Only called while no repeat can have been queued behind this decision.
+        if (fl->second.repeats.empty()) lane.in_flight.erase(fl);
+      };
       auto it = lane.cache.find(env->stream);
       if (it == lane.cache.end()) {
         auto loaded = load(env->stream);
         if (!loaded) {
           probe().add_error(loaded.status().to_string());
-          env->complete(failed(Status::unavailable("cannot load " + env->stream + ": " +
-                                                   loaded.status().message())));
+          auto repeats = std::move(fl->second.repeats);
+          lane.in_flight.erase(fl);
+          const Outcome o = failed(Status::unavailable("cannot load " + env->stream + ": " + loaded.status().message()));
+          env->complete(o);
+          for (auto& r : repeats) r->complete(o);
           return;
         }
         if (lane.cache.size() >= cache_streams_) lane.cache.clear();
-        it = lane.cache.emplace(env->stream, std::move(*loaded)).first;
+        it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
       }
-      auto decided = domain::decide(it->second, env->command);
+      auto decided = domain::decide(it->second.state, env->command);
       if (!decided) {
         if (decided.status().code() != StatusCode::kRejected) probe().add_error(decided.status().to_string());
         probe().add_out();
+        // Rejections are not recorded, so repeats are decided afresh (they get the same answer).
+        auto repeats = std::move(fl->second.repeats);
+        fl->second.repeats.clear();
+        release_in_flight();
         env->complete(failed(decided.status()));
+        for (auto& r : repeats) {
+          probe().queue_add(1);
+          lanes_[r->lane]->node->try_put(std::move(r));
+        }
         return;
       }
-      env->expected_version = it->second.version();
+      env->expected_version = it->second.state.version();
+      env->chain = it->second.chain;
       env->events = std::move(*decided);
       env->payloads.clear();
       for (const auto& e : env->events) {
         env->payloads.push_back(e.SerializeAsString());
-        domain::evolve(it->second, e);  // speculative: later commands see it; undone on failure
+        domain::evolve(it->second.state, e);  // speculative: later commands see it; undone on failure
       }
     }
     probe().add_out();
@@ -239,14 +289,31 @@ void CommitNode::run() {
   }
 }
 
-void CommitNode::commit(std::vector<EnvelopePtr>& batch) {
+void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   BusyTimer timer(probe());
+  // Commands decided on a chain that already failed are re-decided, not appended: their
+  // state included events that were never written.
+  std::vector<EnvelopePtr> batch;
+  batch.reserve(all.size());
+  for (auto& env : all) {
+    auto f = failed_chains_.find(env->stream);
+    if (f != failed_chains_.end()) {
+      if (env->chain <= f->second) {
+        retry_or_fail(env, Status::conflict("re-deciding after an earlier failure on " + env->stream));
+        continue;
+      }
+      failed_chains_.erase(f);  // a newer chain: everything older has passed (lanes emit in order)
+    }
+    batch.push_back(std::move(env));
+  }
+  if (failed_chains_.size() > 1000000) failed_chains_.clear();
   std::vector<AppendRequest> requests(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     requests[i].stream = batch[i]->stream;
     requests[i].expected_version = batch[i]->expected_version;
     requests[i].command_id = batch[i]->command.command_id();
     requests[i].events = std::move(batch[i]->payloads);
+    requests[i].chain = batch[i]->chain;
   }
   std::vector<AppendResult> results = events_->append(requests);
   const uint64_t now = steady_ns();
@@ -255,29 +322,46 @@ void CommitNode::commit(std::vector<EnvelopePtr>& batch) {
     AppendResult& r = results[i];
     Outcome o;
     o.result = r;
+    if (!r.status.is_ok() || r.duplicate) {
+      uint64_t& f = failed_chains_[env->stream];
+      f = std::max(f, env->chain);
+    }
     if (r.status.is_ok()) {
       o.duplicate = r.duplicate;
       if (r.duplicate) {
-        lanes_->invalidate(env->lane, env->stream);  // the speculative state holds events never written
+        lanes_->invalidate(env->lane, env->stream, env->chain);  // the speculative state holds events never written
       } else {
         o.events = &env->events;
       }
       probe().add_out();
       if (NodeProbe::enabled()) probe().record_latency_us((now - env->ingest_ns) / 1000);
-      env->complete(o);
+      lanes_->complete(env, o);
       continue;
     }
-    lanes_->invalidate(env->lane, env->stream);
-    if (r.status.code() == StatusCode::kConflict && env->attempts <= max_retries_) {
-      env->events.clear();
-      lanes_->dispatch(std::move(env));  // re-decide on fresh state
+    if (r.status.code() == StatusCode::kConflict) {
+      retry_or_fail(env, r.status);
       continue;
     }
+    lanes_->invalidate(env->lane, env->stream, env->chain);
     probe().add_error(r.status.to_string());
     o.status = r.status;
-    env->complete(o);
+    lanes_->complete(env, o);
   }
   probe().set_gauge("last_batch_commands", static_cast<double>(batch.size()));
+}
+
+void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
+  lanes_->invalidate(env->lane, env->stream, env->chain);
+  if (env->attempts <= max_retries_) {
+    env->events.clear();
+    lanes_->dispatch(std::move(env));  // re-decide on fresh state
+    return;
+  }
+  probe().add_error(conflict.to_string());
+  Outcome o;
+  o.status = conflict;
+  o.result.stream = env->stream;
+  lanes_->complete(env, o);
 }
 
 void CommitNode::drain(std::chrono::steady_clock::time_point deadline) {
@@ -326,7 +410,7 @@ void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
 
 void ChangeFeedNode::run(FeedSubscriber* sub) {
   NodeProbe& sp = sub->subscriber_probe();
-  uint64_t checkpoint = 0;
+  uint64_t checkpoint = 0;  // persisted: every event up to here is fully handled
   for (;;) {
     auto cp = feed_->load_checkpoint(sub->subscriber_id());
     if (cp) {
@@ -337,11 +421,57 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     if (!running_) return;
     sleep_ms(200);
   }
-  std::vector<RecordedEvent> batch;
+  struct Outstanding {
+    uint64_t last_position;
+    size_t events;
+    std::shared_ptr<BatchTicket> ticket;  // null: finished when handle() returned
+  };
+  std::deque<Outstanding> outstanding;
+  uint64_t read_pos = checkpoint;  // events up to here were handed to the subscriber
   int backoff_ms = 10;
+
+  // Moves the checkpoint past the completed prefix of outstanding batches. On a failed
+  // batch, waits for the rest and rewinds to the checkpoint (redelivery).
+  enum Block { kNoWait, kUntilOne, kUntilAll };
+  auto settle = [&](Block block) -> bool {
+    uint64_t advanced = checkpoint;
+    while (!outstanding.empty()) {
+      auto& front = outstanding.front();
+      if (front.ticket && !front.ticket->done()) {
+        if (block == kNoWait) break;
+        front.ticket->wait_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      if (block == kUntilOne) block = kNoWait;
+      Status s = front.ticket ? front.ticket->status() : Status::ok();
+      if (!s) {
+        sp.add_error(s.to_string());
+        for (auto& o : outstanding)
+          if (o.ticket) while (!o.ticket->wait_for(std::chrono::milliseconds(100))) {}
+        outstanding.clear();
+        read_pos = advanced;
+        break;
+      }
+      advanced = front.last_position;
+      probe().add_out(front.events);
+      outstanding.pop_front();
+    }
+    if (advanced != checkpoint) {
+      if (auto cs = feed_->save_checkpoint(sub->subscriber_id(), advanced); !cs) {
+        sp.add_error(cs.to_string());
+        return false;
+      }
+      checkpoint = advanced;
+      sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
+    }
+    return read_pos >= checkpoint;
+  };
+
+  std::vector<RecordedEvent> batch;
   while (running_) {
+    settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
     batch.clear();
-    if (auto s = feed_->read(checkpoint, batch_, &batch); !s) {
+    if (auto s = feed_->read(read_pos, batch_, &batch); !s) {
       probe().add_error(s.to_string());
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);
@@ -350,33 +480,40 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     const uint64_t head = feed_->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
-      sp.set_gauge("lag_seconds", 0);
-      feed_->wait(checkpoint, std::chrono::milliseconds(poll_ms_));
+      if (outstanding.empty()) {
+        sp.set_gauge("lag_seconds", 0);
+        feed_->wait(read_pos, std::chrono::milliseconds(poll_ms_));
+      } else if (outstanding.front().ticket) {
+        outstanding.front().ticket->wait_for(std::chrono::milliseconds(poll_ms_));
+      }
       continue;
     }
-    const int64_t now = static_cast<int64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
     sp.set_gauge("lag_seconds", std::max<double>(0, static_cast<double>(now - batch.front().committed_at_us) / 1e6));
     probe().add_in(batch.size());
-    Status s;
+    Result<std::shared_ptr<BatchTicket>> handled = Status::internal("not handled");
     try {
-      s = sub->handle(batch);
+      handled = sub->handle(batch);
     } catch (const std::exception& ex) {
-      s = Status::internal(ex.what());
+      handled = Status::internal(ex.what());
     }
-    if (!s) {
-      sp.add_error(s.to_string());
+    if (!handled) {
+      sp.add_error(handled.status().to_string());
+      settle(kUntilAll);       // finish what is outstanding, then redeliver this batch
+      read_pos = checkpoint;
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);
-      continue;  // the same events again: subscribers are idempotent
+      continue;
     }
     backoff_ms = 10;
-    probe().add_out(batch.size());
-    checkpoint = batch.back().position;
-    if (auto cs = feed_->save_checkpoint(sub->subscriber_id(), checkpoint); !cs) sp.add_error(cs.to_string());
-    sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
+    read_pos = batch.back().position;
+    outstanding.push_back({read_pos, batch.size(), std::move(*handled)});
   }
+  // Stopping: let the outstanding batches finish (their commands are still committed by
+  // the running pipeline) and persist the checkpoint.
+  settle(kUntilAll);
 }
 
 // ---- projection -------------------------------------------------------------------
@@ -384,7 +521,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
 ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events)
     : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")), snapshots_(snapshots), events_(events) {}
 
-Status ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
+Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
   if (cache_.size() > 200000) cache_.clear();
   std::unordered_map<std::string, bool> touched;
@@ -436,23 +573,21 @@ Status ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   auto s = snapshots_->put(entries);
   if (!s) {
     for (const auto& [stream, _] : touched) cache_.erase(stream);  // re-read what was really stored
+    return s;
   }
-  return s;
+  return std::shared_ptr<BatchTicket>();
 }
 
 // ---- saga -------------------------------------------------------------------------
 
 SagaNode::SagaNode(Pipeline& p, const std::string& id) : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")) {}
 
-Status SagaNode::handle(const std::vector<RecordedEvent>& batch) {
+Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
-  struct Latch {
-    std::mutex mu;
-    std::condition_variable cv;
-    int pending = 0;
-    Status error;
-  };
-  auto latch = std::make_shared<Latch>();
+  // The commands commit asynchronously: the feed checkpoints this batch once the ticket
+  // completes, and meanwhile hands out the next batches (their commands are submitted in
+  // event order, so per-stream order is kept).
+  auto ticket = std::make_shared<BatchTicket>();
   v1::Event e;
   for (const auto& r : batch) {
     probe().add_in();
@@ -461,15 +596,9 @@ Status SagaNode::handle(const std::vector<RecordedEvent>& batch) {
       continue;  // nothing to react to; the projection reports it too
     }
     for (auto& cmd : domain::saga_react(r.stream, r.version, e)) {
-      {
-        std::lock_guard lock(latch->mu);
-        ++latch->pending;
-      }
-      auto env = make_envelope(std::move(cmd), [latch](const Outcome& o) {
-        std::lock_guard lock(latch->mu);
-        if (!o.status.is_ok() && o.status.code() != StatusCode::kRejected && latch->error.is_ok())
-          latch->error = o.status;
-        if (--latch->pending == 0) latch->cv.notify_all();
+      ticket->add();
+      auto env = make_envelope(std::move(cmd), [ticket](const Outcome& o) {
+        ticket->finish(o.status.code() == StatusCode::kRejected ? Status::ok() : o.status);
       });
       Status s;
       for (int attempt = 0;; ++attempt) {
@@ -479,16 +608,39 @@ Status SagaNode::handle(const std::vector<RecordedEvent>& batch) {
       }
       if (!s) {
         probe().add_error("saga command refused: " + s.to_string());
-        std::lock_guard lock(latch->mu);
-        --latch->pending;
+        ticket->finish(s);
         continue;
       }
       probe().add_out();
     }
   }
-  std::unique_lock lock(latch->mu);
-  latch->cv.wait(lock, [&] { return latch->pending == 0; });
-  return latch->error;
+  return ticket;
+}
+
+void BatchTicket::add(int n) {
+  std::lock_guard lock(mu_);
+  pending_ += n;
+}
+
+void BatchTicket::finish(const Status& s) {
+  std::lock_guard lock(mu_);
+  if (!s.is_ok() && error_.is_ok()) error_ = s;
+  if (--pending_ == 0) cv_.notify_all();
+}
+
+bool BatchTicket::done() const {
+  std::lock_guard lock(mu_);
+  return pending_ == 0;
+}
+
+bool BatchTicket::wait_for(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return pending_ == 0; });
+}
+
+Status BatchTicket::status() const {
+  std::lock_guard lock(mu_);
+  return error_;
 }
 
 // ---- demo source ------------------------------------------------------------------

@@ -58,14 +58,27 @@ class LaneGroupNode final : public RuntimeNode {
   size_t size() const { return lanes_.size(); }
   // Sends the envelope to the lane of its stream (sets envelope->lane).
   void dispatch(EnvelopePtr envelope);
-  // Forgets the cached state of a stream (its last decision was not written as decided).
-  void invalidate(uint32_t lane, const std::string& stream);
+  // Forgets the cached state of a stream whose decision on `chain` was not written as
+  // decided (a newer chain, loaded since, is kept).
+  void invalidate(uint32_t lane, const std::string& stream, uint64_t chain);
+  // Completes a decided envelope, and answers every repeat of its command id that arrived
+  // while it was in flight with the same outcome (or re-decides them if it failed).
+  void complete(const EnvelopePtr& env, const Outcome& outcome);
   std::vector<tbb::flow::sender<EnvelopePtr>*> outputs();
 
  private:
+  struct InFlight {
+    const Envelope* owner = nullptr;       // the envelope being committed
+    std::vector<EnvelopePtr> repeats;      // same command id, arrived meanwhile
+  };
   struct Lane {
-    std::mutex mu;  // guards cache; contended only by invalidate()
-    std::unordered_map<std::string, v1::StreamState> cache;
+    std::mutex mu;  // guards cache and in_flight; contended only by the commit writer
+    struct Cached {
+      v1::StreamState state;
+      uint64_t chain = 0;  // unique per load: decisions on this speculative chain share it
+    };
+    std::unordered_map<std::string, Cached> cache;
+    std::unordered_map<std::string, InFlight> in_flight;  // command id -> decided, not yet committed
     std::unique_ptr<LaneNode> node;
   };
   void decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out);
@@ -74,6 +87,7 @@ class LaneGroupNode final : public RuntimeNode {
   EventStore* events_;
   SnapshotStore* snapshots_;
   const size_t cache_streams_;
+  std::atomic<uint64_t> next_chain_{1};
   std::vector<std::unique_ptr<Lane>> lanes_;
 };
 
@@ -92,6 +106,7 @@ class CommitNode final : public RuntimeNode {
   void enqueue(EnvelopePtr env);
   void run();
   void commit(std::vector<EnvelopePtr>& batch);
+  void retry_or_fail(EnvelopePtr& env, const Status& conflict);
 
   EventStore* events_;
   const size_t max_batch_;
@@ -102,19 +117,44 @@ class CommitNode final : public RuntimeNode {
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   std::deque<EnvelopePtr> queue_;   // guarded by mu_
+  // Writer thread only: stream -> highest decision chain with a failed command. Later
+  // commands of that chain are re-decided without being appended (see AppendRequest::chain).
+  std::unordered_map<std::string, uint64_t> failed_chains_;
   bool busy_ = false;               // guarded by mu_: a batch is being written
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;
 };
 
+// Completion of a batch whose work finishes later (the saga's commands commit
+// asynchronously). Thread-safe.
+class BatchTicket {
+ public:
+  void add(int n = 1);
+  void finish(const Status& s);  // one unit done; keeps the first failure
+  bool done() const;
+  // Waits until every unit is done or the timeout passes; true when done.
+  bool wait_for(std::chrono::milliseconds timeout) const;
+  Status status() const;
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  int pending_ = 0;
+  Status error_;
+};
+
 // A change-feed subscriber: handle() is called from the feed's thread for that
-// subscriber with consecutive batches; the checkpoint advances only when it returns ok.
+// subscriber with consecutive batches. It either finishes the batch before returning
+// (returns a null ticket) or returns a ticket that completes later; the feed keeps a
+// bounded number of batches outstanding and advances the persisted checkpoint only past
+// batches whose tickets (and every earlier one) completed without error. On an error the
+// feed redelivers from the checkpoint, so subscribers must be idempotent.
 class FeedSubscriber {
  public:
   virtual ~FeedSubscriber() = default;
   virtual const std::string& subscriber_id() const = 0;
   virtual NodeProbe& subscriber_probe() = 0;
-  virtual Status handle(const std::vector<RecordedEvent>& batch) = 0;
+  virtual Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) = 0;
 };
 
 class ChangeFeedNode final : public RuntimeNode {
@@ -129,6 +169,7 @@ class ChangeFeedNode final : public RuntimeNode {
 
  private:
   void run(FeedSubscriber* s);
+  static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
   ChangeFeed* feed_;
   const size_t batch_;
   const int poll_ms_;
@@ -142,7 +183,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
-  Status handle(const std::vector<RecordedEvent>& batch) override;
+  Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
 
  private:
   SnapshotStore* snapshots_;
@@ -156,7 +197,7 @@ class SagaNode final : public RuntimeNode, public FeedSubscriber {
   void set_sink(CommandSink* sink) { sink_ = sink; }
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
-  Status handle(const std::vector<RecordedEvent>& batch) override;
+  Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
 
  private:
   CommandSink* sink_ = nullptr;

@@ -802,3 +802,30 @@ TEST(RocksStatusMapping, EveryRocksStatusMapsToOneCode) {
 
 }  // namespace
 }  // namespace orderflow::connectors
+
+namespace orderflow::connectors {
+namespace {
+
+// Regression: a lane decided B on state that included A's uncommitted events; A failed
+// and another writer's event took A's version, so B's expected version matched. B must
+// still fail, or it is committed on state that never existed.
+TEST(PlanAppendChains, LaterRequestOfAFailedChainFailsEvenWhenItsVersionMatches) {
+  AppendLookups lookups{
+      [](const std::string&) -> Result<std::optional<AppendResult>> { return std::optional<AppendResult>(); },
+      [](const std::string&) -> Result<uint64_t> { return uint64_t{1}; }};  // someone else wrote v1
+  std::vector<AppendRequest> batch(3);
+  batch[0] = {"s", 0, "a", {"e"}, 7};  // decided on v0: conflicts
+  batch[1] = {"s", 1, "b", {"e"}, 7};  // decided on A's v1: version matches, chain failed
+  batch[2] = {"s", 1, "c", {"e"}, 8};  // a newer chain, decided on the real v1
+  std::vector<AppendResult> results;
+  auto plan = plan_append(batch, 10, lookups, results);
+  EXPECT_EQ(results[0].status.code(), StatusCode::kConflict);
+  EXPECT_EQ(results[1].status.code(), StatusCode::kConflict);
+  ASSERT_TRUE(results[2].status.is_ok()) << results[2].status.to_string();
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].request, 2u);
+  EXPECT_EQ(results[2].first_version, 2u);
+}
+
+}  // namespace
+}  // namespace orderflow::connectors
