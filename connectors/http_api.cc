@@ -78,17 +78,6 @@ void write_recorded(JsonWriter& w, const RecordedEvent& r) {
   w.end_object();
 }
 
-const char* order_status_name(v1::OrderStatus s) {
-  switch (s) {
-    case v1::ORDER_STATUS_PLACED: return "placed";
-    case v1::ORDER_STATUS_CONFIRMED: return "confirmed";
-    case v1::ORDER_STATUS_REJECTED: return "rejected";
-    case v1::ORDER_STATUS_CANCELLED: return "cancelled";
-    case v1::ORDER_STATUS_SHIPPED: return "shipped";
-    default: return "unknown";
-  }
-}
-
 const char* line_status_name(v1::LineStatus s) {
   switch (s) {
     case v1::LINE_RESERVED: return "reserved";
@@ -302,7 +291,7 @@ class HttpSourceNode final : public RuntimeNode {
     if (order) {
       const auto& o = st.order();
       int64_t total = 0;
-      w.field("orderId", o.order_id()).field("customerId", o.customer_id()).field("status", order_status_name(o.status()));
+      w.field("orderId", o.order_id()).field("customerId", o.customer_id()).field("status", domain::order_status_name(o.status()));
       w.key("lines").begin_array();
       for (const auto& l : o.lines()) {
         total += int64_t{l.line().quantity()} * l.line().unit_price_cents();

@@ -29,7 +29,9 @@ Status check_quantity(int32_t q) {
   return Status::ok();
 }
 
-const char* status_name(v1::OrderStatus s) {
+}  // namespace
+
+const char* order_status_name(v1::OrderStatus s) {
   switch (s) {
     case v1::ORDER_STATUS_PLACED: return "placed";
     case v1::ORDER_STATUS_CONFIRMED: return "confirmed";
@@ -39,6 +41,8 @@ const char* status_name(v1::OrderStatus s) {
     default: return "absent";
   }
 }
+
+namespace {
 
 std::vector<v1::Event> one(v1::Event e) {
   std::vector<v1::Event> v;
@@ -87,7 +91,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
         // A late outcome: the order was cancelled while this line was pending. Record it
         // so the saga releases the hold.
         if ((st != v1::ORDER_STATUS_CANCELLED && st != v1::ORDER_STATUS_REJECTED) || !r.reserved())
-          return no("order is " + std::string(status_name(st)) + "; outcome for " + r.sku() + " ignored");
+          return no("order is " + std::string(order_status_name(st)) + "; outcome for " + r.sku() + " ignored");
         ev->set_order_closed(true);
         return one(std::move(e));
       }
@@ -104,7 +108,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
     }
     case v1::Command::kConfirmOrder: {
       if (st != v1::ORDER_STATUS_PLACED)
-        return no("only a placed order can be confirmed; order is " + std::string(status_name(st)));
+        return no("only a placed order can be confirmed; order is " + std::string(order_status_name(st)));
       for (const auto& l : o.lines())
         if (l.status() != v1::LINE_RESERVED) return no("line " + l.line().sku() + " is not reserved");
       e.mutable_order_confirmed()->set_order_id(o.order_id());
@@ -112,7 +116,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
     }
     case v1::Command::kRejectOrder: {
       if (st != v1::ORDER_STATUS_PLACED)
-        return no("only a placed order can be rejected; order is " + std::string(status_name(st)));
+        return no("only a placed order can be rejected; order is " + std::string(order_status_name(st)));
       auto* ev = e.mutable_order_rejected();
       ev->set_order_id(o.order_id());
       ev->set_reason(c.reject_order().reason());
@@ -122,7 +126,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
     case v1::Command::kCancelOrder: {
       if (st != v1::ORDER_STATUS_PLACED && st != v1::ORDER_STATUS_CONFIRMED)
         return no("only a placed or confirmed order can be cancelled; order is " +
-                  std::string(status_name(st)));
+                  std::string(order_status_name(st)));
       auto* ev = e.mutable_order_cancelled();
       ev->set_order_id(o.order_id());
       ev->set_reason(c.cancel_order().reason());
@@ -131,7 +135,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
     }
     case v1::Command::kShipOrder: {
       if (st != v1::ORDER_STATUS_CONFIRMED)
-        return no("only a confirmed order can be shipped; order is " + std::string(status_name(st)));
+        return no("only a confirmed order can be shipped; order is " + std::string(order_status_name(st)));
       auto* ev = e.mutable_order_shipped();
       ev->set_order_id(o.order_id());
       for (const auto& l : o.lines()) ev->add_skus(l.line().sku());

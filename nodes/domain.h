@@ -30,6 +30,9 @@ std::string stream_of(const v1::Command& command);
 // are the saga's steps and would let a client bypass the reservation protocol.
 bool is_public_command(const v1::Command& command);
 
+// "placed", "confirmed", "rejected", "cancelled", "shipped" ("absent" for none).
+const char* order_status_name(v1::OrderStatus status);
+
 // Name of the command's oneof case in the JSON mapping, e.g. "placeOrder".
 std::string command_name(const v1::Command& command);
 std::string event_name(const v1::Event& event);
