@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -787,8 +788,14 @@ TEST_F(ServerE2eTest, CommandLifecycleAndCleanStop) {
   ASSERT_EQ(after->size(), 1u) << "a duplicate wrote events";
   EXPECT_EQ((*after)[0].command_id, stock_a.id);
   EXPECT_EQ((*after)[0].version, 1);
-  r = h.get("/api/v1/inventory/A");
-  EXPECT_EQ(num(r.json, "onHand"), 10) << r.describe();
+  EXPECT_TRUE(eventually(
+      [&] {
+        r = h.get("/api/v1/inventory/A");
+        return num(r.json, "version") == 1;
+      },
+      5s))
+      << r.describe();
+  EXPECT_EQ(num(r.json, "onHand"), 10) << "a duplicate changed the stock: " << r.describe();
 
   // Domain rejections: 422 with the reason.
   r = h.command(cancel_order("life-cancel-ghost", "ghost").body);
@@ -866,10 +873,10 @@ TEST_F(ServerE2eTest, CommandLifecycleAndCleanStop) {
   r = h.command(place_order("life-place-3", "o-3", "u-3", {{"A", 4, 100}}).body);
   ASSERT_EQ(r.status, 200) << r.describe();
   ASSERT_TRUE(eventually([&] { return str(h.get("/api/v1/orders/o-3").json, "status") == "confirmed"; }, 10s));
+  const int64_t confirmed_version = num(h.get("/api/v1/orders/o-3").json, "version");
   r = h.command(cancel_order("life-cancel-3", "o-3").body);
   ASSERT_EQ(r.status, 200) << r.describe();
-  EXPECT_EQ(num(r.json, "version"), num(h.get("/api/v1/orders/o-3").json, "version") + 1)
-      << "cancel appends right after the projected version: " << r.text;
+  EXPECT_EQ(num(r.json, "version"), confirmed_version + 1) << "cancel appends right after confirmation: " << r.text;
   EXPECT_TRUE(eventually(
       [&] {
         inv = h.get("/api/v1/inventory/A");
@@ -1104,7 +1111,7 @@ TEST_F(ServerE2eTest, KillDuringLoadLosesNothingAcknowledged) {
   }
 
   // (a) Every command acknowledged before the kill is in the store, at its version, once.
-  size_t committed = 0, rejected = 0;
+  size_t committed = 0, rejected = 0, lost = 0;
   for (const auto& a : load.acks) {
     const auto& evs = events[a.cmd.stream];
     if (a.http == 422) {
@@ -1113,16 +1120,21 @@ TEST_F(ServerE2eTest, KillDuringLoadLosesNothingAcknowledged) {
       continue;
     }
     ++committed;
-    ASSERT_GE(a.first_version, 1);
-    ASSERT_LE(a.version, static_cast<int64_t>(evs.size()))
-        << "LOST: " << a.cmd.id << " was acknowledged at " << a.stream << " v" << a.version << " but the stream has "
-        << evs.size() << " events after the restart";
+    if (a.first_version < 1 || a.version > static_cast<int64_t>(evs.size())) {
+      if (++lost <= 20)
+        ADD_FAILURE() << "LOST: " << a.cmd.id << " was acknowledged at " << a.stream << " v" << a.version
+                      << " but the stream has " << evs.size() << " events after the restart";
+      continue;
+    }
     for (int64_t v = a.first_version; v <= a.version; ++v)
-      EXPECT_EQ(evs[static_cast<size_t>(v - 1)].command_id, a.cmd.id)
-          << a.stream << " v" << v << " should hold acknowledged command " << a.cmd.id;
-    EXPECT_EQ(events_per_command[a.cmd.id], a.version - a.first_version + 1)
+      if (evs[static_cast<size_t>(v - 1)].command_id != a.cmd.id && ++lost <= 20)
+        ADD_FAILURE() << a.stream << " v" << v << " should hold acknowledged command " << a.cmd.id << ", holds "
+                      << evs[static_cast<size_t>(v - 1)].command_id;
+    const auto written = events_per_command.find(a.cmd.id);
+    EXPECT_EQ(written == events_per_command.end() ? 0 : written->second, a.version - a.first_version + 1)
         << "events of " << a.cmd.id << " exist exactly once";
   }
+  EXPECT_EQ(lost, 0u) << "acknowledged commands missing from the store after kill -9 (first 20 listed)";
   EXPECT_GE(committed, 300u);
   // Every command id, the client's and the saga's, produced its events once.
   for (const auto& [id, n] : events_per_command) {
@@ -1256,54 +1268,72 @@ TEST_F(ServerE2eTest, KillDuringLoadLosesNothingAcknowledged) {
 
 // A client that times out and retries while its first request is still in flight must get
 // the first result (DESIGN.md: "a duplicate command id returns the original result and
-// writes nothing"), not a domain rejection caused by its own first attempt.
+// writes nothing"), not a domain rejection caused by its own first attempt. Each round
+// sends the same command on 4 connections at once, with background load on the commit.
 TEST_F(ServerE2eTest, ConcurrentRetryOfSameCommandIsIdempotent) {
   ASSERT_NO_FATAL_FAILURE(start_server());
   Http setup(port_);
   ASSERT_EQ(setup.command(add_stock("race-stock", "R", 1000).body).status, 200);
-  Http a(port_), b(port_);
-  std::atomic<bool> bg_stop{false};
-  std::vector<std::thread> bg;
-  for (int t = 0; t < 4; ++t) bg.emplace_back([&, t] { Http h(port_); for (int k = 0; k < 100000 && !bg_stop; ++k) h.command(add_stock("bg-" + std::to_string(t) + "-" + std::to_string(k), "BG" + std::to_string(k % 8), 1).body); });
-  constexpr int kRounds = 50;
-  int both_ok = 0;
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> background;
+  struct JoinOnExit {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    void join() {
+      stop = true;
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+    ~JoinOnExit() { join(); }
+  } background_join{stop, background};
+  for (int t = 0; t < 2; ++t)
+    background.emplace_back([&, t] {
+      Http h(port_, 5s);
+      for (int k = 0; k < 20000 && !stop; ++k)
+        if (h.command(add_stock("race-bg-" + std::to_string(t) + "-" + std::to_string(k), "BG" + std::to_string(k % 8), 1).body)
+                .status == 0)
+          return;
+    });
+
+  constexpr int kRounds = 20;
+  constexpr int kCopies = 4;
+  std::vector<std::unique_ptr<Http>> clients;
+  for (int c = 0; c < kCopies; ++c) clients.push_back(std::make_unique<Http>(port_));
   std::vector<std::string> failures;
-  for (int i = 0; i < kRounds; ++i) {
+  for (int i = 0; i < kRounds && failures.size() < 5; ++i) {
     const std::vector<Cmd> cmds = {
         place_order("race-place-" + std::to_string(i), "race-" + std::to_string(i), "c", {{"R", 1, 1}}),
+        cancel_order("race-cancel-" + std::to_string(i), "race-" + std::to_string(i)),
         add_stock("race-restock-" + std::to_string(i), "R", 1)};
-    for (const Cmd& c : cmds) {
-      Http c1(port_), c2(port_), c3(port_), c4(port_);
-      auto ta = a.command_async(c.body);
-      auto tb = b.command_async(c.body);
-      auto t3 = c1.command_async(c.body); auto t4 = c2.command_async(c.body);
-      auto t5 = c3.command_async(c.body); auto t6 = c4.command_async(c.body);
-      const Reply ra = ta.get(), rb = tb.get();
-      for (auto* t : {&t3,&t4,&t5,&t6}) { Reply x = t->get(); if (x.status != 200) std::cout << "EXTRA " << c.id << " " << x.describe() << "\n"; }
-      ASSERT_NE(ra.status, 0) << ra.describe();
-      ASSERT_NE(rb.status, 0) << rb.describe();
-      if (ra.status == 200 && rb.status == 200) {
-        ++both_ok;
-        EXPECT_EQ(num(ra.json, "version"), num(rb.json, "version")) << c.id;
-        EXPECT_NE(flag(ra.json, "duplicate"), flag(rb.json, "duplicate")) << "exactly one is the original: " << c.id;
-      } else {
-        failures.push_back(c.id + ": " + ra.describe() + " | " + rb.describe());
+    for (const Cmd& cmd : cmds) {
+      std::vector<pplx::task<Reply>> tasks;
+      for (auto& c : clients) tasks.push_back(c->command_async(cmd.body));
+      int originals = 0, ok = 0;
+      std::set<int64_t> versions;
+      std::string answers;
+      for (auto& t : tasks) {
+        const Reply r = t.get();
+        answers += " | " + r.describe().substr(0, 160);
+        if (r.status != 200) continue;
+        ++ok;
+        originals += !flag(r.json, "duplicate");
+        versions.insert(num(r.json, "version"));
       }
       std::string why;
-      auto evs = fetch_events(setup, c.stream, &why);
+      auto evs = fetch_events(setup, cmd.stream, &why);
       ASSERT_TRUE(evs) << why;
-      int n = 0;
-      for (const auto& e : *evs) n += e.command_id == c.id;
-      EXPECT_EQ(n, 1) << "events of " << c.id << " exist exactly once";
+      int written = 0;
+      for (const auto& e : *evs) written += e.command_id == cmd.id;
+      EXPECT_EQ(written, 1) << "events of " << cmd.id << " exist exactly once";
+      // Every copy is answered 200 with the same version; exactly one of them is the original.
+      if (ok != kCopies || originals != 1 || versions.size() != 1)
+        failures.push_back(cmd.id + ": " + std::to_string(ok) + " answered 200, " + std::to_string(originals) +
+                           " as the original, " + std::to_string(versions.size()) + " versions" + answers);
     }
   }
-  bg_stop = true; for (auto& t : bg) t.join();
-  // PRODUCT BUG (see the report): LaneGroupNode::decide (nodes/nodes.cc) checks the command
-  // id only against committed results; a retry decided while its original waits in the
-  // commit queue is decided on the speculative state and rejected ("order ... already exists").
-  EXPECT_TRUE(failures.empty()) << failures.size() << " of " << 2 * kRounds
-                                << " racing retries were not both answered 200 with the original result; first: "
-                                << failures.front();
+  background_join.join();
+  for (const auto& f : failures) ADD_FAILURE() << "racing retries of one command id: " << f;
   ASSERT_NO_FATAL_FAILURE(stop_server_cleanly());
 }
 
