@@ -305,3 +305,64 @@ INSTANTIATE_TEST_SUITE_P(StoresAndThreads, PipelineTest,
 
 }  // namespace
 }  // namespace orderflow
+
+namespace orderflow {
+namespace {
+
+// Overload: past max_in_flight the pipeline refuses (HTTP answers 429) instead of queueing
+// without bound, and every admitted command still completes.
+TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: overload\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+      "  - {id: demo, kind: demo_source}\n"
+      "  - {id: route, kind: route, params: {lanes: 2, max_in_flight: 50}}\n"
+      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+      "  - {id: commit, kind: commit, params: {events: events}}\n"
+      "edges: [demo -> route, route -> lanes, lanes -> commit]\n");
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  ASSERT_TRUE(graph::validate(loaded.graph, registry, diags));
+  connectors::StoreSet stores(loaded.graph, "");
+  BuildOptions o;
+  o.threads = 1;
+  auto built = build_pipeline(loaded.graph, stores, o);
+  ASSERT_TRUE(built);
+  ASSERT_TRUE(built->pipeline->start());
+  std::atomic<int> completed{0};
+  int admitted = 0, refused = 0;
+  int64_t max_seen = 0;
+  std::vector<bool> was_admitted(5000);
+  for (int i = 0; i < 5000; ++i) {
+    v1::Command c;
+    c.set_command_id("ov-" + std::to_string(i));
+    c.mutable_add_stock()->set_sku("S" + std::to_string(i % 100));
+    c.mutable_add_stock()->set_quantity(1);
+    Status s = built->sink->submit(make_envelope(c, [&](const Outcome& out) {
+      EXPECT_TRUE(out.status) << out.status.to_string();
+      completed++;
+    }));
+    if (s) {
+      ++admitted;
+      was_admitted[static_cast<size_t>(i)] = true;
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+      ++refused;
+    }
+    max_seen = std::max(max_seen, built->sink->in_flight());
+  }
+  EXPECT_GT(refused, 0) << "5000 commands at once must exceed a limit of 50";
+  EXPECT_LE(max_seen, 50);
+  built->pipeline->shutdown();  // drains: everything admitted completes
+  EXPECT_EQ(completed.load(), admitted);
+  auto* events = *stores.event_store("events");
+  for (int i = 0; i < 5000; ++i) {
+    auto found = events->find_command("ov-" + std::to_string(i));
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->has_value(), was_admitted[static_cast<size_t>(i)]) << "ov-" << i << ": refused means not written";
+  }
+}
+
+}  // namespace
+}  // namespace orderflow
