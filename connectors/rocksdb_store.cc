@@ -159,6 +159,14 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
 
 Status RocksEventStore::read_stream(const std::string& stream, uint64_t from_version,
                                     std::vector<RecordedEvent>* out) {
+  // Most reads are of new or fully snapshotted streams: a point look-up (bloom filter,
+  // memtable) answers those far cheaper than creating an iterator.
+  {
+    std::string first;
+    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, std::max<uint64_t>(from_version, 1)), &first);
+    if (s.IsNotFound()) return Status::ok();
+    if (!s.ok()) return map(s);
+  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
   const std::string prefix = stream + '\0';
   std::vector<std::string> positions;

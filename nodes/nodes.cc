@@ -258,11 +258,15 @@ Status CommitNode::start() {
 void CommitNode::enqueue(EnvelopePtr env) {
   probe().add_in();
   probe().queue_add(1);
+  bool wake;
   {
     std::lock_guard lock(mu_);
+    // The writer only sleeps on an empty queue: wake it for the first envelope, not for
+    // each one (a futex call per command showed up in profiles).
+    wake = queue_.empty() && !busy_;
     queue_.push_back(std::move(env));
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 void CommitNode::run() {

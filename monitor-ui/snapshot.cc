@@ -1,0 +1,166 @@
+#include "snapshot.h"
+
+#include <utility>  // before cpprest (Boost.Asio with C++20)
+
+#include <cpprest/json.h>
+
+namespace orderflow::monitor {
+namespace {
+
+using web::json::value;
+
+std::string str_field(const value& obj, const char* name) {
+  if (!obj.has_field(name)) return {};
+  const value& v = obj.at(name);
+  if (v.is_string()) return v.as_string();
+  if (v.is_null()) return {};
+  return v.serialize();
+}
+
+double num_field(const value& obj, const char* name) {
+  if (!obj.has_field(name)) return 0;
+  const value& v = obj.at(name);
+  if (v.is_number()) return v.as_double();
+  return 0;
+}
+
+std::uint64_t count_field(const value& obj, const char* name) {
+  double d = num_field(obj, name);
+  return d > 0 ? static_cast<std::uint64_t>(d) : 0;
+}
+
+bool bool_field(const value& obj, const char* name) {
+  if (!obj.has_field(name)) return false;
+  const value& v = obj.at(name);
+  return v.is_boolean() && v.as_bool();
+}
+
+std::optional<value> parse_object(const std::string& json, std::string* error) {
+  std::error_code ec;
+  value v = value::parse(json, ec);
+  if (ec) {
+    if (error) *error = "invalid JSON: " + ec.message();
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    if (error) *error = "JSON document is not an object";
+    return std::nullopt;
+  }
+  return v;
+}
+
+}  // namespace
+
+std::optional<double> NodeMetrics::gauge(const std::string& name) const {
+  for (const auto& [k, v] : gauges)
+    if (k == name) return v;
+  return std::nullopt;
+}
+
+const NodeMetrics* MetricsSnapshot::find(const std::string& id) const {
+  for (const auto& n : nodes)
+    if (n.id == id) return &n;
+  return nullptr;
+}
+
+std::optional<Topology> parse_topology(const std::string& json, std::string* error) {
+  auto doc = parse_object(json, error);
+  if (!doc) return std::nullopt;
+  try {
+    Topology t;
+    t.name = str_field(*doc, "name");
+    if (!doc->has_field("nodes") || !doc->at("nodes").is_array()) {
+      if (error) *error = "graph document has no \"nodes\" array";
+      return std::nullopt;
+    }
+    for (const value& n : doc->at("nodes").as_array()) {
+      if (!n.is_object()) continue;
+      TopoNode node;
+      node.id = str_field(n, "id");
+      if (node.id.empty()) continue;
+      node.kind = str_field(n, "kind");
+      node.service = str_field(n, "service");
+      node.input = str_field(n, "input");
+      node.output = str_field(n, "output");
+      node.source = bool_field(n, "source");
+      if (n.has_field("params") && n.at("params").is_object())
+        for (const auto& [k, v] : n.at("params").as_object())
+          node.params.emplace_back(k, v.is_string() ? v.as_string() : v.serialize());
+      t.nodes.push_back(std::move(node));
+    }
+    if (doc->has_field("edges") && doc->at("edges").is_array()) {
+      for (const value& e : doc->at("edges").as_array()) {
+        if (!e.is_object()) continue;
+        TopoEdge edge;
+        edge.from = str_field(e, "from");
+        edge.to = str_field(e, "to");
+        edge.type = str_field(e, "type");
+        edge.store_mediated = bool_field(e, "storeMediated");
+        if (edge.from.empty() || edge.to.empty()) continue;
+        t.edges.push_back(std::move(edge));
+      }
+    }
+    return t;
+  } catch (const std::exception& ex) {
+    if (error) *error = std::string("bad graph document: ") + ex.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::string* error) {
+  auto doc = parse_object(json, error);
+  if (!doc) return std::nullopt;
+  try {
+    MetricsSnapshot m;
+    m.uptime_seconds = num_field(*doc, "uptimeSeconds");
+    if (!doc->has_field("nodes") || !doc->at("nodes").is_array()) {
+      if (error) *error = "metrics document has no \"nodes\" array";
+      return std::nullopt;
+    }
+    for (const value& n : doc->at("nodes").as_array()) {
+      if (!n.is_object()) continue;
+      NodeMetrics nm;
+      nm.id = str_field(n, "id");
+      if (nm.id.empty()) continue;
+      nm.kind = str_field(n, "kind");
+      nm.in = count_field(n, "in");
+      nm.out = count_field(n, "out");
+      nm.errors = count_field(n, "errors");
+      nm.busy_seconds = num_field(n, "busySeconds");
+      nm.queue_depth = num_field(n, "queueDepth");
+      nm.rate_in = num_field(n, "rateIn");
+      nm.rate_out = num_field(n, "rateOut");
+      nm.busy_share = num_field(n, "busyShare");
+      if (n.has_field("latencyUs") && n.at("latencyUs").is_object()) {
+        const value& l = n.at("latencyUs");
+        nm.latency_us = {num_field(l, "count"), num_field(l, "mean"), num_field(l, "p50"),
+                         num_field(l, "p95"),   num_field(l, "p99"),  num_field(l, "p999"),
+                         num_field(l, "max")};
+      }
+      nm.last_error = str_field(n, "lastError");
+      if (n.has_field("gauges") && n.at("gauges").is_object())
+        for (const auto& [k, v] : n.at("gauges").as_object())
+          if (v.is_number()) nm.gauges.emplace_back(k, v.as_double());
+      m.nodes.push_back(std::move(nm));
+    }
+    return m;
+  } catch (const std::exception& ex) {
+    if (error) *error = std::string("bad metrics document: ") + ex.what();
+    return std::nullopt;
+  }
+}
+
+void append_history(std::map<std::string, std::deque<Sample>>& history, const MetricsSnapshot& m,
+                    double t, double keep_seconds) {
+  for (const auto& n : m.nodes) history[n.id].push_back(Sample{t, n.rate(), n.queue_depth});
+  for (auto it = history.begin(); it != history.end();) {
+    auto& q = it->second;
+    while (!q.empty() && q.front().t < t - keep_seconds) q.pop_front();
+    if (q.empty())
+      it = history.erase(it);
+    else
+      ++it;
+  }
+}
+
+}  // namespace orderflow::monitor
