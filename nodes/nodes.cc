@@ -283,7 +283,16 @@ void CommitNode::run() {
       busy_ = true;
     }
     probe().queue_add(-static_cast<int64_t>(batch.size()));
-    commit(batch);
+    try {
+      commit(batch);
+    } catch (const std::exception& ex) {
+      // Nothing may escape the writer: fail what is left of the batch, keep running.
+      probe().add_error(std::string("commit: ") + ex.what());
+      Outcome o;
+      o.status = Status::internal(std::string("commit failed: ") + ex.what());
+      for (auto& env : batch)
+        if (env) lanes_->complete(env, o);
+    }
     batch.clear();
     {
       std::lock_guard lock(mu_);
@@ -308,7 +317,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       }
       failed_chains_.erase(f);  // a newer chain: everything older has passed (lanes emit in order)
     }
-    batch.push_back(std::move(env));
+    batch.push_back(env);  // `all` keeps a reference, so run() can fail it if this throws
   }
   if (failed_chains_.size() > 1000000) failed_chains_.clear();
   std::vector<AppendRequest> requests(batch.size());
