@@ -63,10 +63,10 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
     std::filesystem::remove_all(dir_);
   }
 
-  void start() {
+  void start(StoreProvider* provider = nullptr) {
     BuildOptions o;
     o.threads = std::get<1>(GetParam());
-    auto b = build_pipeline(def_, *stores_, o);
+    auto b = build_pipeline(def_, provider != nullptr ? *provider : *stores_, o);
     ASSERT_TRUE(b) << b.status().to_string();
     built_ = std::move(*b);
     ASSERT_TRUE(built_.pipeline->start());
@@ -277,6 +277,87 @@ TEST_P(PipelineTest, ConcurrentOrdersKeepInvariants) {
     EXPECT_EQ(first.result.first_position, o.result.first_position) << id;
   }
   EXPECT_GT(dups, 0u);
+}
+
+// Fault injection (leveldb's ErrorEnv idea): an event store whose appends and feed reads
+// fail while `fail` is set.
+class FlakyEvents final : public EventStore, public ChangeFeed {
+ public:
+  FlakyEvents(EventStore* events, ChangeFeed* feed) : events_(events), feed_(feed) {}
+  std::atomic<bool> fail{false};
+  std::atomic<int> failed_appends{0};
+
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
+    if (!fail) return events_->append(batch);
+    failed_appends++;
+    std::vector<AppendResult> r(batch.size());
+    for (auto& x : r) x.status = Status::io_error("injected write failure");
+    return r;
+  }
+  Status read_stream(const std::string& s, uint64_t from, std::vector<RecordedEvent>* out) override {
+    return events_->read_stream(s, from, out);
+  }
+  Result<std::optional<AppendResult>> find_command(const std::string& id) override { return events_->find_command(id); }
+  Result<uint64_t> stream_version(const std::string& s) override { return events_->stream_version(s); }
+  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override {
+    if (fail) return Status::io_error("injected read failure");
+    return feed_->read(after, max, out);
+  }
+  uint64_t head() override { return feed_->head(); }
+  void wait(uint64_t after, std::chrono::milliseconds t) override { feed_->wait(after, t); }
+  Result<uint64_t> load_checkpoint(const std::string& s) override { return feed_->load_checkpoint(s); }
+  Status save_checkpoint(const std::string& s, uint64_t p) override { return feed_->save_checkpoint(s, p); }
+
+ private:
+  EventStore* events_;
+  ChangeFeed* feed_;
+};
+
+class FlakyProvider final : public StoreProvider {
+ public:
+  explicit FlakyProvider(connectors::StoreSet& inner)
+      : inner_(inner), events(*inner.event_store("events"), *inner.change_feed("events")) {}
+  Result<EventStore*> event_store(const std::string&) override { return static_cast<EventStore*>(&events); }
+  Result<ChangeFeed*> change_feed(const std::string&) override { return static_cast<ChangeFeed*>(&events); }
+  Result<SnapshotStore*> snapshot_store(const std::string& n) override { return inner_.snapshot_store(n); }
+
+ private:
+  connectors::StoreSet& inner_;
+
+ public:
+  FlakyEvents events;
+};
+
+// A store that fails for a while: commands in that window fail (HTTP 503) and write
+// nothing; the change feed and the saga retry; afterwards everything converges.
+TEST_P(PipelineTest, StoreFailuresLoseNothingAndConverge) {
+  FlakyProvider flaky(*stores_);
+  start(&flaky);
+  Acked acked;
+  drive(300, 2, "before-", acked);
+  flaky.events.fail = true;
+  Acked during;
+  for (int i = 0; i < 50; ++i) {
+    v1::Command c;
+    c.set_command_id("during-" + std::to_string(i));
+    c.mutable_add_stock()->set_sku("S" + std::to_string(i % 6));
+    c.mutable_add_stock()->set_quantity(1);
+    submit(c, during);
+  }
+  for (int i = 0; i < 1000 && during.pending.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(during.pending.load(), 0);
+  EXPECT_GT(flaky.events.failed_appends.load(), 0);
+  auto* inner = *stores_->event_store("events");
+  for (const auto& [id, o] : during.by_id) {
+    EXPECT_EQ(o.status.code(), StatusCode::kIoError) << id;
+    auto found = inner->find_command(id);
+    ASSERT_TRUE(found);
+    EXPECT_FALSE(found->has_value()) << id << " failed but was written";
+  }
+  flaky.events.fail = false;
+  drive(300, 2, "after-", acked);
+  wait_quiescent();
+  check_invariants(acked);
 }
 
 class PipelineRestartTest : public PipelineTest {};  // RocksDB only: memory does not survive

@@ -1,0 +1,417 @@
+#include "layout.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace orderflow::monitor {
+
+const char* health_name(Health h) {
+  switch (h) {
+    case Health::kIdle: return "idle";
+    case Health::kGreen: return "green";
+    case Health::kYellow: return "yellow";
+    case Health::kRed: return "red";
+  }
+  return "idle";
+}
+
+Health node_health(const NodeMetrics& m, const HealthThresholds& t) {
+  if (m.busy_share >= t.busy_red || m.queue_depth >= t.queue_red) return Health::kRed;
+  if (m.busy_share >= t.busy_yellow || m.queue_depth >= t.queue_yellow) return Health::kYellow;
+  return Health::kGreen;
+}
+
+int Layout::find(const std::string& id) const {
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].id == id) return static_cast<int>(i);
+  return -1;
+}
+
+std::string format_rate(double r) {
+  char buf[64];
+  if (r >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.1fM msg/s", r / 1e6);
+  else if (r >= 1e4)
+    std::snprintf(buf, sizeof buf, "%.1fk msg/s", r / 1e3);
+  else if (r >= 10 || r == 0)
+    std::snprintf(buf, sizeof buf, "%.0f msg/s", r);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f msg/s", r);
+  return buf;
+}
+
+float edge_thickness(double r) {
+  if (r <= 0) return 1.0f;
+  return std::clamp(1.0f + static_cast<float>(std::log10(1.0 + r)), 1.0f, 7.0f);
+}
+
+Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, const LayoutGeometry& g,
+                      const HealthThresholds& th) {
+  const size_t n = topo.nodes.size();
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < n; ++i) index.emplace(topo.nodes[i].id, i);
+
+  // Adjacency over edges whose both ends are known, in declaration order.
+  std::vector<std::vector<size_t>> out(n);  // edge indices
+  std::vector<int> indeg(n, 0);
+  for (size_t e = 0; e < topo.edges.size(); ++e) {
+    auto f = index.find(topo.edges[e].from), t = index.find(topo.edges[e].to);
+    if (f == index.end() || t == index.end()) continue;
+    out[f->second].push_back(e);
+    indeg[t->second]++;
+  }
+
+  // Back edges: DFS from sources (declared sources, then in-degree 0, then the rest), an edge
+  // to a node on the DFS stack closes a cycle.
+  std::vector<bool> back(topo.edges.size(), false);
+  std::vector<int> state(n, 0);  // 0 new, 1 on stack, 2 done
+  std::function<void(size_t)> dfs = [&](size_t u) {
+    state[u] = 1;
+    for (size_t e : out[u]) {
+      size_t v = index.at(topo.edges[e].to);
+      if (state[v] == 1)
+        back[e] = true;
+      else if (state[v] == 0)
+        dfs(v);
+    }
+    state[u] = 2;
+  };
+  for (size_t i = 0; i < n; ++i)
+    if (topo.nodes[i].source && state[i] == 0) dfs(i);
+  for (size_t i = 0; i < n; ++i)
+    if (indeg[i] == 0 && state[i] == 0) dfs(i);
+  for (size_t i = 0; i < n; ++i)
+    if (state[i] == 0) dfs(i);
+
+  // Longest path over the remaining DAG (Kahn order).
+  std::vector<int> depth(n, 0), in_dag(n, 0);
+  for (size_t e = 0; e < topo.edges.size(); ++e)
+    if (!back[e] && index.count(topo.edges[e].from) && index.count(topo.edges[e].to))
+      in_dag[index.at(topo.edges[e].to)]++;
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < n; ++i)
+    if (in_dag[i] == 0) ready.push_back(i);
+  for (size_t k = 0; k < ready.size(); ++k) {
+    size_t u = ready[k];
+    for (size_t e : out[u]) {
+      if (back[e]) continue;
+      size_t v = index.at(topo.edges[e].to);
+      depth[v] = std::max(depth[v], depth[u] + 1);
+      if (--in_dag[v] == 0) ready.push_back(v);
+    }
+  }
+
+  // Order: by depth, then declaration order.
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return depth[a] < depth[b]; });
+
+  int max_depth = 0;
+  std::map<int, int> column_size;
+  for (size_t i = 0; i < n; ++i) {
+    max_depth = std::max(max_depth, depth[i]);
+    column_size[depth[i]]++;
+  }
+  int max_rows = 0;
+  for (const auto& [d, c] : column_size) max_rows = std::max(max_rows, c);
+  const float column_height = max_rows * g.node_h + std::max(0, max_rows - 1) * g.gap_y;
+
+  Layout L;
+  std::map<int, int> next_row;
+  for (size_t i : order) {
+    const TopoNode& tn = topo.nodes[i];
+    LayoutNode ln;
+    ln.id = tn.id;
+    ln.label = tn.id;
+    ln.kind = tn.kind;
+    ln.depth = depth[i];
+    ln.row = next_row[depth[i]]++;
+    const int rows = column_size[depth[i]];
+    const float this_height = rows * g.node_h + (rows - 1) * g.gap_y;
+    ln.w = g.node_w;
+    ln.h = g.node_h;
+    ln.x = g.margin + ln.depth * (g.node_w + g.gap_x);
+    ln.y = g.margin + (column_height - this_height) / 2 + ln.row * (g.node_h + g.gap_y);
+    const NodeMetrics* m = metrics ? metrics->find(tn.id) : nullptr;
+    if (m) {
+      ln.has_metrics = true;
+      ln.rate = m->rate();
+      ln.rate_in = m->rate_in;
+      ln.rate_out = m->rate_out;
+      ln.busy_share = m->busy_share;
+      ln.queue_depth = m->queue_depth;
+      ln.errors = m->errors;
+      ln.health = node_health(*m, th);
+    }
+    ln.lines.push_back(tn.kind);
+    if (m) {
+      ln.lines.push_back(format_rate(ln.rate));
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "busy %.0f%%  q %.0f  err %llu", ln.busy_share * 100,
+                    ln.queue_depth, static_cast<unsigned long long>(ln.errors));
+      ln.lines.push_back(buf);
+    } else {
+      ln.lines.push_back("no metrics");
+    }
+    L.nodes.push_back(std::move(ln));
+  }
+  L.width = 2 * g.margin + (max_depth + 1) * g.node_w + max_depth * g.gap_x;
+  L.height = 2 * g.margin + column_height;
+
+  for (size_t e = 0; e < topo.edges.size(); ++e) {
+    const TopoEdge& te = topo.edges[e];
+    LayoutEdge le;
+    le.from = te.from;
+    le.to = te.to;
+    le.from_index = L.find(te.from);
+    le.to_index = L.find(te.to);
+    if (le.from_index < 0 || le.to_index < 0) continue;
+    le.store_mediated = te.store_mediated;
+    le.back_edge = back[e];
+    const NodeMetrics* m = metrics ? metrics->find(te.from) : nullptr;
+    le.rate = m ? m->rate_out : 0;
+    le.label = format_rate(le.rate);
+    le.thickness = edge_thickness(le.rate);
+    L.edges.push_back(std::move(le));
+  }
+  return L;
+}
+
+MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) {
+  MetricsSnapshot out;
+  bool first = true;
+  for (const MetricsSnapshot* p : parts) {
+    if (!p) continue;
+    out.uptime_seconds = first ? p->uptime_seconds : std::min(out.uptime_seconds, p->uptime_seconds);
+    first = false;
+    for (const NodeMetrics& n : p->nodes) {
+      NodeMetrics* t = nullptr;
+      for (auto& x : out.nodes)
+        if (x.id == n.id) t = &x;
+      if (!t) {
+        out.nodes.push_back(n);
+        continue;
+      }
+      t->in += n.in;
+      t->out += n.out;
+      t->errors += n.errors;
+      t->busy_seconds += n.busy_seconds;
+      t->queue_depth += n.queue_depth;
+      t->rate_in += n.rate_in;
+      t->rate_out += n.rate_out;
+      t->busy_share = std::max(t->busy_share, n.busy_share);
+      auto& a = t->latency_us;
+      const auto& b = n.latency_us;
+      const double count = a.count + b.count;
+      a.mean = count > 0 ? (a.mean * a.count + b.mean * b.count) / count : 0;
+      a.count = count;
+      a.p50 = std::max(a.p50, b.p50);
+      a.p95 = std::max(a.p95, b.p95);
+      a.p99 = std::max(a.p99, b.p99);
+      a.p999 = std::max(a.p999, b.p999);
+      a.max = std::max(a.max, b.max);
+      if (t->last_error.empty()) t->last_error = n.last_error;
+      for (const auto& [k, v] : n.gauges) {
+        bool found = false;
+        for (auto& [tk, tv] : t->gauges)
+          if (tk == k) {
+            tv += v;
+            found = true;
+          }
+        if (!found) t->gauges.emplace_back(k, v);
+      }
+    }
+  }
+  return out;
+}
+
+Totals compute_totals(const Topology& topo, const MetricsSnapshot& m) {
+  Totals t;
+  t.uptime_seconds = m.uptime_seconds;
+  for (const TopoNode& tn : topo.nodes) {
+    const NodeMetrics* nm = m.find(tn.id);
+    if (!nm) continue;
+    if (tn.source) t.commands_per_second += nm->rate_out;
+    if (tn.output == "committed") t.events_per_second += nm->rate_out;
+  }
+  for (const NodeMetrics& nm : m.nodes) {
+    t.errors += nm.errors;
+    if (nm.busy_share > t.bottleneck_busy_share) {
+      t.bottleneck_busy_share = nm.busy_share;
+      t.bottleneck = nm.id;
+    }
+  }
+  return t;
+}
+
+std::string format_clock(double unix_seconds) {
+  std::time_t tt = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::string unreachable_banner(const ServerState& s, double now) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, " (%.0f s ago)", std::max(0.0, now - s.unreachable_since));
+  std::string text = "Server " + s.url + " unreachable since " + format_clock(s.unreachable_since) + buf;
+  if (!s.last_error.empty()) text += ": " + s.last_error;
+  return text;
+}
+
+Snapshot make_snapshot(std::vector<ServerState> servers, double now) {
+  Snapshot s;
+  s.now = now;
+  s.servers = std::move(servers);
+  std::vector<const MetricsSnapshot*> parts;
+  for (const ServerState& st : s.servers) {
+    if (!s.has_topology && st.has_topology) {
+      s.topology = st.topology;
+      s.has_topology = true;
+    }
+    if (st.reachable && st.has_metrics) parts.push_back(&st.metrics);
+    if (st.ever_polled && !st.reachable) s.banners.push_back(unreachable_banner(st, now));
+  }
+  if (!parts.empty()) {
+    s.metrics = merge_metrics(parts);
+    s.has_metrics = true;
+  }
+  if (s.has_topology) {
+    s.layout = compute_layout(s.topology, s.has_metrics ? &s.metrics : nullptr);
+    if (s.has_metrics) s.totals = compute_totals(s.topology, s.metrics);
+  }
+  return s;
+}
+
+namespace {
+
+void json_string(std::ostringstream& o, const std::string& s) {
+  o << '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o << "\\\""; break;
+      case '\\': o << "\\\\"; break;
+      case '\n': o << "\\n"; break;
+      case '\r': o << "\\r"; break;
+      case '\t': o << "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o << buf;
+        } else {
+          o << c;
+        }
+    }
+  }
+  o << '"';
+}
+
+void json_number(std::ostringstream& o, double v) {
+  if (!std::isfinite(v)) v = 0;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  o << buf;
+}
+
+}  // namespace
+
+std::string dump_layout_json(const Snapshot& s) {
+  std::ostringstream o;
+  o << "{\n  \"graph\": ";
+  json_string(o, s.topology.name);
+  o << ",\n  \"now\": ";
+  json_number(o, s.now);
+  o << ",\n  \"servers\": [";
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    o << (i ? ",\n    " : "\n    ") << "{\"url\": ";
+    json_string(o, st.url);
+    o << ", \"reachable\": " << (st.reachable ? "true" : "false")
+      << ", \"everPolled\": " << (st.ever_polled ? "true" : "false") << ", \"unreachableSince\": ";
+    json_number(o, st.unreachable_since);
+    o << ", \"failures\": " << st.consecutive_failures << ", \"lastError\": ";
+    json_string(o, st.last_error);
+    o << "}";
+  }
+  o << "\n  ],\n  \"banners\": [";
+  for (size_t i = 0; i < s.banners.size(); ++i) {
+    o << (i ? ", " : "");
+    json_string(o, s.banners[i]);
+  }
+  o << "],\n  \"totals\": {\"commandsPerSecond\": ";
+  json_number(o, s.totals.commands_per_second);
+  o << ", \"eventsPerSecond\": ";
+  json_number(o, s.totals.events_per_second);
+  o << ", \"errors\": " << s.totals.errors << ", \"uptimeSeconds\": ";
+  json_number(o, s.totals.uptime_seconds);
+  o << ", \"bottleneck\": ";
+  json_string(o, s.totals.bottleneck);
+  o << ", \"bottleneckBusyShare\": ";
+  json_number(o, s.totals.bottleneck_busy_share);
+  o << "},\n  \"width\": ";
+  json_number(o, s.layout.width);
+  o << ", \"height\": ";
+  json_number(o, s.layout.height);
+  o << ",\n  \"nodes\": [";
+  for (size_t i = 0; i < s.layout.nodes.size(); ++i) {
+    const LayoutNode& n = s.layout.nodes[i];
+    o << (i ? ",\n    " : "\n    ") << "{\"id\": ";
+    json_string(o, n.id);
+    o << ", \"label\": ";
+    json_string(o, n.label);
+    o << ", \"kind\": ";
+    json_string(o, n.kind);
+    o << ", \"depth\": " << n.depth << ", \"row\": " << n.row << ", \"x\": ";
+    json_number(o, n.x);
+    o << ", \"y\": ";
+    json_number(o, n.y);
+    o << ", \"w\": ";
+    json_number(o, n.w);
+    o << ", \"h\": ";
+    json_number(o, n.h);
+    o << ", \"hasMetrics\": " << (n.has_metrics ? "true" : "false") << ", \"rate\": ";
+    json_number(o, n.rate);
+    o << ", \"rateIn\": ";
+    json_number(o, n.rate_in);
+    o << ", \"rateOut\": ";
+    json_number(o, n.rate_out);
+    o << ", \"busyShare\": ";
+    json_number(o, n.busy_share);
+    o << ", \"queueDepth\": ";
+    json_number(o, n.queue_depth);
+    o << ", \"errors\": " << n.errors << ", \"health\": \"" << health_name(n.health) << "\", \"lines\": [";
+    for (size_t k = 0; k < n.lines.size(); ++k) {
+      o << (k ? ", " : "");
+      json_string(o, n.lines[k]);
+    }
+    o << "]}";
+  }
+  o << "\n  ],\n  \"edges\": [";
+  for (size_t i = 0; i < s.layout.edges.size(); ++i) {
+    const LayoutEdge& e = s.layout.edges[i];
+    o << (i ? ",\n    " : "\n    ") << "{\"from\": ";
+    json_string(o, e.from);
+    o << ", \"to\": ";
+    json_string(o, e.to);
+    o << ", \"label\": ";
+    json_string(o, e.label);
+    o << ", \"rate\": ";
+    json_number(o, e.rate);
+    o << ", \"thickness\": ";
+    json_number(o, e.thickness);
+    o << ", \"dashed\": " << (e.store_mediated ? "true" : "false")
+      << ", \"backEdge\": " << (e.back_edge ? "true" : "false") << "}";
+  }
+  o << "\n  ]\n}\n";
+  return o.str();
+}
+
+}  // namespace orderflow::monitor
