@@ -191,6 +191,8 @@ RunResult pipeline_run(const std::string& store_kind, const std::string& dir, in
                     n.id.c_str(), static_cast<unsigned long long>(n.in), static_cast<unsigned long long>(n.out),
                     static_cast<double>(n.busy_ns) / 1e9, 100.0 * static_cast<double>(n.busy_ns) / 1e9 / s);
       if (n.kind != "commit") continue;
+      if (g_verbose && n.gauges.count("mean_batch_commands"))
+        std::printf("    %-8s commit mean group size %.1f commands\n", store_kind.c_str(), n.gauges.at("mean_batch_commands"));
       result.commands_per_s = static_cast<double>(n.out) / s;
       result.p50_ms = n.latency.p50_us / 1000;
       result.p99_ms = n.latency.p99_us / 1000;

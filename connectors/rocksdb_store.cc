@@ -85,6 +85,18 @@ RocksEventStore::~RocksEventStore() {
 
 Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
   if (auto it = versions_.find(stream); it != versions_.end()) return it->second;
+  // New streams are the common miss: a point look-up of version 1 (bloom filter) says so
+  // without the cost of an iterator.
+  {
+    std::string ignored;
+    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, 1), &ignored);
+    if (s.IsNotFound()) {
+      if (versions_.size() >= kVersionCacheLimit) versions_.clear();
+      versions_[stream] = 0;
+      return uint64_t{0};
+    }
+    if (!s.ok()) return map(s);
+  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
   const std::string last = index_key(stream, UINT64_MAX);
   it->SeekForPrev(last);

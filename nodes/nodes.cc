@@ -360,7 +360,10 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     o.status = r.status;
     lanes_->complete(env, o);
   }
-  probe().set_gauge("last_batch_commands", static_cast<double>(batch.size()));
+  ++batches_;
+  batched_commands_ += all.size();
+  probe().set_gauge("last_batch_commands", static_cast<double>(all.size()));
+  probe().set_gauge("mean_batch_commands", static_cast<double>(batched_commands_) / static_cast<double>(batches_));
 }
 
 void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {

@@ -120,6 +120,7 @@ class CommitNode final : public RuntimeNode {
   // Writer thread only: stream -> highest decision chain with a failed command. Later
   // commands of that chain are re-decided without being appended (see AppendRequest::chain).
   std::unordered_map<std::string, uint64_t> failed_chains_;
+  uint64_t batches_ = 0, batched_commands_ = 0;  // writer thread only
   bool busy_ = false;               // guarded by mu_: a batch is being written
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;

@@ -1,0 +1,439 @@
+#include "ui.h"
+
+#include <imgui.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+namespace orderflow::monitor {
+namespace {
+
+ImU32 health_fill(Health h) {
+  switch (h) {
+    case Health::kGreen: return IM_COL32(38, 120, 60, 255);
+    case Health::kYellow: return IM_COL32(170, 140, 20, 255);
+    case Health::kRed: return IM_COL32(170, 45, 45, 255);
+    case Health::kIdle: break;
+  }
+  return IM_COL32(70, 72, 80, 255);
+}
+
+ImVec2 bezier(const ImVec2& p1, const ImVec2& p2, const ImVec2& p3, const ImVec2& p4, float t) {
+  const float u = 1 - t;
+  const float a = u * u * u, b = 3 * u * u * t, c = 3 * u * t * t, d = t * t * t;
+  return ImVec2(a * p1.x + b * p2.x + c * p3.x + d * p4.x, a * p1.y + b * p2.y + c * p3.y + d * p4.y);
+}
+
+struct View {
+  ImVec2 origin;
+  float pan_x, pan_y, zoom;
+  ImVec2 to_screen(float x, float y) const {
+    return ImVec2(origin.x + pan_x + x * zoom, origin.y + pan_y + y * zoom);
+  }
+};
+
+void fit_view(const Layout& L, const ImVec2& size, UiState& ui) {
+  if (L.width <= 0 || L.height <= 0 || size.x <= 0 || size.y <= 0) return;
+  ui.zoom = std::clamp(std::min(size.x / L.width, size.y / L.height), 0.25f, 2.0f);
+  ui.pan_x = (size.x - L.width * ui.zoom) / 2;
+  ui.pan_y = (size.y - L.height * ui.zoom) / 2;
+}
+
+void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge& e) {
+  const LayoutNode& a = L.nodes[static_cast<size_t>(e.from_index)];
+  const LayoutNode& b = L.nodes[static_cast<size_t>(e.to_index)];
+  ImVec2 p1, p2, p3, p4;
+  if (e.back_edge || b.x <= a.x) {
+    // Loop back underneath the columns: bottom of source to bottom of target.
+    p1 = v.to_screen(a.x + a.w / 2, a.y + a.h);
+    p4 = v.to_screen(b.x + b.w / 2, b.y + b.h);
+    const float drop = (40 + 0.15f * std::fabs(a.x - b.x)) * v.zoom;
+    p2 = ImVec2(p1.x, p1.y + drop);
+    p3 = ImVec2(p4.x, p4.y + drop);
+  } else {
+    p1 = v.to_screen(a.x + a.w, a.y + a.h / 2);
+    p4 = v.to_screen(b.x, b.y + b.h / 2);
+    const float dx = (p4.x - p1.x) * 0.5f;
+    p2 = ImVec2(p1.x + dx, p1.y);
+    p3 = ImVec2(p4.x - dx, p4.y);
+  }
+  const ImU32 col = e.back_edge ? IM_COL32(150, 150, 200, 200) : IM_COL32(190, 190, 200, 220);
+  const float thick = std::max(1.0f, e.thickness * v.zoom);
+  if (e.store_mediated) {
+    const int segments = 40;
+    for (int i = 0; i < segments; i += 2) {
+      const ImVec2 s0 = bezier(p1, p2, p3, p4, static_cast<float>(i) / segments);
+      const ImVec2 s1 = bezier(p1, p2, p3, p4, static_cast<float>(i + 1) / segments);
+      dl->AddLine(s0, s1, col, thick);
+    }
+  } else {
+    dl->AddBezierCubic(p1, p2, p3, p4, col, thick);
+  }
+  // Arrow head at the target.
+  const ImVec2 q = bezier(p1, p2, p3, p4, 0.96f);
+  ImVec2 dir(p4.x - q.x, p4.y - q.y);
+  const float len = std::sqrt(dir.x * dir.x + dir.y * dir.y);
+  if (len > 0.01f) {
+    dir = ImVec2(dir.x / len, dir.y / len);
+    const float s = 7 * v.zoom + thick;
+    const ImVec2 left(p4.x - dir.x * s - dir.y * s * 0.5f, p4.y - dir.y * s + dir.x * s * 0.5f);
+    const ImVec2 right(p4.x - dir.x * s + dir.y * s * 0.5f, p4.y - dir.y * s - dir.x * s * 0.5f);
+    dl->AddTriangleFilled(p4, left, right, col);
+  }
+  // Label at the middle of the curve.
+  const ImVec2 m = bezier(p1, p2, p3, p4, 0.5f);
+  const float fs = ImGui::GetFontSize() * std::clamp(v.zoom, 0.6f, 1.4f);
+  const ImVec2 ts = ImGui::GetFont()->CalcTextSizeA(fs, 1e9f, 0, e.label.c_str());
+  const ImVec2 tl(m.x - ts.x / 2, m.y - ts.y - 2);
+  dl->AddRectFilled(ImVec2(tl.x - 2, tl.y - 1), ImVec2(tl.x + ts.x + 2, tl.y + ts.y + 1),
+                    IM_COL32(25, 25, 30, 200), 3);
+  dl->AddText(ImGui::GetFont(), fs, tl, IM_COL32(230, 230, 235, 255), e.label.c_str());
+}
+
+void draw_node(ImDrawList* dl, const View& v, const LayoutNode& n, bool selected) {
+  const ImVec2 a = v.to_screen(n.x, n.y);
+  const ImVec2 b = v.to_screen(n.x + n.w, n.y + n.h);
+  const float r = 6 * v.zoom;
+  dl->AddRectFilled(a, b, health_fill(n.health), r);
+  dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), r, 0,
+              selected ? 3.0f : 1.0f);
+  const float fs = ImGui::GetFontSize() * v.zoom;
+  if (fs < 5) return;
+  float y = a.y + 4 * v.zoom;
+  const float x = a.x + 6 * v.zoom;
+  dl->AddText(ImGui::GetFont(), fs * 1.05f, ImVec2(x, y), IM_COL32(255, 255, 255, 255), n.label.c_str());
+  y += fs * 1.2f;
+  for (const std::string& line : n.lines) {
+    if (y + fs > b.y) break;
+    dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(225, 225, 230, 255), line.c_str());
+    y += fs * 1.1f;
+  }
+}
+
+const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
+  if (ui.selected.empty() || !s.has_metrics) return nullptr;
+  return s.metrics.find(ui.selected);
+}
+
+}  // namespace
+
+void handle_shortcuts(const Snapshot&, UiState& ui) {
+  if (ui.help_key_pressed) ui.show_help = !ui.show_help;
+  ui.help_key_pressed = false;
+  if (ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape), false)) {
+    if (ui.show_help)
+      ui.show_help = false;
+    else
+      ui.selected.clear();
+  }
+}
+
+void draw_banner(const Snapshot& s, UiState&) {
+  for (const std::string& line : s.banners) {
+    ImGui::PushStyleColor(ImGuiCol_Text, IM_COL32(255, 110, 100, 255));
+    ImGui::TextWrapped("%s", line.c_str());
+    ImGui::PopStyleColor();
+  }
+  bool any_reachable = false;
+  for (const ServerState& st : s.servers) any_reachable = any_reachable || st.reachable;
+  if (!any_reachable && s.banners.empty()) ImGui::TextDisabled("Connecting...");
+}
+
+void draw_summary(const Snapshot& s, UiState&) {
+  if (!s.has_metrics) {
+    ImGui::TextDisabled("No metrics yet.");
+    return;
+  }
+  const Totals& t = s.totals;
+  ImGui::Text("graph %s  |  uptime %.0f s  |  commands %s  |  events %s  |  errors %llu",
+              s.topology.name.c_str(), t.uptime_seconds, format_rate(t.commands_per_second).c_str(),
+              format_rate(t.events_per_second).c_str(), static_cast<unsigned long long>(t.errors));
+  if (!t.bottleneck.empty()) {
+    ImGui::SameLine();
+    ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.3f, 1.0f), "|  bottleneck: %s (busy %.0f%%)",
+                       t.bottleneck.c_str(), t.bottleneck_busy_share * 100);
+  }
+  if (s.servers.size() > 1) {
+    int up = 0;
+    for (const ServerState& st : s.servers) up += st.reachable ? 1 : 0;
+    ImGui::Text("%d of %zu instances reachable; figures summed", up, s.servers.size());
+  }
+}
+
+void draw_canvas(const Snapshot& s, UiState& ui) {
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  const ImVec2 origin = ImGui::GetCursorScreenPos();
+  ImVec2 size = ImGui::GetContentRegionAvail();
+  size.x = std::max(size.x, 50.0f);
+  size.y = std::max(size.y, 50.0f);
+  const ImVec2 end(origin.x + size.x, origin.y + size.y);
+  ImGui::InvisibleButton("canvas", size,
+                         ImGuiButtonFlags_MouseButtonLeft | ImGuiButtonFlags_MouseButtonRight |
+                             ImGuiButtonFlags_MouseButtonMiddle);
+  const bool hovered = ImGui::IsItemHovered();
+  const bool active = ImGui::IsItemActive();
+  const Layout& L = s.layout;
+  if (ui.fit_pending && !L.nodes.empty()) {
+    fit_view(L, size, ui);
+    ui.fit_pending = false;
+  }
+  ImGuiIO& io = ImGui::GetIO();
+  if (active && (ImGui::IsMouseDragging(ImGuiMouseButton_Left, 2) ||
+                 ImGui::IsMouseDragging(ImGuiMouseButton_Right, 2) ||
+                 ImGui::IsMouseDragging(ImGuiMouseButton_Middle, 2))) {
+    ui.pan_x += io.MouseDelta.x;
+    ui.pan_y += io.MouseDelta.y;
+  }
+  if (hovered && io.MouseWheel != 0) {
+    const float old_zoom = ui.zoom;
+    ui.zoom = std::clamp(ui.zoom * (io.MouseWheel > 0 ? 1.1f : 1 / 1.1f), 0.2f, 4.0f);
+    // keep the point under the mouse still
+    const float mx = io.MousePos.x - origin.x, my = io.MousePos.y - origin.y;
+    ui.pan_x = mx - (mx - ui.pan_x) * ui.zoom / old_zoom;
+    ui.pan_y = my - (my - ui.pan_y) * ui.zoom / old_zoom;
+  }
+  if (hovered && ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) ui.fit_pending = true;
+
+  const View v{origin, ui.pan_x, ui.pan_y, ui.zoom};
+  if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left) &&
+      ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).x == 0 &&
+      ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).y == 0) {
+    std::string hit;
+    for (const LayoutNode& n : L.nodes) {
+      const ImVec2 a = v.to_screen(n.x, n.y), b = v.to_screen(n.x + n.w, n.y + n.h);
+      if (io.MousePos.x >= a.x && io.MousePos.x <= b.x && io.MousePos.y >= a.y && io.MousePos.y <= b.y)
+        hit = n.id;
+    }
+    ui.selected = hit;
+  }
+
+  dl->PushClipRect(origin, end, true);
+  dl->AddRectFilled(origin, end, IM_COL32(28, 29, 34, 255));
+  const float grid = 40 * ui.zoom;
+  if (grid > 8) {
+    for (float x = std::fmod(ui.pan_x, grid); x < size.x; x += grid)
+      dl->AddLine(ImVec2(origin.x + x, origin.y), ImVec2(origin.x + x, end.y), IM_COL32(40, 42, 48, 255));
+    for (float y = std::fmod(ui.pan_y, grid); y < size.y; y += grid)
+      dl->AddLine(ImVec2(origin.x, origin.y + y), ImVec2(end.x, origin.y + y), IM_COL32(40, 42, 48, 255));
+  }
+  if (L.nodes.empty()) {
+    dl->AddText(ImVec2(origin.x + 12, origin.y + 12), IM_COL32(160, 160, 170, 255),
+                s.has_topology ? "(empty graph)" : "Waiting for /api/v1/graph ...");
+  }
+  for (const LayoutEdge& e : L.edges) draw_edge(dl, v, L, e);
+  for (const LayoutNode& n : L.nodes) draw_node(dl, v, n, n.id == ui.selected);
+  dl->PopClipRect();
+}
+
+void draw_table(const Snapshot& s, UiState& ui) {
+  const Layout& L = s.layout;
+  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_RowBg | ImGuiTableFlags_Borders |
+                                ImGuiTableFlags_Resizable | ImGuiTableFlags_ScrollY |
+                                ImGuiTableFlags_SizingStretchProp;
+  if (!ImGui::BeginTable("nodes", 9, flags)) return;
+  ImGui::TableSetupScrollFreeze(0, 1);
+  ImGui::TableSetupColumn("Node", ImGuiTableColumnFlags_DefaultSort);
+  ImGui::TableSetupColumn("Kind");
+  ImGui::TableSetupColumn("In/s");
+  ImGui::TableSetupColumn("Out/s");
+  ImGui::TableSetupColumn("Busy %");
+  ImGui::TableSetupColumn("Queue");
+  ImGui::TableSetupColumn("Errors");
+  ImGui::TableSetupColumn("p99 us");
+  ImGui::TableSetupColumn("Depth");
+  ImGui::TableHeadersRow();
+  if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs()) {
+    if (specs->SpecsDirty && specs->SpecsCount > 0) {
+      ui.sort_column = specs->Specs[0].ColumnIndex;
+      ui.sort_descending = specs->Specs[0].SortDirection == ImGuiSortDirection_Descending;
+    }
+    specs->SpecsDirty = false;
+  }
+  std::vector<size_t> order(L.nodes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto p99 = [&](const LayoutNode& n) {
+    const NodeMetrics* m = s.metrics.find(n.id);
+    return m ? m->latency_us.p99 : 0.0;
+  };
+  auto less = [&](size_t ia, size_t ib) {
+    const LayoutNode& a = L.nodes[ia];
+    const LayoutNode& b = L.nodes[ib];
+    switch (ui.sort_column) {
+      case 1: return a.kind < b.kind;
+      case 2: return a.rate_in < b.rate_in;
+      case 3: return a.rate_out < b.rate_out;
+      case 4: return a.busy_share < b.busy_share;
+      case 5: return a.queue_depth < b.queue_depth;
+      case 6: return a.errors < b.errors;
+      case 7: return p99(a) < p99(b);
+      case 8: return a.depth < b.depth;
+      default: return a.id < b.id;
+    }
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return ui.sort_descending ? less(b, a) : less(a, b);
+  });
+  ImGuiListClipper clipper;
+  clipper.Begin(static_cast<int>(order.size()));
+  while (clipper.Step()) {
+    for (int row = clipper.DisplayStart; row < clipper.DisplayEnd; ++row) {
+      const LayoutNode& n = L.nodes[order[static_cast<size_t>(row)]];
+      ImGui::TableNextRow();
+      ImGui::TableSetColumnIndex(0);
+      if (ImGui::Selectable(n.id.c_str(), n.id == ui.selected, ImGuiSelectableFlags_SpanAllColumns))
+        ui.selected = n.id;
+      ImGui::TableSetColumnIndex(1);
+      ImGui::TextUnformatted(n.kind.c_str());
+      ImGui::TableSetColumnIndex(2);
+      ImGui::Text("%.1f", n.rate_in);
+      ImGui::TableSetColumnIndex(3);
+      ImGui::Text("%.1f", n.rate_out);
+      ImGui::TableSetColumnIndex(4);
+      ImGui::Text("%.1f", n.busy_share * 100);
+      ImGui::TableSetColumnIndex(5);
+      ImGui::Text("%.0f", n.queue_depth);
+      ImGui::TableSetColumnIndex(6);
+      ImGui::Text("%llu", static_cast<unsigned long long>(n.errors));
+      ImGui::TableSetColumnIndex(7);
+      ImGui::Text("%.0f", p99(n));
+      ImGui::TableSetColumnIndex(8);
+      ImGui::Text("%d", n.depth);
+    }
+  }
+  ImGui::EndTable();
+}
+
+void draw_details(const Snapshot& s, UiState& ui) {
+  if (ui.selected.empty()) {
+    ImGui::TextDisabled("Click a node (canvas or table) for details.");
+    return;
+  }
+  const NodeMetrics* m = selected_metrics(s, ui);
+  ImGui::Text("%s", ui.selected.c_str());
+  if (!m) {
+    ImGui::TextDisabled("No metrics for this node.");
+    return;
+  }
+  ImGui::TextDisabled("%s", m->kind.c_str());
+  ImGui::Separator();
+  ImGui::Text("rate in %s, out %s", format_rate(m->rate_in).c_str(), format_rate(m->rate_out).c_str());
+  ImGui::Text("busy %.1f%%   queue %.0f   errors %llu", m->busy_share * 100, m->queue_depth,
+              static_cast<unsigned long long>(m->errors));
+  ImGui::Text("in %llu   out %llu", static_cast<unsigned long long>(m->in),
+              static_cast<unsigned long long>(m->out));
+  ImGui::Separator();
+  ImGui::Text("latency (us, %.0f samples)", m->latency_us.count);
+  ImGui::Text("p50 %.0f   p99 %.0f   p999 %.0f   max %.0f", m->latency_us.p50, m->latency_us.p99,
+              m->latency_us.p999, m->latency_us.max);
+  if (const auto le = m->gauge("lag_events")) {
+    ImGui::Separator();
+    ImGui::Text("change-feed lag: %.0f events, %.3f s", *le, m->gauge("lag_seconds").value_or(0));
+  }
+  bool other_gauges = false;
+  for (const auto& [k, val] : m->gauges) {
+    if (k == "lag_events" || k == "lag_seconds") continue;
+    if (!other_gauges) ImGui::Separator();
+    other_gauges = true;
+    ImGui::Text("%s: %.6g", k.c_str(), val);
+  }
+  if (!m->last_error.empty()) {
+    ImGui::Separator();
+    ImGui::TextColored(ImVec4(1, 0.45f, 0.4f, 1), "last error:");
+    ImGui::TextWrapped("%s", m->last_error.c_str());
+  }
+  ImGui::Separator();
+  ImGui::Text("last 5 minutes");
+  const float w = ImGui::GetContentRegionAvail().x;
+  for (const ServerState& st : s.servers) {
+    auto it = st.history.find(ui.selected);
+    if (it == st.history.end() || it->second.empty()) continue;
+    std::vector<float> rate, queue;
+    rate.reserve(it->second.size());
+    queue.reserve(it->second.size());
+    for (const Sample& sm : it->second) {
+      rate.push_back(static_cast<float>(sm.rate));
+      queue.push_back(static_cast<float>(sm.queue_depth));
+    }
+    if (s.servers.size() > 1) ImGui::TextDisabled("%s", st.url.c_str());
+    ImGui::PushID(st.url.c_str());
+    char overlay[64];
+    std::snprintf(overlay, sizeof overlay, "rate %.0f/s", static_cast<double>(rate.back()));
+    ImGui::PlotLines("##rate", rate.data(), static_cast<int>(rate.size()), 0, overlay, 0.0f, FLT_MAX,
+                     ImVec2(w, 50));
+    std::snprintf(overlay, sizeof overlay, "queue %.0f", static_cast<double>(queue.back()));
+    ImGui::PlotLines("##queue", queue.data(), static_cast<int>(queue.size()), 0, overlay, 0.0f, FLT_MAX,
+                     ImVec2(w, 50));
+    ImGui::PopID();
+  }
+  if (s.servers.size() > 1) {
+    ImGui::Separator();
+    ImGui::Text("per instance");
+    for (const ServerState& st : s.servers) {
+      const NodeMetrics* pm = st.has_metrics ? st.metrics.find(ui.selected) : nullptr;
+      if (!st.reachable || !pm)
+        ImGui::TextDisabled("%s: unreachable", st.url.c_str());
+      else
+        ImGui::Text("%s: %s, busy %.0f%%, q %.0f", st.url.c_str(), format_rate(pm->rate()).c_str(),
+                    pm->busy_share * 100, pm->queue_depth);
+    }
+  }
+}
+
+void draw_help(const Snapshot&, UiState& ui) {
+  if (!ui.show_help) return;
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x / 2, vp->WorkPos.y + vp->WorkSize.y / 2),
+                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
+  ImGui::SetNextWindowBgAlpha(0.92f);
+  if (ImGui::Begin("Help", &ui.show_help,
+                   ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoCollapse |
+                       ImGuiWindowFlags_NoSavedSettings)) {
+    ImGui::Text("orderflow-monitor shortcuts");
+    ImGui::Separator();
+    ImGui::BulletText("F1: show / hide this help");
+    ImGui::BulletText("Esc: close this help, else clear the selection");
+    ImGui::BulletText("Click a node: details panel");
+    ImGui::BulletText("Drag (any button): pan; mouse wheel: zoom");
+    ImGui::BulletText("Double-click the canvas: fit the graph");
+    ImGui::BulletText("Click a table header: sort");
+    ImGui::Separator();
+    ImGui::TextDisabled("Window layout is remembered in imgui.ini.");
+  }
+  ImGui::End();
+}
+
+void draw_frame(const Snapshot& s, UiState& ui) {
+  handle_shortcuts(s, ui);
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  const ImVec2 p = vp->WorkPos, sz = vp->WorkSize;
+  const float details_w = std::min(380.0f, sz.x * 0.32f);
+  const float table_h = std::min(260.0f, sz.y * 0.34f);
+
+  ImGui::SetNextWindowPos(p, ImGuiCond_FirstUseEver);
+  ImGui::SetNextWindowSize(ImVec2(sz.x - details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
+  if (ImGui::Begin("Graph")) {
+    draw_banner(s, ui);
+    draw_summary(s, ui);
+    if (ImGui::SmallButton("Fit")) ui.fit_pending = true;
+    ImGui::SameLine();
+    ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.zoom * 100);
+    draw_canvas(s, ui);
+  }
+  ImGui::End();
+
+  ImGui::SetNextWindowPos(ImVec2(p.x + sz.x - details_w, p.y), ImGuiCond_FirstUseEver);
+  ImGui::SetNextWindowSize(ImVec2(details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
+  if (ImGui::Begin("Details")) draw_details(s, ui);
+  ImGui::End();
+
+  ImGui::SetNextWindowPos(ImVec2(p.x, p.y + sz.y - table_h), ImGuiCond_FirstUseEver);
+  ImGui::SetNextWindowSize(ImVec2(sz.x, table_h), ImGuiCond_FirstUseEver);
+  if (ImGui::Begin("Nodes")) draw_table(s, ui);
+  ImGui::End();
+
+  draw_help(s, ui);
+}
+
+}  // namespace orderflow::monitor
