@@ -45,6 +45,13 @@ std::string format_rate(double r) {
   return buf;
 }
 
+std::string format_rate_short(double r) {
+  std::string s = format_rate(r);
+  const auto at = s.find(" msg/s");
+  if (at != std::string::npos) s.replace(at, 6, "/s");
+  return s;
+}
+
 float edge_thickness(double r) {
   if (r <= 0) return 1.0f;
   return std::clamp(1.0f + static_cast<float>(std::log10(1.0 + r)), 1.0f, 7.0f);
@@ -152,7 +159,7 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, cons
     if (m) {
       ln.lines.push_back(format_rate(ln.rate));
       char buf[96];
-      std::snprintf(buf, sizeof buf, "busy %.0f%%  q %.0f  err %llu", ln.busy_share * 100,
+      std::snprintf(buf, sizeof buf, "busy %.0f%% q %.0f err %llu", ln.busy_share * 100,
                     ln.queue_depth, static_cast<unsigned long long>(ln.errors));
       ln.lines.push_back(buf);
     } else {
@@ -175,7 +182,7 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, cons
     le.back_edge = back[e];
     const NodeMetrics* m = metrics ? metrics->find(te.from) : nullptr;
     le.rate = m ? m->rate_out : 0;
-    le.label = format_rate(le.rate);
+    le.label = format_rate_short(le.rate);
     le.thickness = edge_thickness(le.rate);
     L.edges.push_back(std::move(le));
   }
@@ -317,7 +324,7 @@ void json_string(std::ostringstream& o, const std::string& s) {
 void json_number(std::ostringstream& o, double v) {
   if (!std::isfinite(v)) v = 0;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
+  std::snprintf(buf, sizeof buf, "%.15g", v);
   o << buf;
 }
 

@@ -24,7 +24,7 @@ Health node_health(const NodeMetrics& m, const HealthThresholds& t = {});
 
 // Geometry constants of the canvas, in canvas units (before pan/zoom).
 struct LayoutGeometry {
-  float node_w = 170, node_h = 78, gap_x = 90, gap_y = 36, margin = 30;
+  float node_w = 140, node_h = 64, gap_x = 60, gap_y = 28, margin = 24;
 };
 
 struct LayoutNode {
@@ -62,7 +62,8 @@ struct Layout {
 Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics,
                       const LayoutGeometry& g = {}, const HealthThresholds& th = {});
 
-std::string format_rate(double msgs_per_second);  // "1.2k msg/s"
+std::string format_rate(double msgs_per_second);        // "12.3k msg/s"
+std::string format_rate_short(double msgs_per_second);  // "12.3k/s" (edge labels)
 float edge_thickness(double msgs_per_second);
 
 // Several instances of one graph: figures summed (rates, counts, queue depths), busy share and

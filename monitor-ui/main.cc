@@ -6,6 +6,7 @@
 
 #include <GLFW/glfw3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,14 +30,20 @@ struct Options {
   std::vector<std::string> urls;
   std::string screenshot;
   std::string dump_layout;
+  bool frame_stats = false;  // print frame-time percentiles at exit
+  bool show_help = false;  // start with the help overlay open (screenshots of it)
+  std::string select;  // node selected at start (details panel), e.g. for screenshots
   int frames = -1;  // -1: run until the window closes
+  double warmup = 0;  // batch mode: keep rendering at least this many seconds (sparklines fill)
   int interval_ms = 1000;
   int width = 1280, height = 800;
 };
 
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: orderflow-monitor [URL ...] [--interval MS] [--size WxH]\n"
+               "usage: orderflow-monitor [URL ...] [--interval MS] [--size WxH] [--select NODE] [--show-help]\n"
+               "                         [--frame-stats]\n"
+               "                         [--warmup SECONDS]\n"
                "                         [--screenshot FILE.png] [--dump-layout FILE.json] [--frames N]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
                "  --frames N renders N frames after the first poll of every server, then exits\n"
@@ -64,6 +71,18 @@ bool parse_args(int argc, char** argv, Options& o) {
       const char* v = next("--dump-layout");
       if (!v) return false;
       o.dump_layout = v;
+    } else if (a == "--frame-stats") {
+      o.frame_stats = true;
+    } else if (a == "--show-help") {
+      o.show_help = true;
+    } else if (a == "--select") {
+      const char* v = next("--select");
+      if (!v) return false;
+      o.select = v;
+    } else if (a == "--warmup") {
+      const char* v = next("--warmup");
+      if (!v) return false;
+      o.warmup = std::atof(v);
     } else if (a == "--frames") {
       const char* v = next("--frames");
       if (!v) return false;
@@ -177,11 +196,16 @@ int main(int argc, char** argv) {
   }
 
   UiState ui;
+  ui.selected = opt.select;
+  ui.show_help = opt.show_help;
   bool f1_was_down = false;
   int frame = 0;
+  const auto loop_start = std::chrono::steady_clock::now();
   int rc = 0;
   Snapshot snap;
+  std::vector<double> frame_ms;
   while (!glfwWindowShouldClose(window)) {
+    const auto frame_start = std::chrono::steady_clock::now();
     glfwPollEvents();
     const bool f1_down = glfwGetKey(window, GLFW_KEY_F1) == GLFW_PRESS;
     if (f1_down && !f1_was_down) ui.help_key_pressed = true;
@@ -201,9 +225,15 @@ int main(int argc, char** argv) {
     glClearColor(0.10f, 0.10f, 0.12f, 1.0f);
     glClear(GL_COLOR_BUFFER_BIT);
     ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+    if (opt.frame_stats) {
+      glFinish();  // count the GPU (llvmpipe) work too, not only the command submission
+      frame_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - frame_start).count());
+    }
 
     ++frame;
-    const bool last = batch && frame >= std::max(1, opt.frames);
+    const bool warm = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count() >= opt.warmup;
+    const bool last = batch && warm && frame >= std::max(1, opt.frames);
+    if (batch && !warm) std::this_thread::sleep_for(std::chrono::milliseconds(30));
     if (last && !opt.screenshot.empty() && !save_screenshot(window, opt.screenshot)) {
       std::fprintf(stderr, "could not write %s\n", opt.screenshot.c_str());
       rc = 1;
@@ -217,6 +247,12 @@ int main(int argc, char** argv) {
     rc = 1;
   }
 
+  if (opt.frame_stats && !frame_ms.empty()) {
+    std::sort(frame_ms.begin(), frame_ms.end());
+    auto pct = [&](double q) { return frame_ms[static_cast<size_t>(q * static_cast<double>(frame_ms.size() - 1))]; };
+    std::printf("frames %zu nodes %zu frame_ms p50 %.2f p99 %.2f max %.2f\n", frame_ms.size(),
+                snap.layout.nodes.size(), pct(0.5), pct(0.99), frame_ms.back());
+  }
   for (auto& p : pollers) p->stop();
   ImGui_ImplOpenGL3_Shutdown();
   ImGui_ImplGlfw_Shutdown();

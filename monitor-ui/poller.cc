@@ -22,6 +22,11 @@ std::string get_body(web::http::client::http_client& client, const std::string& 
 
 }  // namespace
 
+// One keep-alive client per poller thread, replaced after a failure.
+struct Poller::Client {
+  std::unique_ptr<web::http::client::http_client> http;
+};
+
 std::chrono::milliseconds backoff_delay(const PollerOptions& o, int failures) {
   if (failures <= 0) return o.interval;
   auto d = o.interval;
@@ -58,12 +63,15 @@ ServerState Poller::state() const {
   return state_;
 }
 
-bool Poller::poll_once(bool want_graph) {
+bool Poller::poll_once(Client& c, bool want_graph) {
   std::string error;
   try {
-    web::http::client::http_client_config cfg;
-    cfg.set_timeout(options_.timeout);
-    web::http::client::http_client client(url_, cfg);
+    if (!c.http) {
+      web::http::client::http_client_config cfg;
+      cfg.set_timeout(options_.timeout);
+      c.http = std::make_unique<web::http::client::http_client>(url_, cfg);
+    }
+    web::http::client::http_client& client = *c.http;
     std::optional<Topology> topo;
     if (want_graph) {
       topo = parse_topology(get_body(client, "/api/v1/graph"), &error);
@@ -90,6 +98,7 @@ bool Poller::poll_once(bool want_graph) {
   } catch (const std::exception& ex) {
     error = ex.what();
   }
+  c.http.reset();  // a fresh connection on the next attempt
   const double now = unix_now();
   std::lock_guard<std::mutex> lk(mu_);
   if (state_.reachable || !state_.ever_polled || state_.unreachable_since == 0)
@@ -104,12 +113,13 @@ bool Poller::poll_once(bool want_graph) {
 void Poller::run() {
   int polls = 0;
   bool need_graph = true;
+  Client client;
   for (;;) {
     {
       std::lock_guard<std::mutex> lk(wake_mu_);
       if (stopping_) return;
     }
-    const bool ok = poll_once(need_graph || polls % std::max(1, options_.graph_refresh_polls) == 0);
+    const bool ok = poll_once(client, need_graph || polls % std::max(1, options_.graph_refresh_polls) == 0);
     attempts_.fetch_add(1, std::memory_order_relaxed);
     ++polls;
     std::chrono::milliseconds delay = options_.interval;

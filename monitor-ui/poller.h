@@ -41,7 +41,8 @@ class Poller {
 
  private:
   void run();
-  bool poll_once(bool want_graph);  // false on failure, with state_.last_error set
+  struct Client;                                   // cpprestsdk http_client, poller thread only
+  bool poll_once(Client& client, bool want_graph);  // false on failure, with state_.last_error set
 
   const std::string url_;
   const PollerOptions options_;

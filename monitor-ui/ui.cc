@@ -99,17 +99,21 @@ void draw_node(ImDrawList* dl, const View& v, const LayoutNode& n, bool selected
   dl->AddRectFilled(a, b, health_fill(n.health), r);
   dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), r, 0,
               selected ? 3.0f : 1.0f);
-  const float fs = ImGui::GetFontSize() * v.zoom;
-  if (fs < 5) return;
-  float y = a.y + 4 * v.zoom;
-  const float x = a.x + 6 * v.zoom;
-  dl->AddText(ImGui::GetFont(), fs * 1.05f, ImVec2(x, y), IM_COL32(255, 255, 255, 255), n.label.c_str());
-  y += fs * 1.2f;
+  // The default font is a 13 px bitmap: below ~0.8 it is unreadable, so text does not shrink
+  // further and is clipped to the box instead.
+  if (v.zoom < 0.35f) return;
+  const float fs = ImGui::GetFontSize() * std::max(v.zoom, 0.8f);
+  dl->PushClipRect(a, b, true);
+  float y = a.y + 3 * v.zoom;
+  const float x = a.x + 5 * v.zoom;
+  dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(255, 255, 255, 255), n.label.c_str());
+  y += fs * 1.15f;
   for (const std::string& line : n.lines) {
-    if (y + fs > b.y) break;
+    if (y + fs * 0.8f > b.y) break;
     dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(225, 225, 230, 255), line.c_str());
-    y += fs * 1.1f;
+    y += fs * 1.05f;
   }
+  dl->PopClipRect();
 }
 
 const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
@@ -131,10 +135,16 @@ void handle_shortcuts(const Snapshot&, UiState& ui) {
 }
 
 void draw_banner(const Snapshot& s, UiState&) {
-  for (const std::string& line : s.banners) {
-    ImGui::PushStyleColor(ImGuiCol_Text, IM_COL32(255, 110, 100, 255));
-    ImGui::TextWrapped("%s", line.c_str());
-    ImGui::PopStyleColor();
+  if (!s.banners.empty()) {
+    const ImGuiStyle& style = ImGui::GetStyle();
+    const float h = static_cast<float>(s.banners.size()) * ImGui::GetTextLineHeightWithSpacing() +
+                    2 * style.WindowPadding.y;
+    ImGui::PushStyleColor(ImGuiCol_ChildBg, IM_COL32(110, 25, 25, 255));
+    ImGui::PushStyleColor(ImGuiCol_Text, IM_COL32(255, 225, 220, 255));
+    ImGui::BeginChild("unreachable", ImVec2(0, h), false, ImGuiWindowFlags_NoScrollbar);
+    for (const std::string& line : s.banners) ImGui::TextUnformatted(line.c_str());
+    ImGui::EndChild();
+    ImGui::PopStyleColor(2);
   }
   bool any_reachable = false;
   for (const ServerState& st : s.servers) any_reachable = any_reachable || st.reachable;
@@ -169,6 +179,10 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   size.x = std::max(size.x, 50.0f);
   size.y = std::max(size.y, 50.0f);
   const ImVec2 end(origin.x + size.x, origin.y + size.y);
+  ui.canvas_x = origin.x;
+  ui.canvas_y = origin.y;
+  ui.canvas_w = size.x;
+  ui.canvas_h = size.y;
   ImGui::InvisibleButton("canvas", size,
                          ImGuiButtonFlags_MouseButtonLeft | ImGuiButtonFlags_MouseButtonRight |
                              ImGuiButtonFlags_MouseButtonMiddle);
@@ -325,8 +339,8 @@ void draw_details(const Snapshot& s, UiState& ui) {
               static_cast<unsigned long long>(m->out));
   ImGui::Separator();
   ImGui::Text("latency (us, %.0f samples)", m->latency_us.count);
-  ImGui::Text("p50 %.0f   p99 %.0f   p999 %.0f   max %.0f", m->latency_us.p50, m->latency_us.p99,
-              m->latency_us.p999, m->latency_us.max);
+  ImGui::Text("p50 %.0f   p99 %.0f", m->latency_us.p50, m->latency_us.p99);
+  ImGui::Text("p999 %.0f   max %.0f", m->latency_us.p999, m->latency_us.max);
   if (const auto le = m->gauge("lag_events")) {
     ImGui::Separator();
     ImGui::Text("change-feed lag: %.0f events, %.3f s", *le, m->gauge("lag_seconds").value_or(0));
@@ -375,7 +389,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
       if (!st.reachable || !pm)
         ImGui::TextDisabled("%s: unreachable", st.url.c_str());
       else
-        ImGui::Text("%s: %s, busy %.0f%%, q %.0f", st.url.c_str(), format_rate(pm->rate()).c_str(),
+        ImGui::TextWrapped("%s: %s, busy %.0f%%, q %.0f", st.url.c_str(), format_rate(pm->rate()).c_str(),
                     pm->busy_share * 100, pm->queue_depth);
     }
   }
@@ -408,7 +422,7 @@ void draw_frame(const Snapshot& s, UiState& ui) {
   handle_shortcuts(s, ui);
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   const ImVec2 p = vp->WorkPos, sz = vp->WorkSize;
-  const float details_w = std::min(380.0f, sz.x * 0.32f);
+  const float details_w = std::min(330.0f, sz.x * 0.3f);
   const float table_h = std::min(260.0f, sz.y * 0.34f);
 
   ImGui::SetNextWindowPos(p, ImGuiCond_FirstUseEver);

@@ -20,6 +20,8 @@ struct UiState {
   bool show_details = true;
   // input forwarded by main.cc (platform keys ImGui 1.86 has no named key for)
   bool help_key_pressed = false;  // F1
+  // where the canvas was last drawn (screen coordinates), written by draw_canvas
+  float canvas_x = 0, canvas_y = 0, canvas_w = 0, canvas_h = 0;
   // table sort
   int sort_column = 0;
   bool sort_descending = false;
