@@ -226,7 +226,7 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   dl->PushClipRect(origin, end, true);
   dl->AddRectFilled(origin, end, IM_COL32(28, 29, 34, 255));
   const float grid = 40 * ui.zoom;
-  if (grid > 8) {
+  if (grid >= 20) {  // a dense grid costs software renderers (llvmpipe) more than it helps
     for (float x = std::fmod(ui.pan_x, grid); x < size.x; x += grid)
       dl->AddLine(ImVec2(origin.x + x, origin.y), ImVec2(origin.x + x, end.y), IM_COL32(40, 42, 48, 255));
     for (float y = std::fmod(ui.pan_y, grid); y < size.y; y += grid)

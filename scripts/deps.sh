@@ -8,7 +8,7 @@ packages=(
   libtbb-dev librdkafka-dev libcpprest-dev libssl-dev libboost-system-dev
   libprotobuf-dev protobuf-compiler librocksdb-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libimgui-dev libglfw3-dev libgl-dev xvfb xauth
+  libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
   curl
 )
 

@@ -255,6 +255,10 @@ TEST(MonitorE2E, DrawsEveryNodeOfTheLiveGraphWithARate) {
   EXPECT_EQ(png->width, 1280);
   EXPECT_EQ(png->height, 800);
   EXPECT_GT(png->distinct_colors, 20u) << "screenshot looks blank";
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);  // kept for inspection when the test failed
+  }
 }
 
 TEST(MonitorE2E, ClosedPortShowsUnreachableBanner) {
@@ -283,6 +287,10 @@ TEST(MonitorE2E, ClosedPortShowsUnreachableBanner) {
   auto png = decode_png(read_file(dir / "shot.png"), why);
   ASSERT_TRUE(png) << why;
   EXPECT_GT(png->distinct_colors, 5u);
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
 }
 
 }  // namespace
