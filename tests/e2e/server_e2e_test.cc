@@ -11,6 +11,7 @@
 //
 // Every loop is bounded in count and time; the server's stderr goes to a log file in the
 // test's temporary directory and is printed when a test fails.
+#include "tests/support/net.h"
 #include <gtest/gtest.h>
 
 #include <utility>  // before cpprestsdk: Boost.Asio's C++20 awaitable.hpp uses std::exchange
@@ -56,21 +57,7 @@ using namespace std::chrono_literals;
 // ---- processes and ports ----------------------------------------------------------
 
 // A free TCP port on 127.0.0.1 (bound, read back, closed), or 0.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
+int free_port() { return orderflow::testing::free_loopback_port(); }
 
 std::string describe_wait_status(int status) {
   if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));

@@ -2,6 +2,7 @@
 // loopback port, the monitor run under xvfb-run with --screenshot/--dump-layout/--frames, and
 // assertions on the dump and the PNG. A second test points the monitor at a closed port.
 #define _TURN_OFF_PLATFORM_STRING  // cpprest's U() macro breaks gtest templates
+#include "tests/support/net.h"
 #include <utility>  // before cpprest (Boost.Asio with C++20)
 
 #include <arpa/inet.h>
@@ -32,20 +33,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using web::json::value;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
+int free_port() { return orderflow::testing::free_loopback_port(); }
 
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("orderflow-monitor-" + name + "-" + std::to_string(::getpid()));
