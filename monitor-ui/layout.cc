@@ -247,6 +247,12 @@ Totals compute_totals(const Topology& topo, const MetricsSnapshot& m) {
     if (tn.output == "committed") t.events_per_second += nm->rate_out;
   }
   for (const NodeMetrics& nm : m.nodes) {
+    for (const auto& [name, value] : nm.gauges) {
+      if (name == "orders_confirmed") t.orders_confirmed += value;
+      else if (name == "orders_rejected") t.orders_rejected += value;
+      else continue;
+      t.has_orders = true;
+    }
     t.errors += nm.errors;
     if (nm.busy_share > t.bottleneck_busy_share) {
       t.bottleneck_busy_share = nm.busy_share;
@@ -359,6 +365,10 @@ std::string dump_layout_json(const Snapshot& s) {
   json_number(o, s.totals.events_per_second);
   o << ", \"errors\": " << s.totals.errors << ", \"uptimeSeconds\": ";
   json_number(o, s.totals.uptime_seconds);
+  o << ", \"ordersConfirmed\": ";
+  json_number(o, s.totals.orders_confirmed);
+  o << ", \"ordersRejected\": ";
+  json_number(o, s.totals.orders_rejected);
   o << ", \"bottleneck\": ";
   json_string(o, s.totals.bottleneck);
   o << ", \"bottleneckBusyShare\": ";

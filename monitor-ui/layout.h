@@ -77,6 +77,9 @@ struct Totals {
   double uptime_seconds = 0;       // smallest of the instances
   std::string bottleneck;          // node with the highest busy share ("" if none busy)
   double bottleneck_busy_share = 0;
+  bool has_orders = false;         // a projection reports the gauges below
+  double orders_confirmed = 0;     // gauge "orders_confirmed", summed over nodes and instances
+  double orders_rejected = 0;      // gauge "orders_rejected"
 };
 Totals compute_totals(const Topology& topo, const MetricsSnapshot& m);
 

@@ -160,6 +160,10 @@ void draw_summary(const Snapshot& s, UiState&) {
   ImGui::Text("graph %s  |  uptime %.0f s  |  commands %s  |  events %s  |  errors %llu",
               s.topology.name.c_str(), t.uptime_seconds, format_rate(t.commands_per_second).c_str(),
               format_rate(t.events_per_second).c_str(), static_cast<unsigned long long>(t.errors));
+  if (t.has_orders) {
+    ImGui::SameLine();
+    ImGui::Text("|  orders confirmed %.0f, rejected %.0f", t.orders_confirmed, t.orders_rejected);
+  }
   if (!t.bottleneck.empty()) {
     ImGui::SameLine();
     ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.3f, 1.0f), "|  bottleneck: %s (busy %.0f%%)",

@@ -576,6 +576,8 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
       return Status::io_error("undecodable event at position " + std::to_string(r.position));
     }
     domain::evolve(st, e);
+    if (e.kind_case() == v1::Event::kOrderConfirmed) ++orders_confirmed_;
+    if (e.kind_case() == v1::Event::kOrderRejected) ++orders_rejected_;
     touched[r.stream] = true;
     probe().add_out();
     if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
@@ -586,6 +588,9 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
     const auto& st = cache_[stream];
     entries.push_back({stream, Snapshot{st.version(), st.SerializeAsString()}});
   }
+  // Business totals for the monitor (since this process started).
+  probe().set_gauge("orders_confirmed", static_cast<double>(orders_confirmed_));
+  probe().set_gauge("orders_rejected", static_cast<double>(orders_rejected_));
   auto s = snapshots_->put(entries);
   if (!s) {
     for (const auto& [stream, _] : touched) cache_.erase(stream);  // re-read what was really stored

@@ -190,6 +190,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
   std::unordered_map<std::string, v1::StreamState> cache_;  // feed thread only
+  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;       // feed thread only
 };
 
 class SagaNode final : public RuntimeNode, public FeedSubscriber {

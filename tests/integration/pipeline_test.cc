@@ -183,6 +183,19 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
     }
     EXPECT_GT(confirmed, 0u);
     EXPECT_GT(rejected, 0u) << "stock is scarce: some orders must be rejected";
+    // The projection's business gauges count the outcome events it applied.
+    size_t confirmed_events = 0, rejected_events = 0;
+    for (const auto& r : all) {
+      v1::Event e;
+      ASSERT_TRUE(e.ParseFromString(r.payload));
+      confirmed_events += e.kind_case() == v1::Event::kOrderConfirmed;
+      rejected_events += e.kind_case() == v1::Event::kOrderRejected;
+    }
+    if (!restarted_) {
+      const auto gauges = built_.pipeline->find("projection")->probe().gauges();
+      EXPECT_EQ(gauges.at("orders_confirmed"), static_cast<double>(confirmed_events));
+      EXPECT_EQ(gauges.at("orders_rejected"), static_cast<double>(rejected_events));
+    }
 
     // The projection equals a fold of the event store.
     for (const auto& [stream, st] : states) {
@@ -255,6 +268,7 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
     ASSERT_EQ(acked.pending.load(), 0) << "every submitted command completes";
   }
 
+  bool restarted_ = false;  // gauges count since the process (here: pipeline) started
   static inline int counter_ = 0;
   std::filesystem::path dir_;
   graph::GraphDef def_;
@@ -371,6 +385,7 @@ TEST_P(PipelineRestartTest, RestartResumesFromCheckpoints) {
   built_.pipeline->shutdown();  // SIGTERM path: drain, save checkpoints
   built_.pipeline.reset();
   stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());  // reopen from disk
+  restarted_ = true;
   start();
   drive(600, 2, "r2-", acked);
   wait_quiescent();

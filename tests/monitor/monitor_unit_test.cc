@@ -50,7 +50,7 @@ std::string metrics_json() {
          node_json("http", 0, 5, 0, 0) + "," + node_json("route", 205, 205, 0.01, 0) + "," +
          node_json("lanes", 205, 205, 0.7, 3) + "," + node_json("commit", 205, 200, 0.95, 19) + "," +
          node_json("feed", 200, 400, 0, 0) + "," +
-         node_json("projection", 200, 200, 0.3, 0, R"({"checkpoint":8502,"lag_events":13,"lag_seconds":0.024})") +
+         node_json("projection", 200, 200, 0.3, 0, R"({"checkpoint":8502,"lag_events":13,"lag_seconds":0.024,"orders_confirmed":40,"orders_rejected":7})") +
          "," + node_json("saga", 200, 150, 0, 150) + "]}";
 }
 
@@ -238,6 +238,11 @@ TEST(MonitorLayout, MergeSumsInstancesAndTotals) {
   EXPECT_DOUBLE_EQ(tot.events_per_second, 200);    // commit's rateOut
   EXPECT_EQ(tot.bottleneck, "commit");
   EXPECT_EQ(tot.errors, 8u);
+  EXPECT_TRUE(tot.has_orders);
+  EXPECT_DOUBLE_EQ(tot.orders_confirmed, 40);  // the projection's business gauges
+  EXPECT_DOUBLE_EQ(tot.orders_rejected, 7);
+  Totals both = compute_totals(*t, two);
+  EXPECT_DOUBLE_EQ(both.orders_confirmed, 80);  // summed over instances
 }
 
 ServerState reachable_state(const std::string& url) {
