@@ -165,9 +165,9 @@ void draw_summary(const Snapshot& s, UiState&) {
     ImGui::Text("|  orders confirmed %.0f, rejected %.0f", t.orders_confirmed, t.orders_rejected);
   }
   if (!t.bottleneck.empty()) {
-    ImGui::SameLine();
-    ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.3f, 1.0f), "|  bottleneck: %s (busy %.0f%%)",
-                       t.bottleneck.c_str(), t.bottleneck_busy_share * 100);
+    if (!t.has_orders) ImGui::SameLine();  // with the order totals the first line is full
+    ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.3f, 1.0f), "%sbottleneck: %s (busy %.0f%%)",
+                       t.has_orders ? "" : "|  ", t.bottleneck.c_str(), t.bottleneck_busy_share * 100);
   }
   if (s.servers.size() > 1) {
     int up = 0;
