@@ -287,6 +287,8 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
     uint64_t current;
     if (auto it = in_batch.find(stream); it != in_batch.end()) {
       current = it->second;
+    } else if (auto known = versions_.find(stream); known != versions_.end()) {
+      current = known->second;  // this process wrote it (the DB lock makes it the only writer)
     } else {
       auto cur = get(stream);
       if (!cur) return cur.status();
@@ -303,7 +305,14 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
   if (wb.Count() == 0) return Status::ok();
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  return map(db_->Write(wo, &wb));
+  auto s = db_->Write(wo, &wb);
+  if (!s.ok()) {
+    versions_.clear();
+    return map(s);
+  }
+  if (versions_.size() + in_batch.size() > kVersionCacheLimit) versions_.clear();
+  for (const auto& [stream, version] : in_batch) versions_[stream] = version;
+  return Status::ok();
 }
 
 }  // namespace orderflow::connectors

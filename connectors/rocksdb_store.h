@@ -78,6 +78,7 @@ class RocksSnapshotStore final : public SnapshotStore {
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = true;
   std::mutex write_mu_;
+  std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded
 };
 
 // The one place RocksDB statuses become orderflow statuses.
