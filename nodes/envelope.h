@@ -39,6 +39,7 @@ struct Envelope {
   // Filled by the lane.
   uint64_t expected_version = 0;
   uint64_t chain = 0;                  // generation of the lane's cached state it was decided on
+  bool pending_in_lane = false;        // counted in its lane's pending map until it settles
   std::vector<v1::Event> events;
   std::vector<std::string> payloads;   // serialized events
 

@@ -98,7 +98,17 @@ void LaneGroupNode::dispatch(EnvelopePtr env) {
   lanes_[env->lane]->node->try_put(std::move(env));
 }
 
+void LaneGroupNode::settle(Envelope& env) {
+  if (!env.pending_in_lane) return;
+  Lane& lane = *lanes_[env.lane];
+  std::lock_guard lock(lane.mu);
+  env.pending_in_lane = false;
+  auto it = lane.pending.find(env.stream);
+  if (it != lane.pending.end() && --it->second <= 0) lane.pending.erase(it);
+}
+
 void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
+  settle(*env);
   std::vector<EnvelopePtr> repeats;
   {
     Lane& lane = *lanes_[env->lane];
@@ -199,7 +209,10 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
           for (auto& r : repeats) r->complete(o);
           return;
         }
-        if (lane.cache.size() >= cache_streams_) lane.cache.clear();
+        if (lane.cache.size() >= cache_streams_) {
+          for (auto c = lane.cache.begin(); c != lane.cache.end();)
+            c = lane.pending.count(c->first) ? std::next(c) : lane.cache.erase(c);
+        }
         it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
       }
       auto decided = domain::decide(it->second.state, env->command);
@@ -219,6 +232,8 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       }
       env->expected_version = it->second.state.version();
       env->chain = it->second.chain;
+      ++lane.pending[env->stream];
+      env->pending_in_lane = true;
       env->events = std::move(*decided);
       env->payloads.clear();
       for (const auto& e : env->events) {
@@ -369,6 +384,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
 void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
   lanes_->invalidate(env->lane, env->stream, env->chain);
   if (env->attempts <= max_retries_) {
+    lanes_->settle(*env);
     env->events.clear();
     lanes_->dispatch(std::move(env));  // re-decide on fresh state
     return;

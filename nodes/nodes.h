@@ -61,6 +61,8 @@ class LaneGroupNode final : public RuntimeNode {
   // Forgets the cached state of a stream whose decision on `chain` was not written as
   // decided (a newer chain, loaded since, is kept).
   void invalidate(uint32_t lane, const std::string& stream, uint64_t chain);
+  // The envelope left commit (written, failed, or going back for a re-decision).
+  void settle(Envelope& env);
   // Completes a decided envelope, and answers every repeat of its command id that arrived
   // while it was in flight with the same outcome (or re-decides them if it failed).
   void complete(const EnvelopePtr& env, const Outcome& outcome);
@@ -79,6 +81,10 @@ class LaneGroupNode final : public RuntimeNode {
     };
     std::unordered_map<std::string, Cached> cache;
     std::unordered_map<std::string, InFlight> in_flight;  // command id -> decided, not yet committed
+    // stream -> decisions sent to commit and not yet settled. Such a stream's cached state
+    // is never evicted: reloading it from the store would miss those events, and a
+    // rejection decided on that stale state would never be caught by the store.
+    std::unordered_map<std::string, int> pending;
     std::unique_ptr<LaneNode> node;
   };
   void decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out);
