@@ -55,7 +55,6 @@ class LaneGroupNode final : public RuntimeNode {
  public:
   LaneGroupNode(Pipeline& p, const std::string& id, int lanes, EventStore* events,
                 SnapshotStore* snapshots, size_t cache_streams);
-  size_t size() const { return lanes_.size(); }
   // Sends the envelope to the lane of its stream (sets envelope->lane).
   void dispatch(EnvelopePtr envelope);
   // Forgets the cached state of a stream whose decision on `chain` was not written as
