@@ -3,6 +3,8 @@
 #include <cpprest/http_listener.h>
 #include <google/protobuf/util/json_util.h>
 
+#include "connectors/command_codec.h"
+
 #include <atomic>
 
 #include "graph/json.h"
@@ -206,25 +208,12 @@ class HttpSourceNode final : public RuntimeNode {
       return reply_error(req, status_codes::RequestEntityTooLarge, "body_too_large",
                          "body exceeds the limit of " + std::to_string(max_body_) + " bytes");
     }
-    v1::Command cmd;
-    google::protobuf::util::JsonParseOptions opts;
-    opts.ignore_unknown_fields = false;
-    auto parsed = google::protobuf::util::JsonStringToMessage(body, &cmd, opts);
-    if (!parsed.ok()) {
-      probe().add_error("400 " + std::string(parsed.message()));
-      return reply_error(req, status_codes::BadRequest, "bad_request",
-                         "not a valid command: " + std::string(parsed.message()));
+    auto decoded = decode_command(body, CommandFormat::kJson);
+    if (!decoded) {
+      probe().add_error("400 " + decoded.status().message());
+      return reply_error(req, status_codes::BadRequest, "bad_request", decoded.status().message());
     }
-    if (cmd.kind_case() != v1::Command::KIND_NOT_SET && !domain::is_public_command(cmd)) {
-      probe().add_error("400 internal command " + domain::command_name(cmd));
-      return reply_error(req, status_codes::BadRequest, "bad_request",
-                         domain::command_name(cmd) + " is issued by the saga only; clients may send placeOrder, "
-                         "cancelOrder, shipOrder and addStock");
-    }
-    if (auto s = domain::validate_command(cmd); !s) {
-      probe().add_error("400 " + s.message());
-      return reply_error(req, status_codes::BadRequest, "bad_request", s.message());
-    }
+    v1::Command cmd = std::move(*decoded);
     const std::string command_id = cmd.command_id();
     auto env = make_envelope(std::move(cmd), [this, req, wait, command_id, t0](const Outcome& o) {
       on_outcome(req, wait, command_id, o);

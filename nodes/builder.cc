@@ -37,6 +37,16 @@ ParamSpec p_string(std::string name, std::string def, std::string help) {
   return p;
 }
 
+ParamSpec p_enum(std::string name, std::string def, std::vector<std::string> choices, std::string help) {
+  ParamSpec p;
+  p.name = std::move(name);
+  p.type = ParamType::kEnum;
+  p.default_value = std::move(def);
+  p.choices = std::move(choices);
+  p.help = std::move(help);
+  return p;
+}
+
 KindSpec kind(std::string name, PortType in, PortType out, bool source, std::vector<ParamSpec> params,
               std::string help) {
   KindSpec k;
@@ -56,6 +66,25 @@ void register_node_kinds(graph::KindRegistry& r) {
                        {p_string("listen", "127.0.0.1:8080", "host:port of the HTTP API"),
                         p_int("max_body_bytes", "65536", 256, 16777216, "larger bodies get 413")},
                        "HTTP API: POST /api/v1/commands and the query endpoints"));
+  ParamSpec brokers = p_string("brokers", "", "host:port[,host:port], or mock:N for an in-process mock cluster");
+  brokers.required = true;
+  r.add_node_kind(kind("kafka_source", PortType::kNone, PortType::kCommand, true,
+                       {brokers, p_string("topics", "orders.commands", "command topics, comma-separated"),
+                        p_string("group", "orderflow", "consumer group id"),
+                        p_string("dead_letter_topic", "orders.commands.dlq", "undecodable or malformed messages"),
+                        p_int("max_message_bytes", "1048576", 64, 104857600, "larger messages are dead-lettered"),
+                        p_int("max_in_flight", "5000", 1, 10000000, "commands submitted, not yet finished; more pauses"),
+                        p_int("commit_interval_ms", "200", 1, 60000, "how often finished offsets are committed"),
+                        p_int("partitions", "8", 1, 1024, "partitions of topics created on a mock cluster"),
+                        p_string("properties", "", "librdkafka properties k=v,k=v; ${ENV} expands")},
+                       "Kafka consumer group: commands in, offsets committed after durable commit"));
+  r.add_node_kind(kind("kafka_sink", PortType::kEvent, PortType::kNone, false,
+                       {brokers, p_string("topic", "{category}.events",
+                                          "topic per event; {category} = orders or inventory"),
+                        p_enum("format", "json", {"json", "binary"}, "value encoding of events"),
+                        p_int("partitions", "8", 1, 1024, "partitions of topics created on a mock cluster"),
+                        p_string("properties", "", "librdkafka properties k=v,k=v; ${ENV} expands")},
+                       "publishes committed events, key = stream, idempotent producer"));
   r.add_node_kind(kind("demo_source", PortType::kNone, PortType::kCommand, true,
                        {p_int("rate", "0", 0, 10000000, "commands per second; 0 = off"),
                         p_int("skus", "200", 1, 1000000, "distinct SKUs"),
@@ -172,6 +201,11 @@ Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& 
       subscribers[n.id] = node.get();
       sagas[n.id] = node.get();
       feed_side.push_back(std::move(node));
+    } else if (auto f = options.subscriber_factories.find(n.kind); f != options.subscriber_factories.end()) {
+      auto made = f->second(n, p);
+      if (!made) return Status(made.status().code(), "node " + n.id + ": " + made.status().message());
+      subscribers[n.id] = made->subscriber;
+      feed_side.push_back(std::move(made->node));
     } else if (n.kind == "demo_source") {
       auto node = std::make_unique<DemoSourceNode>(p, n.id, static_cast<int>(n.get_int("rate")),
                                                    static_cast<int>(n.get_int("skus")),

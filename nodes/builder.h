@@ -24,10 +24,21 @@ void register_node_kinds(graph::KindRegistry& registry);
 using SourceFactory = std::function<Result<std::unique_ptr<RuntimeNode>>(
     const graph::NodeDef& def, Pipeline& pipeline, CommandSink* sink)>;
 
+class FeedSubscriber;
+
+// Creates a change-feed subscriber (kafka_sink, ...): the node the pipeline owns and its
+// subscriber interface (usually the same object).
+struct ExternalSubscriber {
+  std::unique_ptr<RuntimeNode> node;
+  FeedSubscriber* subscriber = nullptr;
+};
+using SubscriberFactory = std::function<Result<ExternalSubscriber>(const graph::NodeDef& def, Pipeline& pipeline)>;
+
 struct BuildOptions {
   int threads = 0;                                   // TBB threads; 0 = all cores
   std::string service;                               // run only nodes of this service ("" = all)
-  std::map<std::string, SourceFactory> factories;    // kind -> factory for external kinds
+  std::map<std::string, SourceFactory> factories;    // kind -> factory for external sources
+  std::map<std::string, SubscriberFactory> subscriber_factories;  // kind -> external feed subscribers
 };
 
 // The built pipeline plus the handles servers and tests need.

@@ -19,6 +19,7 @@
 #include <pplx/threadpool.h>
 
 #include "connectors/http_api.h"
+#include "connectors/kafka.h"
 #include "connectors/stores.h"
 #include "graph/definition.h"
 #include "graph/log.h"
@@ -151,6 +152,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     }
     return connectors::make_http_source(n, p, sink, ctx);
   };
+  connectors::add_kafka_factories(options);
   auto built = build_pipeline(def, stores, options);
   if (!built) {
     log::error("cannot build pipeline", {{"error", built.status().to_string()}});

@@ -13,6 +13,7 @@
 #include "connectors/stores.h"
 #include "nodes/builder.h"
 #include "nodes/domain.h"
+#include "tests/support/invariants.h"
 
 namespace orderflow {
 namespace {
@@ -109,92 +110,22 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
   void check_invariants(const Acked& acked) {
     auto* feed = *stores_->change_feed("events");
     auto* snapshots = *stores_->snapshot_store("snapshots");
-    std::vector<RecordedEvent> all;
-    ASSERT_TRUE(feed->read(0, 100000000, &all));
-    ASSERT_EQ(all.size(), feed->head());
-
-    std::map<std::string, v1::StreamState> states;
-    std::map<std::string, uint64_t> events_per_command;
-    for (size_t i = 0; i < all.size(); ++i) {
-      const auto& r = all[i];
-      ASSERT_EQ(r.position, i + 1) << "positions are dense and in commit order";
-      auto& st = states[r.stream];
-      ASSERT_EQ(r.version, st.version() + 1) << "versions of " << r.stream << " are dense";
-      v1::Event e;
-      ASSERT_TRUE(e.ParseFromString(r.payload));
-      domain::evolve(st, e);
-      events_per_command[r.command_id]++;
-    }
+    testing::StoreFold fold;
+    ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(*feed, *snapshots, &fold));
     // Every acknowledged command's events exist exactly once.
     size_t written = 0;
     for (const auto& [id, o] : acked.by_id) {
       if (!o.status.is_ok()) continue;
       const std::string cmd = id.substr(0, id.find('#'));
-      ASSERT_EQ(events_per_command[cmd], o.result.last_version - o.result.first_version + 1) << cmd;
+      ASSERT_EQ(fold.events_per_command[cmd], o.result.last_version - o.result.first_version + 1) << cmd;
       if (!o.duplicate) ++written;
     }
     EXPECT_GT(written, 100u);
-
-    std::map<std::string, std::map<std::string, int32_t>> holds_by_order;  // order -> sku -> qty
-    size_t confirmed = 0, rejected = 0;
-    for (const auto& [stream, st] : states) {
-      if (st.kind_case() == v1::StreamState::kInventory) {
-        const auto& inv = st.inventory();
-        EXPECT_GE(inv.on_hand(), 0) << stream;
-        EXPECT_GE(inv.reserved(), 0) << stream;
-        EXPECT_LE(inv.reserved(), inv.on_hand()) << "stock never negative: " << stream;
-        int64_t sum = 0;
-        for (const auto& [order, q] : inv.holds()) {
-          sum += q;
-          holds_by_order[order][inv.sku()] = q;
-        }
-        EXPECT_EQ(inv.reserved(), sum) << "reserved = sum of holds: " << stream;
-      }
-    }
-    for (const auto& [stream, st] : states) {
-      if (st.kind_case() != v1::StreamState::kOrder) continue;
-      const auto& o = st.order();
-      const auto& holds = holds_by_order[o.order_id()];
-      switch (o.status()) {
-        case v1::ORDER_STATUS_CONFIRMED:
-          ++confirmed;
-          for (const auto& l : o.lines()) {
-            EXPECT_EQ(l.status(), v1::LINE_RESERVED) << "confirmed only if every line was reserved: " << stream;
-            auto h = holds.find(l.line().sku());
-            ASSERT_NE(h, holds.end()) << stream << " confirmed without a hold on " << l.line().sku();
-            EXPECT_EQ(h->second, l.line().quantity());
-          }
-          EXPECT_EQ(holds.size(), static_cast<size_t>(o.lines_size()));
-          break;
-        case v1::ORDER_STATUS_PLACED: {
-          std::string trail;  // what happened to it, for the failure message
-          for (const auto& r : all) {
-            v1::Event e;
-            e.ParseFromString(r.payload);
-            if (r.stream == stream || e.ShortDebugString().find("\"" + o.order_id() + "\"") != std::string::npos)
-              trail += "\n  " + std::to_string(r.position) + " " + r.stream + " v" + std::to_string(r.version) +
-                       " [" + r.command_id + "] " + e.ShortDebugString();
-          }
-          ADD_FAILURE() << stream << " is still placed after quiescence:" << trail;
-          break;
-        }
-        default:
-          if (o.status() == v1::ORDER_STATUS_REJECTED) ++rejected;
-          EXPECT_TRUE(holds.empty()) << stream << " is closed but holds stock";
-      }
-    }
-    for (const auto& [order, h] : holds_by_order) {
-      auto st = states.find(domain::order_stream(order));
-      ASSERT_NE(st, states.end());
-      if (!h.empty()) {
-        EXPECT_EQ(st->second.order().status(), v1::ORDER_STATUS_CONFIRMED) << order;
-      }
-    }
-    EXPECT_GT(confirmed, 0u);
-    EXPECT_GT(rejected, 0u) << "stock is scarce: some orders must be rejected";
+    EXPECT_GT(fold.confirmed, 0u);
+    EXPECT_GT(fold.rejected, 0u) << "stock is scarce: some orders must be rejected";
     // The projection's business gauges count the outcome events it applied.
     size_t confirmed_events = 0, rejected_events = 0;
-    for (const auto& r : all) {
+    for (const auto& r : fold.all) {
       v1::Event e;
       ASSERT_TRUE(e.ParseFromString(r.payload));
       confirmed_events += e.kind_case() == v1::Event::kOrderConfirmed;
@@ -204,15 +135,6 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
       const auto gauges = built_.pipeline->find("projection")->probe().gauges();
       EXPECT_EQ(gauges.at("orders_confirmed"), static_cast<double>(confirmed_events));
       EXPECT_EQ(gauges.at("orders_rejected"), static_cast<double>(rejected_events));
-    }
-
-    // The projection equals a fold of the event store.
-    for (const auto& [stream, st] : states) {
-      auto snap = snapshots->get(stream);
-      ASSERT_TRUE(snap);
-      v1::StreamState projected;
-      ASSERT_TRUE(projected.ParseFromString(snap->state));
-      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(projected, st)) << stream;
     }
   }
 

@@ -1,0 +1,28 @@
+// Decoding of client commands shared by the ingest connectors (HTTP, Kafka), so both apply
+// the same rules: the protobuf JSON mapping (unknown fields are errors) or the binary form,
+// only the public commands (placeOrder, cancelOrder, shipOrder, addStock), shape checked
+// by domain::validate_command. Thread-safe (pure functions).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "graph/status.h"
+#include "orderflow.pb.h"
+
+namespace orderflow::connectors {
+
+enum class CommandFormat { kJson, kBinary };
+
+// Maps a content type ("application/json", "application/x-protobuf", ...; parameters such
+// as "; charset=utf-8" ignored; empty = JSON) to a format. kInvalidArgument if unknown.
+Result<CommandFormat> command_format(std::string_view content_type);
+
+// Parses and checks one client command. kInvalidArgument with a reason a client can act
+// on: not parseable, an internal (saga-only) command, or a malformed shape. A command
+// without a commandId gets `default_id` when it is not empty (Kafka derives one from the
+// message's topic, partition and offset, so a redelivery keeps its id).
+Result<v1::Command> decode_command(std::string_view body, CommandFormat format,
+                                   const std::string& default_id = "");
+
+}  // namespace orderflow::connectors

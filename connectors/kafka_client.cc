@@ -1,0 +1,202 @@
+#include "connectors/kafka_client.h"
+
+// rdkafka_mock.h must follow rdkafka.h.
+#include <librdkafka/rdkafka_mock.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "graph/definition.h"
+
+namespace orderflow::connectors::kafka {
+
+namespace {
+
+constexpr const char* kMockPrefix = "mock:";
+
+struct MockCluster {
+  rd_kafka_t* owner = nullptr;  // the handle the mock cluster lives in
+  rd_kafka_mock_cluster_t* cluster = nullptr;
+  std::string bootstraps;
+};
+
+std::mutex& mock_mu() {
+  static std::mutex mu;
+  return mu;
+}
+// Never destroyed: nodes in other threads may use the clusters until the process exits.
+std::map<int, MockCluster>& mocks() {
+  static auto* m = new std::map<int, MockCluster>();
+  return *m;
+}
+
+Result<int> mock_brokers(const std::string& brokers) {
+  int64_t n = 0;
+  if (!graph::parse_int(brokers.substr(std::string(kMockPrefix).size()), &n) || n < 1 || n > 16)
+    return Status::invalid_argument("brokers '" + brokers + "': a mock cluster is 'mock:N' with 1 <= N <= 16");
+  return static_cast<int>(n);
+}
+
+Result<MockCluster*> mock_cluster(const std::string& brokers) {
+  auto n = mock_brokers(brokers);
+  if (!n) return n.status();
+  std::lock_guard<std::mutex> lock(mock_mu());
+  auto& m = mocks()[*n];
+  if (m.cluster == nullptr) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (rk == nullptr) return Status::internal(std::string("cannot create the mock cluster's handle: ") + err);
+    rd_kafka_mock_cluster_t* mc = rd_kafka_mock_cluster_new(rk, *n);
+    if (mc == nullptr) {
+      rd_kafka_destroy(rk);
+      return Status::internal("cannot start a mock Kafka cluster of " + std::to_string(*n) + " brokers");
+    }
+    m.owner = rk;
+    m.cluster = mc;
+    m.bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+  }
+  return &m;
+}
+
+}  // namespace
+
+bool is_mock(const std::string& brokers) { return brokers.rfind(kMockPrefix, 0) == 0; }
+
+Result<std::string> resolve_brokers(const std::string& brokers) {
+  if (brokers.empty()) return Status::invalid_argument("brokers is empty: give host:port[,host:port] or mock:N");
+  if (!is_mock(brokers)) return brokers;
+  auto m = mock_cluster(brokers);
+  if (!m) return m.status();
+  return (*m)->bootstraps;
+}
+
+Status ensure_mock_topic(const std::string& brokers, const std::string& topic, int partitions) {
+  if (!is_mock(brokers)) return Status::ok();
+  auto m = mock_cluster(brokers);
+  if (!m) return m.status();
+  auto n = mock_brokers(brokers);
+  const int replication = std::min(*n, 3);
+  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create((*m)->cluster, topic.c_str(), partitions, replication);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+    return to_status(err, "cannot create mock topic " + topic);
+  return Status::ok();
+}
+
+Result<Properties> parse_properties(const std::string& text) {
+  Properties out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    start = end + 1;
+    auto trim = [](std::string s) {
+      while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+      size_t i = 0;
+      while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+      return s.substr(i);
+    };
+    item = trim(item);
+    if (item.empty()) {
+      if (end == text.size()) break;
+      continue;
+    }
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return Status::invalid_argument("property '" + item + "' is not key=value");
+    std::string key = trim(item.substr(0, eq));
+    std::string raw = trim(item.substr(eq + 1));
+    std::string value;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '$' && i + 1 < raw.size() && raw[i + 1] == '{') {
+        const size_t close = raw.find('}', i + 2);
+        if (close == std::string::npos)
+          return Status::invalid_argument("property " + key + ": unterminated ${ in its value");
+        const std::string name = raw.substr(i + 2, close - i - 2);
+        const char* env = std::getenv(name.c_str());
+        if (env == nullptr)
+          return Status::invalid_argument("property " + key + " needs the environment variable " + name +
+                                          ", which is not set");
+        value += env;
+        i = close;
+      } else {
+        value += raw[i];
+      }
+    }
+    out.emplace_back(std::move(key), std::move(value));
+    if (end == text.size()) break;
+  }
+  return out;
+}
+
+bool is_secret_key(const std::string& key) {
+  std::string k = key;
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* word : {"password", "secret", "key", "token", "jaas"})
+    if (k.find(word) != std::string::npos) return true;
+  return false;
+}
+
+Result<rd_kafka_conf_t*> make_conf(const std::string& bootstrap, const Properties& defaults,
+                                   const Properties& user) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) -> Status {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+      return Status::invalid_argument("Kafka property " + k + "=" + (is_secret_key(k) ? "<redacted>" : v) + ": " +
+                                      err);
+    return Status::ok();
+  };
+  Status s = set("bootstrap.servers", bootstrap);
+  for (const auto& [k, v] : defaults)
+    if (s) s = set(k, v);
+  for (const auto& [k, v] : user)
+    if (s) s = set(k, v);
+  if (!s) {
+    rd_kafka_conf_destroy(conf);
+    return s;
+  }
+  return conf;
+}
+
+Status to_status(rd_kafka_resp_err_t err, const std::string& context) {
+  std::string msg = context + ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+      return Status::ok();
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return Status::invalid_argument(msg);
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      return Status::not_found(msg);
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+      return Status::unavailable(msg);
+    default:
+      return Status::io_error(msg);
+  }
+}
+
+}  // namespace orderflow::connectors::kafka

@@ -1,0 +1,51 @@
+// Shared librdkafka plumbing for the Kafka connectors (kafka_source, kafka_sink):
+// client configuration from graph parameters, the in-process mock cluster behind
+// `brokers: mock:N`, and the one place where librdkafka error codes become Status.
+// Included only by the Kafka connector sources and their tests (it pulls in rdkafka.h).
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "graph/status.h"
+
+namespace orderflow::connectors::kafka {
+
+using Properties = std::vector<std::pair<std::string, std::string>>;
+
+// "mock:N" (1 <= N <= 16) starts, once per process and per N, a librdkafka mock cluster of
+// N brokers on loopback and returns its bootstrap list; anything else is returned as given
+// (a comma-separated host:port list). Mock clusters live until the process exits, so
+// several nodes (a source and a sink) naming the same "mock:N" share one cluster.
+Result<std::string> resolve_brokers(const std::string& brokers);
+bool is_mock(const std::string& brokers);
+
+// Creates `topic` with `partitions` partitions on the mock cluster behind `brokers`; a no-op
+// for real brokers (topics there are provisioned by their operators) and for a topic the
+// mock already has.
+Status ensure_mock_topic(const std::string& brokers, const std::string& topic, int partitions);
+
+// Parses "key=value,key=value" client properties. ${NAME} in a value is replaced by the
+// environment variable NAME (an error if it is unset), so secrets such as
+// sasl.password=${KAFKA_PASSWORD} never sit in the graph file.
+Result<Properties> parse_properties(const std::string& text);
+
+// Keys whose values are never logged or shown (passwords, keys, secrets, tokens).
+bool is_secret_key(const std::string& key);
+
+// A librdkafka configuration: bootstrap servers, then `defaults` (our settings), then the
+// user's properties, which win. Fails with a clear message naming the bad property (its
+// value is not echoed for secret keys). The caller owns the result (or passes it to
+// rd_kafka_new, which takes it over).
+Result<rd_kafka_conf_t*> make_conf(const std::string& bootstrap, const Properties& defaults,
+                                   const Properties& user);
+
+// The mapping of librdkafka errors: retriable and transport errors -> kUnavailable,
+// message too large / invalid -> kInvalidArgument, unknown topic -> kNotFound, the rest ->
+// kIoError. `context` prefixes the message.
+Status to_status(rd_kafka_resp_err_t err, const std::string& context);
+
+}  // namespace orderflow::connectors::kafka

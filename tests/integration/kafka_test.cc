@@ -1,0 +1,289 @@
+// Kafka in, Kafka out: the default pipeline with a kafka_source and a kafka_sink against
+// librdkafka's mock cluster (real Kafka protocol over TCP on 127.0.0.1). Checks the domain
+// invariants, that every command is applied once although some are sent twice, that each
+// stream's events reach its topic in order, that the group's committed offsets reach the
+// end of the command topic, that bad messages are dead-lettered with their reason, and
+// that a broker going down and up mid-stream loses nothing.
+#include <gtest/gtest.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "connectors/kafka.h"
+#include "connectors/stores.h"
+#include "nodes/builder.h"
+#include "nodes/domain.h"
+#include "nodes/nodes.h"
+#include "tests/support/invariants.h"
+#include "tests/support/kafka.h"
+
+namespace orderflow {
+namespace {
+
+using testing::eventually;
+using testing::KafkaRecord;
+using testing::MockKafka;
+
+constexpr const char* kCommands = "orders.commands";
+constexpr const char* kDlq = "orders.commands.dlq";
+constexpr const char* kGroup = "orderflow-test";
+
+std::string to_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::MessageToJsonString(m, &out);
+  return out;
+}
+
+size_t count_events(const testing::StoreFold& fold, v1::Event::KindCase kind) {
+  size_t n = 0;
+  for (const auto& r : fold.all) {
+    v1::Event e;
+    n += e.ParseFromString(r.payload) && e.kind_case() == kind;
+  }
+  return n;
+}
+
+class KafkaPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kafka_ = std::make_unique<MockKafka>(3);
+    kafka_->create_topic(kCommands, 6);
+    kafka_->create_topic(kDlq, 1);
+    kafka_->create_topic("orders.events", 4);
+    kafka_->create_topic("inventory.events", 4);
+    dir_ = std::filesystem::temp_directory_path() / ("orderflow-kafka-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override {
+    if (built_.pipeline) built_.pipeline->shutdown(std::chrono::seconds(10));
+    built_.pipeline.reset();
+    stores_.reset();
+    kafka_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void start(int threads = 2) {
+    const std::string b = kafka_->bootstrap();
+    const std::string yaml =
+        "graph: kafka-test\n"
+        "stores:\n"
+        "  events: {kind: rocksdb, path: events, sync: false}\n"
+        "  snapshots: {kind: memory}\n"
+        "nodes:\n"
+        "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", topics: " + kCommands +
+        ", group: " + kGroup + ", dead_letter_topic: " + kDlq +
+        ", max_message_bytes: 4096, max_in_flight: 300, commit_interval_ms: 50,"
+        " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000\"}}\n"
+        "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 1000}}\n"
+        "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+        "  - {id: commit, kind: commit, params: {events: events, max_batch: 64}}\n"
+        "  - {id: feed, kind: change_feed, params: {events: events, batch: 100, poll_ms: 5}}\n"
+        "  - {id: projection, kind: projection, params: {snapshots: snapshots}}\n"
+        "  - {id: saga, kind: saga}\n"
+        "  - {id: kout, kind: kafka_sink, params: {brokers: \"" + b + "\", properties: \"linger.ms=1\"}}\n"
+        "edges: [kin -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection,"
+        " feed -> saga, feed -> kout, saga -> route]\n";
+    graph::KindRegistry registry;
+    register_node_kinds(registry);
+    auto loaded = graph::load_graph_string(yaml);
+    ASSERT_TRUE(loaded.ok()) << loaded.diagnostics.front().to_string();
+    def_ = loaded.graph;
+    std::vector<graph::Diagnostic> diags;
+    ASSERT_TRUE(graph::validate(def_, registry, diags)) << diags.front().to_string();
+    stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());
+    BuildOptions o;
+    o.threads = threads;
+    connectors::add_kafka_factories(o);
+    auto built = build_pipeline(def_, *stores_, o);
+    ASSERT_TRUE(built) << built.status().to_string();
+    built_ = std::move(*built);
+    ASSERT_TRUE(built_.pipeline->start());
+  }
+
+  void send(const v1::Command& c, bool binary = false) {
+    const std::string key = domain::stream_of(c);
+    if (binary) {
+      kafka_->produce(kCommands, key, c.SerializeAsString(), {{"content-type", "application/x-protobuf"}});
+    } else {
+      kafka_->produce(kCommands, key, to_json(c), {{"content-type", "application/json"}});
+    }
+  }
+
+  // Restocks, then orders over scarce SKUs; a tenth are sent twice, a tenth in binary form,
+  // some without a command id (the source derives one from the offset).
+  void send_workload(const std::string& prefix, int orders, int first = 0) {
+    std::mt19937 rng(static_cast<unsigned>(orders + first));
+    if (first == 0) {
+      for (int s = 0; s < 8; ++s) {
+        v1::Command c;
+        c.set_command_id(prefix + "-stock-" + std::to_string(s));
+        c.mutable_add_stock()->set_sku("S" + std::to_string(s));
+        c.mutable_add_stock()->set_quantity(40);
+        send(c);
+      }
+    }
+    for (int i = first; i < first + orders; ++i) {
+      v1::Command c;
+      if (i % 13 != 5) c.set_command_id(prefix + "-place-" + std::to_string(i));
+      auto* po = c.mutable_place_order();
+      po->set_order_id(prefix + "-o" + std::to_string(i));
+      po->set_customer_id("u" + std::to_string(i % 17));
+      const int lines = 1 + static_cast<int>(rng() % 2);
+      for (int l = 0; l < lines; ++l) {
+        auto* line = po->add_lines();
+        line->set_sku("S" + std::to_string((i + l * 3) % 8));
+        line->set_quantity(1 + static_cast<int32_t>(rng() % 4));
+        line->set_unit_price_cents(100);
+      }
+      send(c, i % 10 == 3);
+      if (i % 10 == 7 && !c.command_id().empty()) {  // a redelivery by the producer
+        send(c);
+        ++duplicates_sent_;
+      }
+    }
+    ASSERT_TRUE(kafka_->flush());
+  }
+
+  ChangeFeed& feed() { return **stores_->change_feed("events"); }
+
+  // Kafka committed to the end, the sink and the other subscribers have the whole log.
+  void wait_quiescent(std::chrono::seconds timeout = std::chrono::seconds(90)) {
+    int stable = 0;
+    const bool ok = eventually(
+        [&] {
+          const uint64_t head = feed().head();
+          const bool idle = kafka_->caught_up(kGroup, kCommands) && built_.sink->in_flight() == 0 &&
+                            *feed().load_checkpoint("saga") == head && *feed().load_checkpoint("projection") == head &&
+                            *feed().load_checkpoint("kout") == head && feed().head() == head;
+          stable = idle ? stable + 1 : 0;
+          return stable >= 3;
+        },
+        timeout, std::chrono::milliseconds(100));
+    ASSERT_TRUE(ok) << "pipeline did not become quiescent; head " << feed().head();
+  }
+
+  // Every stream's events reach its topic at least once, keyed by stream, in version order.
+  void check_event_topics(const testing::StoreFold& fold) {
+    std::vector<KafkaRecord> records = kafka_->read_all("orders.events");
+    auto inventory = kafka_->read_all("inventory.events");
+    records.insert(records.end(), inventory.begin(), inventory.end());
+    std::map<std::string, uint64_t> highest;  // stream -> highest version seen so far
+    std::map<std::string, std::set<uint64_t>> seen;
+    for (const auto& r : records) {
+      const uint64_t v = std::stoull(r.headers.at("orderflow-version"));
+      ASSERT_EQ(r.headers.at("orderflow-stream"), r.key);
+      ASSERT_LE(v, highest[r.key] + 1) << r.key << ": version " << v << " arrived before " << highest[r.key] + 1;
+      highest[r.key] = std::max(highest[r.key], v);
+      seen[r.key].insert(v);
+      v1::Event e;
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.value, &e).ok()) << r.value;
+      EXPECT_EQ(domain::event_name(e), r.headers.at("orderflow-event"));
+      EXPECT_EQ(r.topic, r.key.rfind("order-", 0) == 0 ? "orders.events" : "inventory.events");
+    }
+    for (const auto& [stream, st] : fold.states)
+      EXPECT_EQ(seen[stream].size(), st.version()) << stream << " is missing events on its topic";
+  }
+
+  std::unique_ptr<MockKafka> kafka_;
+  std::filesystem::path dir_;
+  graph::GraphDef def_;
+  std::unique_ptr<connectors::StoreSet> stores_;
+  BuiltPipeline built_;
+  int duplicates_sent_ = 0;
+};
+
+TEST_F(KafkaPipelineTest, CommandsInEventsOutEachCommandOnce) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(send_workload("a", 300));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
+  // Every order placed once, although some place commands were sent twice.
+  EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 300u);
+  EXPECT_GT(duplicates_sent_, 0);
+  EXPECT_GT(fold.confirmed, 0u);
+  EXPECT_GT(fold.rejected, 0u) << "stock is scarce: some orders must be rejected";
+  ASSERT_NO_FATAL_FAILURE(check_event_topics(fold));
+  EXPECT_TRUE(kafka_->read_all(kDlq).empty());
+
+  // The source's figures: everything consumed, nothing lagging.
+  auto& probe = built_.pipeline->find("kin")->probe();
+  EXPECT_EQ(probe.in(), 300u + 8u + static_cast<uint64_t>(duplicates_sent_));
+  EXPECT_EQ(probe.out(), probe.in());
+  built_.pipeline->metrics().sample();
+  const auto json = built_.pipeline->metrics().to_json();
+  EXPECT_NE(json.find("\"consumer_lag\""), std::string::npos);
+}
+
+TEST_F(KafkaPipelineTest, BadMessagesGoToTheDeadLetterTopicWithTheirReason) {
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  v1::Command good;
+  good.set_command_id("good-1");
+  good.mutable_add_stock()->set_sku("G");
+  good.mutable_add_stock()->set_quantity(5);
+  v1::Command internal;
+  internal.set_command_id("internal-1");
+  internal.mutable_reserve_stock()->set_sku("G");
+  internal.mutable_reserve_stock()->set_order_id("o");
+  internal.mutable_reserve_stock()->set_quantity(1);
+  const std::string big = "{\"commandId\":\"big\",\"addStock\":{\"sku\":\"" + std::string(5000, 'x') + "\",\"quantity\":1}}";
+  kafka_->produce(kCommands, "k1", "{not json", {{"content-type", "application/json"}});
+  kafka_->produce(kCommands, "k2", "{\"commandId\":\"u1\",\"launchRocket\":{}}");
+  kafka_->produce(kCommands, "k3", to_json(internal));
+  kafka_->produce(kCommands, "k4", "\xff\x01garbage", {{"content-type", "application/x-protobuf"}});
+  kafka_->produce(kCommands, "k5", to_json(good), {{"content-type", "text/csv"}});
+  kafka_->produce(kCommands, "k6", big);
+  kafka_->produce(kCommands, "k7", "");
+  kafka_->produce(kCommands, "k8", "{\"commandId\":\"neg\",\"addStock\":{\"sku\":\"G\",\"quantity\":-3}}");
+  send(good);
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  const auto dead = kafka_->read_all(kDlq);
+  ASSERT_EQ(dead.size(), 8u);
+  std::map<std::string, std::string> reason;  // original key -> reason
+  for (const auto& r : dead) {
+    reason[r.key] = r.headers.at("x-orderflow-error");
+    EXPECT_EQ(r.headers.at("x-orderflow-source-topic"), kCommands);
+    EXPECT_FALSE(r.headers.at("x-orderflow-source-offset").empty());
+  }
+  EXPECT_NE(reason["k1"].find("not a valid command"), std::string::npos) << reason["k1"];
+  EXPECT_NE(reason["k2"].find("launchRocket"), std::string::npos) << reason["k2"];
+  EXPECT_NE(reason["k3"].find("saga only"), std::string::npos) << reason["k3"];
+  EXPECT_NE(reason["k4"].find("binary protobuf"), std::string::npos) << reason["k4"];
+  EXPECT_NE(reason["k5"].find("text/csv"), std::string::npos) << reason["k5"];
+  EXPECT_NE(reason["k6"].find("exceeds max_message_bytes 4096"), std::string::npos) << reason["k6"];
+  EXPECT_NE(reason["k7"].find("empty"), std::string::npos) << reason["k7"];
+  EXPECT_NE(reason["k8"].find("quantity"), std::string::npos) << reason["k8"];
+
+  // The good command was applied; the bad ones changed nothing and their offsets advanced.
+  std::vector<RecordedEvent> all;
+  ASSERT_TRUE(feed().read(0, 1000, &all));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].command_id, "good-1");
+  EXPECT_TRUE(kafka_->caught_up(kGroup, kCommands));
+  EXPECT_EQ(built_.pipeline->find("kin")->probe().errors(), 8u);
+}
+
+TEST_F(KafkaPipelineTest, BrokerDownAndUpMidStreamLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(send_workload("b", 150));
+  ASSERT_TRUE(eventually([&] { return feed().head() > 100; }, std::chrono::seconds(30)));
+  kafka_->set_broker_down(2, true);
+  std::thread rest([&] { send_workload("b", 150, 150); });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  kafka_->set_broker_down(2, false);
+  rest.join();
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
+  EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 300u);
+  ASSERT_NO_FATAL_FAILURE(check_event_topics(fold));
+}
+
+}  // namespace
+}  // namespace orderflow

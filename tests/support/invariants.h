@@ -1,0 +1,106 @@
+// The domain invariants of DESIGN.md, checked against an event store's change feed and a
+// snapshot store after the pipeline went quiet. Shared by the pipeline, Kafka and server
+// suites. GoogleTest assertions; call from a test body (ASSERT_NO_FATAL_FAILURE).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "graph/store.h"
+#include "nodes/domain.h"
+
+namespace orderflow::testing {
+
+struct StoreFold {
+  std::vector<RecordedEvent> all;                     // the whole log, position order
+  std::map<std::string, v1::StreamState> states;      // fold of the log per stream
+  std::map<std::string, uint64_t> events_per_command; // command id -> events written
+  size_t confirmed = 0, rejected = 0;                 // orders in those states
+};
+
+// Reads the whole log, checks positions and versions are dense, stock is never negative,
+// reservations match holds, no order is left placed, confirmed orders hold every line,
+// closed orders hold nothing, and the snapshot store equals the fold of the log.
+inline void check_store_invariants(ChangeFeed& feed, SnapshotStore& snapshots, StoreFold* out) {
+  StoreFold& f = *out;
+  ASSERT_TRUE(feed.read(0, 100000000, &f.all));
+  ASSERT_EQ(f.all.size(), feed.head());
+  for (size_t i = 0; i < f.all.size(); ++i) {
+    const auto& r = f.all[i];
+    ASSERT_EQ(r.position, i + 1) << "positions are dense and in commit order";
+    auto& st = f.states[r.stream];
+    ASSERT_EQ(r.version, st.version() + 1) << "versions of " << r.stream << " are dense";
+    v1::Event e;
+    ASSERT_TRUE(e.ParseFromString(r.payload));
+    domain::evolve(st, e);
+    f.events_per_command[r.command_id]++;
+  }
+
+  std::map<std::string, std::map<std::string, int32_t>> holds_by_order;  // order -> sku -> qty
+  for (const auto& [stream, st] : f.states) {
+    if (st.kind_case() != v1::StreamState::kInventory) continue;
+    const auto& inv = st.inventory();
+    EXPECT_GE(inv.on_hand(), 0) << stream;
+    EXPECT_GE(inv.reserved(), 0) << stream;
+    EXPECT_LE(inv.reserved(), inv.on_hand()) << "stock never negative: " << stream;
+    int64_t sum = 0;
+    for (const auto& [order, q] : inv.holds()) {
+      sum += q;
+      holds_by_order[order][inv.sku()] = q;
+    }
+    EXPECT_EQ(inv.reserved(), sum) << "reserved = sum of holds: " << stream;
+  }
+  for (const auto& [stream, st] : f.states) {
+    if (st.kind_case() != v1::StreamState::kOrder) continue;
+    const auto& o = st.order();
+    const auto& holds = holds_by_order[o.order_id()];
+    switch (o.status()) {
+      case v1::ORDER_STATUS_CONFIRMED:
+        ++f.confirmed;
+        for (const auto& l : o.lines()) {
+          EXPECT_EQ(l.status(), v1::LINE_RESERVED) << "confirmed only if every line was reserved: " << stream;
+          auto h = holds.find(l.line().sku());
+          ASSERT_NE(h, holds.end()) << stream << " confirmed without a hold on " << l.line().sku();
+          EXPECT_EQ(h->second, l.line().quantity());
+        }
+        EXPECT_EQ(holds.size(), static_cast<size_t>(o.lines_size()));
+        break;
+      case v1::ORDER_STATUS_PLACED: {
+        std::string trail;  // what happened to it, for the failure message
+        for (const auto& r : f.all) {
+          v1::Event e;
+          e.ParseFromString(r.payload);
+          if (r.stream == stream || e.ShortDebugString().find("\"" + o.order_id() + "\"") != std::string::npos)
+            trail += "\n  " + std::to_string(r.position) + " " + r.stream + " v" + std::to_string(r.version) + " [" +
+                     r.command_id + "] " + e.ShortDebugString();
+        }
+        ADD_FAILURE() << stream << " is still placed after quiescence:" << trail;
+        break;
+      }
+      default:
+        if (o.status() == v1::ORDER_STATUS_REJECTED) ++f.rejected;
+        EXPECT_TRUE(holds.empty()) << stream << " is closed but holds stock";
+    }
+  }
+  for (const auto& [order, h] : holds_by_order) {
+    auto st = f.states.find(domain::order_stream(order));
+    ASSERT_NE(st, f.states.end());
+    if (!h.empty()) {
+      EXPECT_EQ(st->second.order().status(), v1::ORDER_STATUS_CONFIRMED) << order;
+    }
+  }
+  // The projection equals a fold of the event store.
+  for (const auto& [stream, st] : f.states) {
+    auto snap = snapshots.get(stream);
+    ASSERT_TRUE(snap);
+    v1::StreamState projected;
+    ASSERT_TRUE(projected.ParseFromString(snap->state));
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(projected, st)) << stream;
+  }
+}
+
+}  // namespace orderflow::testing
