@@ -12,6 +12,7 @@
 // Every loop is bounded in count and time; the server's stderr goes to a log file in the
 // test's temporary directory and is printed when a test fails.
 #include "tests/support/net.h"
+#include "tests/support/server_process.h"
 #include <gtest/gtest.h>
 
 #include <utility>  // before cpprestsdk: Boost.Asio's C++20 awaitable.hpp uses std::exchange
@@ -50,6 +51,8 @@
 namespace {
 
 namespace fs = std::filesystem;
+using orderflow::testing::describe_wait_status;
+using orderflow::testing::ServerProcess;
 using Clock = std::chrono::steady_clock;
 using web::json::value;
 using namespace std::chrono_literals;
@@ -58,110 +61,6 @@ using namespace std::chrono_literals;
 
 // A free TCP port on 127.0.0.1 (bound, read back, closed), or 0.
 int free_port() { return orderflow::testing::free_loopback_port(); }
-
-std::string describe_wait_status(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-  return "wait status " + std::to_string(status);
-}
-
-// One `orderflow serve` child process. Not thread-safe; the destructor kills and reaps it.
-class ServerProcess {
- public:
-  ServerProcess(fs::path data_dir, fs::path log) : data_dir_(std::move(data_dir)), log_(std::move(log)) {}
-  ~ServerProcess() { kill_now(); }
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  bool start(int port) {
-    if (pid_ > 0) return false;
-    std::vector<std::string> args = {ORDERFLOW_BINARY,
-                                     "serve",
-                                     std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml",
-                                     "--listen",
-                                     "127.0.0.1:" + std::to_string(port),
-                                     "--data-dir",
-                                     data_dir_.string(),
-                                     "--threads",
-                                     "2"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = log_.string();
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-      // The child of a multithreaded parent: async-signal-safe calls only, then exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
-      if (::getppid() != parent) ::_exit(127);
-      ::close_range(3, ~0U, 0);  // no inherited client sockets
-      const int in = ::open("/dev/null", O_RDONLY);
-      if (in >= 0) ::dup2(in, STDIN_FILENO);
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, STDOUT_FILENO);
-        ::dup2(fd, STDERR_FILENO);
-      }
-      ::signal(SIGPIPE, SIG_DFL);  // the test ignores SIGPIPE; the server gets the default
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    pid_ = pid;
-    last_status_.reset();
-    return true;
-  }
-
-  // False once the child has exited (its status is then in last_status()).
-  bool running() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      last_status_ = status;
-      return false;
-    }
-    return true;
-  }
-
-  // SIGTERM, then waits up to `timeout` for the exit; SIGKILL after that. The wait status.
-  std::optional<int> terminate(std::chrono::milliseconds timeout) {
-    if (!running()) return last_status_;
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      if (!running()) return last_status_;
-      std::this_thread::sleep_for(20ms);
-    }
-    kill_now();
-    return std::nullopt;
-  }
-
-  // SIGKILL and reap. Returns the wait status (nullopt if nothing was running).
-  std::optional<int> kill_now() {
-    if (pid_ <= 0) return std::nullopt;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-    last_status_ = status;
-    return status;
-  }
-
-  std::optional<int> last_status() const { return last_status_; }
-  pid_t pid() const { return pid_; }
-
- private:
-  const fs::path data_dir_;
-  const fs::path log_;
-  pid_t pid_ = -1;
-  std::optional<int> last_status_;
-};
 
 // ---- HTTP -------------------------------------------------------------------------
 
