@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "graph/definition.h"
+#include "graph/log.h"
 
 namespace orderflow::connectors::kafka {
 
@@ -142,9 +143,21 @@ bool is_secret_key(const std::string& key) {
   return false;
 }
 
+namespace {
+
+// librdkafka's own log lines (syslog levels) as our structured lines.
+void log_line(const rd_kafka_t* rk, int level, const char* facility, const char* buf) {
+  const log::Level lv = level <= 3 ? log::Level::kError : level <= 5 ? log::Level::kWarn : level == 6 ? log::Level::kInfo
+                                                                                                   : log::Level::kDebug;
+  log::write(lv, "librdkafka", {{"client", rd_kafka_name(rk)}, {"facility", facility}, {"detail", buf}});
+}
+
+}  // namespace
+
 Result<rd_kafka_conf_t*> make_conf(const std::string& bootstrap, const Properties& defaults,
                                    const Properties& user) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(conf, &log_line);
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) -> Status {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
