@@ -170,7 +170,7 @@ PipelineRun pipeline_run(testing::MockKafka& kafka, size_t expected, int run, co
 }  // namespace
 
 int main(int argc, char** argv) {
-  int commands = 100000, partitions = 64, runs = 3, threads = 0;
+  int commands = 200000, partitions = 64, runs = 3, threads = 0;
   std::string store = "rocksdb";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

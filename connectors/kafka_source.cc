@@ -189,15 +189,15 @@ class KafkaSourceNode final : public RuntimeNode {
   void run() {
     auto last_commit = std::chrono::steady_clock::now();
     auto last_gauges = last_commit;
-    bool paused = false;
     while (running_) {
       apply_finished();
       submit_pending();
       rd_kafka_poll(dlq_, 0);  // dead-letter delivery reports
       const bool full = !pending_.empty() || in_flight_.load() >= max_in_flight_;
-      if ((full || !intake_) != paused) {
-        paused = !paused;
-        set_paused(paused);
+      if ((full || !intake_) != paused_) {
+        paused_ = !paused_;
+        set_paused(paused_);
+        if (paused_) probe().set_gauge("pauses", static_cast<double>(++pauses_));
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_commit >= std::chrono::milliseconds(commit_interval_ms_)) {
@@ -205,11 +205,11 @@ class KafkaSourceNode final : public RuntimeNode {
         last_commit = now;
       }
       if (now - last_gauges >= std::chrono::seconds(1)) {
-        update_gauges(paused);
+        update_gauges(paused_);
         last_gauges = now;
       }
       // Paused partitions deliver nothing, but polling still serves rebalances.
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, paused ? 10 : 50);
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, paused_ ? 10 : 50);
       if (m == nullptr) continue;
       BusyTimer busy(probe());
       handle(m);
@@ -475,6 +475,7 @@ class KafkaSourceNode final : public RuntimeNode {
       }
       if (cooperative) rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, list));
       else rd_kafka_assign(rk, list);
+      if (self->paused_) rd_kafka_pause_partitions(rk, list);  // the pipeline is still full
       log::info("kafka partitions assigned", {{"node", self->id()}, {"count", std::to_string(list->cnt)}});
       return;
     }
@@ -559,6 +560,8 @@ class KafkaSourceNode final : public RuntimeNode {
   // Consumer thread only.
   std::map<TpKey, Partition> parts_;
   uint64_t generation_ = 0;
+  bool paused_ = false;  // every assigned partition is paused
+  uint64_t pauses_ = 0;
   std::deque<Pending> pending_;
   uint64_t dead_lettered_ = 0, rejected_ = 0, resubmitted_ = 0;
 
