@@ -91,6 +91,7 @@ class KafkaSourceNode final : public RuntimeNode {
     if (!cconf) return cconf.status();
     rd_kafka_conf_set_opaque(*cconf, this);
     rd_kafka_conf_set_rebalance_cb(*cconf, &KafkaSourceNode::rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(*cconf, &KafkaSourceNode::commit_cb);
     char err[512];
     consumer_ = rd_kafka_new(RD_KAFKA_CONSUMER, *cconf, err, sizeof err);
     if (consumer_ == nullptr) {
@@ -451,6 +452,18 @@ class KafkaSourceNode final : public RuntimeNode {
       }
     }
     rd_kafka_topic_partition_list_destroy(list);
+  }
+
+  // Result of an asynchronous commit (served by our poll): a partition whose commit failed
+  // (e.g. during a rebalance) is committed again on the next turn.
+  static void commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list, void* opaque) {
+    auto* self = static_cast<KafkaSourceNode*>(opaque);
+    if (list == nullptr) return;
+    for (int i = 0; i < list->cnt; ++i) {
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      auto it = self->parts_.find({list->elems[i].topic, list->elems[i].partition});
+      if (it != self->parts_.end() && it->second.committed <= list->elems[i].offset) it->second.committed = -1;
+    }
   }
 
   void set_paused(bool pause) {

@@ -286,5 +286,48 @@ TEST_F(KafkaPipelineTest, BrokerDownAndUpMidStreamLosesNothing) {
   ASSERT_NO_FATAL_FAILURE(check_event_topics(fold));
 }
 
+TEST_F(KafkaPipelineTest, RebalanceMidStreamFinishesOrAbandonsRevokedWorkWithoutSkipping) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(send_workload("r", 150));
+  ASSERT_TRUE(eventually([&] { return feed().head() > 50; }, std::chrono::seconds(30)));
+  // Another member joins the group mid-stream: the source's partitions are revoked while
+  // commands are in flight and split between the two. The newcomer reads but never
+  // commits, then leaves; its partitions go back to the source, which must resume from
+  // the committed offsets, so nothing it never finished is skipped.
+  rd_kafka_t* other = testing::new_kafka_handle(RD_KAFKA_CONSUMER, {{"bootstrap.servers", kafka_->bootstrap()},
+                                                                    {"group.id", kGroup},
+                                                                    {"enable.auto.commit", "false"},
+                                                                    {"session.timeout.ms", "6000"},
+                                                                    {"log_level", "2"}});
+  rd_kafka_poll_set_consumer(other);
+  rd_kafka_topic_partition_list_t* subs = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(subs, kCommands, RD_KAFKA_PARTITION_UA);
+  ASSERT_EQ(rd_kafka_subscribe(other, subs), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy(subs);
+  std::thread rest([&] { send_workload("r", 150, 150); });
+  bool assigned = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!assigned && std::chrono::steady_clock::now() < deadline) {
+    if (rd_kafka_message_t* m = rd_kafka_consumer_poll(other, 100)) rd_kafka_message_destroy(m);
+    rd_kafka_topic_partition_list_t* mine = nullptr;
+    if (rd_kafka_assignment(other, &mine) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      assigned = mine->cnt > 0;
+      rd_kafka_topic_partition_list_destroy(mine);
+    }
+  }
+  rest.join();
+  ASSERT_TRUE(assigned) << "the second member never got partitions";
+  for (int i = 0; i < 10; ++i)
+    if (rd_kafka_message_t* m = rd_kafka_consumer_poll(other, 100)) rd_kafka_message_destroy(m);
+  rd_kafka_consumer_close(other);
+  rd_kafka_destroy(other);
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
+  EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 300u);
+  ASSERT_NO_FATAL_FAILURE(check_event_topics(fold));
+}
+
 }  // namespace
 }  // namespace orderflow
