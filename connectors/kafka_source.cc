@@ -275,6 +275,11 @@ class KafkaSourceNode final : public RuntimeNode {
 
   // Submits waiting commands in arrival order until the pipeline says it is full.
   void submit_pending() {
+    if (!intake_) {  // stopping: the pipeline takes nothing new; the next owner redelivers these
+      for (const auto& p : pending_) abandon(p.tp, p.generation);
+      pending_.clear();
+      return;
+    }
     const auto now = std::chrono::steady_clock::now();
     while (!pending_.empty()) {
       Pending& p = pending_.front();
