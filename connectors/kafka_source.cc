@@ -11,6 +11,7 @@
 // duplicate or rejected by the domain) or when its dead-letter copy is delivered. Store
 // failures resubmit the command after a backoff; the partition's offset waits meanwhile.
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -129,7 +130,10 @@ class KafkaSourceNode final : public RuntimeNode {
 
     intake_ = true;
     running_ = true;
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "kafka-source");
+      run();
+    });
     log::info("kafka source started", {{"node", id()}, {"brokers", *bootstrap}, {"group", group_},
                                        {"topics", join(topics_)}});
     return Status::ok();
