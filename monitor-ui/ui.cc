@@ -20,59 +20,30 @@ ImU32 health_fill(Health h) {
   return IM_COL32(70, 72, 80, 255);
 }
 
-ImVec2 bezier(const ImVec2& p1, const ImVec2& p2, const ImVec2& p3, const ImVec2& p4, float t) {
-  const float u = 1 - t;
-  const float a = u * u * u, b = 3 * u * u * t, c = 3 * u * t * t, d = t * t * t;
-  return ImVec2(a * p1.x + b * p2.x + c * p3.x + d * p4.x, a * p1.y + b * p2.y + c * p3.y + d * p4.y);
-}
+ImVec2 screen(const ImVec2& origin, const Point& p) { return ImVec2(origin.x + p.x, origin.y + p.y); }
 
-struct View {
-  ImVec2 origin;
-  float pan_x, pan_y, zoom;
-  ImVec2 to_screen(float x, float y) const {
-    return ImVec2(origin.x + pan_x + x * zoom, origin.y + pan_y + y * zoom);
-  }
-};
-
-void fit_view(const Layout& L, const ImVec2& size, UiState& ui) {
-  if (L.width <= 0 || L.height <= 0 || size.x <= 0 || size.y <= 0) return;
-  ui.zoom = std::clamp(std::min(size.x / L.width, size.y / L.height), 0.25f, 2.0f);
-  ui.pan_x = (size.x - L.width * ui.zoom) / 2;
-  ui.pan_y = (size.y - L.height * ui.zoom) / 2;
-}
-
-void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge& e) {
-  const LayoutNode& a = L.nodes[static_cast<size_t>(e.from_index)];
-  const LayoutNode& b = L.nodes[static_cast<size_t>(e.to_index)];
-  ImVec2 p1, p2, p3, p4;
-  if (e.back_edge || b.x <= a.x) {
-    // Loop back underneath the columns: bottom of source to bottom of target.
-    p1 = v.to_screen(a.x + a.w / 2, a.y + a.h);
-    p4 = v.to_screen(b.x + b.w / 2, b.y + b.h);
-    const float drop = (40 + 0.15f * std::fabs(a.x - b.x)) * v.zoom;
-    p2 = ImVec2(p1.x, p1.y + drop);
-    p3 = ImVec2(p4.x, p4.y + drop);
-  } else {
-    p1 = v.to_screen(a.x + a.w, a.y + a.h / 2);
-    p4 = v.to_screen(b.x, b.y + b.h / 2);
-    const float dx = (p4.x - p1.x) * 0.5f;
-    p2 = ImVec2(p1.x + dx, p1.y);
-    p3 = ImVec2(p4.x - dx, p4.y);
-  }
-  const ImU32 col = e.back_edge ? IM_COL32(150, 150, 200, 200) : IM_COL32(190, 190, 200, 220);
+// Draws one edge unless its curve's bounding box is off the canvas (w x h at origin).
+void draw_edge(ImDrawList* dl, const ImVec2& origin, float w, float h, const CanvasView& v, const Layout& L,
+               const LayoutEdge& e) {
+  const EdgeCurve c = edge_curve(L, e, v);
   const float thick = std::max(1.0f, e.thickness * v.zoom);
+  if (!curve_visible(c, w, h, 12 * v.zoom + thick + 40)) return;  // arrow head and label included
+  const ImU32 col = e.back_edge ? IM_COL32(150, 150, 200, 200) : IM_COL32(190, 190, 200, 220);
+  const int segments = curve_segments(c);
+  const ImVec2 p1 = screen(origin, c.p1), p4 = screen(origin, c.p4);
   if (e.store_mediated) {
-    const int segments = 40;
-    for (int i = 0; i < segments; i += 2) {
-      const ImVec2 s0 = bezier(p1, p2, p3, p4, static_cast<float>(i) / segments);
-      const ImVec2 s1 = bezier(p1, p2, p3, p4, static_cast<float>(i + 1) / segments);
+    // Dashes: every other of 2 * segments pieces, each a single quad.
+    const int pieces = 2 * segments;
+    for (int i = 0; i < pieces; i += 2) {
+      const ImVec2 s0 = screen(origin, c.at(static_cast<float>(i) / static_cast<float>(pieces)));
+      const ImVec2 s1 = screen(origin, c.at(static_cast<float>(i + 1) / static_cast<float>(pieces)));
       dl->AddLine(s0, s1, col, thick);
     }
   } else {
-    dl->AddBezierCubic(p1, p2, p3, p4, col, thick);
+    dl->AddBezierCubic(p1, screen(origin, c.p2), screen(origin, c.p3), p4, col, thick, segments);
   }
   // Arrow head at the target.
-  const ImVec2 q = bezier(p1, p2, p3, p4, 0.96f);
+  const ImVec2 q = screen(origin, c.at(0.96f));
   ImVec2 dir(p4.x - q.x, p4.y - q.y);
   const float len = std::sqrt(dir.x * dir.x + dir.y * dir.y);
   if (len > 0.01f) {
@@ -83,7 +54,7 @@ void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge&
     dl->AddTriangleFilled(p4, left, right, col);
   }
   // Label at the middle of the curve.
-  const ImVec2 m = bezier(p1, p2, p3, p4, 0.5f);
+  const ImVec2 m = screen(origin, c.at(0.5f));
   const float fs = ImGui::GetFontSize() * std::clamp(v.zoom, 0.6f, 1.4f);
   const ImVec2 ts = ImGui::GetFont()->CalcTextSizeA(fs, 1e9f, 0, e.label.c_str());
   const ImVec2 tl(m.x - ts.x / 2, m.y - ts.y - 2);
@@ -92,9 +63,9 @@ void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge&
   dl->AddText(ImGui::GetFont(), fs, tl, IM_COL32(230, 230, 235, 255), e.label.c_str());
 }
 
-void draw_node(ImDrawList* dl, const View& v, const LayoutNode& n, bool selected) {
-  const ImVec2 a = v.to_screen(n.x, n.y);
-  const ImVec2 b = v.to_screen(n.x + n.w, n.y + n.h);
+void draw_node(ImDrawList* dl, const ImVec2& origin, const CanvasView& v, const LayoutNode& n, bool selected) {
+  const ImVec2 a = screen(origin, to_canvas(v, n.x, n.y));
+  const ImVec2 b = screen(origin, to_canvas(v, n.x + n.w, n.y + n.h));
   const float r = 6 * v.zoom;
   dl->AddRectFilled(a, b, health_fill(n.health), r);
   dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), r, 0,
@@ -172,7 +143,17 @@ void draw_summary(const Snapshot& s, UiState&) {
   if (s.servers.size() > 1) {
     int up = 0;
     for (const ServerState& st : s.servers) up += st.reachable ? 1 : 0;
-    ImGui::Text("%d of %zu instances reachable; figures summed", up, s.servers.size());
+    ImGui::Text("%d of %zu instances reachable; figures summed, latency percentiles are the max", up,
+                s.servers.size());
+    for (size_t i = 0; i < s.servers.size() && i < s.server_totals.size(); ++i) {
+      const ServerState& st = s.servers[i];
+      if (st.reachable && st.has_metrics)
+        ImGui::TextDisabled("  %s: commands %s, events %s", st.url.c_str(),
+                            format_rate(s.server_totals[i].commands_per_second).c_str(),
+                            format_rate(s.server_totals[i].events_per_second).c_str());
+      else
+        ImGui::TextDisabled("  %s: unreachable", st.url.c_str());
+    }
   }
 }
 
@@ -194,54 +175,44 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   const bool active = ImGui::IsItemActive();
   const Layout& L = s.layout;
   if (ui.fit_pending && !L.nodes.empty()) {
-    fit_view(L, size, ui);
+    ui.view = fit_view(L, size.x, size.y, ui.view);
     ui.fit_pending = false;
   }
   ImGuiIO& io = ImGui::GetIO();
   if (active && (ImGui::IsMouseDragging(ImGuiMouseButton_Left, 2) ||
                  ImGui::IsMouseDragging(ImGuiMouseButton_Right, 2) ||
-                 ImGui::IsMouseDragging(ImGuiMouseButton_Middle, 2))) {
-    ui.pan_x += io.MouseDelta.x;
-    ui.pan_y += io.MouseDelta.y;
-  }
-  if (hovered && io.MouseWheel != 0) {
-    const float old_zoom = ui.zoom;
-    ui.zoom = std::clamp(ui.zoom * (io.MouseWheel > 0 ? 1.1f : 1 / 1.1f), 0.2f, 4.0f);
-    // keep the point under the mouse still
-    const float mx = io.MousePos.x - origin.x, my = io.MousePos.y - origin.y;
-    ui.pan_x = mx - (mx - ui.pan_x) * ui.zoom / old_zoom;
-    ui.pan_y = my - (my - ui.pan_y) * ui.zoom / old_zoom;
-  }
+                 ImGui::IsMouseDragging(ImGuiMouseButton_Middle, 2)))
+    ui.view = pan_by(ui.view, io.MouseDelta.x, io.MouseDelta.y);
+  const float mx = io.MousePos.x - origin.x, my = io.MousePos.y - origin.y;
+  if (hovered && io.MouseWheel != 0) ui.view = zoom_at(ui.view, io.MouseWheel, mx, my);
   if (hovered && ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) ui.fit_pending = true;
 
-  const View v{origin, ui.pan_x, ui.pan_y, ui.zoom};
   if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left) &&
       ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).x == 0 &&
       ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).y == 0) {
-    std::string hit;
-    for (const LayoutNode& n : L.nodes) {
-      const ImVec2 a = v.to_screen(n.x, n.y), b = v.to_screen(n.x + n.w, n.y + n.h);
-      if (io.MousePos.x >= a.x && io.MousePos.x <= b.x && io.MousePos.y >= a.y && io.MousePos.y <= b.y)
-        hit = n.id;
-    }
-    ui.selected = hit;
+    const int hit = hit_test(L, ui.view, mx, my);
+    ui.selected = hit >= 0 ? L.nodes[static_cast<size_t>(hit)].id : std::string();
   }
+  const CanvasView& v = ui.view;
 
   dl->PushClipRect(origin, end, true);
   dl->AddRectFilled(origin, end, IM_COL32(28, 29, 34, 255));
-  const float grid = 40 * ui.zoom;
+  const float grid = 40 * v.zoom;
   if (grid >= 20) {  // a dense grid costs software renderers (llvmpipe) more than it helps
-    for (float x = std::fmod(ui.pan_x, grid); x < size.x; x += grid)
+    for (float x = std::fmod(v.pan_x, grid); x < size.x; x += grid)
       dl->AddLine(ImVec2(origin.x + x, origin.y), ImVec2(origin.x + x, end.y), IM_COL32(40, 42, 48, 255));
-    for (float y = std::fmod(ui.pan_y, grid); y < size.y; y += grid)
+    for (float y = std::fmod(v.pan_y, grid); y < size.y; y += grid)
       dl->AddLine(ImVec2(origin.x, origin.y + y), ImVec2(end.x, origin.y + y), IM_COL32(40, 42, 48, 255));
   }
   if (L.nodes.empty()) {
     dl->AddText(ImVec2(origin.x + 12, origin.y + 12), IM_COL32(160, 160, 170, 255),
                 s.has_topology ? "(empty graph)" : "Waiting for /api/v1/graph ...");
   }
-  for (const LayoutEdge& e : L.edges) draw_edge(dl, v, L, e);
-  for (const LayoutNode& n : L.nodes) draw_node(dl, v, n, n.id == ui.selected);
+  // Off-canvas nodes and edges are skipped before they become vertices (the clip rectangle
+  // alone would still tessellate and submit them).
+  for (const LayoutEdge& e : L.edges) draw_edge(dl, origin, size.x, size.y, v, L, e);
+  for (const LayoutNode& n : L.nodes)
+    if (node_visible(n, v, size.x, size.y)) draw_node(dl, origin, v, n, n.id == ui.selected);
   dl->PopClipRect();
 }
 
@@ -259,7 +230,7 @@ void draw_table(const Snapshot& s, UiState& ui) {
   ImGui::TableSetupColumn("Busy %");
   ImGui::TableSetupColumn("Queue");
   ImGui::TableSetupColumn("Errors");
-  ImGui::TableSetupColumn("p99 us");
+  ImGui::TableSetupColumn(s.servers.size() > 1 ? "p99 us (max)" : "p99 us");
   ImGui::TableSetupColumn("Depth");
   ImGui::TableHeadersRow();
   if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs()) {
@@ -343,6 +314,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
               static_cast<unsigned long long>(m->out));
   ImGui::Separator();
   ImGui::Text("latency (us, %.0f samples)", m->latency_us.count);
+  if (s.servers.size() > 1) ImGui::TextDisabled("percentiles: %s", kLatencyMergeNote);
   ImGui::Text("p50 %.0f   p99 %.0f", m->latency_us.p50, m->latency_us.p99);
   ImGui::Text("p999 %.0f   max %.0f", m->latency_us.p999, m->latency_us.max);
   if (const auto le = m->gauge("lag_events")) {
@@ -436,7 +408,7 @@ void draw_frame(const Snapshot& s, UiState& ui) {
     draw_summary(s, ui);
     if (ImGui::SmallButton("Fit")) ui.fit_pending = true;
     ImGui::SameLine();
-    ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.zoom * 100);
+    ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.view.zoom * 100);
     draw_canvas(s, ui);
   }
   ImGui::End();

@@ -5,13 +5,13 @@
 #include <string>
 
 #include "layout.h"
+#include "view.h"
 
 namespace orderflow::monitor {
 
 struct UiState {
   // canvas view
-  float pan_x = 0, pan_y = 0;
-  float zoom = 1.0f;
+  CanvasView view;          // pan and zoom (view.h)
   bool fit_pending = true;  // fit the graph into the canvas on the next frame
   std::string selected;     // node id, "" = none
   // overlays and toggles

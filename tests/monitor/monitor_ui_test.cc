@@ -73,8 +73,8 @@ TEST_F(HeadlessUi, ClickSelectsNodeAndEscClears) {
   ASSERT_GT(ui.canvas_w, 0);
   const LayoutNode& n = s.layout.nodes[static_cast<size_t>(s.layout.find("commit"))];
   ImGuiIO& io = ImGui::GetIO();
-  io.MousePos = ImVec2(ui.canvas_x + ui.pan_x + (n.x + n.w / 2) * ui.zoom,
-                       ui.canvas_y + ui.pan_y + (n.y + n.h / 2) * ui.zoom);
+  const Point c = to_canvas(ui.view, n.x + n.w / 2, n.y + n.h / 2);
+  io.MousePos = ImVec2(ui.canvas_x + c.x, ui.canvas_y + c.y);
   frame(s, ui);
   io.MouseDown[0] = true;
   frame(s, ui);
@@ -126,9 +126,9 @@ TEST_F(HeadlessUi, DrawsEmptyAndUnreachableStates) {
   big.url = "u";
   big.topology = t;
   big.has_topology = big.ever_polled = big.reachable = true;
-  ui.zoom = 0.2f;
+  ui.view.zoom = 0.2f;
   frame(make_snapshot({big}, 1), ui);
-  ui.pan_x = -1e5f;
+  ui.view.pan_x = -1e5f;
   frame(make_snapshot({big}, 1), ui);
 }
 
