@@ -23,10 +23,10 @@ ImU32 health_fill(Health h) {
 ImVec2 screen(const ImVec2& origin, const Point& p) { return ImVec2(origin.x + p.x, origin.y + p.y); }
 
 // Draws one edge unless its curve's bounding box is off the canvas (w x h at origin).
-void draw_edge(ImDrawList* dl, const ImVec2& origin, float w, float h, const CanvasView& v, const Layout& L,
-               const LayoutEdge& e) {
+void draw_edge(ImDrawList* dl, const ImVec2& origin, float w, float h, const CanvasView& v, const DetailLevel& lod,
+               const Layout& L, const LayoutEdge& e) {
   const EdgeCurve c = edge_curve(L, e, v);
-  const float thick = std::max(1.0f, e.thickness * v.zoom);
+  const float thick = lod.edge_thickness(e.thickness, v.zoom);
   if (!curve_visible(c, w, h, 12 * v.zoom + thick + 40)) return;  // arrow head and label included
   const ImU32 col = e.back_edge ? IM_COL32(150, 150, 200, 200) : IM_COL32(190, 190, 200, 220);
   const int segments = curve_segments(c);
@@ -53,26 +53,28 @@ void draw_edge(ImDrawList* dl, const ImVec2& origin, float w, float h, const Can
     const ImVec2 right(p4.x - dir.x * s + dir.y * s * 0.5f, p4.y - dir.y * s - dir.x * s * 0.5f);
     dl->AddTriangleFilled(p4, left, right, col);
   }
+  if (!lod.edge_labels) return;
   // Label at the middle of the curve.
   const ImVec2 m = screen(origin, c.at(0.5f));
   const float fs = ImGui::GetFontSize() * std::clamp(v.zoom, 0.6f, 1.4f);
   const ImVec2 ts = ImGui::GetFont()->CalcTextSizeA(fs, 1e9f, 0, e.label.c_str());
   const ImVec2 tl(m.x - ts.x / 2, m.y - ts.y - 2);
   dl->AddRectFilled(ImVec2(tl.x - 2, tl.y - 1), ImVec2(tl.x + ts.x + 2, tl.y + ts.y + 1),
-                    IM_COL32(25, 25, 30, 200), 3);
+                    IM_COL32(25, 25, 30, 200));
   dl->AddText(ImGui::GetFont(), fs, tl, IM_COL32(230, 230, 235, 255), e.label.c_str());
 }
 
-void draw_node(ImDrawList* dl, const ImVec2& origin, const CanvasView& v, const LayoutNode& n, bool selected) {
+void draw_node(ImDrawList* dl, const ImVec2& origin, const CanvasView& v, const DetailLevel& lod, const LayoutNode& n,
+               bool selected) {
   const ImVec2 a = screen(origin, to_canvas(v, n.x, n.y));
   const ImVec2 b = screen(origin, to_canvas(v, n.x + n.w, n.y + n.h));
-  const float r = 6 * v.zoom;
+  const float r = lod.node_rounding;
   dl->AddRectFilled(a, b, health_fill(n.health), r);
   dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), r, 0,
               selected ? 3.0f : 1.0f);
   // The default font is a 13 px bitmap: below ~0.8 it is unreadable, so text does not shrink
   // further and is clipped to the box instead.
-  if (v.zoom < 0.35f) return;
+  if (!lod.node_text) return;
   const float fs = ImGui::GetFontSize() * std::max(v.zoom, 0.8f);
   dl->PushClipRect(a, b, true);
   float y = a.y + 3 * v.zoom;
@@ -87,12 +89,48 @@ void draw_node(ImDrawList* dl, const ImVec2& origin, const CanvasView& v, const 
   dl->PopClipRect();
 }
 
+void record_window_rect(const char* name, UiState& ui) {
+  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  ui.window_rects.push_back({name, pos.x, pos.y, pos.x + size.x, pos.y + size.y});
+}
+
+// ImGui::Begin for a main panel. With ui.solid_fill installed (main.cc), ImGui draws no
+// background: main.cc clears the whole framebuffer to the panels' background colour first, and
+// only a panel that overlaps another window (this frame or the last; the user dragged it)
+// repaints its rectangle, as a SolidFill placed first in its draw list, under the title bar,
+// borders and scrollbars ImGui has already drawn inside Begin.
+bool begin_panel(const char* name, UiState& ui) {
+  if (!ui.solid_fill) return ImGui::Begin(name);
+  const bool open = ImGui::Begin(name, nullptr, ImGuiWindowFlags_NoBackground);
+  record_window_rect(name, ui);
+  const WindowRect me = ui.window_rects.back();
+  if (!overlaps_other_window(me, ui.window_rects) && !overlaps_other_window(me, ui.window_rects_prev)) return open;
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
+  bg.w = 1;
+  ui.fills.push_back({me.x0, me.y0, me.x1, me.y1, ImGui::ColorConvertFloat4ToU32(bg)});
+  ImDrawCmd cmd;  // zeroed by its constructor: no vertices, no indices
+  const ImVec2 clip_min = dl->GetClipRectMin(), clip_max = dl->GetClipRectMax();
+  cmd.ClipRect = ImVec4(clip_min.x, clip_min.y, clip_max.x, clip_max.y);
+  cmd.TextureId = ImGui::GetIO().Fonts->TexID;
+  cmd.UserCallback = ui.solid_fill;
+  cmd.UserCallbackData = &ui.fills.back();
+  dl->CmdBuffer.push_front(cmd);
+  return open;
+}
+
 const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
   if (ui.selected.empty() || !s.has_metrics) return nullptr;
   return s.metrics.find(ui.selected);
 }
 
 }  // namespace
+
+bool overlaps_other_window(const WindowRect& r, const std::vector<WindowRect>& others) {
+  for (const WindowRect& o : others)
+    if (o.name != r.name && r.x0 < o.x1 && o.x0 < r.x1 && r.y0 < o.y1 && o.y0 < r.y1) return true;
+  return false;
+}
 
 void handle_shortcuts(const Snapshot&, UiState& ui) {
   if (ui.help_key_pressed) ui.show_help = !ui.show_help;
@@ -196,7 +234,9 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   const CanvasView& v = ui.view;
 
   dl->PushClipRect(origin, end, true);
-  dl->AddRectFilled(origin, end, IM_COL32(28, 29, 34, 255));
+  // No fill of its own (a panel-sized shaded rectangle is what llvmpipe pays most for): the
+  // canvas is the panel's background, framed.
+  dl->AddRect(origin, end, IM_COL32(60, 62, 70, 255));
   const float grid = 40 * v.zoom;
   if (grid >= 20) {  // a dense grid costs software renderers (llvmpipe) more than it helps
     for (float x = std::fmod(v.pan_x, grid); x < size.x; x += grid)
@@ -210,15 +250,18 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   }
   // Off-canvas nodes and edges are skipped before they become vertices (the clip rectangle
   // alone would still tessellate and submit them).
-  for (const LayoutEdge& e : L.edges) draw_edge(dl, origin, size.x, size.y, v, L, e);
+  const DetailLevel lod = detail_for_zoom(v.zoom);
+  for (const LayoutEdge& e : L.edges) draw_edge(dl, origin, size.x, size.y, v, lod, L, e);
   for (const LayoutNode& n : L.nodes)
-    if (node_visible(n, v, size.x, size.y)) draw_node(dl, origin, v, n, n.id == ui.selected);
+    if (node_visible(n, v, size.x, size.y)) draw_node(dl, origin, v, lod, n, n.id == ui.selected);
   dl->PopClipRect();
 }
 
 void draw_table(const Snapshot& s, UiState& ui) {
   const Layout& L = s.layout;
-  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_RowBg | ImGuiTableFlags_Borders |
+  // No ImGuiTableFlags_RowBg: alternating row fills cost a software rasterizer a fifth of a
+  // screen of shaded pixels per frame; the horizontal borders separate the rows.
+  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_Borders |
                                 ImGuiTableFlags_Resizable | ImGuiTableFlags_ScrollY |
                                 ImGuiTableFlags_SizingStretchProp;
   if (!ImGui::BeginTable("nodes", 9, flags)) return;
@@ -391,10 +434,14 @@ void draw_help(const Snapshot&, UiState& ui) {
     ImGui::Separator();
     ImGui::TextDisabled("Window layout is remembered in imgui.ini.");
   }
+  record_window_rect("Help", ui);
   ImGui::End();
 }
 
 void draw_frame(const Snapshot& s, UiState& ui) {
+  ui.fills.clear();  // the previous frame has been rendered
+  ui.window_rects_prev.swap(ui.window_rects);
+  ui.window_rects.clear();
   handle_shortcuts(s, ui);
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   const ImVec2 p = vp->WorkPos, sz = vp->WorkSize;
@@ -403,7 +450,7 @@ void draw_frame(const Snapshot& s, UiState& ui) {
 
   ImGui::SetNextWindowPos(p, ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(sz.x - details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Graph")) {
+  if (begin_panel("Graph", ui)) {
     draw_banner(s, ui);
     draw_summary(s, ui);
     if (ImGui::SmallButton("Fit")) ui.fit_pending = true;
@@ -415,12 +462,12 @@ void draw_frame(const Snapshot& s, UiState& ui) {
 
   ImGui::SetNextWindowPos(ImVec2(p.x + sz.x - details_w, p.y), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Details")) draw_details(s, ui);
+  if (begin_panel("Details", ui)) draw_details(s, ui);
   ImGui::End();
 
   ImGui::SetNextWindowPos(ImVec2(p.x, p.y + sz.y - table_h), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(sz.x, table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Nodes")) draw_table(s, ui);
+  if (begin_panel("Nodes", ui)) draw_table(s, ui);
   ImGui::End();
 
   draw_help(s, ui);

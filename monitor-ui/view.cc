@@ -94,4 +94,20 @@ int curve_segments(const EdgeCurve& c, float pixels_per_segment, int min_segment
   return std::min(max_segments, static_cast<int>(n));
 }
 
+DetailLevel detail_for_zoom(float zoom) {
+  DetailLevel d;
+  d.node_text = zoom >= kNodeTextMinZoom;
+  d.edge_labels = zoom >= kEdgeLabelMinZoom;
+  const float r = 6 * zoom;
+  d.node_rounding = r >= 2 ? r : 0;
+  return d;
+}
+
+float DetailLevel::edge_thickness(float layout_thickness, float zoom) const {
+  // Whole pixels: ImGui draws anti-aliased lines of integer width from its font texture with two
+  // triangles per segment, fractional widths with six.
+  const float t = std::round(layout_thickness * zoom);
+  return std::isfinite(t) ? std::clamp(t, 1.0f, 32.0f) : 1.0f;
+}
+
 }  // namespace orderflow::monitor
