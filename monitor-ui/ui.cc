@@ -380,12 +380,12 @@ void draw_details(const Snapshot& s, UiState& ui) {
   ImGui::Text("last 5 minutes");
   const float w = ImGui::GetContentRegionAvail().x;
   for (const ServerState& st : s.servers) {
-    auto it = st.history.find(ui.selected);
-    if (it == st.history.end() || it->second.empty()) continue;
+    const std::deque<Sample>* samples = st.history_of(ui.selected);
+    if (!samples || samples->empty()) continue;
     std::vector<float> rate, queue;
-    rate.reserve(it->second.size());
-    queue.reserve(it->second.size());
-    for (const Sample& sm : it->second) {
+    rate.reserve(samples->size());
+    queue.reserve(samples->size());
+    for (const Sample& sm : *samples) {
       rate.push_back(static_cast<float>(sm.rate));
       queue.push_back(static_cast<float>(sm.queue_depth));
     }

@@ -48,6 +48,7 @@ class HeadlessUi : public ::testing::Test {
     t.edges = {{"src", "commit", "command", false}, {"commit", "feed", "committed", true}};
     st.topology = t;
     st.has_topology = true;
+    History history;
     for (const auto& n : t.nodes) {
       NodeMetrics m;
       m.id = n.id;
@@ -57,8 +58,9 @@ class HeadlessUi : public ::testing::Test {
       m.gauges = {{"lag_events", 3}, {"lag_seconds", 0.5}};
       m.last_error = n.id == "feed" ? "store timeout" : "";
       st.metrics.nodes.push_back(m);
-      st.history[n.id] = {{1, 50, 0}, {2, 100, 3}};
+      history[n.id] = {{1, 50, 0}, {2, 100, 3}};
     }
+    st.history = std::make_shared<const History>(std::move(history));
     st.has_metrics = st.reachable = st.ever_polled = true;
     ServerState down;
     down.url = "http://127.0.0.1:2";
