@@ -98,8 +98,6 @@ DetailLevel detail_for_zoom(float zoom) {
   DetailLevel d;
   d.node_text = zoom >= kNodeTextMinZoom;
   d.edge_labels = zoom >= kEdgeLabelMinZoom;
-  const float r = 6 * zoom;
-  d.node_rounding = r >= 2 ? r : 0;
   return d;
 }
 

@@ -64,12 +64,11 @@ bool curve_visible(const EdgeCurve& c, float w, float h, float margin);
 // vertices, which is what a software rasterizer pays for.
 int curve_segments(const EdgeCurve& c, float pixels_per_segment = 24, int min_segments = 4, int max_segments = 24);
 
-// Level of detail: what the canvas draws at a zoom. Text below a readable size and corners of a
-// pixel or two cost vertices (which a software rasterizer pays per triangle) and show nothing.
+// Level of detail: what the canvas draws at a zoom. Text below a readable size costs vertices
+// (which a software rasterizer pays per triangle) and shows nothing.
 struct DetailLevel {
   bool node_text = true;    // figures inside the boxes
   bool edge_labels = true;  // msgs/s on the edges
-  float node_rounding = 0;  // corner radius, pixels
   float edge_thickness(float layout_thickness, float zoom) const;
 };
 inline constexpr float kNodeTextMinZoom = 0.35f;   // the 13 px font is not shrunk below 0.8

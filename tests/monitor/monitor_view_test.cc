@@ -184,18 +184,16 @@ TEST(MonitorView, SegmentCountFollowsOnScreenLength) {
   EXPECT_EQ(curve_segments(EdgeCurve{{nan, 0}, {0, 0}, {0, 0}, {0, 0}}), 4) << "NaN input stays bounded";
 }
 
-TEST(MonitorView, DetailLevelDropsUnreadableTextAndTinyCorners) {
+TEST(MonitorView, DetailLevelDropsUnreadableTextAndUsesWholePixelWidths) {
   const DetailLevel full = detail_for_zoom(1);
   EXPECT_TRUE(full.node_text);
   EXPECT_TRUE(full.edge_labels);
-  EXPECT_FLOAT_EQ(full.node_rounding, 6);
   const DetailLevel mid = detail_for_zoom(0.4f);
   EXPECT_TRUE(mid.node_text);
   EXPECT_FALSE(mid.edge_labels) << "labels would overlap";
   const DetailLevel far = detail_for_zoom(0.25f);
   EXPECT_FALSE(far.node_text);
   EXPECT_FALSE(far.edge_labels);
-  EXPECT_FLOAT_EQ(far.node_rounding, 0) << "a 1.5 px corner is not worth its triangles";
   // Edge widths are whole pixels, at least 1.
   EXPECT_FLOAT_EQ(full.edge_thickness(2.4f, 1), 2);
   EXPECT_FLOAT_EQ(full.edge_thickness(2.6f, 1), 3);
