@@ -15,6 +15,12 @@
 //
 //   build/bench/monitor_overhead_bench --url http://127.0.0.1:18300 [--connections 16]
 //       [--rounds 6] [--secs 10] [--warmup 5] [--interval 250] [--skus 256] [--orders 0.1]
+//       [--server-pid PID]
+//
+// With --server-pid, each window also reports the server's CPU time per completed command
+// (/proc/PID/stat): on a machine shared with other work the server's CPU share, and with it the
+// saturated throughput, moves from window to window; its CPU per command moves much less, and
+// the polling overhead shows there directly.
 //
 // bench/monitor_overhead.sh starts a server on a fresh data directory and runs this.
 #include <arpa/inet.h>
@@ -52,6 +58,7 @@ struct Options {
   int interval_ms = 250;
   int skus = 256;
   double orders = 0.1;  // share of PlaceOrder among the commands
+  int server_pid = 0;   // > 0: also measure the server's CPU time per command (/proc/PID/stat)
 };
 
 bool parse_url(const std::string& url, Options& o) {
@@ -88,6 +95,8 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.interval_ms = std::max(50, std::atoi(v));
     } else if (a == "--skus") {
       o.skus = std::max(1, std::atoi(v));
+    } else if (a == "--server-pid") {
+      o.server_pid = std::atoi(v);
     } else if (a == "--orders") {
       o.orders = std::clamp(std::atof(v), 0.0, 1.0);
     } else {
@@ -228,14 +237,33 @@ void client(const Options& o, int index, const std::string& run_id, std::atomic<
   }
 }
 
+// CPU seconds (user + system) the process has used, from /proc/PID/stat; -1 if unreadable.
+double process_cpu_seconds(int pid) {
+  if (pid <= 0) return -1;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return -1;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // the command name may contain spaces
+  if (!p) return -1;
+  unsigned long utime = 0, stime = 0;
+  // After ") ": state, then fields 4..13, then utime (14) and stime (15).
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 struct Window {
-  double rate = 0;      // completed commands per second over the window
-  double cv = 0;        // coefficient of variation of the one-second rates
-  int polls = 0;        // monitor polls during the window
+  double rate = 0;         // completed commands per second over the window
+  double cv = 0;           // coefficient of variation of the one-second rates
+  int polls = 0;           // monitor polls during the window
+  double cpu_us_per = -1;  // server CPU microseconds per completed command (-1: not measured)
 };
 
 Window measure(const Options& o, const Counters& c, const orderflow::monitor::Poller* poller) {
   const int polls0 = poller ? poller->attempts() : 0;
+  const double cpu0 = process_cpu_seconds(o.server_pid);
   std::vector<double> per_second;
   const auto t0 = Clock::now();
   const uint64_t n0 = c.done();
@@ -258,6 +286,9 @@ Window measure(const Options& o, const Counters& c, const orderflow::monitor::Po
   for (double x : per_second) var += (x - mean) * (x - mean);
   w.cv = mean > 0 ? std::sqrt(var / static_cast<double>(per_second.size())) / mean : 0;
   w.polls = poller ? poller->attempts() - polls0 : 0;
+  const double cpu1 = process_cpu_seconds(o.server_pid);
+  const uint64_t done = c.done() - n0;
+  if (cpu0 >= 0 && cpu1 >= 0 && done > 0) w.cpu_us_per = (cpu1 - cpu0) * 1e6 / static_cast<double>(done);
   return w;
 }
 
@@ -274,7 +305,7 @@ int main(int argc, char** argv) {
   if (!parse_args(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: monitor_overhead_bench --url http://IPV4:PORT [--connections N] [--rounds N] [--secs S]\n"
-                 "       [--warmup S] [--interval MS] [--skus N] [--orders SHARE]\n");
+                 "       [--warmup S] [--interval MS] [--skus N] [--orders SHARE] [--server-pid PID]\n");
     return 2;
   }
   const std::string run_id =
@@ -300,7 +331,7 @@ int main(int argc, char** argv) {
 
   orderflow::monitor::PollerOptions popt;
   popt.interval = std::chrono::milliseconds(o.interval_ms);
-  std::vector<double> without, with, ratios;
+  std::vector<double> without, with, ratios, cpu_without, cpu_with;
   int rc = 0;
   for (int r = 1; r <= o.rounds; ++r) {
     Window w0, w1;
@@ -327,17 +358,72 @@ int main(int argc, char** argv) {
     without.push_back(w0.rate);
     with.push_back(w1.rate);
     ratios.push_back(w1.rate / w0.rate);
-    std::printf("round %d (%s): without %.0f/s (cv %.3f)  polling %.0f/s (cv %.3f, %d polls)  ratio %.3f\n", r,
+    std::printf("round %d (%s): without %.0f/s (cv %.3f)  polling %.0f/s (cv %.3f, %d polls)  ratio %.3f", r,
                 r % 2 ? "without first" : "polling first", w0.rate, w0.cv, w1.rate, w1.cv, w1.polls,
                 w1.rate / w0.rate);
+    if (w0.cpu_us_per > 0 && w1.cpu_us_per > 0) {
+      cpu_without.push_back(w0.cpu_us_per);
+      cpu_with.push_back(w1.cpu_us_per);
+      std::printf("; server CPU per command %.1f / %.1f us", w0.cpu_us_per, w1.cpu_us_per);
+    }
+    std::printf("\n");
     std::fflush(stdout);
   }
   stop = true;
   for (auto& t : clients) t.join();
+  // The cost of one poll, measured directly on the now idle server: its CPU time over a burst
+  // of the poller's requests (GET /api/v1/metrics, /api/v1/graph every 30th) minus its idle CPU
+  // over as long. Set against the server's CPU per second under the load above, it bounds the
+  // throughput a 4 Hz poller can take away: far below what the windows can resolve.
+  double poll_cpu_us = -1, loaded_cpu_per_s = -1;
+  if (o.server_pid > 0) {
+    std::vector<double> per_s;
+    for (size_t i = 0; i < cpu_with.size(); ++i) per_s.push_back(cpu_without[i] * 1e-6 * without[i]);
+    if (!per_s.empty()) loaded_cpu_per_s = median(per_s);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const auto idle0 = Clock::now();
+    const double idle_cpu0 = process_cpu_seconds(o.server_pid);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const double idle_per_s = (process_cpu_seconds(o.server_pid) - idle_cpu0) /
+                              std::chrono::duration<double>(Clock::now() - idle0).count();
+    Connection conn(o.host, o.port);
+    const std::string host_header = "Host: " + o.host + ":" + std::to_string(o.port) + "\r\n";
+    const int polls = 2000;
+    const auto t0 = Clock::now();
+    const double cpu0 = process_cpu_seconds(o.server_pid);
+    int ok = 0;
+    for (int i = 0; i < polls; ++i) {
+      ok += conn.round_trip("GET /api/v1/metrics HTTP/1.1\r\n" + host_header + "\r\n") == 200;
+      if (i % 30 == 0) conn.round_trip("GET /api/v1/graph HTTP/1.1\r\n" + host_header + "\r\n");
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double burst_cpu = process_cpu_seconds(o.server_pid) - cpu0 - idle_per_s * secs;
+    if (ok == polls) {
+      poll_cpu_us = std::max(0.0, burst_cpu) * 1e6 / polls;
+    } else {
+      std::fprintf(stderr, "poll cost: only %d of %d polls answered 200\n", ok, polls);
+      rc = 1;
+    }
+  }
   const double m0 = median(without), m1 = median(with);
   std::printf("median committed commands/s: without %.0f, polling at %.1f Hz %.0f; ratio of medians %.3f; "
               "median of per-round ratios %.3f (refused %llu, failed %llu)\n",
               m0, 1000.0 / o.interval_ms, m1, m1 / m0, median(ratios),
               static_cast<unsigned long long>(c.refused.load()), static_cast<unsigned long long>(c.failed.load()));
+  if (!cpu_without.empty()) {
+    // On a shared machine the server's CPU share moves with other load; its CPU time per
+    // command does much less. Saturated and CPU-bound, throughput scales with its inverse.
+    const double c0 = median(cpu_without), c1 = median(cpu_with);
+    std::printf("median server CPU per committed command: without %.1f us, polling %.1f us; "
+                "throughput-equivalent ratio (without / polling) %.3f\n",
+                c0, c1, c0 / c1);
+  }
+  if (poll_cpu_us >= 0 && loaded_cpu_per_s > 0) {
+    const double share = poll_cpu_us * 1e-6 * (1000.0 / o.interval_ms) / loaded_cpu_per_s;
+    std::printf("one poll costs the server %.0f us of CPU (burst of 2000 on the idle server, idle CPU subtracted); "
+                "at %.1f Hz that is %.3f%% of the %.2f CPU-seconds per second it spends under the load: "
+                "throughput ratio bound %.4f\n",
+                poll_cpu_us, 1000.0 / o.interval_ms, share * 100, loaded_cpu_per_s, 1 - share);
+  }
   return rc;
 }
