@@ -3,14 +3,18 @@
 # with >= 0.97 of without).
 #
 #   bash bench/monitor_overhead.sh
-#       (STORE=memory|rocksdb ROUNDS=12 SECS=5 WARMUP=8 CONNECTIONS=16 PORT=18300 BUILD=build)
+#       (STORE=memory|rocksdb ROUNDS=40 SECS=2 WARMUP=8 CONNECTIONS=16 INTERVAL=250 PORT=18300
+#        BUILD=build)
 #
 # Starts `orderflow serve` on bench/monitor_overhead.yaml (graphs/orders.yaml on in-memory
 # stores; STORE=rocksdb: graphs/orders.yaml on a fresh RocksDB directory) and runs
 # build/bench/monitor_overhead_bench against it: a closed-loop load of CONNECTIONS keep-alive
 # connections posting commands with ?wait=committed (AddStock over 256 SKUs, 10 % new orders),
 # alternating windows of SECS seconds without and with the monitor's own Poller (GET
-# /api/v1/metrics every 250 ms, /api/v1/graph every 30 polls), order flipped every round. It
+# /api/v1/metrics every 250 ms, /api/v1/graph every 30 polls; a new Poller, so a new
+# connection and a graph request, per window), order flipped every round. Short windows and
+# many rounds: other work on a shared machine comes and goes over seconds, and hits both sides
+# alike only if they alternate faster than that. It
 # prints each window and the medians; the figure is committed commands per second as the
 # load generator sees them, and, less sensitive to other load on a shared machine, the server's
 # CPU time per committed command (/proc/PID/stat).
@@ -18,11 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 STORE=${STORE:-memory}
-ROUNDS=${ROUNDS:-12}
-SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-40}
+SECS=${SECS:-2}
 WARMUP=${WARMUP:-8}
 CONNECTIONS=${CONNECTIONS:-16}
 PORT=${PORT:-18300}
+INTERVAL=${INTERVAL:-250}  # the monitor's poll period in ms (4 Hz); smaller amplifies its cost
 
 case "$STORE" in
   memory) graph=bench/monitor_overhead.yaml ;;
@@ -44,5 +49,5 @@ curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "server did not be
 
 echo "server: $graph ($STORE stores), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BUILD/bench/monitor_overhead_bench" --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
-  --rounds "$ROUNDS" --secs "$SECS" --warmup "$WARMUP" --interval 250 --server-pid "$server_pid"
+  --rounds "$ROUNDS" --secs "$SECS" --warmup "$WARMUP" --interval "$INTERVAL" --server-pid "$server_pid"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

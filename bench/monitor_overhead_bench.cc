@@ -274,7 +274,7 @@ Window measure(const Options& o, const Counters& c, const orderflow::monitor::Po
     tick += std::chrono::seconds(1);
     std::this_thread::sleep_until(std::min(tick, end));
     const uint64_t now = c.done();
-    if (Clock::now() <= end || per_second.empty()) per_second.push_back(static_cast<double>(now - last));
+    if (tick <= end || per_second.empty()) per_second.push_back(static_cast<double>(now - last));
     last = now;
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
