@@ -300,6 +300,11 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now) {
     s.layout = compute_layout(s.topology, s.has_metrics ? &s.metrics : nullptr);
     if (s.has_metrics) s.totals = compute_totals(s.topology, s.metrics);
   }
+  s.server_totals.resize(s.servers.size());
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    if (s.has_topology && st.reachable && st.has_metrics) s.server_totals[i] = compute_totals(s.topology, st.metrics);
+  }
   return s;
 }
 
@@ -352,6 +357,12 @@ std::string dump_layout_json(const Snapshot& s) {
     json_number(o, st.unreachable_since);
     o << ", \"failures\": " << st.consecutive_failures << ", \"lastError\": ";
     json_string(o, st.last_error);
+    if (i < s.server_totals.size()) {
+      o << ", \"commandsPerSecond\": ";
+      json_number(o, s.server_totals[i].commands_per_second);
+      o << ", \"eventsPerSecond\": ";
+      json_number(o, s.server_totals[i].events_per_second);
+    }
     o << "}";
   }
   o << "\n  ],\n  \"banners\": [";
@@ -404,10 +415,34 @@ std::string dump_layout_json(const Snapshot& s) {
     json_number(o, n.busy_share);
     o << ", \"queueDepth\": ";
     json_number(o, n.queue_depth);
-    o << ", \"errors\": " << n.errors << ", \"health\": \"" << health_name(n.health) << "\", \"lines\": [";
+    o << ", \"errors\": " << n.errors << ", \"p99Us\": ";
+    const NodeMetrics* merged = s.has_metrics ? s.metrics.find(n.id) : nullptr;
+    json_number(o, merged ? merged->latency_us.p99 : 0);
+    o << ", \"health\": \"" << health_name(n.health) << "\", \"lines\": [";
     for (size_t k = 0; k < n.lines.size(); ++k) {
       o << (k ? ", " : "");
       json_string(o, n.lines[k]);
+    }
+    o << "],\n     \"instances\": [";
+    for (size_t k = 0; k < s.servers.size(); ++k) {
+      const ServerState& st = s.servers[k];
+      const NodeMetrics* m = st.reachable && st.has_metrics ? st.metrics.find(n.id) : nullptr;
+      o << (k ? ", " : "") << "{\"url\": ";
+      json_string(o, st.url);
+      o << ", \"hasMetrics\": " << (m ? "true" : "false");
+      if (m) {
+        o << ", \"rateIn\": ";
+        json_number(o, m->rate_in);
+        o << ", \"rateOut\": ";
+        json_number(o, m->rate_out);
+        o << ", \"busyShare\": ";
+        json_number(o, m->busy_share);
+        o << ", \"queueDepth\": ";
+        json_number(o, m->queue_depth);
+        o << ", \"errors\": " << m->errors << ", \"p99Us\": ";
+        json_number(o, m->latency_us.p99);
+      }
+      o << "}";
     }
     o << "]}";
   }

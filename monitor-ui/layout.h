@@ -67,8 +67,13 @@ std::string format_rate_short(double msgs_per_second);  // "12.3k/s" (edge label
 float edge_thickness(double msgs_per_second);
 
 // Several instances of one graph: figures summed (rates, counts, queue depths), busy share and
-// latencies as the maximum, gauges summed.
+// latencies as the maximum, gauges summed. The servers' JSON carries latency percentiles, not
+// histogram buckets, so percentiles cannot be merged exactly: the maximum over instances is an
+// upper bound of the true merged percentile (kLatencyMergeNote; the UI labels it so).
 MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts);
+
+inline constexpr const char* kLatencyMergeNote =
+    "max over instances (upper bound; servers report percentiles, not histograms)";
 
 struct Totals {
   double commands_per_second = 0;  // rateOut of source nodes
@@ -93,6 +98,9 @@ struct Snapshot {
   MetricsSnapshot metrics;       // merged over reachable servers
   Layout layout;
   Totals totals;
+  // Per instance, parallel to `servers`: that server's own totals (zero unless it is reachable
+  // and has metrics and a topology).
+  std::vector<Totals> server_totals;
   std::vector<std::string> banners;  // one line per unreachable server
 };
 Snapshot make_snapshot(std::vector<ServerState> servers, double now);
@@ -100,7 +108,9 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now);
 std::string unreachable_banner(const ServerState& s, double now);
 std::string format_clock(double unix_seconds);  // "HH:MM:SS UTC"
 
-// JSON for --dump-layout: servers, banners, totals, nodes (id, label, position, figures), edges.
+// JSON for --dump-layout: servers (with their own totals), banners, totals, nodes (id, label,
+// position, figures, and per instance: url, reachable, rates, busy share, queue, errors, p99),
+// edges.
 std::string dump_layout_json(const Snapshot& s);
 
 }  // namespace orderflow::monitor

@@ -5,8 +5,10 @@
 #include <imgui.h>
 
 #include <GLFW/glfw3.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,12 +39,13 @@ struct Options {
   double warmup = 0;  // batch mode: keep rendering at least this many seconds (sparklines fill)
   int interval_ms = 1000;
   int width = 1280, height = 800;
+  float zoom = 0;  // > 0: start at this zoom, graph's top-left corner at the canvas's, instead of fitting
 };
 
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: orderflow-monitor [URL ...] [--interval MS] [--size WxH] [--select NODE] [--show-help]\n"
-               "                         [--frame-stats]\n"
+               "usage: orderflow-monitor [URL ...] [--interval MS] [--size WxH] [--zoom Z] [--select NODE]\n"
+               "                         [--show-help] [--frame-stats]\n"
                "                         [--warmup SECONDS]\n"
                "                         [--screenshot FILE.png] [--dump-layout FILE.json] [--frames N]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
@@ -87,6 +90,15 @@ bool parse_args(int argc, char** argv, Options& o) {
       const char* v = next("--frames");
       if (!v) return false;
       o.frames = std::atoi(v);
+    } else if (a == "--zoom") {
+      const char* v = next("--zoom");
+      if (!v) return false;
+      o.zoom = static_cast<float>(std::atof(v));
+      if (!(o.zoom >= kMinZoom && o.zoom <= kMaxZoom)) {
+        std::fprintf(stderr, "--zoom needs a value in [%.2f, %.2f]\n", static_cast<double>(kMinZoom),
+                     static_cast<double>(kMaxZoom));
+        return false;
+      }
     } else if (a == "--interval") {
       const char* v = next("--interval");
       if (!v) return false;
@@ -144,6 +156,72 @@ void glfw_error(int code, const char* description) {
   std::fprintf(stderr, "GLFW error %d: %s\n", code, description);
 }
 
+// ui.h's SolidFillCallback: fills the rectangle with a scissored glClear (Mesa draws it as a
+// quad with a plain colour shader: no texture fetch, no blending). Only panels that overlap
+// another window use it. Runs inside ImGui_ImplOpenGL3_RenderDrawData, whose next draw command
+// sets its own scissor box again.
+void clear_solid_fill(const ImDrawList*, const ImDrawCmd* cmd) {
+  const auto* f = static_cast<const SolidFill*>(cmd->UserCallbackData);
+  const ImDrawData* dd = ImGui::GetDrawData();
+  const float x0 = std::max(f->x0, cmd->ClipRect.x), y0 = std::max(f->y0, cmd->ClipRect.y);
+  const float x1 = std::min(f->x1, cmd->ClipRect.z), y1 = std::min(f->y1, cmd->ClipRect.w);
+  if (!dd || x1 <= x0 || y1 <= y0) return;
+  const ImVec2 off = dd->DisplayPos, scale = dd->FramebufferScale;
+  const float fb_h = dd->DisplaySize.y * scale.y;
+  const auto px = [](float v) { return static_cast<GLint>(std::lround(v)); };
+  const GLint sx0 = px((x0 - off.x) * scale.x), sx1 = px((x1 - off.x) * scale.x);
+  const GLint sy0 = px(fb_h - (y1 - off.y) * scale.y), sy1 = px(fb_h - (y0 - off.y) * scale.y);
+  glScissor(sx0, sy0, sx1 - sx0, sy1 - sy0);
+  const ImVec4 c = ImGui::ColorConvertU32ToFloat4(f->color);
+  glClearColor(c.x, c.y, c.z, 1.0f);
+  glClear(GL_COLOR_BUFFER_BIT);
+}
+
+// --frame-stats: per-frame wall times (ImGui CPU work; + GL render to glFinish; + buffer swap)
+// and the process's CPU time per frame (all threads, llvmpipe's included), after kSkip frames of
+// warm-up (shader compilation, font upload).
+class FrameStats {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  void add(TimePoint start, TimePoint ui_done, TimePoint render_done, TimePoint swapped) {
+    if (++seen_ <= kSkip) {
+      if (seen_ == kSkip) cpu0_ = cpu_seconds();
+      return;
+    }
+    auto ms = [](TimePoint a, TimePoint b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    ui_.push_back(ms(start, ui_done));
+    render_.push_back(ms(start, render_done));
+    frame_.push_back(ms(start, swapped));
+  }
+  void print(size_t nodes, int width, int height) {
+    if (frame_.empty()) {
+      std::printf("frames 0 (fewer than %d rendered)\n", kSkip + 1);
+      return;
+    }
+    const double cpu_ms = (cpu_seconds() - cpu0_) * 1000 / static_cast<double>(frame_.size());
+    for (auto* v : {&ui_, &render_, &frame_}) std::sort(v->begin(), v->end());
+    auto pct = [](const std::vector<double>& v, double q) {
+      return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
+    };
+    std::printf("frames %zu nodes %zu size %dx%d frame_ms p50 %.2f p99 %.2f max %.2f render_ms p50 %.2f p99 %.2f "
+                "ui_ms p50 %.2f p99 %.2f cpu_ms_per_frame %.2f\n",
+                frame_.size(), nodes, width, height, pct(frame_, 0.5), pct(frame_, 0.99), frame_.back(),
+                pct(render_, 0.5), pct(render_, 0.99), pct(ui_, 0.5), pct(ui_, 0.99), cpu_ms);
+  }
+
+ private:
+  static constexpr int kSkip = 10;
+  static double cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  }
+  int seen_ = 0;
+  double cpu0_ = 0;
+  std::vector<double> ui_, render_, frame_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -174,7 +252,6 @@ int main(int argc, char** argv) {
   ImGui::StyleColorsDark();
   ImGui_ImplGlfw_InitForOpenGL(window, true);
   ImGui_ImplOpenGL3_Init(glsl_version);
-
   PollerOptions popt;
   popt.interval = std::chrono::milliseconds(opt.interval_ms);
   std::vector<std::unique_ptr<Poller>> pollers;
@@ -196,14 +273,19 @@ int main(int argc, char** argv) {
   }
 
   UiState ui;
+  ui.solid_fill = clear_solid_fill;
   ui.selected = opt.select;
   ui.show_help = opt.show_help;
+  if (opt.zoom > 0) {
+    ui.view.zoom = opt.zoom;
+    ui.fit_pending = false;
+  }
   bool f1_was_down = false;
   int frame = 0;
   const auto loop_start = std::chrono::steady_clock::now();
   int rc = 0;
   Snapshot snap;
-  std::vector<double> frame_ms, ui_ms;
+  FrameStats stats;
   while (!glfwWindowShouldClose(window)) {
     const auto frame_start = std::chrono::steady_clock::now();
     glfwPollEvents();
@@ -218,30 +300,29 @@ int main(int argc, char** argv) {
     ImGui::NewFrame();
     draw_frame(snap, ui);
     ImGui::Render();
-    if (opt.frame_stats)
-      ui_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - frame_start).count());
+    const auto ui_done = std::chrono::steady_clock::now();
 
     int display_w = 0, display_h = 0;
     glfwGetFramebufferSize(window, &display_w, &display_h);
     glViewport(0, 0, display_w, display_h);
-    glClearColor(0.10f, 0.10f, 0.12f, 1.0f);
+    const ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);  // where no panel covers
+    glClearColor(bg.x, bg.y, bg.z, 1.0f);
     glClear(GL_COLOR_BUFFER_BIT);
     ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
-    if (opt.frame_stats) {
-      glFinish();  // count the GPU (llvmpipe) work too, not only the command submission
-      frame_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - frame_start).count());
-    }
+    if (opt.frame_stats) glFinish();  // count the GPU (llvmpipe) work too, not only the command submission
+    const auto render_done = std::chrono::steady_clock::now();
 
     ++frame;
     const bool warm = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count() >= opt.warmup;
     const bool last = batch && warm && frame >= std::max(1, opt.frames);
-    if (batch && !warm) std::this_thread::sleep_for(std::chrono::milliseconds(30));
     if (last && !opt.screenshot.empty() && !save_screenshot(window, opt.screenshot)) {
       std::fprintf(stderr, "could not write %s\n", opt.screenshot.c_str());
       rc = 1;
     }
     glfwSwapBuffers(window);
+    if (opt.frame_stats) stats.add(frame_start, ui_done, render_done, std::chrono::steady_clock::now());
     if (last) break;
+    if (batch && !warm) std::this_thread::sleep_for(std::chrono::milliseconds(30));
   }
 
   if (!opt.dump_layout.empty() && !write_text(opt.dump_layout, dump_layout_json(snap))) {
@@ -249,17 +330,7 @@ int main(int argc, char** argv) {
     rc = 1;
   }
 
-  if (opt.frame_stats && !frame_ms.empty()) {
-    std::sort(frame_ms.begin(), frame_ms.end());
-    std::sort(ui_ms.begin(), ui_ms.end());
-    auto pct = [](const std::vector<double>& v, double q) {
-      return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
-    };
-    // frame = poll copy + ImGui (CPU) + GL render (glFinish); ui = the part before GL.
-    std::printf("frames %zu nodes %zu frame_ms p50 %.2f p99 %.2f max %.2f ui_ms p50 %.2f p99 %.2f\n",
-                frame_ms.size(), snap.layout.nodes.size(), pct(frame_ms, 0.5), pct(frame_ms, 0.99),
-                frame_ms.back(), pct(ui_ms, 0.5), pct(ui_ms, 0.99));
-  }
+  if (opt.frame_stats) stats.print(snap.layout.nodes.size(), opt.width, opt.height);
   for (auto& p : pollers) p->stop();
   ImGui_ImplOpenGL3_Shutdown();
   ImGui_ImplGlfw_Shutdown();

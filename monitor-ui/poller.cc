@@ -85,7 +85,10 @@ bool Poller::poll_once(Client& c, bool want_graph) {
       state_.topology = std::move(*topo);
       state_.has_topology = true;
     }
-    append_history(state_.history, *metrics, now, options_.history_seconds);
+    // Copy-on-write (see ServerState::history): UI copies taken earlier keep the old map.
+    auto history = state_.history ? std::make_shared<History>(*state_.history) : std::make_shared<History>();
+    append_history(*history, *metrics, now, options_.history_seconds);
+    state_.history = std::move(history);
     state_.metrics = std::move(*metrics);
     state_.has_metrics = true;
     state_.reachable = true;

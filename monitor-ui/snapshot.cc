@@ -150,7 +150,13 @@ std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::strin
   }
 }
 
-void append_history(std::map<std::string, std::deque<Sample>>& history, const MetricsSnapshot& m,
+const std::deque<Sample>* ServerState::history_of(const std::string& node_id) const {
+  if (!history) return nullptr;
+  auto it = history->find(node_id);
+  return it == history->end() ? nullptr : &it->second;
+}
+
+void append_history(History& history, const MetricsSnapshot& m,
                     double t, double keep_seconds) {
   for (const auto& n : m.nodes) history[n.id].push_back(Sample{t, n.rate(), n.queue_depth});
   for (auto it = history.begin(); it != history.end();) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -76,6 +77,8 @@ struct Sample {
   double queue_depth = 0;
 };
 
+using History = std::map<std::string, std::deque<Sample>>;
+
 // What one poller knows about one server, copied out to the UI thread each frame.
 struct ServerState {
   std::string url;
@@ -90,11 +93,15 @@ struct ServerState {
   int consecutive_failures = 0;
   double next_attempt_in = 0;        // seconds until the next try (backoff), informational
   std::string last_error;
-  std::map<std::string, std::deque<Sample>> history;  // node id -> samples, oldest first
+  // Node id -> samples, oldest first. Immutable once published: the poller replaces the whole
+  // map after each poll (4 Hz), so the UI thread's copy of a ServerState every frame (60 Hz)
+  // shares it instead of copying 5 minutes of samples per node. Null until the first poll.
+  std::shared_ptr<const History> history;
+  const std::deque<Sample>* history_of(const std::string& node_id) const;
 };
 
 // Append samples of `m` at time t to `history` and drop those older than t - keep_seconds.
-void append_history(std::map<std::string, std::deque<Sample>>& history, const MetricsSnapshot& m,
+void append_history(History& history, const MetricsSnapshot& m,
                     double t, double keep_seconds);
 
 }  // namespace orderflow::monitor

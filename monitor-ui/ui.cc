@@ -20,59 +20,30 @@ ImU32 health_fill(Health h) {
   return IM_COL32(70, 72, 80, 255);
 }
 
-ImVec2 bezier(const ImVec2& p1, const ImVec2& p2, const ImVec2& p3, const ImVec2& p4, float t) {
-  const float u = 1 - t;
-  const float a = u * u * u, b = 3 * u * u * t, c = 3 * u * t * t, d = t * t * t;
-  return ImVec2(a * p1.x + b * p2.x + c * p3.x + d * p4.x, a * p1.y + b * p2.y + c * p3.y + d * p4.y);
-}
+ImVec2 screen(const ImVec2& origin, const Point& p) { return ImVec2(origin.x + p.x, origin.y + p.y); }
 
-struct View {
-  ImVec2 origin;
-  float pan_x, pan_y, zoom;
-  ImVec2 to_screen(float x, float y) const {
-    return ImVec2(origin.x + pan_x + x * zoom, origin.y + pan_y + y * zoom);
-  }
-};
-
-void fit_view(const Layout& L, const ImVec2& size, UiState& ui) {
-  if (L.width <= 0 || L.height <= 0 || size.x <= 0 || size.y <= 0) return;
-  ui.zoom = std::clamp(std::min(size.x / L.width, size.y / L.height), 0.25f, 2.0f);
-  ui.pan_x = (size.x - L.width * ui.zoom) / 2;
-  ui.pan_y = (size.y - L.height * ui.zoom) / 2;
-}
-
-void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge& e) {
-  const LayoutNode& a = L.nodes[static_cast<size_t>(e.from_index)];
-  const LayoutNode& b = L.nodes[static_cast<size_t>(e.to_index)];
-  ImVec2 p1, p2, p3, p4;
-  if (e.back_edge || b.x <= a.x) {
-    // Loop back underneath the columns: bottom of source to bottom of target.
-    p1 = v.to_screen(a.x + a.w / 2, a.y + a.h);
-    p4 = v.to_screen(b.x + b.w / 2, b.y + b.h);
-    const float drop = (40 + 0.15f * std::fabs(a.x - b.x)) * v.zoom;
-    p2 = ImVec2(p1.x, p1.y + drop);
-    p3 = ImVec2(p4.x, p4.y + drop);
-  } else {
-    p1 = v.to_screen(a.x + a.w, a.y + a.h / 2);
-    p4 = v.to_screen(b.x, b.y + b.h / 2);
-    const float dx = (p4.x - p1.x) * 0.5f;
-    p2 = ImVec2(p1.x + dx, p1.y);
-    p3 = ImVec2(p4.x - dx, p4.y);
-  }
+// Draws one edge unless its curve's bounding box is off the canvas (w x h at origin).
+void draw_edge(ImDrawList* dl, const ImVec2& origin, float w, float h, const CanvasView& v, const DetailLevel& lod,
+               const Layout& L, const LayoutEdge& e) {
+  const EdgeCurve c = edge_curve(L, e, v);
+  const float thick = lod.edge_thickness(e.thickness, v.zoom);
+  if (!curve_visible(c, w, h, 12 * v.zoom + thick + 40)) return;  // arrow head and label included
   const ImU32 col = e.back_edge ? IM_COL32(150, 150, 200, 200) : IM_COL32(190, 190, 200, 220);
-  const float thick = std::max(1.0f, e.thickness * v.zoom);
+  const int segments = curve_segments(c);
+  const ImVec2 p1 = screen(origin, c.p1), p4 = screen(origin, c.p4);
   if (e.store_mediated) {
-    const int segments = 40;
-    for (int i = 0; i < segments; i += 2) {
-      const ImVec2 s0 = bezier(p1, p2, p3, p4, static_cast<float>(i) / segments);
-      const ImVec2 s1 = bezier(p1, p2, p3, p4, static_cast<float>(i + 1) / segments);
+    // Dashes: every other of 2 * segments pieces, each a single quad.
+    const int pieces = 2 * segments;
+    for (int i = 0; i < pieces; i += 2) {
+      const ImVec2 s0 = screen(origin, c.at(static_cast<float>(i) / static_cast<float>(pieces)));
+      const ImVec2 s1 = screen(origin, c.at(static_cast<float>(i + 1) / static_cast<float>(pieces)));
       dl->AddLine(s0, s1, col, thick);
     }
   } else {
-    dl->AddBezierCubic(p1, p2, p3, p4, col, thick);
+    dl->AddBezierCubic(p1, screen(origin, c.p2), screen(origin, c.p3), p4, col, thick, segments);
   }
   // Arrow head at the target.
-  const ImVec2 q = bezier(p1, p2, p3, p4, 0.96f);
+  const ImVec2 q = screen(origin, c.at(0.96f));
   ImVec2 dir(p4.x - q.x, p4.y - q.y);
   const float len = std::sqrt(dir.x * dir.x + dir.y * dir.y);
   if (len > 0.01f) {
@@ -82,38 +53,73 @@ void draw_edge(ImDrawList* dl, const View& v, const Layout& L, const LayoutEdge&
     const ImVec2 right(p4.x - dir.x * s + dir.y * s * 0.5f, p4.y - dir.y * s - dir.x * s * 0.5f);
     dl->AddTriangleFilled(p4, left, right, col);
   }
+  if (!lod.edge_labels) return;
   // Label at the middle of the curve.
-  const ImVec2 m = bezier(p1, p2, p3, p4, 0.5f);
+  const ImVec2 m = screen(origin, c.at(0.5f));
   const float fs = ImGui::GetFontSize() * std::clamp(v.zoom, 0.6f, 1.4f);
   const ImVec2 ts = ImGui::GetFont()->CalcTextSizeA(fs, 1e9f, 0, e.label.c_str());
   const ImVec2 tl(m.x - ts.x / 2, m.y - ts.y - 2);
   dl->AddRectFilled(ImVec2(tl.x - 2, tl.y - 1), ImVec2(tl.x + ts.x + 2, tl.y + ts.y + 1),
-                    IM_COL32(25, 25, 30, 200), 3);
+                    IM_COL32(25, 25, 30, 200));
   dl->AddText(ImGui::GetFont(), fs, tl, IM_COL32(230, 230, 235, 255), e.label.c_str());
 }
 
-void draw_node(ImDrawList* dl, const View& v, const LayoutNode& n, bool selected) {
-  const ImVec2 a = v.to_screen(n.x, n.y);
-  const ImVec2 b = v.to_screen(n.x + n.w, n.y + n.h);
-  const float r = 6 * v.zoom;
-  dl->AddRectFilled(a, b, health_fill(n.health), r);
-  dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), r, 0,
+void draw_node(ImDrawList* dl, const ImVec2& origin, const CanvasView& v, const DetailLevel& lod, const LayoutNode& n,
+               bool selected) {
+  const ImVec2 a = screen(origin, to_canvas(v, n.x, n.y));
+  const ImVec2 b = screen(origin, to_canvas(v, n.x + n.w, n.y + n.h));
+  // Square corners: rounded ones cost a software rasterizer many thin anti-aliased triangles
+  // per box (about an eighth of a 50-node frame at 100 % zoom).
+  dl->AddRectFilled(a, b, health_fill(n.health));
+  dl->AddRect(a, b, selected ? IM_COL32(255, 255, 255, 255) : IM_COL32(20, 20, 25, 255), 0, 0,
               selected ? 3.0f : 1.0f);
   // The default font is a 13 px bitmap: below ~0.8 it is unreadable, so text does not shrink
   // further and is clipped to the box instead.
-  if (v.zoom < 0.35f) return;
+  if (!lod.node_text) return;
   const float fs = ImGui::GetFontSize() * std::max(v.zoom, 0.8f);
-  dl->PushClipRect(a, b, true);
+  // Glyphs are clipped to the box on the CPU (AddText's fine clip rectangle) rather than with a
+  // pushed clip rectangle: that would start a new draw command per node, and each draw call has a
+  // fixed cost in a software rasterizer.
+  const ImVec4 clip(a.x, a.y, b.x, b.y);
   float y = a.y + 3 * v.zoom;
   const float x = a.x + 5 * v.zoom;
-  dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(255, 255, 255, 255), n.label.c_str());
+  dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(255, 255, 255, 255), n.label.c_str(), nullptr, 0, &clip);
   y += fs * 1.15f;
   for (const std::string& line : n.lines) {
     if (y + fs * 0.8f > b.y) break;
-    dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(225, 225, 230, 255), line.c_str());
+    dl->AddText(ImGui::GetFont(), fs, ImVec2(x, y), IM_COL32(225, 225, 230, 255), line.c_str(), nullptr, 0, &clip);
     y += fs * 1.05f;
   }
-  dl->PopClipRect();
+}
+
+void record_window_rect(const char* name, UiState& ui) {
+  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  ui.window_rects.push_back({name, pos.x, pos.y, pos.x + size.x, pos.y + size.y});
+}
+
+// ImGui::Begin for a main panel. With ui.solid_fill installed (main.cc), ImGui draws no
+// background: main.cc clears the whole framebuffer to the panels' background colour first, and
+// only a panel that overlaps another window (this frame or the last; the user dragged it)
+// repaints its rectangle, as a SolidFill placed first in its draw list, under the title bar,
+// borders and scrollbars ImGui has already drawn inside Begin.
+bool begin_panel(const char* name, UiState& ui) {
+  if (!ui.solid_fill) return ImGui::Begin(name);
+  const bool open = ImGui::Begin(name, nullptr, ImGuiWindowFlags_NoBackground);
+  record_window_rect(name, ui);
+  const WindowRect me = ui.window_rects.back();
+  if (!overlaps_other_window(me, ui.window_rects) && !overlaps_other_window(me, ui.window_rects_prev)) return open;
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
+  bg.w = 1;
+  ui.fills.push_back({me.x0, me.y0, me.x1, me.y1, ImGui::ColorConvertFloat4ToU32(bg)});
+  ImDrawCmd cmd;  // zeroed by its constructor: no vertices, no indices
+  const ImVec2 clip_min = dl->GetClipRectMin(), clip_max = dl->GetClipRectMax();
+  cmd.ClipRect = ImVec4(clip_min.x, clip_min.y, clip_max.x, clip_max.y);
+  cmd.TextureId = ImGui::GetIO().Fonts->TexID;
+  cmd.UserCallback = ui.solid_fill;
+  cmd.UserCallbackData = &ui.fills.back();
+  dl->CmdBuffer.push_front(cmd);
+  return open;
 }
 
 const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
@@ -122,6 +128,12 @@ const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
 }
 
 }  // namespace
+
+bool overlaps_other_window(const WindowRect& r, const std::vector<WindowRect>& others) {
+  for (const WindowRect& o : others)
+    if (o.name != r.name && r.x0 < o.x1 && o.x0 < r.x1 && r.y0 < o.y1 && o.y0 < r.y1) return true;
+  return false;
+}
 
 void handle_shortcuts(const Snapshot&, UiState& ui) {
   if (ui.help_key_pressed) ui.show_help = !ui.show_help;
@@ -172,7 +184,17 @@ void draw_summary(const Snapshot& s, UiState&) {
   if (s.servers.size() > 1) {
     int up = 0;
     for (const ServerState& st : s.servers) up += st.reachable ? 1 : 0;
-    ImGui::Text("%d of %zu instances reachable; figures summed", up, s.servers.size());
+    ImGui::Text("%d of %zu instances reachable; figures summed, latency percentiles are the max", up,
+                s.servers.size());
+    for (size_t i = 0; i < s.servers.size() && i < s.server_totals.size(); ++i) {
+      const ServerState& st = s.servers[i];
+      if (st.reachable && st.has_metrics)
+        ImGui::TextDisabled("  %s: commands %s, events %s", st.url.c_str(),
+                            format_rate(s.server_totals[i].commands_per_second).c_str(),
+                            format_rate(s.server_totals[i].events_per_second).c_str());
+      else
+        ImGui::TextDisabled("  %s: unreachable", st.url.c_str());
+    }
   }
 }
 
@@ -194,60 +216,49 @@ void draw_canvas(const Snapshot& s, UiState& ui) {
   const bool active = ImGui::IsItemActive();
   const Layout& L = s.layout;
   if (ui.fit_pending && !L.nodes.empty()) {
-    fit_view(L, size, ui);
+    ui.view = fit_view(L, size.x, size.y, ui.view);
     ui.fit_pending = false;
   }
   ImGuiIO& io = ImGui::GetIO();
   if (active && (ImGui::IsMouseDragging(ImGuiMouseButton_Left, 2) ||
                  ImGui::IsMouseDragging(ImGuiMouseButton_Right, 2) ||
-                 ImGui::IsMouseDragging(ImGuiMouseButton_Middle, 2))) {
-    ui.pan_x += io.MouseDelta.x;
-    ui.pan_y += io.MouseDelta.y;
-  }
-  if (hovered && io.MouseWheel != 0) {
-    const float old_zoom = ui.zoom;
-    ui.zoom = std::clamp(ui.zoom * (io.MouseWheel > 0 ? 1.1f : 1 / 1.1f), 0.2f, 4.0f);
-    // keep the point under the mouse still
-    const float mx = io.MousePos.x - origin.x, my = io.MousePos.y - origin.y;
-    ui.pan_x = mx - (mx - ui.pan_x) * ui.zoom / old_zoom;
-    ui.pan_y = my - (my - ui.pan_y) * ui.zoom / old_zoom;
-  }
+                 ImGui::IsMouseDragging(ImGuiMouseButton_Middle, 2)))
+    ui.view = pan_by(ui.view, io.MouseDelta.x, io.MouseDelta.y);
+  const float mx = io.MousePos.x - origin.x, my = io.MousePos.y - origin.y;
+  if (hovered && io.MouseWheel != 0) ui.view = zoom_at(ui.view, io.MouseWheel, mx, my);
   if (hovered && ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) ui.fit_pending = true;
 
-  const View v{origin, ui.pan_x, ui.pan_y, ui.zoom};
   if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left) &&
       ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).x == 0 &&
       ImGui::GetMouseDragDelta(ImGuiMouseButton_Left).y == 0) {
-    std::string hit;
-    for (const LayoutNode& n : L.nodes) {
-      const ImVec2 a = v.to_screen(n.x, n.y), b = v.to_screen(n.x + n.w, n.y + n.h);
-      if (io.MousePos.x >= a.x && io.MousePos.x <= b.x && io.MousePos.y >= a.y && io.MousePos.y <= b.y)
-        hit = n.id;
-    }
-    ui.selected = hit;
+    const int hit = hit_test(L, ui.view, mx, my);
+    ui.selected = hit >= 0 ? L.nodes[static_cast<size_t>(hit)].id : std::string();
   }
+  const CanvasView& v = ui.view;
 
   dl->PushClipRect(origin, end, true);
-  dl->AddRectFilled(origin, end, IM_COL32(28, 29, 34, 255));
-  const float grid = 40 * ui.zoom;
-  if (grid >= 20) {  // a dense grid costs software renderers (llvmpipe) more than it helps
-    for (float x = std::fmod(ui.pan_x, grid); x < size.x; x += grid)
-      dl->AddLine(ImVec2(origin.x + x, origin.y), ImVec2(origin.x + x, end.y), IM_COL32(40, 42, 48, 255));
-    for (float y = std::fmod(ui.pan_y, grid); y < size.y; y += grid)
-      dl->AddLine(ImVec2(origin.x, origin.y + y), ImVec2(end.x, origin.y + y), IM_COL32(40, 42, 48, 255));
-  }
+  // No fill of its own (a panel-sized shaded rectangle is what llvmpipe pays most for): the
+  // canvas is the panel's background, framed.
+  dl->AddRect(origin, end, IM_COL32(60, 62, 70, 255));
+  // No background grid: its canvas-long lines cost llvmpipe about a third of a 50-node frame.
   if (L.nodes.empty()) {
     dl->AddText(ImVec2(origin.x + 12, origin.y + 12), IM_COL32(160, 160, 170, 255),
                 s.has_topology ? "(empty graph)" : "Waiting for /api/v1/graph ...");
   }
-  for (const LayoutEdge& e : L.edges) draw_edge(dl, v, L, e);
-  for (const LayoutNode& n : L.nodes) draw_node(dl, v, n, n.id == ui.selected);
+  // Off-canvas nodes and edges are skipped before they become vertices (the clip rectangle
+  // alone would still tessellate and submit them).
+  const DetailLevel lod = detail_for_zoom(v.zoom);
+  for (const LayoutEdge& e : L.edges) draw_edge(dl, origin, size.x, size.y, v, lod, L, e);
+  for (const LayoutNode& n : L.nodes)
+    if (node_visible(n, v, size.x, size.y)) draw_node(dl, origin, v, lod, n, n.id == ui.selected);
   dl->PopClipRect();
 }
 
 void draw_table(const Snapshot& s, UiState& ui) {
   const Layout& L = s.layout;
-  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_RowBg | ImGuiTableFlags_Borders |
+  // No ImGuiTableFlags_RowBg: alternating row fills cost a software rasterizer a fifth of a
+  // screen of shaded pixels per frame; the horizontal borders separate the rows.
+  const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_Borders |
                                 ImGuiTableFlags_Resizable | ImGuiTableFlags_ScrollY |
                                 ImGuiTableFlags_SizingStretchProp;
   if (!ImGui::BeginTable("nodes", 9, flags)) return;
@@ -259,7 +270,7 @@ void draw_table(const Snapshot& s, UiState& ui) {
   ImGui::TableSetupColumn("Busy %");
   ImGui::TableSetupColumn("Queue");
   ImGui::TableSetupColumn("Errors");
-  ImGui::TableSetupColumn("p99 us");
+  ImGui::TableSetupColumn(s.servers.size() > 1 ? "p99 us (max)" : "p99 us");
   ImGui::TableSetupColumn("Depth");
   ImGui::TableHeadersRow();
   if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs()) {
@@ -343,6 +354,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
               static_cast<unsigned long long>(m->out));
   ImGui::Separator();
   ImGui::Text("latency (us, %.0f samples)", m->latency_us.count);
+  if (s.servers.size() > 1) ImGui::TextDisabled("percentiles: %s", kLatencyMergeNote);
   ImGui::Text("p50 %.0f   p99 %.0f", m->latency_us.p50, m->latency_us.p99);
   ImGui::Text("p999 %.0f   max %.0f", m->latency_us.p999, m->latency_us.max);
   if (const auto le = m->gauge("lag_events")) {
@@ -365,12 +377,12 @@ void draw_details(const Snapshot& s, UiState& ui) {
   ImGui::Text("last 5 minutes");
   const float w = ImGui::GetContentRegionAvail().x;
   for (const ServerState& st : s.servers) {
-    auto it = st.history.find(ui.selected);
-    if (it == st.history.end() || it->second.empty()) continue;
+    const std::deque<Sample>* samples = st.history_of(ui.selected);
+    if (!samples || samples->empty()) continue;
     std::vector<float> rate, queue;
-    rate.reserve(it->second.size());
-    queue.reserve(it->second.size());
-    for (const Sample& sm : it->second) {
+    rate.reserve(samples->size());
+    queue.reserve(samples->size());
+    for (const Sample& sm : *samples) {
       rate.push_back(static_cast<float>(sm.rate));
       queue.push_back(static_cast<float>(sm.queue_depth));
     }
@@ -419,10 +431,14 @@ void draw_help(const Snapshot&, UiState& ui) {
     ImGui::Separator();
     ImGui::TextDisabled("Window layout is remembered in imgui.ini.");
   }
+  record_window_rect("Help", ui);
   ImGui::End();
 }
 
 void draw_frame(const Snapshot& s, UiState& ui) {
+  ui.fills.clear();  // the previous frame has been rendered
+  ui.window_rects_prev.swap(ui.window_rects);
+  ui.window_rects.clear();
   handle_shortcuts(s, ui);
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   const ImVec2 p = vp->WorkPos, sz = vp->WorkSize;
@@ -431,24 +447,24 @@ void draw_frame(const Snapshot& s, UiState& ui) {
 
   ImGui::SetNextWindowPos(p, ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(sz.x - details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Graph")) {
+  if (begin_panel("Graph", ui)) {
     draw_banner(s, ui);
     draw_summary(s, ui);
     if (ImGui::SmallButton("Fit")) ui.fit_pending = true;
     ImGui::SameLine();
-    ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.zoom * 100);
+    ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.view.zoom * 100);
     draw_canvas(s, ui);
   }
   ImGui::End();
 
   ImGui::SetNextWindowPos(ImVec2(p.x + sz.x - details_w, p.y), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Details")) draw_details(s, ui);
+  if (begin_panel("Details", ui)) draw_details(s, ui);
   ImGui::End();
 
   ImGui::SetNextWindowPos(ImVec2(p.x, p.y + sz.y - table_h), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(sz.x, table_h), ImGuiCond_FirstUseEver);
-  if (ImGui::Begin("Nodes")) draw_table(s, ui);
+  if (begin_panel("Nodes", ui)) draw_table(s, ui);
   ImGui::End();
 
   draw_help(s, ui);

@@ -2,16 +2,45 @@
 // plus UI state, no function-local statics, no GLFW/OpenGL (main.cc owns those).
 #pragma once
 
+#include <deque>
 #include <string>
+#include <vector>
 
 #include "layout.h"
+#include "view.h"
+
+struct ImDrawList;
+struct ImDrawCmd;
 
 namespace orderflow::monitor {
 
+// A solid, opaque rectangle in screen pixels (colour as ImU32, 0xAABBGGRR).
+struct SolidFill {
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  unsigned int color = 0;
+};
+
+// Panel-sized solid rectangles (the panels' backgrounds) are what a software rasterizer such as
+// Mesa's llvmpipe under Xvfb pays most for: ImGui's shader samples a texture and blends for
+// every pixel, about 10 ms per screenful on the 2-core dev machine. main.cc (which knows
+// OpenGL) clears the framebuffer to the background colour, which is a memset, and installs
+// this callback; the panels then draw no background of their own, except where one overlaps
+// another window: there the callback fills the SolidFill passed as the command's
+// UserCallbackData with a scissored glClear. Without a callback (headless tests) ImGui draws
+// the backgrounds as usual.
+using SolidFillCallback = void (*)(const ImDrawList* list, const ImDrawCmd* cmd);
+
+// A window's rectangle on screen, recorded each frame (panels and the help overlay).
+struct WindowRect {
+  std::string name;
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+// True if `r` shares pixels with a rectangle of another name in `others`.
+bool overlaps_other_window(const WindowRect& r, const std::vector<WindowRect>& others);
+
 struct UiState {
   // canvas view
-  float pan_x = 0, pan_y = 0;
-  float zoom = 1.0f;
+  CanvasView view;          // pan and zoom (view.h)
   bool fit_pending = true;  // fit the graph into the canvas on the next frame
   std::string selected;     // node id, "" = none
   // overlays and toggles
@@ -25,6 +54,11 @@ struct UiState {
   // table sort
   int sort_column = 0;
   bool sort_descending = false;
+  // rendering (see SolidFillCallback): set once by main.cc; `fills` holds this frame's rectangles
+  // (a deque, so addresses handed to ImGui stay valid until the frame is rendered)
+  SolidFillCallback solid_fill = nullptr;
+  std::deque<SolidFill> fills;
+  std::vector<WindowRect> window_rects, window_rects_prev;  // this frame's and the last
 };
 
 void draw_banner(const Snapshot& s, UiState& ui);   // unreachable servers

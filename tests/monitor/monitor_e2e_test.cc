@@ -249,6 +249,83 @@ TEST(MonitorE2E, DrawsEveryNodeOfTheLiveGraphWithARate) {
   }
 }
 
+std::optional<value> wait_for_graph(const std::string& base) {
+  std::optional<value> graph;
+  for (int i = 0; i < 100 && !graph; ++i) {
+    graph = get_json(base, "/api/v1/graph");
+    if (!graph) std::this_thread::sleep_for(100ms);
+  }
+  return graph;
+}
+
+// Two instances of one graph (two servers, each on its own data directory): the monitor sums
+// their figures and keeps a per-instance breakdown, both checked from the dump.
+TEST(MonitorE2E, SeveralUrlsAreSummedWithAPerInstanceBreakdown) {
+  const fs::path dir = fresh_dir("multi");
+  const fs::path dir_a = dir / "a", dir_b = dir / "b";
+  fs::create_directories(dir_a);
+  fs::create_directories(dir_b);
+  const int port_a = free_port(), port_b = free_port();
+  ASSERT_GT(port_a, 0);
+  ASSERT_GT(port_b, 0);
+  ASSERT_NE(port_a, port_b);
+  Server a(port_a, dir_a), b(port_b, dir_b);
+  ASSERT_TRUE(a.started() && b.started());
+  const std::string url_a = "http://127.0.0.1:" + std::to_string(port_a);
+  const std::string url_b = "http://127.0.0.1:" + std::to_string(port_b);
+  const auto graph = wait_for_graph(url_a);
+  ASSERT_TRUE(graph) << "server a did not come up; log:\n" << read_file(dir_a / "server.log");
+  ASSERT_TRUE(wait_for_graph(url_b)) << "server b did not come up; log:\n" << read_file(dir_b / "server.log");
+  std::this_thread::sleep_for(2500ms);  // let both demo sources' rate windows fill
+
+  const int rc = run_monitor(url_a + " " + url_b, dir, 6);
+  ASSERT_EQ(rc, 0) << read_file(dir / "monitor.log");
+  std::error_code ec;
+  const value dump = value::parse(read_file(dir / "layout.json"), ec);
+  ASSERT_FALSE(ec) << read_file(dir / "layout.json");
+
+  const auto& servers = dump.at("servers").as_array();
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers.at(0).at("url").as_string(), url_a);
+  EXPECT_EQ(servers.at(1).at("url").as_string(), url_b);
+  double commands = 0;
+  for (const value& sv : servers) {
+    EXPECT_TRUE(sv.at("reachable").as_bool()) << sv.serialize();
+    EXPECT_GT(sv.at("commandsPerSecond").as_double(), 0) << "each demo source runs: " << sv.serialize();
+    commands += sv.at("commandsPerSecond").as_double();
+  }
+  EXPECT_EQ(dump.at("banners").as_array().size(), 0u);
+  EXPECT_NEAR(dump.at("totals").at("commandsPerSecond").as_double(), commands, 1e-6 * commands)
+      << "totals are the sum of the instances";
+
+  ASSERT_EQ(dump.at("nodes").as_array().size(), graph->at("nodes").as_array().size());
+  for (const value& n : dump.at("nodes").as_array()) {
+    const std::string id = n.at("id").as_string();
+    const auto& inst = n.at("instances").as_array();
+    ASSERT_EQ(inst.size(), 2u) << id;
+    EXPECT_EQ(inst.at(0).at("url").as_string(), url_a) << id;
+    EXPECT_EQ(inst.at(1).at("url").as_string(), url_b) << id;
+    double rate_in = 0, rate_out = 0, queue = 0;
+    for (const value& i : inst) {
+      ASSERT_TRUE(i.at("hasMetrics").as_bool()) << id << ": " << i.serialize();
+      rate_in += i.at("rateIn").as_double();
+      rate_out += i.at("rateOut").as_double();
+      queue += i.at("queueDepth").as_double();
+    }
+    EXPECT_NEAR(n.at("rateIn").as_double(), rate_in, 1e-6 * (1 + rate_in)) << id;
+    EXPECT_NEAR(n.at("rateOut").as_double(), rate_out, 1e-6 * (1 + rate_out)) << id;
+    EXPECT_NEAR(n.at("queueDepth").as_double(), queue, 1e-6 * (1 + queue)) << id;
+    if (id == "demo" || id == "commit") {
+      EXPECT_GT(inst.at(0).at("rateOut").as_double(), 0) << id << " on a";
+      EXPECT_GT(inst.at(1).at("rateOut").as_double(), 0) << id << " on b";
+    }
+  }
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
 TEST(MonitorE2E, ClosedPortShowsUnreachableBanner) {
   const fs::path dir = fresh_dir("closed");
   const int port = free_port();  // bound and closed again: nothing listens

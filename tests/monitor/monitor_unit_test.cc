@@ -109,7 +109,7 @@ TEST(MonitorSnapshot, RejectsBadDocuments) {
 }
 
 TEST(MonitorSnapshot, HistoryKeepsWindow) {
-  std::map<std::string, std::deque<Sample>> h;
+  History h;
   MetricsSnapshot m = *parse_metrics(metrics_json());
   for (int t = 0; t <= 400; t += 10) append_history(h, m, 1000.0 + t, 300);
   ASSERT_EQ(h.size(), 8u);
