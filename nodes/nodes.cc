@@ -167,6 +167,19 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
   probe().add_in();
   BusyTimer timer(probe());
   try {
+    {
+      // A repeat of a command still in flight waits for the first one's outcome instead
+      // of being decided against state that already contains its events. Checked before
+      // the store: the first one leaves in_flight only once it is durable, so a repeat
+      // that finds no entry here finds its result in the store below. (Checking the store
+      // first raced with that hand-over: the repeat was decided afresh and rejected.)
+      std::lock_guard lock(lane.mu);
+      auto fl = lane.in_flight.find(env->command.command_id());
+      if (fl != lane.in_flight.end() && fl->second.owner != env.get()) {
+        fl->second.repeats.push_back(std::move(env));
+        return;
+      }
+    }
     // A repeat of a committed command returns the first result and decides nothing.
     auto found = events_->find_command(env->command.command_id());
     if (!found) {
@@ -185,8 +198,8 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     ++env->attempts;
     {
       std::lock_guard lock(lane.mu);
-      // A repeat of a command still in flight waits for the first one's outcome instead
-      // of being decided against state that already contains its events.
+      // Lanes are serial, so no other decision of this lane claimed the id meanwhile; a
+      // re-decided envelope (conflict) still owns its entry.
       auto [fl, fresh] = lane.in_flight.try_emplace(env->command.command_id());
       if (!fresh && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
