@@ -206,6 +206,23 @@ CosmosMetrics::Totals CosmosMetrics::op(const std::string& op) const {
 void CosmosMetrics::attach(std::shared_ptr<NodeProbe> probe) {
   std::lock_guard lock(mu_);
   probe_ = std::move(probe);
+  if (probe_)
+    for (const auto& [k, v] : gauges_) probe_->set_gauge(k, v);
+}
+
+void CosmosMetrics::set_gauge(const std::string& name, double value) {
+  std::shared_ptr<NodeProbe> probe;
+  {
+    std::lock_guard lock(mu_);
+    gauges_[name] = value;
+    probe = probe_;
+  }
+  if (probe) probe->set_gauge(name, value);
+}
+
+std::map<std::string, double> CosmosMetrics::gauges() const {
+  std::lock_guard lock(mu_);
+  return gauges_;
 }
 
 // ---- client ----

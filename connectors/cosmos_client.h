@@ -100,10 +100,14 @@ class CosmosMetrics {
   Totals totals() const;
   Totals op(const std::string& op) const;
   void attach(std::shared_ptr<NodeProbe> probe);  // gauges from now on; null detaches
+  // A gauge kept here and mirrored to the probe (change-feed lag per range, RU per command).
+  void set_gauge(const std::string& name, double value);
+  std::map<std::string, double> gauges() const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::string, Totals> ops_;
+  std::map<std::string, double> gauges_;
   Totals all_;
   std::shared_ptr<NodeProbe> probe_;
 };
