@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "connectors/cosmos_client.h"
+#include "connectors/stores.h"
+#include "graph/definition.h"
+#include "nodes/builder.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -134,6 +138,53 @@ TEST(CosmosClientTransport, UnreachableEndpointIsUnavailableAfterRetries) {
   EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ((*c)->metrics().op("probe").retries, 2u);
   EXPECT_EQ((*c)->metrics().op("probe").failures, 1u);
+}
+
+}  // namespace
+}  // namespace orderflow::connectors
+
+namespace orderflow::connectors {
+namespace {
+
+TEST(CosmosGraph, ShippedOrdersCosmosYamlIsValidAndHoldsNoKey) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  const std::string path = std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-cosmos.yaml";
+  graph::LoadResult r = graph::load_and_validate(path, registry);
+  ASSERT_TRUE(r.ok()) << (r.diagnostics.empty() ? "" : r.diagnostics.front().to_string());
+  ASSERT_EQ(r.graph.stores.at("events").kind, "cosmos");
+  EXPECT_EQ(r.graph.stores.at("events").params.at("key_env").text, "COSMOS_KEY");
+  EXPECT_EQ(r.graph.stores.at("events").params.count("key"), 0u);
+}
+
+TEST(CosmosGraph, MissingEndpointAndUnknownParametersAreReported) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: g\nstores:\n  events: {kind: cosmos, database: d, container: c, key: secret}\nnodes:\n"
+      "  - {id: route, kind: route}\nedges: []\n");
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  EXPECT_FALSE(graph::validate(loaded.graph, registry, diags));
+  std::string all;
+  for (const auto& d : diags) all += d.to_string() + "\n";
+  EXPECT_NE(all.find("endpoint"), std::string::npos) << all;
+  EXPECT_NE(all.find("key"), std::string::npos) << all;
+}
+
+TEST(CosmosGraph, AMissingKeyVariableIsAClearErrorWhenTheStoreOpens) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: g\nstores:\n  events: {kind: cosmos, endpoint: 'http://127.0.0.1:1', database: d, container: c, "
+      "key_env: ORDERFLOW_TEST_NO_SUCH_KEY}\nnodes:\n  - {id: route, kind: route}\nedges: []\n");
+  ASSERT_TRUE(loaded.ok());
+  ::unsetenv("ORDERFLOW_TEST_NO_SUCH_KEY");
+  StoreSet stores(loaded.graph, "");
+  auto ev = stores.event_store("events");
+  ASSERT_FALSE(ev);
+  EXPECT_EQ(ev.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(ev.status().message().find("ORDERFLOW_TEST_NO_SUCH_KEY"), std::string::npos) << ev.status().to_string();
 }
 
 }  // namespace
