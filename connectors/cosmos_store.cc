@@ -780,6 +780,9 @@ Status CosmosFeedView::save_checkpoint(const std::string& subscriber, uint64_t p
     }
     pages_.pop_front();
   }
+  // Lease writes cost request units: batch checkpoints, renewals write what is pending.
+  if (Clock::now() - last_lease_write_ < store_.options().checkpoint_interval) return Status::ok();
+  last_lease_write_ = Clock::now();
   Status result;
   for (auto it = owned_.begin(); it != owned_.end();) {
     if (!it->second.dirty) {

@@ -60,6 +60,9 @@ struct CosmosStoreOptions {
   std::chrono::milliseconds lease_expiry{10000};  // default 10 s without renewal frees a lease
   std::chrono::milliseconds lease_renew{3000};    // default 3 s between lease cycles
   int max_item_count = 100;              // default 100: change-feed page size
+  // default 1 s: continuations reach the lease at most this often (and at every lease
+  // renewal and on close); a crash redelivers at most this much more.
+  std::chrono::milliseconds checkpoint_interval{1000};
   bool release_leases_on_close = true;   // default true; false leaves them as a crash would
 };
 
@@ -85,7 +88,8 @@ class CosmosFeedView final : public ChangeFeed {
 
   std::vector<std::string> owned_ranges() const;
   const std::string& owner() const { return owner_; }
-  // Runs a lease cycle now (acquire, renew, steal); normally done inside read().
+  // Runs a lease cycle now (acquire, renew with pending checkpoints, steal); normally
+  // done inside read() every lease_renew.
   Status balance();
 
  private:
@@ -122,6 +126,7 @@ class CosmosFeedView final : public ChangeFeed {
   uint64_t epoch_ = 0;
   size_t round_robin_ = 0;
   std::chrono::steady_clock::time_point last_cycle_{};
+  std::chrono::steady_clock::time_point last_lease_write_{};
 };
 
 class CosmosEventStore final : public EventStore, public ChangeFeed {

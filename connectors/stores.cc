@@ -116,6 +116,7 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
   so.lease_expiry = std::chrono::milliseconds(std::atoll(param("lease_expiry_ms", "10000").c_str()));
   so.lease_renew = std::max(std::chrono::milliseconds(50), so.lease_expiry / 3);
   so.max_item_count = std::atoi(param("max_item_count", "100").c_str());
+  so.checkpoint_interval = std::chrono::milliseconds(std::atoll(param("checkpoint_interval_ms", "1000").c_str()));
   if (e.role == "events") {
     auto r = CosmosEventStore::open(account->client, so);
     if (!r) return r.status();

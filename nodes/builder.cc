@@ -119,7 +119,9 @@ void register_node_kinds(graph::KindRegistry& r) {
                    create,
                    p_int("parallelism", "16", 1, 256, "concurrent requests of one group commit"),
                    p_int("lease_expiry_ms", "10000", 100, 3600000, "a lease not renewed this long is free"),
-                   p_int("max_item_count", "100", 1, 10000, "change-feed page size")};
+                   p_int("max_item_count", "100", 1, 10000, "change-feed page size"),
+                   p_int("checkpoint_interval_ms", "1000", 0, 600000,
+                         "change-feed checkpoints reach the lease documents at most this often")};
   r.add_store_kind(cosmos);
 }
 

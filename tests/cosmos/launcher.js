@@ -3,7 +3,10 @@
 // where that package departs from documented Cosmos DB behaviour, plus fault injection.
 //
 //   node launcher.js --host 127.0.0.1 --port 0 [--key BASE64] [--ranges N]
-//                    [--tls-cert cert.pem --tls-key key.pem]
+//                    [--tls-cert cert.pem --tls-key key.pem] [--latency-ms L]
+//
+// --latency-ms adds L ms before every answer (the service's own latency; in-region point
+// operations are documented at under 10 ms at the 99th percentile), for benchmarks.
 //
 // Prints one line {"port":P} on stdout once listening. Serves plain HTTP unless a
 // certificate is given (the package's bundled certificate expired in 2021; tests that
@@ -41,7 +44,7 @@ const Account = require("@vercel/cosmosdb-server/lib/account").default;
 const route = require("@vercel/cosmosdb-server/lib/routes").default;
 
 function parseArgs(argv) {
-  const a = { host: "127.0.0.1", port: 0, key: "", ranges: 1, tlsCert: "", tlsKey: "" };
+  const a = { host: "127.0.0.1", port: 0, key: "", ranges: 1, tlsCert: "", tlsKey: "", latencyMs: 0 };
   for (let i = 0; i < argv.length; i += 1) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -51,6 +54,7 @@ function parseArgs(argv) {
     else if (k === "--ranges") a.ranges = parseInt(v, 10);
     else if (k === "--tls-cert") a.tlsCert = v;
     else if (k === "--tls-key") a.tlsKey = v;
+    else if (k === "--latency-ms") a.latencyMs = Number(v);
     else throw new Error(`unknown argument ${k}`);
     i += 1;
   }
@@ -272,6 +276,7 @@ async function handle(req, res) {
   const pathname = new URL(req.url, "http://x").pathname.replace(/\/+$/, "") || "/";
   if (pathname.startsWith("/_launcher/")) return control(req, res, pathname);
   stats.requests += 1;
+  if (args.latencyMs > 0) await new Promise(r => setTimeout(r, args.latencyMs));
   const authError = checkAuth(req, pathname);
   if (authError) {
     stats.unauthorized += 1;

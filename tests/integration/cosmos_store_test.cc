@@ -288,6 +288,7 @@ class CosmosFeedTest : public ::testing::Test {
     o.lease_expiry = 1500ms;
     o.lease_renew = 200ms;
     o.max_item_count = 7;
+    o.checkpoint_interval = 0ms;  // every checkpoint reaches the lease: takeover is exact
     o.release_leases_on_close = release;
     return o;
   }

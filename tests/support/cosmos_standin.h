@@ -31,6 +31,7 @@ class CosmosStandIn {
   struct Options {
     int ranges = 1;
     std::string tls_cert, tls_key;  // both set: HTTPS
+    int latency_ms = 0;             // added before every answer (benchmarks)
   };
   explicit CosmosStandIn(const Options& o) : key_(random_key()) { start(o); }
   CosmosStandIn() : CosmosStandIn(Options{}) {}
@@ -76,7 +77,8 @@ class CosmosStandIn {
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     const std::string launcher = std::string(ORDERFLOW_SOURCE_DIR) + "/tests/cosmos/launcher.js";
     std::vector<std::string> args = {"node", launcher, "--host", "127.0.0.1", "--port", "0", "--key", key_,
-                                     "--ranges", std::to_string(o.ranges)};
+                                     "--ranges", std::to_string(o.ranges), "--latency-ms",
+                                     std::to_string(o.latency_ms)};
     if (tls_) {
       args.insert(args.end(), {"--tls-cert", o.tls_cert, "--tls-key", o.tls_key});
     }
