@@ -117,9 +117,10 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
     }
   }
   // Done when nothing is in flight and the saga has handled everything it has read, for
-  // several feed polls in a row (its follow-up commands would be in flight otherwise).
+  // 2 s in a row, longer than the feed's slowest idle poll (its follow-up commands would
+  // be in flight otherwise).
   auto last_idle = Clock::now();
-  for (int stable = 0; stable < 4;) {
+  for (int stable = 0; stable < 8;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     const bool idle = pending.load() == 0 && built->sink->in_flight() == 0 && saga->head() == *saga->load_checkpoint("saga");
     if (idle && stable == 0) last_idle = Clock::now();

@@ -94,6 +94,33 @@ Result<std::string> cosmos_auth_header(const std::string& verb, const std::strin
   return percent_encode("type=master&ver=1.0&sig=" + *sig, "-_.~");
 }
 
+std::string merge_session_tokens(const std::string& kept, const std::string& fresh) {
+  // Tokens are "range:version#lsn" (or "range:lsn"), comma-separated; keep the highest
+  // LSN per partition key range so reads in every range see this client's writes.
+  std::map<std::string, std::pair<uint64_t, std::string>> by_range;
+  auto add = [&](const std::string& list) {
+    size_t start = 0;
+    while (start < list.size()) {
+      size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      const std::string token = list.substr(start, comma - start);
+      start = comma + 1;
+      const size_t colon = token.find(':');
+      if (colon == std::string::npos || colon == 0) continue;
+      const size_t hash = token.rfind('#');
+      const std::string lsn = token.substr(hash == std::string::npos ? colon + 1 : hash + 1);
+      const uint64_t n = std::strtoull(lsn.c_str(), nullptr, 10);
+      auto& slot = by_range[token.substr(0, colon)];
+      if (slot.second.empty() || n >= slot.first) slot = {n, token};
+    }
+  };
+  add(kept);
+  add(fresh);
+  std::string out;
+  for (const auto& [range, t] : by_range) out += (out.empty() ? "" : ",") + t.second;
+  return out;
+}
+
 std::string cosmos_encode_segment(const std::string& s) { return percent_encode(s, "-_.~:"); }
 
 std::string rfc1123_date(std::chrono::system_clock::time_point t) {
@@ -322,7 +349,8 @@ Result<CosmosResponse> CosmosClient::send_once(const CosmosRequest& r) {
   if (auto s = out.header("x-ms-request-charge"); !s.empty()) out.request_charge = std::atof(s.c_str());
   if (auto s = out.header("x-ms-session-token"); !s.empty() && !r.session_scope.empty()) {
     std::lock_guard lock(session_mu_);
-    sessions_[r.session_scope] = s;
+    std::string& kept = sessions_[r.session_scope];
+    kept = merge_session_tokens(kept, s);
   }
   return out;
 }

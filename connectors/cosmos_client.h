@@ -86,6 +86,8 @@ struct RetryDecision {
 };
 RetryDecision cosmos_retry(int http_status, int attempt, std::optional<std::chrono::milliseconds> retry_after,
                            std::chrono::milliseconds waited, const CosmosOptions& options);
+// Merges session tokens ("range:version#lsn", comma-separated): the highest LSN per range.
+std::string merge_session_tokens(const std::string& kept, const std::string& fresh);
 // Percent-encodes one path segment (ids).
 std::string cosmos_encode_segment(const std::string& s);
 

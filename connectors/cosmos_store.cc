@@ -682,6 +682,8 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
   for (size_t k = 0; k < order.size() && next_pos_ - 1 < after + want; ++k) {
     const std::string& range = order[(round_robin_ + k) % order.size()];
     Owned& o = owned_[range];
+    const auto now = Clock::now();
+    if (now < o.next_poll) continue;
     CosmosRequest r = make("GET", "docs", coll, coll + "/docs", "change_feed", "");
     r.headers = {{"A-IM", "Incremental feed"},
                  {"x-ms-documentdb-partitionkeyrangeid", range},
@@ -695,9 +697,13 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
     if (auto t = resp->header("x-ms-session-token"); !t.empty()) o.head_lsn = lsn_of(t);
     if (resp->http_status == 304) {
       if (auto e = resp->header("etag"); !e.empty()) o.fetched = e;
+      o.idle_backoff = std::min(opts.max_idle_poll, std::max(std::chrono::milliseconds(10), o.idle_backoff * 2));
+      o.next_poll = now + o.idle_backoff;
       publish_lag(range, o);
       continue;
     }
+    o.idle_backoff = std::chrono::milliseconds(0);
+    o.next_poll = now;
     if (resp->http_status != 200) {
       last_error = status_of(*resp, "change feed of range " + range);
       continue;

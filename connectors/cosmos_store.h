@@ -63,6 +63,7 @@ struct CosmosStoreOptions {
   // default 1 s: continuations reach the lease at most this often (and at every lease
   // renewal and on close); a crash redelivers at most this much more.
   std::chrono::milliseconds checkpoint_interval{1000};
+  std::chrono::milliseconds max_idle_poll{1000};  // default 1 s: slowest poll of an idle range
   bool release_leases_on_close = true;   // default true; false leaves them as a crash would
 };
 
@@ -100,6 +101,10 @@ class CosmosFeedView final : public ChangeFeed {
     uint64_t epoch = 0;    // which holding of the range: pages of an older one are ignored
     bool dirty = false;    // saved not yet written to the lease
     uint64_t head_lsn = 0; // latest LSN the range reported (x-ms-session-token)
+    // A range that answered 304 is polled less often, up to max_idle_poll: idle ranges
+    // then cost little (each poll is a request charge).
+    std::chrono::milliseconds idle_backoff{0};
+    std::chrono::steady_clock::time_point next_poll{};
   };
   struct Page {
     std::string range;

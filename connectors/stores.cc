@@ -117,6 +117,7 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
   so.lease_renew = std::max(std::chrono::milliseconds(50), so.lease_expiry / 3);
   so.max_item_count = std::atoi(param("max_item_count", "100").c_str());
   so.checkpoint_interval = std::chrono::milliseconds(std::atoll(param("checkpoint_interval_ms", "1000").c_str()));
+  so.max_idle_poll = std::chrono::milliseconds(std::atoll(param("max_idle_poll_ms", "1000").c_str()));
   if (e.role == "events") {
     auto r = CosmosEventStore::open(account->client, so);
     if (!r) return r.status();

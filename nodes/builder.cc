@@ -121,7 +121,9 @@ void register_node_kinds(graph::KindRegistry& r) {
                    p_int("lease_expiry_ms", "10000", 100, 3600000, "a lease not renewed this long is free"),
                    p_int("max_item_count", "100", 1, 10000, "change-feed page size"),
                    p_int("checkpoint_interval_ms", "1000", 0, 600000,
-                         "change-feed checkpoints reach the lease documents at most this often")};
+                         "change-feed checkpoints reach the lease documents at most this often"),
+                   p_int("max_idle_poll_ms", "1000", 0, 60000,
+                         "an idle partition key range is polled at least this often (backoff after 304)")};
   r.add_store_kind(cosmos);
 }
 

@@ -112,11 +112,11 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
     auto* saga = *base->subscribe("saga");
     auto* projection = *base->subscribe("projection");
     const bool polled = saga != base;
-    const int rounds = polled ? 4 : 3;
+    const int rounds = polled ? 5 : 3;  // polled: longer than the feed's slowest idle poll (1 s)
     size_t last_count = ~size_t{0};
     int stable = 0;
     for (int i = 0; i < 3000 && stable < rounds; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(polled ? 400 : 20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(polled ? 500 : 20));
       bool idle;
       if (polled) {
         const size_t count = all_events().size();

@@ -55,6 +55,15 @@ TEST(CosmosAuth, SegmentsArePercentEncoded) {
   EXPECT_EQ(cosmos_encode_segment("a b/c?"), "a%20b%2fc%3f");
 }
 
+TEST(CosmosSession, TokensAreMergedPerRangeKeepingTheHighestLsn) {
+  EXPECT_EQ(merge_session_tokens("", "0:-1#12"), "0:-1#12");
+  EXPECT_EQ(merge_session_tokens("0:-1#12", "1:-1#5"), "0:-1#12,1:-1#5");
+  EXPECT_EQ(merge_session_tokens("0:-1#12,1:-1#5", "0:-1#9"), "0:-1#12,1:-1#5");
+  EXPECT_EQ(merge_session_tokens("0:-1#12,1:-1#5", "1:-1#7,2:-1#1"), "0:-1#12,1:-1#7,2:-1#1");
+  EXPECT_EQ(merge_session_tokens("0:3", "0:4"), "0:4");
+  EXPECT_EQ(merge_session_tokens("garbage", "0:-1#1"), "0:-1#1");
+}
+
 TEST(CosmosStatusMapping, EveryStatusHasOneClearCode) {
   struct Case {
     int http, sub;
