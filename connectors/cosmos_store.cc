@@ -147,6 +147,14 @@ Result<std::vector<value>> query_all(CosmosClient& c, const std::string& coll, c
   return out;
 }
 
+std::string random_write_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(now_us()));
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
 bool valid_id(const std::string& id) {
   if (id.empty() || id.size() > 255) return false;
   for (char c : id)
@@ -270,8 +278,9 @@ Result<uint64_t> CosmosEventStore::stream_version(const std::string& stream) {
 }
 
 Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::string* stream,
-                                                                    const std::string& command_id, const char* op) {
-  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion FROM c WHERE c.commandId = @c";
+                                                                    const std::string& command_id, const char* op,
+                                                                    std::string* write_id) {
+  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId FROM c WHERE c.commandId = @c";
   std::vector<std::pair<std::string, value>> params{{"@c", value::string(command_id)}};
   if (stream) {
     sql += " AND c.streamId = @s";
@@ -284,6 +293,7 @@ Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::s
   r.stream = str(docs->front(), "streamId");
   r.first_version = u64(docs->front(), "firstVersion");
   r.last_version = u64(docs->front(), "lastVersion");
+  if (write_id) *write_id = str(docs->front(), "writeId");
   return std::optional<AppendResult>(r);
 }
 
@@ -338,6 +348,9 @@ bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res)
   doc["firstVersion"] = value::number(static_cast<double>(first));
   doc["lastVersion"] = value::number(static_cast<double>(last));
   doc["commandId"] = value::string(req.command_id);
+  // Tells this write from another writer's identical one when a lost answer is retried.
+  const std::string write_id = random_write_id();
+  doc["writeId"] = value::string(write_id);
   doc["committedAtUs"] = value::number(static_cast<double>(now_us()));
   value events = value::array(req.events.size());
   for (size_t i = 0; i < req.events.size(); ++i) events[i] = value::string(b64(req.events[i]));
@@ -366,7 +379,8 @@ bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res)
   }
   // 409: the slot is taken (a concurrent commit at this version, or our own earlier try
   // whose answer was lost), or the command id is already in the stream (unique key).
-  auto found = query_command(&req.stream, req.command_id, "append");
+  std::string found_write;
+  auto found = query_command(&req.stream, req.command_id, "append", &found_write);
   if (!found) {
     res.status = found.status();
     return false;
@@ -376,7 +390,7 @@ bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res)
     res.status = Status::ok();
     res.first_version = f.first_version;
     res.last_version = f.last_version;
-    res.duplicate = f.first_version != first;  // our own write when it sits in our slot
+    res.duplicate = found_write != write_id;  // our own write when its answer was lost
     remember_version(req.stream, f.last_version);
     return !res.duplicate;
   }

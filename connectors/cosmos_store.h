@@ -3,12 +3,13 @@
 //
 // Event store: one container partitioned by /streamId, one document per commit:
 //   {id: "{stream}:{firstVersion}", streamId, firstVersion, lastVersion, commandId,
-//    committedAtUs, events: [base64 payload, ...]}
+//    writeId, committedAtUs, events: [base64 payload, ...]}
 // with a unique key /commandId (unique per stream). The id is a function of the stream
 // and the version the commit starts at, so two commits decided on the same version
 // collide: the second create gets 409 and surfaces as kConflict (the command is
 // re-decided on fresh state). A 409 caused by the unique key is a repeated command id:
-// the first result is returned as a duplicate. The expected version is checked before the
+// the first result is returned as a duplicate, unless the document carries this write's
+// random writeId (the answer to our own create was lost and the retry collided with it). The expected version is checked before the
 // create unless the store last saw the stream at exactly that version; a stale view only
 // ever makes the create collide, never succeed wrongly. Appends of one group commit run
 // in parallel across streams, in order within a stream; each document is durable when its
@@ -163,7 +164,7 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   CosmosEventStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options);
   std::string coll_link() const;
   Result<std::optional<AppendResult>> query_command(const std::string* stream, const std::string& command_id,
-                                                    const char* op);
+                                                    const char* op, std::string* write_id = nullptr);
   Result<uint64_t> query_version(const std::string& stream, const char* op);
   void remember_version(const std::string& stream, uint64_t version);
   // Writes one planned request's document; fills `res`. False when it did not commit.

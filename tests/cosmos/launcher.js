@@ -31,8 +31,10 @@
 //
 // Test controls (unsigned, only on this stand-in):
 //   POST /_launcher/faults {"status":429,"count":N,"retryAfterMs":M,"probability":p,
-//                           "method":"POST","subStatus":3200}
-//        the next N matching requests (each with probability p, default 1) answer `status`
+//                           "method":"POST","subStatus":3200,"after":false}
+//        the next N matching requests (each with probability p, default 1) answer `status`;
+//        with "after": true they are carried out first and only their answer is replaced
+//        (a lost answer: the client cannot tell whether the write happened)
 //   GET  /_launcher/stats   counts of requests, injected faults, 401s, change-feed reads
 "use strict";
 
@@ -224,6 +226,11 @@ function charge(method, kind, status, body) {
 }
 
 function reply(res, status, body, headers = {}, ru = 1) {
+  if (res.lostAnswer) {
+    const f = res.lostAnswer;
+    res.lostAnswer = null;
+    return reply(res, f.status, { code: "Injected", message: "answer replaced by the test launcher" }, {}, 0);
+  }
   res.statusCode = status;
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader("content-type", "application/json");
@@ -264,6 +271,10 @@ function injectFault(req, res) {
   if (Math.random() >= fault.probability) return false;
   fault.count -= 1;
   stats.faults += 1;
+  if (fault.after) {
+    res.lostAnswer = { status: fault.status };
+    return false;
+  }
   const headers = {};
   if (fault.status === 429) headers["x-ms-retry-after-ms"] = String(fault.retryAfterMs || 10);
   if (fault.subStatus) headers["x-ms-substatus"] = String(fault.subStatus);

@@ -174,8 +174,14 @@ test("fault injection: the next N requests answer 429 with x-ms-retry-after-ms, 
     await fetch(`${base}/_launcher/faults`, { method: "POST", body: JSON.stringify({ status: 503, count: 1, method: "POST" }) });
     assert.equal((await call(base, "GET", "/dbs")).status, 200);  // GET does not match
     assert.equal((await call(base, "POST", "/dbs", { body: { id: "x" } })).status, 503);
-    const stats = await (await fetch(`${base}/_launcher/stats`)).json();
+    let stats = await (await fetch(`${base}/_launcher/stats`)).json();
     assert.equal(stats.faults, 3);
+    // "after": the request is carried out, only its answer is replaced.
+    await fetch(`${base}/_launcher/faults`, { method: "POST", body: JSON.stringify({ status: 503, count: 1, after: true }) });
+    assert.equal((await call(base, "POST", "/dbs", { body: { id: "lost" } })).status, 503);
+    assert.equal((await call(base, "GET", "/dbs/lost")).status, 200);
+    stats = await (await fetch(`${base}/_launcher/stats`)).json();
+    assert.equal(stats.faults, 4);
   } finally {
     child.kill();
   }

@@ -176,6 +176,28 @@ TEST_F(CosmosEventStoreTest, RetriesThrottlingAndUnavailabilityThenSucceeds) {
   EXPECT_EQ(events.size(), 2u);
 }
 
+// The create is carried out but its answer lost (503): the retry collides with our own
+// document (409), which carries this write's id, so it is reported as the original. The
+// same command written again by another process is a duplicate.
+TEST_F(CosmosEventStoreTest, ALostAnswerIsRetriedAndReportedAsTheOriginal) {
+  auto store = open_events(client_for(standin_));
+  auto other = open_events(client_for(standin_));
+  ASSERT_TRUE(store->stream_version("s"));  // warm: the next POST is the create itself
+  ASSERT_TRUE(other->stream_version("s"));  // other also believes s is new
+  standin_.inject(503, 1, 0, "POST", 1, /*after=*/true);
+  auto r = store->append({req("s", 0, "c1", {"a"})}).at(0);
+  ASSERT_TRUE(r.status) << r.status.to_string();
+  EXPECT_FALSE(r.duplicate);
+  EXPECT_EQ(r.first_version, 1u);
+  EXPECT_EQ(standin_.stat("faults"), 1);
+  auto again = other->append({req("s", 0, "c1", {"a"})}).at(0);
+  ASSERT_TRUE(again.status) << again.status.to_string();
+  EXPECT_TRUE(again.duplicate);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("s", 1, &events));
+  EXPECT_EQ(events.size(), 1u);
+}
+
 TEST_F(CosmosEventStoreTest, ThrottledBeyondTheRetryBudgetIsUnavailableAndWritesNothing) {
   CosmosOptions o;
   o.endpoint = standin_.endpoint();

@@ -44,11 +44,14 @@ class CosmosStandIn {
   std::string endpoint() const { return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_); }
 
   // The next `count` requests (matching `method` if not empty) answer `status`.
-  void inject(int status, int count, int retry_after_ms = 10, const std::string& method = "", double probability = 1) {
+  // With `after`, the requests are carried out and only their answers replaced (lost answers).
+  void inject(int status, int count, int retry_after_ms = 10, const std::string& method = "", double probability = 1,
+              bool after = false) {
     std::string body = "{\"status\":" + std::to_string(status) + ",\"count\":" + std::to_string(count) +
                        ",\"retryAfterMs\":" + std::to_string(retry_after_ms) +
                        ",\"probability\":" + std::to_string(probability);
     if (!method.empty()) body += ",\"method\":\"" + method + "\"";
+    if (after) body += ",\"after\":true";
     body += "}";
     control("POST", "/_launcher/faults", body);
   }
