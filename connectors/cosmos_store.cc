@@ -334,7 +334,9 @@ Status CosmosEventStore::read_stream(const std::string& stream, uint64_t from_ve
     }
     last = std::max(last, v - 1);
   }
-  if (last > 0) remember_version(stream, last);
+  // The last version read is a commit boundary, and so is 0 for a stream without
+  // documents: the commit then skips its version query (a stale one only collides).
+  if (last > 0 || from_version <= 1) remember_version(stream, last);
   return Status::ok();
 }
 
