@@ -1,7 +1,12 @@
 #include "connectors/stores.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
+#include "graph/metrics.h"
+
+#include "connectors/cosmos_store.h"
 #include "connectors/memory_store.h"
 #include "connectors/rocksdb_store.h"
 
@@ -12,6 +17,11 @@ struct StoreSet::Entry {
   std::unique_ptr<EventStore> events;
   ChangeFeed* feed = nullptr;
   std::unique_ptr<SnapshotStore> snapshots;
+};
+
+struct StoreSet::Account {
+  std::shared_ptr<CosmosClient> client;
+  std::string probe_id;
 };
 
 StoreSet::StoreSet(const graph::GraphDef& def, std::string data_dir)
@@ -60,12 +70,70 @@ Result<StoreSet::Entry*> StoreSet::entry(const std::string& name, const char* ro
       if (!r) return r.status();
       e->snapshots = std::move(*r);
     }
+  } else if (kind == "cosmos") {
+    if (auto s = open_cosmos(def->second, *e); !s) return Status(s.code(), "store '" + name + "': " + s.message());
   } else {
     return Status::invalid_argument("store '" + name + "' has unknown kind '" + kind + "'");
   }
   Entry* raw = e.get();
   open_[name] = std::move(e);
   return raw;
+}
+
+Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
+  auto param = [&](const char* key, const std::string& fallback) {
+    auto it = def.params.find(key);
+    return it == def.params.end() ? fallback : it->second.text;
+  };
+  CosmosOptions co;
+  co.endpoint = param("endpoint", "");
+  co.ca_file = param("ca_file", "");
+  const std::string key_env = param("key_env", "COSMOS_KEY");
+  const char* key = std::getenv(key_env.c_str());
+  if (key == nullptr || *key == '\0')
+    return Status::invalid_argument("environment variable " + key_env + " (key_env) holds no Cosmos DB key");
+  co.key = key;
+  const std::string account_id = co.endpoint + "|" + key_env + "|" + co.ca_file;
+  auto& account = accounts_[account_id];
+  if (!account) {
+    auto client = CosmosClient::open(co);
+    if (!client) {
+      accounts_.erase(account_id);
+      return client.status();
+    }
+    account = std::make_unique<Account>();
+    account->client = *client;
+    account->probe_id = accounts_.size() == 1 ? "cosmos" : "cosmos-" + std::to_string(accounts_.size());
+    if (registry_ != nullptr) account->client->metrics().attach(registry_->probe(account->probe_id, "cosmos"));
+  }
+  CosmosStoreOptions so;
+  so.database = param("database", "");
+  so.container = param("container", "");
+  so.leases_container = param("leases_container", "leases");
+  so.create_if_missing = true;
+  graph::parse_bool(param("create_if_missing", "true"), &so.create_if_missing);
+  so.parallelism = std::atoi(param("parallelism", "16").c_str());
+  so.lease_expiry = std::chrono::milliseconds(std::atoll(param("lease_expiry_ms", "10000").c_str()));
+  so.lease_renew = std::max(std::chrono::milliseconds(50), so.lease_expiry / 3);
+  so.max_item_count = std::atoi(param("max_item_count", "100").c_str());
+  so.checkpoint_interval = std::chrono::milliseconds(std::atoll(param("checkpoint_interval_ms", "1000").c_str()));
+  so.max_idle_poll = std::chrono::milliseconds(std::atoll(param("max_idle_poll_ms", "1000").c_str()));
+  if (e.role == "events") {
+    auto r = CosmosEventStore::open(account->client, so);
+    if (!r) return r.status();
+    e.feed = r->get();
+    e.events = std::move(*r);
+  } else {
+    auto r = CosmosSnapshotStore::open(account->client, so);
+    if (!r) return r.status();
+    e.snapshots = std::move(*r);
+  }
+  return Status::ok();
+}
+
+void StoreSet::attach_metrics(MetricsRegistry& registry) {
+  registry_ = &registry;
+  for (auto& [id, account] : accounts_) account->client->metrics().attach(registry.probe(account->probe_id, "cosmos"));
 }
 
 Result<EventStore*> StoreSet::event_store(const std::string& name) {

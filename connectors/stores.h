@@ -22,10 +22,15 @@ class StoreSet final : public StoreProvider {
   Result<EventStore*> event_store(const std::string& name) override;
   Result<ChangeFeed*> change_feed(const std::string& name) override;
   Result<SnapshotStore*> snapshot_store(const std::string& name) override;
+  void attach_metrics(MetricsRegistry& registry) override;
 
  private:
   struct Entry;
+  struct Account;
   Result<Entry*> entry(const std::string& name, const char* role);
+  Status open_cosmos(const graph::StoreDef& def, Entry& e);
+  std::map<std::string, std::unique_ptr<Account>> accounts_;  // one Cosmos client per account
+  MetricsRegistry* registry_ = nullptr;
   std::map<std::string, graph::StoreDef> defs_;
   std::string data_dir_;
   std::map<std::string, std::unique_ptr<Entry>> open_;

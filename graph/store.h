@@ -66,6 +66,14 @@ class EventStore {
 
   // The first result recorded for `command_id`, if any.
   virtual Result<std::optional<AppendResult>> find_command(const std::string& command_id) = 0;
+  // The same, for a caller that knows the command's stream (the command lanes): a store
+  // partitioned by stream (Cosmos DB) then looks in that one partition instead of all.
+  // A command id belongs to one stream (the command names it), so both answer alike.
+  virtual Result<std::optional<AppendResult>> find_command_in(const std::string& stream,
+                                                              const std::string& command_id) {
+    (void)stream;
+    return find_command(command_id);
+  }
 
   // Current version of a stream (0 = absent).
   virtual Result<uint64_t> stream_version(const std::string& stream) = 0;
@@ -75,6 +83,17 @@ class EventStore {
 class ChangeFeed {
  public:
   virtual ~ChangeFeed() = default;
+
+  // The feed one subscriber reads, from its start until the process ends. A store with
+  // global positions (RocksDB, memory) returns itself. A store without them (Cosmos DB,
+  // whose change feed is per partition key range) returns a per-subscriber view whose
+  // positions are synthetic and process-local: valid only with that view, starting from
+  // the subscriber's persisted checkpoint (load_checkpoint returns 0 then). Owned by this
+  // feed and lives as long as it.
+  virtual Result<ChangeFeed*> subscribe(const std::string& subscriber) {
+    (void)subscriber;
+    return this;
+  }
 
   // Up to `max` events with position > after, in position order.
   virtual Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) = 0;
@@ -106,6 +125,8 @@ class SnapshotStore {
 
 namespace orderflow {
 
+class MetricsRegistry;
+
 // Hands out the stores named under `stores:` in a graph definition, by role. Owned by
 // whoever opened them (connectors::StoreSet); outlives the pipeline that uses them.
 class StoreProvider {
@@ -114,6 +135,9 @@ class StoreProvider {
   virtual Result<EventStore*> event_store(const std::string& name) = 0;
   virtual Result<ChangeFeed*> change_feed(const std::string& name) = 0;
   virtual Result<SnapshotStore*> snapshot_store(const std::string& name) = 0;
+  // Stores that keep their own figures (Cosmos request units, throttles) register probes
+  // in the pipeline's registry; called by the builder before any store is used.
+  virtual void attach_metrics(MetricsRegistry& registry) { (void)registry; }
 };
 
 }  // namespace orderflow

@@ -127,6 +127,33 @@ void register_node_kinds(graph::KindRegistry& r) {
   KindSpec mem;
   mem.name = "memory";
   r.add_store_kind(mem);
+
+  KindSpec cosmos;
+  cosmos.name = "cosmos";
+  ParamSpec endpoint = p_string("endpoint", "", "https://ACCOUNT.documents.azure.com:443 (http:// only for a local stand-in)");
+  endpoint.required = true;
+  ParamSpec database = p_string("database", "", "database id");
+  database.required = true;
+  ParamSpec container = p_string("container", "", "container id (events: partitioned by /streamId; snapshots: by /id)");
+  container.required = true;
+  ParamSpec create;
+  create.name = "create_if_missing";
+  create.type = ParamType::kBool;
+  create.default_value = "true";
+  create.help = "create the database and containers when missing";
+  cosmos.params = {endpoint, database, container,
+                   p_string("key_env", "COSMOS_KEY", "environment variable holding the account's master key"),
+                   p_string("ca_file", "", "PEM file of a CA to trust (emulators); default: the system store"),
+                   p_string("leases_container", "leases", "container of the change-feed lease documents"),
+                   create,
+                   p_int("parallelism", "16", 1, 256, "concurrent requests of one group commit"),
+                   p_int("lease_expiry_ms", "10000", 100, 3600000, "a lease not renewed this long is free"),
+                   p_int("max_item_count", "100", 1, 10000, "change-feed page size"),
+                   p_int("checkpoint_interval_ms", "1000", 0, 600000,
+                         "change-feed checkpoints reach the lease documents at most this often"),
+                   p_int("max_idle_poll_ms", "1000", 0, 60000,
+                         "an idle partition key range is polled at least this often (backoff after 304)")};
+  r.add_store_kind(cosmos);
 }
 
 Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& stores,
@@ -134,6 +161,7 @@ Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& 
   BuiltPipeline built;
   built.pipeline = std::make_unique<Pipeline>(options.threads);
   Pipeline& p = *built.pipeline;
+  stores.attach_metrics(p.metrics());
 
   auto wanted = [&](const graph::NodeDef& n) {
     return options.service.empty() || n.service.empty() || n.service == options.service;

@@ -181,7 +181,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       }
     }
     // A repeat of a committed command returns the first result and decides nothing.
-    auto found = events_->find_command(env->command.command_id());
+    auto found = events_->find_command_in(env->stream, env->command.command_id());
     if (!found) {
       probe().add_error(found.status().to_string());
       env->complete(failed(Status::unavailable(found.status().message())));
@@ -455,9 +455,20 @@ void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
 
 void ChangeFeedNode::run(FeedSubscriber* sub) {
   NodeProbe& sp = sub->subscriber_probe();
+  ChangeFeed* feed = nullptr;  // this subscriber's view: positions below are in its terms
+  for (;;) {
+    auto f = feed_->subscribe(sub->subscriber_id());
+    if (f) {
+      feed = *f;
+      break;
+    }
+    sp.add_error("cannot subscribe: " + f.status().to_string());
+    if (!running_) return;
+    sleep_ms(200);
+  }
   uint64_t checkpoint = 0;  // persisted: every event up to here is fully handled
   for (;;) {
-    auto cp = feed_->load_checkpoint(sub->subscriber_id());
+    auto cp = feed->load_checkpoint(sub->subscriber_id());
     if (cp) {
       checkpoint = *cp;
       break;
@@ -502,7 +513,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       outstanding.pop_front();
     }
     if (advanced != checkpoint) {
-      if (auto cs = feed_->save_checkpoint(sub->subscriber_id(), advanced); !cs) {
+      if (auto cs = feed->save_checkpoint(sub->subscriber_id(), advanced); !cs) {
         sp.add_error(cs.to_string());
         return false;
       }
@@ -516,18 +527,18 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   while (running_) {
     settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
     batch.clear();
-    if (auto s = feed_->read(read_pos, batch_, &batch); !s) {
+    if (auto s = feed->read(read_pos, batch_, &batch); !s) {
       probe().add_error(s.to_string());
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);
       continue;
     }
-    const uint64_t head = feed_->head();
+    const uint64_t head = feed->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
       if (outstanding.empty()) {
         sp.set_gauge("lag_seconds", 0);
-        feed_->wait(read_pos, std::chrono::milliseconds(poll_ms_));
+        feed->wait(read_pos, std::chrono::milliseconds(poll_ms_));
       } else if (outstanding.front().ticket) {
         outstanding.front().ticket->wait_for(std::chrono::milliseconds(poll_ms_));
       }

@@ -9,8 +9,24 @@ packages=(
   libprotobuf-dev protobuf-compiler librocksdb-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
-  curl
+  curl openssl
 )
+
+# The Cosmos DB test stand-in (npm @vercel/cosmosdb-server, pinned by tests/cosmos/package-lock.json).
+install_cosmos_standin() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/cosmos"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing nodejs and npm"
+    ${SUDO:-} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if [ ! -f "$dir/node_modules/@vercel/cosmosdb-server/package.json" ] ||
+     ! grep -q '"version": "1.0.1"' "$dir/node_modules/@vercel/cosmosdb-server/package.json"; then
+    echo "deps: npm ci in tests/cosmos"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,15 +35,18 @@ for p in "${packages[@]}"; do
   fi
 done
 
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
+  install_cosmos_standin
   exit 0
 fi
 
 echo "deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_cosmos_standin
 echo "deps: done"

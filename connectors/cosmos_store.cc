@@ -1,0 +1,950 @@
+#include "connectors/cosmos_store.h"
+
+#include <cpprest/asyncrt_utils.h>
+#include <cpprest/json.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <atomic>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "connectors/append_plan.h"
+
+namespace orderflow::connectors {
+namespace {
+
+using web::json::value;
+using Clock = std::chrono::steady_clock;
+
+std::string b64(const std::string& bytes) {
+  return utility::conversions::to_base64(std::vector<unsigned char>(bytes.begin(), bytes.end()));
+}
+
+bool unb64(const std::string& text, std::string* out) {
+  try {
+    auto v = utility::conversions::from_base64(text);
+    out->assign(v.begin(), v.end());
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string pk_header(const std::string& key) {
+  value a = value::array(1);
+  a[0] = value::string(key);
+  return a.serialize();
+}
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The message field of a Cosmos error body, if any (never the request, so never the key).
+std::string error_message(const CosmosResponse& r) {
+  try {
+    value v = value::parse(r.body);
+    if (v.is_object() && v.has_field("message") && v.at("message").is_string()) {
+      std::string m = v.at("message").as_string();
+      if (m.size() > 300) m.resize(300);
+      return m;
+    }
+  } catch (const std::exception&) {
+  }
+  return std::string();
+}
+
+Status status_of(const CosmosResponse& r, const std::string& what) {
+  std::string m = error_message(r);
+  return cosmos_status(r.http_status, r.sub_status, m.empty() ? what : what + ": " + m);
+}
+
+Result<value> parse_json(const std::string& body, const std::string& what) {
+  try {
+    return value::parse(body);
+  } catch (const std::exception& ex) {
+    return Status::io_error("undecodable answer to " + what + ": " + ex.what());
+  }
+}
+
+uint64_t u64(const value& v, const char* field) {
+  if (!v.has_field(field)) return 0;
+  const value& f = v.at(field);
+  if (!f.is_number()) return 0;
+  return static_cast<uint64_t>(f.as_number().to_double());
+}
+
+std::string str(const value& v, const char* field) {
+  if (!v.has_field(field) || !v.at(field).is_string()) return std::string();
+  return v.at(field).as_string();
+}
+
+// The LSN in a change-feed continuation ("\"123\"") or session token ("0:-1#123").
+uint64_t lsn_of(const std::string& s) {
+  size_t i = s.rfind('#');
+  std::string digits;
+  for (size_t k = (i == std::string::npos ? 0 : i + 1); k < s.size(); ++k)
+    if (std::isdigit(static_cast<unsigned char>(s[k]))) digits.push_back(s[k]);
+  return digits.empty() ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
+}
+
+CosmosRequest make(const std::string& method, const std::string& type, const std::string& link,
+                   const std::string& path, const std::string& op, const std::string& scope) {
+  CosmosRequest r;
+  r.method = method;
+  r.resource_type = type;
+  r.resource_link = link;
+  r.path = path;
+  r.op = op;
+  r.session_scope = scope;
+  return r;
+}
+
+// A query in one partition (or across partitions when key is null), every page.
+Result<std::vector<value>> query_all(CosmosClient& c, const std::string& coll, const std::string& sql,
+                                     const std::vector<std::pair<std::string, value>>& params,
+                                     const std::string* partition_key, const std::string& op) {
+  value body = value::object();
+  body["query"] = value::string(sql);
+  value ps = value::array(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    value p = value::object();
+    p["name"] = value::string(params[i].first);
+    p["value"] = params[i].second;
+    ps[i] = p;
+  }
+  body["parameters"] = ps;
+  std::vector<value> out;
+  std::string continuation;
+  for (int page = 0; page < 100000; ++page) {
+    CosmosRequest r = make("POST", "docs", coll, coll + "/docs", op, coll);
+    r.body = body.serialize();
+    r.headers = {{"content-type", "application/query+json"}, {"x-ms-documentdb-isquery", "True"},
+                 {"x-ms-max-item-count", "1000"}};
+    if (partition_key) {
+      r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(*partition_key));
+    } else {
+      r.headers.emplace_back("x-ms-documentdb-query-enablecrosspartition", "True");
+    }
+    if (!continuation.empty()) r.headers.emplace_back("x-ms-continuation", continuation);
+    auto resp = c.send(r);
+    if (!resp) return resp.status();
+    if (resp->http_status != 200) return status_of(*resp, "query " + coll);
+    auto v = parse_json(resp->body, "query " + coll);
+    if (!v) return v.status();
+    if (!v->has_field("Documents") || !v->at("Documents").is_array())
+      return Status::io_error("query " + coll + ": answer without Documents");
+    for (const auto& d : v->at("Documents").as_array()) out.push_back(d);
+    continuation = resp->header("x-ms-continuation");
+    if (continuation.empty()) break;
+  }
+  return out;
+}
+
+std::string random_write_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(now_us()));
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+bool valid_id(const std::string& id) {
+  if (id.empty() || id.size() > 255) return false;
+  for (char c : id)
+    if (c == '/' || c == '\\' || c == '?' || c == '#') return false;
+  return true;
+}
+
+}  // namespace
+
+void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn) {
+  if (n == 0) return;
+  const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, workers)));
+  if (threads == 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
+Status cosmos_ensure_container(CosmosClient& c, const std::string& db, const std::string& coll,
+                               const std::string& partition_path, const std::vector<std::string>& unique_keys) {
+  value d = value::object();
+  d["id"] = value::string(db);
+  CosmosRequest r = make("POST", "dbs", "", "dbs", "setup", "");
+  r.body = d.serialize();
+  auto resp = c.send(r);
+  if (!resp) return resp.status();
+  if (resp->http_status != 201 && resp->http_status != 409) return status_of(*resp, "create database " + db);
+  value spec = value::object();
+  spec["id"] = value::string(coll);
+  value pk = value::object();
+  value paths = value::array(1);
+  paths[0] = value::string(partition_path);
+  pk["paths"] = paths;
+  pk["kind"] = value::string("Hash");
+  spec["partitionKey"] = pk;
+  if (!unique_keys.empty()) {
+    value keys = value::array(unique_keys.size());
+    for (size_t i = 0; i < unique_keys.size(); ++i) {
+      value k = value::object();
+      value p = value::array(1);
+      p[0] = value::string(unique_keys[i]);
+      k["paths"] = p;
+      keys[i] = k;
+    }
+    value policy = value::object();
+    policy["uniqueKeys"] = keys;
+    spec["uniqueKeyPolicy"] = policy;
+  }
+  r = make("POST", "colls", "dbs/" + db, "dbs/" + db + "/colls", "setup", "");
+  r.body = spec.serialize();
+  resp = c.send(r);
+  if (!resp) return resp.status();
+  if (resp->http_status != 201 && resp->http_status != 409) return status_of(*resp, "create container " + coll);
+  return Status::ok();
+}
+
+// ---- event store ------------------------------------------------------------------------
+
+CosmosEventStore::CosmosEventStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options)
+    : client_(std::move(client)), options_(std::move(options)) {}
+
+CosmosEventStore::~CosmosEventStore() = default;
+
+Result<std::unique_ptr<CosmosEventStore>> CosmosEventStore::open(std::shared_ptr<CosmosClient> client,
+                                                                 const CosmosStoreOptions& options) {
+  if (!valid_id(options.database) || !valid_id(options.container) || !valid_id(options.leases_container))
+    return Status::invalid_argument("cosmos database and container names must be 1-255 characters without / \\ ? #");
+  std::unique_ptr<CosmosEventStore> s(new CosmosEventStore(std::move(client), options));
+  if (options.create_if_missing) {
+    if (auto st = cosmos_ensure_container(*s->client_, options.database, options.container, "/streamId",
+                                          {"/commandId"});
+        !st)
+      return st;
+    if (auto st = cosmos_ensure_container(*s->client_, options.database, options.leases_container, "/subscriber", {});
+        !st)
+      return st;
+  } else {
+    const std::string link = s->coll_link();
+    auto resp = s->client_->send(make("GET", "colls", link, link, "setup", ""));
+    if (!resp) return resp.status();
+    if (resp->http_status != 200) return status_of(*resp, "open container " + link);
+  }
+  return s;
+}
+
+std::string CosmosEventStore::coll_link() const { return "dbs/" + options_.database + "/colls/" + options_.container; }
+
+uint64_t CosmosEventStore::commands_appended() const {
+  std::lock_guard lock(mu_);
+  return commands_;
+}
+
+void CosmosEventStore::remember_version(const std::string& stream, uint64_t version) {
+  std::lock_guard lock(mu_);
+  if (versions_.size() > 1000000) versions_.clear();
+  uint64_t& v = versions_[stream];
+  v = std::max(v, version);
+}
+
+Result<uint64_t> CosmosEventStore::query_version(const std::string& stream, const char* op) {
+  auto docs = query_all(*client_, coll_link(),
+                        "SELECT TOP 1 c.lastVersion FROM c WHERE c.streamId = @s ORDER BY c.lastVersion DESC",
+                        {{"@s", value::string(stream)}}, &stream, op);
+  if (!docs) return docs.status();
+  uint64_t v = docs->empty() ? 0 : u64(docs->front(), "lastVersion");
+  remember_version(stream, v);
+  return v;
+}
+
+Result<uint64_t> CosmosEventStore::stream_version(const std::string& stream) {
+  return query_version(stream, "read_stream");
+}
+
+Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::string* stream,
+                                                                    const std::string& command_id, const char* op,
+                                                                    std::string* write_id) {
+  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId FROM c WHERE c.commandId = @c";
+  std::vector<std::pair<std::string, value>> params{{"@c", value::string(command_id)}};
+  if (stream) {
+    sql += " AND c.streamId = @s";
+    params.emplace_back("@s", value::string(*stream));
+  }
+  auto docs = query_all(*client_, coll_link(), sql, params, stream, op);
+  if (!docs) return docs.status();
+  if (docs->empty()) return std::optional<AppendResult>();
+  AppendResult r;
+  r.stream = str(docs->front(), "streamId");
+  r.first_version = u64(docs->front(), "firstVersion");
+  r.last_version = u64(docs->front(), "lastVersion");
+  if (write_id) *write_id = str(docs->front(), "writeId");
+  return std::optional<AppendResult>(r);
+}
+
+Result<std::optional<AppendResult>> CosmosEventStore::find_command(const std::string& command_id) {
+  return query_command(nullptr, command_id, "find_command");
+}
+
+Result<std::optional<AppendResult>> CosmosEventStore::find_command_in(const std::string& stream,
+                                                                      const std::string& command_id) {
+  return query_command(&stream, command_id, "find_command");
+}
+
+Status CosmosEventStore::read_stream(const std::string& stream, uint64_t from_version,
+                                     std::vector<RecordedEvent>* out) {
+  auto docs = query_all(*client_, coll_link(),
+                        "SELECT * FROM c WHERE c.streamId = @s AND c.lastVersion >= @v ORDER BY c.firstVersion",
+                        {{"@s", value::string(stream)}, {"@v", value::number(static_cast<double>(from_version))}},
+                        &stream, "read_stream");
+  if (!docs) return docs.status();
+  uint64_t last = 0;
+  for (const auto& d : *docs) {
+    const uint64_t first = u64(d, "firstVersion");
+    if (!d.has_field("events") || !d.at("events").is_array()) return Status::io_error("corrupt commit in " + stream);
+    const auto& events = d.at("events").as_array();
+    uint64_t v = first;
+    for (const auto& e : events) {
+      if (v >= from_version) {
+        RecordedEvent r;
+        r.stream = stream;
+        r.version = v;
+        r.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
+        r.command_id = str(d, "commandId");
+        if (!e.is_string() || !unb64(e.as_string(), &r.payload))
+          return Status::io_error("undecodable event " + std::to_string(v) + " of " + stream);
+        out->push_back(std::move(r));
+      }
+      ++v;
+    }
+    last = std::max(last, v - 1);
+  }
+  // The last version read is a commit boundary, and so is 0 for a stream without
+  // documents: the commit then skips its version query (a stale one only collides).
+  if (last > 0 || from_version <= 1) remember_version(stream, last);
+  return Status::ok();
+}
+
+bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res) {
+  const uint64_t first = req.expected_version + 1;
+  const uint64_t last = req.expected_version + req.events.size();
+  const std::string id = req.stream + ":" + std::to_string(first);
+  value doc = value::object();
+  doc["id"] = value::string(id);
+  doc["streamId"] = value::string(req.stream);
+  doc["firstVersion"] = value::number(static_cast<double>(first));
+  doc["lastVersion"] = value::number(static_cast<double>(last));
+  doc["commandId"] = value::string(req.command_id);
+  // Tells this write from another writer's identical one when a lost answer is retried.
+  const std::string write_id = random_write_id();
+  doc["writeId"] = value::string(write_id);
+  doc["committedAtUs"] = value::number(static_cast<double>(now_us()));
+  value events = value::array(req.events.size());
+  for (size_t i = 0; i < req.events.size(); ++i) events[i] = value::string(b64(req.events[i]));
+  doc["events"] = events;
+  const std::string coll = coll_link();
+  CosmosRequest r = make("POST", "docs", coll, coll + "/docs", "append", coll);
+  r.body = doc.serialize();
+  r.headers = {{"x-ms-documentdb-partitionkey", pk_header(req.stream)}};
+  auto resp = client_->send(r);
+  res.stream = req.stream;
+  res.first_position = res.last_position = 0;
+  if (!resp) {
+    res.status = resp.status();
+    return false;
+  }
+  if (resp->http_status == 201) {
+    res.status = Status::ok();
+    res.first_version = first;
+    res.last_version = last;
+    remember_version(req.stream, last);
+    return true;
+  }
+  if (resp->http_status != 409) {
+    res.status = status_of(*resp, "append to " + req.stream);
+    return false;
+  }
+  // 409: the slot is taken (a concurrent commit at this version, or our own earlier try
+  // whose answer was lost), or the command id is already in the stream (unique key).
+  std::string found_write;
+  auto found = query_command(&req.stream, req.command_id, "append", &found_write);
+  if (!found) {
+    res.status = found.status();
+    return false;
+  }
+  if (found->has_value()) {
+    const AppendResult& f = **found;
+    res.status = Status::ok();
+    res.first_version = f.first_version;
+    res.last_version = f.last_version;
+    res.duplicate = found_write != write_id;  // our own write when its answer was lost
+    remember_version(req.stream, f.last_version);
+    return !res.duplicate;
+  }
+  auto actual = query_version(req.stream, "append");
+  res.actual_version = actual ? *actual : 0;
+  res.status = Status::conflict("stream " + req.stream + " already has version " + std::to_string(first) +
+                                " (now at " + std::to_string(res.actual_version) + ")");
+  return false;
+}
+
+std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendRequest>& batch) {
+  // 1. The store's version of every stream whose expected version is not the one we saw
+  //    last (in parallel). A stream we saw at exactly the expected version skips this: if
+  //    someone wrote since, the create below collides on the id.
+  std::vector<std::string> unknown;
+  {
+    std::set<std::string> seen;
+    std::lock_guard lock(mu_);
+    for (const auto& req : batch) {
+      if (!seen.insert(req.stream).second || req.stream.empty()) continue;
+      auto it = versions_.find(req.stream);
+      if (it == versions_.end() || it->second != req.expected_version) unknown.push_back(req.stream);
+    }
+  }
+  std::vector<Result<uint64_t>> fetched(unknown.size(), Status::internal("not queried"));
+  parallel_for(unknown.size(), options_.parallelism,
+               [&](size_t i) { fetched[i] = query_version(unknown[i], "append"); });
+  std::unordered_map<std::string, Result<uint64_t>> known;
+  for (size_t i = 0; i < unknown.size(); ++i) known.emplace(unknown[i], fetched[i]);
+
+  // 2. The shared append rules (chains, in-batch repeats, expected versions). Store-level
+  //    repeats are found by the unique key on create, or below for requests that conflict.
+  AppendLookups lookups{
+      [](const std::string&) -> Result<std::optional<AppendResult>> { return std::optional<AppendResult>(); },
+      [&](const std::string& stream) -> Result<uint64_t> {
+        if (auto it = known.find(stream); it != known.end()) return it->second;
+        std::lock_guard lock(mu_);
+        return versions_[stream];
+      }};
+  std::vector<AppendResult> results;
+  std::vector<PlannedAppend> plan = plan_append(batch, 0, lookups, results);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].stream.empty() || valid_id(batch[i].stream)) continue;
+    results[i] = AppendResult{};
+    results[i].stream = batch[i].stream;
+    results[i].status = Status::invalid_argument("stream id '" + batch[i].stream + "' is not a valid Cosmos id");
+    plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const PlannedAppend& p) { return p.request == i; }),
+               plan.end());
+  }
+  // A conflict may be a repeated command decided on older state: report it as a duplicate.
+  std::vector<size_t> conflicts;
+  for (size_t i = 0; i < batch.size(); ++i)
+    if (results[i].status.code() == StatusCode::kConflict && results[i].actual_version != batch[i].expected_version &&
+        !batch[i].command_id.empty())
+      conflicts.push_back(i);
+  parallel_for(conflicts.size(), options_.parallelism, [&](size_t k) {
+    const size_t i = conflicts[k];
+    auto found = query_command(&batch[i].stream, batch[i].command_id, "append");
+    if (found && found->has_value()) {
+      AppendResult& r = results[i];
+      r = **found;
+      r.status = Status::ok();
+      r.duplicate = true;
+    }
+  });
+  for (auto& r : results) r.first_position = r.last_position = 0;
+
+  // 3. Write: streams in parallel, each stream's requests in order; after a request of a
+  //    stream fails, the later ones of that stream (decided on it) fail as conflicts.
+  std::vector<std::vector<size_t>> by_stream;
+  {
+    std::unordered_map<std::string, size_t> index;
+    for (const auto& p : plan) {
+      auto [it, fresh] = index.try_emplace(batch[p.request].stream, by_stream.size());
+      if (fresh) by_stream.emplace_back();
+      by_stream[it->second].push_back(p.request);
+    }
+  }
+  std::atomic<uint64_t> committed{0};
+  parallel_for(by_stream.size(), options_.parallelism, [&](size_t s) {
+    bool failed = false;
+    for (size_t i : by_stream[s]) {
+      if (failed) {
+        results[i] = AppendResult{};
+        results[i].stream = batch[i].stream;
+        results[i].status = Status::conflict("an earlier command of stream " + batch[i].stream + " in the batch failed");
+        continue;
+      }
+      if (write_commit(batch[i], results[i])) {
+        committed.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        failed = true;
+      }
+    }
+  });
+  uint64_t commands;
+  {
+    std::lock_guard lock(mu_);
+    commands_ += committed.load();
+    commands = commands_;
+  }
+  if (commands > 0)
+    client_->metrics().set_gauge("ru_per_command", client_->metrics().totals().request_units / static_cast<double>(commands));
+  return results;
+}
+
+Result<ChangeFeed*> CosmosEventStore::subscribe(const std::string& subscriber) {
+  if (!valid_id(subscriber) || subscriber.find("..") != std::string::npos)
+    return Status::invalid_argument("subscriber name '" + subscriber + "' is not usable in a lease id");
+  std::lock_guard lock(mu_);
+  auto& view = views_[subscriber];
+  if (!view) view = std::make_unique<CosmosFeedView>(*this, subscriber);
+  return static_cast<ChangeFeed*>(view.get());
+}
+
+Status CosmosEventStore::read(uint64_t, size_t, std::vector<RecordedEvent>*) {
+  return Status::invalid_argument("the Cosmos change feed is read through subscribe(subscriber)");
+}
+void CosmosEventStore::wait(uint64_t, std::chrono::milliseconds timeout) { std::this_thread::sleep_for(timeout); }
+Result<uint64_t> CosmosEventStore::load_checkpoint(const std::string&) {
+  return Status::invalid_argument("the Cosmos change feed keeps checkpoints per subscribe(subscriber) view");
+}
+Status CosmosEventStore::save_checkpoint(const std::string&, uint64_t) {
+  return Status::invalid_argument("the Cosmos change feed keeps checkpoints per subscribe(subscriber) view");
+}
+
+// ---- change feed view ----------------------------------------------------------------------
+
+namespace {
+std::string default_owner() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  std::random_device rd;
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 1000000);
+}
+}  // namespace
+
+CosmosFeedView::CosmosFeedView(CosmosEventStore& store, std::string subscriber)
+    : store_(store),
+      subscriber_(std::move(subscriber)),
+      owner_(store.options().instance.empty() ? default_owner() : store.options().instance) {}
+
+CosmosFeedView::~CosmosFeedView() {
+  if (!store_.options().release_leases_on_close) return;
+  std::lock_guard lock(mu_);
+  for (auto& [range, o] : owned_) {
+    // Hand the range back at the last checkpoint so another instance takes it at once.
+    std::string etag;
+    write_lease(range, o.lease_etag, "", o.saved, &etag);
+  }
+}
+
+std::vector<std::string> CosmosFeedView::owned_ranges() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [r, o] : owned_) out.push_back(r);
+  return out;
+}
+
+Status CosmosFeedView::write_lease(const std::string& range, const std::string& etag, const std::string& owner,
+                                   const std::string& continuation, std::string* new_etag) {
+  const auto& o = store_.options();
+  const std::string coll = "dbs/" + o.database + "/colls/" + o.leases_container;
+  const std::string id = subscriber_ + ".." + range;
+  value doc = value::object();
+  doc["id"] = value::string(id);
+  doc["subscriber"] = value::string(subscriber_);
+  doc["range"] = value::string(range);
+  doc["owner"] = value::string(owner);
+  doc["continuation"] = value::string(continuation);
+  doc["timestamp"] = value::number(static_cast<double>(wall_ms()));
+  CosmosRequest r;
+  if (etag.empty()) {
+    r = make("POST", "docs", coll, coll + "/docs", "leases", coll);
+  } else {
+    r = make("PUT", "docs", coll + "/docs/" + id, coll + "/docs/" + id, "leases", coll);
+    r.headers.emplace_back("If-Match", etag);
+  }
+  r.body = doc.serialize();
+  r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(subscriber_));
+  auto resp = store_.client().send(r);
+  if (!resp) return resp.status();
+  if (resp->http_status != 200 && resp->http_status != 201) return status_of(*resp, "lease " + id);
+  *new_etag = resp->header("etag");
+  return Status::ok();
+}
+
+Status CosmosFeedView::balance() {
+  std::lock_guard lock(mu_);
+  return lease_cycle();
+}
+
+Status CosmosFeedView::lease_cycle() {
+  last_cycle_ = Clock::now();
+  const auto& o = store_.options();
+  CosmosClient& c = store_.client();
+  const std::string events = "dbs/" + o.database + "/colls/" + o.container;
+  const std::string leases = "dbs/" + o.database + "/colls/" + o.leases_container;
+  // 1. The partition key ranges of the events container.
+  auto resp = c.send(make("GET", "pkranges", events, events + "/pkranges", "leases", ""));
+  if (!resp) return resp.status();
+  if (resp->http_status != 200) return status_of(*resp, "list partition key ranges");
+  auto listed = parse_json(resp->body, "pkranges");
+  if (!listed) return listed.status();
+  if (!listed->has_field("PartitionKeyRanges")) return Status::io_error("pkranges answer without PartitionKeyRanges");
+  ranges_.clear();
+  for (const auto& r : listed->at("PartitionKeyRanges").as_array()) ranges_.push_back(str(r, "id"));
+
+  // 2. The leases of this subscriber; missing ones are created free.
+  auto docs = query_all(c, leases, "SELECT * FROM c WHERE c.subscriber = @s", {{"@s", value::string(subscriber_)}},
+                        &subscriber_, "leases");
+  if (!docs) return docs.status();
+  struct Lease {
+    std::string owner, continuation, etag;
+    int64_t timestamp = 0;
+  };
+  std::map<std::string, Lease> current;
+  for (const auto& d : *docs)
+    current[str(d, "range")] = Lease{str(d, "owner"), str(d, "continuation"), str(d, "_etag"),
+                                     static_cast<int64_t>(u64(d, "timestamp"))};
+  for (const auto& range : ranges_) {
+    if (current.count(range)) continue;
+    std::string etag;
+    Status s = write_lease(range, "", "", "", &etag);
+    if (s) {
+      current[range] = Lease{"", "", etag, 0};
+    } else if (s.code() != StatusCode::kConflict) {
+      return s;
+    }
+  }
+  const int64_t now = wall_ms();
+  auto alive = [&](const Lease& l) { return !l.owner.empty() && now - l.timestamp < o.lease_expiry.count(); };
+
+  // 3. Renew what is ours; notice what was taken.
+  for (auto it = owned_.begin(); it != owned_.end();) {
+    auto l = current.find(it->first);
+    if (l == current.end() || l->second.owner != owner_) {
+      it = owned_.erase(it);  // stolen (or its lease vanished): the new owner goes on from its checkpoint
+      continue;
+    }
+    std::string etag;
+    Status s = write_lease(it->first, l->second.etag, owner_, it->second.saved, &etag);
+    if (!s) {
+      if (s.code() == StatusCode::kConflict) {
+        it = owned_.erase(it);
+        continue;
+      }
+      return s;
+    }
+    it->second.lease_etag = etag;
+    it->second.dirty = false;
+    l->second.etag = etag;
+    l->second.timestamp = now;
+    ++it;
+  }
+
+  // 4. Fair share: ranges / live owners (this one included).
+  std::map<std::string, int> held;
+  held[owner_] = static_cast<int>(owned_.size());
+  for (const auto& [range, l] : current)
+    if (alive(l) && l.owner != owner_) held[l.owner]++;
+  const int fair = static_cast<int>((ranges_.size() + held.size() - 1) / held.size());
+  auto take = [&](const std::string& range, Lease& l) {
+    std::string etag;
+    if (!write_lease(range, l.etag, owner_, l.continuation, &etag)) return;  // lost the race: fine
+    Owned mine;
+    mine.lease_etag = etag;
+    mine.saved = mine.fetched = l.continuation;
+    mine.epoch = ++epoch_;
+    owned_[range] = mine;
+  };
+  for (const auto& range : ranges_) {
+    if (static_cast<int>(owned_.size()) >= fair) break;
+    auto& l = current[range];
+    if (owned_.count(range) || (alive(l) && l.owner != owner_)) continue;
+    take(range, l);  // free, expired, or ours from an earlier holding
+  }
+  // 5. Steal one range from an owner above its fair share.
+  if (static_cast<int>(owned_.size()) < fair) {
+    for (auto& [range, l] : current) {
+      if (!alive(l) || l.owner == owner_ || held[l.owner] <= fair) continue;
+      take(range, l);
+      break;
+    }
+  }
+  c.metrics().set_gauge("leases_" + subscriber_ + "_" + owner_, static_cast<double>(owned_.size()));
+  return Status::ok();
+}
+
+void CosmosFeedView::publish_lag(const std::string& range, const Owned& o) {
+  const uint64_t saved = lsn_of(o.saved);
+  store_.client().metrics().set_gauge("lag_lsn_" + subscriber_ + "_range_" + range,
+                                      o.head_lsn > saved ? static_cast<double>(o.head_lsn - saved) : 0.0);
+}
+
+Status CosmosFeedView::fetch(uint64_t after, size_t want) {
+  const auto& opts = store_.options();
+  const std::string coll = "dbs/" + opts.database + "/colls/" + opts.container;
+  std::vector<std::string> order;
+  for (const auto& [r, o] : owned_) order.push_back(r);
+  if (order.empty()) return Status::ok();
+  Status last_error;
+  for (size_t k = 0; k < order.size() && next_pos_ - 1 < after + want; ++k) {
+    const std::string& range = order[(round_robin_ + k) % order.size()];
+    Owned& o = owned_[range];
+    const auto now = Clock::now();
+    if (now < o.next_poll) continue;
+    CosmosRequest r = make("GET", "docs", coll, coll + "/docs", "change_feed", "");
+    r.headers = {{"A-IM", "Incremental feed"},
+                 {"x-ms-documentdb-partitionkeyrangeid", range},
+                 {"x-ms-max-item-count", std::to_string(opts.max_item_count)}};
+    if (!o.fetched.empty()) r.headers.emplace_back("If-None-Match", o.fetched);
+    auto resp = store_.client().send(r);
+    if (!resp) {
+      last_error = resp.status();
+      continue;
+    }
+    if (auto t = resp->header("x-ms-session-token"); !t.empty()) o.head_lsn = lsn_of(t);
+    if (resp->http_status == 304) {
+      if (auto e = resp->header("etag"); !e.empty()) o.fetched = e;
+      o.idle_backoff = std::min(opts.max_idle_poll, std::max(std::chrono::milliseconds(10), o.idle_backoff * 2));
+      o.next_poll = now + o.idle_backoff;
+      publish_lag(range, o);
+      continue;
+    }
+    o.idle_backoff = std::chrono::milliseconds(0);
+    o.next_poll = now;
+    if (resp->http_status != 200) {
+      last_error = status_of(*resp, "change feed of range " + range);
+      continue;
+    }
+    auto body = parse_json(resp->body, "change feed");
+    if (!body) return body.status();
+    if (!body->has_field("Documents")) return Status::io_error("change feed answer without Documents");
+    for (const auto& d : body->at("Documents").as_array()) {
+      if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
+      uint64_t v = u64(d, "firstVersion");
+      for (const auto& e : d.at("events").as_array()) {
+        RecordedEvent ev;
+        ev.stream = str(d, "streamId");
+        ev.version = v++;
+        ev.position = next_pos_++;
+        ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
+        ev.command_id = str(d, "commandId");
+        if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
+          return Status::io_error("undecodable event in the change feed of " + ev.stream);
+        buffer_.push_back(std::move(ev));
+      }
+    }
+    o.fetched = resp->header("etag");
+    pages_.push_back(Page{range, o.epoch, next_pos_ - 1, o.fetched});
+    publish_lag(range, o);
+  }
+  round_robin_ = (round_robin_ + 1) % std::max<size_t>(1, order.size());
+  return last_error;
+}
+
+Status CosmosFeedView::read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) {
+  std::lock_guard lock(mu_);
+  if (Clock::now() - last_cycle_ >= store_.options().lease_renew) {
+    if (Status s = lease_cycle(); !s && owned_.empty()) return s;
+  }
+  const uint64_t from = std::max(after, checkpoint_);
+  if (next_pos_ - 1 <= from && max > 0) {
+    Status s = fetch(from, max);
+    if (!s && next_pos_ - 1 <= from) return s;
+  }
+  for (uint64_t p = from + 1; p < next_pos_ && out->size() < max; ++p) out->push_back(buffer_[p - checkpoint_ - 1]);
+  return Status::ok();
+}
+
+uint64_t CosmosFeedView::head() {
+  std::lock_guard lock(mu_);
+  return next_pos_ - 1;
+}
+
+void CosmosFeedView::wait(uint64_t after, std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lock(mu_);
+    if (next_pos_ - 1 > after) return;
+  }
+  std::this_thread::sleep_for(timeout);
+}
+
+Result<uint64_t> CosmosFeedView::load_checkpoint(const std::string& subscriber) {
+  if (subscriber != subscriber_) return Status::invalid_argument("this view belongs to subscriber " + subscriber_);
+  std::lock_guard lock(mu_);
+  if (Status s = lease_cycle(); !s) return s;
+  return checkpoint_;
+}
+
+Status CosmosFeedView::save_checkpoint(const std::string& subscriber, uint64_t position) {
+  if (subscriber != subscriber_) return Status::invalid_argument("this view belongs to subscriber " + subscriber_);
+  std::lock_guard lock(mu_);
+  if (position >= next_pos_) return Status::invalid_argument("checkpoint beyond the events read");
+  while (checkpoint_ < position && !buffer_.empty()) {
+    buffer_.pop_front();
+    ++checkpoint_;
+  }
+  checkpoint_ = std::max(checkpoint_, position);
+  while (!pages_.empty() && pages_.front().last_pos <= position) {
+    const Page& p = pages_.front();
+    auto it = owned_.find(p.range);
+    if (it != owned_.end() && it->second.epoch == p.epoch) {
+      it->second.saved = p.continuation;
+      it->second.dirty = true;
+    }
+    pages_.pop_front();
+  }
+  // Lease writes cost request units: batch checkpoints, renewals write what is pending.
+  if (Clock::now() - last_lease_write_ < store_.options().checkpoint_interval) return Status::ok();
+  last_lease_write_ = Clock::now();
+  Status result;
+  for (auto it = owned_.begin(); it != owned_.end();) {
+    if (!it->second.dirty) {
+      ++it;
+      continue;
+    }
+    std::string etag;
+    Status s = write_lease(it->first, it->second.lease_etag, owner_, it->second.saved, &etag);
+    if (s) {
+      it->second.lease_etag = etag;
+      it->second.dirty = false;
+      publish_lag(it->first, it->second);
+    } else if (s.code() == StatusCode::kConflict) {
+      it = owned_.erase(it);  // taken by another instance: it redelivers from its checkpoint
+      continue;
+    } else {
+      result = s;  // stays dirty: written by the next checkpoint or lease renewal
+    }
+    ++it;
+  }
+  return result;
+}
+
+// ---- snapshot store -------------------------------------------------------------------------
+
+CosmosSnapshotStore::CosmosSnapshotStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options)
+    : client_(std::move(client)), options_(std::move(options)) {}
+
+Result<std::unique_ptr<CosmosSnapshotStore>> CosmosSnapshotStore::open(std::shared_ptr<CosmosClient> client,
+                                                                       const CosmosStoreOptions& options) {
+  if (!valid_id(options.database) || !valid_id(options.container))
+    return Status::invalid_argument("cosmos database and container names must be 1-255 characters without / \\ ? #");
+  std::unique_ptr<CosmosSnapshotStore> s(new CosmosSnapshotStore(std::move(client), options));
+  if (options.create_if_missing) {
+    if (auto st = cosmos_ensure_container(*s->client_, options.database, options.container, "/id", {}); !st) return st;
+  }
+  return s;
+}
+
+Result<CosmosSnapshotStore::Stored> CosmosSnapshotStore::read_stored(const std::string& stream, Snapshot* out,
+                                                                     const char* op) {
+  if (!valid_id(stream)) return Status::invalid_argument("stream id '" + stream + "' is not a valid Cosmos id");
+  const std::string coll = "dbs/" + options_.database + "/colls/" + options_.container;
+  CosmosRequest r = make("GET", "docs", coll + "/docs/" + stream, coll + "/docs/" + stream, op, coll);
+  r.headers = {{"x-ms-documentdb-partitionkey", pk_header(stream)}};
+  auto resp = client_->send(r);
+  if (!resp) return resp.status();
+  Stored st;
+  if (resp->http_status == 404) return st;
+  if (resp->http_status != 200) return status_of(*resp, "read snapshot " + stream);
+  auto doc = parse_json(resp->body, "snapshot " + stream);
+  if (!doc) return doc.status();
+  st.version = u64(*doc, "version");
+  st.etag = resp->header("etag");
+  if (st.etag.empty()) st.etag = str(*doc, "_etag");
+  if (out) {
+    out->version = st.version;
+    if (!unb64(str(*doc, "state"), &out->state)) return Status::io_error("undecodable snapshot of " + stream);
+  }
+  return st;
+}
+
+Result<Snapshot> CosmosSnapshotStore::get(const std::string& stream) {
+  Snapshot snap;
+  auto st = read_stored(stream, &snap, "snapshot_get");
+  if (!st) return st.status();
+  {
+    std::lock_guard lock(mu_);
+    if (stored_.size() > 1000000) stored_.clear();
+    stored_[stream] = *st;
+  }
+  return snap;
+}
+
+Status CosmosSnapshotStore::put_one(const std::string& stream, const Snapshot& snap) {
+  const std::string coll = "dbs/" + options_.database + "/colls/" + options_.container;
+  Stored known;
+  bool cached;
+  {
+    std::lock_guard lock(mu_);
+    auto it = stored_.find(stream);
+    cached = it != stored_.end();
+    if (cached) known = it->second;
+  }
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (!cached) {
+      auto st = read_stored(stream, nullptr, "snapshot_put");
+      if (!st) return st.status();
+      known = *st;
+    }
+    if (known.version >= snap.version && !known.etag.empty()) return Status::ok();  // not newer: a no-op
+    value doc = value::object();
+    doc["id"] = value::string(stream);
+    doc["version"] = value::number(static_cast<double>(snap.version));
+    doc["state"] = value::string(b64(snap.state));
+    CosmosRequest r;
+    if (known.etag.empty()) {
+      r = make("POST", "docs", coll, coll + "/docs", "snapshot_put", coll);
+    } else {
+      r = make("PUT", "docs", coll + "/docs/" + stream, coll + "/docs/" + stream, "snapshot_put", coll);
+      r.headers.emplace_back("If-Match", known.etag);
+    }
+    r.body = doc.serialize();
+    r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(stream));
+    auto resp = client_->send(r);
+    if (!resp) return resp.status();
+    if (resp->http_status == 200 || resp->http_status == 201) {
+      std::lock_guard lock(mu_);
+      stored_[stream] = Stored{snap.version, resp->header("etag")};
+      return Status::ok();
+    }
+    // 409 (created meanwhile), 412 (changed meanwhile), 404 (deleted): read again, decide again.
+    if (resp->http_status != 409 && resp->http_status != 412 && resp->http_status != 404)
+      return status_of(*resp, "write snapshot " + stream);
+    cached = false;
+  }
+  return Status::unavailable("snapshot of " + stream + " kept changing under concurrent writers");
+}
+
+Status CosmosSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {
+  // Entries of one stream in order (a later, older one must not win); streams in parallel.
+  std::vector<std::vector<size_t>> by_stream;
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!valid_id(entries[i].first))
+      return Status::invalid_argument("stream id '" + entries[i].first + "' is not a valid Cosmos id");
+    auto [it, fresh] = index.try_emplace(entries[i].first, by_stream.size());
+    if (fresh) by_stream.emplace_back();
+    by_stream[it->second].push_back(i);
+  }
+  std::vector<Status> status(by_stream.size());
+  parallel_for(by_stream.size(), options_.parallelism, [&](size_t s) {
+    for (size_t i : by_stream[s]) {
+      status[s] = put_one(entries[i].first, entries[i].second);
+      if (!status[s]) return;
+    }
+  });
+  for (const auto& s : status)
+    if (!s) return s;
+  return Status::ok();
+}
+
+}  // namespace orderflow::connectors

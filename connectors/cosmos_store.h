@@ -1,0 +1,207 @@
+// Cosmos DB stores (`kind: cosmos`): event store, change feed and snapshot store over the
+// SQL API's REST interface (CosmosClient).
+//
+// Event store: one container partitioned by /streamId, one document per commit:
+//   {id: "{stream}:{firstVersion}", streamId, firstVersion, lastVersion, commandId,
+//    writeId, committedAtUs, events: [base64 payload, ...]}
+// with a unique key /commandId (unique per stream). The id is a function of the stream
+// and the version the commit starts at, so two commits decided on the same version
+// collide: the second create gets 409 and surfaces as kConflict (the command is
+// re-decided on fresh state). A 409 caused by the unique key is a repeated command id:
+// the first result is returned as a duplicate, unless the document carries this write's
+// random writeId (the answer to our own create was lost and the retry collided with it). The expected version is checked before the
+// create unless the store last saw the stream at exactly that version; a stale view only
+// ever makes the create collide, never succeed wrongly. Appends of one group commit run
+// in parallel across streams, in order within a stream; each document is durable when its
+// create returns (Cosmos has no cross-partition transaction, so a group commit is not
+// atomic: each request gets its own result). Cosmos has no global position: positions in
+// AppendResult and read_stream are 0; the change feed assigns synthetic ones.
+//
+// Change feed: subscribe(name) gives each subscriber a view that reads the partition key
+// ranges it holds leases for with "A-IM: Incremental feed", merges them into one
+// process-local sequence with synthetic positions, and on save_checkpoint writes, per
+// range, the continuation that covers the position into the range's lease document in
+// the leases container (partitioned by /subscriber):
+//   {id: "{subscriber}..{range}", subscriber, range, owner, continuation, timestamp}
+// Leases are acquired when free or expired, renewed every lease_renew, stolen from an
+// owner holding more than its fair share, and all writes use If-Match so two instances
+// never both own a range. Delivery is at least once (in order per stream).
+//
+// Snapshot store: a container partitioned by /id: {id: stream, version, state: base64};
+// writes use If-Match on the stored etag, so an older projection never overwrites a newer
+// one (a 412 re-reads and re-decides).
+//
+// All classes are thread-safe; views returned by subscribe() are used by one thread each.
+// Owned by the StoreSet; they share the account's CosmosClient.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "connectors/cosmos_client.h"
+#include "graph/store.h"
+
+namespace orderflow::connectors {
+
+struct CosmosStoreOptions {
+  std::string database;                  // required
+  std::string container;                 // required: events or snapshots container
+  std::string leases_container = "leases";
+  bool create_if_missing = true;         // default true: create database and containers
+  int parallelism = 16;                  // default 16: concurrent requests of one group commit
+  std::string instance;                  // lease owner name; default host-pid-random
+  std::chrono::milliseconds lease_expiry{10000};  // default 10 s without renewal frees a lease
+  std::chrono::milliseconds lease_renew{3000};    // default 3 s between lease cycles
+  int max_item_count = 100;              // default 100: change-feed page size
+  // default 1 s: continuations reach the lease at most this often (and at every lease
+  // renewal and on close); a crash redelivers at most this much more.
+  std::chrono::milliseconds checkpoint_interval{1000};
+  std::chrono::milliseconds max_idle_poll{1000};  // default 1 s: slowest poll of an idle range
+  bool release_leases_on_close = true;   // default true; false leaves them as a crash would
+};
+
+// Creates the database and a container if missing (409 = exists).
+Status cosmos_ensure_container(CosmosClient& client, const std::string& database, const std::string& container,
+                               const std::string& partition_path, const std::vector<std::string>& unique_keys);
+
+class CosmosEventStore;
+
+// One subscriber's view of the Cosmos change feed (see above). Created by
+// CosmosEventStore::subscribe, owned by the store; used by the subscriber's one thread
+// (owned_ranges() may be called from any thread).
+class CosmosFeedView final : public ChangeFeed {
+ public:
+  CosmosFeedView(CosmosEventStore& store, std::string subscriber);
+  ~CosmosFeedView() override;  // releases its leases unless release_leases_on_close is false
+
+  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
+  uint64_t head() override;
+  void wait(uint64_t after, std::chrono::milliseconds timeout) override;
+  Result<uint64_t> load_checkpoint(const std::string& subscriber) override;
+  Status save_checkpoint(const std::string& subscriber, uint64_t position) override;
+
+  std::vector<std::string> owned_ranges() const;
+  const std::string& owner() const { return owner_; }
+  // Runs a lease cycle now (acquire, renew with pending checkpoints, steal); normally
+  // done inside read() every lease_renew.
+  Status balance();
+
+ private:
+  struct Owned {
+    std::string lease_etag;
+    std::string saved;     // continuation in the lease (checkpointed)
+    std::string fetched;   // continuation after the last page read into the buffer
+    uint64_t epoch = 0;    // which holding of the range: pages of an older one are ignored
+    bool dirty = false;    // saved not yet written to the lease
+    uint64_t head_lsn = 0; // latest LSN the range reported (x-ms-session-token)
+    // A range that answered 304 is polled less often, up to max_idle_poll: idle ranges
+    // then cost little (each poll is a request charge).
+    std::chrono::milliseconds idle_backoff{0};
+    std::chrono::steady_clock::time_point next_poll{};
+  };
+  struct Page {
+    std::string range;
+    uint64_t epoch;
+    uint64_t last_pos;        // last synthetic position of the page's events
+    std::string continuation; // the range's continuation after the page
+  };
+  Status lease_cycle();
+  Status write_lease(const std::string& range, const std::string& etag, const std::string& owner,
+                     const std::string& continuation, std::string* new_etag);
+  Status fetch(uint64_t after, size_t want);  // reads owned ranges until `want` events follow `after`
+  void publish_lag(const std::string& range, const Owned& o);
+
+  CosmosEventStore& store_;
+  const std::string subscriber_;
+  const std::string owner_;
+  mutable std::mutex mu_;
+  std::deque<RecordedEvent> buffer_;   // positions checkpoint_+1 .. next_pos_-1
+  uint64_t next_pos_ = 1;
+  uint64_t checkpoint_ = 0;
+  std::deque<Page> pages_;
+  std::map<std::string, Owned> owned_;
+  std::vector<std::string> ranges_;
+  uint64_t epoch_ = 0;
+  size_t round_robin_ = 0;
+  std::chrono::steady_clock::time_point last_cycle_{};
+  std::chrono::steady_clock::time_point last_lease_write_{};
+};
+
+class CosmosEventStore final : public EventStore, public ChangeFeed {
+ public:
+  static Result<std::unique_ptr<CosmosEventStore>> open(std::shared_ptr<CosmosClient> client,
+                                                        const CosmosStoreOptions& options);
+  ~CosmosEventStore() override;
+
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override;
+  Status read_stream(const std::string& stream, uint64_t from_version, std::vector<RecordedEvent>* out) override;
+  Result<std::optional<AppendResult>> find_command(const std::string& command_id) override;
+  Result<std::optional<AppendResult>> find_command_in(const std::string& stream,
+                                                      const std::string& command_id) override;
+  Result<uint64_t> stream_version(const std::string& stream) override;
+
+  // The change feed is only read through per-subscriber views.
+  Result<ChangeFeed*> subscribe(const std::string& subscriber) override;
+  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
+  uint64_t head() override { return 0; }
+  void wait(uint64_t after, std::chrono::milliseconds timeout) override;
+  Result<uint64_t> load_checkpoint(const std::string& subscriber) override;
+  Status save_checkpoint(const std::string& subscriber, uint64_t position) override;
+
+  CosmosClient& client() { return *client_; }
+  const CosmosStoreOptions& options() const { return options_; }
+  uint64_t commands_appended() const;
+
+ private:
+  CosmosEventStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options);
+  std::string coll_link() const;
+  Result<std::optional<AppendResult>> query_command(const std::string* stream, const std::string& command_id,
+                                                    const char* op, std::string* write_id = nullptr);
+  Result<uint64_t> query_version(const std::string& stream, const char* op);
+  void remember_version(const std::string& stream, uint64_t version);
+  // Writes one planned request's document; fills `res`. False when it did not commit.
+  bool write_commit(const AppendRequest& req, AppendResult& res);
+
+  std::shared_ptr<CosmosClient> client_;
+  const CosmosStoreOptions options_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint64_t> versions_;  // last version seen per stream (a doc boundary)
+  uint64_t commands_ = 0;
+  std::map<std::string, std::unique_ptr<CosmosFeedView>> views_;
+};
+
+class CosmosSnapshotStore final : public SnapshotStore {
+ public:
+  static Result<std::unique_ptr<CosmosSnapshotStore>> open(std::shared_ptr<CosmosClient> client,
+                                                           const CosmosStoreOptions& options);
+  Result<Snapshot> get(const std::string& stream) override;
+  // Entries of different streams are written in parallel; not one atomic write.
+  Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+
+ private:
+  struct Stored {
+    uint64_t version = 0;
+    std::string etag;  // empty = absent
+  };
+  CosmosSnapshotStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options);
+  Result<Stored> read_stored(const std::string& stream, Snapshot* out, const char* op);
+  Status put_one(const std::string& stream, const Snapshot& snap);
+
+  std::shared_ptr<CosmosClient> client_;
+  const CosmosStoreOptions options_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Stored> stored_;  // last known version and etag per stream
+};
+
+// Runs fn(0..n-1) on up to `workers` threads; returns when all are done.
+void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn);
+
+}  // namespace orderflow::connectors

@@ -1,0 +1,203 @@
+// Tests of the Cosmos DB stand-in launcher's own behaviour (node --test).
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert");
+const { spawn } = require("node:child_process");
+const crypto = require("node:crypto");
+const path = require("node:path");
+const readline = require("node:readline");
+
+const KEY = crypto.randomBytes(64).toString("base64");
+
+function start(extra = []) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, "launcher.js"), "--host", "127.0.0.1", "--port", "0",
+      "--key", KEY, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+    const timer = setTimeout(() => reject(new Error("launcher did not start")), 10000);
+    readline.createInterface({ input: child.stdout }).once("line", line => {
+      clearTimeout(timer);
+      resolve({ child, base: `http://127.0.0.1:${JSON.parse(line).port}` });
+    });
+    child.once("error", reject);
+  });
+}
+
+function auth(verb, pathname, key = KEY) {
+  const segs = pathname.split("/").filter(Boolean);
+  const type = segs.length % 2 ? segs[segs.length - 1] : segs[segs.length - 2] || "";
+  const link = segs.length % 2 ? segs.slice(0, -1).join("/") : segs.join("/");
+  const date = new Date().toUTCString();
+  const text = `${verb.toLowerCase()}\n${type}\n${link}\n${date.toLowerCase()}\n\n`;
+  const sig = crypto.createHmac("sha256", Buffer.from(key, "base64")).update(text).digest("base64");
+  return { authorization: encodeURIComponent(`type=master&ver=1.0&sig=${sig}`), "x-ms-date": date, "x-ms-version": "2018-12-31" };
+}
+
+async function call(base, verb, pathname, { body, headers = {}, key } = {}) {
+  const res = await fetch(base + pathname, {
+    method: verb,
+    headers: { ...auth(verb, pathname, key), "content-type": "application/json", ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+async function setup(base) {
+  assert.equal((await call(base, "POST", "/dbs", { body: { id: "db" } })).status, 201);
+  const r = await call(base, "POST", "/dbs/db/colls", { body: { id: "events", partitionKey: { paths: ["/streamId"], kind: "Hash" } } });
+  assert.equal(r.status, 201);
+}
+
+function feed(base, range, etag, max) {
+  const headers = { "a-im": "Incremental feed", "x-ms-documentdb-partitionkeyrangeid": String(range) };
+  if (etag) headers["if-none-match"] = etag;
+  if (max) headers["x-ms-max-item-count"] = String(max);
+  return call(base, "GET", "/dbs/db/colls/events/docs", { headers });
+}
+
+test("signature check: a valid token passes, a wrong key or missing date gets 401", async () => {
+  const { child, base } = await start();
+  try {
+    assert.equal((await call(base, "GET", "/dbs")).status, 200);
+    const wrong = await call(base, "GET", "/dbs", { key: crypto.randomBytes(64).toString("base64") });
+    assert.equal(wrong.status, 401);
+    assert.match(wrong.body.message, /authorization token/);
+    const res = await fetch(`${base}/dbs`, { headers: { authorization: auth("GET", "/dbs").authorization } });
+    assert.equal(res.status, 401);
+    // A token signed for another resource does not open this one.
+    const h = auth("GET", "/dbs/other");
+    assert.equal((await fetch(`${base}/dbs/db`, { headers: h })).status, 401);
+  } finally {
+    child.kill();
+  }
+});
+
+test("missing document point read is 404, present one is 200 with its etag", async () => {
+  const { child, base } = await start();
+  try {
+    await setup(base);
+    const pk = { "x-ms-documentdb-partitionkey": JSON.stringify(["s1"]) };
+    assert.equal((await call(base, "GET", "/dbs/db/colls/events/docs/nope", { headers: pk })).status, 404);
+    const created = await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id: "s1:1", streamId: "s1" }, headers: pk });
+    assert.equal(created.status, 201);
+    const got = await call(base, "GET", "/dbs/db/colls/events/docs/s1:1", { headers: pk });
+    assert.equal(got.status, 200);
+    assert.equal(got.headers.get("etag"), created.body._etag);
+    // The same id under another partition key is a different (missing) document.
+    const other = { "x-ms-documentdb-partitionkey": JSON.stringify(["s2"]) };
+    assert.equal((await call(base, "GET", "/dbs/db/colls/events/docs/s1:1", { headers: other })).status, 404);
+    // A second create of the same id conflicts.
+    assert.equal((await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id: "s1:1", streamId: "s1" }, headers: pk })).status, 409);
+  } finally {
+    child.kill();
+  }
+});
+
+test("incremental change feed per range with continuation, max item count and 304", async () => {
+  const { child, base } = await start(["--ranges", "4"]);
+  try {
+    await setup(base);
+    const ranges = await call(base, "GET", "/dbs/db/colls/events/pkranges");
+    assert.equal(ranges.status, 200);
+    assert.deepEqual(ranges.body.PartitionKeyRanges.map(r => r.id), ["0", "1", "2", "3"]);
+    assert.equal(ranges.body.PartitionKeyRanges[0].minInclusive, "");
+    assert.equal(ranges.body.PartitionKeyRanges[3].maxExclusive, "FF");
+    const written = [];
+    for (let i = 0; i < 40; i += 1) {
+      const s = `s${i % 10}`;
+      const id = `${s}:${Math.floor(i / 10) + 1}`;
+      const r = await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id, streamId: s }, headers: { "x-ms-documentdb-partitionkey": JSON.stringify([s]) } });
+      assert.equal(r.status, 201);
+      written.push(id);
+    }
+    const seen = [];
+    const etags = [];
+    const rangeOfStream = new Map();
+    for (let range = 0; range < 4; range += 1) {
+      let etag;
+      for (;;) {
+        const r = await feed(base, range, etag, 3);
+        if (r.status === 304) {
+          assert.ok(r.headers.get("etag"));
+          break;
+        }
+        assert.equal(r.status, 200);
+        assert.ok(r.body.Documents.length <= 3);
+        assert.equal(r.headers.get("x-ms-item-count"), String(r.body.Documents.length));
+        let last = 0;
+        for (const d of r.body.Documents) {
+          assert.ok(d._lsn > last, "oldest first");
+          last = d._lsn;
+          seen.push(d.id);
+          if (rangeOfStream.has(d.streamId)) assert.equal(rangeOfStream.get(d.streamId), range, "a stream lives in one range");
+          rangeOfStream.set(d.streamId, range);
+        }
+        etag = r.headers.get("etag");
+        assert.equal(etag, `"${last}"`);
+      }
+      etags.push(etag);
+    }
+    assert.deepEqual(seen.slice().sort(), written.slice().sort(), "every document once over all ranges");
+    assert.ok(new Set(rangeOfStream.values()).size > 1, "streams spread over several ranges");
+    // Nothing new: 304 on every range; a new write shows up only after its range's continuation.
+    for (let range = 0; range < 4; range += 1) assert.equal((await feed(base, range, etags[range])).status, 304);
+    await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id: "s3:5", streamId: "s3" }, headers: { "x-ms-documentdb-partitionkey": JSON.stringify(["s3"]) } });
+    let found = 0;
+    for (let range = 0; range < 4; range += 1) {
+      const r = await feed(base, range, etags[range]);
+      if (r.status === 200) {
+        assert.deepEqual(r.body.Documents.map(d => d.id), ["s3:5"]);
+        found += 1;
+      }
+    }
+    assert.equal(found, 1);
+    // Streams in different ranges: the session token names the range and its latest LSN.
+    const r0 = await feed(base, 0);
+    assert.match(r0.headers.get("x-ms-session-token") || "", /^0:-1#\d+$/);
+    assert.equal((await feed(base, 9)).status, 400);
+  } finally {
+    child.kill();
+  }
+});
+
+test("fault injection: the next N requests answer 429 with x-ms-retry-after-ms, then normal", async () => {
+  const { child, base } = await start();
+  try {
+    const set = await fetch(`${base}/_launcher/faults`, { method: "POST", body: JSON.stringify({ status: 429, count: 2, retryAfterMs: 15 }) });
+    assert.equal(set.status, 200);
+    const a = await call(base, "GET", "/dbs");
+    assert.equal(a.status, 429);
+    assert.equal(a.headers.get("x-ms-retry-after-ms"), "15");
+    assert.equal((await call(base, "GET", "/dbs")).status, 429);
+    assert.equal((await call(base, "GET", "/dbs")).status, 200);
+    await fetch(`${base}/_launcher/faults`, { method: "POST", body: JSON.stringify({ status: 503, count: 1, method: "POST" }) });
+    assert.equal((await call(base, "GET", "/dbs")).status, 200);  // GET does not match
+    assert.equal((await call(base, "POST", "/dbs", { body: { id: "x" } })).status, 503);
+    let stats = await (await fetch(`${base}/_launcher/stats`)).json();
+    assert.equal(stats.faults, 3);
+    // "after": the request is carried out, only its answer is replaced.
+    await fetch(`${base}/_launcher/faults`, { method: "POST", body: JSON.stringify({ status: 503, count: 1, after: true }) });
+    assert.equal((await call(base, "POST", "/dbs", { body: { id: "lost" } })).status, 503);
+    assert.equal((await call(base, "GET", "/dbs/lost")).status, 200);
+    stats = await (await fetch(`${base}/_launcher/stats`)).json();
+    assert.equal(stats.faults, 4);
+  } finally {
+    child.kill();
+  }
+});
+
+test("request charges follow the documented rough costs: writes cost more than reads", async () => {
+  const { child, base } = await start();
+  try {
+    await setup(base);
+    const pk = { "x-ms-documentdb-partitionkey": JSON.stringify(["s"]) };
+    const w = await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id: "s:1", streamId: "s" }, headers: pk });
+    const r = await call(base, "GET", "/dbs/db/colls/events/docs/s:1", { headers: pk });
+    assert.ok(Number(w.headers.get("x-ms-request-charge")) >= 5);
+    assert.ok(Number(r.headers.get("x-ms-request-charge")) >= 1);
+    assert.ok(Number(w.headers.get("x-ms-request-charge")) > Number(r.headers.get("x-ms-request-charge")));
+  } finally {
+    child.kill();
+  }
+});
