@@ -110,6 +110,7 @@ void write_run(JsonWriter& w, const RunResult& r) {
   w.field("cpu_user_s", r.cpu_user_s)
       .field("cpu_system_s", r.cpu_sys_s)
       .field("cpu_cores_used", r.seconds > 0 ? (r.cpu_user_s + r.cpu_sys_s) / r.seconds : 0.0)
+      .field("cpu_us_per_event", r.events > 0 ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / static_cast<double>(r.events) : 0.0)
       .field("peak_rss_mb", r.peak_rss_mb)
       .field("mean_commit_group", r.mean_commit_group);
   w.key("nodes").begin_array();
@@ -192,21 +193,24 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
                                   " stockings")
                                      .c_str(),
               o.runs, o.runs == 1 ? "" : "s", machine_line().c_str());
-  std::printf("\n%-24s %9s %10s %9s %8s %8s %8s %8s %8s %8s %6s %7s\n", "configuration", "cmd/s", "events/s",
-              "orders/s", "c.p50ms", "c.p99ms", "c.p999", "pj.p50", "pj.p99", "cpu s", "cores", "rss MB");
+  std::printf("\n%-24s %9s %10s %9s %8s %8s %8s %8s %8s %8s %6s %7s %7s\n", "configuration", "cmd/s", "events/s",
+              "orders/s", "c.p50ms", "c.p99ms", "c.p999", "pj.p50", "pj.p99", "cpu s", "cores", "us/ev", "rss MB");
   for (const auto& s : summary) {
     const RunResult& m = s.median;
-    std::printf("%-24s %9.0f %10.0f %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %6.2f %7.0f\n", s.config.name().c_str(),
+    const double cpu = m.cpu_user_s + m.cpu_sys_s;
+    std::printf("%-24s %9.0f %10.0f %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %6.2f %7.1f %7.0f\n", s.config.name().c_str(),
                 m.commands_per_s, m.events_per_s, m.orders_per_s, m.commit.p50_ms, m.commit.p99_ms, m.commit.p999_ms,
-                m.projection.p50_ms, m.projection.p99_ms, m.cpu_user_s + m.cpu_sys_s,
-                m.seconds > 0 ? (m.cpu_user_s + m.cpu_sys_s) / m.seconds : 0, m.peak_rss_mb);
+                m.projection.p50_ms, m.projection.p99_ms, cpu, m.seconds > 0 ? cpu / m.seconds : 0,
+                m.events > 0 ? cpu * 1e6 / static_cast<double>(m.events) : 0, m.peak_rss_mb);
   }
   const double raw = median_baseline(report, "raw-rocksdb");
   const double cpu = median_baseline(report, "cpu-loop");
   if (raw > 0 || cpu > 0) {
     std::printf("\nbaselines (same run)       events/s\n");
     if (raw > 0) std::printf("%-24s %12.0f   synced WriteBatch of 1000 of the same events\n", "raw-rocksdb", raw);
-    if (cpu > 0) std::printf("%-24s %12.0f   decide/evolve/saga on one thread, no graph, no store\n", "cpu-loop", cpu);
+    if (cpu > 0)
+      std::printf("%-24s %12.0f   decide/evolve/saga on one thread, no graph, no store (%.1f us/event)\n", "cpu-loop", cpu,
+                  1e6 / cpu);
   }
   std::printf("\nratios (events/s)        %12s %12s %12s %12s\n", "/raw-rocksdb", "/cpu-loop", "/metrics-off",
               "/first-thr");
