@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "nodes/domain.h"
 
@@ -512,6 +513,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     const uint64_t head = feed_->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
+      sub->idle();
       if (outstanding.empty()) {
         sp.set_gauge("lag_seconds", 0);
         feed_->wait(read_pos, std::chrono::milliseconds(poll_ms_));
@@ -545,6 +547,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   }
   // Stopping: let the outstanding batches finish (their commands are still committed by
   // the running pipeline) and persist the checkpoint.
+  sub->idle();
   settle(kUntilAll);
 }
 
@@ -555,8 +558,40 @@ ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore
 
 Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
-  if (cache_.size() > 200000) cache_.clear();
-  std::unordered_map<std::string, bool> touched;
+  try {
+    if (cache_.size() > 200000) {
+      if (Status s = flush(); !s) return s;  // never drop a state that is not written yet
+      cache_.clear();
+    }
+    if (Status s = apply(batch); !s) {
+      abandon(s);
+      return s;
+    }
+    auto ticket = std::make_shared<BatchTicket>();
+    ticket->add();
+    if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
+    pending_.push_back(ticket);
+    if (pending_.size() >= kFlushBatches || std::chrono::steady_clock::now() - first_pending_ >= kFlushInterval)
+      flush();  // on failure the ticket carries the error
+    return ticket;
+  } catch (const std::exception& ex) {
+    // The feed waits for every ticket handed out before it redelivers: fail them all.
+    abandon(Status::internal(std::string("projection: ") + ex.what()));
+    return Status::internal(std::string("projection: ") + ex.what());
+  }
+}
+
+void ProjectionNode::idle() {
+  if (pending_.empty()) return;
+  BusyTimer timer(probe());
+  try {
+    flush();
+  } catch (const std::exception& ex) {
+    abandon(Status::internal(std::string("projection: ") + ex.what()));
+  }
+}
+
+Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
   v1::Event e;
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
@@ -574,6 +609,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
     }
     v1::StreamState& st = it->second;
     if (r.version <= st.version()) continue;  // already applied (redelivery)
+    dirty_[r.stream] = true;  // from here on the cached state may differ from the stored one
     if (r.version > st.version() + 1 && events_ != nullptr) {
       std::vector<RecordedEvent> gap;
       if (auto s = events_->read_stream(r.stream, st.version() + 1, &gap); !s) return s;
@@ -583,36 +619,51 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
         domain::evolve(st, e);
       }
     }
-    if (r.version != st.version() + 1) {
-      cache_.erase(it);
-      return Status::internal("projection gap in " + r.stream);
-    }
+    if (r.version != st.version() + 1) return Status::internal("projection gap in " + r.stream);
     if (!e.ParseFromString(r.payload)) {
       probe().add_error("undecodable event at position " + std::to_string(r.position));
       return Status::io_error("undecodable event at position " + std::to_string(r.position));
     }
     domain::evolve(st, e);
-    if (e.kind_case() == v1::Event::kOrderConfirmed) ++orders_confirmed_;
-    if (e.kind_case() == v1::Event::kOrderRejected) ++orders_rejected_;
-    touched[r.stream] = true;
+    // Counted when written: an abandoned write re-applies its events after redelivery.
+    if (e.kind_case() == v1::Event::kOrderConfirmed) ++unwritten_confirmed_;
+    if (e.kind_case() == v1::Event::kOrderRejected) ++unwritten_rejected_;
     probe().add_out();
     if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
   }
+  return Status::ok();
+}
+
+Status ProjectionNode::flush() {
   std::vector<std::pair<std::string, Snapshot>> entries;
-  entries.reserve(touched.size());
-  for (const auto& [stream, _] : touched) {
-    const auto& st = cache_[stream];
+  entries.reserve(dirty_.size());
+  for (const auto& [stream, _] : dirty_) {
+    const auto& st = cache_.at(stream);
     entries.push_back({stream, Snapshot{st.version(), st.SerializeAsString()}});
   }
+  if (auto s = snapshots_->put(entries); !s) {
+    probe().add_error(s.to_string());
+    abandon(s);
+    return s;
+  }
+  dirty_.clear();
+  orders_confirmed_ += std::exchange(unwritten_confirmed_, 0);
+  orders_rejected_ += std::exchange(unwritten_rejected_, 0);
   // Business totals for the monitor (since this process started).
   probe().set_gauge("orders_confirmed", static_cast<double>(orders_confirmed_));
   probe().set_gauge("orders_rejected", static_cast<double>(orders_rejected_));
-  auto s = snapshots_->put(entries);
-  if (!s) {
-    for (const auto& [stream, _] : touched) cache_.erase(stream);  // re-read what was really stored
-    return s;
-  }
-  return std::shared_ptr<BatchTicket>();
+  for (auto& t : pending_) t->finish(Status::ok());
+  pending_.clear();
+  return Status::ok();
+}
+
+void ProjectionNode::abandon(const Status& s) {
+  // Re-read what was really stored: the feed redelivers from its checkpoint.
+  for (const auto& [stream, _] : dirty_) cache_.erase(stream);
+  dirty_.clear();
+  unwritten_confirmed_ = unwritten_rejected_ = 0;
+  for (auto& t : pending_) t->finish(s);
+  pending_.clear();
 }
 
 // ---- saga -------------------------------------------------------------------------

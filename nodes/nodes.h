@@ -161,6 +161,9 @@ class FeedSubscriber {
   virtual const std::string& subscriber_id() const = 0;
   virtual NodeProbe& subscriber_probe() = 0;
   virtual Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) = 0;
+  // Called from the same thread when the feed has nothing new to deliver (and before it
+  // stops): a subscriber that holds tickets back to coalesce work must finish them now.
+  virtual void idle() {}
 };
 
 class ChangeFeedNode final : public RuntimeNode {
@@ -184,18 +187,36 @@ class ChangeFeedNode final : public RuntimeNode {
   std::atomic<bool> running_{false};
 };
 
+// Folds batches into its cache and writes the snapshots of the streams they touched once
+// for several batches: a batch's ticket completes when its snapshots are written (so the
+// feed's checkpoint never passes an unwritten state), after kFlushBatches batches,
+// kFlushInterval, or when the feed goes idle. Hot streams (a popular SKU's state holds
+// thousands of reservations) are then serialized and written once per flush, not per batch.
 class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
   ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
+  void idle() override;
+
+  static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
+  static constexpr std::chrono::milliseconds kFlushInterval{25};
 
  private:
+  Status apply(const std::vector<RecordedEvent>& batch);
+  Status flush();   // writes every dirty state, completes the pending tickets
+  void abandon(const Status& s);  // forget unwritten states, fail their tickets
+
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
-  std::unordered_map<std::string, v1::StreamState> cache_;  // feed thread only
-  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;       // feed thread only
+  // Feed thread only, all of them:
+  std::unordered_map<std::string, v1::StreamState> cache_;
+  std::unordered_map<std::string, bool> dirty_;               // applied, not yet written
+  std::vector<std::shared_ptr<BatchTicket>> pending_;         // batches waiting for the next flush
+  std::chrono::steady_clock::time_point first_pending_;
+  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;        // in written snapshots
+  uint64_t unwritten_confirmed_ = 0, unwritten_rejected_ = 0;  // in dirty states
 };
 
 class SagaNode final : public RuntimeNode, public FeedSubscriber {
