@@ -282,7 +282,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& conf
         // Latency counts from the scheduled time, so a stalled pipeline cannot hide
         // behind a driver that waits for it (coordinated omission).
         ingest = start_ns + static_cast<uint64_t>(static_cast<double>(i) * interval_ns);
-        for (uint64_t now = steady_ns(); now < ingest; now = steady_ns())
+        for (uint64_t now = steady_ns(); now + 1000 < ingest; now = steady_ns())
           sleep_us(static_cast<int>(std::min<uint64_t>((ingest - now) / 1000, 1000)));
       } else {
         if (by_duration && steady_ns() >= deadline_ns) break;

@@ -144,7 +144,10 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   auto plan = plan_append(batch, head, lookups, results);
   if (plan.empty()) return results;
 
-  rocksdb::WriteBatch wb;
+  size_t bytes = 0;
+  for (const auto& p : plan)
+    for (const auto& e : batch[p.request].events) bytes += e.size() + 2 * batch[p.request].stream.size() + 96;
+  rocksdb::WriteBatch wb(bytes);  // one allocation for the whole group
   const int64_t at = now_us();
   RecordedEvent rec;
   // Index and command keys are random; inserted in key order, each memtable insert starts

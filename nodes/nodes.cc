@@ -513,12 +513,12 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     const uint64_t head = feed_->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
-      sub->idle();
+      sub->idle(false);
       if (outstanding.empty()) {
         sp.set_gauge("lag_seconds", 0);
         feed_->wait(read_pos, std::chrono::milliseconds(poll_ms_));
       } else if (outstanding.front().ticket) {
-        outstanding.front().ticket->wait_for(std::chrono::milliseconds(poll_ms_));
+        outstanding.front().ticket->wait_for(std::min(kIdleRecheck, std::chrono::milliseconds(poll_ms_)));
       }
       continue;
     }
@@ -547,7 +547,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   }
   // Stopping: let the outstanding batches finish (their commands are still committed by
   // the running pipeline) and persist the checkpoint.
-  sub->idle();
+  sub->idle(true);
   settle(kUntilAll);
 }
 
@@ -581,8 +581,9 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
   }
 }
 
-void ProjectionNode::idle() {
+void ProjectionNode::idle(bool stopping) {
   if (pending_.empty()) return;
+  if (!stopping && std::chrono::steady_clock::now() - first_pending_ < kIdleFlushAge) return;
   BusyTimer timer(probe());
   try {
     flush();

@@ -161,9 +161,10 @@ class FeedSubscriber {
   virtual const std::string& subscriber_id() const = 0;
   virtual NodeProbe& subscriber_probe() = 0;
   virtual Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) = 0;
-  // Called from the same thread when the feed has nothing new to deliver (and before it
-  // stops): a subscriber that holds tickets back to coalesce work must finish them now.
-  virtual void idle() {}
+  // Called from the same thread when the feed has nothing new to deliver (again at least
+  // every few milliseconds while tickets are outstanding), and with stopping = true before
+  // it stops: a subscriber that holds tickets back to coalesce work must finish them then.
+  virtual void idle(bool /*stopping*/) {}
 };
 
 class ChangeFeedNode final : public RuntimeNode {
@@ -179,6 +180,7 @@ class ChangeFeedNode final : public RuntimeNode {
  private:
   void run(FeedSubscriber* s);
   static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
+  static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
   ChangeFeed* feed_;
   const size_t batch_;
   const int poll_ms_;
@@ -190,7 +192,7 @@ class ChangeFeedNode final : public RuntimeNode {
 // Folds batches into its cache and writes the snapshots of the streams they touched once
 // for several batches: a batch's ticket completes when its snapshots are written (so the
 // feed's checkpoint never passes an unwritten state), after kFlushBatches batches,
-// kFlushInterval, or when the feed goes idle. Hot streams (a popular SKU's state holds
+// kFlushInterval, or when the feed is idle and they are kIdleFlushAge old. Hot streams (a popular SKU's state holds
 // thousands of reservations) are then serialized and written once per flush, not per batch.
 class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
@@ -198,10 +200,12 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
-  void idle() override;
+  void idle(bool stopping) override;
 
   static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
   static constexpr std::chrono::milliseconds kFlushInterval{25};
+  // An idle feed flushes batches older than this (a low rate still coalesces a little).
+  static constexpr std::chrono::milliseconds kIdleFlushAge{5};
 
  private:
   Status apply(const std::vector<RecordedEvent>& batch);
