@@ -1,6 +1,7 @@
 #include "nodes/nodes.h"
 
 #include <cmath>
+#include <iterator>
 #include <random>
 #include <utility>
 
@@ -267,8 +268,35 @@ CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, s
 CommitNode::~CommitNode() { stop(); }
 
 Status CommitNode::start() {
+  completer_ = std::thread([this] { run_completions(); });
   writer_ = std::thread([this] { run(); });
   return Status::ok();
+}
+
+void CommitNode::run_completions() {
+  std::vector<std::pair<EnvelopePtr, Outcome>> work;
+  for (;;) {
+    {
+      std::unique_lock lock(done_mu_);
+      done_cv_.wait(lock, [&] { return !done_.empty() || done_stopping_; });
+      if (done_.empty()) return;
+      work.swap(done_);
+      completing_ = true;
+    }
+    for (auto& [env, outcome] : work) {
+      try {
+        lanes_->complete(env, outcome);
+      } catch (const std::exception& ex) {
+        probe().add_error(std::string("completion: ") + ex.what());
+      }
+    }
+    work.clear();  // the envelopes are released here, not on the writer
+    {
+      std::lock_guard lock(done_mu_);
+      completing_ = false;
+    }
+    done_idle_cv_.notify_all();
+  }
 }
 
 void CommitNode::enqueue(EnvelopePtr env) {
@@ -346,6 +374,8 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   }
   std::vector<AppendResult> results = events_->append(requests);
   const uint64_t now = steady_ns();
+  std::vector<std::pair<EnvelopePtr, Outcome>> written;
+  written.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     EnvelopePtr& env = batch[i];
     AppendResult& r = results[i];
@@ -364,7 +394,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       }
       probe().add_out();
       if (NodeProbe::enabled()) probe().record_latency_us((now - env->ingest_ns) / 1000);
-      lanes_->complete(env, o);
+      written.emplace_back(env, std::move(o));
       continue;
     }
     if (r.status.code() == StatusCode::kConflict) {
@@ -375,6 +405,16 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     probe().add_error(r.status.to_string());
     o.status = r.status;
     lanes_->complete(env, o);
+  }
+  if (!written.empty()) {
+    bool wake;
+    {
+      std::lock_guard lock(done_mu_);
+      wake = done_.empty();
+      if (done_.empty()) done_.swap(written);
+      else std::move(written.begin(), written.end(), std::back_inserter(done_));
+    }
+    if (wake) done_cv_.notify_one();
   }
   ++batches_;
   batched_commands_ += all.size();
@@ -398,8 +438,12 @@ void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
 }
 
 void CommitNode::drain(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+  {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+  }
+  std::unique_lock lock(done_mu_);
+  done_idle_cv_.wait_until(lock, deadline, [&] { return done_.empty() && !completing_; });
 }
 
 void CommitNode::stop() {
@@ -409,6 +453,12 @@ void CommitNode::stop() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(done_mu_);
+    done_stopping_ = true;  // the completer finishes what is queued, then exits
+  }
+  done_cv_.notify_all();
+  if (completer_.joinable()) completer_.join();
 }
 
 // ---- change feed ------------------------------------------------------------------

@@ -5,7 +5,8 @@
 //   LaneGroupNode    N serial multifunction_nodes; each keeps a stream-state cache, decides
 //                    and passes events to commit. Commands of one stream stay in order.
 //   CommitNode       group commit: a writer thread appends everything queued as one durable
-//                    write, then completes the commands (and re-routes conflicts).
+//                    write (and re-routes conflicts); a completer thread completes the
+//                    written commands while the writer starts the next group.
 //   ChangeFeedNode   one reader thread per subscriber, from its persisted checkpoint.
 //   ProjectionNode   folds events into snapshots (FeedSubscriber).
 //   SagaNode         issues reservation commands for events (FeedSubscriber).
@@ -110,6 +111,7 @@ class CommitNode final : public RuntimeNode {
  private:
   void enqueue(EnvelopePtr env);
   void run();
+  void run_completions();
   void commit(std::vector<EnvelopePtr>& batch);
   void retry_or_fail(EnvelopePtr& env, const Status& conflict);
 
@@ -129,6 +131,14 @@ class CommitNode final : public RuntimeNode {
   bool busy_ = false;               // guarded by mu_: a batch is being written
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;
+  // Written commands are completed (callbacks, lane bookkeeping, envelope release) on a
+  // second thread, so the writer starts the next group meanwhile.
+  std::mutex done_mu_;
+  std::condition_variable done_cv_, done_idle_cv_;
+  std::vector<std::pair<EnvelopePtr, Outcome>> done_;  // guarded by done_mu_
+  bool completing_ = false;         // guarded by done_mu_
+  bool done_stopping_ = false;      // guarded by done_mu_
+  std::thread completer_;
 };
 
 // Completion of a batch whose work finishes later (the saga's commands commit
