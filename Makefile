@@ -28,8 +28,9 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 
+BENCH_ARGS ?= --commands 50000 --runs 3 --threads 1,2 --store rocksdb,memory
 bench: build
-	$(BUILD)/bench/pipeline_bench
+	$(BUILD)/server/orderflow bench graphs/orders.yaml $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -8,7 +8,8 @@
 // append() writes a whole group commit as one WriteBatch (synced unless sync=false), so a
 // batch is all-or-nothing and positions follow commit order. A failed write is sticky: every
 // later append returns it (leveldb's bg_error_), because the in-memory version cache may no
-// longer match the disk. Thread-safe; append() serializes on a mutex.
+// longer match the disk. Checkpoints are written without a sync of their own (a lost one
+// means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
 //
 // RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes.
 #pragma once

@@ -58,6 +58,7 @@ void NodeProbe::add_error(const std::string& what) {
 }
 
 void NodeProbe::set_gauge(const std::string& name, double value) {
+  if (!enabled()) return;
   std::lock_guard lock(mu_);
   gauges_[name] = value;
 }

@@ -2,7 +2,10 @@
 //
 // A NodeProbe is owned by the MetricsRegistry (shared_ptr) and held by its node; counters
 // are relaxed atomics updated on the hot path without locks. Gauges and the last error are
-// set rarely (once per batch or per error) and take a small mutex. MetricsRegistry is
+// set rarely (once per batch or per error) and take a small mutex. Collection can be
+// switched off process-wide (NodeProbe::set_enabled(false), the metrics-off baseline of
+// `orderflow bench`): then counters, busy time, latency and gauges are not updated (one
+// relaxed load per call); errors are still counted. MetricsRegistry is
 // thread-safe; sample() is called about once a second by one thread to derive rates.
 #pragma once
 
@@ -51,14 +54,26 @@ class NodeProbe {
   const std::string& id() const { return id_; }
   const std::string& kind() const { return kind_; }
 
-  void add_in(uint64_t n = 1) { in_.fetch_add(n, std::memory_order_relaxed); }
-  void add_out(uint64_t n = 1) { out_.fetch_add(n, std::memory_order_relaxed); }
-  void add_busy_ns(uint64_t ns) { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
-  void queue_add(int64_t n) { queue_.fetch_add(n, std::memory_order_relaxed); }
-  void record_latency_us(uint64_t us) { latency_.record(us); }
-  void add_error(const std::string& what);  // counts and keeps the text of the last one
-  void set_gauge(const std::string& name, double value);
-  // When false, the node skips timing and latency recording (the "metrics off" baseline).
+  void add_in(uint64_t n = 1) {
+    if (enabled()) in_.fetch_add(n, std::memory_order_relaxed);
+  }
+  void add_out(uint64_t n = 1) {
+    if (enabled()) out_.fetch_add(n, std::memory_order_relaxed);
+  }
+  void add_busy_ns(uint64_t ns) {
+    if (enabled()) busy_ns_.fetch_add(ns, std::memory_order_relaxed);
+  }
+  void queue_add(int64_t n) {
+    if (enabled()) queue_.fetch_add(n, std::memory_order_relaxed);
+  }
+  void record_latency_us(uint64_t us) {
+    if (enabled()) latency_.record(us);
+  }
+  void add_error(const std::string& what);  // counts and keeps the text of the last one (always)
+  void set_gauge(const std::string& name, double value);  // no-op while disabled
+  // Process-wide switch, default on. When off, every probe call above except add_error
+  // does nothing and BusyTimer reads no clock (the "metrics off" baseline). Switch it
+  // only while no pipeline runs: counters updated on one side of a switch stay skewed.
   static bool enabled() { return enabled_.load(std::memory_order_relaxed); }
   static void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
 

@@ -12,6 +12,11 @@ Pipeline::Pipeline(int threads)
   if (threads > 0)
     control_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                      static_cast<size_t>(threads) + 1);
+  // A graph lives in the arena it is created in. The implicit arena of the creating thread
+  // reserves a slot for that thread, which never runs node bodies: on 2 cores only one
+  // worker ran them, whatever --threads said. An arena with no reserved slot gets N workers.
+  arena_.initialize(threads_, 0);
+  arena_.execute([this] { graph_ = std::make_unique<tbb::flow::graph>(); });
 }
 
 Pipeline::~Pipeline() { shutdown(); }
@@ -42,9 +47,9 @@ void Pipeline::shutdown(std::chrono::milliseconds drain_timeout) {
   const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
   for (auto& n : nodes_) n->stop_intake();
   for (auto& n : nodes_) n->drain(deadline);
-  graph_.wait_for_all();
+  graph_->wait_for_all();
   for (auto& n : nodes_) n->stop();
-  graph_.wait_for_all();
+  graph_->wait_for_all();
 }
 
 }  // namespace orderflow

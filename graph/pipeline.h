@@ -14,6 +14,7 @@
 
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include "graph/metrics.h"
 #include "graph/status.h"
@@ -53,7 +54,7 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  tbb::flow::graph& graph() { return graph_; }
+  tbb::flow::graph& graph() { return *graph_; }
   MetricsRegistry& metrics() { return metrics_; }
   int threads() const { return threads_; }
 
@@ -72,8 +73,11 @@ class Pipeline {
  private:
   int threads_;
   std::unique_ptr<tbb::global_control> control_;
+  // The graph's own arena: `threads_` slots, none reserved for an application thread,
+  // so every slot can hold a worker (see the constructor).
+  tbb::task_arena arena_;
   MetricsRegistry metrics_;
-  tbb::flow::graph graph_;
+  std::unique_ptr<tbb::flow::graph> graph_;
   std::vector<std::unique_ptr<RuntimeNode>> nodes_;
   bool started_ = false;
   bool stopped_ = false;

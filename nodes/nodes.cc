@@ -1,7 +1,9 @@
 #include "nodes/nodes.h"
 
 #include <cmath>
+#include <iterator>
 #include <random>
+#include <utility>
 
 #include "nodes/domain.h"
 
@@ -279,8 +281,35 @@ CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, s
 CommitNode::~CommitNode() { stop(); }
 
 Status CommitNode::start() {
+  completer_ = std::thread([this] { run_completions(); });
   writer_ = std::thread([this] { run(); });
   return Status::ok();
+}
+
+void CommitNode::run_completions() {
+  std::vector<std::pair<EnvelopePtr, Outcome>> work;
+  for (;;) {
+    {
+      std::unique_lock lock(done_mu_);
+      done_cv_.wait(lock, [&] { return !done_.empty() || done_stopping_; });
+      if (done_.empty()) return;
+      work.swap(done_);
+      completing_ = true;
+    }
+    for (auto& [env, outcome] : work) {
+      try {
+        lanes_->complete(env, outcome);
+      } catch (const std::exception& ex) {
+        probe().add_error(std::string("completion: ") + ex.what());
+      }
+    }
+    work.clear();  // the envelopes are released here, not on the writer
+    {
+      std::lock_guard lock(done_mu_);
+      completing_ = false;
+    }
+    done_idle_cv_.notify_all();
+  }
 }
 
 void CommitNode::enqueue(EnvelopePtr env) {
@@ -358,6 +387,8 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   }
   std::vector<AppendResult> results = events_->append(requests);
   const uint64_t now = steady_ns();
+  std::vector<std::pair<EnvelopePtr, Outcome>> written;
+  written.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     EnvelopePtr& env = batch[i];
     AppendResult& r = results[i];
@@ -376,7 +407,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       }
       probe().add_out();
       if (NodeProbe::enabled()) probe().record_latency_us((now - env->ingest_ns) / 1000);
-      lanes_->complete(env, o);
+      written.emplace_back(env, std::move(o));
       continue;
     }
     if (r.status.code() == StatusCode::kConflict) {
@@ -387,6 +418,16 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     probe().add_error(r.status.to_string());
     o.status = r.status;
     lanes_->complete(env, o);
+  }
+  if (!written.empty()) {
+    bool wake;
+    {
+      std::lock_guard lock(done_mu_);
+      wake = done_.empty();
+      if (done_.empty()) done_.swap(written);
+      else std::move(written.begin(), written.end(), std::back_inserter(done_));
+    }
+    if (wake) done_cv_.notify_one();
   }
   ++batches_;
   batched_commands_ += all.size();
@@ -410,8 +451,12 @@ void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
 }
 
 void CommitNode::drain(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+  {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+  }
+  std::unique_lock lock(done_mu_);
+  done_idle_cv_.wait_until(lock, deadline, [&] { return done_.empty() && !completing_; });
 }
 
 void CommitNode::stop() {
@@ -421,6 +466,12 @@ void CommitNode::stop() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(done_mu_);
+    done_stopping_ = true;  // the completer finishes what is queued, then exits
+  }
+  done_cv_.notify_all();
+  if (completer_.joinable()) completer_.join();
 }
 
 // ---- change feed ------------------------------------------------------------------
@@ -536,11 +587,12 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     const uint64_t head = feed->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
+      sub->idle(false);
       if (outstanding.empty()) {
         sp.set_gauge("lag_seconds", 0);
         feed->wait(read_pos, std::chrono::milliseconds(poll_ms_));
       } else if (outstanding.front().ticket) {
-        outstanding.front().ticket->wait_for(std::chrono::milliseconds(poll_ms_));
+        outstanding.front().ticket->wait_for(std::min(kIdleRecheck, std::chrono::milliseconds(poll_ms_)));
       }
       continue;
     }
@@ -569,6 +621,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   }
   // Stopping: let the outstanding batches finish (their commands are still committed by
   // the running pipeline) and persist the checkpoint.
+  sub->idle(true);
   settle(kUntilAll);
 }
 
@@ -579,8 +632,41 @@ ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore
 
 Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
-  if (cache_.size() > 200000) cache_.clear();
-  std::unordered_map<std::string, bool> touched;
+  try {
+    if (cache_.size() > 200000) {
+      if (Status s = flush(); !s) return s;  // never drop a state that is not written yet
+      cache_.clear();
+    }
+    if (Status s = apply(batch); !s) {
+      abandon(s);
+      return s;
+    }
+    auto ticket = std::make_shared<BatchTicket>();
+    ticket->add();
+    if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
+    pending_.push_back(ticket);
+    if (pending_.size() >= kFlushBatches || std::chrono::steady_clock::now() - first_pending_ >= kFlushInterval)
+      flush();  // on failure the ticket carries the error
+    return ticket;
+  } catch (const std::exception& ex) {
+    // The feed waits for every ticket handed out before it redelivers: fail them all.
+    abandon(Status::internal(std::string("projection: ") + ex.what()));
+    return Status::internal(std::string("projection: ") + ex.what());
+  }
+}
+
+void ProjectionNode::idle(bool stopping) {
+  if (pending_.empty()) return;
+  if (!stopping && std::chrono::steady_clock::now() - first_pending_ < kIdleFlushAge) return;
+  BusyTimer timer(probe());
+  try {
+    flush();
+  } catch (const std::exception& ex) {
+    abandon(Status::internal(std::string("projection: ") + ex.what()));
+  }
+}
+
+Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
   v1::Event e;
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
@@ -598,6 +684,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
     }
     v1::StreamState& st = it->second;
     if (r.version <= st.version()) continue;  // already applied (redelivery)
+    dirty_[r.stream] = true;  // from here on the cached state may differ from the stored one
     if (r.version > st.version() + 1 && events_ != nullptr) {
       std::vector<RecordedEvent> gap;
       if (auto s = events_->read_stream(r.stream, st.version() + 1, &gap); !s) return s;
@@ -607,36 +694,51 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
         domain::evolve(st, e);
       }
     }
-    if (r.version != st.version() + 1) {
-      cache_.erase(it);
-      return Status::internal("projection gap in " + r.stream);
-    }
+    if (r.version != st.version() + 1) return Status::internal("projection gap in " + r.stream);
     if (!e.ParseFromString(r.payload)) {
       probe().add_error("undecodable event at position " + std::to_string(r.position));
       return Status::io_error("undecodable event at position " + std::to_string(r.position));
     }
     domain::evolve(st, e);
-    if (e.kind_case() == v1::Event::kOrderConfirmed) ++orders_confirmed_;
-    if (e.kind_case() == v1::Event::kOrderRejected) ++orders_rejected_;
-    touched[r.stream] = true;
+    // Counted when written: an abandoned write re-applies its events after redelivery.
+    if (e.kind_case() == v1::Event::kOrderConfirmed) ++unwritten_confirmed_;
+    if (e.kind_case() == v1::Event::kOrderRejected) ++unwritten_rejected_;
     probe().add_out();
     if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
   }
+  return Status::ok();
+}
+
+Status ProjectionNode::flush() {
   std::vector<std::pair<std::string, Snapshot>> entries;
-  entries.reserve(touched.size());
-  for (const auto& [stream, _] : touched) {
-    const auto& st = cache_[stream];
+  entries.reserve(dirty_.size());
+  for (const auto& [stream, _] : dirty_) {
+    const auto& st = cache_.at(stream);
     entries.push_back({stream, Snapshot{st.version(), st.SerializeAsString()}});
   }
+  if (auto s = snapshots_->put(entries); !s) {
+    probe().add_error(s.to_string());
+    abandon(s);
+    return s;
+  }
+  dirty_.clear();
+  orders_confirmed_ += std::exchange(unwritten_confirmed_, 0);
+  orders_rejected_ += std::exchange(unwritten_rejected_, 0);
   // Business totals for the monitor (since this process started).
   probe().set_gauge("orders_confirmed", static_cast<double>(orders_confirmed_));
   probe().set_gauge("orders_rejected", static_cast<double>(orders_rejected_));
-  auto s = snapshots_->put(entries);
-  if (!s) {
-    for (const auto& [stream, _] : touched) cache_.erase(stream);  // re-read what was really stored
-    return s;
-  }
-  return std::shared_ptr<BatchTicket>();
+  for (auto& t : pending_) t->finish(Status::ok());
+  pending_.clear();
+  return Status::ok();
+}
+
+void ProjectionNode::abandon(const Status& s) {
+  // Re-read what was really stored: the feed redelivers from its checkpoint.
+  for (const auto& [stream, _] : dirty_) cache_.erase(stream);
+  dirty_.clear();
+  unwritten_confirmed_ = unwritten_rejected_ = 0;
+  for (auto& t : pending_) t->finish(s);
+  pending_.clear();
 }
 
 // ---- saga -------------------------------------------------------------------------

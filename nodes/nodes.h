@@ -5,7 +5,8 @@
 //   LaneGroupNode    N serial multifunction_nodes; each keeps a stream-state cache, decides
 //                    and passes events to commit. Commands of one stream stay in order.
 //   CommitNode       group commit: a writer thread appends everything queued as one durable
-//                    write, then completes the commands (and re-routes conflicts).
+//                    write (and re-routes conflicts); a completer thread completes the
+//                    written commands while the writer starts the next group.
 //   ChangeFeedNode   one reader thread per subscriber, from its persisted checkpoint.
 //   ProjectionNode   folds events into snapshots (FeedSubscriber).
 //   SagaNode         issues reservation commands for events (FeedSubscriber).
@@ -110,6 +111,7 @@ class CommitNode final : public RuntimeNode {
  private:
   void enqueue(EnvelopePtr env);
   void run();
+  void run_completions();
   void commit(std::vector<EnvelopePtr>& batch);
   void retry_or_fail(EnvelopePtr& env, const Status& conflict);
 
@@ -129,6 +131,14 @@ class CommitNode final : public RuntimeNode {
   bool busy_ = false;               // guarded by mu_: a batch is being written
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;
+  // Written commands are completed (callbacks, lane bookkeeping, envelope release) on a
+  // second thread, so the writer starts the next group meanwhile.
+  std::mutex done_mu_;
+  std::condition_variable done_cv_, done_idle_cv_;
+  std::vector<std::pair<EnvelopePtr, Outcome>> done_;  // guarded by done_mu_
+  bool completing_ = false;         // guarded by done_mu_
+  bool done_stopping_ = false;      // guarded by done_mu_
+  std::thread completer_;
 };
 
 // Completion of a batch whose work finishes later (the saga's commands commit
@@ -161,6 +171,10 @@ class FeedSubscriber {
   virtual const std::string& subscriber_id() const = 0;
   virtual NodeProbe& subscriber_probe() = 0;
   virtual Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) = 0;
+  // Called from the same thread when the feed has nothing new to deliver (again at least
+  // every few milliseconds while tickets are outstanding), and with stopping = true before
+  // it stops: a subscriber that holds tickets back to coalesce work must finish them then.
+  virtual void idle(bool /*stopping*/) {}
 };
 
 class ChangeFeedNode final : public RuntimeNode {
@@ -176,6 +190,7 @@ class ChangeFeedNode final : public RuntimeNode {
  private:
   void run(FeedSubscriber* s);
   static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
+  static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
   ChangeFeed* feed_;
   const size_t batch_;
   const int poll_ms_;
@@ -184,18 +199,38 @@ class ChangeFeedNode final : public RuntimeNode {
   std::atomic<bool> running_{false};
 };
 
+// Folds batches into its cache and writes the snapshots of the streams they touched once
+// for several batches: a batch's ticket completes when its snapshots are written (so the
+// feed's checkpoint never passes an unwritten state), after kFlushBatches batches,
+// kFlushInterval, or when the feed is idle and they are kIdleFlushAge old. Hot streams (a popular SKU's state holds
+// thousands of reservations) are then serialized and written once per flush, not per batch.
 class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
   ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
+  void idle(bool stopping) override;
+
+  static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
+  static constexpr std::chrono::milliseconds kFlushInterval{25};
+  // An idle feed flushes batches older than this (a low rate still coalesces a little).
+  static constexpr std::chrono::milliseconds kIdleFlushAge{5};
 
  private:
+  Status apply(const std::vector<RecordedEvent>& batch);
+  Status flush();   // writes every dirty state, completes the pending tickets
+  void abandon(const Status& s);  // forget unwritten states, fail their tickets
+
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
-  std::unordered_map<std::string, v1::StreamState> cache_;  // feed thread only
-  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;       // feed thread only
+  // Feed thread only, all of them:
+  std::unordered_map<std::string, v1::StreamState> cache_;
+  std::unordered_map<std::string, bool> dirty_;               // applied, not yet written
+  std::vector<std::shared_ptr<BatchTicket>> pending_;         // batches waiting for the next flush
+  std::chrono::steady_clock::time_point first_pending_;
+  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;        // in written snapshots
+  uint64_t unwritten_confirmed_ = 0, unwritten_rejected_ = 0;  // in dirty states
 };
 
 class SagaNode final : public RuntimeNode, public FeedSubscriber {

@@ -9,7 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler librocksdb-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
-  curl openssl
+  curl openssl gnuplot-nox
 )
 
 # The Cosmos DB test stand-in (npm @vercel/cosmosdb-server, pinned by tests/cosmos/package-lock.json).

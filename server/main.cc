@@ -4,6 +4,7 @@
 //                        [--demo-rate N] [--service NAME] [--log-level LEVEL]
 //   orderflow validate FILE
 //   orderflow dot FILE
+//   orderflow bench FILE [options]   (bench/bench_cmd.h)
 //
 // Exit codes: 0 success (also after SIGTERM/SIGINT with everything drained), 1 runtime
 // failure (store cannot open, port taken), 2 bad usage or an invalid graph file.
@@ -18,6 +19,7 @@
 #include <utility>  // before Boost.Asio: its C++20 awaitable.hpp uses std::exchange
 #include <pplx/threadpool.h>
 
+#include "bench/bench_cmd.h"
 #include "connectors/http_api.h"
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
@@ -34,7 +36,8 @@ const char* kUsage =
     "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
     "                       [--demo-rate N] [--service NAME] [--log-level debug|info|warn|error]\n"
     "  orderflow validate FILE   check a graph definition; print every problem\n"
-    "  orderflow dot FILE        print the graph in Graphviz DOT\n";
+    "  orderflow dot FILE        print the graph in Graphviz DOT\n"
+    "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n";
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "orderflow: %s\n%s", msg.c_str(), kUsage);
@@ -212,6 +215,7 @@ int main(int argc, char** argv) {
     std::fputs(graph::to_dot(def, registry).c_str(), stdout);
     return 0;
   }
+  if (cmd == "bench") return bench::bench_main(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
   if (cmd == "serve") return serve(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
   return usage_error("unknown command '" + cmd + "'");
 }

@@ -189,6 +189,29 @@ TEST(NodeProbe, BusyTimerAddsTimeOnlyWhenEnabled) {
   EXPECT_EQ(p.busy_ns(), busy);
 }
 
+TEST(NodeProbe, DisabledProbeRecordsNothingButErrors) {
+  NodeProbe p("n", "k");
+  NodeProbe::set_enabled(false);
+  p.add_in(3);
+  p.add_out(2);
+  p.add_busy_ns(500);
+  p.queue_add(4);
+  p.record_latency_us(10);
+  p.set_gauge("lag", 1);
+  p.add_error("still counted");
+  NodeProbe::set_enabled(true);
+  EXPECT_EQ(p.in(), 0u);
+  EXPECT_EQ(p.out(), 0u);
+  EXPECT_EQ(p.busy_ns(), 0u);
+  EXPECT_EQ(p.queue_depth(), 0);
+  EXPECT_EQ(p.latency().summary().count, 0u);
+  EXPECT_TRUE(p.gauges().empty());
+  EXPECT_EQ(p.errors(), 1u);
+  EXPECT_EQ(p.last_error(), "still counted");
+  p.add_in();
+  EXPECT_EQ(p.in(), 1u);  // on again
+}
+
 // ---- MetricsRegistry ----------------------------------------------------------------
 
 TEST(MetricsRegistry, ProbeIsGetOrCreateById) {

@@ -1,0 +1,119 @@
+// `orderflow bench`: throughput experiments on a graph definition, driven in-process,
+// with the baselines measured in the same run (see bench/README.md).
+//
+//   runner.cc      one pipeline run (closed or open loop), the raw-RocksDB and CPU-loop
+//                  baselines
+//   report.cc      medians, ratios to the baselines, the terminal table, JSON, CSV, plot
+//   bench_cmd.cc   the command line (bench_main)
+//
+// Everything here runs on the calling thread except the pipeline itself and the progress
+// bar; none of it is meant for concurrent use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/workload.h"
+#include "graph/definition.h"
+#include "graph/status.h"
+
+namespace orderflow::bench {
+
+struct Percentiles {
+  uint64_t count = 0;
+  double p50_ms = 0, p95_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
+};
+
+struct NodeFigure {
+  std::string id, kind;
+  uint64_t in = 0, out = 0, errors = 0;
+  double rate_out = 0;    // messages out per second of the run
+  double busy_share = 0;  // busy time / run time (1.0 = one core; lanes can exceed it)
+};
+
+// One configuration of the graph under test.
+struct RunConfig {
+  std::string store;      // "rocksdb" | "memory" | "" (as in the YAML)
+  int threads = 0;        // TBB threads
+  bool metrics = true;    // probes on (false: the metrics-off baseline)
+  std::string name() const;  // e.g. "rocksdb t2", "memory t1 metrics-off"
+};
+
+struct RunResult {
+  RunConfig config;
+  int repetition = 0;
+  double seconds = 0;                  // first submit -> every command durable and every subscriber caught up
+  uint64_t commands = 0;               // client commands completed
+  uint64_t accepted = 0, rejected = 0, failed = 0;  // accepted = written (or duplicates)
+  uint64_t events = 0;                 // events in the store after the run (saga's included)
+  uint64_t orders = 0;                 // PlaceOrder commands accepted
+  double commands_per_s = 0, events_per_s = 0, orders_per_s = 0;
+  Percentiles commit;                  // ingest -> durable commit (client commands)
+  Percentiles projection;              // ingest -> projection checkpoint past the command's events
+  double cpu_user_s = 0, cpu_sys_s = 0;
+  double peak_rss_mb = 0;              // process peak resident set during the run
+  double mean_commit_group = 0;        // commands per durable write (metrics on only)
+  std::vector<NodeFigure> nodes;       // empty when metrics are off
+};
+
+struct BaselineResult {
+  std::string name;                    // "raw-rocksdb" | "cpu-loop"
+  int repetition = 0;
+  uint64_t events = 0;
+  double seconds = 0, events_per_s = 0;
+};
+
+struct Options {
+  std::string graph_file;
+  std::vector<std::string> stores;     // empty: the YAML's store kinds
+  std::vector<int> threads;            // TBB threads to sweep (default: the core count)
+  uint64_t commands = 50000;           // client commands per run (after the initial stocking)
+  double duration_s = 0;               // > 0: run for this long instead of a command count
+  double rate = 0;                     // > 0: open loop, commands per second; 0 = closed loop
+  int in_flight = 2000;                // closed loop: client commands outstanding at most
+  int runs = 1;                        // repetitions; medians are reported
+  bool baselines = true;
+  WorkloadOptions workload;
+  std::string data_dir;                // RocksDB stores and the raw baseline live here
+  std::string json_file, csv_file, plot_file;
+  bool progress = false;               // draw a progress bar on stderr
+};
+
+struct Report {
+  Options options;
+  std::vector<RunResult> runs;
+  std::vector<BaselineResult> baselines;
+};
+
+// ---- runner.cc
+// Builds `def` (already overridden and validated) on fresh stores under `dir`, drives
+// `commands` through it and returns the figures. In a closed-loop run with a duration,
+// commands past the end of `commands` are drawn from `more` and appended (so the CPU-loop
+// baseline sees them). `recorded` (if not null) receives every committed event, encoded
+// as the event store's log records, for the raw-RocksDB baseline.
+Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& config, const Options& options,
+                               std::vector<v1::Command>& commands, WorkloadGenerator* more,
+                               const std::string& dir, std::vector<std::string>* recorded);
+// Synced WriteBatches of 1000 of the recorded events, sequential keys, fresh DB in `dir`.
+Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir);
+// decide/serialize/evolve/saga of the same client commands on one thread, no graph, no store.
+BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands);
+
+// ---- report.cc
+struct Summary {
+  RunConfig config;
+  RunResult median;                    // field-wise medians over repetitions
+  double vs_raw_rocksdb = 0;           // events/s ratios to the baselines (0 = not measured)
+  double vs_cpu_loop = 0;
+  double vs_metrics_off = 0;
+  double vs_first_threads = 0;         // to the same store at the first thread count
+};
+std::vector<Summary> summarize(const Report& report);
+double median_baseline(const Report& report, const std::string& name);
+void print_table(const Report& report, const std::vector<Summary>& summary);
+Status write_json(const Report& report, const std::vector<Summary>& summary, const std::string& path);
+Status write_csv(const Report& report, const std::string& path);
+Status write_plot(const Report& report, const std::vector<Summary>& summary, const std::string& path);
+
+}  // namespace orderflow::bench

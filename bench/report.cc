@@ -1,0 +1,383 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "bench/bench.h"
+#include "graph/json.h"
+
+namespace orderflow::bench {
+namespace {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Field-wise median of the runs of one configuration (each figure separately).
+RunResult median_of(const std::vector<const RunResult*>& runs) {
+  RunResult m = *runs.front();
+  auto med = [&](auto get) {
+    std::vector<double> v;
+    for (const auto* r : runs) v.push_back(static_cast<double>(get(*r)));
+    return median(v);
+  };
+  auto med_u = [&](auto get) { return static_cast<uint64_t>(med(get) + 0.5); };
+  m.seconds = med([](const RunResult& r) { return r.seconds; });
+  m.commands = med_u([](const RunResult& r) { return r.commands; });
+  m.accepted = med_u([](const RunResult& r) { return r.accepted; });
+  m.rejected = med_u([](const RunResult& r) { return r.rejected; });
+  m.failed = med_u([](const RunResult& r) { return r.failed; });
+  m.events = med_u([](const RunResult& r) { return r.events; });
+  m.orders = med_u([](const RunResult& r) { return r.orders; });
+  m.commands_per_s = med([](const RunResult& r) { return r.commands_per_s; });
+  m.events_per_s = med([](const RunResult& r) { return r.events_per_s; });
+  m.orders_per_s = med([](const RunResult& r) { return r.orders_per_s; });
+  for (auto pct : {&RunResult::commit, &RunResult::projection}) {
+    Percentiles& p = m.*pct;
+    p.count = med_u([&](const RunResult& r) { return (r.*pct).count; });
+    p.p50_ms = med([&](const RunResult& r) { return (r.*pct).p50_ms; });
+    p.p95_ms = med([&](const RunResult& r) { return (r.*pct).p95_ms; });
+    p.p99_ms = med([&](const RunResult& r) { return (r.*pct).p99_ms; });
+    p.p999_ms = med([&](const RunResult& r) { return (r.*pct).p999_ms; });
+    p.max_ms = med([&](const RunResult& r) { return (r.*pct).max_ms; });
+  }
+  m.cpu_user_s = med([](const RunResult& r) { return r.cpu_user_s; });
+  m.cpu_sys_s = med([](const RunResult& r) { return r.cpu_sys_s; });
+  m.peak_rss_mb = med([](const RunResult& r) { return r.peak_rss_mb; });
+  m.mean_commit_group = med([](const RunResult& r) { return r.mean_commit_group; });
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    auto node = [&](const RunResult& r) -> const NodeFigure* { return i < r.nodes.size() ? &r.nodes[i] : nullptr; };
+    m.nodes[i].rate_out = med([&](const RunResult& r) { return node(r) ? node(r)->rate_out : 0.0; });
+    m.nodes[i].busy_share = med([&](const RunResult& r) { return node(r) ? node(r)->busy_share : 0.0; });
+    m.nodes[i].in = med_u([&](const RunResult& r) { return node(r) ? node(r)->in : 0; });
+    m.nodes[i].out = med_u([&](const RunResult& r) { return node(r) ? node(r)->out : 0; });
+    m.nodes[i].errors = med_u([&](const RunResult& r) { return node(r) ? node(r)->errors : 0; });
+  }
+  return m;
+}
+
+bool same(const RunConfig& a, const RunConfig& b) {
+  return a.store == b.store && a.threads == b.threads && a.metrics == b.metrics;
+}
+
+double ratio(double a, double b) { return b > 0 ? a / b : 0; }
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+void write_percentiles(JsonWriter& w, const Percentiles& p) {
+  w.begin_object()
+      .field("count", p.count)
+      .field("p50", p.p50_ms)
+      .field("p95", p.p95_ms)
+      .field("p99", p.p99_ms)
+      .field("p999", p.p999_ms)
+      .field("max", p.max_ms)
+      .end_object();
+}
+
+void write_run(JsonWriter& w, const RunResult& r) {
+  w.field("store", r.config.store)
+      .field("threads", r.config.threads)
+      .field("metrics", r.config.metrics)
+      .field("seconds", r.seconds)
+      .field("commands", r.commands)
+      .field("accepted", r.accepted)
+      .field("rejected", r.rejected)
+      .field("failed", r.failed)
+      .field("events", r.events)
+      .field("orders", r.orders)
+      .field("commands_per_s", r.commands_per_s)
+      .field("events_per_s", r.events_per_s)
+      .field("orders_per_s", r.orders_per_s);
+  w.key("latency_commit_ms");
+  write_percentiles(w, r.commit);
+  w.key("latency_projection_ms");
+  write_percentiles(w, r.projection);
+  w.field("cpu_user_s", r.cpu_user_s)
+      .field("cpu_system_s", r.cpu_sys_s)
+      .field("cpu_cores_used", r.seconds > 0 ? (r.cpu_user_s + r.cpu_sys_s) / r.seconds : 0.0)
+      .field("cpu_us_per_event", r.events > 0 ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / static_cast<double>(r.events) : 0.0)
+      .field("peak_rss_mb", r.peak_rss_mb)
+      .field("mean_commit_group", r.mean_commit_group);
+  w.key("nodes").begin_array();
+  for (const auto& n : r.nodes)
+    w.begin_object()
+        .field("id", n.id)
+        .field("kind", n.kind)
+        .field("in", n.in)
+        .field("out", n.out)
+        .field("errors", n.errors)
+        .field("rate_out_per_s", n.rate_out)
+        .field("busy_share", n.busy_share)
+        .end_object();
+  w.end_array();
+}
+
+std::string machine_line() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::string model;
+  std::ifstream cpu("/proc/cpuinfo");
+  for (std::string line; std::getline(cpu, line);)
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  return std::to_string(std::thread::hardware_concurrency()) + " cores, " + model;
+}
+
+}  // namespace
+
+std::string RunConfig::name() const {
+  return (store.empty() ? "yaml" : store) + " t" + std::to_string(threads) + (metrics ? "" : " metrics-off");
+}
+
+double median_baseline(const Report& report, const std::string& name) {
+  std::vector<double> v;
+  for (const auto& b : report.baselines)
+    if (b.name == name) v.push_back(b.events_per_s);
+  return median(v);
+}
+
+std::vector<Summary> summarize(const Report& report) {
+  std::vector<Summary> out;
+  for (const auto& r : report.runs) {
+    if (std::any_of(out.begin(), out.end(), [&](const Summary& s) { return same(s.config, r.config); })) continue;
+    std::vector<const RunResult*> group;
+    for (const auto& x : report.runs)
+      if (same(x.config, r.config)) group.push_back(&x);
+    Summary s;
+    s.config = r.config;
+    s.median = median_of(group);
+    out.push_back(std::move(s));
+  }
+  const double raw = median_baseline(report, "raw-rocksdb");
+  const double cpu = median_baseline(report, "cpu-loop");
+  for (auto& s : out) {
+    const double ev = s.median.events_per_s;
+    if (s.config.store == "rocksdb") s.vs_raw_rocksdb = ratio(ev, raw);
+    if (s.config.store == "memory") s.vs_cpu_loop = ratio(ev, cpu);
+    for (const auto& o : out) {
+      if (o.config.store != s.config.store) continue;
+      if (s.config.metrics && !o.config.metrics && o.config.threads == s.config.threads)
+        s.vs_metrics_off = ratio(ev, o.median.events_per_s);
+      if (o.config.metrics == s.config.metrics && !report.options.threads.empty() &&
+          o.config.threads == report.options.threads.front())
+        s.vs_first_threads = ratio(ev, o.median.events_per_s);
+    }
+  }
+  return out;
+}
+
+void print_table(const Report& report, const std::vector<Summary>& summary) {
+  const Options& o = report.options;
+  std::printf("orderflow bench %s: %s, %s, %d run%s (medians), %s\n", o.graph_file.c_str(),
+              o.rate > 0 ? ("open loop at " + fmt("%.0f", o.rate) + " commands/s").c_str()
+                         : ("closed loop, " + std::to_string(o.in_flight) + " in flight").c_str(),
+              o.duration_s > 0 ? (fmt("%.1f", o.duration_s) + " s").c_str()
+                               : (std::to_string(o.commands) + " commands + " + std::to_string(o.workload.skus) +
+                                  " stockings")
+                                     .c_str(),
+              o.runs, o.runs == 1 ? "" : "s", machine_line().c_str());
+  std::printf("\n%-24s %9s %10s %9s %8s %8s %8s %8s %8s %8s %6s %7s %7s\n", "configuration", "cmd/s", "events/s",
+              "orders/s", "c.p50ms", "c.p99ms", "c.p999", "pj.p50", "pj.p99", "cpu s", "cores", "us/ev", "rss MB");
+  for (const auto& s : summary) {
+    const RunResult& m = s.median;
+    const double cpu = m.cpu_user_s + m.cpu_sys_s;
+    std::printf("%-24s %9.0f %10.0f %9.0f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %6.2f %7.1f %7.0f\n", s.config.name().c_str(),
+                m.commands_per_s, m.events_per_s, m.orders_per_s, m.commit.p50_ms, m.commit.p99_ms, m.commit.p999_ms,
+                m.projection.p50_ms, m.projection.p99_ms, cpu, m.seconds > 0 ? cpu / m.seconds : 0,
+                m.events > 0 ? cpu * 1e6 / static_cast<double>(m.events) : 0, m.peak_rss_mb);
+  }
+  const double raw = median_baseline(report, "raw-rocksdb");
+  const double cpu = median_baseline(report, "cpu-loop");
+  if (raw > 0 || cpu > 0) {
+    std::printf("\nbaselines (same run)       events/s\n");
+    if (raw > 0) std::printf("%-24s %12.0f   synced WriteBatch of 1000 of the same events\n", "raw-rocksdb", raw);
+    if (cpu > 0)
+      std::printf("%-24s %12.0f   decide/evolve/saga on one thread, no graph, no store (%.1f us/event)\n", "cpu-loop", cpu,
+                  1e6 / cpu);
+  }
+  std::printf("\nratios (events/s)        %12s %12s %12s %12s\n", "/raw-rocksdb", "/cpu-loop", "/metrics-off",
+              "/first-thr");
+  auto cell = [](double v) { return v > 0 ? fmt("%12.2f", v) : std::string(12, ' '); };
+  for (const auto& s : summary) {
+    std::printf("%-24s %s %s %s %s\n", s.config.name().c_str(), cell(s.vs_raw_rocksdb).c_str(),
+                cell(s.vs_cpu_loop).c_str(), cell(s.vs_metrics_off).c_str(), cell(s.vs_first_threads).c_str());
+  }
+  for (const auto& s : summary) {
+    if (s.median.nodes.empty()) continue;
+    std::printf("\nnodes, %s (commit group %.0f commands)\n  %-14s %-14s %12s %8s\n", s.config.name().c_str(),
+                s.median.mean_commit_group, "node", "kind", "out/s", "busy");
+    for (const auto& n : s.median.nodes)
+      std::printf("  %-14s %-14s %12.0f %7.0f%%\n", n.id.c_str(), n.kind.c_str(), n.rate_out, n.busy_share * 100);
+  }
+  std::fflush(stdout);
+}
+
+Status write_json(const Report& report, const std::vector<Summary>& summary, const std::string& path) {
+  const Options& o = report.options;
+  JsonWriter w;
+  w.begin_object().field("graph", o.graph_file).field("machine", machine_line());
+  w.key("options").begin_object();
+  w.field("mode", o.rate > 0 ? "open" : "closed")
+      .field("rate", o.rate)
+      .field("in_flight", o.in_flight)
+      .field("commands", o.commands)
+      .field("duration_s", o.duration_s)
+      .field("runs", o.runs)
+      .field("skus", static_cast<uint64_t>(o.workload.skus))
+      .field("zipf_s", o.workload.zipf_s)
+      .field("seed", o.workload.seed)
+      .field("baselines", o.baselines);
+  w.key("threads").begin_array();
+  for (int t : o.threads) w.value(t);
+  w.end_array().end_object();
+  w.key("baselines").begin_object();
+  for (const char* name : {"raw-rocksdb", "cpu-loop"}) {
+    if (median_baseline(report, name) <= 0) continue;
+    w.key(name).begin_object().field("events_per_s", median_baseline(report, name)).key("runs").begin_array();
+    for (const auto& b : report.baselines)
+      if (b.name == name)
+        w.begin_object()
+            .field("repetition", b.repetition)
+            .field("events", b.events)
+            .field("seconds", b.seconds)
+            .field("events_per_s", b.events_per_s)
+            .end_object();
+    w.end_array().end_object();
+  }
+  w.end_object();
+  w.key("runs").begin_array();
+  for (const auto& r : report.runs) {
+    w.begin_object().field("config", r.config.name()).field("repetition", r.repetition);
+    write_run(w, r);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("summary").begin_array();
+  for (const auto& s : summary) {
+    w.begin_object().field("config", s.config.name());
+    write_run(w, s.median);
+    w.key("ratios").begin_object();
+    if (s.vs_raw_rocksdb > 0) w.field("raw_rocksdb", s.vs_raw_rocksdb);
+    if (s.vs_cpu_loop > 0) w.field("cpu_loop", s.vs_cpu_loop);
+    if (s.vs_metrics_off > 0) w.field("metrics_off", s.vs_metrics_off);
+    if (s.vs_first_threads > 0) w.field("first_threads", s.vs_first_threads);
+    w.end_object().end_object();
+  }
+  w.end_array().end_object();
+  std::ofstream f(path);
+  f << w.str() << "\n";
+  f.close();
+  if (!f) return Status::io_error("cannot write " + path);
+  return Status::ok();
+}
+
+Status write_csv(const Report& report, const std::string& path) {
+  // One row per run; one rate and one busy column per node of the graph.
+  std::vector<std::string> node_ids;
+  for (const auto& r : report.runs)
+    for (const auto& n : r.nodes)
+      if (std::find(node_ids.begin(), node_ids.end(), n.id) == node_ids.end()) node_ids.push_back(n.id);
+  std::ofstream f(path);
+  f << "config,store,threads,metrics,repetition,seconds,commands,accepted,rejected,failed,events,orders,"
+       "commands_per_s,events_per_s,orders_per_s,commit_p50_ms,commit_p95_ms,commit_p99_ms,commit_p999_ms,"
+       "projection_p50_ms,projection_p95_ms,projection_p99_ms,projection_p999_ms,cpu_user_s,cpu_system_s,"
+       "peak_rss_mb,mean_commit_group,raw_rocksdb_events_per_s,cpu_loop_events_per_s";
+  for (const auto& id : node_ids) f << ",rate_out_" << id << ",busy_" << id;
+  f << "\n";
+  auto baseline_of = [&](const std::string& name, int rep) {
+    for (const auto& b : report.baselines)
+      if (b.name == name && b.repetition == rep) return fmt("%.1f", b.events_per_s);
+    return std::string();
+  };
+  for (const auto& r : report.runs) {
+    f << r.config.name() << "," << r.config.store << "," << r.config.threads << "," << (r.config.metrics ? 1 : 0)
+      << "," << r.repetition << "," << fmt("%.4f", r.seconds) << "," << r.commands << "," << r.accepted << ","
+      << r.rejected << "," << r.failed << "," << r.events << "," << r.orders << "," << fmt("%.1f", r.commands_per_s)
+      << "," << fmt("%.1f", r.events_per_s) << "," << fmt("%.1f", r.orders_per_s);
+    for (const auto* p : {&r.commit, &r.projection})
+      f << "," << fmt("%.3f", p->p50_ms) << "," << fmt("%.3f", p->p95_ms) << "," << fmt("%.3f", p->p99_ms) << ","
+        << fmt("%.3f", p->p999_ms);
+    f << "," << fmt("%.3f", r.cpu_user_s) << "," << fmt("%.3f", r.cpu_sys_s) << "," << fmt("%.1f", r.peak_rss_mb)
+      << "," << fmt("%.1f", r.mean_commit_group) << "," << baseline_of("raw-rocksdb", r.repetition) << ","
+      << baseline_of("cpu-loop", r.repetition);
+    for (const auto& id : node_ids) {
+      auto n = std::find_if(r.nodes.begin(), r.nodes.end(), [&](const NodeFigure& x) { return x.id == id; });
+      if (n == r.nodes.end()) f << ",,";
+      else f << "," << fmt("%.1f", n->rate_out) << "," << fmt("%.4f", n->busy_share);
+    }
+    f << "\n";
+  }
+  f.close();
+  if (!f) return Status::io_error("cannot write " + path);
+  return Status::ok();
+}
+
+Status write_plot(const Report& report, const std::vector<Summary>& summary, const std::string& path) {
+  // Events/s against TBB threads, one line per store (metrics on), baselines as levels.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("orderflow-plot-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::set<std::string> stores;
+  for (const auto& s : summary)
+    if (s.config.metrics) stores.insert(s.config.store.empty() ? "yaml" : s.config.store);
+  std::string plots;
+  for (const auto& store : stores) {
+    const fs::path data = dir / (store + ".dat");
+    std::ofstream d(data);
+    for (const auto& s : summary)
+      if (s.config.metrics && (s.config.store.empty() ? "yaml" : s.config.store) == store)
+        d << s.config.threads << " " << fmt("%.1f", s.median.events_per_s) << "\n";
+    plots += (plots.empty() ? "" : ", ") + std::string("'") + data.string() + "' using 1:2 with linespoints lw 2 title 'pipeline, " +
+             store + "'";
+  }
+  const double raw = median_baseline(report, "raw-rocksdb");
+  const double cpu = median_baseline(report, "cpu-loop");
+  if (raw > 0) plots += ", " + fmt("%.1f", raw) + " with lines dt 2 title 'raw RocksDB (storage limit)'";
+  if (cpu > 0) plots += ", " + fmt("%.1f", cpu) + " with lines dt 3 title 'CPU loop (1 thread)'";
+  int lo = 1, hi = 1;
+  if (!report.options.threads.empty()) {
+    lo = *std::min_element(report.options.threads.begin(), report.options.threads.end());
+    hi = *std::max_element(report.options.threads.begin(), report.options.threads.end());
+  }
+  const fs::path script = dir / "plot.gp";
+  {
+    std::ofstream g(script);
+    g << "set terminal png size 900,560\n"
+      << "set output '" << path << "'\n"
+      << "set title 'orderflow bench " << report.options.graph_file << ": events/s by TBB threads'\n"
+      << "set xlabel 'TBB threads'\nset ylabel 'events/s'\nset grid\nset key outside bottom center horizontal\n"
+      << "set yrange [0:*]\nset xrange [" << lo - 0.5 << ":" << hi + 0.5 << "]\nset xtics 1\n"
+      << "plot " << plots << "\n";
+  }
+  const std::string cmd = "gnuplot '" + script.string() + "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return Status::io_error("cannot run gnuplot");
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) output += buf;
+  const int rc = ::pclose(p);
+  fs::remove_all(dir, ec);
+  if (rc != 0)
+    return Status::io_error("gnuplot failed (install gnuplot-nox; scripts/deps.sh does): " + output);
+  return Status::ok();
+}
+
+}  // namespace orderflow::bench

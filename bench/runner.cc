@@ -1,0 +1,456 @@
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "bench/bench.h"
+#include "connectors/append_plan.h"
+#include "connectors/stores.h"
+#include "graph/metrics.h"
+#include "nodes/builder.h"
+#include "nodes/domain.h"
+
+namespace orderflow::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Percentiles to_ms(const Histogram& h) {
+  const auto s = h.summary();
+  return {s.count, s.p50_us / 1000, s.p95_us / 1000, s.p99_us / 1000, s.p999_us / 1000, s.max_us / 1000};
+}
+
+// Shared by the driver, the completion callbacks (commit writer and lane threads) and the
+// change-feed tap (feed threads).
+class Tracker {
+ public:
+  Tracker(std::vector<std::string> subscribers, std::string projection)
+      : projection_id_(std::move(projection)) {
+    for (auto& s : subscribers) checkpoints_.emplace(std::move(s), std::make_unique<std::atomic<uint64_t>>(0));
+  }
+
+  void done(const Outcome& o, bool place, uint64_t ingest_ns) {
+    const uint64_t now = steady_ns();
+    if (o.status.is_ok()) {
+      accepted.fetch_add(1, std::memory_order_relaxed);
+      if (place) orders.fetch_add(1, std::memory_order_relaxed);
+      if (!o.duplicate) {
+        commit.record((now - std::min(now, ingest_ns)) / 1000);
+        committed(o.result.last_position, ingest_ns, now);
+      }
+    } else if (o.status.code() == StatusCode::kRejected) {
+      rejected.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    last_event_ns.store(now, std::memory_order_relaxed);
+    completed.fetch_add(1, std::memory_order_relaxed);
+    outstanding.fetch_sub(1, std::memory_order_release);
+  }
+
+  void checkpoint(const std::string& subscriber, uint64_t position) {
+    const uint64_t now = steady_ns();
+    if (auto it = checkpoints_.find(subscriber); it != checkpoints_.end()) it->second->store(position);
+    last_event_ns.store(now, std::memory_order_relaxed);
+    if (subscriber != projection_id_) return;
+    std::lock_guard lock(mu_);
+    projected_ = std::max(projected_, position);
+    // Commits complete in position order (one writer), so the waiting list is sorted.
+    while (!waiting_.empty() && waiting_.front().first <= projected_) {
+      projection.record((now - std::min(now, waiting_.front().second)) / 1000);
+      waiting_.pop_front();
+    }
+  }
+
+  uint64_t checkpoint_of(const std::string& subscriber) const {
+    auto it = checkpoints_.find(subscriber);
+    return it == checkpoints_.end() ? 0 : it->second->load();
+  }
+
+  std::atomic<int64_t> outstanding{0};
+  std::atomic<uint64_t> completed{0}, accepted{0}, rejected{0}, failed{0}, orders{0};
+  std::atomic<uint64_t> last_event_ns{0};  // last completion or checkpoint
+  Histogram commit, projection;
+
+ private:
+  void committed(uint64_t last_position, uint64_t ingest_ns, uint64_t now) {
+    if (projection_id_.empty()) return;
+    std::lock_guard lock(mu_);
+    if (last_position <= projected_) {
+      projection.record((now - std::min(now, ingest_ns)) / 1000);
+      return;
+    }
+    waiting_.emplace_back(last_position, ingest_ns);
+  }
+
+  const std::string projection_id_;
+  std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> checkpoints_;  // keys fixed at construction
+  std::mutex mu_;
+  uint64_t projected_ = 0;                               // guarded by mu_
+  std::deque<std::pair<uint64_t, uint64_t>> waiting_;   // guarded by mu_: (last position, ingest ns)
+};
+
+// Forwards to the real change feed and tells the tracker about saved checkpoints.
+class TapFeed final : public ChangeFeed {
+ public:
+  TapFeed(ChangeFeed* inner, Tracker* tracker) : inner_(inner), tracker_(tracker) {}
+  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override {
+    return inner_->read(after, max, out);
+  }
+  uint64_t head() override { return inner_->head(); }
+  void wait(uint64_t after, std::chrono::milliseconds timeout) override { inner_->wait(after, timeout); }
+  Result<uint64_t> load_checkpoint(const std::string& subscriber) override {
+    auto r = inner_->load_checkpoint(subscriber);
+    if (r) tracker_->checkpoint(subscriber, *r);
+    return r;
+  }
+  Status save_checkpoint(const std::string& subscriber, uint64_t position) override {
+    Status s = inner_->save_checkpoint(subscriber, position);
+    if (s) tracker_->checkpoint(subscriber, position);
+    return s;
+  }
+
+ private:
+  ChangeFeed* inner_;
+  Tracker* tracker_;
+};
+
+class TapProvider final : public StoreProvider {
+ public:
+  TapProvider(StoreProvider& inner, Tracker& tracker) : inner_(inner), tracker_(tracker) {}
+  Result<EventStore*> event_store(const std::string& name) override { return inner_.event_store(name); }
+  Result<SnapshotStore*> snapshot_store(const std::string& name) override { return inner_.snapshot_store(name); }
+  Result<ChangeFeed*> change_feed(const std::string& name) override {
+    if (auto it = feeds_.find(name); it != feeds_.end()) return static_cast<ChangeFeed*>(it->second.get());
+    auto f = inner_.change_feed(name);
+    if (!f) return f.status();
+    auto& tap = feeds_[name] = std::make_unique<TapFeed>(*f, &tracker_);
+    return static_cast<ChangeFeed*>(tap.get());
+  }
+
+ private:
+  StoreProvider& inner_;
+  Tracker& tracker_;
+  std::map<std::string, std::unique_ptr<TapFeed>> feeds_;
+};
+
+struct CpuTimes {
+  double user = 0, sys = 0;
+};
+CpuTimes cpu_now() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return {s(ru.ru_utime), s(ru.ru_stime)};
+}
+
+// Resets the kernel's peak-RSS mark (Linux >= 4.0), so each run reports its own peak.
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;  // kB
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+void draw_progress(const std::string& label, double fraction, double rate) {
+  constexpr int kWidth = 30;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.append(static_cast<size_t>(kWidth - filled), '.');
+  std::fprintf(stderr, "\r  %-28s [%s] %3.0f%% %9.0f cmd/s ", label.c_str(), bar.c_str(), fraction * 100, rate);
+  std::fflush(stderr);
+}
+
+void sleep_us(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+}  // namespace
+
+Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& config, const Options& options,
+                               std::vector<v1::Command>& commands, WorkloadGenerator* more,
+                               const std::string& dir, std::vector<std::string>* recorded) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::io_error("cannot create " + dir + ": " + ec.message());
+
+  // Which subscribers read which feed, to know when everything has caught up.
+  std::vector<std::pair<std::string, std::string>> feed_subscribers;  // (event store name, subscriber id)
+  std::vector<std::string> subscriber_ids;
+  std::string projection_id;
+  for (const auto& n : def.nodes) {
+    if (n.kind != "change_feed") continue;
+    for (const auto* s : def.successors(n.id)) {
+      feed_subscribers.emplace_back(n.get_string("events"), s->id);
+      subscriber_ids.push_back(s->id);
+      if (s->kind == "projection" && projection_id.empty()) projection_id = s->id;
+    }
+  }
+
+  NodeProbe::set_enabled(config.metrics);
+  struct Restore {
+    ~Restore() { NodeProbe::set_enabled(true); }
+  } restore;
+
+  RunResult result;
+  result.config = config;
+  Tracker tracker(subscriber_ids, projection_id);
+  {
+    connectors::StoreSet stores(def, dir);
+    TapProvider provider(stores, tracker);
+    BuildOptions bo;
+    bo.threads = config.threads;
+    auto built = build_pipeline(def, provider, bo);
+    if (!built) return built.status();
+    if (built->sink == nullptr) return Status::invalid_argument("the graph has no route node to drive");
+    if (auto s = built->pipeline->start(); !s) {
+      built->pipeline->shutdown(std::chrono::seconds(5));
+      return s;
+    }
+    std::vector<ChangeFeed*> feeds;
+    for (const auto& [name, sub] : feed_subscribers) {
+      auto f = provider.change_feed(name);
+      if (!f) return f.status();
+      feeds.push_back(*f);
+    }
+    CommandSink* sink = built->sink;
+
+    const bool open_loop = options.rate > 0;
+    const uint64_t stocking = std::min<uint64_t>(options.workload.skus, commands.size());
+    // Commands to submit: a count, or everything due within the duration.
+    const bool by_duration = options.duration_s > 0;
+    uint64_t total = by_duration ? UINT64_MAX : std::min<uint64_t>(commands.size(), options.commands + stocking);
+    if (by_duration && open_loop)
+      total = stocking + static_cast<uint64_t>(std::llround(options.rate * options.duration_s));
+
+    std::atomic<bool> progress_done{false};
+    std::thread progress;
+    const auto t0 = Clock::now();
+    if (options.progress) {
+      progress = std::thread([&] {
+        uint64_t last = 0;
+        auto last_t = Clock::now();
+        while (!progress_done.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+          const uint64_t c = tracker.completed.load();
+          const auto now = Clock::now();
+          const double dt = std::chrono::duration<double>(now - last_t).count();
+          const double frac = by_duration && !open_loop
+                                  ? std::chrono::duration<double>(now - t0).count() / options.duration_s
+                                  : static_cast<double>(c) / static_cast<double>(std::max<uint64_t>(total, 1));
+          draw_progress(config.name() + " #" + std::to_string(result.repetition + 1), frac,
+                        dt > 0 ? static_cast<double>(c - last) / dt : 0);
+          last = c;
+          last_t = now;
+        }
+        std::fprintf(stderr, "\r%*s\r", 90, "");
+      });
+    }
+
+    reset_peak_rss();
+    const CpuTimes cpu0 = cpu_now();
+    const uint64_t start_ns = steady_ns();
+    const uint64_t deadline_ns = start_ns + static_cast<uint64_t>(options.duration_s * 1e9);
+    const double interval_ns = open_loop ? 1e9 / options.rate : 0;
+    uint64_t submitted = 0;
+    for (uint64_t i = 0; i < total; ++i) {
+      uint64_t ingest = 0;
+      if (open_loop) {
+        // Latency counts from the scheduled time, so a stalled pipeline cannot hide
+        // behind a driver that waits for it (coordinated omission).
+        ingest = start_ns + static_cast<uint64_t>(static_cast<double>(i) * interval_ns);
+        for (uint64_t now = steady_ns(); now + 1000 < ingest; now = steady_ns())
+          sleep_us(static_cast<int>(std::min<uint64_t>((ingest - now) / 1000, 1000)));
+      } else {
+        if (by_duration && steady_ns() >= deadline_ns) break;
+        while (tracker.outstanding.load(std::memory_order_acquire) >= options.in_flight) sleep_us(100);
+        ingest = steady_ns();
+      }
+      if (i >= commands.size()) {
+        if (more == nullptr) break;
+        commands.push_back(more->next());
+      }
+      const bool place = commands[i].has_place_order();
+      auto env = make_envelope(commands[i], [&tracker, place, ingest](const Outcome& o) { tracker.done(o, place, ingest); });
+      env->ingest_ns = ingest;
+      tracker.outstanding.fetch_add(1, std::memory_order_relaxed);
+      for (;;) {
+        Status s = sink->submit(env);
+        if (s) break;
+        if (s.code() == StatusCode::kUnavailable) {  // at max_in_flight: wait for room
+          sleep_us(100);
+          continue;
+        }
+        tracker.outstanding.fetch_sub(1);
+        tracker.failed.fetch_add(1);
+        tracker.completed.fetch_add(1);
+        break;
+      }
+      ++submitted;
+    }
+
+    // Done when every client command completed, nothing (saga commands included) is in
+    // flight, and every subscriber's checkpoint is at the head of its feed.
+    auto quiescent = [&] {
+      if (tracker.outstanding.load() != 0 || sink->in_flight() != 0) return false;
+      for (size_t k = 0; k < feeds.size(); ++k)
+        if (tracker.checkpoint_of(feed_subscribers[k].second) != feeds[k]->head()) return false;
+      return true;
+    };
+    Status stalled;
+    for (int stable = 0; stable < 3;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      stable = quiescent() ? stable + 1 : 0;
+      const uint64_t last = std::max(tracker.last_event_ns.load(), start_ns);
+      if (steady_ns() - last > 60'000'000'000ULL) {
+        stalled = Status::internal("no progress for 60 s (" + std::to_string(tracker.outstanding.load()) +
+                                   " client commands outstanding)");
+        break;
+      }
+    }
+    const uint64_t end_ns = std::max(tracker.last_event_ns.load(), start_ns + 1);
+    const CpuTimes cpu1 = cpu_now();
+    result.peak_rss_mb = peak_rss_mb();
+    progress_done = true;
+    if (progress.joinable()) progress.join();
+    if (!stalled.is_ok()) {
+      built->pipeline->shutdown(std::chrono::seconds(5));
+      return stalled;
+    }
+
+    result.seconds = static_cast<double>(end_ns - start_ns) / 1e9;
+    result.commands = tracker.completed.load();
+    result.accepted = tracker.accepted.load();
+    result.rejected = tracker.rejected.load();
+    result.failed = tracker.failed.load();
+    result.orders = tracker.orders.load();
+    result.events = feeds.empty() ? 0 : feeds.front()->head();
+    result.commands_per_s = static_cast<double>(result.commands) / result.seconds;
+    result.events_per_s = static_cast<double>(result.events) / result.seconds;
+    result.orders_per_s = static_cast<double>(result.orders) / result.seconds;
+    result.commit = to_ms(tracker.commit);
+    result.projection = to_ms(tracker.projection);
+    result.cpu_user_s = cpu1.user - cpu0.user;
+    result.cpu_sys_s = cpu1.sys - cpu0.sys;
+    if (config.metrics) {
+      for (const auto& n : built->pipeline->metrics().snapshot().nodes) {
+        NodeFigure f;
+        f.id = n.id;
+        f.kind = n.kind;
+        f.in = n.in;
+        f.out = n.out;
+        f.errors = n.errors;
+        f.rate_out = static_cast<double>(n.out) / result.seconds;
+        f.busy_share = static_cast<double>(n.busy_ns) / 1e9 / result.seconds;
+        if (n.kind == "commit" && n.gauges.count("mean_batch_commands"))
+          result.mean_commit_group = n.gauges.at("mean_batch_commands");
+        result.nodes.push_back(std::move(f));
+      }
+    }
+    if (recorded != nullptr && !feeds.empty()) {
+      recorded->clear();
+      std::vector<RecordedEvent> chunk;
+      for (uint64_t after = 0; after < result.events;) {
+        chunk.clear();
+        if (auto s = feeds.front()->read(after, 65536, &chunk); !s) return s;
+        if (chunk.empty()) break;
+        for (const auto& e : chunk) recorded->push_back(connectors::encode_event(e));
+        after = chunk.back().position;
+      }
+    }
+    built->pipeline->shutdown(std::chrono::seconds(30));
+  }
+  std::filesystem::remove_all(dir, ec);
+  return result;
+}
+
+Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(o, dir, &raw);
+  if (!s.ok()) return Status::io_error("raw RocksDB baseline: cannot open " + dir + ": " + s.ToString());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  const auto t0 = Clock::now();
+  for (size_t i = 0; i < records.size();) {
+    rocksdb::WriteBatch wb;
+    for (int k = 0; k < 1000 && i < records.size(); ++k, ++i) {
+      std::string key;
+      connectors::put_u64_be(key, i + 1);
+      wb.Put(key, records[i]);
+    }
+    if (auto w = db->Write(wo, &wb); !w.ok()) return Status::io_error("raw RocksDB baseline: " + w.ToString());
+  }
+  BaselineResult r;
+  r.name = "raw-rocksdb";
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.events = records.size();
+  r.events_per_s = static_cast<double>(r.events) / r.seconds;
+  db->Close();
+  db.reset();
+  std::filesystem::remove_all(dir, ec);
+  return r;
+}
+
+BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands) {
+  // What the pipeline computes for each command, minus graph and stores: the lane's
+  // decide, serialize and evolve, the projection's evolve into its own state, and the
+  // saga's reactions, decided right after the event that caused them.
+  const auto t0 = Clock::now();
+  std::unordered_map<std::string, v1::StreamState> lane_states, projected;
+  std::deque<v1::Command> work;
+  uint64_t events = 0;
+  for (const auto& client : commands) {
+    work.push_back(client);
+    while (!work.empty()) {
+      const v1::Command c = std::move(work.front());
+      work.pop_front();
+      const std::string stream = domain::stream_of(c);
+      auto& st = lane_states[stream];
+      auto decided = domain::decide(st, c);
+      if (!decided) continue;
+      for (const auto& e : *decided) {
+        const std::string payload = e.SerializeAsString();  // what the lane hands to commit
+        domain::evolve(st, e);
+        domain::evolve(projected[stream], e);
+        ++events;
+        for (auto& next : domain::saga_react(stream, st.version(), e)) work.push_back(std::move(next));
+      }
+    }
+  }
+  BaselineResult r;
+  r.name = "cpu-loop";
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.events = events;
+  r.events_per_s = static_cast<double>(events) / r.seconds;
+  return r;
+}
+
+}  // namespace orderflow::bench
