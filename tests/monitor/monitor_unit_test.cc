@@ -284,6 +284,45 @@ TEST(MonitorLayout, DumpListsNodesFiguresAndBanner) {
   EXPECT_EQ(doc.at("totals").at("bottleneck").as_string(), "commit");
 }
 
+TEST(MonitorLayout, DumpBreaksFiguresDownPerInstance) {
+  ServerState a = reachable_state("http://127.0.0.1:1"), b = reachable_state("http://127.0.0.1:2");
+  for (NodeMetrics& n : b.metrics.nodes) {  // b runs at three times a's rates
+    n.rate_in *= 3;
+    n.rate_out *= 3;
+  }
+  b.metrics.nodes[4].latency_us.p99 = 900;  // commit: a slower tail on b
+  ServerState down;
+  down.url = "http://127.0.0.1:3";
+  down.ever_polled = true;
+  down.unreachable_since = 1;
+  Snapshot s = make_snapshot({a, b, down}, 10);
+  ASSERT_EQ(s.server_totals.size(), 3u);
+  EXPECT_DOUBLE_EQ(s.server_totals[0].commands_per_second, 205);
+  EXPECT_DOUBLE_EQ(s.server_totals[1].commands_per_second, 615);
+  EXPECT_DOUBLE_EQ(s.server_totals[2].commands_per_second, 0) << "unreachable";
+  EXPECT_DOUBLE_EQ(s.totals.commands_per_second, 820) << "summed";
+
+  std::error_code ec;
+  auto doc = web::json::value::parse(dump_layout_json(s), ec);
+  ASSERT_FALSE(ec) << dump_layout_json(s);
+  EXPECT_DOUBLE_EQ(doc.at("servers").as_array().at(1).at("commandsPerSecond").as_double(), 615);
+  const web::json::value* commit = nullptr;
+  for (const auto& n : doc.at("nodes").as_array())
+    if (n.at("id").as_string() == "commit") commit = &n;
+  ASSERT_NE(commit, nullptr);
+  EXPECT_DOUBLE_EQ(commit->at("rateIn").as_double(), 205 + 615);
+  EXPECT_DOUBLE_EQ(commit->at("p99Us").as_double(), 900) << "latency percentiles: max over instances";
+  const auto& inst = commit->at("instances").as_array();
+  ASSERT_EQ(inst.size(), 3u);
+  EXPECT_EQ(inst.at(0).at("url").as_string(), "http://127.0.0.1:1");
+  EXPECT_DOUBLE_EQ(inst.at(0).at("rateIn").as_double(), 205);
+  EXPECT_DOUBLE_EQ(inst.at(1).at("rateIn").as_double(), 615);
+  EXPECT_DOUBLE_EQ(inst.at(0).at("p99Us").as_double(), 30);
+  EXPECT_DOUBLE_EQ(inst.at(1).at("p99Us").as_double(), 900);
+  EXPECT_FALSE(inst.at(2).at("hasMetrics").as_bool());
+  EXPECT_FALSE(inst.at(2).has_field("rateIn"));
+}
+
 TEST(MonitorLayout, NoBannerBeforeFirstAttempt) {
   ServerState pending;
   pending.url = "http://x";
