@@ -74,7 +74,7 @@ class KafkaPipelineTest : public ::testing::Test {
         "nodes:\n"
         "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", topics: " + kCommands +
         ", group: " + kGroup + ", dead_letter_topic: " + kDlq +
-        ", max_message_bytes: 4096, max_in_flight: 40, commit_interval_ms: 50,"
+        ", max_message_bytes: 4096, max_in_flight: 8, commit_interval_ms: 50,"
         " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000\"}}\n"
         "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 1000}}\n"
         "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
@@ -213,7 +213,7 @@ TEST_F(KafkaPipelineTest, CommandsInEventsOutEachCommandOnce) {
   auto& probe = built_.pipeline->find("kin")->probe();
   EXPECT_EQ(probe.in(), 300u + 8u + static_cast<uint64_t>(duplicates_sent_));
   EXPECT_EQ(probe.out(), probe.in());
-  EXPECT_GT(probe.gauges()["pauses"], 0) << "40 in flight at most: the partitions must have paused and resumed";
+  EXPECT_GT(probe.gauges()["pauses"], 0) << "8 in flight at most: the partitions must have paused and resumed";
   built_.pipeline->metrics().sample();
   const auto json = built_.pipeline->metrics().to_json();
   EXPECT_NE(json.find("\"consumer_lag\""), std::string::npos);
