@@ -33,6 +33,8 @@ Histogram::Summary Histogram::summary() const {
   for (int i = 0; i < kBuckets; ++i) total += c[i] = buckets_[i].load(std::memory_order_relaxed);
   s.count = total;
   if (total == 0) return s;
+  for (int i = 0; i < kBuckets; ++i)
+    if (c[i] > 0) s.buckets.emplace_back(bucket_upper(i), c[i]);
   s.mean_us = static_cast<double>(sum_.load(std::memory_order_relaxed)) / static_cast<double>(total);
   auto quantile = [&](double q) {
     const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(total - 1)) + 1;
@@ -154,6 +156,10 @@ std::string MetricsRegistry::to_json() const {
         .field("p99", n.latency.p99_us)
         .field("p999", n.latency.p999_us)
         .field("max", n.latency.max_us)
+        .key("buckets")
+        .begin_array();
+    for (const auto& [upper, count] : n.latency.buckets) w.begin_array().value(upper).value(count).end_array();
+    w.end_array()
         .end_object()
         .field("lastError", n.last_error)
         .key("gauges")

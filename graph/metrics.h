@@ -36,6 +36,9 @@ class Histogram {
   struct Summary {
     uint64_t count = 0;
     double mean_us = 0, p50_us = 0, p95_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+    // Non-empty buckets as (largest value in the bucket, count), ascending: lets a reader
+    // merge several instances' histograms exactly (the monitor does).
+    std::vector<std::pair<uint64_t, uint64_t>> buckets;
   };
   Summary summary() const;
   static int bucket_of(uint64_t us);

@@ -189,6 +189,55 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, cons
   return L;
 }
 
+namespace {
+
+// Adds instance `b`'s percentiles into `a` (counts and means are summed by the caller). Both
+// with histograms (or empty): merged bucket by bucket and the percentiles recomputed as the
+// server does (graph/metrics.cc); otherwise the maximum over instances, marked inexact.
+void merge_latency(LatencyUs& a, const LatencyUs& b) {
+  auto has_histogram = [](const LatencyUs& l) { return l.count == 0 || !l.buckets.empty(); };
+  if (a.exact && b.exact && has_histogram(a) && has_histogram(b)) {
+    std::vector<std::pair<double, double>> m;
+    size_t i = 0, j = 0;
+    while (i < a.buckets.size() || j < b.buckets.size()) {
+      if (j == b.buckets.size() || (i < a.buckets.size() && a.buckets[i].first < b.buckets[j].first)) {
+        m.push_back(a.buckets[i++]);
+      } else if (i == a.buckets.size() || b.buckets[j].first < a.buckets[i].first) {
+        m.push_back(b.buckets[j++]);
+      } else {
+        m.emplace_back(a.buckets[i].first, a.buckets[i].second + b.buckets[j].second);
+        ++i, ++j;
+      }
+    }
+    a.buckets = std::move(m);
+    double total = 0;
+    for (const auto& bk : a.buckets) total += bk.second;
+    auto quantile = [&](double q) {
+      if (total <= 0) return 0.0;
+      const double rank = std::floor(q * (total - 1)) + 1;
+      double seen = 0;
+      for (const auto& bk : a.buckets)
+        if ((seen += bk.second) >= rank) return bk.first;
+      return a.buckets.back().first;
+    };
+    a.p50 = quantile(0.50);
+    a.p95 = quantile(0.95);
+    a.p99 = quantile(0.99);
+    a.p999 = quantile(0.999);
+    a.max = quantile(1.0);
+    return;
+  }
+  a.exact = false;
+  a.buckets.clear();
+  a.p50 = std::max(a.p50, b.p50);
+  a.p95 = std::max(a.p95, b.p95);
+  a.p99 = std::max(a.p99, b.p99);
+  a.p999 = std::max(a.p999, b.p999);
+  a.max = std::max(a.max, b.max);
+}
+
+}  // namespace
+
 MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) {
   MetricsSnapshot out;
   bool first = true;
@@ -214,14 +263,10 @@ MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) 
       t->busy_share = std::max(t->busy_share, n.busy_share);
       auto& a = t->latency_us;
       const auto& b = n.latency_us;
+      merge_latency(a, b);
       const double count = a.count + b.count;
       a.mean = count > 0 ? (a.mean * a.count + b.mean * b.count) / count : 0;
       a.count = count;
-      a.p50 = std::max(a.p50, b.p50);
-      a.p95 = std::max(a.p95, b.p95);
-      a.p99 = std::max(a.p99, b.p99);
-      a.p999 = std::max(a.p999, b.p999);
-      a.max = std::max(a.max, b.max);
       if (t->last_error.empty()) t->last_error = n.last_error;
       for (const auto& [k, v] : n.gauges) {
         bool found = false;
@@ -309,6 +354,7 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now) {
 }
 
 namespace {
+
 
 void json_string(std::ostringstream& o, const std::string& s) {
   o << '"';

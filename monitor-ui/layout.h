@@ -67,13 +67,13 @@ std::string format_rate_short(double msgs_per_second);  // "12.3k/s" (edge label
 float edge_thickness(double msgs_per_second);
 
 // Several instances of one graph: figures summed (rates, counts, queue depths), busy share and
-// latencies as the maximum, gauges summed. The servers' JSON carries latency percentiles, not
-// histogram buckets, so percentiles cannot be merged exactly: the maximum over instances is an
-// upper bound of the true merged percentile (kLatencyMergeNote; the UI labels it so).
+// gauges summed, latency histograms merged bucket by bucket (exact). A server that sends no
+// buckets makes that node's percentiles the maximum over instances, an upper bound
+// (LatencyUs::exact false; kLatencyMergeNote, shown by the UI).
 MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts);
 
 inline constexpr const char* kLatencyMergeNote =
-    "max over instances (upper bound; servers report percentiles, not histograms)";
+    "max over instances (upper bound; a server sent no histogram)";
 
 struct Totals {
   double commands_per_second = 0;  // rateOut of source nodes

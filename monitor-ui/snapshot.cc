@@ -135,7 +135,11 @@ std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::strin
         const value& l = n.at("latencyUs");
         nm.latency_us = {num_field(l, "count"), num_field(l, "mean"), num_field(l, "p50"),
                          num_field(l, "p95"),   num_field(l, "p99"),  num_field(l, "p999"),
-                         num_field(l, "max")};
+                         num_field(l, "max"),   {},                   true};
+        if (l.has_field("buckets") && l.at("buckets").is_array())
+          for (const auto& b : l.at("buckets").as_array())
+            if (b.is_array() && b.size() == 2 && b.at(0).is_number() && b.at(1).is_number())
+              nm.latency_us.buckets.emplace_back(b.at(0).as_double(), b.at(1).as_double());
       }
       nm.last_error = str_field(n, "lastError");
       if (n.has_field("gauges") && n.at("gauges").is_object())

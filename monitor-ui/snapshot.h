@@ -38,6 +38,11 @@ struct Topology {
 
 struct LatencyUs {
   double count = 0, mean = 0, p50 = 0, p95 = 0, p99 = 0, p999 = 0, max = 0;
+  // The server's histogram, (largest value in a bucket, count) ascending; empty from
+  // servers that do not send it. With it, instances merge exactly; without, the merged
+  // percentiles are the maximum over instances (exact == false).
+  std::vector<std::pair<double, double>> buckets;
+  bool exact = true;
 };
 
 struct NodeMetrics {

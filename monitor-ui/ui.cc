@@ -184,7 +184,7 @@ void draw_summary(const Snapshot& s, UiState&) {
   if (s.servers.size() > 1) {
     int up = 0;
     for (const ServerState& st : s.servers) up += st.reachable ? 1 : 0;
-    ImGui::Text("%d of %zu instances reachable; figures summed, latency percentiles are the max", up,
+    ImGui::Text("%d of %zu instances reachable; figures summed, latency histograms merged", up,
                 s.servers.size());
     for (size_t i = 0; i < s.servers.size() && i < s.server_totals.size(); ++i) {
       const ServerState& st = s.servers[i];
@@ -270,7 +270,7 @@ void draw_table(const Snapshot& s, UiState& ui) {
   ImGui::TableSetupColumn("Busy %");
   ImGui::TableSetupColumn("Queue");
   ImGui::TableSetupColumn("Errors");
-  ImGui::TableSetupColumn(s.servers.size() > 1 ? "p99 us (max)" : "p99 us");
+  ImGui::TableSetupColumn("p99 us");
   ImGui::TableSetupColumn("Depth");
   ImGui::TableHeadersRow();
   if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs()) {
@@ -354,7 +354,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
               static_cast<unsigned long long>(m->out));
   ImGui::Separator();
   ImGui::Text("latency (us, %.0f samples)", m->latency_us.count);
-  if (s.servers.size() > 1) ImGui::TextDisabled("percentiles: %s", kLatencyMergeNote);
+  if (s.servers.size() > 1 && !m->latency_us.exact) ImGui::TextDisabled("percentiles: %s", kLatencyMergeNote);
   ImGui::Text("p50 %.0f   p99 %.0f", m->latency_us.p50, m->latency_us.p99);
   ImGui::Text("p999 %.0f   max %.0f", m->latency_us.p999, m->latency_us.max);
   if (const auto le = m->gauge("lag_events")) {

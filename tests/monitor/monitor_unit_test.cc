@@ -386,3 +386,42 @@ TEST(MonitorPoller, ClosedPortBecomesUnreachableWithoutBlockingState) {
 
 }  // namespace
 }  // namespace orderflow::monitor
+
+namespace orderflow::monitor {
+namespace {
+
+// Two instances' histograms merge exactly: 90 fast samples on one and 10 slow on the other
+// give a merged p99 from the slow bucket and a p50 from the fast one, which neither
+// instance's own percentiles (nor their maximum) would give.
+TEST(MonitorMerge, HistogramsMergeExactlyAndFallBackToMaxWithoutThem) {
+  MetricsSnapshot a, b;
+  NodeMetrics n;
+  n.id = "commit";
+  n.latency_us.count = 90;
+  n.latency_us.mean = 10;
+  n.latency_us.p50 = n.latency_us.p99 = n.latency_us.max = 10;
+  n.latency_us.buckets = {{10, 90}};
+  a.nodes.push_back(n);
+  n.latency_us.count = 10;
+  n.latency_us.mean = 1000;
+  n.latency_us.p50 = n.latency_us.p99 = n.latency_us.max = 1000;
+  n.latency_us.buckets = {{1000, 10}};
+  b.nodes.push_back(n);
+  MetricsSnapshot m = merge_metrics({&a, &b});
+  ASSERT_EQ(m.nodes.size(), 1u);
+  const LatencyUs& l = m.nodes[0].latency_us;
+  EXPECT_TRUE(l.exact);
+  EXPECT_DOUBLE_EQ(l.count, 100);
+  EXPECT_DOUBLE_EQ(l.mean, (90 * 10 + 10 * 1000) / 100.0);
+  EXPECT_DOUBLE_EQ(l.p50, 10) << "the max over instances would say 1000";
+  EXPECT_DOUBLE_EQ(l.p99, 1000);
+  ASSERT_EQ(l.buckets.size(), 2u);
+
+  b.nodes[0].latency_us.buckets.clear();  // an older server: percentiles only
+  MetricsSnapshot old = merge_metrics({&a, &b});
+  EXPECT_FALSE(old.nodes[0].latency_us.exact);
+  EXPECT_DOUBLE_EQ(old.nodes[0].latency_us.p50, 1000) << "upper bound: max over instances";
+}
+
+}  // namespace
+}  // namespace orderflow::monitor

@@ -340,6 +340,19 @@ TEST(MetricsRegistry, JsonSnapshotParsesAndHasEveryNodeAndField) {
   EXPECT_EQ(lat.at("mean").number_value(), 200);
   EXPECT_GE(lat.at("p50").number_value(), 200);
   EXPECT_GE(lat.at("max").number_value(), 300);
+  // The histogram itself, so several instances can be merged exactly: ascending buckets of
+  // [largest value, count] whose counts add up to the sample count.
+  const auto& buckets = lat.at("buckets").list_value().values();
+  ASSERT_FALSE(buckets.empty());
+  double total = 0, last = 0;
+  for (const auto& b : buckets) {
+    const auto& pair = b.list_value().values();
+    ASSERT_EQ(pair.size(), 2);
+    EXPECT_GT(pair[0].number_value(), last);
+    last = pair[0].number_value();
+    total += pair[1].number_value();
+  }
+  EXPECT_EQ(total, 3);
   const auto& feed = nodes[1].struct_value().fields();
   EXPECT_EQ(feed.at("id").string_value(), "feed");
   EXPECT_EQ(feed.at("queueDepth").number_value(), 7);
