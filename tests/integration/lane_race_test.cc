@@ -16,15 +16,16 @@
 
 #include "connectors/stores.h"
 #include "nodes/builder.h"
+#include "tests/support/store_decorators.h"
 
 namespace orderflow {
 namespace {
 
 using namespace std::chrono_literals;
 
-class GatedEvents final : public EventStore, public ChangeFeed {
+class GatedEvents final : public testing::EventsDecorator {
  public:
-  GatedEvents(EventStore* events, ChangeFeed* feed) : events_(events), feed_(feed) {}
+  using EventsDecorator::EventsDecorator;
 
   void arm(const std::string& command_id) {
     std::lock_guard l(mu_);
@@ -73,19 +74,8 @@ class GatedEvents final : public EventStore, public ChangeFeed {
     }
     return r;
   }
-  Status read_stream(const std::string& s, uint64_t from, std::vector<RecordedEvent>* out) override {
-    return events_->read_stream(s, from, out);
-  }
-  Result<uint64_t> stream_version(const std::string& s) override { return events_->stream_version(s); }
-  Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override { return feed_->read(after, max, out); }
-  uint64_t head() override { return feed_->head(); }
-  void wait(uint64_t after, std::chrono::milliseconds t) override { feed_->wait(after, t); }
-  Result<uint64_t> load_checkpoint(const std::string& s) override { return feed_->load_checkpoint(s); }
-  Status save_checkpoint(const std::string& s, uint64_t p) override { return feed_->save_checkpoint(s, p); }
 
  private:
-  EventStore* events_;
-  ChangeFeed* feed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool armed_ = false, gate_open_ = true, append_waiting_ = false, original_done_ = false, raced_ = false;
@@ -93,20 +83,7 @@ class GatedEvents final : public EventStore, public ChangeFeed {
   int finds_ = 0;
 };
 
-class GatedProvider final : public StoreProvider {
- public:
-  explicit GatedProvider(connectors::StoreSet& inner)
-      : inner_(inner), events(*inner.event_store("events"), *inner.change_feed("events")) {}
-  Result<EventStore*> event_store(const std::string&) override { return static_cast<EventStore*>(&events); }
-  Result<ChangeFeed*> change_feed(const std::string&) override { return static_cast<ChangeFeed*>(&events); }
-  Result<SnapshotStore*> snapshot_store(const std::string& n) override { return inner_.snapshot_store(n); }
-
- private:
-  connectors::StoreSet& inner_;
-
- public:
-  GatedEvents events;
-};
+using GatedProvider = testing::DecoratedProvider<GatedEvents>;
 
 TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecision) {
   graph::KindRegistry registry;

@@ -15,6 +15,7 @@
 #include "nodes/domain.h"
 #include "tests/support/cosmos_standin.h"
 #include "tests/support/invariants.h"
+#include "tests/support/store_decorators.h"
 
 namespace orderflow {
 namespace {
@@ -258,9 +259,9 @@ TEST_P(PipelineTest, ConcurrentOrdersKeepInvariants) {
 
 // Fault injection (leveldb's ErrorEnv idea): an event store whose appends and feed reads
 // fail while `fail` is set.
-class FlakyEvents final : public EventStore, public ChangeFeed {
+class FlakyEvents final : public testing::EventsDecorator {
  public:
-  FlakyEvents(EventStore* events, ChangeFeed* feed) : events_(events), feed_(feed) {}
+  using EventsDecorator::EventsDecorator;
   std::atomic<bool> fail{false};
   std::atomic<int> failed_appends{0};
 
@@ -271,39 +272,12 @@ class FlakyEvents final : public EventStore, public ChangeFeed {
     for (auto& x : r) x.status = Status::io_error("injected write failure");
     return r;
   }
-  Status read_stream(const std::string& s, uint64_t from, std::vector<RecordedEvent>* out) override {
-    return events_->read_stream(s, from, out);
-  }
-  Result<std::optional<AppendResult>> find_command(const std::string& id) override { return events_->find_command(id); }
-  Result<uint64_t> stream_version(const std::string& s) override { return events_->stream_version(s); }
   Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override {
     if (fail) return Status::io_error("injected read failure");
     return feed_->read(after, max, out);
   }
-  uint64_t head() override { return feed_->head(); }
-  void wait(uint64_t after, std::chrono::milliseconds t) override { feed_->wait(after, t); }
-  Result<uint64_t> load_checkpoint(const std::string& s) override { return feed_->load_checkpoint(s); }
-  Status save_checkpoint(const std::string& s, uint64_t p) override { return feed_->save_checkpoint(s, p); }
-
- private:
-  EventStore* events_;
-  ChangeFeed* feed_;
 };
-
-class FlakyProvider final : public StoreProvider {
- public:
-  explicit FlakyProvider(connectors::StoreSet& inner)
-      : inner_(inner), events(*inner.event_store("events"), *inner.change_feed("events")) {}
-  Result<EventStore*> event_store(const std::string&) override { return static_cast<EventStore*>(&events); }
-  Result<ChangeFeed*> change_feed(const std::string&) override { return static_cast<ChangeFeed*>(&events); }
-  Result<SnapshotStore*> snapshot_store(const std::string& n) override { return inner_.snapshot_store(n); }
-
- private:
-  connectors::StoreSet& inner_;
-
- public:
-  FlakyEvents events;
-};
+using FlakyProvider = testing::DecoratedProvider<FlakyEvents>;
 
 // A store that fails for a while: commands in that window fail (HTTP 503) and write
 // nothing; the change feed and the saga retry; afterwards everything converges.
