@@ -10,13 +10,12 @@ std::vector<AppendResult> MemoryEventStore::append(const std::vector<AppendReque
     std::lock_guard lock(mu_);
     AppendLookups lookups{
         [this](const std::string& id) -> Result<std::optional<AppendResult>> {
-          auto it = commands_.find(id);
-          if (it == commands_.end()) return std::optional<AppendResult>();
-          return std::optional<AppendResult>(it->second);
+          const AppendResult* r = commands_.find(id);
+          return r == nullptr ? std::optional<AppendResult>() : std::optional<AppendResult>(*r);
         },
         [this](const std::string& stream) -> Result<uint64_t> {
-          auto it = streams_.find(stream);
-          return it == streams_.end() ? uint64_t{0} : uint64_t{it->second.size()};
+          const auto* positions = streams_.find(stream);
+          return positions == nullptr ? uint64_t{0} : uint64_t{positions->size()};
         }};
     auto plan = plan_append(batch, log_.size(), lookups, results);
     const int64_t at = now_us();
@@ -38,24 +37,23 @@ std::vector<AppendResult> MemoryEventStore::append(const std::vector<AppendReque
 Status MemoryEventStore::read_stream(const std::string& stream, uint64_t from_version,
                                      std::vector<RecordedEvent>* out) {
   std::lock_guard lock(mu_);
-  auto it = streams_.find(stream);
-  if (it == streams_.end()) return Status::ok();
-  for (uint64_t v = std::max<uint64_t>(from_version, 1); v <= it->second.size(); ++v)
-    out->push_back(log_[it->second[v - 1] - 1]);
+  const auto* positions = streams_.find(stream);
+  if (positions == nullptr) return Status::ok();
+  for (uint64_t v = std::max<uint64_t>(from_version, 1); v <= positions->size(); ++v)
+    out->push_back(log_[(*positions)[v - 1] - 1]);
   return Status::ok();
 }
 
 Result<std::optional<AppendResult>> MemoryEventStore::find_command(const std::string& command_id) {
   std::lock_guard lock(mu_);
-  auto it = commands_.find(command_id);
-  if (it == commands_.end()) return std::optional<AppendResult>();
-  return std::optional<AppendResult>(it->second);
+  const AppendResult* r = commands_.find(command_id);
+  return r == nullptr ? std::optional<AppendResult>() : std::optional<AppendResult>(*r);
 }
 
 Result<uint64_t> MemoryEventStore::stream_version(const std::string& stream) {
   std::lock_guard lock(mu_);
-  auto it = streams_.find(stream);
-  return it == streams_.end() ? uint64_t{0} : uint64_t{it->second.size()};
+  const auto* positions = streams_.find(stream);
+  return positions == nullptr ? uint64_t{0} : uint64_t{positions->size()};
 }
 
 Status MemoryEventStore::read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) {
@@ -88,8 +86,8 @@ Status MemoryEventStore::save_checkpoint(const std::string& subscriber, uint64_t
 
 Result<Snapshot> MemorySnapshotStore::get(const std::string& stream) {
   std::lock_guard lock(mu_);
-  auto it = map_.find(stream);
-  return it == map_.end() ? Snapshot{} : it->second;
+  const Snapshot* snap = map_.find(stream);
+  return snap == nullptr ? Snapshot{} : *snap;
 }
 
 Status MemorySnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {

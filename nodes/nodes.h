@@ -49,7 +49,8 @@ class RouteNode final : public RuntimeNode, public CommandSink {
   std::atomic<int64_t> in_flight_{0};
   LaneGroupNode* lanes_ = nullptr;
   tbb::flow::limiter_node<EnvelopePtr> limiter_;
-  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg> router_;
+  // Lightweight: the router's body runs on the submitting thread, not as a task of its own.
+  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg, tbb::flow::queueing_lightweight> router_;
 };
 
 class LaneGroupNode final : public RuntimeNode {
@@ -119,7 +120,9 @@ class CommitNode final : public RuntimeNode {
   const size_t max_batch_;
   const int max_retries_;
   LaneGroupNode* lanes_ = nullptr;
-  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg> input_;
+  // Lightweight: enqueue() runs on the lane's thread right after its decision instead of
+  // as one more task per command (and one more worker wake-up).
+  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg, tbb::flow::queueing_lightweight> input_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
