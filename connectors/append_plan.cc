@@ -13,6 +13,8 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
   std::unordered_map<std::string, size_t> batch_commands;   // command id -> request index
   std::unordered_map<std::string, uint64_t> batch_versions; // stream -> version after batch so far
   std::unordered_map<std::string, uint64_t> failed_chains;  // stream -> highest failed chain
+  batch_commands.reserve(batch.size());  // no rehash while a group of a thousand is planned
+  batch_versions.reserve(batch.size());
   uint64_t position = head;
   for (size_t i = 0; i < batch.size(); ++i) {
     const AppendRequest& req = batch[i];
@@ -136,7 +138,7 @@ std::string encode_event(const RecordedEvent& e) {
   return out;
 }
 
-bool decode_event(const std::string& value, RecordedEvent* e) {
+bool decode_event(std::string_view value, RecordedEvent* e) {
   const char* p = value.data();
   const char* end = p + value.size();
   uint64_t at = 0;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "graph/store.h"
@@ -39,7 +40,7 @@ bool get_bytes(const char*& p, const char* end, std::string* out);
 bool get_u64(const char*& p, const char* end, uint64_t* out);
 
 std::string encode_event(const RecordedEvent& e);   // without position (it is the key)
-bool decode_event(const std::string& value, RecordedEvent* e);
+bool decode_event(std::string_view value, RecordedEvent* e);
 std::string encode_result(const AppendResult& r);
 bool decode_result(const std::string& value, AppendResult* r);
 

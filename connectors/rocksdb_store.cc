@@ -250,7 +250,7 @@ Status RocksEventStore::read(uint64_t after, size_t max, std::vector<RecordedEve
     RecordedEvent e;
     e.position = get_u64_be(it->key().data());
     if (e.position > head) break;
-    if (!decode_event(it->value().ToString(), &e))
+    if (!decode_event(std::string_view(it->value().data(), it->value().size()), &e))
       return Status::io_error("corrupt event record at position " + std::to_string(e.position));
     out->push_back(std::move(e));
   }
