@@ -10,6 +10,7 @@
 // bar; none of it is meant for concurrent use.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,13 @@ struct Percentiles {
   uint64_t count = 0;
   double p50_ms = 0, p95_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
 };
+
+// Where a client command's commit latency went (metrics on only): waiting for its lane,
+// deciding, waiting for its group's write to start, the durable write itself, and from
+// the write to its completion callback. Their sum is the commit latency.
+constexpr size_t kStages = 5;
+inline constexpr std::array<const char*, kStages> kStageNames = {"lane_wait", "decide", "group_wait", "write",
+                                                                 "complete"};
 
 struct NodeFigure {
   std::string id, kind;
@@ -51,6 +59,7 @@ struct RunResult {
   double commands_per_s = 0, events_per_s = 0, orders_per_s = 0;
   Percentiles commit;                  // ingest -> durable commit (client commands)
   Percentiles projection;              // ingest -> projection checkpoint past the command's events
+  std::array<Percentiles, kStages> stages;  // commit latency by stage (metrics on only; see kStageNames)
   double cpu_user_s = 0, cpu_sys_s = 0;
   double peak_rss_mb = 0;              // process peak resident set during the run
   double mean_commit_group = 0;        // commands per durable write (metrics on only)

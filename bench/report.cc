@@ -42,15 +42,20 @@ RunResult median_of(const std::vector<const RunResult*>& runs) {
   m.commands_per_s = med([](const RunResult& r) { return r.commands_per_s; });
   m.events_per_s = med([](const RunResult& r) { return r.events_per_s; });
   m.orders_per_s = med([](const RunResult& r) { return r.orders_per_s; });
-  for (auto pct : {&RunResult::commit, &RunResult::projection}) {
-    Percentiles& p = m.*pct;
-    p.count = med_u([&](const RunResult& r) { return (r.*pct).count; });
-    p.p50_ms = med([&](const RunResult& r) { return (r.*pct).p50_ms; });
-    p.p95_ms = med([&](const RunResult& r) { return (r.*pct).p95_ms; });
-    p.p99_ms = med([&](const RunResult& r) { return (r.*pct).p99_ms; });
-    p.p999_ms = med([&](const RunResult& r) { return (r.*pct).p999_ms; });
-    p.max_ms = med([&](const RunResult& r) { return (r.*pct).max_ms; });
-  }
+  auto med_percentiles = [&](auto get) {
+    Percentiles p;
+    p.count = med_u([&](const RunResult& r) { return get(r).count; });
+    p.p50_ms = med([&](const RunResult& r) { return get(r).p50_ms; });
+    p.p95_ms = med([&](const RunResult& r) { return get(r).p95_ms; });
+    p.p99_ms = med([&](const RunResult& r) { return get(r).p99_ms; });
+    p.p999_ms = med([&](const RunResult& r) { return get(r).p999_ms; });
+    p.max_ms = med([&](const RunResult& r) { return get(r).max_ms; });
+    return p;
+  };
+  m.commit = med_percentiles([](const RunResult& r) -> const Percentiles& { return r.commit; });
+  m.projection = med_percentiles([](const RunResult& r) -> const Percentiles& { return r.projection; });
+  for (size_t k = 0; k < kStages; ++k)
+    m.stages[k] = med_percentiles([k](const RunResult& r) -> const Percentiles& { return r.stages[k]; });
   m.cpu_user_s = med([](const RunResult& r) { return r.cpu_user_s; });
   m.cpu_sys_s = med([](const RunResult& r) { return r.cpu_sys_s; });
   m.peak_rss_mb = med([](const RunResult& r) { return r.peak_rss_mb; });
@@ -107,6 +112,14 @@ void write_run(JsonWriter& w, const RunResult& r) {
   write_percentiles(w, r.commit);
   w.key("latency_projection_ms");
   write_percentiles(w, r.projection);
+  if (r.stages[0].count > 0) {
+    w.key("latency_commit_stages_ms").begin_object();
+    for (size_t k = 0; k < kStages; ++k) {
+      w.key(kStageNames[k]);
+      write_percentiles(w, r.stages[k]);
+    }
+    w.end_object();
+  }
   w.field("cpu_user_s", r.cpu_user_s)
       .field("cpu_system_s", r.cpu_sys_s)
       .field("cpu_cores_used", r.seconds > 0 ? (r.cpu_user_s + r.cpu_sys_s) / r.seconds : 0.0)
@@ -219,6 +232,19 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     std::printf("%-24s %s %s %s %s\n", s.config.name().c_str(), cell(s.vs_raw_rocksdb).c_str(),
                 cell(s.vs_cpu_loop).c_str(), cell(s.vs_metrics_off).c_str(), cell(s.vs_first_threads).c_str());
   }
+  bool staged = false;
+  for (const auto& s : summary) {
+    if (s.median.stages[0].count == 0) continue;
+    if (!staged) {
+      std::printf("\ncommit latency by stage, p50 / p99 ms (they add up to the commit latency)\n%-24s", "configuration");
+      for (const char* name : kStageNames) std::printf(" %15s", name);
+      std::printf("\n");
+      staged = true;
+    }
+    std::printf("%-24s", s.config.name().c_str());
+    for (const auto& p : s.median.stages) std::printf(" %15s", (fmt("%.2f", p.p50_ms) + " / " + fmt("%.2f", p.p99_ms)).c_str());
+    std::printf("\n");
+  }
   for (const auto& s : summary) {
     if (s.median.nodes.empty()) continue;
     std::printf("\nnodes, %s (commit group %.0f commands)\n  %-14s %-14s %12s %8s\n", s.config.name().c_str(),
@@ -299,6 +325,7 @@ Status write_csv(const Report& report, const std::string& path) {
        "commands_per_s,events_per_s,orders_per_s,commit_p50_ms,commit_p95_ms,commit_p99_ms,commit_p999_ms,"
        "projection_p50_ms,projection_p95_ms,projection_p99_ms,projection_p999_ms,cpu_user_s,cpu_system_s,"
        "peak_rss_mb,mean_commit_group,raw_rocksdb_events_per_s,cpu_loop_events_per_s";
+  for (const char* name : kStageNames) f << "," << name << "_p50_ms," << name << "_p99_ms";
   for (const auto& id : node_ids) f << ",rate_out_" << id << ",busy_" << id;
   f << "\n";
   auto baseline_of = [&](const std::string& name, int rep) {
@@ -317,6 +344,7 @@ Status write_csv(const Report& report, const std::string& path) {
     f << "," << fmt("%.3f", r.cpu_user_s) << "," << fmt("%.3f", r.cpu_sys_s) << "," << fmt("%.1f", r.peak_rss_mb)
       << "," << fmt("%.1f", r.mean_commit_group) << "," << baseline_of("raw-rocksdb", r.repetition) << ","
       << baseline_of("cpu-loop", r.repetition);
+    for (const auto& p : r.stages) f << "," << fmt("%.3f", p.p50_ms) << "," << fmt("%.3f", p.p99_ms);
     for (const auto& id : node_ids) {
       auto n = std::find_if(r.nodes.begin(), r.nodes.end(), [&](const NodeFigure& x) { return x.id == id; });
       if (n == r.nodes.end()) f << ",,";

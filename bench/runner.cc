@@ -44,13 +44,18 @@ class Tracker {
     for (auto& s : subscribers) checkpoints_.emplace(std::move(s), std::make_unique<std::atomic<uint64_t>>(0));
   }
 
-  void done(const Outcome& o, bool place, uint64_t ingest_ns) {
+  void done(const Outcome& o, bool place, uint64_t ingest_ns, const Envelope& env) {
     const uint64_t now = steady_ns();
     if (o.status.is_ok()) {
       accepted.fetch_add(1, std::memory_order_relaxed);
       if (place) orders.fetch_add(1, std::memory_order_relaxed);
       if (!o.duplicate) {
         commit.record((now - std::min(now, ingest_ns)) / 1000);
+        if (env.decide_ns != 0 && env.queued_ns != 0 && env.write_ns != 0) {
+          const uint64_t marks[kStages + 1] = {ingest_ns, env.decide_ns, env.queued_ns, env.write_ns, env.written_ns, now};
+          for (size_t k = 0; k < kStages; ++k)
+            stages[k].record((marks[k + 1] - std::min(marks[k + 1], marks[k])) / 1000);
+        }
         committed(o.result.last_position, ingest_ns, now);
       }
     } else if (o.status.code() == StatusCode::kRejected) {
@@ -86,6 +91,7 @@ class Tracker {
   std::atomic<uint64_t> completed{0}, accepted{0}, rejected{0}, failed{0}, orders{0};
   std::atomic<uint64_t> last_event_ns{0};  // last completion or checkpoint
   Histogram commit, projection;
+  Histogram stages[kStages];
 
  private:
   void committed(uint64_t last_position, uint64_t ingest_ns, uint64_t now) {
@@ -294,7 +300,9 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& conf
         commands.push_back(more->next());
       }
       const bool place = commands[i].has_place_order();
-      auto env = make_envelope(commands[i], [&tracker, place, ingest](const Outcome& o) { tracker.done(o, place, ingest); });
+      auto env = make_envelope(commands[i], nullptr);
+      // The envelope outlives its completion call, so the callback may read its stage times.
+      env->done = [&tracker, place, ingest, e = env.get()](const Outcome& o) { tracker.done(o, place, ingest, *e); };
       env->ingest_ns = ingest;
       tracker.outstanding.fetch_add(1, std::memory_order_relaxed);
       for (;;) {
@@ -353,6 +361,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& conf
     result.orders_per_s = static_cast<double>(result.orders) / result.seconds;
     result.commit = to_ms(tracker.commit);
     result.projection = to_ms(tracker.projection);
+    for (size_t k = 0; k < kStages; ++k) result.stages[k] = to_ms(tracker.stages[k]);
     result.cpu_user_s = cpu1.user - cpu0.user;
     result.cpu_sys_s = cpu1.sys - cpu0.sys;
     if (config.metrics) {

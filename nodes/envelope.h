@@ -32,6 +32,10 @@ struct Envelope {
   v1::Command command;
   std::string stream;                  // domain::stream_of(command)
   uint64_t ingest_ns = 0;              // steady clock, for latency
+  // Where its latency went (steady clock; set only while metrics are on, see
+  // NodeProbe::enabled; `orderflow bench` reports them): its last decision started,
+  // it was queued for commit, its group's write started, the write was durable.
+  uint64_t decide_ns = 0, queued_ns = 0, write_ns = 0, written_ns = 0;
   int attempts = 0;                    // decisions so far (conflicts re-decide)
   uint32_t lane = 0;
   Completion done;

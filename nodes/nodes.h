@@ -113,6 +113,7 @@ class CommitNode final : public RuntimeNode {
   void enqueue(EnvelopePtr env);
   void run();
   void run_completions();
+  void complete_all(std::vector<std::pair<EnvelopePtr, Outcome>>& work);
   void commit(std::vector<EnvelopePtr>& batch);
   void retry_or_fail(EnvelopePtr& env, const Status& conflict);
 
@@ -135,7 +136,9 @@ class CommitNode final : public RuntimeNode {
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;
   // Written commands are completed (callbacks, lane bookkeeping, envelope release) on a
-  // second thread, so the writer starts the next group meanwhile.
+  // second thread, so the writer starts the next group meanwhile; groups of at most this
+  // many, with the completer idle, are completed on the writer (see commit()).
+  static constexpr size_t kInlineCompletions = 16;
   std::mutex done_mu_;
   std::condition_variable done_cv_, done_idle_cv_;
   std::vector<std::pair<EnvelopePtr, Outcome>> done_;  // guarded by done_mu_

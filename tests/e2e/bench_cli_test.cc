@@ -56,6 +56,8 @@ std::vector<std::string> split_csv_line(const std::string& line) {
 
 double num(const web::json::value& v, const char* key) { return v.at(utility::conversions::to_string_t(key)).as_double(); }
 
+std::string store_of(const std::string& config) { return config.substr(0, config.find(' ')); }
+
 class BenchCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,7 +122,22 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
     const auto& nodes = run.at(U("nodes")).as_array();
     if (!metrics) {
       EXPECT_EQ(nodes.size(), 0u) << config << ": no per-node figures with metrics off";
+      EXPECT_FALSE(run.has_field(U("latency_commit_stages_ms"))) << config << ": stage times need metrics";
       continue;
+    }
+    // The stages split each command's commit latency, so no stage's quantile can exceed
+    // the same quantile of the whole (each stage is at most the whole, command by command).
+    ASSERT_TRUE(run.has_field(U("latency_commit_stages_ms"))) << config;
+    const auto& stages = run.at(U("latency_commit_stages_ms"));
+    for (const char* stage : {"lane_wait", "decide", "group_wait", "write", "complete"}) {
+      ASSERT_TRUE(stages.has_field(utility::conversions::to_string_t(stage))) << config << " " << stage;
+      const auto& p = stages.at(utility::conversions::to_string_t(stage));
+      EXPECT_EQ(num(p, "count"), static_cast<double>(accepted)) << config << " " << stage;
+      for (const char* q : {"p50", "p99", "max"})
+        EXPECT_LE(num(p, q), num(run.at(U("latency_commit_ms")), q)) << config << " " << stage << " " << q;
+    }
+    if (store_of(config) == "rocksdb") {
+      EXPECT_GT(num(stages.at(U("write")), "max"), 0) << config << ": a synced write takes time";
     }
     std::map<std::string, web::json::value> by_id;
     for (const auto& n : nodes) by_id[utility::conversions::to_utf8string(n.at(U("id")).as_string())] = n;
@@ -162,7 +179,8 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
   std::map<std::string, size_t> col;
   for (size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
   for (const char* c : {"config", "events_per_s", "commit_p99_ms", "projection_p999_ms", "busy_commit", "rate_out_lanes",
-                        "raw_rocksdb_events_per_s", "cpu_loop_events_per_s", "peak_rss_mb"})
+                        "raw_rocksdb_events_per_s", "cpu_loop_events_per_s", "peak_rss_mb", "group_wait_p50_ms",
+                        "write_p99_ms"})
     EXPECT_TRUE(col.count(c)) << c;
   std::vector<std::vector<std::string>> rows;
   while (std::getline(csv, line)) rows.push_back(split_csv_line(line));
