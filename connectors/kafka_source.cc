@@ -159,6 +159,7 @@ class KafkaSourceNode final : public RuntimeNode {
     int64_t committed = -1;                        // last offset committed (next to read)
     int64_t done_until = -1;                       // next offset after the done prefix
     int64_t in_flight = 0;
+    int64_t next = -1;                             // one past the highest offset handed out
   };
   // A command waiting to be submitted (the pipeline was full) or resubmitted (store error).
   struct Pending {
@@ -243,6 +244,15 @@ class KafkaSourceNode final : public RuntimeNode {
     auto it = parts_.find(tp);
     if (it == parts_.end()) return;  // not (any more) ours: the next owner reads it
     Partition& part = it->second;
+    // librdkafka 2.0 can rewind a partition on resume (its fetch position races the
+    // pause/resume ops; confluentinc/librdkafka#4637, fixed in 2.4) and hand out messages
+    // already handed out. Those are in flight or done under their first delivery: skip
+    // them, so the offset list stays ascending and nothing is submitted twice.
+    if (part.next >= 0 && m->offset < part.next) {
+      probe().set_gauge("redelivered_skipped", static_cast<double>(++redelivered_skipped_));
+      return;
+    }
+    part.next = m->offset + 1;
     part.offsets.emplace_back(m->offset, false);
     ++part.in_flight;
     in_flight_.fetch_add(1);
@@ -584,6 +594,7 @@ class KafkaSourceNode final : public RuntimeNode {
   uint64_t generation_ = 0;
   bool paused_ = false;  // every assigned partition is paused
   uint64_t pauses_ = 0;
+  uint64_t redelivered_skipped_ = 0;  // messages below a partition's next offset (see handle)
   std::deque<Pending> pending_;
   uint64_t dead_lettered_ = 0, rejected_ = 0, resubmitted_ = 0;
 
