@@ -6,7 +6,8 @@
 //                    and passes events to commit. Commands of one stream stay in order.
 //   CommitNode       group commit: a writer thread appends everything queued as one durable
 //                    write (and re-routes conflicts); a completer thread completes the
-//                    written commands while the writer starts the next group.
+//                    written commands while the writer starts the next group (a small group
+//                    is completed on the writer when the completer is idle).
 //   ChangeFeedNode   one reader thread per subscriber, from its persisted checkpoint.
 //   ProjectionNode   folds events into snapshots (FeedSubscriber).
 //   SagaNode         issues reservation commands for events (FeedSubscriber).
