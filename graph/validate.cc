@@ -255,6 +255,15 @@ class Validator {
                              port_type_name(in_kind->input) +
                              "' from kinds: " + kinds_with_output(in_kind->input) + ")");
       }
+      // Services run as separate processes, joined only through the stores: every other
+      // edge is an in-process call, so both of its nodes must run in the same service (a
+      // node without a service runs in every one).
+      if (!from->service.empty() && !to->service.empty() && from->service != to->service &&
+          out_kind->output != PortType::kCommitted) {
+        error(edge.mark, "edge " + name + " joins service '" + from->service + "' to service '" + to->service +
+                             "': only an edge through the event store (commit -> change_feed) may cross "
+                             "services; put both nodes in one service");
+      }
     }
   }
 

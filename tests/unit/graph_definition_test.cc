@@ -513,6 +513,33 @@ edges:
   EXPECT_EQ(d.size(), 5u) << dump(d);  // p counts as reached through the mismatched edge
 }
 
+TEST(GraphDefinition, OnlyTheStoreEdgeMayCrossServices) {
+  auto d = check(std::string(kPrefix) + R"(  - {id: r, kind: route, service: api}
+  - {id: l, kind: command_lane, service: api, params: {events: events, snapshots: snapshots}}
+  - {id: c, kind: commit, service: writer, params: {events: events}}
+  - {id: f, kind: change_feed, service: views, params: {events: events}}
+  - {id: p, kind: projection, service: views, params: {snapshots: snapshots}}
+  - {id: s, kind: saga, service: views}
+edges:
+  - http -> r
+  - r -> l
+  - l -> c
+  - c -> f
+  - f -> p
+  - f -> s
+  - s -> r
+)");
+  // http has no service (runs in every one); r -> l stays in api; c -> f goes through the
+  // event store; f -> p and f -> s stay in views.
+  expect_diag(d, 16, 5,
+              "edge l -> c joins service 'api' to service 'writer': only an edge through the event store "
+              "(commit -> change_feed) may cross services; put both nodes in one service");
+  expect_diag(d, 20, 5,
+              "edge s -> r joins service 'views' to service 'api': only an edge through the event store "
+              "(commit -> change_feed) may cross services; put both nodes in one service");
+  EXPECT_EQ(d.size(), 2u) << dump(d);
+}
+
 TEST(GraphDefinition, Reachability) {
   auto d = check(R"(stores: {events: {kind: memory}, snapshots: {kind: memory}}
 nodes:

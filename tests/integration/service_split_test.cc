@@ -1,0 +1,159 @@
+// `orderflow serve FILE --service NAME`: each service builds only its own nodes (and the
+// nodes without a service), and two services on the same stores make one pipeline: the
+// command side writes, the read side follows through the change feed. The stores here
+// are in-memory ones shared by two pipelines of one process, standing in for two
+// processes on a shared Cosmos DB.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "connectors/stores.h"
+#include "nodes/builder.h"
+#include "nodes/domain.h"
+#include "tests/support/invariants.h"
+
+namespace orderflow {
+namespace {
+
+constexpr const char* kSplitGraph = R"(graph: split
+stores:
+  events: {kind: memory}
+  snapshots: {kind: memory}
+nodes:
+  - {id: demo, kind: demo_source, service: api, params: {rate: 0}}
+  - {id: route, kind: route, service: api}
+  - {id: lanes, kind: command_lane, service: api, params: {events: events, snapshots: snapshots}}
+  - {id: commit, kind: commit, service: api, params: {events: events}}
+  - {id: saga_feed, kind: change_feed, service: api, params: {events: events, poll_ms: 5}}
+  - {id: saga, kind: saga, service: api}
+  - {id: view_feed, kind: change_feed, service: views, params: {events: events, poll_ms: 5}}
+  - {id: projection, kind: projection, service: views, params: {snapshots: snapshots}}
+edges:
+  - demo -> route
+  - route -> lanes
+  - lanes -> commit
+  - commit -> saga_feed
+  - saga_feed -> saga
+  - saga -> route
+  - commit -> view_feed
+  - view_feed -> projection
+)";
+
+v1::Command command(const std::string& id) {
+  v1::Command c;
+  c.set_command_id(id);
+  return c;
+}
+
+TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  auto loaded = graph::load_graph_string(kSplitGraph);
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  ASSERT_TRUE(graph::validate(loaded.graph, registry, diags)) << diags.front().to_string();
+  connectors::StoreSet stores(loaded.graph, "");
+
+  BuildOptions api_options, views_options;
+  api_options.threads = views_options.threads = 2;
+  api_options.service = "api";
+  views_options.service = "views";
+  auto api = build_pipeline(loaded.graph, stores, api_options);
+  ASSERT_TRUE(api) << api.status().to_string();
+  auto views = build_pipeline(loaded.graph, stores, views_options);
+  ASSERT_TRUE(views) << views.status().to_string();
+
+  for (const char* id : {"route", "lanes", "commit", "saga_feed", "saga"}) {
+    EXPECT_NE(api->pipeline->find(id), nullptr) << id;
+    EXPECT_EQ(views->pipeline->find(id), nullptr) << id;
+  }
+  for (const char* id : {"view_feed", "projection"}) {
+    EXPECT_EQ(api->pipeline->find(id), nullptr) << id;
+    EXPECT_NE(views->pipeline->find(id), nullptr) << id;
+  }
+  EXPECT_NE(api->sink, nullptr);
+  EXPECT_EQ(views->sink, nullptr) << "the read side takes no commands";
+
+  ASSERT_TRUE(api->pipeline->start());
+  ASSERT_TRUE(views->pipeline->start());
+  std::atomic<int> pending{0}, failed{0};
+  auto submit = [&](v1::Command c) {
+    ++pending;
+    auto env = make_envelope(std::move(c), [&](const Outcome& o) {
+      if (!o.status.is_ok() && o.status.code() != StatusCode::kRejected) ++failed;
+      --pending;
+    });
+    ASSERT_TRUE(api->sink->submit(env));
+  };
+  auto stock = command("stock-1");
+  stock.mutable_add_stock()->set_sku("S1");
+  stock.mutable_add_stock()->set_quantity(5);
+  submit(stock);
+  for (int i = 0; i < 20; ++i) {
+    auto place = command("place-" + std::to_string(i));
+    auto* po = place.mutable_place_order();
+    po->set_order_id("o" + std::to_string(i));
+    po->set_customer_id("c");
+    auto* line = po->add_lines();
+    line->set_sku("S1");
+    line->set_quantity(1);
+    line->set_unit_price_cents(100);
+    submit(place);
+  }
+
+  // The saga (api) settles every order; the projection (views) catches up with the log.
+  ChangeFeed& feed = **stores.change_feed("events");
+  SnapshotStore& snapshots = **stores.snapshot_store("snapshots");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto settled = [&] {
+    if (pending.load() != 0 || api->sink->in_flight() != 0) return false;
+    const uint64_t head = feed.head();
+    if (*feed.load_checkpoint("saga") != head || *feed.load_checkpoint("projection") != head) return false;
+    for (int i = 0; i < 20; ++i) {
+      auto snap = snapshots.get(domain::order_stream("o" + std::to_string(i)));
+      v1::StreamState st;
+      if (!snap || snap->version == 0 || !st.ParseFromString(snap->state)) return false;
+      const auto status = st.order().status();
+      if (status != v1::ORDER_STATUS_CONFIRMED && status != v1::ORDER_STATUS_REJECTED) return false;
+    }
+    return true;
+  };
+  while (!settled() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(settled()) << "head " << feed.head();
+  EXPECT_EQ(failed.load(), 0);
+
+  // The projection written by the views service agrees with the log the api service wrote:
+  // 5 units of stock, 20 orders of one unit, so exactly 5 confirmed.
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed, snapshots, &fold));
+  EXPECT_EQ(fold.confirmed, 5u);
+  EXPECT_EQ(fold.rejected, 15u);
+
+  views->pipeline->shutdown(std::chrono::seconds(10));
+  api->pipeline->shutdown(std::chrono::seconds(10));
+}
+
+TEST(ServiceSplit, AServiceCutThroughAnInProcessEdgeIsRefused) {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  std::string text = kSplitGraph;
+  // The saga moves to the read side, but it hands its commands to the api's route in-process.
+  const std::string from = "{id: saga, kind: saga, service: api}";
+  text.replace(text.find(from), from.size(), "{id: saga, kind: saga, service: views}");
+  auto loaded = graph::load_graph_string(text);
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  EXPECT_FALSE(graph::validate(loaded.graph, registry, diags));
+  ASSERT_FALSE(diags.empty());
+  bool named = false;
+  for (const auto& d : diags)
+    named = named || d.message.find("edge saga -> route joins service 'views' to service 'api'") != std::string::npos ||
+            d.message.find("edge saga_feed -> saga joins service 'api' to service 'views'") != std::string::npos;
+  EXPECT_TRUE(named) << diags.front().to_string();
+}
+
+}  // namespace
+}  // namespace orderflow
