@@ -236,7 +236,7 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
   for (const auto& s : summary) {
     if (s.median.stages[0].count == 0) continue;
     if (!staged) {
-      std::printf("\ncommit latency by stage, p50 / p99 ms (they add up to the commit latency)\n%-24s", "configuration");
+      std::printf("\ncommit latency by stage, p50 / p99 ms (a command's stages add up to its commit latency; their percentiles do not add up)\n%-24s", "configuration");
       for (const char* name : kStageNames) std::printf(" %15s", name);
       std::printf("\n");
       staged = true;
@@ -344,7 +344,8 @@ Status write_csv(const Report& report, const std::string& path) {
     f << "," << fmt("%.3f", r.cpu_user_s) << "," << fmt("%.3f", r.cpu_sys_s) << "," << fmt("%.1f", r.peak_rss_mb)
       << "," << fmt("%.1f", r.mean_commit_group) << "," << baseline_of("raw-rocksdb", r.repetition) << ","
       << baseline_of("cpu-loop", r.repetition);
-    for (const auto& p : r.stages) f << "," << fmt("%.3f", p.p50_ms) << "," << fmt("%.3f", p.p99_ms);
+    for (const auto& p : r.stages)  // empty cells when not measured (metrics off), as the JSON leaves them out
+      f << "," << (p.count ? fmt("%.3f", p.p50_ms) : "") << "," << (p.count ? fmt("%.3f", p.p99_ms) : "");
     for (const auto& id : node_ids) {
       auto n = std::find_if(r.nodes.begin(), r.nodes.end(), [&](const NodeFigure& x) { return x.id == id; });
       if (n == r.nodes.end()) f << ",,";

@@ -160,6 +160,7 @@ class KafkaSourceNode final : public RuntimeNode {
     int64_t done_until = -1;                       // next offset after the done prefix
     int64_t in_flight = 0;
     int64_t next = -1;                             // one past the highest offset handed out
+    bool skipping = false;                         // inside a run of skipped (rewound) offsets
   };
   // A command waiting to be submitted (the pipeline was full) or resubmitted (store error).
   struct Pending {
@@ -250,8 +251,14 @@ class KafkaSourceNode final : public RuntimeNode {
     // them, so the offset list stays ascending and nothing is submitted twice.
     if (part.next >= 0 && m->offset < part.next) {
       probe().set_gauge("redelivered_skipped", static_cast<double>(++redelivered_skipped_));
+      if (!part.skipping)  // once per rewind: a topic recreated under us would show here too
+        log::warn("kafka partition rewound; skipping offsets already handed out",
+                  {{"node", id()}, {"topic", tp.first}, {"partition", std::to_string(tp.second)},
+                   {"offset", std::to_string(m->offset)}, {"next", std::to_string(part.next)}});
+      part.skipping = true;
       return;
     }
+    part.skipping = false;
     part.next = m->offset + 1;
     part.offsets.emplace_back(m->offset, false);
     ++part.in_flight;

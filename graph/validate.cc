@@ -256,12 +256,15 @@ class Validator {
                              "' from kinds: " + kinds_with_output(in_kind->input) + ")");
       }
       // Services run as separate processes, joined only through the stores: every other
-      // edge is an in-process call, so both of its nodes must run in the same service (a
-      // node without a service runs in every one).
-      if (!from->service.empty() && !to->service.empty() && from->service != to->service &&
-          out_kind->output != PortType::kCommitted) {
-        error(edge.mark, "edge " + name + " joins service '" + from->service + "' to service '" + to->service +
-                             "': only an edge through the event store (commit -> change_feed) may cross "
+      // edge is an in-process call, so both of its nodes must be built together. A node
+      // without a service is built in every service, so its in-process neighbours must have
+      // none either (else it is built somewhere without them, e.g. a route with no lanes).
+      if (from->service != to->service && out_kind->output != PortType::kCommitted) {
+        auto side = [](const NodeDef& n) {
+          return n.service.empty() ? std::string("no service") : "service '" + n.service + "'";
+        };
+        error(edge.mark, "edge " + name + " joins " + side(*from) + " to " + side(*to) +
+                             ": only an edge through the event store (commit -> change_feed) may cross "
                              "services; put both nodes in one service");
       }
     }

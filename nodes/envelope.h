@@ -1,7 +1,8 @@
 // The unit of work that flows through the pipeline: one command, its decision, its
 // completion. Created by a source, owned by shared_ptr while it travels (TBB copies the
 // pointer between nodes); `done` is called exactly once, from whichever thread finishes
-// the command (a lane for rejections, the commit writer otherwise).
+// the command (a lane for rejections, else the commit node's completer thread, or its
+// writer for a small group). It must not block: later commands wait behind it.
 #pragma once
 
 #include <chrono>

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <random>
@@ -446,8 +447,12 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       // A small group with the completer idle is completed right here: handing it over
       // costs a thread wake-up (tens of microseconds, milliseconds on a busy machine) for
       // a few microseconds of work. Large groups go to the completer, so the writer starts
-      // the next group at once. Either way completions keep the commit order.
-      if (done_.empty() && !completing_ && written.size() <= kInlineCompletions) {
+      // the next group at once; so do duplicates, whose callbacks may read the store (the
+      // HTTP source fetches the first result's events). Either way completions keep the
+      // commit order.
+      const bool has_duplicate =
+          std::any_of(written.begin(), written.end(), [](const auto& w) { return w.second.duplicate; });
+      if (done_.empty() && !completing_ && written.size() <= kInlineCompletions && !has_duplicate) {
         inline_completion = true;
       } else {
         wake = done_.empty();

@@ -138,7 +138,8 @@ class CommitNode final : public RuntimeNode {
   std::thread writer_;
   // Written commands are completed (callbacks, lane bookkeeping, envelope release) on a
   // second thread, so the writer starts the next group meanwhile; groups of at most this
-  // many, with the completer idle, are completed on the writer (see commit()).
+  // many without duplicates, with the completer idle, are completed on the writer (see
+  // commit()). Completion callbacks must not block either way.
   static constexpr size_t kInlineCompletions = 16;
   std::mutex done_mu_;
   std::condition_variable done_cv_, done_idle_cv_;

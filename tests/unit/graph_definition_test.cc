@@ -325,13 +325,14 @@ TEST(GraphDefinition, BlockStyleNodesAndService) {
     description: spreads streams over lanes
     params:
       lanes: 4
+  - {id: demo, kind: demo_source, service: router}
 edges:
-  - http -> route
+  - demo -> route
 )",
                  &g);
-  // route is a dead end but otherwise fine: nothing beyond reachability matters here.
+  // route is a dead end and http feeds nothing, but neither is an error here.
   EXPECT_TRUE(d.empty()) << dump(d);
-  ASSERT_EQ(g.nodes.size(), 2u);
+  ASSERT_EQ(g.nodes.size(), 3u);
   EXPECT_EQ(g.nodes[1].service, "router");
   EXPECT_EQ(g.nodes[1].mark.line, 7);
   EXPECT_EQ(g.nodes[1].kind_mark.line, 8);
@@ -514,12 +515,21 @@ edges:
 }
 
 TEST(GraphDefinition, OnlyTheStoreEdgeMayCrossServices) {
-  auto d = check(std::string(kPrefix) + R"(  - {id: r, kind: route, service: api}
+  auto d = check(R"(graph: t
+stores:
+  events: {kind: memory}
+  snapshots: {kind: memory}
+nodes:
+  - {id: http, kind: http_source, service: api}
+  - {id: r, kind: route, service: api}
   - {id: l, kind: command_lane, service: api, params: {events: events, snapshots: snapshots}}
   - {id: c, kind: commit, service: writer, params: {events: events}}
   - {id: f, kind: change_feed, service: views, params: {events: events}}
   - {id: p, kind: projection, service: views, params: {snapshots: snapshots}}
   - {id: s, kind: saga, service: views}
+  - {id: f2, kind: change_feed, params: {events: events}}
+  - {id: p2, kind: projection, params: {snapshots: snapshots}}
+  - {id: demo, kind: demo_source}
 edges:
   - http -> r
   - r -> l
@@ -528,16 +538,20 @@ edges:
   - f -> p
   - f -> s
   - s -> r
+  - c -> f2
+  - f2 -> p2
+  - demo -> r
 )");
-  // http has no service (runs in every one); r -> l stays in api; c -> f goes through the
-  // event store; f -> p and f -> s stay in views.
-  expect_diag(d, 16, 5,
+  // Fine: http -> r and r -> l stay in api; c -> f and c -> f2 go through the event store;
+  // f -> p and f -> s stay in views; f2 -> p2 join two nodes without a service.
+  expect_diag(d, 19, 5,
               "edge l -> c joins service 'api' to service 'writer': only an edge through the event store "
               "(commit -> change_feed) may cross services; put both nodes in one service");
-  expect_diag(d, 20, 5,
-              "edge s -> r joins service 'views' to service 'api': only an edge through the event store "
-              "(commit -> change_feed) may cross services; put both nodes in one service");
-  EXPECT_EQ(d.size(), 2u) << dump(d);
+  expect_diag(d, 23, 5, "edge s -> r joins service 'views' to service 'api'");
+  // demo runs in every service, r only in api: the other services would build a demo source
+  // with nowhere to send its commands.
+  expect_diag(d, 26, 5, "edge demo -> r joins no service to service 'api'");
+  EXPECT_EQ(d.size(), 3u) << dump(d);
 }
 
 TEST(GraphDefinition, Reachability) {
