@@ -128,6 +128,9 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
     }
   }
   env->complete(outcome);
+  // Each parked repeat counted `in` when it reached the lane; it leaves now, answered or
+  // sent back to be decided (which counts `in` again).
+  if (!repeats.empty()) probe().add_out(repeats.size());
   for (auto& r : repeats) {
     if (outcome.status.is_ok()) {
       Outcome dup = outcome;
@@ -193,6 +196,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     auto found = events_->find_command_in(env->stream, env->command.command_id());
     if (!found) {
       probe().add_error(found.status().to_string());
+      probe().add_out();
       env->complete(failed(Status::unavailable(found.status().message())));
       return;
     }
@@ -227,6 +231,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
           auto repeats = std::move(fl->second.repeats);
           lane.in_flight.erase(fl);
           const Outcome o = failed(Status::unavailable("cannot load " + env->stream + ": " + loaded.status().message()));
+          probe().add_out(1 + repeats.size());
           env->complete(o);
           for (auto& r : repeats) r->complete(o);
           return;
@@ -246,6 +251,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         fl->second.repeats.clear();
         release_in_flight();
         env->complete(failed(decided.status()));
+        probe().add_out(repeats.size());  // back to the lane, counted in again there
         for (auto& r : repeats) {
           probe().queue_add(1);
           lanes_[r->lane]->node->try_put(std::move(r));
@@ -267,6 +273,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     std::get<0>(out).try_put(std::move(env));
   } catch (const std::exception& ex) {
     probe().add_error(ex.what());
+    probe().add_out();
     env->complete(failed(Status::internal(ex.what())));
   }
 }

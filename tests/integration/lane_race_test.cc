@@ -151,6 +151,11 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   EXPECT_TRUE(again.duplicate);
   EXPECT_EQ(again.result.first_version, first.result.first_version);
   EXPECT_FALSE(gated.events.raced()) << "the repeat looked the command id up while the original was in flight";
+  // The monitor's figures: three commands reached the lane and three left it (the parked
+  // repeat leaves when its original completes).
+  const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
+  EXPECT_EQ(lanes.in(), 3u);
+  EXPECT_EQ(lanes.out(), lanes.in());
   built->pipeline->shutdown();
 }
 
