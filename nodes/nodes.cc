@@ -274,7 +274,9 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
   } catch (const std::exception& ex) {
     probe().add_error(ex.what());
     probe().add_out();
-    env->complete(failed(Status::internal(ex.what())));
+    // Through complete(): the command may already own an in-flight entry (repeats would
+    // wait behind it for ever) and count as pending on its stream.
+    if (env) complete(env, failed(Status::internal(ex.what())));
   }
 }
 

@@ -1,7 +1,9 @@
-// Regression: a repeat of a command id that raced its original's completion was decided
-// afresh on state that already held the original's events, and answered as rejected
-// (422 "order is cancelled") instead of as a duplicate of the original
-// (ServerE2eTest.ConcurrentRetryOfSameCommandIsIdempotent failed about 1 run in 15).
+// Lane regressions. LaneFailures (at the end): an exception while deciding must not leave
+// the command's in-flight entry behind. LaneRepeats: a repeat of a command id that raced
+// its original's completion was decided afresh on state that already held the original's
+// events, and answered as rejected (422 "order is cancelled") instead of as a duplicate of
+// the original (ServerE2eTest.ConcurrentRetryOfSameCommandIsIdempotent failed about 1 run
+// in 15).
 //
 // An event store decorator makes the race certain: the original's group commit waits at a
 // gate; if the repeat's decision looks the command id up in the store, that look-up reads
@@ -10,9 +12,11 @@
 // never asks the store.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <stdexcept>
 
 #include "connectors/stores.h"
 #include "nodes/builder.h"
@@ -85,48 +89,60 @@ class GatedEvents final : public testing::EventsDecorator {
 
 using GatedProvider = testing::DecoratedProvider<GatedEvents>;
 
-TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecision) {
+// Route, one lane and commit on memory stores: every command of the tests below goes
+// through the same lane, in order.
+graph::GraphDef one_lane_graph() {
   graph::KindRegistry registry;
   register_node_kinds(registry);
   auto loaded = graph::load_graph_string(
-      "graph: race\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+      "graph: one-lane\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
       "  - {id: demo, kind: demo_source}\n"
       "  - {id: route, kind: route, params: {lanes: 1}}\n"
       "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
       "  - {id: commit, kind: commit, params: {events: events}}\n"
       "edges: [demo -> route, route -> lanes, lanes -> commit]\n");
-  ASSERT_TRUE(loaded.ok());
   std::vector<graph::Diagnostic> diags;
-  ASSERT_TRUE(graph::validate(loaded.graph, registry, diags));
-  connectors::StoreSet stores(loaded.graph, "");
-  GatedProvider gated(stores);
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(loaded.graph, gated, o);
-  ASSERT_TRUE(built);
-  ASSERT_TRUE(built->pipeline->start());
+  EXPECT_TRUE(loaded.ok() && graph::validate(loaded.graph, registry, diags));
+  return loaded.graph;
+}
 
-  auto submit = [&](const v1::Command& c, std::function<void()> after = nullptr) {
-    auto promise = std::make_shared<std::promise<Outcome>>();
-    auto future = promise->get_future();
-    auto env = make_envelope(c, [promise, after](const Outcome& out) {
-      Outcome copy = out;
-      copy.events = nullptr;
-      promise->set_value(copy);
-      if (after) after();
-    });
-    EXPECT_TRUE(built->sink->submit(env));
-    return future;
-  };
+// Submits `c`; the future holds its outcome (events cleared). `after` runs after it is set.
+std::future<Outcome> submit(CommandSink* sink, const v1::Command& c, std::function<void()> after = nullptr) {
+  auto promise = std::make_shared<std::promise<Outcome>>();
+  auto future = promise->get_future();
+  auto env = make_envelope(c, [promise, after](const Outcome& out) {
+    Outcome copy = out;
+    copy.events = nullptr;
+    promise->set_value(copy);
+    if (after) after();
+  });
+  EXPECT_TRUE(sink->submit(env));
+  return future;
+}
+
+v1::Command place_order(const std::string& command_id, const std::string& order_id) {
   v1::Command place;
-  place.set_command_id("place-1");
-  place.mutable_place_order()->set_order_id("o1");
+  place.set_command_id(command_id);
+  place.mutable_place_order()->set_order_id(order_id);
   place.mutable_place_order()->set_customer_id("c");
   auto* line = place.mutable_place_order()->add_lines();
   line->set_sku("A");
   line->set_quantity(1);
   line->set_unit_price_cents(100);
-  auto placed = submit(place);
+  return place;
+}
+
+TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecision) {
+  const graph::GraphDef def = one_lane_graph();
+  connectors::StoreSet stores(def, "");
+  GatedProvider gated(stores);
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, gated, o);
+  ASSERT_TRUE(built);
+  ASSERT_TRUE(built->pipeline->start());
+
+  auto placed = submit(built->sink, place_order("place-1", "o1"));
   ASSERT_EQ(placed.wait_for(5s), std::future_status::ready);
   ASSERT_TRUE(placed.get().status);
 
@@ -134,9 +150,9 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   cancel.set_command_id("cancel-1");
   cancel.mutable_cancel_order()->set_order_id("o1");
   gated.events.arm("cancel-1");
-  auto original = submit(cancel, [&] { gated.events.original_done(); });
+  auto original = submit(built->sink, cancel, [&] { gated.events.original_done(); });
   ASSERT_TRUE(gated.events.wait_until_append_blocked()) << "the original never reached the store";
-  auto repeat = submit(cancel);
+  auto repeat = submit(built->sink, cancel);
   // The fixed lane parks the repeat behind the original without a store look-up; give a
   // store look-up (the old lane) the time to happen, then let the original commit.
   for (int i = 0; i < 30 && !gated.events.raced(); ++i) std::this_thread::sleep_for(10ms);
@@ -156,6 +172,50 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
   EXPECT_EQ(lanes.in(), 3u);
   EXPECT_EQ(lanes.out(), lanes.in());
+  built->pipeline->shutdown();
+}
+
+// An exception while deciding (here: reading the stream to load it) fails that command and
+// leaves nothing of it in the lane: before, its in-flight entry stayed, and every later
+// attempt with the same command id was parked behind it for ever.
+class ThrowingReads final : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  std::atomic<int> throws{0};
+  Status read_stream(const std::string& s, uint64_t from, std::vector<RecordedEvent>* out) override {
+    if (throws.fetch_sub(1) > 0) throw std::runtime_error("injected read failure");
+    return events_->read_stream(s, from, out);
+  }
+};
+
+TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
+  const graph::GraphDef def = one_lane_graph();
+  connectors::StoreSet stores(def, "");
+  testing::DecoratedProvider<ThrowingReads> provider(stores);
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, provider, o);
+  ASSERT_TRUE(built);
+  ASSERT_TRUE(built->pipeline->start());
+  const v1::Command place = place_order("place-9", "o9");
+
+  provider.events.throws = 1;
+  auto failed = submit(built->sink, place);
+  ASSERT_EQ(failed.wait_for(5s), std::future_status::ready);
+  const Outcome first = failed.get();
+  EXPECT_EQ(first.status.code(), StatusCode::kInternal) << first.status.to_string();
+  EXPECT_NE(first.status.message().find("injected read failure"), std::string::npos);
+
+  // The client retries with the same command id: decided and written, not parked.
+  auto retried = submit(built->sink, place);
+  ASSERT_EQ(retried.wait_for(5s), std::future_status::ready) << "the retry waits behind the failed attempt";
+  const Outcome second = retried.get();
+  ASSERT_TRUE(second.status) << second.status.to_string();
+  EXPECT_FALSE(second.duplicate) << "the failed attempt wrote nothing";
+  EXPECT_EQ(second.result.first_version, 1u);
+  const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
+  EXPECT_EQ(lanes.out(), lanes.in());
+  EXPECT_EQ(lanes.errors(), 1u);
   built->pipeline->shutdown();
 }
 
