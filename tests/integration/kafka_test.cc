@@ -161,7 +161,18 @@ class KafkaPipelineTest : public ::testing::Test {
           return stable >= 3;
         },
         timeout, std::chrono::milliseconds(100));
-    ASSERT_TRUE(ok) << "pipeline did not become quiescent; head " << feed().head();
+    if (ok) return;
+    // What is missing: committed offsets against end offsets per partition, and the figures.
+    std::string offsets;
+    auto done = kafka_->committed(kGroup, kCommands);
+    for (const auto& [p, hi] : kafka_->end_offsets(kCommands))
+      offsets += " p" + std::to_string(p) + "=" + std::to_string(done[p]) + "/" + std::to_string(hi);
+    std::string gauges;
+    for (const auto& [k, v] : built_.pipeline->find("kin")->probe().gauges()) gauges += " " + k + "=" + std::to_string(v);
+    FAIL() << "pipeline did not become quiescent; head " << feed().head() << ", in flight "
+           << built_.sink->in_flight() << ", committed/end" << offsets << ", checkpoints saga "
+           << *feed().load_checkpoint("saga") << " projection " << *feed().load_checkpoint("projection") << " kout "
+           << *feed().load_checkpoint("kout") << ", source" << gauges;
   }
 
   // Every stream's events reach its topic at least once, keyed by stream, in version order.
