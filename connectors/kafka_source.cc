@@ -11,7 +11,6 @@
 // duplicate or rejected by the domain) or when its dead-letter copy is delivered. Store
 // failures resubmit the command after a backoff; the partition's offset waits meanwhile.
 #include <librdkafka/rdkafka.h>
-#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -131,7 +130,7 @@ class KafkaSourceNode final : public RuntimeNode {
     intake_ = true;
     running_ = true;
     thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "kafka-source");
+      name_thread("kafka-source");
       run();
     });
     log::info("kafka source started", {{"node", id()}, {"brokers", *bootstrap}, {"group", group_},

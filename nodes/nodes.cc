@@ -21,10 +21,10 @@ Outcome failed(Status s) {
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-// Names the calling thread for `top -H`, perf and debuggers (Linux keeps 15 characters).
-void name_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
 }  // namespace
+
+void name_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
 EnvelopePtr make_envelope(v1::Command command, Completion done) {
   auto env = std::make_shared<Envelope>();
@@ -459,9 +459,8 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       // the next group at once; so do duplicates, whose callbacks may read the store (the
       // HTTP source fetches the first result's events). Either way completions keep the
       // commit order.
-      const bool has_duplicate =
-          std::any_of(written.begin(), written.end(), [](const auto& w) { return w.second.duplicate; });
-      if (done_.empty() && !completing_ && written.size() <= kInlineCompletions && !has_duplicate) {
+      if (written.size() <= kInlineCompletions && done_.empty() && !completing_ &&
+          std::none_of(written.begin(), written.end(), [](const auto& w) { return w.second.duplicate; })) {
         inline_completion = true;
       } else {
         wake = done_.empty();

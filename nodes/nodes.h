@@ -32,6 +32,9 @@ namespace orderflow {
 
 using LaneNode = tbb::flow::multifunction_node<EnvelopePtr, std::tuple<EnvelopePtr>>;
 
+// Names the calling thread for `top -H`, perf and debuggers (Linux keeps 15 characters).
+void name_thread(const std::string& name);
+
 class LaneGroupNode;
 
 class RouteNode final : public RuntimeNode, public CommandSink {
