@@ -85,8 +85,10 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
                     " --threads 1,2 --store memory,rocksdb --data-dir " + (dir_ / "data").string() + " --json " +
                     json_path.string() + " --csv " + csv_path.string() + " --plot " + png_path.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  // The terminal table names every configuration and both baselines.
-  for (const char* s : {"memory t1", "memory t2 metrics-off", "rocksdb t2", "raw-rocksdb", "cpu-loop"})
+  // The terminal tables name every configuration and both baselines, and give both latencies'
+  // p50/p95/p99/p99.9.
+  for (const char* s : {"memory t1", "memory t2 metrics-off", "rocksdb t2", "raw-rocksdb", "cpu-loop",
+                        "ingest to durable commit", "ingest to projection", "p95", "p99.9"})
     EXPECT_NE(r.output.find(s), std::string::npos) << s << " missing from\n" << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "data" / "run")) << "run directories are removed";
 
