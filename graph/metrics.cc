@@ -10,6 +10,12 @@ namespace orderflow {
 
 std::atomic<bool> NodeProbe::enabled_{true};
 
+int NodeProbe::stripe_of_this_thread() {
+  static std::atomic<int> next{0};
+  thread_local const int mine = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+  return mine;
+}
+
 int Histogram::bucket_of(uint64_t us) {
   if (us < 16) return static_cast<int>(us);
   const int msb = 63 - std::countl_zero(us);            // >= 4

@@ -368,6 +368,22 @@ TEST(MetricsRegistry, EmptyRegistryExports) {
 
 // ---- concurrency --------------------------------------------------------------------
 
+// Counters are kept per thread and summed: a queue entered on one thread and left on
+// another leaves one thread's share negative, and the depth is still the difference.
+TEST(NodeProbe, QueueDepthEnteredAndLeftOnDifferentThreads) {
+  NodeProbe p("commit", "commit");
+  std::thread([&] {
+    for (int i = 0; i < 1000; ++i) p.queue_add(1);
+  }).join();
+  std::thread([&] {
+    for (int i = 0; i < 700; ++i) p.queue_add(-1);
+  }).join();
+  EXPECT_EQ(p.queue_depth(), 300);
+  std::thread([&] { p.queue_add(-400); }).join();
+  EXPECT_EQ(p.queue_depth(), -100) << "a transiently negative depth is reported as such";
+}
+
+
 class ProbeConcurrency : public ::testing::TestWithParam<int> {};
 
 TEST_P(ProbeConcurrency, TotalsAreExact) {
