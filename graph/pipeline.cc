@@ -8,10 +8,11 @@ Pipeline::Pipeline(int threads)
     : threads_(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency())) {
   // No application thread joins the graph's arena (sources, the commit writer and the
   // feeds are plain threads that only put), so all node bodies run on TBB workers, and
-  // oneTBB counts one slot for a joining thread: N workers need a limit of N + 1.
-  if (threads > 0)
-    control_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
-                                                     static_cast<size_t>(threads) + 1);
+  // oneTBB counts one slot for a joining thread: N workers need a limit of N + 1. Also
+  // for the default: oneTBB's own limit is one worker less than the cores, so "one per
+  // core" ran one worker fewer than the log said (and oneTBB printed a warning).
+  control_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                   static_cast<size_t>(threads_) + 1);
   // A graph lives in the arena it is created in. The implicit arena of the creating thread
   // reserves a slot for that thread, which never runs node bodies: on 2 cores only one
   // worker ran them, whatever --threads said. An arena with no reserved slot gets N workers.

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include <oneapi/tbb/flow_graph.h>
+
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -503,6 +506,49 @@ TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
     ASSERT_TRUE(found);
     EXPECT_EQ(found->has_value(), was_admitted[static_cast<size_t>(i)]) << "ov-" << i << ": refused means not written";
   }
+}
+
+}  // namespace
+}  // namespace orderflow
+
+namespace orderflow {
+namespace {
+
+// The graph's workers: as many node bodies run at once as the pipeline says it has threads,
+// for the default (0 = one per core) as for an explicit count. oneTBB's own limit is one
+// worker less than the cores, so the default used to run one body at a time on 2 cores.
+int most_bodies_at_once(int threads) {
+  Pipeline p(threads);
+  std::atomic<int> running{0}, most{0}, arrived{0}, finished{0};
+  const int want = p.threads();
+  tbb::flow::function_node<int, tbb::flow::continue_msg> body(
+      p.graph(), tbb::flow::unlimited, [&](int) {
+        const int now = ++running;
+        ++arrived;
+        for (int m = most.load(); now > m && !most.compare_exchange_weak(m, now);) {
+        }
+        // Hold the worker until every body is in, or 5 s passed (then fewer ran at once).
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (arrived.load() < want && std::chrono::steady_clock::now() < give_up)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        --running;
+        ++finished;
+        return tbb::flow::continue_msg();
+      });
+  for (int i = 0; i < want; ++i) body.try_put(i);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (finished.load() < want && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(finished.load(), want) << "bodies never ran";
+  p.shutdown(std::chrono::seconds(1));
+  return most.load();
+}
+
+TEST(PipelineThreads, AsManyBodiesRunAtOnceAsThreads) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(most_bodies_at_once(0), cores) << "default: one worker per core";
+  EXPECT_EQ(most_bodies_at_once(2), 2);
+  EXPECT_EQ(most_bodies_at_once(1), 1);
 }
 
 }  // namespace
