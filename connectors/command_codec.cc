@@ -27,11 +27,18 @@ Result<v1::Command> decode_command(std::string_view body, CommandFormat format, 
     opts.ignore_unknown_fields = false;
     auto parsed = google::protobuf::util::JsonStringToMessage(
         google::protobuf::StringPiece(body.data(), body.size()), &cmd, opts);
-    if (!parsed.ok()) return Status::invalid_argument("not a valid command: " + std::string(parsed.message()));
+    if (!parsed.ok()) {
+      // protobuf appends the input's context and a caret on further lines: keep the sentence.
+      std::string why(parsed.message());
+      why = why.substr(0, why.find('\n'));
+      return Status::invalid_argument("not a valid command: " + why);
+    }
   } else if (!cmd.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return Status::invalid_argument("not a valid command: cannot parse the binary protobuf Command");
   }
   if (cmd.command_id().empty() && !default_id.empty()) cmd.set_command_id(default_id);
+  if (cmd.kind_case() == v1::Command::KIND_NOT_SET)
+    return Status::invalid_argument("command has no kind: clients send one of placeOrder, cancelOrder, shipOrder, addStock");
   if (cmd.kind_case() != v1::Command::KIND_NOT_SET && !domain::is_public_command(cmd))
     return Status::invalid_argument(domain::command_name(cmd) +
                                     " is issued by the saga only; clients may send placeOrder, "

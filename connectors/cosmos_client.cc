@@ -265,6 +265,18 @@ Result<std::shared_ptr<CosmosClient>> CosmosClient::open(const CosmosOptions& op
   if (options.endpoint.rfind("https://", 0) != 0 && options.endpoint.rfind("http://", 0) != 0)
     return Status::invalid_argument("cosmos endpoint must start with https:// (or http:// for a local stand-in): '" +
                                     options.endpoint + "'");
+  if (options.endpoint.rfind("http://", 0) == 0) {
+    // Plain HTTP carries the signed requests and every document in clear: only to a
+    // stand-in on this machine.
+    const std::string rest = options.endpoint.substr(7);
+    const std::string host = rest.rfind('[', 0) == 0 ? rest.substr(0, rest.find(']') + 1)
+                                                     : rest.substr(0, rest.find_first_of(":/"));
+    const bool loopback_v4 = host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos;
+    if (host != "localhost" && host != "[::1]" && !loopback_v4)
+      return Status::invalid_argument("cosmos endpoint '" + options.endpoint +
+                                      "': plain http:// is only for a stand-in on this machine (localhost, 127.x.x.x, "
+                                      "[::1]); use https://");
+  }
   if (options.key.empty()) return Status::invalid_argument("cosmos key is empty (set the key environment variable)");
   if (auto k = base64_decode(options.key); !k) return k.status();
   if (!options.ca_file.empty()) {

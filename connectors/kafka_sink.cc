@@ -54,6 +54,8 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
   NodeProbe& subscriber_probe() override { return probe(); }
 
   Status start() override {
+    probe().set_gauge("queue_full", 0);  // present from the start, not from the first failure
+    probe().set_gauge("delivery_errors", 0);
     auto user = kafka::parse_properties(properties_text_);
     if (!user) return user.status();
     auto bootstrap = kafka::resolve_brokers(brokers_);

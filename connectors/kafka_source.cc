@@ -195,6 +195,7 @@ class KafkaSourceNode final : public RuntimeNode {
   void run() {
     auto last_commit = std::chrono::steady_clock::now();
     auto last_gauges = last_commit;
+    update_gauges(false);
     while (running_) {
       apply_finished();
       submit_pending();
@@ -576,6 +577,9 @@ class KafkaSourceNode final : public RuntimeNode {
     probe().set_gauge("dead_lettered", static_cast<double>(dead_lettered_));
     probe().set_gauge("rejected", static_cast<double>(rejected_));
     probe().set_gauge("resubmitted", static_cast<double>(resubmitted_));
+    // Also the counters set where they change, so every gauge is there (at 0) from the start.
+    probe().set_gauge("pauses", static_cast<double>(pauses_));
+    probe().set_gauge("redelivered_skipped", static_cast<double>(redelivered_skipped_));
   }
 
   CommandSink* sink_;

@@ -201,6 +201,8 @@ int main(int argc, char** argv) {
   graph::KindRegistry registry;
   register_node_kinds(registry);
   const std::string cmd = args[0];
+  if (cmd != "serve" && cmd != "validate" && cmd != "dot" && cmd != "bench")
+    return usage_error("unknown command '" + cmd + "'");
   if (args.size() < 2) return usage_error(cmd + " needs a graph FILE");
   const std::string file = args[1];
   if (cmd == "validate") {
@@ -216,6 +218,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "bench") return bench::bench_main(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
-  if (cmd == "serve") return serve(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
-  return usage_error("unknown command '" + cmd + "'");
+  return serve(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
 }

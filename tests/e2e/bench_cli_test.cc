@@ -17,26 +17,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/shell.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Ran {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using orderflow::testing::Ran;
 
 Ran run(const std::string& args) {
-  const std::string cmd = std::string(ORDERFLOW_BINARY) + " bench " + ORDERFLOW_SOURCE_DIR + "/graphs/orders.yaml " +
-                          args + " 2>&1";
-  Ran r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) r.output += buf;
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return orderflow::testing::run_shell(std::string(ORDERFLOW_BINARY) + " bench " + ORDERFLOW_SOURCE_DIR + "/graphs/orders.yaml " +
+                            args);
 }
 
 std::string slurp(const fs::path& p) {

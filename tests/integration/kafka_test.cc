@@ -225,6 +225,12 @@ TEST_F(KafkaPipelineTest, CommandsInEventsOutEachCommandOnce) {
   EXPECT_EQ(probe.in(), 300u + 8u + static_cast<uint64_t>(duplicates_sent_));
   EXPECT_EQ(probe.out(), probe.in());
   EXPECT_GT(probe.gauges()["pauses"], 0) << "8 in flight at most: the partitions must have paused and resumed";
+  // Failure counters are there at 0 on a healthy run (a dashboard finds the series).
+  const auto source_gauges = probe.gauges();
+  EXPECT_TRUE(source_gauges.count("redelivered_skipped")) << "source gauge missing";
+  const auto sink_gauges = built_.pipeline->find("kout")->probe().gauges();
+  ASSERT_TRUE(sink_gauges.count("delivery_errors") && sink_gauges.count("queue_full")) << "sink gauges missing";
+  EXPECT_EQ(sink_gauges.at("delivery_errors"), 0);
   built_.pipeline->metrics().sample();
   const auto json = built_.pipeline->metrics().to_json();
   EXPECT_NE(json.find("\"consumer_lag\""), std::string::npos);

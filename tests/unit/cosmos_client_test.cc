@@ -130,6 +130,18 @@ TEST(CosmosClientOptions, BadEndpointKeyOrCaFileAreClearErrors) {
   EXPECT_EQ(CosmosClient::open(o).status().code(), StatusCode::kInvalidArgument);
   o.key = "dsZQi3KtZmCv1ljt3VNWNm7sQUF1y5rJfC6kv5JiwvW0EndXdDku/dkKBp8/ufDToSxLzR4y+O/0H/t4bQtVNw==";
   EXPECT_TRUE(CosmosClient::open(o));
+  // Plain http:// only to this machine (the stand-in); anything else in clear is refused.
+  for (const char* local : {"http://127.0.0.1:8081", "http://localhost:8081/", "http://[::1]:8081", "http://127.0.0.2"}) {
+    o.endpoint = local;
+    EXPECT_TRUE(CosmosClient::open(o)) << local;
+  }
+  for (const char* remote : {"http://example.com:80", "http://10.0.0.5:8081", "http://localhost.example.com", "http://127.0.0.1.example.com",
+                             "http://[2001:db8::1]:8081"}) {
+    o.endpoint = remote;
+    auto c = CosmosClient::open(o);
+    ASSERT_FALSE(c) << remote;
+    EXPECT_NE(c.status().message().find("use https://"), std::string::npos) << c.status().message();
+  }
 }
 
 // A refused connection is retried, then reported as unavailable and counted.

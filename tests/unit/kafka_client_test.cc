@@ -101,7 +101,15 @@ TEST(CommandCodec, DecodesJsonAndBinaryAndExplainsWhatIsWrong) {
   EXPECT_FALSE(decode_command(R"({"commandId":"c","reserveStock":{"sku":"A","orderId":"o","quantity":1}})",
                               CommandFormat::kJson));
   EXPECT_FALSE(decode_command("\xff\xff\xff", CommandFormat::kBinary));
-  EXPECT_FALSE(decode_command("{\"commandId\":", CommandFormat::kJson));
+  auto truncated = decode_command("{\"commandId\":", CommandFormat::kJson);
+  ASSERT_FALSE(truncated);
+  EXPECT_EQ(truncated.status().message().find('\n'), std::string::npos)
+      << "one line, no caret: " << truncated.status().message();
+  auto no_kind = decode_command(R"({"commandId":"c"})", CommandFormat::kJson);
+  ASSERT_FALSE(no_kind);
+  EXPECT_NE(no_kind.status().message().find("clients send one of placeOrder, cancelOrder, shipOrder, addStock"),
+            std::string::npos)
+      << no_kind.status().message();
 }
 
 }  // namespace
