@@ -59,6 +59,10 @@ struct NodeDef {
   bool get_bool(const std::string& name) const;
   double get_double(const std::string& name) const;
   bool has(const std::string& name) const { return params.count(name) > 0; }
+  // Whether a process started with `--service service` builds this node ("" = all).
+  bool runs_in(const std::string& service) const {
+    return service.empty() || this->service.empty() || this->service == service;
+  }
 };
 
 struct EdgeDef {
@@ -158,9 +162,11 @@ std::string to_dot(const GraphDef& graph, const KindRegistry& registry);
 
 namespace orderflow::graph {
 
-// The topology as JSON for GET /api/v1/graph and the monitor:
-// {"name", "nodes":[{"id","kind","service","input","output","source","params":{}}],
-//  "edges":[{"from","to","type","storeMediated"}]}.
-std::string to_json(const GraphDef& graph, const KindRegistry& registry);
+// The topology as JSON for GET /api/v1/graph and the monitor, the whole graph as declared:
+// {"name", "service" (this process's, "" = all),
+//  "nodes":[{"id","kind","service","running","input","output","source","params":{}}],
+//  "edges":[{"from","to","type","storeMediated"}]}; `running` is false for a node of
+// another service (it runs, and reports its metrics, in another process).
+std::string to_json(const GraphDef& graph, const KindRegistry& registry, const std::string& service = "");
 
 }  // namespace orderflow::graph

@@ -3,12 +3,13 @@
 
 namespace orderflow::graph {
 
-std::string to_json(const GraphDef& graph, const KindRegistry& registry) {
+std::string to_json(const GraphDef& graph, const KindRegistry& registry, const std::string& service) {
   JsonWriter w;
-  w.begin_object().field("name", graph.name).key("nodes").begin_array();
+  w.begin_object().field("name", graph.name).field("service", service).key("nodes").begin_array();
   for (const auto& n : graph.nodes) {
     const KindSpec* k = registry.node_kind(n.kind);
     w.begin_object().field("id", n.id).field("kind", n.kind).field("service", n.service);
+    w.field("running", n.runs_in(service));
     w.field("input", port_type_name(k ? k->input : PortType::kNone));
     w.field("output", port_type_name(k ? k->output : PortType::kNone));
     w.field("source", k != nullptr && k->is_source);

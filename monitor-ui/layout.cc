@@ -163,7 +163,9 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, cons
                     ln.queue_depth, static_cast<unsigned long long>(ln.errors));
       ln.lines.push_back(buf);
     } else {
-      ln.lines.push_back("no metrics");
+      // A node of another service runs (and reports) in another process: say which, so an
+      // operator knows to add that process's URL rather than suspect the node.
+      ln.lines.push_back(tn.service.empty() ? "no metrics" : "no metrics (service " + tn.service + ")");
     }
     L.nodes.push_back(std::move(ln));
   }

@@ -163,9 +163,7 @@ Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& 
   Pipeline& p = *built.pipeline;
   stores.attach_metrics(p.metrics());
 
-  auto wanted = [&](const graph::NodeDef& n) {
-    return options.service.empty() || n.service.empty() || n.service == options.service;
-  };
+  auto wanted = [&](const graph::NodeDef& n) { return n.runs_in(options.service); };
   // Created first, added to the pipeline in drain order: sources, feed side, route, lanes, commit.
   std::map<std::string, RouteNode*> routes;
   std::map<std::string, LaneGroupNode*> lanes;

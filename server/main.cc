@@ -142,7 +142,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
   BuildOptions options;
   options.threads = static_cast<int>(threads);
   options.service = service;
-  const std::string graph_json = graph::to_json(def, registry);
+  const std::string graph_json = graph::to_json(def, registry, service);
   options.factories["http_source"] = [&](const graph::NodeDef& n, Pipeline& p, CommandSink* sink)
       -> Result<std::unique_ptr<RuntimeNode>> {
     connectors::HttpApiContext ctx;

@@ -3,6 +3,8 @@
 // command side writes, the read side follows through the change feed. The stores here
 // are in-memory ones shared by two pipelines of one process, standing in for two
 // processes on a shared Cosmos DB.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -75,6 +77,21 @@ TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
   }
   EXPECT_NE(api->sink, nullptr);
   EXPECT_EQ(views->sink, nullptr) << "the read side takes no commands";
+
+  // GET /api/v1/graph of each process: the whole graph, each node marked running exactly
+  // when that process built it, and the process's own service named.
+  for (const auto& [service, built] : {std::pair{"api", &*api}, std::pair{"views", &*views}}) {
+    google::protobuf::Struct topo;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(graph::to_json(loaded.graph, registry, service), &topo).ok());
+    EXPECT_EQ(topo.fields().at("service").string_value(), service);
+    const auto& nodes = topo.fields().at("nodes").list_value().values();
+    EXPECT_EQ(nodes.size(), loaded.graph.nodes.size()) << "every declared node is listed";
+    for (const auto& n : nodes) {
+      const std::string id = n.struct_value().fields().at("id").string_value();
+      EXPECT_EQ(n.struct_value().fields().at("running").bool_value(), built->pipeline->find(id) != nullptr)
+          << service << ": " << id;
+    }
+  }
 
   ASSERT_TRUE(api->pipeline->start());
   ASSERT_TRUE(views->pipeline->start());

@@ -183,6 +183,17 @@ TEST(MonitorLayout, CycleWithoutSourcesStillTerminates) {
   EXPECT_EQ(L.nodes[1].depth, 1);
 }
 
+TEST(MonitorLayout, ANodeWithoutMetricsNamesItsService) {
+  Topology t;
+  t.nodes = {{"feed", "change_feed", "", "", "", false, {}}, {"projection", "projection", "views", "", "", false, {}}};
+  t.edges = {{"feed", "projection", "event", false}};
+  MetricsSnapshot m;  // a process of another service: neither node reports
+  Layout L = compute_layout(t, &m);
+  ASSERT_EQ(L.nodes.size(), 2u);
+  EXPECT_EQ(L.nodes[0].lines.back(), "no metrics");
+  EXPECT_EQ(L.nodes[1].lines.back(), "no metrics (service views)");
+}
+
 TEST(MonitorLayout, HealthThresholds) {
   NodeMetrics n;
   EXPECT_EQ(node_health(n), Health::kGreen);
