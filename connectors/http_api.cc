@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "graph/json.h"
+#include "graph/log.h"
 #include "nodes/domain.h"
 
 namespace orderflow::connectors {
@@ -21,7 +22,17 @@ using status_codes = web::http::status_codes;
 
 const char* kJson = "application/json";
 
+// `--log-level debug`: one line per answered request.
+void log_request(const http_request& req, status_code code) {
+  if (!log::enabled(log::Level::kDebug)) return;
+  log::debug("http request", {{"method", req.method()},
+                              {"path", req.relative_uri().path()},
+                              {"status", std::to_string(code)},
+                              {"remote", req.remote_address()}});
+}
+
 void reply_json(const http_request& req, status_code code, std::string body, int retry_after = 0) {
+  log_request(req, code);
   http_response resp(code);
   if (retry_after > 0) resp.headers().add("Retry-After", std::to_string(retry_after));
   resp.set_body(std::move(body), kJson);
@@ -153,6 +164,7 @@ class HttpSourceNode final : public RuntimeNode {
     if (path == "/metrics") {
       http_response resp(status_codes::OK);
       resp.set_body(pipeline_.metrics().to_prometheus(), "text/plain; version=0.0.4");
+      log_request(req, status_codes::OK);
       req.reply(resp);
       return;
     }

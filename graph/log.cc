@@ -26,6 +26,7 @@ std::string quote_if_needed(const std::string& v) {
 }  // namespace
 
 void set_level(Level level) { g_level = static_cast<int>(level); }
+bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 bool parse_level(const std::string& text, Level* out) {
   for (int i = 0; i < 4; ++i)

@@ -11,6 +11,7 @@ namespace orderflow::log {
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 void set_level(Level level);
+bool enabled(Level level);  // whether a line of this level is written (skip building it if not)
 bool parse_level(const std::string& text, Level* out);
 using Fields = std::initializer_list<std::pair<const char*, std::string>>;
 void write(Level level, const std::string& msg, Fields fields = {});

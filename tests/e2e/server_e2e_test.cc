@@ -798,6 +798,23 @@ TEST_F(ServerE2eTest, CommandLifecycleAndCleanStop) {
   std::ifstream in(log_);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(log.find("msg=stopped"), std::string::npos) << "no 'stopped' line in the server log";
+  EXPECT_EQ(log.find("msg=\"http request\""), std::string::npos) << "info level: no line per request";
+}
+
+TEST_F(ServerE2eTest, DebugLogLevelWritesALinePerRequest) {
+  server_->add_args({"--log-level", "debug"});
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  Http h(port_);
+  EXPECT_EQ(h.get("/healthz").status, 200);
+  EXPECT_EQ(h.command("{not json").status, 400);
+  EXPECT_EQ(h.get("/metrics").status, 200);
+  ASSERT_NO_FATAL_FAILURE(stop_server_cleanly());
+  std::ifstream in(log_);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* line : {"msg=\"http request\" method=GET path=/healthz status=200",
+                           "msg=\"http request\" method=POST path=/api/v1/commands status=400",
+                           "msg=\"http request\" method=GET path=/metrics status=200"})
+    EXPECT_NE(log.find(line), std::string::npos) << line << " missing from the log";
 }
 
 // ---- kill -9 under load -----------------------------------------------------------

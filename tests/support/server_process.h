@@ -37,6 +37,9 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
+  // Further flags for every later start (e.g. {"--log-level", "debug"}).
+  void add_args(std::vector<std::string> more) { extra_.insert(extra_.end(), more.begin(), more.end()); }
+
   bool start(int port) {
     if (pid_ > 0) return false;
     std::vector<std::string> args = {ORDERFLOW_BINARY,
@@ -48,6 +51,7 @@ class ServerProcess {
                                      data_dir_.string(),
                                      "--threads",
                                      "2"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -121,6 +125,7 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
 
  private:
+  std::vector<std::string> extra_;
   const fs::path data_dir_;
   const fs::path log_;
   const std::string graph_;
