@@ -1,5 +1,7 @@
 #include "bench/bench_cmd.h"
 
+#include <oneapi/tbb/info.h>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -139,7 +141,7 @@ int bench_main(const std::string& file, const std::vector<std::string>& args, co
     }
   }
   if (commands_given && o.duration_s > 0) return usage_error("give --commands or --duration, not both");
-  if (o.threads.empty()) o.threads.push_back(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (o.threads.empty()) o.threads.push_back(std::max(1, tbb::info::default_concurrency()));  // as serve
 
   auto loaded = graph::load_and_validate(file, registry);
   for (const auto& d : loaded.diagnostics) std::fprintf(stderr, "%s\n", d.to_string().c_str());

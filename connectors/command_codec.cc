@@ -38,7 +38,9 @@ Result<v1::Command> decode_command(std::string_view body, CommandFormat format, 
   }
   if (cmd.command_id().empty() && !default_id.empty()) cmd.set_command_id(default_id);
   if (cmd.kind_case() == v1::Command::KIND_NOT_SET)
-    return Status::invalid_argument("command has no kind: clients send one of placeOrder, cancelOrder, shipOrder, addStock");
+    return Status::invalid_argument(
+        "command has no kind (or one this server does not know): clients send one of placeOrder, cancelOrder, "
+        "shipOrder, addStock");
   if (cmd.kind_case() != v1::Command::KIND_NOT_SET && !domain::is_public_command(cmd))
     return Status::invalid_argument(domain::command_name(cmd) +
                                     " is issued by the saga only; clients may send placeOrder, "

@@ -262,17 +262,24 @@ CosmosClient::CosmosClient(CosmosOptions options) : options_(std::move(options))
 CosmosClient::~CosmosClient() = default;
 
 Result<std::shared_ptr<CosmosClient>> CosmosClient::open(const CosmosOptions& options) {
-  if (options.endpoint.rfind("https://", 0) != 0 && options.endpoint.rfind("http://", 0) != 0)
+  auto lower = [](std::string t) {
+    std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+    return t;
+  };
+  if (!web::uri::validate(options.endpoint))
+    return Status::invalid_argument("cosmos endpoint is not a URL: '" + options.endpoint + "'");
+  const web::uri endpoint(options.endpoint);
+  const std::string scheme = lower(endpoint.scheme()), host = lower(endpoint.host());
+  if (scheme != "https" && scheme != "http")
     return Status::invalid_argument("cosmos endpoint must start with https:// (or http:// for a local stand-in): '" +
                                     options.endpoint + "'");
-  if (options.endpoint.rfind("http://", 0) == 0) {
+  if (!endpoint.user_info().empty() || host.empty())
+    return Status::invalid_argument("cosmos endpoint '" + options.endpoint + "' must be https://HOST[:PORT] (no user info)");
+  if (scheme == "http") {
     // Plain HTTP carries the signed requests and every document in clear: only to a
     // stand-in on this machine.
-    const std::string rest = options.endpoint.substr(7);
-    const std::string host = rest.rfind('[', 0) == 0 ? rest.substr(0, rest.find(']') + 1)
-                                                     : rest.substr(0, rest.find_first_of(":/"));
     const bool loopback_v4 = host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos;
-    if (host != "localhost" && host != "[::1]" && !loopback_v4)
+    if (host != "localhost" && host != "[::1]" && host != "::1" && !loopback_v4)
       return Status::invalid_argument("cosmos endpoint '" + options.endpoint +
                                       "': plain http:// is only for a stand-in on this machine (localhost, 127.x.x.x, "
                                       "[::1]); use https://");

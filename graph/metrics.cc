@@ -11,8 +11,11 @@ namespace orderflow {
 std::atomic<bool> NodeProbe::enabled_{true};
 
 int NodeProbe::stripe_of_this_thread() {
-  static std::atomic<int> next{0};
-  thread_local const int mine = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+  // Round robin over the threads as they first count something: hot threads of one
+  // pipeline start close together, so they get different stripes (a thread that came and
+  // went may share one; the sums stay exact either way).
+  static std::atomic<unsigned> next{0};
+  thread_local const int mine = static_cast<int>(next.fetch_add(1, std::memory_order_relaxed) % kStripes);
   return mine;
 }
 

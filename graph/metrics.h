@@ -9,6 +9,7 @@
 // thread-safe; sample() is called about once a second by one thread to derive rates.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -87,7 +88,9 @@ class NodeProbe {
   uint64_t out() const { return sum(&Stripe::out); }
   uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
   uint64_t busy_ns() const { return sum(&Stripe::busy_ns); }
-  int64_t queue_depth() const { return static_cast<int64_t>(sum(&Stripe::queue)); }
+  // Summed stripe by stripe, a reader can see a message leave (on one thread's stripe)
+  // before it saw it arrive (on another's): a transient negative reads as 0.
+  int64_t queue_depth() const { return std::max<int64_t>(0, static_cast<int64_t>(sum(&Stripe::queue))); }
   const Histogram& latency() const { return latency_; }
   std::string last_error() const;
   std::map<std::string, double> gauges() const;

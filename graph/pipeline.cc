@@ -1,18 +1,45 @@
 #include "graph/pipeline.h"
 
+#include <algorithm>
+#include <mutex>
 #include <thread>
+
+#include <oneapi/tbb/info.h>
 
 namespace orderflow {
 
+namespace {
+
+// oneTBB caps the workers of the whole process at the smallest max_allowed_parallelism of
+// all live global_control objects, and by default at one less than the cores. No
+// application thread joins a graph's arena (sources, the commit writer and the feeds are
+// plain threads that only put), so every pipeline's N threads are N workers, and oneTBB
+// counts one slot for a joining thread: one control, sized for every live pipeline
+// (sum of their threads + 1), replaced as pipelines come and go.
+std::mutex g_workers_mu;
+int g_workers = 0;
+std::unique_ptr<tbb::global_control> g_workers_control;
+
+void reserve_workers(int delta) {
+  std::lock_guard lock(g_workers_mu);
+  g_workers = std::max(0, g_workers + delta);
+  if (g_workers == 0) {
+    g_workers_control.reset();
+    return;
+  }
+  // The new one exists before the old one goes, so the limit never lapses to the default.
+  auto next = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                    static_cast<size_t>(g_workers) + 1);
+  g_workers_control = std::move(next);
+}
+
+}  // namespace
+
 Pipeline::Pipeline(int threads)
-    : threads_(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency())) {
-  // No application thread joins the graph's arena (sources, the commit writer and the
-  // feeds are plain threads that only put), so all node bodies run on TBB workers, and
-  // oneTBB counts one slot for a joining thread: N workers need a limit of N + 1. Also
-  // for the default: oneTBB's own limit is one worker less than the cores, so "one per
-  // core" ran one worker fewer than the log said (and oneTBB printed a warning).
-  control_ = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
-                                                   static_cast<size_t>(threads_) + 1);
+    // The default follows oneTBB's, which respects the process's CPU affinity (taskset,
+    // cpusets), unlike std::thread::hardware_concurrency.
+    : threads_(threads > 0 ? threads : std::max(1, tbb::info::default_concurrency())) {
+  reserve_workers(threads_);
   // A graph lives in the arena it is created in. The implicit arena of the creating thread
   // reserves a slot for that thread, which never runs node bodies: on 2 cores only one
   // worker ran them, whatever --threads said. An arena with no reserved slot gets N workers.
@@ -20,7 +47,10 @@ Pipeline::Pipeline(int threads)
   arena_.execute([this] { graph_ = std::make_unique<tbb::flow::graph>(); });
 }
 
-Pipeline::~Pipeline() { shutdown(); }
+Pipeline::~Pipeline() {
+  shutdown();
+  reserve_workers(-threads_);
+}
 
 RuntimeNode* Pipeline::find(const std::string& id) const {
   for (const auto& n : nodes_)

@@ -48,7 +48,8 @@ class RuntimeNode {
 
 class Pipeline {
  public:
-  // threads: TBB worker threads that run node bodies; 0 = oneTBB's default (one per core).
+  // threads: TBB worker threads that run node bodies; 0 = oneTBB's default (one per core
+  // the process may run on). Several live pipelines each get their own count of workers.
   explicit Pipeline(int threads = 0);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
@@ -72,7 +73,6 @@ class Pipeline {
 
  private:
   int threads_;
-  std::unique_ptr<tbb::global_control> control_;
   // The graph's own arena: `threads_` slots, none reserved for an application thread,
   // so every slot can hold a worker (see the constructor).
   tbb::task_arena arena_;

@@ -109,6 +109,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     graph::NodeDef demo;
     demo.id = "demo";
     demo.kind = "demo_source";
+    demo.service = route->service;  // built (and shown running) where its route is
     set_param(demo, "rate", std::to_string(demo_rate));
     def.edges.push_back({demo.id, route->id, {}});
     def.nodes.insert(def.nodes.begin(), demo);

@@ -46,6 +46,20 @@ std::map<std::string, double> gauges_of(int port, const std::string& node) {
   return out;
 }
 
+// A node's messages out (for a source: messages finished) from GET /api/v1/metrics; -1 when
+// the server does not answer.
+int64_t out_of(int port, const std::string& node) {
+  const std::string body = testing::http_get_body(port, "/api/v1/metrics");
+  if (body.empty()) return -1;
+  try {
+    auto v = web::json::value::parse(body);
+    for (const auto& n : v.at("nodes").as_array())
+      if (n.at("id").as_string() == node) return n.at("out").as_number().to_int64();
+  } catch (const std::exception&) {
+  }
+  return -1;
+}
+
 class KafkaServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,28 +134,34 @@ TEST_F(KafkaServerTest, KilledMidStreamAndRestartedNoDuplicatesEveryEventPublish
   ASSERT_NO_FATAL_FAILURE(send_orders(0, 300));
 
   ASSERT_TRUE(server_->start(port_));
-  // Kill it mid-stream: orders keep arriving while it runs, and the kill lands once part of
-  // the stream is committed and part is not (produced, perhaps decided, offset not committed).
-  // A stream produced up front can be consumed whole within one offset-commit interval.
+  // Kill it mid-stream, with commands the source finished (durable or rejected) whose
+  // offsets are not committed yet: those are redelivered after the restart and must not be
+  // applied twice. Orders keep arriving in chunks while it runs. To know that such commands
+  // exist at the kill, the server is frozen (SIGSTOP) between reading how many messages it
+  // finished and reading the committed offsets, which cannot move while it is frozen.
   int produced = 300;
   bool killed = false;
   const auto give_up = std::chrono::steady_clock::now() + 60s;
   while (!killed && std::chrono::steady_clock::now() < give_up) {
+    const int64_t finished = out_of(port_, "kin");
+    ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
     const int64_t done = committed_total();
-    if (done >= 150 && done < produced + 5) {
+    if (done >= 150 && finished > done) {
       server_->kill_now();
       killed = true;
-      std::cout << "killed with " << done << " of " << produced + 5 << " commands' offsets committed\n";
+      std::cout << "killed with " << finished << " commands finished and " << done << " offsets committed (of "
+                << produced + 5 << ")\n";
       break;
     }
+    ASSERT_EQ(::kill(server_->pid(), SIGCONT), 0);
     if (done >= 150 && produced < 3000) {
       ASSERT_NO_FATAL_FAILURE(send_orders(produced, produced + 10));
       produced += 10;
     }
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_TRUE(killed) << "nothing consumed, or never caught mid-stream (committed " << committed_total() << " of "
-                      << produced + 5 << ")";
+  ASSERT_TRUE(killed) << "nothing consumed, or never caught with finished but uncommitted commands (committed "
+                      << committed_total() << " of " << produced + 5 << ")";
   ASSERT_NO_FATAL_FAILURE(send_orders(produced, produced + 300));
   produced += 300;
 

@@ -5,6 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/info.h>
 
 #include <atomic>
 #include <filesystem>
@@ -515,10 +516,10 @@ namespace orderflow {
 namespace {
 
 // The graph's workers: as many node bodies run at once as the pipeline says it has threads,
-// for the default (0 = one per core) as for an explicit count. oneTBB's own limit is one
-// worker less than the cores, so the default used to run one body at a time on 2 cores.
-int most_bodies_at_once(int threads) {
-  Pipeline p(threads);
+// for the default (0 = one per core) as for an explicit count, and with other pipelines
+// alive in the process. oneTBB's own limit is one worker less than the cores, and it
+// applies the smallest limit any live pipeline set to the whole process.
+int most_bodies_at_once(Pipeline& p) {
   std::atomic<int> running{0}, most{0}, arrived{0}, finished{0};
   const int want = p.threads();
   tbb::flow::function_node<int, tbb::flow::continue_msg> body(
@@ -540,15 +541,25 @@ int most_bodies_at_once(int threads) {
   while (finished.load() < want && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(finished.load(), want) << "bodies never ran";
-  p.shutdown(std::chrono::seconds(1));
+  p.graph().wait_for_all();  // the node's own bookkeeping after the last body, before it goes
   return most.load();
 }
 
 TEST(PipelineThreads, AsManyBodiesRunAtOnceAsThreads) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  EXPECT_EQ(most_bodies_at_once(0), cores) << "default: one worker per core";
-  EXPECT_EQ(most_bodies_at_once(2), 2);
-  EXPECT_EQ(most_bodies_at_once(1), 1);
+  const int cores = std::max(1, tbb::info::default_concurrency());
+  {
+    Pipeline p(0);
+    EXPECT_EQ(p.threads(), cores);
+    EXPECT_EQ(most_bodies_at_once(p), cores) << "default: one worker per core";
+  }
+  for (int threads : {2, 1}) {
+    Pipeline p(threads);
+    EXPECT_EQ(most_bodies_at_once(p), threads);
+  }
+  // Two pipelines at once (two services in one process): the smaller one does not cap the other.
+  Pipeline small(1), big(2);
+  EXPECT_EQ(most_bodies_at_once(big), 2);
+  EXPECT_EQ(most_bodies_at_once(small), 1);
 }
 
 }  // namespace

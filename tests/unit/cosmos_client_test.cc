@@ -131,7 +131,8 @@ TEST(CosmosClientOptions, BadEndpointKeyOrCaFileAreClearErrors) {
   o.key = "dsZQi3KtZmCv1ljt3VNWNm7sQUF1y5rJfC6kv5JiwvW0EndXdDku/dkKBp8/ufDToSxLzR4y+O/0H/t4bQtVNw==";
   EXPECT_TRUE(CosmosClient::open(o));
   // Plain http:// only to this machine (the stand-in); anything else in clear is refused.
-  for (const char* local : {"http://127.0.0.1:8081", "http://localhost:8081/", "http://[::1]:8081", "http://127.0.0.2"}) {
+  for (const char* local : {"http://127.0.0.1:8081", "http://localhost:8081/", "http://[::1]:8081", "http://127.0.0.2",
+                            "HTTP://LOCALHOST:8081"}) {
     o.endpoint = local;
     EXPECT_TRUE(CosmosClient::open(o)) << local;
   }
@@ -142,6 +143,14 @@ TEST(CosmosClientOptions, BadEndpointKeyOrCaFileAreClearErrors) {
     ASSERT_FALSE(c) << remote;
     EXPECT_NE(c.status().message().find("use https://"), std::string::npos) << c.status().message();
   }
+  // User info would make the part before '@' look like the host.
+  for (const char* tricky : {"http://127.0.0.1:1@example.com/", "http://localhost:x@example.com",
+                             "https://user:pw@account.documents.azure.com"}) {
+    o.endpoint = tricky;
+    EXPECT_FALSE(CosmosClient::open(o)) << tricky;
+  }
+  o.endpoint = "HTTPS://account.documents.azure.com:443";
+  EXPECT_TRUE(CosmosClient::open(o)) << "the scheme is case-insensitive";
 }
 
 // A refused connection is retried, then reported as unavailable and counted.
