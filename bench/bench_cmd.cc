@@ -95,10 +95,10 @@ int bench_main(const std::string& file, const std::vector<std::string>& args, co
     } else if (a == "--rate") {
       if (!real(1, &o.rate)) return usage_error("--rate needs commands per second >= 1");
     } else if (a == "--in-flight") {
-      if (!number(1, &n) || n > 10000000) return usage_error("--in-flight needs a positive integer");
+      if (!number(1, &n) || n > 10000000) return usage_error("--in-flight needs an integer in [1, 10000000]");
       o.in_flight = static_cast<int>(n);
     } else if (a == "--runs") {
-      if (!number(1, &n) || n > 1000) return usage_error("--runs needs a positive integer");
+      if (!number(1, &n) || n > 1000) return usage_error("--runs needs an integer in [1, 1000]");
       o.runs = static_cast<int>(n);
     } else if (a == "--threads") {
       if (!value(&v)) return usage_error("--threads needs a list like 1,2");
@@ -125,7 +125,7 @@ int bench_main(const std::string& file, const std::vector<std::string>& args, co
     } else if (a == "--data-dir" && value(&v)) {
       o.data_dir = v;
     } else if (a == "--skus") {
-      if (!number(1, &n) || n > 10000000) return usage_error("--skus needs a positive integer");
+      if (!number(1, &n) || n > 10000000) return usage_error("--skus needs an integer in [1, 10000000]");
       o.workload.skus = static_cast<size_t>(n);
     } else if (a == "--zipf") {
       if (!real(0, &o.workload.zipf_s)) return usage_error("--zipf needs an exponent >= 0");

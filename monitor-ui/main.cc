@@ -53,6 +53,18 @@ void usage(std::FILE* f) {
                "  (writing --screenshot and --dump-layout).\n");
 }
 
+// A whole-string number in [lo, hi], or a message naming the flag.
+bool number_in(const char* flag, const char* text, double lo, double hi, double* out) {
+  char* end = nullptr;
+  const double v = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(v >= lo && v <= hi)) {
+    std::fprintf(stderr, "%s needs a number in [%g, %g], got '%s'\n", flag, lo, hi, text);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
 bool parse_args(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -84,12 +96,17 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.select = v;
     } else if (a == "--warmup") {
       const char* v = next("--warmup");
-      if (!v) return false;
-      o.warmup = std::atof(v);
+      double d = 0;
+      if (!v || !number_in("--warmup", v, 0, 3600, &d)) return false;
+      o.warmup = d;
     } else if (a == "--frames") {
       const char* v = next("--frames");
-      if (!v) return false;
-      o.frames = std::atoi(v);
+      double d = 0;
+      if (!v || !number_in("--frames", v, 1, 1e6, &d) || d != static_cast<int>(d)) {
+        if (v && d != static_cast<int>(d)) std::fprintf(stderr, "--frames needs a whole number, got '%s'\n", v);
+        return false;
+      }
+      o.frames = static_cast<int>(d);
     } else if (a == "--zoom") {
       const char* v = next("--zoom");
       if (!v) return false;
@@ -101,11 +118,18 @@ bool parse_args(int argc, char** argv, Options& o) {
       }
     } else if (a == "--interval") {
       const char* v = next("--interval");
-      if (!v) return false;
-      o.interval_ms = std::max(50, std::atoi(v));
+      double d = 0;
+      if (!v || !number_in("--interval", v, 50, 3600000, &d)) return false;  // below 50 ms: polls pile up
+      o.interval_ms = static_cast<int>(d);
     } else if (a == "--size") {
       const char* v = next("--size");
-      if (!v || std::sscanf(v, "%dx%d", &o.width, &o.height) != 2) return false;
+      if (!v) return false;
+      char tail = 0;
+      if (std::sscanf(v, "%dx%d%c", &o.width, &o.height, &tail) != 2 || o.width < 200 || o.height < 150 ||
+          o.width > 16384 || o.height > 16384) {
+        std::fprintf(stderr, "--size needs WIDTHxHEIGHT between 200x150 and 16384x16384, got '%s'\n", v);
+        return false;
+      }
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return false;

@@ -3,6 +3,7 @@
 // assertions on the dump and the PNG. A second test points the monitor at a closed port.
 #define _TURN_OFF_PLATFORM_STRING  // cpprest's U() macro breaks gtest templates
 #include "tests/support/net.h"
+#include "tests/support/shell.h"
 #include <utility>  // before cpprest (Boost.Asio with C++20)
 
 #include <arpa/inet.h>
@@ -355,6 +356,28 @@ TEST(MonitorE2E, ClosedPortShowsUnreachableBanner) {
   if (!HasFailure()) {
     std::error_code rm;
     fs::remove_all(dir, rm);
+  }
+}
+
+// Bad flags are refused before any window opens (no display needed), each with its reason.
+TEST(MonitorE2E, BadFlagsAreRefusedWithAReason) {
+  struct Case {
+    const char* args;
+    const char* reason;
+  } cases[] = {
+      {"--size abc", "--size needs WIDTHxHEIGHT"},
+      {"--size 1280x800x", "--size needs WIDTHxHEIGHT"},
+      {"--frames many", "--frames needs a number"},
+      {"--frames 2.5", "--frames needs a whole number"},
+      {"--warmup soon", "--warmup needs a number"},
+      {"--interval 10", "--interval needs a number in [50,"},
+      {"--zoom 100", "--zoom needs a value"},
+      {"--bogus", "unknown option --bogus"},
+  };
+  for (const auto& c : cases) {
+    const orderflow::testing::Ran r = orderflow::testing::run_shell(std::string(MONITOR_BINARY) + " " + c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << ":\n" << r.output;
+    EXPECT_NE(r.output.find(c.reason), std::string::npos) << c.args << ":\n" << r.output;
   }
 }
 
