@@ -200,6 +200,15 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       env->complete(failed(Status::unavailable(found.status().message())));
       return;
     }
+    if (found->has_value() && (**found).stream != env->stream) {
+      // The id is taken by a command on another stream: not a repeat of this one. Answering
+      // with that command's result would tell the client its (different) command happened.
+      probe().add_out();
+      env->complete(failed(Status::invalid_argument("commandId '" + env->command.command_id() +
+                                                    "' already names a command on stream " + (**found).stream +
+                                                    "; a new command needs a new id")));
+      return;
+    }
     if (found->has_value()) {
       Outcome o;
       o.duplicate = true;

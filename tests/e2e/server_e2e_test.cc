@@ -682,6 +682,14 @@ TEST_F(ServerE2eTest, CommandLifecycleAndCleanStop) {
       5s))
       << r.describe();
   EXPECT_EQ(num(r.json, "onHand"), 10) << "a duplicate changed the stock: " << r.describe();
+  // The id of a command on another stream is refused, not answered with that command's result.
+  r = h.command(add_stock(stock_a.id, "Z", 5).body);
+  EXPECT_EQ(r.status, 400) << r.describe();
+  EXPECT_TRUE(is_error_body(r, "invalid_argument")) << r.text;
+  EXPECT_NE(r.text.find("already names a command on stream sku-A"), std::string::npos) << r.text;
+  auto z = fetch_events(h, "sku-Z", &why);
+  ASSERT_TRUE(z) << why;
+  EXPECT_TRUE(z->empty()) << "a refused command wrote events";
 
   // Domain rejections: 422 with the reason.
   r = h.command(cancel_order("life-cancel-ghost", "ghost").body);
