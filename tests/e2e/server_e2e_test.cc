@@ -690,6 +690,9 @@ TEST_F(ServerE2eTest, CommandLifecycleAndCleanStop) {
   auto z = fetch_events(h, "sku-Z", &why);
   ASSERT_TRUE(z) << why;
   EXPECT_TRUE(z->empty()) << "a refused command wrote events";
+  r = h.get("/api/v1/metrics");
+  EXPECT_NE(r.text.find("already names a command on stream sku-A"), std::string::npos)
+      << "the lanes' last error shows it: " << r.text.substr(0, 400);
 
   // Domain rejections: 422 with the reason.
   r = h.command(cancel_order("life-cancel-ghost", "ghost").body);
