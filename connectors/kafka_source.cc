@@ -10,6 +10,7 @@
 // unfinished message. A message is done when its command's outcome is durable (written,
 // duplicate or rejected by the domain) or when its dead-letter copy is delivered. Store
 // failures resubmit the command after a backoff; the partition's offset waits meanwhile.
+#include <google/protobuf/util/json_util.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -167,6 +168,7 @@ class KafkaSourceNode final : public RuntimeNode {
     uint64_t generation = 0;
     int64_t offset = 0;
     std::shared_ptr<const v1::Command> command;
+    std::string key;  // the message's, for a dead letter after a refusal
     std::chrono::steady_clock::time_point not_before;
   };
   // Handed from the commit writer's thread to ours.
@@ -176,6 +178,7 @@ class KafkaSourceNode final : public RuntimeNode {
     int64_t offset = 0;
     Status status;
     std::shared_ptr<const v1::Command> command;  // kept for a resubmission
+    std::string key;
   };
   // Opaque of a dead-letter message until its delivery report.
   struct DeadLetter {
@@ -290,6 +293,7 @@ class KafkaSourceNode final : public RuntimeNode {
     p.generation = part.generation;
     p.offset = m->offset;
     p.command = std::make_shared<const v1::Command>(std::move(*cmd));
+    if (m->key) p.key.assign(static_cast<const char*>(m->key), m->key_len);
     pending_.push_back(std::move(p));
     submit_pending();
   }
@@ -312,9 +316,9 @@ class KafkaSourceNode final : public RuntimeNode {
       const TpKey tp = p.tp;
       const uint64_t gen = p.generation;
       const int64_t offset = p.offset;
-      auto env = make_envelope(*p.command, [this, tp, gen, offset, command = p.command](const Outcome& o) {
+      auto env = make_envelope(*p.command, [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
         std::lock_guard<std::mutex> lock(finished_mu_);
-        finished_.push_back(Finished{tp, gen, offset, o.status, command});
+        finished_.push_back(Finished{tp, gen, offset, o.status, command, key});
       });
       Status s = sink_->submit(env);
       if (s.code() == StatusCode::kUnavailable) return;  // full: retry on the next turn
@@ -342,7 +346,22 @@ class KafkaSourceNode final : public RuntimeNode {
     for (auto& f : batch) {
       if (!current(f.tp, f.generation)) continue;  // revoked: abandoned, the next owner redelivers
       const StatusCode c = f.status.code();
-      if (c == StatusCode::kOk || c == StatusCode::kRejected || c == StatusCode::kInvalidArgument) {
+      if (c == StatusCode::kInvalidArgument) {
+        // Refused by the pipeline after decoding (a command id already used on another
+        // stream): to the dead-letter topic with the reason, the command as JSON; the offset
+        // advances once it is delivered, as for a message refused on arrival.
+        auto* dl = new DeadLetter;
+        dl->tp = f.tp;
+        dl->generation = f.generation;
+        dl->offset = f.offset;
+        dl->key = f.key;
+        (void)google::protobuf::util::MessageToJsonString(*f.command, &dl->value);
+        dl->headers.push_back({"content-type", "application/json"});
+        dl->reason = f.status.message();
+        produce_dead_letter(dl);
+        continue;
+      }
+      if (c == StatusCode::kOk || c == StatusCode::kRejected) {
         if (c == StatusCode::kRejected) ++rejected_;
         mark_done(f.tp, f.generation, f.offset);
         continue;
@@ -361,6 +380,7 @@ class KafkaSourceNode final : public RuntimeNode {
       p.generation = f.generation;
       p.offset = f.offset;
       p.command = std::move(f.command);
+      p.key = std::move(f.key);
       p.not_before = now + std::chrono::milliseconds(100);
       pending_.push_back(std::move(p));
     }

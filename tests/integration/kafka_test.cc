@@ -259,9 +259,15 @@ TEST_F(KafkaPipelineTest, BadMessagesGoToTheDeadLetterTopicWithTheirReason) {
   send(good);
   ASSERT_TRUE(kafka_->flush());
   ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+  // Decoded fine, refused by the pipeline: good-1's id on another stream (after good-1 is in).
+  v1::Command reused = good;
+  reused.mutable_add_stock()->set_sku("H");
+  kafka_->produce(kCommands, "k9", to_json(reused));
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
 
   const auto dead = kafka_->read_all(kDlq);
-  ASSERT_EQ(dead.size(), 8u);
+  ASSERT_EQ(dead.size(), 9u);
   std::map<std::string, std::string> reason;  // original key -> reason
   for (const auto& r : dead) {
     reason[r.key] = r.headers.at("x-orderflow-error");
@@ -276,6 +282,11 @@ TEST_F(KafkaPipelineTest, BadMessagesGoToTheDeadLetterTopicWithTheirReason) {
   EXPECT_NE(reason["k6"].find("exceeds max_message_bytes 4096"), std::string::npos) << reason["k6"];
   EXPECT_NE(reason["k7"].find("empty"), std::string::npos) << reason["k7"];
   EXPECT_NE(reason["k8"].find("quantity"), std::string::npos) << reason["k8"];
+  EXPECT_NE(reason["k9"].find("already names a command on stream sku-G"), std::string::npos) << reason["k9"];
+  for (const auto& r : dead) {
+    if (r.key != "k9") continue;
+    EXPECT_NE(r.value.find("\"sku\":\"H\""), std::string::npos) << "the command as JSON: " << r.value;
+  }
 
   // The good command was applied; the bad ones changed nothing and their offsets advanced.
   std::vector<RecordedEvent> all;
@@ -283,7 +294,7 @@ TEST_F(KafkaPipelineTest, BadMessagesGoToTheDeadLetterTopicWithTheirReason) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].command_id, "good-1");
   EXPECT_TRUE(kafka_->caught_up(kGroup, kCommands));
-  EXPECT_EQ(built_.pipeline->find("kin")->probe().errors(), 8u);
+  EXPECT_EQ(built_.pipeline->find("kin")->probe().errors(), 9u);
 }
 
 TEST_F(KafkaPipelineTest, BrokerDownAndUpMidStreamLosesNothing) {
