@@ -261,29 +261,34 @@ struct CosmosClient::Impl {
 CosmosClient::CosmosClient(CosmosOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
 CosmosClient::~CosmosClient() = default;
 
-Result<std::shared_ptr<CosmosClient>> CosmosClient::open(const CosmosOptions& options) {
+Status CosmosClient::check_endpoint(const std::string& endpoint_text) {
   auto lower = [](std::string t) {
     std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
     return t;
   };
-  if (!web::uri::validate(options.endpoint))
-    return Status::invalid_argument("cosmos endpoint is not a URL: '" + options.endpoint + "'");
-  const web::uri endpoint(options.endpoint);
+  if (!web::uri::validate(endpoint_text))
+    return Status::invalid_argument("cosmos endpoint is not a URL: '" + endpoint_text + "'");
+  const web::uri endpoint(endpoint_text);
   const std::string scheme = lower(endpoint.scheme()), host = lower(endpoint.host());
   if (scheme != "https" && scheme != "http")
     return Status::invalid_argument("cosmos endpoint must start with https:// (or http:// for a local stand-in): '" +
-                                    options.endpoint + "'");
+                                    endpoint_text + "'");
   if (!endpoint.user_info().empty() || host.empty())
-    return Status::invalid_argument("cosmos endpoint '" + options.endpoint + "' must be https://HOST[:PORT] (no user info)");
+    return Status::invalid_argument("cosmos endpoint '" + endpoint_text + "' must be https://HOST[:PORT] (no user info)");
   if (scheme == "http") {
     // Plain HTTP carries the signed requests and every document in clear: only to a
     // stand-in on this machine.
     const bool loopback_v4 = host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos;
     if (host != "localhost" && host != "[::1]" && host != "::1" && !loopback_v4)
-      return Status::invalid_argument("cosmos endpoint '" + options.endpoint +
+      return Status::invalid_argument("cosmos endpoint '" + endpoint_text +
                                       "': plain http:// is only for a stand-in on this machine (localhost, 127.x.x.x, "
                                       "[::1]); use https://");
   }
+  return Status::ok();
+}
+
+Result<std::shared_ptr<CosmosClient>> CosmosClient::open(const CosmosOptions& options) {
+  if (auto s = check_endpoint(options.endpoint); !s) return s;
   if (options.key.empty()) return Status::invalid_argument("cosmos key is empty (set the key environment variable)");
   if (auto k = base64_decode(options.key); !k) return k.status();
   if (!options.ca_file.empty()) {

@@ -117,6 +117,8 @@ class CosmosMetrics {
 class CosmosClient {
  public:
   static Result<std::shared_ptr<CosmosClient>> open(const CosmosOptions& options);
+  // https://HOST[:PORT], or plain http:// to this machine only (a stand-in); no user info.
+  static Status check_endpoint(const std::string& endpoint);
   ~CosmosClient();
   CosmosClient(const CosmosClient&) = delete;
   CosmosClient& operator=(const CosmosClient&) = delete;

@@ -80,6 +80,13 @@ Result<StoreSet::Entry*> StoreSet::entry(const std::string& name, const char* ro
   return raw;
 }
 
+void add_store_param_checks(graph::KindRegistry& registry) {
+  registry.set_store_param_check("cosmos", "endpoint", [](const std::string& endpoint) {
+    auto s = CosmosClient::check_endpoint(endpoint);
+    return s.is_ok() ? std::string() : s.message();
+  });
+}
+
 Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
   auto param = [&](const char* key, const std::string& fallback) {
     auto it = def.params.find(key);

@@ -13,6 +13,10 @@
 
 namespace orderflow::connectors {
 
+// Adds the store connectors' own checks of parameter values to the registry, so `validate`
+// refuses what opening the store would (a Cosmos DB endpoint in clear to another machine).
+void add_store_param_checks(graph::KindRegistry& registry);
+
 class StoreSet final : public StoreProvider {
  public:
   // data_dir: where relative rocksdb paths live (created if missing).

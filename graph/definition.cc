@@ -179,6 +179,14 @@ void KindRegistry::add_store_kind(KindSpec spec) {
   stores_[name] = std::move(spec);
 }
 
+void KindRegistry::set_store_param_check(const std::string& kind, const std::string& param,
+                                         std::function<std::string(const std::string&)> check) {
+  auto it = stores_.find(kind);
+  if (it == stores_.end()) return;
+  for (ParamSpec& p : it->second.params)
+    if (p.name == param) p.check = check;
+}
+
 const KindSpec* KindRegistry::node_kind(const std::string& name) const {
   auto it = nodes_.find(name);
   return it == nodes_.end() ? nullptr : &it->second;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -111,6 +112,9 @@ struct ParamSpec {
   int64_t max = INT64_MAX;
   std::vector<std::string> choices;        // kEnum only
   std::string help;
+  // A further check of a value that has the right type: "" = fine, else the reason. Set by
+  // the library that uses the value (e.g. the Cosmos DB client for `endpoint`).
+  std::function<std::string(const std::string&)> check;
 };
 
 struct KindSpec {
@@ -129,6 +133,9 @@ class KindRegistry {
   void add_store_kind(KindSpec spec);       // ports unused for stores
   const KindSpec* node_kind(const std::string& name) const;
   const KindSpec* store_kind(const std::string& name) const;
+  // Adds a check to a registered store kind's parameter (no-op when either is unknown).
+  void set_store_param_check(const std::string& kind, const std::string& param,
+                             std::function<std::string(const std::string&)> check);
   std::vector<std::string> node_kind_names() const;
   std::vector<std::string> store_kind_names() const;
 

@@ -135,6 +135,8 @@ class Validator {
       } else if (!value_ok(*p, value.text)) {
         error(value.mark,
               "parameter '" + name + "' must be " + describe(*p) + ", got '" + value.text + "'");
+      } else if (p->check) {
+        if (std::string why = p->check(value.text); !why.empty()) error(value.mark, "parameter '" + name + "': " + why);
       }
     }
     for (const ParamSpec& p : spec.params) {

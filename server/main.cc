@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
   }
   graph::KindRegistry registry;
   register_node_kinds(registry);
+  connectors::add_store_param_checks(registry);
   const std::string cmd = args[0];
   if (cmd != "serve" && cmd != "validate" && cmd != "dot" && cmd != "bench")
     return usage_error("unknown command '" + cmd + "'");

@@ -50,6 +50,35 @@ TEST(Cli, BrokenGraphIsRefusedWithEveryProblemAndItsLine) {
   EXPECT_NE(r.output.find(file.filename().string() + ":5:"), std::string::npos) << "file:line:\n" << r.output;
 }
 
+TEST(Cli, CosmosEndpointInClearToAnotherMachineIsRefusedByValidate) {
+  const fs::path file = fs::temp_directory_path() / ("orderflow-cli-cosmos-" + std::to_string(::getpid()) + ".yaml");
+  auto write = [&](const std::string& endpoint) {
+    std::ofstream(file) << "graph: c\n"
+                           "stores:\n"
+                           "  events: {kind: cosmos, endpoint: \"" << endpoint << "\", database: d, container: e}\n"
+                           "  snapshots: {kind: memory}\n"
+                           "nodes:\n"
+                           "  - {id: http, kind: http_source}\n"
+                           "  - {id: route, kind: route}\n"
+                           "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+                           "  - {id: commit, kind: commit, params: {events: events}}\n"
+                           "edges: [http -> route, route -> lanes, lanes -> commit]\n";
+  };
+  write("http://db.example.com:8081");
+  Ran r = orderflow("validate " + file.string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("plain http:// is only for a stand-in"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(file.filename().string() + ":3:"), std::string::npos) << "at the endpoint's line:\n"
+                                                                                 << r.output;
+  write("http://127.0.0.1:1@db.example.com");
+  r = orderflow("validate " + file.string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  write("http://127.0.0.1:8081");
+  r = orderflow("validate " + file.string());
+  EXPECT_EQ(r.exit_code, 0) << "a stand-in on this machine is fine:\n" << r.output;
+  fs::remove(file);
+}
+
 TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {
   Ran r = orderflow("bogus");
   EXPECT_EQ(r.exit_code, 2);
