@@ -42,8 +42,17 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
       continue;
     }
     // Idempotency: the same id earlier in this batch, then the store.
+    // An id already used on another stream names a different command: refused.
+    auto reused = [&](const std::string& stream) {
+      res.status = Status::invalid_argument("commandId '" + req.command_id + "' already names a command on stream " +
+                                            stream + "; a new command needs a new id");
+    };
     if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
       const AppendResult& first = results[it->second];
+      if (first.status.is_ok() && first.stream != req.stream) {
+        reused(first.stream);
+        continue;
+      }
       if (first.status.is_ok()) {
         res = first;
         res.duplicate = true;
@@ -53,6 +62,10 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
       auto found = lookups.find_command(req.command_id);
       if (!found) {
         res.status = found.status();
+        continue;
+      }
+      if (found->has_value() && (**found).stream != req.stream) {
+        reused((**found).stream);
         continue;
       }
       if (found->has_value()) {

@@ -37,6 +37,10 @@ Result<v1::Command> decode_command(std::string_view body, CommandFormat format, 
     return Status::invalid_argument("not a valid command: cannot parse the binary protobuf Command");
   }
   if (cmd.command_id().empty() && !default_id.empty()) cmd.set_command_id(default_id);
+  // The saga's commands carry ids derived from their triggering event ("saga/..."); a
+  // client's command holding one would make the saga's own command a refused reuse.
+  if (cmd.command_id().rfind("saga/", 0) == 0)
+    return Status::invalid_argument("commandId '" + cmd.command_id() + "': ids starting with 'saga/' are the saga's");
   if (cmd.kind_case() == v1::Command::KIND_NOT_SET)
     return Status::invalid_argument(
         "command has no kind (or one this server does not know): clients send one of placeOrder, cancelOrder, "

@@ -326,7 +326,7 @@ class KafkaSourceNode final : public RuntimeNode {
         // Malformed in a way only the route sees: dead-letter it like a decode failure.
         std::string value;
         p.command->SerializeToString(&value);
-        auto* dl = new DeadLetter{tp, gen, offset, domain::stream_of(*p.command), std::move(value), s.message(), {}};
+        auto* dl = new DeadLetter{tp, gen, offset, p.key, std::move(value), s.message(), {}};
         dl->headers.push_back({"content-type", "application/x-protobuf"});
         pending_.pop_front();
         produce_dead_letter(dl);

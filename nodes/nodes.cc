@@ -132,7 +132,8 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
   // sent back to be decided (which counts `in` again).
   if (!repeats.empty()) probe().add_out(repeats.size());
   for (auto& r : repeats) {
-    if (outcome.status.is_ok()) {
+    // Same id on another stream: not a repeat; decided (and refused) on its own.
+    if (outcome.status.is_ok() && r->stream == env->stream) {
       Outcome dup = outcome;
       dup.duplicate = true;
       dup.events = nullptr;
@@ -206,7 +207,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       Status reused = Status::invalid_argument("commandId '" + env->command.command_id() +
                                                "' already names a command on stream " + (**found).stream +
                                                "; a new command needs a new id");
-      probe().add_error(reused.message());  // seen in the metrics too (a Kafka source only moves on)
+      probe().add_error(reused.message());  // in the metrics too (a Kafka source dead-letters it)
       probe().add_out();
       env->complete(failed(std::move(reused)));
       return;
@@ -820,8 +821,12 @@ Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<Recorded
     }
     for (auto& cmd : domain::saga_react(r.stream, r.version, e)) {
       ticket->add();
-      auto env = make_envelope(std::move(cmd), [ticket](const Outcome& o) {
-        ticket->finish(o.status.code() == StatusCode::kRejected ? Status::ok() : o.status);
+      auto env = make_envelope(std::move(cmd), [this, ticket](const Outcome& o) {
+        // Final answers: a domain rejection, or a refusal (e.g. its id taken by a client's
+        // command on another stream). Retrying either would stall the subscription for good.
+        if (o.status.code() == StatusCode::kInvalidArgument) probe().add_error("saga command refused: " + o.status.message());
+        const bool final = o.status.code() == StatusCode::kRejected || o.status.code() == StatusCode::kInvalidArgument;
+        ticket->finish(final ? Status::ok() : o.status);
       });
       Status s;
       for (int attempt = 0;; ++attempt) {

@@ -73,6 +73,7 @@ TEST(Cli, CosmosEndpointInClearToAnotherMachineIsRefusedByValidate) {
   write("http://127.0.0.1:1@db.example.com");
   r = orderflow("validate " + file.string());
   EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no user info"), std::string::npos) << r.output;
   write("http://127.0.0.1:8081");
   r = orderflow("validate " + file.string());
   EXPECT_EQ(r.exit_code, 0) << "a stand-in on this machine is fine:\n" << r.output;

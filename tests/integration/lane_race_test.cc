@@ -175,6 +175,35 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   built->pipeline->shutdown();
 }
 
+// A command parked behind an in-flight one with the same id but on another stream is not
+// its repeat: when the first commits, the second is decided on its own and refused.
+TEST(LaneRepeats, TheSameIdOnAnotherStreamIsRefusedNotAnsweredAsARepeat) {
+  const graph::GraphDef def = one_lane_graph();
+  connectors::StoreSet stores(def, "");
+  GatedProvider gated(stores);
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, gated, o);
+  ASSERT_TRUE(built);
+  ASSERT_TRUE(built->pipeline->start());
+
+  gated.events.arm("shared-id");
+  auto first = submit(built->sink, place_order("shared-id", "o1"), [&] { gated.events.original_done(); });
+  ASSERT_TRUE(gated.events.wait_until_append_blocked()) << "the first never reached the store";
+  auto second = submit(built->sink, place_order("shared-id", "o2"));  // stream order-o2, same lane
+  std::this_thread::sleep_for(50ms);  // let the lane park it behind the first
+  gated.events.open_gate();
+
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+  const Outcome a = first.get(), b = second.get();
+  ASSERT_TRUE(a.status) << a.status.to_string();
+  EXPECT_EQ(b.status.code(), StatusCode::kInvalidArgument) << "answered as a repeat of another stream's command";
+  EXPECT_NE(b.status.message().find("already names a command on stream order-o1"), std::string::npos)
+      << b.status.message();
+  built->pipeline->shutdown();
+}
+
 // An exception while deciding (here: reading the stream to load it) fails that command and
 // leaves nothing of it in the lane: before, its in-flight entry stayed, and every later
 // attempt with the same command id was parked behind it for ever.

@@ -105,6 +105,10 @@ TEST(CommandCodec, DecodesJsonAndBinaryAndExplainsWhatIsWrong) {
   ASSERT_FALSE(truncated);
   EXPECT_EQ(truncated.status().message().find('\n'), std::string::npos)
       << "one line, no caret: " << truncated.status().message();
+  auto saga_id = decode_command(R"({"commandId":"saga/order-o1/1/reserve/A","addStock":{"sku":"A","quantity":1}})",
+                                CommandFormat::kJson);
+  ASSERT_FALSE(saga_id);
+  EXPECT_NE(saga_id.status().message().find("are the saga's"), std::string::npos) << saga_id.status().message();
   auto no_kind = decode_command(R"({"commandId":"c"})", CommandFormat::kJson);
   ASSERT_FALSE(no_kind);
   EXPECT_NE(no_kind.status().message().find("clients send one of placeOrder, cancelOrder, shipOrder, addStock"),

@@ -145,10 +145,8 @@ TYPED_TEST_P(EventStoreTest, RepeatedCommandIdReturnsTheFirstResultAndWritesNoth
   const auto first = this->append_one(req("s", 0, "c1", {"a", "b"}));
   ASSERT_TRUE(first.status);
   ASSERT_TRUE(this->append_one(req("t", 0, "c2", {"t1"})).status);
-  // Same id, different stream (same stream where ids are per stream), version and events:
-  // still the first result.
-  const auto again = TypeParam::kGlobalCommandIds ? this->append_one(req("t", 1, "c1", {"zzz"}))
-                                                  : this->append_one(req("s", 2, "c1", {"zzz"}));
+  // Same id and stream, different version and events: still the first result.
+  const auto again = this->append_one(req("s", 2, "c1", {"zzz"}));
   ASSERT_TRUE(again.status) << again.status.to_string();
   EXPECT_TRUE(again.duplicate);
   EXPECT_EQ(again.stream, "s");
@@ -156,6 +154,11 @@ TYPED_TEST_P(EventStoreTest, RepeatedCommandIdReturnsTheFirstResultAndWritesNoth
   EXPECT_EQ(again.last_version, 2u);
   EXPECT_EQ(again.first_position, first.first_position);
   EXPECT_EQ(again.last_position, first.last_position);
+  if constexpr (TypeParam::kGlobalCommandIds) {
+    // Where ids are global, the same id on another stream is another command: refused.
+    const auto other = this->append_one(req("t", 1, "c1", {"zzz"}));
+    EXPECT_EQ(other.status.code(), StatusCode::kInvalidArgument) << other.status.to_string();
+  }
   if constexpr (TypeParam::kGlobalPositions) { EXPECT_EQ(this->feed().head(), 3u); }
   EXPECT_EQ(this->version("t"), 1u);
   EXPECT_EQ(this->version("s"), 2u);

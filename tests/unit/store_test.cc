@@ -133,7 +133,7 @@ TEST_F(RocksEventStoreTest, EverythingPersistsAcrossReopen) {
   EXPECT_EQ(*cp, 3u);
 
   // The command-id index survived: a repeat is a duplicate of the first result.
-  auto dup = store().append({req("a", 3, "c2", {"again"})}).at(0);
+  auto dup = store().append({req("b", 3, "c2", {"again"})}).at(0);
   ASSERT_TRUE(dup.status) << dup.status.to_string();
   EXPECT_TRUE(dup.duplicate);
   EXPECT_EQ(dup.stream, "b");
@@ -349,7 +349,7 @@ TEST(PlanAppend, LookupErrorsFailOnlyTheirRequest) {
       req("b", 0, "broken-id", {"x"}),
       req("broken-stream", 0, "c3", {"x"}),
       req("at-two", 2, "c4", {"x", "y"}),
-      req("c", 0, "seen", {"x"}),
+      req("old", 0, "seen", {"x"}),
   };
   std::vector<AppendResult> results;
   const auto plan = plan_append(batch, 10, lookups, results);
@@ -395,6 +395,33 @@ TEST(PlanAppend, FailedRequestDoesNotMakeALaterRepeatADuplicate) {
   ASSERT_TRUE(results[1].status) << results[1].status.to_string();
   EXPECT_FALSE(results[1].duplicate);
   EXPECT_EQ(results[1].first_position, 1u);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].request, 1u);
+}
+
+// One command id on two streams is two commands: the second is refused, whether the first
+// is in the store or earlier in the same group (racing commands reach the group commit).
+TEST(PlanAppend, AnIdUsedOnAnotherStreamIsRefusedNotADuplicate) {
+  AppendResult stored;
+  stored.stream = "sku-A";
+  stored.first_version = stored.last_version = 1;
+  AppendLookups lookups{
+      [&](const std::string& id) -> Result<std::optional<AppendResult>> {
+        if (id == "old") return std::optional<AppendResult>(stored);
+        return std::optional<AppendResult>();
+      },
+      [](const std::string&) -> Result<uint64_t> { return uint64_t{0}; }};
+  std::vector<AppendResult> results;
+  const auto plan = plan_append({req("sku-B", 0, "old", {"x"}), req("sku-C", 0, "new", {"x"}),
+                                 req("sku-D", 0, "new", {"x"}), req("sku-A", 0, "old", {"x"})},
+                                0, lookups, results);
+  EXPECT_EQ(results[0].status.code(), StatusCode::kInvalidArgument) << results[0].status.to_string();
+  EXPECT_NE(results[0].status.message().find("already names a command on stream sku-A"), std::string::npos);
+  ASSERT_TRUE(results[1].status) << results[1].status.to_string();
+  EXPECT_EQ(results[2].status.code(), StatusCode::kInvalidArgument) << "same group: " << results[2].status.to_string();
+  EXPECT_NE(results[2].status.message().find("on stream sku-C"), std::string::npos);
+  ASSERT_TRUE(results[3].status);
+  EXPECT_TRUE(results[3].duplicate) << "same stream: the first result";
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_EQ(plan[0].request, 1u);
 }
