@@ -132,17 +132,32 @@ v1::Command place_order(const std::string& command_id, const std::string& order_
   return place;
 }
 
-TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecision) {
-  const graph::GraphDef def = one_lane_graph();
-  connectors::StoreSet stores(def, "");
-  GatedProvider gated(stores);
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(def, gated, o);
-  ASSERT_TRUE(built);
-  ASSERT_TRUE(built->pipeline->start());
+// The one-lane pipeline on gated memory stores, started; each test drives it.
+class LaneRepeats : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BuildOptions o;
+    o.threads = 2;
+    auto b = build_pipeline(def_, gated, o);
+    ASSERT_TRUE(b) << b.status().to_string();
+    built = std::move(*b);
+    ASSERT_TRUE(built.pipeline->start());
+  }
+  void TearDown() override {
+    if (built.pipeline) built.pipeline->shutdown();
+  }
 
-  auto placed = submit(built->sink, place_order("place-1", "o1"));
+  const graph::GraphDef def_ = one_lane_graph();
+  connectors::StoreSet stores_{def_, ""};
+
+ public:
+  GatedProvider gated{stores_};
+  BuiltPipeline built;
+};
+
+TEST_F(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecision) {
+
+  auto placed = submit(built.sink, place_order("place-1", "o1"));
   ASSERT_EQ(placed.wait_for(5s), std::future_status::ready);
   ASSERT_TRUE(placed.get().status);
 
@@ -150,9 +165,9 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   cancel.set_command_id("cancel-1");
   cancel.mutable_cancel_order()->set_order_id("o1");
   gated.events.arm("cancel-1");
-  auto original = submit(built->sink, cancel, [&] { gated.events.original_done(); });
+  auto original = submit(built.sink, cancel, [&] { gated.events.original_done(); });
   ASSERT_TRUE(gated.events.wait_until_append_blocked()) << "the original never reached the store";
-  auto repeat = submit(built->sink, cancel);
+  auto repeat = submit(built.sink, cancel);
   // The fixed lane parks the repeat behind the original without a store look-up; give a
   // store look-up (the old lane) the time to happen, then let the original commit.
   for (int i = 0; i < 30 && !gated.events.raced(); ++i) std::this_thread::sleep_for(10ms);
@@ -169,28 +184,19 @@ TEST(LaneRepeats, ARepeatRacingItsOriginalsCompletionIsItsDuplicateNotANewDecisi
   EXPECT_FALSE(gated.events.raced()) << "the repeat looked the command id up while the original was in flight";
   // The monitor's figures: three commands reached the lane and three left it (the parked
   // repeat leaves when its original completes).
-  const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
+  const NodeProbe& lanes = built.pipeline->find("lanes")->probe();
   EXPECT_EQ(lanes.in(), 3u);
   EXPECT_EQ(lanes.out(), lanes.in());
-  built->pipeline->shutdown();
 }
 
 // A command parked behind an in-flight one with the same id but on another stream is not
 // its repeat: when the first commits, the second is decided on its own and refused.
-TEST(LaneRepeats, TheSameIdOnAnotherStreamIsRefusedNotAnsweredAsARepeat) {
-  const graph::GraphDef def = one_lane_graph();
-  connectors::StoreSet stores(def, "");
-  GatedProvider gated(stores);
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(def, gated, o);
-  ASSERT_TRUE(built);
-  ASSERT_TRUE(built->pipeline->start());
+TEST_F(LaneRepeats, TheSameIdOnAnotherStreamIsRefusedNotAnsweredAsARepeat) {
 
   gated.events.arm("shared-id");
-  auto first = submit(built->sink, place_order("shared-id", "o1"), [&] { gated.events.original_done(); });
+  auto first = submit(built.sink, place_order("shared-id", "o1"), [&] { gated.events.original_done(); });
   ASSERT_TRUE(gated.events.wait_until_append_blocked()) << "the first never reached the store";
-  auto second = submit(built->sink, place_order("shared-id", "o2"));  // stream order-o2, same lane
+  auto second = submit(built.sink, place_order("shared-id", "o2"));  // stream order-o2, same lane
   std::this_thread::sleep_for(50ms);  // let the lane park it behind the first
   gated.events.open_gate();
 
@@ -201,7 +207,6 @@ TEST(LaneRepeats, TheSameIdOnAnotherStreamIsRefusedNotAnsweredAsARepeat) {
   EXPECT_EQ(b.status.code(), StatusCode::kInvalidArgument) << "answered as a repeat of another stream's command";
   EXPECT_NE(b.status.message().find("already names a command on stream order-o1"), std::string::npos)
       << b.status.message();
-  built->pipeline->shutdown();
 }
 
 // An exception while deciding (here: reading the stream to load it) fails that command and
