@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <thread>
 
@@ -47,6 +48,30 @@ v1::Command command(const std::string& id) {
   v1::Command c;
   c.set_command_id(id);
   return c;
+}
+
+// One line of one S1 at 1.00.
+v1::Command place_order(const std::string& id, const std::string& order_id) {
+  auto place = command(id);
+  auto* po = place.mutable_place_order();
+  po->set_order_id(order_id);
+  po->set_customer_id("c");
+  auto* line = po->add_lines();
+  line->set_sku("S1");
+  line->set_quantity(1);
+  line->set_unit_price_cents(100);
+  return place;
+}
+
+// kSplitGraph, loaded and validated (defaults filled in).
+graph::GraphDef split_graph() {
+  graph::KindRegistry registry;
+  register_node_kinds(registry);
+  auto loaded = graph::load_graph_string(kSplitGraph);
+  EXPECT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  EXPECT_TRUE(graph::validate(loaded.graph, registry, diags)) << (diags.empty() ? "" : diags.front().to_string());
+  return loaded.graph;
 }
 
 TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
@@ -108,17 +133,7 @@ TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
   stock.mutable_add_stock()->set_sku("S1");
   stock.mutable_add_stock()->set_quantity(5);
   submit(stock);
-  for (int i = 0; i < 20; ++i) {
-    auto place = command("place-" + std::to_string(i));
-    auto* po = place.mutable_place_order();
-    po->set_order_id("o" + std::to_string(i));
-    po->set_customer_id("c");
-    auto* line = po->add_lines();
-    line->set_sku("S1");
-    line->set_quantity(1);
-    line->set_unit_price_cents(100);
-    submit(place);
-  }
+  for (int i = 0; i < 20; ++i) submit(place_order("place-" + std::to_string(i), "o" + std::to_string(i)));
 
   // The saga (api) settles every order; the projection (views) catches up with the log.
   ChangeFeed& feed = **stores.change_feed("events");
@@ -170,6 +185,63 @@ TEST(ServiceSplit, AServiceCutThroughAnInProcessEdgeIsRefused) {
     named = named || d.message.find("edge saga -> route joins service 'views' to service 'api'") != std::string::npos ||
             d.message.find("edge saga_feed -> saga joins service 'api' to service 'views'") != std::string::npos;
   EXPECT_TRUE(named) << diags.front().to_string();
+}
+
+}  // namespace
+}  // namespace orderflow
+
+namespace orderflow {
+namespace {
+
+// A refused saga command (its id taken by another stream's command, which a client can no
+// longer send but an in-process caller or an old store can hold) is final for the saga: its
+// feed moves on and later orders are still settled, instead of the batch being retried for ever.
+TEST(SagaRefusals, ARefusedSagaCommandDoesNotStallTheSaga) {
+  const graph::GraphDef def = split_graph();
+  connectors::StoreSet stores(def, "");
+  BuildOptions options;
+  options.threads = 2;
+  auto built = build_pipeline(def, stores, options);
+  ASSERT_TRUE(built) << built.status().to_string();
+  ASSERT_TRUE(built->pipeline->start());
+  auto run = [&](v1::Command c) {
+    std::promise<Status> done;
+    auto f = done.get_future();
+    ASSERT_TRUE(built->sink->submit(make_envelope(std::move(c), [&](const Outcome& o) { done.set_value(o.status); })));
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    EXPECT_TRUE(f.get());
+  };
+  auto stock = command("stock-1");
+  stock.mutable_add_stock()->set_sku("S1");
+  stock.mutable_add_stock()->set_quantity(5);
+  run(stock);
+  // Takes the id of the saga's ReserveStock for order o1's line S1, on another stream.
+  auto squat = command("saga/order-o1/1/reserve/S1");
+  squat.mutable_add_stock()->set_sku("S2");
+  squat.mutable_add_stock()->set_quantity(1);
+  run(squat);
+  for (const char* order : {"o1", "o2"}) run(place_order(std::string("place-") + order, order));
+  // o2 is confirmed (so the saga got past o1's refused reservation) and the saga's
+  // checkpoint reaches the head.
+  ChangeFeed& feed = **stores.change_feed("events");
+  EventStore& events = **stores.event_store("events");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  bool confirmed = false;
+  while (!confirmed && std::chrono::steady_clock::now() < deadline) {
+    std::vector<RecordedEvent> o2;
+    ASSERT_TRUE(events.read_stream(domain::order_stream("o2"), 1, &o2));
+    for (const auto& r : o2) {
+      v1::Event e;
+      confirmed = confirmed || (e.ParseFromString(r.payload) && e.kind_case() == v1::Event::kOrderConfirmed);
+    }
+    if (!confirmed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(confirmed) << "the saga stalled on o1's refused ReserveStock";
+  while (*feed.load_checkpoint("saga") != feed.head() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(*feed.load_checkpoint("saga"), feed.head());
+  EXPECT_GE(built->pipeline->find("saga")->probe().errors(), 1u) << "the refusal is counted";
+  built->pipeline->shutdown();
 }
 
 }  // namespace
