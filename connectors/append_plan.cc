@@ -3,6 +3,8 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "nodes/domain.h"
+
 namespace orderflow::connectors {
 
 std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, uint64_t head,
@@ -43,10 +45,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     }
     // Idempotency: the same id earlier in this batch, then the store.
     // An id already used on another stream names a different command: refused.
-    auto reused = [&](const std::string& stream) {
-      res.status = Status::invalid_argument("commandId '" + req.command_id + "' already names a command on stream " +
-                                            stream + "; a new command needs a new id");
-    };
+    auto reused = [&](const std::string& stream) { res.status = domain::command_id_taken(req.command_id, stream); };
     if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
       const AppendResult& first = results[it->second];
       if (first.status.is_ok() && first.stream != req.stream) {

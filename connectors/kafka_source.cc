@@ -326,10 +326,9 @@ class KafkaSourceNode final : public RuntimeNode {
         // Malformed in a way only the route sees: dead-letter it like a decode failure.
         std::string value;
         p.command->SerializeToString(&value);
-        auto* dl = new DeadLetter{tp, gen, offset, p.key, std::move(value), s.message(), {}};
-        dl->headers.push_back({"content-type", "application/x-protobuf"});
+        const std::string key = p.key;
         pending_.pop_front();
-        produce_dead_letter(dl);
+        dead_letter_command(tp, gen, offset, key, std::move(value), "application/x-protobuf", s.message());
         continue;
       }
       pending_.pop_front();
@@ -350,15 +349,9 @@ class KafkaSourceNode final : public RuntimeNode {
         // Refused by the pipeline after decoding (a command id already used on another
         // stream): to the dead-letter topic with the reason, the command as JSON; the offset
         // advances once it is delivered, as for a message refused on arrival.
-        auto* dl = new DeadLetter;
-        dl->tp = f.tp;
-        dl->generation = f.generation;
-        dl->offset = f.offset;
-        dl->key = f.key;
-        (void)google::protobuf::util::MessageToJsonString(*f.command, &dl->value);
-        dl->headers.push_back({"content-type", "application/json"});
-        dl->reason = f.status.message();
-        produce_dead_letter(dl);
+        std::string json;
+        (void)google::protobuf::util::MessageToJsonString(*f.command, &json);
+        dead_letter_command(f.tp, f.generation, f.offset, f.key, std::move(json), "application/json", f.status.message());
         continue;
       }
       if (c == StatusCode::kOk || c == StatusCode::kRejected) {
@@ -433,6 +426,14 @@ class KafkaSourceNode final : public RuntimeNode {
         dl->headers.emplace_back(name, v ? std::string(static_cast<const char*>(v), n) : std::string());
     }
     if (m->len > max_message_bytes_) dl->headers.push_back({"x-orderflow-truncated", std::to_string(m->len)});
+    produce_dead_letter(dl);
+  }
+
+  // A decoded command the pipeline refused, re-encoded as `value` (of `content_type`).
+  void dead_letter_command(const TpKey& tp, uint64_t generation, int64_t offset, const std::string& key,
+                           std::string value, const char* content_type, const std::string& reason) {
+    auto* dl = new DeadLetter{tp, generation, offset, key, std::move(value), reason, {}};
+    dl->headers.push_back({"content-type", content_type});
     produce_dead_letter(dl);
   }
 

@@ -10,15 +10,6 @@ namespace orderflow {
 
 std::atomic<bool> NodeProbe::enabled_{true};
 
-int NodeProbe::stripe_of_this_thread() {
-  // Round robin over the threads as they first count something: hot threads of one
-  // pipeline start close together, so they get different stripes (a thread that came and
-  // went may share one; the sums stay exact either way).
-  static std::atomic<unsigned> next{0};
-  thread_local const int mine = static_cast<int>(next.fetch_add(1, std::memory_order_relaxed) % kStripes);
-  return mine;
-}
-
 int Histogram::bucket_of(uint64_t us) {
   if (us < 16) return static_cast<int>(us);
   const int msb = 63 - std::countl_zero(us);            // >= 4

@@ -101,7 +101,14 @@ class NodeProbe {
     std::atomic<uint64_t> in{0}, out{0}, busy_ns{0};
     std::atomic<uint64_t> queue{0};  // a signed count kept modulo 2^64; the sum is cast back
   };
-  static int stripe_of_this_thread();
+  // Round robin over the threads as they first count something: hot threads of one
+  // pipeline start close together, so they get different stripes (a thread that came and
+  // went may share one; the sums stay exact either way). Inline: it is on every count.
+  static int stripe_of_this_thread() {
+    static std::atomic<unsigned> next{0};
+    thread_local const int mine = static_cast<int>(next.fetch_add(1, std::memory_order_relaxed) % kStripes);
+    return mine;
+  }
   Stripe& mine() { return stripes_[stripe_of_this_thread()]; }
   uint64_t sum(std::atomic<uint64_t> Stripe::*field) const {
     uint64_t total = 0;

@@ -204,9 +204,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     if (found->has_value() && (**found).stream != env->stream) {
       // The id is taken by a command on another stream: not a repeat of this one. Answering
       // with that command's result would tell the client its (different) command happened.
-      Status reused = Status::invalid_argument("commandId '" + env->command.command_id() +
-                                               "' already names a command on stream " + (**found).stream +
-                                               "; a new command needs a new id");
+      Status reused = domain::command_id_taken(env->command.command_id(), (**found).stream);
       probe().add_error(reused.message());  // in the metrics too (a Kafka source dead-letters it)
       probe().add_out();
       env->complete(failed(std::move(reused)));
