@@ -39,6 +39,31 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         continue;
       }
     }
+    auto current_version = [&]() -> Result<uint64_t> {
+      if (auto it = batch_versions.find(req.stream); it != batch_versions.end()) return it->second;
+      return lookups.stream_version(req.stream);
+    };
+    auto conflict = [&](uint64_t current) {
+      res.status = Status::conflict("stream " + req.stream + " is at version " + std::to_string(current) +
+                                    ", expected " + std::to_string(req.expected_version));
+      res.actual_version = current;
+      batch_versions[req.stream] = current;
+    };
+    if (req.verify_only) {  // a check of the version a rejection was decided on: writes nothing
+      if (req.stream.empty() || !req.events.empty()) {
+        res.status = Status::invalid_argument("a version check needs a stream and no events");
+        continue;
+      }
+      auto v = current_version();
+      if (!v) {
+        res.status = v.status();
+      } else if (*v != req.expected_version) {
+        conflict(*v);
+      } else {
+        res.actual_version = *v;
+      }
+      continue;
+    }
     if (req.events.empty() || req.stream.empty() || req.command_id.empty()) {
       res.status = Status::invalid_argument("append needs a stream, a command id and events");
       continue;
@@ -74,22 +99,14 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         continue;
       }
     }
-    uint64_t current;
-    if (auto it = batch_versions.find(req.stream); it != batch_versions.end()) {
-      current = it->second;
-    } else {
-      auto v = lookups.stream_version(req.stream);
-      if (!v) {
-        res.status = v.status();
-        continue;
-      }
-      current = *v;
+    auto v = current_version();
+    if (!v) {
+      res.status = v.status();
+      continue;
     }
+    const uint64_t current = *v;
     if (current != req.expected_version) {
-      res.status = Status::conflict("stream " + req.stream + " is at version " + std::to_string(current) +
-                                    ", expected " + std::to_string(req.expected_version));
-      res.actual_version = current;
-      batch_versions[req.stream] = current;
+      conflict(current);
       continue;
     }
     const uint64_t n = req.events.size();

@@ -12,6 +12,8 @@
 #include <ctime>
 #include <thread>
 
+#include "graph/log.h"
+
 namespace orderflow::connectors {
 namespace {
 
@@ -399,7 +401,9 @@ Result<CosmosResponse> CosmosClient::send(const CosmosRequest& r) {
       metrics_.record(r.op, charge, attempt, throttles, true, static_cast<uint64_t>(steady_us() - start));
       return resp.status();  // malformed request: retrying cannot help
     }
-    const RetryDecision d = cosmos_retry(http, attempt, after, waited, options_);
+    note_health(resp, http);
+    RetryDecision d = cosmos_retry(http, attempt, after, waited, options_);
+    if (r.max_attempts > 0 && attempt >= r.max_attempts) d.retry = false;
     if (!d.retry) {
       const bool failed = !resp || http >= 500 || http == 429 || http == 408 || http == 449;
       metrics_.record(r.op, charge, attempt, throttles, failed, static_cast<uint64_t>(steady_us() - start));
@@ -412,6 +416,60 @@ Result<CosmosResponse> CosmosClient::send(const CosmosRequest& r) {
     std::this_thread::sleep_for(d.delay);
     waited += d.delay;
   }
+}
+
+Status CosmosClient::health() const {
+  std::lock_guard lock(health_mu_);
+  return health_;
+}
+
+void CosmosClient::on_missing_resource(std::function<void()> handler) {
+  std::lock_guard lock(health_mu_);
+  repair_.push_back(std::move(handler));
+}
+
+void CosmosClient::note_health(const Result<CosmosResponse>& resp, int http_status) {
+  using Clock = std::chrono::steady_clock;
+  // Cosmos DB says "Owner resource does not exist" (substatus 1003) when the database or
+  // container of a request is gone; a missing document is a plain 404.
+  const bool missing = resp && http_status == 404 &&
+                       (resp->sub_status == 1003 || resp->body.find("Owner resource does not exist") != std::string::npos);
+  const bool unreachable = !resp || http_status >= 500 || http_status == 408;
+  std::vector<std::function<void()>> repair;
+  {
+    std::lock_guard lock(health_mu_);
+    const auto now = Clock::now();
+    if (!missing && !unreachable) {
+      failing_since_ = {};
+      if (!health_.is_ok()) {
+        log::warn("cosmos db reachable again", {{"endpoint", options_.endpoint}});
+        health_ = Status::ok();
+      }
+      return;
+    }
+    if (failing_since_ == Clock::time_point{}) failing_since_ = now;
+    std::string reason;
+    if (missing) {
+      reason = "the Cosmos DB database or a container is missing";
+    } else if (now - failing_since_ >= std::chrono::seconds(1)) {
+      reason = "Cosmos DB unreachable: " + (resp ? "HTTP " + std::to_string(http_status) : resp.status().message());
+    }
+    if (!reason.empty() && health_.is_ok()) {
+      log::warn("cosmos db unavailable", {{"endpoint", options_.endpoint}, {"reason", reason}});
+      health_ = Status::unavailable(reason);
+    } else if (!reason.empty() && missing) {
+      health_ = Status::unavailable(reason);
+    }
+    if (missing && now - last_repair_ >= std::chrono::seconds(2)) {
+      last_repair_ = now;
+      repair = repair_;
+    }
+  }
+  if (repair.empty()) return;
+  std::unique_lock run(repair_run_mu_, std::try_to_lock);
+  if (!run.owns_lock()) return;
+  log::warn("recreating missing cosmos db database and containers", {{"endpoint", options_.endpoint}});
+  for (auto& fn : repair) fn();
 }
 
 }  // namespace orderflow::connectors

@@ -17,6 +17,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,7 @@ struct CosmosRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string op = "other";    // metrics label: which caller spent the request units
   std::string session_scope;   // container link whose session token is kept and sent
+  int max_attempts = 0;        // default 0: the client's retry policy; 1 = no retry (shutdown)
 };
 
 struct CosmosResponse {
@@ -129,6 +131,15 @@ class CosmosClient {
 
   const CosmosOptions& options() const { return options_; }
   CosmosMetrics& metrics() { return metrics_; }
+
+  // The account as the latest requests found it, without I/O: not ok (kUnavailable, with
+  // the reason) while requests fail to reach it for more than a second, or while its
+  // database or a container is missing. One warning line when it goes, one when it comes
+  // back. The stores' own traffic (change-feed polls, lease cycles) keeps it current.
+  Status health() const;
+  // Called (on the requesting thread, at most once per two seconds) when an answer says a
+  // database or container does not exist: stores that may create them recreate them there.
+  void on_missing_resource(std::function<void()> handler);
   std::string session_token(const std::string& scope) const;
 
  private:
@@ -141,6 +152,14 @@ class CosmosClient {
   CosmosMetrics metrics_;
   mutable std::mutex session_mu_;
   std::map<std::string, std::string> sessions_;
+
+  void note_health(const Result<CosmosResponse>& resp, int http_status);
+  mutable std::mutex health_mu_;
+  Status health_;                                         // guarded by health_mu_
+  std::chrono::steady_clock::time_point failing_since_{};  // guarded; epoch = not failing
+  std::chrono::steady_clock::time_point last_repair_{};    // guarded by health_mu_
+  std::vector<std::function<void()>> repair_;             // guarded by health_mu_
+  std::mutex repair_run_mu_;                               // one repair at a time
 };
 
 }  // namespace orderflow::connectors

@@ -240,6 +240,13 @@ Result<std::unique_ptr<CosmosEventStore>> CosmosEventStore::open(std::shared_ptr
     if (auto st = cosmos_ensure_container(*s->client_, options.database, options.leases_container, "/subscriber", {});
         !st)
       return st;
+    // The database deleted under a running instance (an emulator restarted empty): made
+    // again, so the instance recovers without a restart.
+    CosmosClient* c = s->client_.get();
+    c->on_missing_resource([c, options] {
+      cosmos_ensure_container(*c, options.database, options.container, "/streamId", {"/commandId"});
+      cosmos_ensure_container(*c, options.database, options.leases_container, "/subscriber", {});
+    });
   } else {
     const std::string link = s->coll_link();
     auto resp = s->client_->send(make("GET", "colls", link, link, "setup", ""));
@@ -407,14 +414,20 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   // 1. The store's version of every stream whose expected version is not the one we saw
   //    last (in parallel). A stream we saw at exactly the expected version skips this: if
   //    someone wrote since, the create below collides on the id.
+  //    A version check (verify_only) always asks the store: it exists because a cached
+  //    version may be behind, and a check that matches writes nothing that could collide.
   std::vector<std::string> unknown;
   {
-    std::set<std::string> seen;
+    std::set<std::string> seen, asked;
     std::lock_guard lock(mu_);
     for (const auto& req : batch) {
-      if (!seen.insert(req.stream).second || req.stream.empty()) continue;
+      if (req.stream.empty()) continue;
+      const bool first = seen.insert(req.stream).second;
+      if (!first && !req.verify_only) continue;
       auto it = versions_.find(req.stream);
-      if (it == versions_.end() || it->second != req.expected_version) unknown.push_back(req.stream);
+      if ((req.verify_only || it == versions_.end() || it->second != req.expected_version) &&
+          asked.insert(req.stream).second)
+        unknown.push_back(req.stream);
     }
   }
   std::vector<Result<uint64_t>> fetched(unknown.size(), Status::internal("not queried"));
@@ -446,7 +459,7 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   std::vector<size_t> conflicts;
   for (size_t i = 0; i < batch.size(); ++i)
     if (results[i].status.code() == StatusCode::kConflict && results[i].actual_version != batch[i].expected_version &&
-        !batch[i].command_id.empty())
+        !batch[i].command_id.empty() && !batch[i].verify_only)
       conflicts.push_back(i);
   parallel_for(conflicts.size(), options_.parallelism, [&](size_t k) {
     const size_t i = conflicts[k];
@@ -537,11 +550,14 @@ CosmosFeedView::CosmosFeedView(CosmosEventStore& store, std::string subscriber)
 
 CosmosFeedView::~CosmosFeedView() {
   if (!store_.options().release_leases_on_close) return;
+  // An unreachable account is not waited for: the leases then expire (lease_expiry), so a
+  // stop stays within the drain timeout.
+  if (!store_.client().health()) return;
   std::lock_guard lock(mu_);
   for (auto& [range, o] : owned_) {
     // Hand the range back at the last checkpoint so another instance takes it at once.
     std::string etag;
-    write_lease(range, o.lease_etag, "", o.saved, &etag);
+    write_lease(range, o.lease_etag, "", o.saved, &etag, /*max_attempts=*/1);
   }
 }
 
@@ -553,7 +569,7 @@ std::vector<std::string> CosmosFeedView::owned_ranges() const {
 }
 
 Status CosmosFeedView::write_lease(const std::string& range, const std::string& etag, const std::string& owner,
-                                   const std::string& continuation, std::string* new_etag) {
+                                   const std::string& continuation, std::string* new_etag, int max_attempts) {
   const auto& o = store_.options();
   const std::string coll = "dbs/" + o.database + "/colls/" + o.leases_container;
   const std::string id = subscriber_ + ".." + range;
@@ -572,6 +588,7 @@ Status CosmosFeedView::write_lease(const std::string& range, const std::string& 
     r.headers.emplace_back("If-Match", etag);
   }
   r.body = doc.serialize();
+  r.max_attempts = max_attempts;
   r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(subscriber_));
   auto resp = store_.client().send(r);
   if (!resp) return resp.status();
@@ -840,6 +857,8 @@ Result<std::unique_ptr<CosmosSnapshotStore>> CosmosSnapshotStore::open(std::shar
   std::unique_ptr<CosmosSnapshotStore> s(new CosmosSnapshotStore(std::move(client), options));
   if (options.create_if_missing) {
     if (auto st = cosmos_ensure_container(*s->client_, options.database, options.container, "/id", {}); !st) return st;
+    CosmosClient* c = s->client_.get();
+    c->on_missing_resource([c, options] { cosmos_ensure_container(*c, options.database, options.container, "/id", {}); });
   }
   return s;
 }

@@ -58,8 +58,8 @@ struct CosmosStoreOptions {
   bool create_if_missing = true;         // default true: create database and containers
   int parallelism = 16;                  // default 16: concurrent requests of one group commit
   std::string instance;                  // lease owner name; default host-pid-random
-  std::chrono::milliseconds lease_expiry{10000};  // default 10 s without renewal frees a lease
-  std::chrono::milliseconds lease_renew{3000};    // default 3 s between lease cycles
+  std::chrono::milliseconds lease_expiry{6000};   // default 6 s without renewal frees a lease
+  std::chrono::milliseconds lease_renew{1000};    // default 1 s between lease cycles
   int max_item_count = 100;              // default 100: change-feed page size
   // default 1 s: continuations reach the lease at most this often (and at every lease
   // renewal and on close); a crash redelivers at most this much more.
@@ -114,8 +114,9 @@ class CosmosFeedView final : public ChangeFeed {
     std::string continuation; // the range's continuation after the page
   };
   Status lease_cycle();
+  // max_attempts: as CosmosRequest::max_attempts (0 = the client's retry policy).
   Status write_lease(const std::string& range, const std::string& etag, const std::string& owner,
-                     const std::string& continuation, std::string* new_etag);
+                     const std::string& continuation, std::string* new_etag, int max_attempts = 0);
   Status fetch(uint64_t after, size_t want);  // reads owned ranges until `want` events follow `after`
   void publish_lag(const std::string& range, const Owned& o);
 
@@ -147,6 +148,8 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   Result<std::optional<AppendResult>> find_command_in(const std::string& stream,
                                                       const std::string& command_id) override;
   Result<uint64_t> stream_version(const std::string& stream) override;
+  bool shared() const override { return true; }  // every instance of a service writes it
+  Status health() const override { return client_->health(); }
 
   // The change feed is only read through per-subscriber views.
   Result<ChangeFeed*> subscribe(const std::string& subscriber) override;
@@ -185,6 +188,7 @@ class CosmosSnapshotStore final : public SnapshotStore {
   Result<Snapshot> get(const std::string& stream) override;
   // Entries of different streams are written in parallel; not one atomic write.
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+  Status health() const override { return client_->health(); }
 
  private:
   struct Stored {

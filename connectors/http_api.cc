@@ -6,10 +6,15 @@
 #include "connectors/command_codec.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "graph/json.h"
 #include "graph/log.h"
 #include "nodes/domain.h"
+#include "nodes/nodes.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -107,9 +112,13 @@ class HttpSourceNode final : public RuntimeNode {
         uri_(std::move(uri)),
         sink_(sink),
         ctx_(std::move(ctx)),
-        max_body_(static_cast<size_t>(def.get_int("max_body_bytes"))) {}
+        max_body_(static_cast<size_t>(def.get_int("max_body_bytes"))),
+        command_timeout_ms_(def.get_int("command_timeout_ms")) {}
 
-  ~HttpSourceNode() override { close(); }
+  ~HttpSourceNode() override {
+    close();
+    stop_deadlines();
+  }
 
   Status start() override {
     try {
@@ -119,6 +128,7 @@ class HttpSourceNode final : public RuntimeNode {
     } catch (const std::exception& ex) {
       return Status::unavailable("cannot listen on " + uri_ + ": " + ex.what());
     }
+    deadline_thread_ = std::thread([this] { answer_deadlines(); });
     ready_ = true;
     return Status::ok();
   }
@@ -134,6 +144,82 @@ class HttpSourceNode final : public RuntimeNode {
     } catch (...) {
     }
     listener_.reset();
+  }
+
+  // ---- deadlines: every command is answered by its deadline --------------------------
+  // A command without an outcome at its deadline gets 504 from this thread; the outcome,
+  // if one comes later, is then not sent (the flag decides who answers). The pipeline
+  // drops the command if it is still undecided or unwritten by then (Envelope::deadline_ns).
+  struct Waiting {
+    http_request req;
+    std::shared_ptr<std::atomic<bool>> answered;
+    int64_t timeout_ms = 0;
+  };
+  using DeadlineKey = std::pair<uint64_t, uint64_t>;  // deadline (steady ns), sequence
+
+  DeadlineKey watch(uint64_t deadline_ns, const http_request& req, std::shared_ptr<std::atomic<bool>> answered,
+                    int64_t timeout_ms) {
+    std::lock_guard lock(deadlines_mu_);
+    DeadlineKey key{deadline_ns, ++deadline_seq_};
+    const bool earliest = waiting_.empty() || key < waiting_.begin()->first;
+    waiting_.emplace(key, Waiting{req, std::move(answered), timeout_ms});
+    if (earliest) deadlines_cv_.notify_one();
+    return key;
+  }
+
+  void unwatch(const DeadlineKey& key) {
+    std::lock_guard lock(deadlines_mu_);
+    waiting_.erase(key);
+  }
+
+  void answer_deadlines() {
+    name_thread("of-deadlines");
+    std::unique_lock lock(deadlines_mu_);
+    while (!deadlines_stopping_) {
+      if (waiting_.empty()) {
+        deadlines_cv_.wait(lock);
+        continue;
+      }
+      const uint64_t now = steady_ns();
+      const uint64_t next = waiting_.begin()->first.first;
+      if (next > now) {
+        deadlines_cv_.wait_for(lock, std::chrono::nanoseconds(next - now));
+        continue;
+      }
+      Waiting w = std::move(waiting_.begin()->second);
+      waiting_.erase(waiting_.begin());
+      lock.unlock();
+      if (!w.answered->exchange(true)) {
+        probe().add_error("504 deadline passed");
+        probe().set_gauge("deadline_answers", static_cast<double>(deadline_answers_.fetch_add(1) + 1));
+        reply_error(w.req, status_codes::GatewayTimeout, "deadline_exceeded",
+                    "no outcome within " + std::to_string(w.timeout_ms) +
+                        " ms; a command not decided by then is never executed. Send it again with the same "
+                        "commandId to learn its outcome",
+                    1);
+      }
+      lock.lock();
+    }
+  }
+
+  void stop_deadlines() {
+    {
+      std::lock_guard lock(deadlines_mu_);
+      deadlines_stopping_ = true;
+    }
+    deadlines_cv_.notify_all();
+    if (deadline_thread_.joinable()) deadline_thread_.join();
+  }
+
+  // The command's timeout: the node's command_timeout_ms, or less if the client asks.
+  Result<int64_t> timeout_of(const http_request& req) const {
+    const auto& headers = req.headers();
+    auto it = headers.find("X-Timeout-Ms");
+    if (it == headers.end()) return command_timeout_ms_;
+    int64_t ms = 0;
+    if (!graph::parse_int(it->second, &ms) || ms < 1)
+      return Status::invalid_argument("X-Timeout-Ms must be a positive number of milliseconds");
+    return std::min(ms, command_timeout_ms_);
   }
 
   void handle(http_request req) {
@@ -158,8 +244,12 @@ class HttpSourceNode final : public RuntimeNode {
     }
     if (path == "/healthz") return reply_json(req, status_codes::OK, R"({"status":"ok"})");
     if (path == "/readyz") {
-      if (ready_) return reply_json(req, status_codes::OK, R"({"status":"ready"})");
-      return reply_error(req, status_codes::ServiceUnavailable, "not_ready", "stopping or starting", 1);
+      if (!ready_) return reply_error(req, status_codes::ServiceUnavailable, "not_ready", "stopping or starting", 1);
+      if (ctx_.health) {
+        if (Status s = ctx_.health(); !s)
+          return reply_error(req, status_codes::ServiceUnavailable, "not_ready", s.message(), 1);
+      }
+      return reply_json(req, status_codes::OK, R"({"status":"ready"})");
     }
     if (path == "/metrics") {
       http_response resp(status_codes::OK);
@@ -202,19 +292,22 @@ class HttpSourceNode final : public RuntimeNode {
         return reply_error(req, status_codes::BadRequest, "bad_request", "wait must be 'committed'");
       wait = true;
     }
+    auto timeout = timeout_of(req);
+    if (!timeout) return reply_error(req, status_codes::BadRequest, "bad_request", timeout.status().message());
     const uint64_t t0 = steady_ns();
-    req.extract_utf8string(true).then([this, req, wait, t0](pplx::task<std::string> body_task) {
+    const int64_t timeout_ms = *timeout;
+    req.extract_utf8string(true).then([this, req, wait, t0, timeout_ms](pplx::task<std::string> body_task) {
       std::string body;
       try {
         body = body_task.get();
       } catch (const std::exception& ex) {
         return reply_error(req, status_codes::BadRequest, "bad_request", std::string("cannot read body: ") + ex.what());
       }
-      on_body(req, body, wait, t0);
+      on_body(req, body, wait, t0, timeout_ms);
     });
   }
 
-  void on_body(const http_request& req, const std::string& body, bool wait, uint64_t t0) {
+  void on_body(const http_request& req, const std::string& body, bool wait, uint64_t t0, int64_t timeout_ms) {
     if (body.size() > max_body_) {
       probe().add_error("413 body too large");
       return reply_error(req, status_codes::RequestEntityTooLarge, "body_too_large",
@@ -227,14 +320,23 @@ class HttpSourceNode final : public RuntimeNode {
     }
     v1::Command cmd = std::move(*decoded);
     const std::string command_id = cmd.command_id();
-    auto env = make_envelope(std::move(cmd), [this, req, wait, command_id, t0](const Outcome& o) {
-      on_outcome(req, wait, command_id, o);
+    const uint64_t deadline = t0 + static_cast<uint64_t>(timeout_ms) * 1000000;
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto key = std::make_shared<DeadlineKey>();
+    auto env = make_envelope(std::move(cmd), [this, req, wait, command_id, t0, answered, key](const Outcome& o) {
+      unwatch(*key);
+      if (!answered->exchange(true)) on_outcome(req, wait, command_id, o);
       if (NodeProbe::enabled()) probe().record_latency_us((steady_ns() - t0) / 1000);
       probe().add_out();
     });
     env->ingest_ns = t0;
+    env->deadline_ns = deadline;
+    // Watched before the submit: the outcome may come before submit() returns, and then
+    // unwatch() must find the entry (the key is set before anyone can complete it).
+    *key = watch(deadline, req, answered, timeout_ms);
     Status s = sink_->submit(env);
     if (!s) {
+      unwatch(*key);
       probe().add_error(s.to_string());
       if (s.code() == StatusCode::kUnavailable)
         return reply_error(req, status_codes::TooManyRequests, "overloaded", s.message(), 1);
@@ -337,6 +439,14 @@ class HttpSourceNode final : public RuntimeNode {
   CommandSink* sink_;
   HttpApiContext ctx_;
   const size_t max_body_;
+  const int64_t command_timeout_ms_;
+  std::mutex deadlines_mu_;
+  std::condition_variable deadlines_cv_;
+  std::map<DeadlineKey, Waiting> waiting_;  // guarded by deadlines_mu_
+  uint64_t deadline_seq_ = 0;               // guarded by deadlines_mu_
+  bool deadlines_stopping_ = false;         // guarded by deadlines_mu_
+  std::atomic<uint64_t> deadline_answers_{0};
+  std::thread deadline_thread_;
   std::unique_ptr<web::http::experimental::listener::http_listener> listener_;
   std::atomic<bool> ready_{false};
 };

@@ -8,6 +8,7 @@
 // block: replies are sent from the pipeline's completion. Owned by the Pipeline.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,9 @@ struct HttpApiContext {
   EventStore* events = nullptr;        // for /streams/{id}/events and duplicate replies
   SnapshotStore* snapshots = nullptr;  // for /orders and /inventory
   std::string graph_json;              // served at /api/v1/graph
+  // Readiness beyond "listening": the stores' health (StoreSet::health); null = always ok.
+  // Called on every GET /readyz: must not block.
+  std::function<Status()> health;
 };
 
 Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, Pipeline& pipeline,

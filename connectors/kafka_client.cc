@@ -70,6 +70,15 @@ bool is_mock(const std::string& brokers) { return brokers.rfind(kMockPrefix, 0) 
 
 Result<std::string> resolve_brokers(const std::string& brokers) {
   if (brokers.empty()) return Status::invalid_argument("brokers is empty: give host:port[,host:port] or mock:N");
+  if (brokers.size() > 3 && brokers.rfind("${", 0) == 0 && brokers.back() == '}') {
+    // One deployment file for every environment: the broker list from a variable.
+    const std::string name = brokers.substr(2, brokers.size() - 3);
+    const char* env = std::getenv(name.c_str());
+    if (env == nullptr || *env == '\0' || std::string(env).rfind("${", 0) == 0)
+      return Status::invalid_argument("brokers '" + brokers + "' needs the environment variable " + name +
+                                      " (host:port[,host:port]), which is not set");
+    return std::string(env);
+  }
   if (!is_mock(brokers)) return brokers;
   auto m = mock_cluster(brokers);
   if (!m) return m.status();

@@ -87,7 +87,10 @@ class KafkaSourceNode final : public RuntimeNode {
         {"fetch.wait.max.ms", "100"},
         {"log_level", "4"},
     };
-    if (kafka::is_mock(brokers_)) consumer_defaults.push_back({"session.timeout.ms", "6000"});
+    // A killed member's partitions move after the session timeout (librdkafka's default is
+    // 45 s): 6 s keeps takeover within 10 s. `properties` may set others.
+    consumer_defaults.push_back({"session.timeout.ms", "6000"});
+    consumer_defaults.push_back({"heartbeat.interval.ms", "1500"});
     auto cconf = kafka::make_conf(*bootstrap, consumer_defaults, *user);
     if (!cconf) return cconf.status();
     rd_kafka_conf_set_opaque(*cconf, this);

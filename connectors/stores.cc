@@ -120,8 +120,11 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
   so.create_if_missing = true;
   graph::parse_bool(param("create_if_missing", "true"), &so.create_if_missing);
   so.parallelism = std::atoi(param("parallelism", "16").c_str());
-  so.lease_expiry = std::chrono::milliseconds(std::atoll(param("lease_expiry_ms", "10000").c_str()));
-  so.lease_renew = std::max(std::chrono::milliseconds(50), so.lease_expiry / 3);
+  so.instance = instance_id_;
+  so.lease_expiry = std::chrono::milliseconds(std::atoll(param("lease_expiry_ms", "6000").c_str()));
+  // Lease cycles at most a second apart: a range released by a stopping instance is taken
+  // within about a second, an expired one within lease_expiry plus a second.
+  so.lease_renew = std::clamp(so.lease_expiry / 3, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
   so.max_item_count = std::atoi(param("max_item_count", "100").c_str());
   so.checkpoint_interval = std::chrono::milliseconds(std::atoll(param("checkpoint_interval_ms", "1000").c_str()));
   so.max_idle_poll = std::chrono::milliseconds(std::atoll(param("max_idle_poll_ms", "1000").c_str()));
@@ -134,6 +137,14 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
     auto r = CosmosSnapshotStore::open(account->client, so);
     if (!r) return r.status();
     e.snapshots = std::move(*r);
+  }
+  return Status::ok();
+}
+
+Status StoreSet::health() const {
+  for (const auto& [name, e] : open_) {
+    Status s = e->events ? e->events->health() : e->snapshots ? e->snapshots->health() : Status::ok();
+    if (!s) return Status(s.code(), "store '" + name + "': " + s.message());
   }
   return Status::ok();
 }

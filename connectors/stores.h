@@ -27,6 +27,12 @@ class StoreSet final : public StoreProvider {
   Result<ChangeFeed*> change_feed(const std::string& name) override;
   Result<SnapshotStore*> snapshot_store(const std::string& name) override;
   void attach_metrics(MetricsRegistry& registry) override;
+  // This process's stable name among the instances of its service (the Cosmos DB lease
+  // owner), so a restarted instance reclaims its own leases at once. Call before the first
+  // store opens; empty (the default) lets each store pick a random one.
+  void set_instance_id(std::string id) { instance_id_ = std::move(id); }
+  // The first unhealthy open store's health, named ("store 'events': ..."), or ok.
+  Status health() const;
 
  private:
   struct Entry;
@@ -37,6 +43,7 @@ class StoreSet final : public StoreProvider {
   MetricsRegistry* registry_ = nullptr;
   std::map<std::string, graph::StoreDef> defs_;
   std::string data_dir_;
+  std::string instance_id_;
   std::map<std::string, std::unique_ptr<Entry>> open_;
 };
 

@@ -28,6 +28,11 @@ struct AppendRequest {
   // (conflict, duplicate, error), every later request of the same stream with a chain id
   // <= its chain fails as a conflict too, even where the version happens to match.
   uint64_t chain = 0;
+  // A check instead of a write (events empty): the stream must be at expected_version and
+  // nothing is written. A command lane sends one for a rejection it decided on cached state
+  // when other processes may write the store (EventStore::shared): ok means the rejection
+  // was decided on the stream's current version; kConflict means it must be re-decided.
+  bool verify_only = false;
 };
 
 struct AppendResult {
@@ -77,6 +82,16 @@ class EventStore {
 
   // Current version of a stream (0 = absent).
   virtual Result<uint64_t> stream_version(const std::string& stream) = 0;
+
+  // True when processes other than this one may append to the store (Cosmos DB): a cached
+  // stream state can then be behind the store without this process knowing, so decisions
+  // that write nothing are verified (AppendRequest::verify_only). False (the default) for a
+  // store only this process writes (RocksDB holds a lock on its directory; memory).
+  virtual bool shared() const { return false; }
+
+  // Whether the store can serve now, as its latest operations found it (no I/O): not ok,
+  // with the reason, while it is unreachable or damaged. Readiness reports it.
+  virtual Status health() const { return Status::ok(); }
 };
 
 // Committed events in global position order, from per-subscriber checkpoints.
@@ -119,6 +134,9 @@ class SnapshotStore {
   // Writes every entry whose version is newer than the stored one, in one write; an
   // entry at or below the stored version is skipped (re-applying is a no-op).
   virtual Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) = 0;
+
+  // As EventStore::health.
+  virtual Status health() const { return Status::ok(); }
 };
 
 }  // namespace orderflow

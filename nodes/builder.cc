@@ -64,7 +64,9 @@ KindSpec kind(std::string name, PortType in, PortType out, bool source, std::vec
 void register_node_kinds(graph::KindRegistry& r) {
   r.add_node_kind(kind("http_source", PortType::kNone, PortType::kCommand, true,
                        {p_string("listen", "127.0.0.1:8080", "host:port of the HTTP API"),
-                        p_int("max_body_bytes", "65536", 256, 16777216, "larger bodies get 413")},
+                        p_int("max_body_bytes", "65536", 256, 16777216, "larger bodies get 413"),
+                        p_int("command_timeout_ms", "30000", 10, 3600000,
+                              "a command's deadline (a client may ask for less with X-Timeout-Ms)")},
                        "HTTP API: POST /api/v1/commands and the query endpoints"));
   ParamSpec brokers = p_string("brokers", "", "host:port[,host:port], or mock:N for an in-process mock cluster");
   brokers.required = true;

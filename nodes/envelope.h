@@ -33,6 +33,10 @@ struct Envelope {
   v1::Command command;
   std::string stream;                  // domain::stream_of(command)
   uint64_t ingest_ns = 0;              // steady clock, for latency
+  // Steady clock; 0 = none. A command still undecided (or decided but not yet written) when
+  // it passes is dropped, never executed, and completed as kUnavailable; its client has
+  // given up by then (the HTTP source answers 504 at the deadline).
+  uint64_t deadline_ns = 0;
   // Where its latency went (steady clock; set only while metrics are on, see
   // NodeProbe::enabled; `orderflow bench` reports them): its last decision started,
   // it was queued for commit, its group's write started, the write was durable.
@@ -47,6 +51,11 @@ struct Envelope {
   bool pending_in_lane = false;        // counted in its lane's pending map until it settles
   std::vector<v1::Event> events;
   std::vector<std::string> payloads;   // serialized events
+  // Not ok: the lane rejected the command on cached state of a shared store, and commit
+  // checks that state's version (AppendRequest::verify_only) before the rejection counts.
+  Status rejection;
+
+  bool expired(uint64_t now_ns) const { return deadline_ns != 0 && now_ns > deadline_ns; }
 
   void complete(const Outcome& o) {
     if (done) {

@@ -83,7 +83,8 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, int lanes, Even
     : RuntimeNode(id, "command_lane", p.metrics().probe(id, "command_lane")),
       events_(events),
       snapshots_(snapshots),
-      cache_streams_(cache_streams) {
+      cache_streams_(cache_streams),
+      verify_rejections_(events->shared()) {
   for (int i = 0; i < lanes; ++i) {
     auto lane = std::make_unique<Lane>();
     Lane* raw = lane.get();
@@ -176,10 +177,18 @@ Result<v1::StreamState> LaneGroupNode::load(const std::string& stream) {
 
 void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out) {
   if (NodeProbe::enabled()) env->decide_ns = steady_ns();
+  env->rejection = Status::ok();  // a re-decision starts afresh
   probe().queue_add(-1);
   probe().add_in();
   BusyTimer timer(probe());
   try {
+    if (env->expired(steady_ns())) {
+      // Its client has had its answer (or gave up): executing it now would surprise them.
+      probe().add_out();
+      probe().set_gauge("deadline_dropped", static_cast<double>(deadline_dropped_.fetch_add(1) + 1));
+      complete(env, failed(Status::unavailable("the command's deadline passed before it was decided; it was not executed")));
+      return;
+    }
     {
       // A repeat of a command still in flight waits for the first one's outcome instead
       // of being decided against state that already contains its events. Checked before
@@ -234,7 +243,8 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         if (fl->second.repeats.empty()) lane.in_flight.erase(fl);
       };
       auto it = lane.cache.find(env->stream);
-      if (it == lane.cache.end()) {
+      const bool cached = it != lane.cache.end();
+      if (!cached) {
         auto loaded = load(env->stream);
         if (!loaded) {
           probe().add_error(loaded.status().to_string());
@@ -253,7 +263,19 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
       }
       auto decided = domain::decide(it->second.state, env->command);
-      if (!decided) {
+      if (!decided && decided.status().code() == StatusCode::kRejected && cached && verify_rejections_) {
+        // Another process may have moved the stream past the cached state: the rejection
+        // counts only once commit has checked that the store is still at this version
+        // (else the cache is dropped and the command re-decided). The in-flight entry stays,
+        // so repeats wait for the verified outcome.
+        env->rejection = decided.status();
+        env->expected_version = it->second.state.version();
+        env->chain = it->second.chain;
+        ++lane.pending[env->stream];
+        env->pending_in_lane = true;
+        env->events.clear();
+        env->payloads.clear();
+      } else if (!decided) {
         if (decided.status().code() != StatusCode::kRejected) probe().add_error(decided.status().to_string());
         probe().add_out();
         // Rejections are not recorded, so repeats are decided afresh (they get the same answer).
@@ -267,16 +289,17 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
           lanes_[r->lane]->node->try_put(std::move(r));
         }
         return;
-      }
-      env->expected_version = it->second.state.version();
-      env->chain = it->second.chain;
-      ++lane.pending[env->stream];
-      env->pending_in_lane = true;
-      env->events = std::move(*decided);
-      env->payloads.clear();
-      for (const auto& e : env->events) {
-        env->payloads.push_back(e.SerializeAsString());
-        domain::evolve(it->second.state, e);  // speculative: later commands see it; undone on failure
+      } else {
+        env->expected_version = it->second.state.version();
+        env->chain = it->second.chain;
+        ++lane.pending[env->stream];
+        env->pending_in_lane = true;
+        env->events = std::move(*decided);
+        env->payloads.clear();
+        for (const auto& e : env->events) {
+          env->payloads.push_back(e.SerializeAsString());
+          domain::evolve(it->second.state, e);  // speculative: later commands see it; undone on failure
+        }
       }
     }
     probe().add_out();
@@ -402,7 +425,19 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   // state included events that were never written.
   std::vector<EnvelopePtr> batch;
   batch.reserve(all.size());
+  const uint64_t started = steady_ns();
   for (auto& env : all) {
+    if (env->expired(started)) {
+      // Decided, not written: dropped like an undecided one. Later commands decided on its
+      // speculative state are re-decided (its chain failed).
+      uint64_t& f = failed_chains_[env->stream];
+      f = std::max(f, env->chain);
+      lanes_->invalidate(env->lane, env->stream, env->chain);
+      probe().add_out();
+      probe().set_gauge("deadline_dropped", static_cast<double>(++deadline_dropped_));
+      lanes_->complete(env, failed(Status::unavailable("the command's deadline passed before it was written; it was not executed")));
+      continue;
+    }
     auto f = failed_chains_.find(env->stream);
     if (f != failed_chains_.end()) {
       if (env->chain <= f->second) {
@@ -421,6 +456,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     requests[i].command_id = batch[i]->command.command_id();
     requests[i].events = std::move(batch[i]->payloads);
     requests[i].chain = batch[i]->chain;
+    requests[i].verify_only = !batch[i]->rejection.is_ok();
   }
   const uint64_t write_start = NodeProbe::enabled() ? steady_ns() : 0;
   std::vector<AppendResult> results = events_->append(requests);
@@ -437,6 +473,13 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     if (!r.status.is_ok() || r.duplicate) {
       uint64_t& f = failed_chains_[env->stream];
       f = std::max(f, env->chain);
+    }
+    if (r.status.is_ok() && requests[i].verify_only) {
+      // The rejection was decided on the stream's current version: it stands.
+      o.status = env->rejection;
+      probe().add_out();
+      written.emplace_back(env, std::move(o));
+      continue;
     }
     if (r.status.is_ok()) {
       o.duplicate = r.duplicate;

@@ -98,6 +98,10 @@ class LaneGroupNode final : public RuntimeNode {
   EventStore* events_;
   SnapshotStore* snapshots_;
   const size_t cache_streams_;
+  // events_->shared(): other processes write the store, so a rejection decided on cached
+  // state goes through commit as a version check before it is final.
+  const bool verify_rejections_;
+  std::atomic<uint64_t> deadline_dropped_{0};
   std::atomic<uint64_t> next_chain_{1};
   std::vector<std::unique_ptr<Lane>> lanes_;
 };
@@ -136,6 +140,7 @@ class CommitNode final : public RuntimeNode {
   // commands of that chain are re-decided without being appended (see AppendRequest::chain).
   std::unordered_map<std::string, uint64_t> failed_chains_;
   uint64_t batches_ = 0, batched_commands_ = 0;  // writer thread only
+  uint64_t deadline_dropped_ = 0;                 // writer thread only
   bool busy_ = false;               // guarded by mu_: a batch is being written
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;

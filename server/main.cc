@@ -1,13 +1,19 @@
 // `orderflow`: the headless server and graph tools.
 //
 //   orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]
-//                        [--demo-rate N] [--service NAME] [--log-level LEVEL]
+//                        [--demo-rate N] [--service NAME] [--instance-id ID] [--log-level LEVEL]
 //   orderflow validate FILE
 //   orderflow dot FILE
 //   orderflow bench FILE [options]   (bench/bench_cmd.h)
 //
 // Exit codes: 0 success (also after SIGTERM/SIGINT with everything drained), 1 runtime
 // failure (store cannot open, port taken), 2 bad usage or an invalid graph file.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -34,7 +40,8 @@ using namespace orderflow;
 const char* kUsage =
     "usage:\n"
     "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
-    "                       [--demo-rate N] [--service NAME] [--log-level debug|info|warn|error]\n"
+    "                       [--demo-rate N] [--service NAME] [--instance-id ID]\n"
+    "                       [--log-level debug|info|warn|error]\n"
     "  orderflow validate FILE   check a graph definition; print every problem\n"
     "  orderflow dot FILE        print the graph in Graphviz DOT\n"
     "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n";
@@ -60,12 +67,43 @@ bool parse_count(const std::string& text, int64_t min, int64_t* out) {
   return graph::parse_int(text, out) && *out >= min;
 }
 
+// The default instance id: this host and data directory, so a restarted instance has the
+// same one (and reclaims its own Cosmos DB leases at once) while two instances on one host
+// differ as long as their data directories do (the lock below makes sure of that).
+std::string default_instance_id(const std::string& data_dir) {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "host");
+  std::error_code ec;
+  auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(data_dir), ec);
+  const std::string text = ec ? data_dir : path.string();
+  uint32_t h = 2166136261u;  // FNV-1a: stable across runs and builds, unlike std::hash
+  for (unsigned char c : text) h = (h ^ c) * 16777619u;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "-%08x", h);
+  std::string id;
+  for (char c : std::string(host)) id += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
+  return id + suffix;
+}
+
+// An instance id names one live process: a lock in the data directory keeps a second
+// process with the same directory (and so the same default id) from starting.
+bool lock_data_dir(const std::string& data_dir) {
+  const std::string path = (std::filesystem::path(data_dir) / "instance.lock").string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;
+  }
+  return true;  // held until the process exits
+}
+
 void set_param(graph::NodeDef& n, const std::string& name, const std::string& value) {
   n.params[name].text = value;
 }
 
 int serve(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
-  std::string listen, data_dir = "./data", service, level = "info";
+  std::string listen, data_dir = "./data", service, level = "info", instance_id;
   int64_t threads = 0, demo_rate = -1;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -79,6 +117,12 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     else if (a == "--data-dir" && value(&v)) data_dir = v;
     else if (a == "--service" && value(&v)) service = v;
     else if (a == "--log-level" && value(&v)) level = v;
+    else if (a == "--instance-id" && value(&v)) {
+      if (v.empty() || v.size() > 100 ||
+          !std::all_of(v.begin(), v.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; }))
+        return usage_error("--instance-id needs 1-100 letters, digits, '-', '_' or '.', got '" + v + "'");
+      instance_id = v;
+    }
     else if (a == "--threads" && value(&v)) {
       if (!parse_count(v, 1, &threads)) return usage_error("--threads needs a positive integer, got '" + v + "'");
     } else if (a == "--demo-rate" && value(&v)) {
@@ -127,6 +171,12 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     log::error("cannot create data directory", {{"dir", data_dir}, {"error", ec.message()}});
     return 1;
   }
+  if (!lock_data_dir(data_dir)) {
+    log::error("data directory is in use by another orderflow process; give each instance its own --data-dir",
+               {{"dir", data_dir}});
+    return 1;
+  }
+  if (instance_id.empty()) instance_id = default_instance_id(data_dir);
 
   // Block the stop signals in every thread; main waits for them with sigtimedwait.
   sigset_t stop_signals;
@@ -140,6 +190,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
   crossplat::threadpool::initialize_with_threads(std::max<size_t>(2, cores));
 
   connectors::StoreSet stores(def, data_dir);
+  stores.set_instance_id(instance_id);
   BuildOptions options;
   options.threads = static_cast<int>(threads);
   options.service = service;
@@ -148,6 +199,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
       -> Result<std::unique_ptr<RuntimeNode>> {
     connectors::HttpApiContext ctx;
     ctx.graph_json = graph_json;
+    ctx.health = [&stores] { return stores.health(); };
     for (const auto& other : def.nodes) {
       if (other.kind != "command_lane") continue;
       if (auto e = stores.event_store(other.get_string("events")); e) ctx.events = *e;
@@ -174,7 +226,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
   log::info("serving", {{"graph", file}, {"listen", listening}, {"data_dir", data_dir},
                         {"threads", std::to_string(pipeline.threads())},
                         {"demo_rate", std::to_string(std::max<int64_t>(0, demo_rate))},
-                        {"service", service.empty() ? "all" : service}});
+                        {"service", service.empty() ? "all" : service}, {"instance", instance_id}});
 
   int sig = 0;
   while (sig <= 0) {

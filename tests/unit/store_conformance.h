@@ -388,7 +388,49 @@ TYPED_TEST_P(EventStoreTest, ConcurrentAppendersGetDistinctContiguousPositions) 
   }
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(this->version("stream-" + std::to_string(t)), uint64_t{kPerThread});
 }
+
+// A rejection decided on cached state is checked with a verify_only request: it passes only
+// at the stream's current version (counting earlier requests of the same batch), fails
+// behind the chain of an earlier failure, and never writes anything.
+TYPED_TEST_P(EventStoreTest, VersionCheckPassesOnlyAtTheCurrentVersionAndWritesNothing) {
+  ASSERT_TRUE(this->append_one(req("s", 0, "c1", {"a", "b"})).status);
+  auto check = [](uint64_t expected, uint64_t chain = 0) {
+    AppendRequest r = req("s", expected, "rejected-cmd", {});
+    r.verify_only = true;
+    r.chain = chain;
+    return r;
+  };
+  auto ok = this->append_one(check(2));
+  EXPECT_TRUE(ok.status) << ok.status.to_string();
+  EXPECT_FALSE(ok.duplicate);
+  auto stale = this->append_one(check(1));
+  EXPECT_EQ(stale.status.code(), StatusCode::kConflict) << stale.status.to_string();
+  EXPECT_EQ(stale.actual_version, 2u);
+  // After a write earlier in the same batch, the check sees the batch's version.
+  auto batch = this->append({req("s", 2, "c2", {"c"}), check(3), check(2)});
+  EXPECT_TRUE(batch[0].status) << batch[0].status.to_string();
+  EXPECT_TRUE(batch[1].status) << batch[1].status.to_string();
+  EXPECT_EQ(batch[2].status.code(), StatusCode::kConflict);
+  // A check on a chain whose earlier write failed fails too (its state held that write).
+  AppendRequest bad = req("s", 1, "c3", {"x"});
+  bad.chain = 7;
+  auto chained = this->append({bad, check(3, 7)});
+  EXPECT_EQ(chained[0].status.code(), StatusCode::kConflict);
+  EXPECT_EQ(chained[1].status.code(), StatusCode::kConflict);
+  // A check of a stream that does not exist passes at version 0.
+  AppendRequest absent = check(0);
+  absent.stream = "never-written";
+  EXPECT_TRUE(this->append_one(absent).status);
+  EXPECT_EQ(this->version("never-written"), 0u);
+  EXPECT_EQ(this->version("s"), 3u);
+  EXPECT_EQ(this->stream("s").size(), 3u);
+  auto found = this->store().find_command_in("s", "rejected-cmd");
+  ASSERT_TRUE(found) << found.status().to_string();
+  EXPECT_FALSE(found->has_value());
+}
+
 REGISTER_TYPED_TEST_SUITE_P(EventStoreTest,
+    VersionCheckPassesOnlyAtTheCurrentVersionAndWritesNothing,
     AppendToNewStreamNumbersVersionsAndPositions,
     BinaryPayloadsSurvive,
     WrongExpectedVersionConflictsAndWritesNothing,
