@@ -10,6 +10,13 @@
 //       two instances share the change-feed ranges; kill -9 of one: the other holds every
 //       range within 10 s; the killed one restarted with its --instance-id takes its share
 //       back at once; SIGTERM of one: the other holds every range within about a second.
+//   SeedTopologyTwoInstancesPerServiceSurvivesAKillOfEach
+//       graphs/orders-azure.yaml on the stand-in and a mock Kafka cluster: commands, views
+//       and publisher, two instances each; orders over HTTP and Kafka; kill -9 of one
+//       instance of every service mid-load (the first half of the HTTP orders goes through
+//       both command instances at once: one placement each). Nothing acknowledged lost, every order
+//       confirmed or rejected exactly once, the stock invariants, the read model equal to a
+//       fold of the log, every event on its topic in version order; takeover under 10 s.
 //   OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart
 //       Cosmos DB answering 503 to everything under load: /readyz 503 with the reason, one
 //       warning line each way, every request answered by its deadline, acknowledged
@@ -22,6 +29,7 @@
 #include <atomic>
 #include <deque>
 #include <iterator>
+#include <set>
 #include <mutex>
 #include <thread>
 #include <filesystem>
@@ -33,7 +41,10 @@
 #include <string>
 #include <vector>
 
+#include "connectors/cosmos_store.h"
 #include "tests/support/cosmos_standin.h"
+#include "tests/support/invariants.h"
+#include "tests/support/kafka.h"
 #include "tests/support/e2e_http.h"
 #include "tests/support/server_process.h"
 
@@ -46,8 +57,9 @@ using orderflow::testing::ServerProcess;
 using namespace orderflow::testing::e2e;
 
 // graphs/orders-cosmos.yaml as shipped, pointed at the stand-in and a database of its own.
-std::string cosmos_graph(const CosmosStandIn& standin, const std::string& database) {
-  std::ifstream in(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-cosmos.yaml");
+std::string cosmos_graph(const CosmosStandIn& standin, const std::string& database,
+                         const std::string& file = "orders-cosmos.yaml") {
+  std::ifstream in(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/" + file);
   std::stringstream text;
   text << in.rdbuf();
   std::string yaml = text.str();
@@ -59,6 +71,8 @@ std::string cosmos_graph(const CosmosStandIn& standin, const std::string& databa
   replace_all("database: orderflow", "database: " + database);
   return yaml;
 }
+
+namespace v1 = orderflow::v1;
 
 class ScaleOutTest : public ::testing::Test {
  protected:
@@ -365,6 +379,168 @@ TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRes
   };
   EXPECT_EQ(count("cosmos db unavailable"), 1u) << text.substr(0, 4000);
   EXPECT_EQ(count("cosmos db reachable again"), 1u);
+}
+
+TEST_F(ScaleOutTest, SeedTopologyTwoInstancesPerServiceSurvivesAKillOfEach) {
+  orderflow::testing::MockKafka kafka(3);
+  kafka.create_topic("orders.commands", 4);
+  kafka.create_topic("orders.commands.dlq", 1);
+  kafka.create_topic("orders.events", 4);
+  kafka.create_topic("inventory.events", 4);
+  ::setenv("KAFKA_BROKERS", kafka.bootstrap().c_str(), 1);
+  graph_ = dir_ / "orders-azure.yaml";
+  std::ofstream(graph_) << cosmos_graph(*standin_, "seed", "orders-azure.yaml");
+
+  std::map<std::string, Instance*> in;
+  for (const auto& [name, service] : std::vector<std::pair<std::string, std::string>>{
+           {"c1", "commands"}, {"c2", "commands"}, {"v1", "views"}, {"v2", "views"}, {"p1", "publisher"},
+           {"p2", "publisher"}}) {
+    in[name] = &start(name, {"--service", service, "--instance-id", name});
+    ASSERT_FALSE(HasFailure()) << name;
+  }
+  const std::vector<std::string> skus = {"K0", "K1", "K2", "K3"};
+  {
+    Http h(in["c1"]->port, 30s);
+    for (const auto& sku : skus) ASSERT_EQ(h.command(add_stock("stock-" + sku, sku, 40).body).status, 200);
+  }
+  // Orders: even ones over HTTP (both command instances, then the survivor), odd ones over
+  // Kafka keyed by stream. Demand (about 60 per SKU) exceeds stock (40): some are rejected.
+  constexpr int kOrders = 160;
+  auto id_of = [](int i) { return "s" + std::to_string(i); };
+  auto order_of = [&](int i) { return place_order("place-" + id_of(i), id_of(i), "u", {{skus[i % 4], 1 + i % 3, 250}}); };
+  std::set<std::string> acknowledged, produced;
+  std::mutex mu;
+  auto send_http = [&](int from, int to, Instance* via, std::atomic<bool>* dead) {
+    Http h(via->port, 10s);
+    for (int i = from; i < to; i += 2) {
+      if (dead != nullptr && *dead) return;
+      Reply r = h.command(order_of(i).body);
+      std::lock_guard lock(mu);
+      if (r.status == 200) acknowledged.insert(id_of(i));
+    }
+  };
+  auto send_kafka = [&](int from, int to) {
+    for (int i = from + 1; i < to; i += 2) {
+      kafka.produce("orders.commands", "order-" + id_of(i), order_of(i).body);
+      produced.insert(id_of(i));
+      std::this_thread::sleep_for(10ms);
+    }
+    kafka.flush();
+  };
+  // First half: through both command instances, then kill -9 one instance of each service.
+  {
+    std::atomic<bool> c2_dead{false};
+    std::thread t1(send_http, 0, kOrders / 2, in["c1"], nullptr);
+    std::thread t2(send_http, kOrders / 4 - (kOrders / 4) % 2, kOrders / 2, in["c2"], &c2_dead);
+    send_kafka(0, kOrders / 2);
+    for (const char* victim : {"c2", "v2", "p2"}) in[victim]->server->kill_now();
+    c2_dead = true;
+    t1.join();
+    t2.join();
+  }
+  const auto killed_at = Clock::now();
+  // Second half through the survivors, while they take the killed instances' work over.
+  {
+    std::thread t1(send_http, kOrders / 2, kOrders, in["c1"], nullptr);
+    send_kafka(kOrders / 2, kOrders);
+    t1.join();
+  }
+  auto holds_all = [&](Instance* i, const std::string& subscriber) { return leases(*i, subscriber) == 4; };
+  ASSERT_TRUE(eventually([&] {
+    return holds_all(in["c1"], "saga") && holds_all(in["v1"], "projection") && holds_all(in["p1"], "kafka_out");
+  }, 30s, 50ms)) << "saga " << leases(*in["c1"], "saga") << ", projection " << leases(*in["v1"], "projection")
+                 << ", kafka_out " << leases(*in["p1"], "kafka_out");
+  const auto takeover = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at);
+  std::cout << "every change-feed range held by the survivors " << takeover.count() << " ms after the kills\n";
+  EXPECT_LT(takeover, 10s);
+
+  // The Kafka commands are all consumed (the survivor took the killed member's partitions).
+  EXPECT_TRUE(eventually([&] { return kafka.caught_up("orderflow-commands", "orders.commands"); }, 60s, 200ms))
+      << "the commands group did not commit every partition to its end";
+
+  // Settled: every order that exists ends confirmed or rejected; the read model catches up.
+  auto client = orderflow::connectors::CosmosClient::open([&] {
+    orderflow::connectors::CosmosOptions o;
+    o.endpoint = standin_->endpoint();
+    o.key = standin_->key();
+    return o;
+  }());
+  ASSERT_TRUE(client) << client.status().to_string();
+  orderflow::connectors::CosmosStoreOptions eo;
+  eo.database = "seed";
+  eo.container = "events";
+  eo.create_if_missing = false;
+  eo.release_leases_on_close = false;
+  auto events = orderflow::connectors::CosmosEventStore::open(*client, eo);
+  ASSERT_TRUE(events) << events.status().to_string();
+  orderflow::connectors::CosmosStoreOptions so = eo;
+  so.container = "snapshots";
+  auto snapshots = orderflow::connectors::CosmosSnapshotStore::open(*client, so);
+  ASSERT_TRUE(snapshots) << snapshots.status().to_string();
+  std::string waiting;
+  const bool settled = eventually(
+      [&] {
+        for (int i = 0; i < kOrders; ++i) {
+          std::vector<orderflow::RecordedEvent> evs;
+          if (!(*events)->read_stream("order-" + id_of(i), 1, &evs)) return false;
+          const bool must = acknowledged.count(id_of(i)) || produced.count(id_of(i));
+          if (evs.empty() && !must) continue;
+          v1::StreamState st;
+          for (const auto& r : evs) {
+            v1::Event e;
+            if (!e.ParseFromString(r.payload)) return false;
+            orderflow::domain::evolve(st, e);
+          }
+          auto snap = (*snapshots)->get("order-" + id_of(i));
+          const auto status = st.order().status();
+          if (evs.empty() || (status != v1::ORDER_STATUS_CONFIRMED && status != v1::ORDER_STATUS_REJECTED) ||
+              !snap || snap->version != st.version()) {
+            waiting = id_of(i) + " has " + std::to_string(evs.size()) + " events, snapshot v" +
+                      std::to_string(snap ? snap->version : 0);
+            return false;
+          }
+        }
+        return true;
+      },
+      120s, 500ms);
+  ASSERT_TRUE(settled) << "not settled: " << waiting;
+  // SKU snapshots catch up too (releases after rejections come last).
+  std::this_thread::sleep_for(3s);
+  orderflow::testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(orderflow::testing::check_store_invariants(**events, **snapshots, &fold));
+  size_t placed = 0;
+  for (const auto& r : fold.all) {
+    v1::Event e;
+    ASSERT_TRUE(e.ParseFromString(r.payload));
+    placed += e.kind_case() == v1::Event::kOrderPlaced;
+  }
+  EXPECT_GE(placed, acknowledged.size() + produced.size());
+  EXPECT_LE(placed, static_cast<size_t>(kOrders)) << "an order placed twice";
+  EXPECT_EQ(fold.confirmed + fold.rejected, placed) << "an order neither confirmed nor rejected";
+  EXPECT_GT(fold.confirmed, 0u);
+  EXPECT_GT(fold.rejected, 0u);
+  std::cout << kOrders << " orders: " << acknowledged.size() << " acknowledged over HTTP, " << produced.size()
+            << " over Kafka, " << placed << " placed, " << fold.confirmed << " confirmed, " << fold.rejected
+            << " rejected\n";
+
+  // Every event on its topic, in version order per key (redelivery may repeat a prefix).
+  std::vector<orderflow::testing::KafkaRecord> records;
+  ASSERT_TRUE(eventually([&] {
+    records = kafka.read_all("orders.events");
+    auto inventory = kafka.read_all("inventory.events");
+    records.insert(records.end(), inventory.begin(), inventory.end());
+    std::map<std::string, std::set<uint64_t>> seen;
+    for (const auto& r : records) seen[r.key].insert(std::stoull(r.headers.at("orderflow-version")));
+    for (const auto& [stream, st] : fold.states)
+      if (seen[stream].size() != st.version()) return false;
+    return true;
+  }, 60s, 500ms)) << "not every event reached its topic";
+  std::map<std::string, uint64_t> highest;
+  for (const auto& r : records) {
+    const uint64_t v = std::stoull(r.headers.at("orderflow-version"));
+    ASSERT_LE(v, highest[r.key] + 1) << r.key << ": version " << v << " before " << highest[r.key] + 1;
+    highest[r.key] = std::max(highest[r.key], v);
+  }
 }
 
 }  // namespace
