@@ -569,8 +569,7 @@ TEST_F(ServerE2eTest, HttpApiErrorsAndObservability) {
   EXPECT_NE(r.text.find("orderflow_node_messages_in_total{node=\"commit\",kind=\"commit\"} "), std::string::npos)
       << r.text;
   EXPECT_NE(r.text.find("orderflow_node_messages_out_total{node=\"commit\""), std::string::npos) << r.text;
-  EXPECT_NE(r.text.find("orderflow_node_gauge{node=\"projection\",kind=\"projection\",name=\"lag_events\"}"),
-            std::string::npos)
+  EXPECT_NE(r.text.find("orderflow_lag_events{node=\"projection\",kind=\"projection\"}"), std::string::npos)
       << r.text;
   EXPECT_NE(r.text.find("orderflow_uptime_seconds "), std::string::npos);
 
