@@ -22,17 +22,44 @@
 
 namespace orderflow {
 
-// Log-linear histogram of microsecond latencies: exact below 16, then 8 sub-buckets per
-// power of two (about 12% resolution), up to about 2^40 us.
+namespace metrics_detail {
+
+inline constexpr int kStripes = 16;
+
+// Round robin over the threads as they first count something: hot threads of one
+// pipeline start close together, so they get different stripes (a thread that came and
+// went may share one; the sums stay exact either way). Inline: it is on every count.
+inline int stripe_of_this_thread() {
+  static std::atomic<unsigned> next{0};
+  thread_local const int mine = static_cast<int>(next.fetch_add(1, std::memory_order_relaxed) % kStripes);
+  return mine;
+}
+
+}  // namespace metrics_detail
+
+// Latencies in microseconds, kept twice on the hot path (relaxed atomics, no locks):
+// - log-linear buckets: exact below 16, then 8 sub-buckets per power of two (about 12%
+//   resolution), up to about 2^40 us; they give the JSON percentiles and let the monitor
+//   merge several instances exactly;
+// - the exported buckets (kExportBoundsUs, 50 us .. 10 s, and one above), striped per
+//   thread like the probes' counters together with the sum, for a Prometheus histogram
+//   whose `le` bounds are round numbers of seconds that dashboards and alerts can name.
+// Thread-safe; readers may see a record in one set of buckets before the other.
 class Histogram {
  public:
   static constexpr int kSub = 8;
   static constexpr int kBuckets = 16 + 37 * kSub;
+  // Upper bounds (inclusive) of the exported buckets; values above the last go to +Inf.
+  static constexpr std::array<uint64_t, 17> kExportBoundsUs = {
+      50,    100,    250,    500,    1000,    2500,    5000,    10000,   25000,
+      50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+  static constexpr int kExportBuckets = static_cast<int>(kExportBoundsUs.size()) + 1;  // + the +Inf bucket
 
   void record(uint64_t us) {
     buckets_[bucket_of(us)].fetch_add(1, std::memory_order_relaxed);
-    count_.fetch_add(1, std::memory_order_relaxed);
-    sum_.fetch_add(us, std::memory_order_relaxed);
+    Stripe& s = stripes_[metrics_detail::stripe_of_this_thread()];
+    s.exported[export_bucket_of(us)].fetch_add(1, std::memory_order_relaxed);
+    s.sum_us.fetch_add(us, std::memory_order_relaxed);
   }
   struct Summary {
     uint64_t count = 0;
@@ -42,13 +69,30 @@ class Histogram {
     std::vector<std::pair<uint64_t, uint64_t>> buckets;
   };
   Summary summary() const;
+  // The exported buckets, cumulative as Prometheus wants them: cumulative[i] counts the
+  // values <= kExportBoundsUs[i]; the last entry (+Inf) is `count`.
+  struct Exported {
+    std::array<uint64_t, kExportBuckets> cumulative{};
+    uint64_t count = 0;
+    uint64_t sum_us = 0;
+  };
+  Exported exported() const;
   static int bucket_of(uint64_t us);
   static uint64_t bucket_upper(int bucket);  // largest value that falls in the bucket
+  static int export_bucket_of(uint64_t us) {
+    return static_cast<int>(std::lower_bound(kExportBoundsUs.begin(), kExportBoundsUs.end(), us) -
+                            kExportBoundsUs.begin());
+  }
 
  private:
+  struct alignas(64) Stripe {
+    std::atomic<uint64_t> sum_us{0};
+    std::array<std::atomic<uint64_t>, kExportBuckets> exported{};
+  };
+  uint64_t sum_us() const;
+
   std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
-  std::atomic<uint64_t> count_{0};
-  std::atomic<uint64_t> sum_{0};
+  std::array<Stripe, metrics_detail::kStripes> stripes_{};
 };
 
 class NodeProbe {
@@ -77,7 +121,10 @@ class NodeProbe {
     if (enabled()) latency_.record(us);
   }
   void add_error(const std::string& what);  // counts and keeps the text of the last one (always)
-  void set_gauge(const std::string& name, double value);  // no-op while disabled
+  // Sets a node figure (no-op while disabled). A figure is exported on /metrics as a
+  // gauge, or as a counter when declared one (declare_figure) or named `*_total`: the
+  // value of a counter figure is the running total, never a delta.
+  void set_gauge(const std::string& name, double value);
   // Process-wide switch, default on. When off, every probe call above except add_error
   // does nothing and BusyTimer reads no clock (the "metrics off" baseline). Switch it
   // only while no pipeline runs: counters updated on one side of a switch stay skewed.
@@ -96,20 +143,11 @@ class NodeProbe {
   std::map<std::string, double> gauges() const;
 
  private:
-  static constexpr int kStripes = 16;
   struct alignas(64) Stripe {
     std::atomic<uint64_t> in{0}, out{0}, busy_ns{0};
     std::atomic<uint64_t> queue{0};  // a signed count kept modulo 2^64; the sum is cast back
   };
-  // Round robin over the threads as they first count something: hot threads of one
-  // pipeline start close together, so they get different stripes (a thread that came and
-  // went may share one; the sums stay exact either way). Inline: it is on every count.
-  static int stripe_of_this_thread() {
-    static std::atomic<unsigned> next{0};
-    thread_local const int mine = static_cast<int>(next.fetch_add(1, std::memory_order_relaxed) % kStripes);
-    return mine;
-  }
-  Stripe& mine() { return stripes_[stripe_of_this_thread()]; }
+  Stripe& mine() { return stripes_[metrics_detail::stripe_of_this_thread()]; }
   uint64_t sum(std::atomic<uint64_t> Stripe::*field) const {
     uint64_t total = 0;
     for (const auto& s : stripes_) total += (s.*field).load(std::memory_order_relaxed);
@@ -118,7 +156,7 @@ class NodeProbe {
 
   static std::atomic<bool> enabled_;
   const std::string id_, kind_;
-  std::array<Stripe, kStripes> stripes_{};
+  std::array<Stripe, metrics_detail::kStripes> stripes_{};
   std::atomic<uint64_t> errors_{0};
   Histogram latency_;
   mutable std::mutex mu_;  // guards the two below
@@ -144,12 +182,46 @@ class BusyTimer {
   const uint64_t start_;
 };
 
+// How node figures (NodeProbe::set_gauge names) appear in the Prometheus exposition.
+// Each becomes its own family, orderflow_<family> (plus `_total` for a counter), with
+// the labels node and kind: `consumer_lag` of node "kin" is
+// orderflow_consumer_lag{node="kin",kind="kafka_source"}. A prefix declaration maps
+// figure names that carry a variable part (a partition, an operation) onto one family
+// with that part as a label. Figures nobody declared: a counter when the name ends in
+// `_total`, else a gauge, family = the name with characters outside [a-zA-Z0-9_] as `_`.
+enum class FigureType { kGauge, kCounter };
+struct FigureSpec {
+  FigureType type = FigureType::kGauge;
+  std::string help;
+  std::string family;  // default: the figure's name (a counter's without a trailing _total)
+  std::string label;   // prefix declarations: the label that takes the rest of the name
+};
+// Process-wide catalogue, thread-safe; graph/metrics.cc declares the figures the nodes
+// and connectors set today. A node kind adds its own once, e.g. when it is registered.
+// Returns false (and declares nothing) for an invalid family or label name, a gauge
+// family ending in _total, or a family already declared with the other type.
+bool declare_figure(const std::string& name, FigureSpec spec);
+bool declare_figure_prefix(const std::string& prefix, FigureSpec spec);
+
+// Figures of this process from /proc/self (Linux), for the standard process_* metrics.
+// A field that could not be read is negative.
+struct ProcessStats {
+  double cpu_seconds = -1;         // user + system
+  double resident_bytes = -1;
+  double virtual_bytes = -1;
+  double start_time_seconds = -1;  // since the Unix epoch
+  double open_fds = -1;
+  double max_fds = -1;             // the soft RLIMIT_NOFILE
+};
+ProcessStats read_process_stats();
+
 struct NodeSnapshot {
   std::string id, kind;
   uint64_t in = 0, out = 0, errors = 0, busy_ns = 0;
   int64_t queue_depth = 0;
   double rate_in = 0, rate_out = 0, busy_share = 0;  // per second / fraction of one core, last sample
   Histogram::Summary latency;
+  Histogram::Exported latency_buckets;  // for the Prometheus histogram
   std::string last_error;
   std::map<std::string, double> gauges;
 };
@@ -166,7 +238,15 @@ class MetricsRegistry {
   void sample();  // derive rates from the counters since the previous sample
   MetricsSnapshot snapshot() const;
   std::string to_json() const;
+  // Prometheus text format 0.0.4: per-node families, figures as declared (see
+  // FigureSpec), the latency histogram in seconds, process_* and orderflow_build_info.
   std::string to_prometheus() const;
+  // The graph this registry's pipeline runs, for orderflow_build_info's `graph` label
+  // (empty until set).
+  void set_graph_name(std::string name);
+  // Readiness as /readyz answers it, exported as orderflow_ready (1 or 0) once set: the
+  // readiness check calls it, the alert rules in deploy/ watch it.
+  void set_ready(bool ready);
 
  private:
   struct Last {
@@ -178,6 +258,8 @@ class MetricsRegistry {
   std::vector<std::shared_ptr<NodeProbe>> probes_;
   std::vector<Last> last_;
   std::chrono::steady_clock::time_point last_sample_;
+  std::string graph_name_;
+  int ready_ = -1;  // -1: never set (no orderflow_ready sample)
 };
 
 }  // namespace orderflow

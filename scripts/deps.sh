@@ -10,6 +10,10 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
   curl openssl gnuplot-nox
+  graphviz    # `orderflow dot FILE | dot -Tpng` (README)
+  prometheus  # ships /usr/bin/promtool on Debian 12 (no separate package); tests check
+              # /metrics, deploy/ rules with it. On a systemd host it also enables a
+              # Prometheus service on :9090 (systemctl disable --now prometheus if unwanted).
 )
 
 # The Cosmos DB test stand-in (npm @vercel/cosmosdb-server, pinned by tests/cosmos/package-lock.json).

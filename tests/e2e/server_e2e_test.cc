@@ -5,7 +5,7 @@
 //   CommandLifecycleAndCleanStop    commit, 202, duplicates, rejection, the saga, SIGTERM -> 0
 //   KillDuringLoadLosesNothingAcknowledged
 //                                   concurrent clients, kill -9 under load, restart on the same
-//                                   data dir, then the invariants of DESIGN.md checked over HTTP
+//                                   data dir, then the invariants of docs/architecture.md checked over HTTP
 //   ConcurrentRetryOfSameCommandIsIdempotent
 //                                   a retry racing its original gets the original's result
 //
@@ -254,8 +254,7 @@ TEST_F(ServerE2eTest, HttpApiErrorsAndObservability) {
   EXPECT_NE(r.text.find("orderflow_node_messages_in_total{node=\"commit\",kind=\"commit\"} "), std::string::npos)
       << r.text;
   EXPECT_NE(r.text.find("orderflow_node_messages_out_total{node=\"commit\""), std::string::npos) << r.text;
-  EXPECT_NE(r.text.find("orderflow_node_gauge{node=\"projection\",kind=\"projection\",name=\"lag_events\"}"),
-            std::string::npos)
+  EXPECT_NE(r.text.find("orderflow_lag_events{node=\"projection\",kind=\"projection\"}"), std::string::npos)
       << r.text;
   EXPECT_NE(r.text.find("orderflow_uptime_seconds "), std::string::npos);
 
@@ -866,7 +865,7 @@ TEST_F(ServerE2eTest, KillDuringLoadLosesNothingAcknowledged) {
 }
 
 // A client that times out and retries while its first request is still in flight must get
-// the first result (DESIGN.md: "a duplicate command id returns the original result and
+// the first result (docs/architecture.md: "a repeated id returns the first result and
 // writes nothing"), not a domain rejection caused by its own first attempt. Each round
 // sends the same command on 4 connections at once, with background load on the commit.
 TEST_F(ServerE2eTest, ConcurrentRetryOfSameCommandIsIdempotent) {

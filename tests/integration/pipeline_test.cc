@@ -1,6 +1,6 @@
 // The whole default pipeline in-process (no HTTP): thousands of concurrent commands over
 // many orders and scarce SKUs, at 1 and 2 TBB threads, on memory and RocksDB stores.
-// Checks the domain invariants of DESIGN.md against the event store and the projection.
+// Checks the domain invariants of docs/architecture.md against the event store and the projection.
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 

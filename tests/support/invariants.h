@@ -1,4 +1,4 @@
-// The domain invariants of DESIGN.md, checked against an event store's change feed and a
+// The domain invariants of docs/architecture.md, checked against an event store's change feed and a
 // snapshot store after the pipeline went quiet. Shared by the pipeline, Kafka and server
 // suites. GoogleTest assertions; call from a test body (ASSERT_NO_FATAL_FAILURE).
 #pragma once

@@ -1,10 +1,18 @@
-// Tests for metrics: histogram buckets and percentiles, node probes, the registry's rates
-// and its Prometheus and JSON exports, and probes updated from several threads.
+// Tests for metrics: histogram buckets and percentiles, node probes, the registry's rates,
+// its Prometheus exposition (escaping, histogram, typed figures, process_*, build info) and
+// JSON export, /proc figures, and probes updated from several threads.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <utility>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -269,40 +277,331 @@ MetricsRegistry& populated(MetricsRegistry& r) {
   return r;
 }
 
-TEST(MetricsRegistry, PrometheusTextHasHelpTypeAndNodeLabels) {
-  MetricsRegistry r;
-  const std::string text = populated(r).to_prometheus();
-  for (const char* name : {"orderflow_uptime_seconds", "orderflow_node_messages_in_total",
-                           "orderflow_node_messages_out_total", "orderflow_node_errors_total",
-                           "orderflow_node_busy_seconds_total", "orderflow_node_queue_depth",
-                           "orderflow_node_latency_microseconds", "orderflow_node_gauge"}) {
-    EXPECT_TRUE(contains(text, std::string("# HELP ") + name + " ")) << name;
-    EXPECT_TRUE(contains(text, std::string("# TYPE ") + name + " ")) << name;
+// ---- Prometheus exposition ----------------------------------------------------------
+
+// One sample line of the text format, parsed back: name, labels (unescaped) and value.
+struct Sample {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::string value;
+  std::string label(const std::string& key) const {
+    for (const auto& [k, v] : labels)
+      if (k == key) return v;
+    return "<absent>";
   }
-  EXPECT_TRUE(contains(text, "# TYPE orderflow_node_messages_in_total counter\n"));
-  EXPECT_TRUE(contains(text, "# TYPE orderflow_node_queue_depth gauge\n"));
-  EXPECT_TRUE(contains(text, "# TYPE orderflow_node_latency_microseconds summary\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_messages_in_total{node=\"lane\",kind=\"command_lane\"} 5\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_messages_out_total{node=\"lane\",kind=\"command_lane\"} 4\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_errors_total{node=\"lane\",kind=\"command_lane\"} 1\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_messages_in_total{node=\"feed\",kind=\"change_feed\"} 0\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_queue_depth{node=\"feed\",kind=\"change_feed\"} 7\n"));
-  EXPECT_TRUE(contains(text, "\norderflow_node_gauge{node=\"feed\",kind=\"change_feed\",name=\"lag\"} 42\n"));
-  EXPECT_TRUE(contains(
-      text, "\norderflow_node_latency_microseconds_count{node=\"lane\",kind=\"command_lane\"} 3\n"));
-  EXPECT_TRUE(contains(text, "orderflow_node_latency_microseconds{node=\"lane\",kind=\"command_lane\",quantile=\"0.5\"} "));
-  EXPECT_TRUE(contains(text, "\norderflow_uptime_seconds "));
+};
+
+// Parses every line strictly (the grammar of text format 0.0.4); fails the test on a line
+// that does not parse, so a stray quote or newline in a label value shows up here.
+std::vector<Sample> parse_exposition(const std::string& text) {
+  std::vector<Sample> out;
+  EXPECT_FALSE(text.empty());
   EXPECT_EQ(text.back(), '\n');
-  // Every sample line is "name{labels} value" or "name value": no stray output.
   size_t start = 0;
   while (start < text.size()) {
     const size_t end = text.find('\n', start);
     const std::string line = text.substr(start, end - start);
     start = end + 1;
-    if (line.rfind("# ", 0) == 0) continue;
-    EXPECT_EQ(line.rfind("orderflow_", 0), 0u) << line;
-    EXPECT_NE(line.find(' '), std::string::npos) << line;
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
+    Sample s;
+    size_t i = 0;
+    while (i < line.size() && (std::isalnum(static_cast<unsigned char>(line[i])) || line[i] == '_' || line[i] == ':'))
+      s.name += line[i++];
+    EXPECT_FALSE(s.name.empty()) << line;
+    if (i < line.size() && line[i] == '{') {
+      ++i;
+      while (i < line.size() && line[i] != '}') {
+        std::string key, value;
+        while (i < line.size() && line[i] != '=') key += line[i++];
+        if (i + 1 >= line.size() || line[i + 1] != '"') {
+          ADD_FAILURE() << "label without a quoted value: " << line;
+          return out;
+        }
+        i += 2;
+        bool closed = false;
+        while (i < line.size()) {
+          const char c = line[i++];
+          if (c == '"') {
+            closed = true;
+            break;
+          }
+          if (c != '\\') {
+            value += c;
+            continue;
+          }
+          if (i >= line.size()) break;
+          const char e = line[i++];
+          if (e == 'n') {
+            value += '\n';
+          } else if (e == '\\' || e == '"') {
+            value += e;
+          } else {
+            ADD_FAILURE() << "unknown escape \\" << e << " in " << line;
+          }
+        }
+        if (!closed) {
+          ADD_FAILURE() << "unterminated label value: " << line;
+          return out;
+        }
+        s.labels.emplace_back(key, value);
+        if (i < line.size() && line[i] == ',') ++i;
+      }
+      ++i;  // '}'
+    }
+    if (i >= line.size() || line[i] != ' ') {
+      ADD_FAILURE() << "no value: " << line;
+      continue;
+    }
+    s.value = line.substr(i + 1);
+    EXPECT_FALSE(s.value.empty()) << line;
+    out.push_back(std::move(s));
   }
+  return out;
+}
+
+std::vector<Sample> samples_named(const std::vector<Sample>& all, const std::string& name) {
+  std::vector<Sample> out;
+  for (const auto& s : all)
+    if (s.name == name) out.push_back(s);
+  return out;
+}
+
+TEST(MetricsRegistry, PrometheusTextHasHelpTypeAndNodeLabels) {
+  MetricsRegistry r;
+  const std::string text = "\n" + populated(r).to_prometheus();  // "\n# HELP" also for the first family
+  for (const auto& [name, type] : std::vector<std::pair<std::string, std::string>>{
+           {"orderflow_build_info", "gauge"},
+           {"orderflow_uptime_seconds", "gauge"},
+           {"orderflow_node_messages_in_total", "counter"},
+           {"orderflow_node_messages_out_total", "counter"},
+           {"orderflow_node_errors_total", "counter"},
+           {"orderflow_node_busy_seconds_total", "counter"},
+           {"orderflow_node_queue_depth", "gauge"},
+           {"orderflow_node_latency_seconds", "histogram"},
+           {"orderflow_lag", "gauge"},
+       }) {
+    EXPECT_TRUE(contains(text, "\n# HELP " + name + " ")) << name;
+    EXPECT_TRUE(contains(text, "\n# TYPE " + name + " " + type + "\n")) << name << "\n" << text;
+  }
+  EXPECT_TRUE(contains(text, "\norderflow_node_messages_in_total{node=\"lane\",kind=\"command_lane\"} 5\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_node_messages_out_total{node=\"lane\",kind=\"command_lane\"} 4\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_node_errors_total{node=\"lane\",kind=\"command_lane\"} 1\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_node_messages_in_total{node=\"feed\",kind=\"change_feed\"} 0\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_node_queue_depth{node=\"feed\",kind=\"change_feed\"} 7\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_lag{node=\"feed\",kind=\"change_feed\"} 42\n")) << text;
+  EXPECT_TRUE(contains(text, "\norderflow_node_latency_seconds_count{node=\"lane\",kind=\"command_lane\"} 3\n"));
+  EXPECT_TRUE(contains(text, "\norderflow_node_latency_seconds_sum{node=\"lane\",kind=\"command_lane\"} 0.0006\n"));
+  EXPECT_FALSE(contains(text, "orderflow_node_gauge")) << "no generic gauge family any more";
+  EXPECT_FALSE(contains(text, "microseconds")) << "durations are in seconds";
+
+  // Every line parses; each family's samples follow its TYPE line without interruption.
+  const auto samples = parse_exposition(text.substr(1));
+  std::set<std::string> seen_types;
+  std::string current;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.rfind("# TYPE ", 0) == 0) {
+      const std::string family = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(seen_types.insert(family).second) << "family appears twice: " << family;
+      current = family;
+    } else if (line.rfind("# ", 0) != 0) {
+      EXPECT_EQ(line.rfind(current, 0), 0u) << "sample outside its family " << current << ": " << line;
+    }
+  }
+  EXPECT_GT(samples.size(), 20u);
+}
+
+// A node id may hold any character: the issue's `ht"tp\x` with a newline once made the
+// whole scrape invalid.
+TEST(MetricsRegistry, PrometheusEscapesLabelValues) {
+  MetricsRegistry r;
+  const std::string id = "ht\"tp\\x\nsecond line";
+  auto p = r.probe(id, "http_source");
+  p->add_in(2);
+  p->set_gauge("lag.orders\"[0]", 3);
+  r.set_graph_name("g\\\"\n");
+  const std::string text = r.to_prometheus();
+  EXPECT_TRUE(contains(text, "orderflow_node_messages_in_total{node=\"ht\\\"tp\\\\x\\nsecond line\",kind=\"http_source\"} 2\n"))
+      << text;
+  const auto samples = parse_exposition(text);
+  const auto in = samples_named(samples, "orderflow_node_messages_in_total");
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0].label("node"), id) << "the escaped value reads back as the id";
+  const auto lag = samples_named(samples, "orderflow_kafka_partition_lag");
+  ASSERT_EQ(lag.size(), 1u);
+  EXPECT_EQ(lag[0].label("node"), id);
+  EXPECT_EQ(lag[0].label("partition"), "orders\"[0]");
+  const auto info = samples_named(samples, "orderflow_build_info");
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0].label("graph"), "g\\\"\n");
+}
+
+TEST(MetricsRegistry, PrometheusHistogramIsCumulativeInSecondsWithInfEqualToCount) {
+  MetricsRegistry r;
+  auto p = r.probe("commit", "commit");
+  // On and just past bounds: 50 us is in le="5e-05", 51 us in the next; past 10 s only +Inf.
+  for (uint64_t us : {0, 50, 51, 100, 1000, 1000, 999999, 10000000, 10000001, 50000000}) p->record_latency_us(us);
+  const auto samples = parse_exposition(r.to_prometheus());
+  const auto buckets = samples_named(samples, "orderflow_node_latency_seconds_bucket");
+  ASSERT_EQ(buckets.size(), Histogram::kExportBoundsUs.size() + 1);
+  std::map<std::string, double> by_le;
+  double previous = 0, previous_le = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const std::string le = buckets[i].label("le");
+    const double count = std::stod(buckets[i].value);
+    by_le[le] = count;
+    EXPECT_GE(count, previous) << "cumulative: le=" << le;
+    previous = count;
+    if (i + 1 < buckets.size()) {
+      EXPECT_GT(std::stod(le), previous_le) << "ascending bounds";
+      previous_le = std::stod(le);
+      EXPECT_DOUBLE_EQ(std::stod(le), static_cast<double>(Histogram::kExportBoundsUs[i]) / 1e6);
+    } else {
+      EXPECT_EQ(le, "+Inf");
+    }
+  }
+  EXPECT_EQ(by_le["5e-05"], 2);    // 0, 50
+  EXPECT_EQ(by_le["0.0001"], 4);   // + 51, 100
+  EXPECT_EQ(by_le["0.001"], 6);    // + 1000 twice
+  EXPECT_EQ(by_le["1"], 7);        // + 999999
+  EXPECT_EQ(by_le["10"], 8);       // + 10 s exactly
+  EXPECT_EQ(by_le["+Inf"], 10);
+  const auto count = samples_named(samples, "orderflow_node_latency_seconds_count");
+  const auto sum = samples_named(samples, "orderflow_node_latency_seconds_sum");
+  ASSERT_EQ(count.size(), 1u);
+  ASSERT_EQ(sum.size(), 1u);
+  EXPECT_EQ(std::stod(count[0].value), by_le["+Inf"]);
+  EXPECT_DOUBLE_EQ(std::stod(sum[0].value), 71.002201);  // the microseconds above, in seconds
+}
+
+TEST(Histogram, ExportedBucketsMatchTheirBounds) {
+  for (size_t i = 0; i < Histogram::kExportBoundsUs.size(); ++i) {
+    const uint64_t bound = Histogram::kExportBoundsUs[i];
+    EXPECT_EQ(Histogram::export_bucket_of(bound), static_cast<int>(i)) << bound;
+    EXPECT_EQ(Histogram::export_bucket_of(bound + 1), static_cast<int>(i + 1)) << bound;
+  }
+  EXPECT_EQ(Histogram::export_bucket_of(0), 0);
+  EXPECT_EQ(Histogram::export_bucket_of(~uint64_t{0}), Histogram::kExportBuckets - 1);
+  Histogram h;
+  const auto empty = h.exported();
+  EXPECT_EQ(empty.count, 0u);
+  EXPECT_EQ(empty.cumulative.back(), 0u);
+}
+
+// Node figures become typed families of their own; running counts are counters.
+TEST(MetricsRegistry, PrometheusFiguresAreTypedFamilies) {
+  MetricsRegistry r;
+  auto kin = r.probe("kin", "kafka_source");
+  kin->set_gauge("consumer_lag", 12);
+  kin->set_gauge("lag.orders.commands[3]", 5);
+  kin->set_gauge("dead_lettered", 2);
+  auto projection = r.probe("projection", "projection");
+  projection->set_gauge("orders_confirmed", 7);
+  projection->set_gauge("lag_seconds", 0.25);
+  auto cosmos = r.probe("cosmos", "cosmos");
+  cosmos->set_gauge("throttles_total", 4);
+  cosmos->set_gauge("ru_create", 12.5);
+  auto odd = r.probe("odd", "test");
+  odd->set_gauge("made.up-figure", 1);
+  odd->set_gauge("widgets_total", 9);
+  odd->set_gauge("node_messages_in", 1);  // would shadow a family of the registry's own
+  odd->set_gauge("wait_count", 2);        // would read as a histogram's series
+  odd->set_gauge("odd.total", 3);         // a gauge that would read as a counter
+  const std::string text = r.to_prometheus();
+
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_consumer_lag gauge\norderflow_consumer_lag{node=\"kin\",kind=\"kafka_source\"} 12\n"))
+      << text;
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_kafka_partition_lag gauge\n"
+                             "orderflow_kafka_partition_lag{node=\"kin\",kind=\"kafka_source\",partition=\"orders.commands[3]\"} 5\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_dead_lettered_total counter\n"
+                             "orderflow_dead_lettered_total{node=\"kin\",kind=\"kafka_source\"} 2\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_orders_confirmed_total counter\n"
+                             "orderflow_orders_confirmed_total{node=\"projection\",kind=\"projection\"} 7\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_lag_seconds gauge\norderflow_lag_seconds{node=\"projection\",kind=\"projection\"} 0.25\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_cosmos_throttles_total counter\n"
+                             "orderflow_cosmos_throttles_total{node=\"cosmos\",kind=\"cosmos\"} 4\n"));
+  EXPECT_TRUE(contains(text, "orderflow_cosmos_operation_request_units_total{node=\"cosmos\",kind=\"cosmos\",operation=\"create\"} 12.5\n"));
+  // Undeclared: the name decides, with the characters a metric name cannot hold replaced.
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_made_up_figure gauge\norderflow_made_up_figure{node=\"odd\",kind=\"test\"} 1\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_widgets_total counter\norderflow_widgets_total{node=\"odd\",kind=\"test\"} 9\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_figure_node_messages_in gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_wait_count_value gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_odd_total_value gauge\n")) << text;
+  // The JSON snapshot for the monitor keeps every figure under its own name.
+  const auto json = r.to_json();
+  EXPECT_TRUE(contains(json, "\"orders_confirmed\":7")) << json;
+  EXPECT_TRUE(contains(json, "\"lag.orders.commands[3]\":5")) << json;
+}
+
+TEST(MetricsRegistry, DeclaredFiguresAndRefusedDeclarations) {
+  EXPECT_TRUE(declare_figure("test_widgets_made", {FigureType::kCounter, "Widgets made.", "", ""}));
+  EXPECT_TRUE(declare_figure_prefix("test_shelf.", {FigureType::kGauge, "Items on a shelf.", "test_shelf_items", "shelf"}));
+  EXPECT_FALSE(declare_figure("test_a", {FigureType::kGauge, "a gauge named like a counter", "test_a_total", ""}));
+  EXPECT_FALSE(declare_figure("test_b", {FigureType::kGauge, "the registry's own family", "node_queue_depth", ""}));
+  EXPECT_FALSE(declare_figure("test_c", {FigureType::kGauge, "another type for a counter family", "test_widgets_made", ""}));
+  EXPECT_FALSE(declare_figure("test_d", {FigureType::kGauge, "bad name", "has space", ""}));
+  EXPECT_FALSE(declare_figure_prefix("test_e.", {FigureType::kGauge, "reserved label", "test_e", "le"}));
+  EXPECT_FALSE(declare_figure_prefix("test_f.", {FigureType::kGauge, "no label", "test_f", ""}));
+  MetricsRegistry r;
+  auto p = r.probe("maker", "test");
+  p->set_gauge("test_widgets_made", 3);
+  p->set_gauge("test_shelf.top", 4);
+  p->set_gauge("test_a", 5);  // its declaration was refused: an ordinary undeclared gauge
+  const std::string text = r.to_prometheus();
+  EXPECT_TRUE(contains(text, "# HELP orderflow_test_widgets_made_total Widgets made.\n"
+                             "# TYPE orderflow_test_widgets_made_total counter\n"
+                             "orderflow_test_widgets_made_total{node=\"maker\",kind=\"test\"} 3\n"))
+      << text;
+  EXPECT_TRUE(contains(text, "orderflow_test_shelf_items{node=\"maker\",kind=\"test\",shelf=\"top\"} 4\n"));
+  EXPECT_TRUE(contains(text, "# TYPE orderflow_test_a gauge\norderflow_test_a{node=\"maker\",kind=\"test\"} 5\n"));
+}
+
+TEST(MetricsRegistry, PrometheusBuildInfoAndProcessMetrics) {
+  MetricsRegistry r;
+  r.set_graph_name("orders");
+  const auto samples = parse_exposition(r.to_prometheus());
+  const auto info = samples_named(samples, "orderflow_build_info");
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0].value, "1");
+  EXPECT_EQ(info[0].label("graph"), "orders");
+  const std::string version = info[0].label("version");
+  EXPECT_EQ(std::count(version.begin(), version.end(), '.'), 2) << version;
+  EXPECT_TRUE(samples_named(samples, "orderflow_ready").empty()) << "no readiness sample before it is known";
+  r.set_ready(false);
+  const auto ready = samples_named(parse_exposition(r.to_prometheus()), "orderflow_ready");
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].value, "0");
+  for (const char* name : {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+                           "process_start_time_seconds", "process_open_fds", "process_max_fds"})
+    EXPECT_EQ(samples_named(samples, name).size(), 1u) << name;
+}
+
+TEST(ProcessStats, FiguresOfThisProcess) {
+  const auto before = read_process_stats();
+  EXPECT_GE(before.cpu_seconds, 0);
+  EXPECT_GT(before.resident_bytes, 1 << 20) << "a test binary holds more than 1 MiB";
+  EXPECT_GE(before.virtual_bytes, before.resident_bytes);
+  EXPECT_GT(before.max_fds, 0);
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_LE(before.start_time_seconds, now + 1);
+  EXPECT_GT(before.start_time_seconds, now - 3600) << "this process started within the hour";
+  // Two more descriptors are counted as two more (the listing's own is not counted).
+  const int a = ::open("/dev/null", O_RDONLY);
+  const int b = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  const auto during = read_process_stats();
+  ::close(a);
+  ::close(b);
+  EXPECT_EQ(during.open_fds, before.open_fds + 2);
+  // CPU time is counted: burn some and see it grow.
+  const auto t0 = std::chrono::steady_clock::now();
+  volatile uint64_t x = 0;
+  while (std::chrono::steady_clock::now() - t0 < 300ms) x = x + 1;
+  EXPECT_GT(read_process_stats().cpu_seconds, before.cpu_seconds + 0.1);
 }
 
 // Counters are integers: a Prometheus scrape must see every digit (rate() over a busy
@@ -437,6 +736,9 @@ TEST_P(ProbeConcurrency, TotalsAreExact) {
   EXPECT_EQ(n.errors, (kPerThread / 1000) * static_cast<uint64_t>(threads));
   EXPECT_EQ(n.gauges.size(), static_cast<size_t>(threads));
   EXPECT_EQ(n.latency.count, total);
+  EXPECT_EQ(n.latency_buckets.count, total) << "the exported buckets, striped, lose nothing either";
+  EXPECT_EQ(n.latency_buckets.cumulative[0], total / 1000 * 51) << "0..50 of every 1000";
+  EXPECT_EQ(n.latency_buckets.sum_us, total / 1000 * 499500);
   EXPECT_DOUBLE_EQ(n.latency.mean_us, 499.5);  // i % 1000 is uniform over 0..999
   EXPECT_GE(n.latency.max_us, 999);
 }
