@@ -1,6 +1,11 @@
 #include "connectors/rocksdb_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -8,6 +13,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "connectors/append_plan.h"
+#include "graph/log.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -37,7 +43,36 @@ rocksdb::Options base_options() {
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   o.IncreaseParallelism(2);
+  // Damage to the WAL must stop the open instead of being recovered around. The default,
+  // kPointInTimeRecovery, silently drops everything after a corrupt record; this mode
+  // tolerates only an incomplete last record (a write torn by a crash, never acknowledged).
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // A closed WAL (synced at its switch) that is missing or shorter than when it was closed
+  // fails the open (RocksDB keeps its synced size in the MANIFEST).
+  o.track_and_verify_wals_in_manifest = true;
+  o.paranoid_checks = true;  // the default, relied on: corruption found in files is an error
   return o;
+}
+
+// ORDERFLOW-SYNCED-HEAD: 16 bytes, the position big-endian and the same XOR a constant, so
+// a torn or foreign file is told from a position.
+constexpr uint64_t kSyncedHeadCheck = 0x6f72646572666c77ULL;  // "orderflw"
+
+std::string synced_head_bytes(uint64_t head) {
+  std::string b;
+  put_u64_be(b, head);
+  put_u64_be(b, head ^ kSyncedHeadCheck);
+  return b;
+}
+
+std::string with_advice(const std::string& path, const std::string& damage) {
+  return "event store at " + path + ": " + damage +
+         ". Refusing to start: events that were acknowledged (to clients, to subscribers, to the "
+         "snapshot store) may be missing, and running on would contradict them (for example "
+         "answer 409 for ever on streams whose snapshots are ahead). Restore " + path +
+         " from a backup or replica and start again; to accept the loss instead, move the damaged "
+         "directory aside, or remove " + path + "/" + kSyncedHeadFile +
+         " and reset the checkpoints beyond the head and rebuild the snapshot store";
 }
 
 rocksdb::ColumnFamilyOptions point_lookup_cf() {
@@ -83,19 +118,81 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
   };
   rocksdb::DB* db = nullptr;
   auto s = rocksdb::DB::Open(base_options(), options.path, cfs, &store->handles_, &db);
+  if (s.IsCorruption())
+    return Status::io_error(with_advice(options.path, "its files are damaged (RocksDB: " + s.ToString() + ")"));
   if (!s.ok()) return Status::io_error("cannot open event store at " + options.path + ": " + s.ToString());
   store->db_.reset(db);
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), store->handles_[kLog]));
   it->SeekToLast();
   if (it->Valid()) store->head_ = get_u64_be(it->key().data());
   if (!it->status().ok()) return map(it->status());
+  it.reset();
+  if (auto v = store->verify_nothing_lost(options.path); !v) return v;
   return store;
+}
+
+Status RocksEventStore::verify_nothing_lost(const std::string& path) {
+  const uint64_t head = head_.load();
+  // Subscribers checkpoint only positions they read from this store.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kDefault]));
+    const std::string prefix = "checkpoint/";
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (it->value().size() != 8) continue;
+      const uint64_t at = get_u64_be(it->value().data());
+      if (at > head)
+        return Status::io_error(with_advice(
+            path, "subscriber " + it->key().ToString().substr(prefix.size()) + " has read up to position " +
+                      std::to_string(at) + ", but the log ends at " + std::to_string(head) + " (" +
+                      std::to_string(at - head) + " events lost; its write-ahead log *.log was damaged or deleted)"));
+    }
+    if (!it->status().ok()) return map(it->status());
+  }
+  const std::string file = path + "/" + kSyncedHeadFile;
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error("event store at " + path + ": cannot open " + file + ": " + std::strerror(errno));
+  synced_head_fd_ = fd;
+  char buf[16];
+  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  if (n == 16) {
+    const uint64_t synced = get_u64_be(buf);
+    if ((synced ^ kSyncedHeadCheck) != get_u64_be(buf + 8))
+      return Status::io_error(with_advice(path, file + " is damaged, so the store cannot show it lost nothing"));
+    if (synced > head)
+      return Status::io_error(with_advice(
+          path, "it was synced up to position " + std::to_string(synced) + ", but its log ends at " +
+                    std::to_string(head) + " (" + std::to_string(synced - head) +
+                    " acknowledged events lost; its write-ahead log *.log was truncated, damaged or deleted)"));
+  } else if (n != 0) {
+    return Status::io_error(with_advice(path, file + " is damaged (" + std::to_string(n) + " bytes)"));
+  }
+  if (sync_) record_synced_head(head, true);
+  return Status::ok();
+}
+
+// After a synced write: the marker never claims more than the disk holds. Kept in the page
+// cache on each commit (a kill -9 keeps it), on disk at most once a second (a power loss
+// may take it back a little, which only weakens the check).
+void RocksEventStore::record_synced_head(uint64_t head, bool force_sync) {
+  if (synced_head_fd_ < 0) return;
+  const std::string b = synced_head_bytes(head);
+  bool ok = ::pwrite(synced_head_fd_, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size());
+  const auto now = std::chrono::steady_clock::now();
+  if (ok && (force_sync || now - synced_head_flushed_ >= std::chrono::seconds(1))) {
+    ok = ::fdatasync(synced_head_fd_) == 0;
+    synced_head_flushed_ = now;
+  }
+  if (!ok) log::warn("cannot record the event store's synced head", {{"error", std::strerror(errno)}});
 }
 
 RocksEventStore::~RocksEventStore() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
+  if (synced_head_fd_ >= 0) {
+    ::fdatasync(synced_head_fd_);
+    ::close(synced_head_fd_);
+  }
 }
 
 Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
@@ -187,6 +284,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     versions_[r.stream] = r.last_version;
     new_head = std::max(new_head, r.last_position);
   }
+  if (sync_) record_synced_head(new_head, false);
   {
     std::lock_guard wl(wait_mu_);
     head_.store(new_head, std::memory_order_release);

@@ -11,6 +11,15 @@
 // longer match the disk. Checkpoints are written without a sync of their own (a lost one
 // means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
 //
+// Lost writes are refused at open. RocksDB alone cannot tell a torn last record (a kill -9
+// mid-write, never acknowledged) from a live WAL cut short or deleted after acknowledged
+// writes: it tracks only closed WALs in the MANIFEST. So the store keeps its own lower bound
+// of what was synced, the file ORDERFLOW-SYNCED-HEAD in its directory (the position of the
+// last synced group commit, written after the sync; fdatasync'ed at most once a second).
+// Open fails, naming the damage and what to do, when that position or a subscriber's
+// checkpoint is beyond the log's head, or RocksDB finds a corrupt record before the WAL's
+// tail or a closed WAL missing or of the wrong size.
+//
 // RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes.
 #pragma once
 
@@ -34,6 +43,9 @@ struct RocksOptions {
   bool sync = true;          // fsync each group commit (default true: acknowledged = durable)
 };
 
+// The file in an event store's directory holding the last synced head (see RocksEventStore).
+inline constexpr const char* kSyncedHeadFile = "ORDERFLOW-SYNCED-HEAD";
+
 class RocksEventStore final : public EventStore, public ChangeFeed {
  public:
   static Result<std::unique_ptr<RocksEventStore>> open(const RocksOptions& options);
@@ -54,6 +66,8 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
  private:
   RocksEventStore() = default;
   Result<uint64_t> lookup_version(const std::string& stream);
+  Status verify_nothing_lost(const std::string& path);
+  void record_synced_head(uint64_t head, bool force_sync);
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, index, commands
@@ -62,6 +76,8 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   Status bg_error_;                                     // guarded by write_mu_
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
   std::atomic<uint64_t> head_{0};
+  int synced_head_fd_ = -1;                             // guarded by write_mu_ (after open)
+  std::chrono::steady_clock::time_point synced_head_flushed_;  // guarded by write_mu_
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
 };
