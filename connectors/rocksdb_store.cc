@@ -20,6 +20,7 @@ namespace {
 
 enum Cf { kDefault = 0, kLog = 1, kIndex = 2, kCommands = 3 };
 constexpr size_t kVersionCacheLimit = 1 << 20;
+constexpr auto kResumeInterval = std::chrono::milliseconds(500);
 
 Status map(const rocksdb::Status& s) { return from_rocks(&s); }
 
@@ -110,6 +111,9 @@ Status from_rocks(const void* p) {
 Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOptions& options) {
   std::unique_ptr<RocksEventStore> store(new RocksEventStore());
   store->sync_ = options.sync;
+  store->env_ = options.env;
+  rocksdb::Options db_options = base_options();
+  if (options.env) db_options.env = options.env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"log", log_cf()},
@@ -117,7 +121,7 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
       {"commands", point_lookup_cf()},
   };
   rocksdb::DB* db = nullptr;
-  auto s = rocksdb::DB::Open(base_options(), options.path, cfs, &store->handles_, &db);
+  auto s = rocksdb::DB::Open(db_options, options.path, cfs, &store->handles_, &db);
   if (s.IsCorruption())
     return Status::io_error(with_advice(options.path, "its files are damaged (RocksDB: " + s.ToString() + ")"));
   if (!s.ok()) return Status::io_error("cannot open event store at " + options.path + ": " + s.ToString());
@@ -185,6 +189,37 @@ void RocksEventStore::record_synced_head(uint64_t head, bool force_sync) {
   if (!ok) log::warn("cannot record the event store's synced head", {{"error", std::strerror(errno)}});
 }
 
+// Called with write_mu_ held. RocksDB has stopped writes (paranoid_checks): none may reach
+// it until it resumes, or a WAL writer that saw the error would be used again.
+void RocksEventStore::write_failed(const std::string& what, const void* rocks_status) {
+  const auto& s = *static_cast<const rocksdb::Status*>(rocks_status);
+  const bool resumable = !s.IsCorruption() && s.severity() < rocksdb::Status::Severity::kFatalError;
+  if (resumable) {
+    bg_error_ = Status::unavailable(what + " (" + s.ToString() + "); appends resume when the disk accepts writes");
+    next_resume_ = std::chrono::steady_clock::now() + kResumeInterval;
+    log::error("event store cannot write; appends answer unavailable until it resumes", {{"error", s.ToString()}});
+  } else {
+    bg_error_ = Status::io_error(what + ": " + s.ToString());
+    log::error("event store failed for good; restart after fixing the cause", {{"error", s.ToString()}});
+  }
+}
+
+// Called with write_mu_ held, while writes are stopped.
+void RocksEventStore::try_resume() {
+  auto s = db_->Resume();
+  if (s.ok()) {
+    bg_error_ = Status::ok();
+    versions_.clear();  // cheap to refill; nothing a failed write did may linger
+    log::info("event store resumed writing");
+    return;
+  }
+  if (s.IsCorruption() || s.severity() >= rocksdb::Status::Severity::kFatalError) {
+    write_failed("event store cannot resume", &s);
+    return;
+  }
+  next_resume_ = std::chrono::steady_clock::now() + kResumeInterval;
+}
+
 RocksEventStore::~RocksEventStore() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
@@ -227,6 +262,7 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
 std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
   std::vector<AppendResult> results;
   std::lock_guard lock(write_mu_);
+  if (bg_error_.code() == StatusCode::kUnavailable && std::chrono::steady_clock::now() >= next_resume_) try_resume();
   if (!bg_error_.is_ok()) {
     results.assign(batch.size(), AppendResult{});
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -273,7 +309,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   wo.sync = sync_;
   auto s = db_->Write(wo, &wb);
   if (!s.ok()) {
-    bg_error_ = Status::io_error("event store write failed: " + s.ToString());
+    write_failed("event store write failed", &s);
     for (const auto& p : plan) results[p.request].status = bg_error_;
     return results;
   }

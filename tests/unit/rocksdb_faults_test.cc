@@ -1,11 +1,19 @@
 // The RocksDB event store on a misbehaving disk, through its real files: a damaged or
 // deleted write-ahead log after acknowledged (synced) writes must stop the open with an
 // error that names the damage and what to do, while a clean restart and a crash image
-// (the files as a kill -9 leaves them) open with everything.
+// (the files as a kill -9 leaves them) open with everything. A full disk (a FileSystem
+// decorator answering NoSpace) must neither abort nor stick: appends answer unavailable,
+// then resume by themselves, and nothing acknowledged is lost.
 #include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <set>
+#include <thread>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -198,6 +206,133 @@ TEST(RocksLostWrites, DamagedSyncedHeadFileRefusesToOpen) {
   const Status s = open_status(dir.sub("events"));
   expect_refused_clearly(s, dir.sub("events"));
   EXPECT_NE(s.message().find("is damaged"), std::string::npos) << s.message();
+}
+
+// ---- Disk full ------------------------------------------------------------------------
+
+// Every write to a file (WAL, SST, MANIFEST) fails with NoSpace while full() is set, as on a
+// full disk; creating files and reading still work (a full disk has inodes left).
+class FullDiskFs : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FullDiskFs(std::shared_ptr<rocksdb::FileSystem> target) : FileSystemWrapper(std::move(target)) {}
+  const char* Name() const override { return "FullDiskFs"; }
+  void set_full(bool full) { full_ = full; }
+  uint64_t refused() const { return refused_; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
+    auto s = target()->NewWritableFile(f, o, r, d);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
+    auto s = target()->ReopenWritableFile(f, o, r, d);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
+    auto s = target()->ReuseWritableFile(f, old, o, r, d);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> t, FullDiskFs* fs) : FSWritableFileOwnerWrapper(std::move(t)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o, rocksdb::IODebugContext* g) override {
+      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::Append(d, o, g);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o, const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* g) override {
+      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::Append(d, o, v, g);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off, const rocksdb::IOOptions& o,
+                                       rocksdb::IODebugContext* g) override {
+      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::PositionedAppend(d, off, o, g);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off, const rocksdb::IOOptions& o,
+                                       const rocksdb::DataVerificationInfo& v, rocksdb::IODebugContext* g) override {
+      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected")
+                           : FSWritableFileOwnerWrapper::PositionedAppend(d, off, o, v, g);
+    }
+
+   private:
+    FullDiskFs* fs_;
+  };
+  bool refuse() {
+    if (!full_) return false;
+    ++refused_;
+    return true;
+  }
+  std::atomic<bool> full_{false};
+  std::atomic<uint64_t> refused_{0};
+};
+
+// Regression: a write error made the event store fail for good (and, in RocksDB builds with
+// assertions, a later write to the failed WAL aborted the process).
+TEST(RocksDiskFull, AppendsAnswerUnavailableThenResumeAndNothingAcknowledgedIsLost) {
+  TempDir dir;
+  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  RocksOptions options{dir.sub("events"), true};
+  options.env = std::shared_ptr<rocksdb::Env>(rocksdb::NewCompositeEnv(fs).release());
+  auto opened = RocksEventStore::open(options);
+  ASSERT_TRUE(opened) << opened.status().to_string();
+  auto& store = **opened;
+  const uint64_t before = write_acknowledged(store, 10);
+
+  // The disk fills: every append and checkpoint fails, none aborts, none sticks as fatal.
+  fs->set_full(true);
+  std::set<std::string> failed_ids;
+  for (int i = 0; i < 20; ++i) {
+    AppendRequest r;
+    r.stream = "stream-full";
+    r.expected_version = 0;
+    r.command_id = "during-" + std::to_string(i);
+    r.events = {std::string(300, 'f')};
+    const auto out = store.append({r});
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].status.code(), StatusCode::kUnavailable) << out[0].status.to_string();
+    failed_ids.insert(r.command_id);
+    EXPECT_FALSE(store.save_checkpoint("projection", before));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past a resume attempt or two
+  }
+  EXPECT_GT(fs->refused(), 0u) << "the injected fault was never hit";
+  EXPECT_EQ(store.head(), before);
+
+  // Space returns: appends resume by themselves, positions go on from the head.
+  fs->set_full(false);
+  AppendResult after;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    AppendRequest r;
+    r.stream = "stream-full";
+    r.expected_version = 0;
+    r.command_id = "after-space";
+    r.events = {std::string(300, 'g')};
+    after = store.append({r}).at(0);
+    if (!after.status) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (!after.status && std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(after.status) << "did not resume: " << after.status.to_string();
+  EXPECT_EQ(after.first_position, before + 1);
+  EXPECT_EQ(write_acknowledged(store, 2, 10), before + 1 + 40);
+  ASSERT_TRUE(store.save_checkpoint("projection", before + 1));
+  opened->reset();
+
+  // Reopened on the plain file system: every acknowledged event is there once, none of the
+  // refused ones.
+  auto reopened = open_store(dir.sub("events"));
+  EXPECT_EQ(reopened->head(), before + 1 + 40);
+  std::vector<RecordedEvent> all;
+  ASSERT_TRUE(reopened->read(0, 100000, &all));
+  ASSERT_EQ(all.size(), before + 1 + 40);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].position, i + 1);
+    EXPECT_EQ(failed_ids.count(all[i].command_id), 0u) << all[i].command_id;
+  }
+  EXPECT_EQ(*reopened->load_checkpoint("projection"), before + 1);
 }
 
 }  // namespace
