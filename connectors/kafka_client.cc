@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "graph/definition.h"
 #include "graph/log.h"
@@ -150,6 +152,55 @@ bool is_secret_key(const std::string& key) {
   for (const char* word : {"password", "secret", "key", "token", "jaas"})
     if (k.find(word) != std::string::npos) return true;
   return false;
+}
+
+namespace {
+
+// Names librdkafka marks "C" (consumer only) in the table rd_kafka_conf_properties_show()
+// prints: `name | C/P | range | default | importance | description`. librdkafka has no other
+// public way to ask a property's scope.
+std::set<std::string> load_consumer_only() {
+  std::set<std::string> out;
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&text, &size);
+  if (f == nullptr) return out;
+  rd_kafka_conf_properties_show(f);
+  std::fclose(f);
+  const std::string all(text, size);
+  std::free(text);
+  auto trim = [](std::string s) {
+    s.erase(0, s.find_first_not_of(' '));
+    s.erase(s.find_last_not_of(' ') + 1);
+    return s;
+  };
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find('\n', start);
+    if (end == std::string::npos) end = all.size();
+    const std::string line = all.substr(start, end - start);
+    start = end + 1;
+    const size_t bar1 = line.find('|');
+    if (bar1 == std::string::npos) continue;
+    const size_t bar2 = line.find('|', bar1 + 1);
+    if (bar2 == std::string::npos) continue;
+    if (trim(line.substr(bar1 + 1, bar2 - bar1 - 1)) == "C") out.insert(trim(line.substr(0, bar1)));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_consumer_only(const std::string& key) {
+  static const std::set<std::string>* names = new std::set<std::string>(load_consumer_only());
+  return names->count(key) > 0;
+}
+
+Properties producer_properties(const Properties& user) {
+  Properties out;
+  for (const auto& kv : user)
+    if (!is_consumer_only(kv.first)) out.push_back(kv);
+  return out;
 }
 
 namespace {

@@ -36,6 +36,16 @@ Result<Properties> parse_properties(const std::string& text);
 // Keys whose values are never logged or shown (passwords, keys, secrets, tokens).
 bool is_secret_key(const std::string& key);
 
+// True for a property librdkafka documents as consumer-only (group.id, session.timeout.ms,
+// fetch.wait.max.ms, ...). Taken from librdkafka's own property table, so it follows the
+// linked version; an unknown key is not consumer-only.
+bool is_consumer_only(const std::string& key);
+
+// The user's properties that apply to a producer: all but the consumer-only ones (which a
+// producer ignores with a warning line each). A consumer's properties reach its helper
+// producers this way (the kafka_source's dead-letter producer).
+Properties producer_properties(const Properties& user);
+
 // A librdkafka configuration: bootstrap servers, then `defaults` (our settings), then the
 // user's properties, which win. Fails with a clear message naming the bad property (its
 // value is not echoed for secret keys). The caller owns the result (or passes it to

@@ -10,11 +10,19 @@
 // unfinished message. A message is done when its command's outcome is durable (written,
 // duplicate or rejected by the domain) or when its dead-letter copy is delivered. Store
 // failures resubmit the command after a backoff; the partition's offset waits meanwhile.
+//
+// Dead letters: the copy is shortened until the dead-letter producer accepts it (its
+// message.max.bytes, by default max_message_bytes plus room for the key and headers, or a
+// smaller limit the broker answers with); headers keep the reason, the original size and
+// the source coordinates. A dead letter that cannot be delivered is retried with a backoff
+// for as long as the partition is ours, since its offset must not be committed past it;
+// meanwhile a warning line (at most one per 10 s) and the dead_letter_* gauges say so.
 #include <google/protobuf/util/json_util.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -33,6 +41,15 @@ namespace {
 using TpKey = std::pair<std::string, int32_t>;
 
 std::string tp_name(const TpKey& k) { return k.first + "[" + std::to_string(k.second) + "]"; }
+
+// Room the dead-letter producer's message.max.bytes keeps above max_message_bytes for the
+// key, the headers and the record framing, so a copy cut to max_message_bytes fits as is.
+constexpr size_t kDeadLetterHeadroom = 64 * 1024;
+// What librdkafka adds to key + value + headers when it checks message.max.bytes (a v2
+// record's varints and attributes plus the batch header; 61 + 21 bytes at most), rounded up.
+constexpr size_t kRecordOverhead = 256;
+constexpr auto kDeadLetterWarnInterval = std::chrono::seconds(10);
+constexpr auto kDeadLetterMaxBackoff = std::chrono::seconds(30);
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -109,14 +126,23 @@ class KafkaSourceNode final : public RuntimeNode {
         {"enable.idempotence", "true"},
         {"linger.ms", "5"},
         {"log_level", "4"},
+        // A copy cut to max_message_bytes must fit with its key and headers (librdkafka's
+        // default of 1,000,000 refused every copy of a message above it).
+        {"message.max.bytes", std::to_string(std::min<size_t>(max_message_bytes_ + kDeadLetterHeadroom, 1000000000))},
     };
-    // Consumer-only properties do not apply to the dead-letter producer.
-    kafka::Properties producer_user;
-    for (const auto& kv : *user)
-      if (kv.first.rfind("security.", 0) == 0 || kv.first.rfind("sasl.", 0) == 0 || kv.first.rfind("ssl.", 0) == 0)
-        producer_user.push_back(kv);
-    auto pconf = kafka::make_conf(*bootstrap, producer_defaults, producer_user);
+    // Everything the user set for this connection (security, timeouts, acks, limits) applies
+    // to the dead-letter producer too, except what only a consumer understands.
+    auto pconf = kafka::make_conf(*bootstrap, producer_defaults, kafka::producer_properties(*user));
     if (!pconf) return pconf.status();
+    {
+      // The user may have lowered it: copies are cut to what the producer really takes.
+      char value[32];
+      size_t size = sizeof value;
+      int64_t limit = 0;
+      if (rd_kafka_conf_get(*pconf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK &&
+          graph::parse_int(value, &limit) && limit > 0)
+        dlq_max_bytes_ = static_cast<size_t>(limit);
+    }
     rd_kafka_conf_set_opaque(*pconf, this);
     rd_kafka_conf_set_dr_msg_cb(*pconf, &KafkaSourceNode::dlq_delivery_cb);
     dlq_ = rd_kafka_new(RD_KAFKA_PRODUCER, *pconf, err, sizeof err);
@@ -163,6 +189,10 @@ class KafkaSourceNode final : public RuntimeNode {
     int64_t done_until = -1;                       // next offset after the done prefix
     int64_t in_flight = 0;
     int64_t next = -1;                             // one past the highest offset handed out
+    // The group's committed offset when the partition was assigned (-1: none), the start of
+    // its lag until something is done here; known once fetched from the coordinator.
+    int64_t group_committed = -1;
+    bool group_committed_known = false;
     bool skipping = false;                         // inside a run of skipped (rewound) offsets
   };
   // A command waiting to be submitted (the pipeline was full) or resubmitted (store error).
@@ -183,13 +213,19 @@ class KafkaSourceNode final : public RuntimeNode {
     std::shared_ptr<const v1::Command> command;  // kept for a resubmission
     std::string key;
   };
-  // Opaque of a dead-letter message until its delivery report.
+  // Opaque of a dead-letter message until its delivery report (then owned again by us,
+  // while it waits for a retry).
   struct DeadLetter {
     TpKey tp;
     uint64_t generation = 0;
     int64_t offset = 0;
     std::string key, value, reason;
-    std::vector<std::pair<std::string, std::string>> headers;
+    std::vector<std::pair<std::string, std::string>> headers;  // the original message's
+    size_t original_size = 0;  // bytes of the original value
+    size_t limit = 0;          // what the copy (key + value + headers) must fit in; 0 = the producer's
+    int failures = 0;
+    bool shortened_counted = false;
+    std::chrono::steady_clock::time_point not_before;
   };
 
   static std::string join(const std::vector<std::string>& v) {
@@ -206,6 +242,7 @@ class KafkaSourceNode final : public RuntimeNode {
       apply_finished();
       submit_pending();
       rd_kafka_poll(dlq_, 0);  // dead-letter delivery reports
+      retry_dead_letters(false);
       const bool full = !pending_.empty() || in_flight_.load() >= max_in_flight_;
       if ((full || !intake_) != paused_) {
         paused_ = !paused_;
@@ -232,6 +269,7 @@ class KafkaSourceNode final : public RuntimeNode {
     apply_finished();
     rd_kafka_flush(dlq_, 5000);
     rd_kafka_poll(dlq_, 0);
+    retry_dead_letters(true);  // not delivered by now: left uncommitted for the next owner
     apply_finished();
     commit_offsets(true);
     rd_kafka_consumer_close(consumer_);  // revokes (rebalance_cb) and leaves the group
@@ -413,12 +451,13 @@ class KafkaSourceNode final : public RuntimeNode {
   }
 
   void dead_letter(const TpKey& tp, uint64_t generation, rd_kafka_message_t* m, const std::string& reason) {
-    auto* dl = new DeadLetter;
+    auto dl = std::make_unique<DeadLetter>();
     dl->tp = tp;
     dl->generation = generation;
     dl->offset = m->offset;
     if (m->key) dl->key.assign(static_cast<const char*>(m->key), m->key_len);
     if (m->payload) dl->value.assign(static_cast<const char*>(m->payload), std::min(m->len, max_message_bytes_));
+    dl->original_size = m->payload ? m->len : 0;
     dl->reason = reason;
     rd_kafka_headers_t* hdrs = nullptr;
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -428,57 +467,167 @@ class KafkaSourceNode final : public RuntimeNode {
       for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
         dl->headers.emplace_back(name, v ? std::string(static_cast<const char*>(v), n) : std::string());
     }
-    if (m->len > max_message_bytes_) dl->headers.push_back({"x-orderflow-truncated", std::to_string(m->len)});
-    produce_dead_letter(dl);
+    probe().add_error("dead-lettered " + tp_name(tp) + "@" + std::to_string(m->offset) + ": " + reason);
+    produce_dead_letter(std::move(dl));
   }
 
   // A decoded command the pipeline refused, re-encoded as `value` (of `content_type`).
   void dead_letter_command(const TpKey& tp, uint64_t generation, int64_t offset, const std::string& key,
                            std::string value, const char* content_type, const std::string& reason) {
-    auto* dl = new DeadLetter{tp, generation, offset, key, std::move(value), reason, {}};
+    auto dl = std::make_unique<DeadLetter>();
+    dl->tp = tp;
+    dl->generation = generation;
+    dl->offset = offset;
+    dl->key = key;
+    dl->original_size = value.size();
+    dl->value = std::move(value);
+    dl->reason = reason;
     dl->headers.push_back({"content-type", content_type});
-    produce_dead_letter(dl);
+    probe().add_error("dead-lettered " + tp_name(tp) + "@" + std::to_string(offset) + ": " + reason);
+    produce_dead_letter(std::move(dl));
   }
 
-  void produce_dead_letter(DeadLetter* dl) {
-    probe().add_error("dead-lettered " + tp_name(dl->tp) + "@" + std::to_string(dl->offset) + ": " + dl->reason);
-    rd_kafka_headers_t* h = rd_kafka_headers_new(dl->headers.size() + 4);
-    for (const auto& [k, v] : dl->headers) rd_kafka_header_add(h, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
-    auto add = [&](const char* k, const std::string& v) {
-      rd_kafka_header_add(h, k, -1, v.data(), static_cast<ssize_t>(v.size()));
-    };
-    add("x-orderflow-error", dl->reason);
-    add("x-orderflow-source-topic", dl->tp.first);
-    add("x-orderflow-source-partition", std::to_string(dl->tp.second));
-    add("x-orderflow-source-offset", std::to_string(dl->offset));
+  // Bytes librdkafka counts against message.max.bytes for these headers (name, value and
+  // their varint lengths), rounded up.
+  static size_t headers_size(const std::vector<std::pair<std::string, std::string>>& headers) {
+    size_t n = 0;
+    for (const auto& [k, v] : headers) n += k.size() + v.size() + 12;
+    return n;
+  }
+
+  // Cuts the copy until key + value + headers fit in `limit` bytes: the value (that is what
+  // makes a message too large), and the original headers when they would leave less than
+  // 1 KiB of it, then the key. Our own headers (reason, original size, coordinates) always
+  // stay; room is kept for the x-orderflow-truncated and -headers-dropped headers.
+  static void fit(DeadLetter& dl, std::vector<std::pair<std::string, std::string>>& ours, size_t limit) {
+    const size_t fixed = headers_size(ours) + kRecordOverhead + 128;
+    auto room = [&](size_t used) { return used < limit ? limit - used : 0; };
+    if (fixed + dl.key.size() + dl.value.size() + headers_size(dl.headers) <= limit) return;
+    const size_t want = std::min<size_t>(dl.value.size(), 1024);
+    if (!dl.headers.empty() && room(fixed + dl.key.size() + headers_size(dl.headers)) < want) {
+      ours.push_back({"x-orderflow-headers-dropped", std::to_string(dl.headers.size())});
+      dl.headers.clear();
+    }
+    dl.value.resize(std::min(dl.value.size(), room(fixed + dl.key.size() + headers_size(dl.headers))));
+    dl.key.resize(std::min(dl.key.size(), room(fixed + dl.value.size() + headers_size(dl.headers))));
+  }
+
+  void produce_dead_letter(std::unique_ptr<DeadLetter> dl) {
     for (;;) {
+      // Our headers are rebuilt each attempt: a shorter copy says how it was cut.
+      std::vector<std::pair<std::string, std::string>> ours = {
+          {"x-orderflow-error", dl->reason},
+          {"x-orderflow-original-size", std::to_string(dl->original_size)},
+          {"x-orderflow-source-topic", dl->tp.first},
+          {"x-orderflow-source-partition", std::to_string(dl->tp.second)},
+          {"x-orderflow-source-offset", std::to_string(dl->offset)},
+      };
+      fit(*dl, ours, dl->limit > 0 ? std::min(dl->limit, dlq_max_bytes_) : dlq_max_bytes_);
+      if (dl->value.size() < dl->original_size) {
+        ours.push_back({"x-orderflow-truncated", std::to_string(dl->original_size)});
+        if (!dl->shortened_counted) {
+          dl->shortened_counted = true;
+          probe().set_gauge("dead_letters_shortened", static_cast<double>(++dead_letters_shortened_));
+        }
+      }
+      rd_kafka_headers_t* h = rd_kafka_headers_new(dl->headers.size() + ours.size());
+      for (const auto* list : {&dl->headers, &ours})
+        for (const auto& [k, v] : *list)
+          rd_kafka_header_add(h, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+      DeadLetter* raw = dl.get();
       rd_kafka_resp_err_t e = rd_kafka_producev(
           dlq_, RD_KAFKA_V_TOPIC(dlq_topic_.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(dl->key.data(), dl->key.size()), RD_KAFKA_V_VALUE(dl->value.data(), dl->value.size()),
-          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
-      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return;  // headers now owned by the message
+          RD_KAFKA_V_KEY(raw->key.data(), raw->key.size()), RD_KAFKA_V_VALUE(raw->value.data(), raw->value.size()),
+          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(raw), RD_KAFKA_V_END);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {  // the message owns the headers, librdkafka the opaque
+        dl.release();
+        return;
+      }
+      rd_kafka_headers_destroy(h);
       if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         rd_kafka_poll(dlq_, 50);
         continue;
       }
-      rd_kafka_headers_destroy(h);
-      // Cannot even queue it: keep the offset unfinished (never lost), count the error.
-      probe().add_error(kafka::to_status(e, "dead-letter produce").to_string());
-      abandon(dl->tp, dl->generation);
-      delete dl;
-      return;
+      if (too_large(e) && shrink(*dl)) continue;
+      // Cannot even queue it (an unknown topic, a fatal producer error): try again later; the
+      // partition's offset waits for it.
+      return dead_letter_failed(std::move(dl), kafka::to_status(e, "dead-letter produce"));
     }
   }
 
+  static bool too_large(rd_kafka_resp_err_t e) {
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+  }
+
+  // Halves what the copy may take, after the producer or the broker (a topic with a smaller
+  // max.message.bytes) refused it as too large. False when there is nothing left to cut.
+  static bool shrink(DeadLetter& dl) {
+    const size_t now = dl.key.size() + dl.value.size() + headers_size(dl.headers);
+    if (now == 0) return false;
+    dl.limit = kRecordOverhead + 1024 + now / 2;  // our headers stay whole
+    return true;
+  }
+
+  // A dead letter that did not get through: retried after a backoff, logged (one line per
+  // kDeadLetterWarnInterval) and counted. Its partition's offset stays before it, so this
+  // is never silent.
+  void dead_letter_failed(std::unique_ptr<DeadLetter> dl, const Status& why) {
+    ++dead_letter_failures_;
+    ++dl->failures;
+    probe().add_error(why.to_string());
+    probe().set_gauge("dead_letter_failures", static_cast<double>(dead_letter_failures_));
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_dlq_warn_ >= kDeadLetterWarnInterval) {
+      log::warn("dead letter not delivered; its partition's offset waits for it, retrying",
+                {{"node", id()}, {"dead_letter_topic", dlq_topic_}, {"source", tp_name(dl->tp)},
+                 {"offset", std::to_string(dl->offset)}, {"attempts", std::to_string(dl->failures)},
+                 {"failures_since_last_line", std::to_string(dead_letter_failures_ - failures_at_last_warn_)},
+                 {"error", why.to_string()}});
+      last_dlq_warn_ = now;
+      failures_at_last_warn_ = dead_letter_failures_;
+    }
+    auto backoff = std::chrono::milliseconds(500) * (1 << std::min(dl->failures, 6));
+    dl->not_before = now + std::min<std::chrono::steady_clock::duration>(backoff, kDeadLetterMaxBackoff);
+    dlq_retry_.push_back(std::move(dl));
+    probe().set_gauge("dead_letters_waiting", static_cast<double>(dlq_retry_.size()));
+  }
+
+  // Produces again the dead letters whose backoff ended; `give_up` (shutdown) abandons them all.
+  void retry_dead_letters(bool give_up) {
+    if (dlq_retry_.empty()) return;
+    const auto now = std::chrono::steady_clock::now();
+    std::deque<std::unique_ptr<DeadLetter>> due;
+    for (auto it = dlq_retry_.begin(); it != dlq_retry_.end();) {
+      if (!current((*it)->tp, (*it)->generation)) {  // revoked: accounted for, the next owner redelivers
+        it = dlq_retry_.erase(it);
+      } else if (give_up) {
+        abandon((*it)->tp, (*it)->generation);
+        it = dlq_retry_.erase(it);
+      } else if ((*it)->not_before <= now) {
+        due.push_back(std::move(*it));
+        it = dlq_retry_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    probe().set_gauge("dead_letters_waiting", static_cast<double>(dlq_retry_.size()));
+    for (auto& dl : due) produce_dead_letter(std::move(dl));
+  }
+
+  // Served by rd_kafka_poll/flush on the dead-letter producer, always on our thread.
   static void dlq_delivery_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<KafkaSourceNode*>(opaque);
     std::unique_ptr<DeadLetter> dl(static_cast<DeadLetter*>(m->_private));
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      self->probe().add_error(kafka::to_status(m->err, "dead-letter delivery").to_string());
-      if (self->running_) return self->produce_dead_letter(dl.release());  // try again
-      self->abandon(dl->tp, dl->generation);
-      return;
+      if (!self->running_) return self->abandon(dl->tp, dl->generation);
+      if (too_large(m->err) && shrink(*dl)) return self->produce_dead_letter(std::move(dl));
+      return self->dead_letter_failed(std::move(dl), kafka::to_status(m->err, "dead-letter delivery"));
     }
+    if (dl->failures > 0)
+      log::info("dead letter delivered after failures", {{"node", self->id()}, {"source", tp_name(dl->tp)},
+                                                         {"offset", std::to_string(dl->offset)},
+                                                         {"attempts", std::to_string(dl->failures + 1)}});
     ++self->dead_lettered_;
     self->mark_done(dl->tp, dl->generation, dl->offset);
   }
@@ -570,6 +719,7 @@ class KafkaSourceNode final : public RuntimeNode {
     while (in_flight_of_revoked() > 0 && std::chrono::steady_clock::now() < deadline) {
       apply_finished();
       rd_kafka_poll(dlq_, 0);
+      retry_dead_letters(false);
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     commit_offsets(true, list);
@@ -582,15 +732,50 @@ class KafkaSourceNode final : public RuntimeNode {
     log::info("kafka partitions revoked", {{"node", id()}, {"count", std::to_string(list->cnt)}});
   }
 
+  // Asks the coordinator for the group's committed offsets of partitions assigned since the
+  // last call (blocks this thread for at most a second, and is retried at most every 5 s):
+  // without them, a partition already committed to its end would count from its low
+  // watermark after a restart.
+  void fetch_group_committed() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_committed_fetch_ < std::chrono::seconds(5) && last_committed_fetch_generation_ == generation_)
+      return;
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size()));
+    for (const auto& [tp, part] : parts_)
+      if (!part.group_committed_known) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    if (list->cnt > 0) {
+      last_committed_fetch_ = now;
+      last_committed_fetch_generation_ = generation_;
+      if (rd_kafka_committed(consumer_, list, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < list->cnt; ++i) {
+          const auto& e = list->elems[i];
+          auto it = parts_.find({e.topic, e.partition});
+          if (it == parts_.end() || e.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+          it->second.group_committed = e.offset >= 0 ? e.offset : -1;
+          it->second.group_committed_known = true;
+        }
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+
   void update_gauges(bool paused) {
+    fetch_group_committed();
     int64_t total = 0;
     for (auto& [tp, part] : parts_) {
       int64_t lo = 0, hi = 0;
       if (rd_kafka_get_watermark_offsets(consumer_, tp.first.c_str(), tp.second, &lo, &hi) !=
-          RD_KAFKA_RESP_ERR_NO_ERROR)
+          RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
         continue;
-      const int64_t from = part.done_until >= 0 ? part.done_until : (part.committed >= 0 ? part.committed : lo);
-      const int64_t lag = std::max<int64_t>(0, hi - from);
+      // Where this member's progress starts: its done prefix, what it committed, what the
+      // group had committed when it got the partition; only a partition the group never
+      // committed counts from the low watermark (auto.offset.reset=earliest reads it all).
+      int64_t from = lo;
+      if (part.done_until >= 0) from = part.done_until;
+      else if (part.committed >= 0) from = part.committed;
+      else if (part.group_committed >= 0) from = part.group_committed;
+      else if (!part.group_committed_known) continue;  // not known yet: no figure beats a wrong one
+      const int64_t lag = std::max<int64_t>(0, hi - std::max(from, lo));
       total += lag;
       probe().set_gauge("lag." + tp_name(tp), static_cast<double>(lag));
     }
@@ -599,6 +784,9 @@ class KafkaSourceNode final : public RuntimeNode {
     probe().set_gauge("paused", paused ? 1 : 0);
     probe().set_gauge("in_flight", static_cast<double>(in_flight_.load()));
     probe().set_gauge("dead_lettered", static_cast<double>(dead_lettered_));
+    probe().set_gauge("dead_letter_failures", static_cast<double>(dead_letter_failures_));
+    probe().set_gauge("dead_letters_waiting", static_cast<double>(dlq_retry_.size()));
+    probe().set_gauge("dead_letters_shortened", static_cast<double>(dead_letters_shortened_));
     probe().set_gauge("rejected", static_cast<double>(rejected_));
     probe().set_gauge("resubmitted", static_cast<double>(resubmitted_));
     // Also the counters set where they change, so every gauge is there (at 0) from the start.
@@ -631,6 +819,12 @@ class KafkaSourceNode final : public RuntimeNode {
   uint64_t redelivered_skipped_ = 0;  // messages below a partition's next offset (see handle)
   std::deque<Pending> pending_;
   uint64_t dead_lettered_ = 0, rejected_ = 0, resubmitted_ = 0;
+  size_t dlq_max_bytes_ = 1000000;  // the dead-letter producer's message.max.bytes (set in start)
+  std::deque<std::unique_ptr<DeadLetter>> dlq_retry_;  // failed dead letters waiting for a retry
+  uint64_t dead_letter_failures_ = 0, failures_at_last_warn_ = 0, dead_letters_shortened_ = 0;
+  std::chrono::steady_clock::time_point last_dlq_warn_{};
+  std::chrono::steady_clock::time_point last_committed_fetch_{};
+  uint64_t last_committed_fetch_generation_ = 0;
 
   std::mutex finished_mu_;
   std::vector<Finished> finished_;  // guarded by finished_mu_

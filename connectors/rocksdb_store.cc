@@ -1,6 +1,11 @@
 #include "connectors/rocksdb_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -8,12 +13,14 @@
 #include <rocksdb/write_batch.h>
 
 #include "connectors/append_plan.h"
+#include "graph/log.h"
 
 namespace orderflow::connectors {
 namespace {
 
 enum Cf { kDefault = 0, kLog = 1, kIndex = 2, kCommands = 3 };
 constexpr size_t kVersionCacheLimit = 1 << 20;
+constexpr auto kResumeInterval = std::chrono::milliseconds(500);
 
 Status map(const rocksdb::Status& s) { return from_rocks(&s); }
 
@@ -37,7 +44,36 @@ rocksdb::Options base_options() {
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   o.IncreaseParallelism(2);
+  // Damage to the WAL must stop the open instead of being recovered around. The default,
+  // kPointInTimeRecovery, silently drops everything after a corrupt record; this mode
+  // tolerates only an incomplete last record (a write torn by a crash, never acknowledged).
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // A closed WAL (synced at its switch) that is missing or shorter than when it was closed
+  // fails the open (RocksDB keeps its synced size in the MANIFEST).
+  o.track_and_verify_wals_in_manifest = true;
+  o.paranoid_checks = true;  // the default, relied on: corruption found in files is an error
   return o;
+}
+
+// ORDERFLOW-SYNCED-HEAD: 16 bytes, the position big-endian and the same XOR a constant, so
+// a torn or foreign file is told from a position.
+constexpr uint64_t kSyncedHeadCheck = 0x6f72646572666c77ULL;  // "orderflw"
+
+std::string synced_head_bytes(uint64_t head) {
+  std::string b;
+  put_u64_be(b, head);
+  put_u64_be(b, head ^ kSyncedHeadCheck);
+  return b;
+}
+
+std::string with_advice(const std::string& path, const std::string& damage) {
+  return "event store at " + path + ": " + damage +
+         ". Refusing to start: events that were acknowledged (to clients, to subscribers, to the "
+         "snapshot store) may be missing, and running on would contradict them (for example "
+         "answer 409 for ever on streams whose snapshots are ahead). Restore " + path +
+         " from a backup or replica and start again; to accept the loss instead, move the damaged "
+         "directory aside, or remove " + path + "/" + kSyncedHeadFile +
+         " and reset the checkpoints beyond the head and rebuild the snapshot store";
 }
 
 rocksdb::ColumnFamilyOptions point_lookup_cf() {
@@ -75,6 +111,9 @@ Status from_rocks(const void* p) {
 Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOptions& options) {
   std::unique_ptr<RocksEventStore> store(new RocksEventStore());
   store->sync_ = options.sync;
+  store->env_ = options.env;
+  rocksdb::Options db_options = base_options();
+  if (options.env) db_options.env = options.env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"log", log_cf()},
@@ -82,20 +121,113 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
       {"commands", point_lookup_cf()},
   };
   rocksdb::DB* db = nullptr;
-  auto s = rocksdb::DB::Open(base_options(), options.path, cfs, &store->handles_, &db);
+  auto s = rocksdb::DB::Open(db_options, options.path, cfs, &store->handles_, &db);
+  if (s.IsCorruption())
+    return Status::io_error(with_advice(options.path, "its files are damaged (RocksDB: " + s.ToString() + ")"));
   if (!s.ok()) return Status::io_error("cannot open event store at " + options.path + ": " + s.ToString());
   store->db_.reset(db);
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), store->handles_[kLog]));
   it->SeekToLast();
   if (it->Valid()) store->head_ = get_u64_be(it->key().data());
   if (!it->status().ok()) return map(it->status());
+  it.reset();
+  if (auto v = store->verify_nothing_lost(options.path); !v) return v;
   return store;
+}
+
+Status RocksEventStore::verify_nothing_lost(const std::string& path) {
+  const uint64_t head = head_.load();
+  // Subscribers checkpoint only positions they read from this store.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kDefault]));
+    const std::string prefix = "checkpoint/";
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (it->value().size() != 8) continue;
+      const uint64_t at = get_u64_be(it->value().data());
+      if (at > head)
+        return Status::io_error(with_advice(
+            path, "subscriber " + it->key().ToString().substr(prefix.size()) + " has read up to position " +
+                      std::to_string(at) + ", but the log ends at " + std::to_string(head) + " (" +
+                      std::to_string(at - head) + " events lost; its write-ahead log *.log was damaged or deleted)"));
+    }
+    if (!it->status().ok()) return map(it->status());
+  }
+  const std::string file = path + "/" + kSyncedHeadFile;
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error("event store at " + path + ": cannot open " + file + ": " + std::strerror(errno));
+  synced_head_fd_ = fd;
+  char buf[16];
+  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  if (n == 16) {
+    const uint64_t synced = get_u64_be(buf);
+    if ((synced ^ kSyncedHeadCheck) != get_u64_be(buf + 8))
+      return Status::io_error(with_advice(path, file + " is damaged, so the store cannot show it lost nothing"));
+    if (synced > head)
+      return Status::io_error(with_advice(
+          path, "it was synced up to position " + std::to_string(synced) + ", but its log ends at " +
+                    std::to_string(head) + " (" + std::to_string(synced - head) +
+                    " acknowledged events lost; its write-ahead log *.log was truncated, damaged or deleted)"));
+  } else if (n != 0) {
+    return Status::io_error(with_advice(path, file + " is damaged (" + std::to_string(n) + " bytes)"));
+  }
+  if (sync_) record_synced_head(head, true);
+  return Status::ok();
+}
+
+// After a synced write: the marker never claims more than the disk holds. Kept in the page
+// cache on each commit (a kill -9 keeps it), on disk at most once a second (a power loss
+// may take it back a little, which only weakens the check).
+void RocksEventStore::record_synced_head(uint64_t head, bool force_sync) {
+  if (synced_head_fd_ < 0) return;
+  const std::string b = synced_head_bytes(head);
+  bool ok = ::pwrite(synced_head_fd_, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size());
+  const auto now = std::chrono::steady_clock::now();
+  if (ok && (force_sync || now - synced_head_flushed_ >= std::chrono::seconds(1))) {
+    ok = ::fdatasync(synced_head_fd_) == 0;
+    synced_head_flushed_ = now;
+  }
+  if (!ok) log::warn("cannot record the event store's synced head", {{"error", std::strerror(errno)}});
+}
+
+// Called with write_mu_ held. RocksDB has stopped writes (paranoid_checks): none may reach
+// it until it resumes, or a WAL writer that saw the error would be used again.
+void RocksEventStore::write_failed(const std::string& what, const void* rocks_status) {
+  const auto& s = *static_cast<const rocksdb::Status*>(rocks_status);
+  const bool resumable = !s.IsCorruption() && s.severity() < rocksdb::Status::Severity::kFatalError;
+  if (resumable) {
+    bg_error_ = Status::unavailable(what + " (" + s.ToString() + "); appends resume when the disk accepts writes");
+    next_resume_ = std::chrono::steady_clock::now() + kResumeInterval;
+    log::error("event store cannot write; appends answer unavailable until it resumes", {{"error", s.ToString()}});
+  } else {
+    bg_error_ = Status::io_error(what + ": " + s.ToString());
+    log::error("event store failed for good; restart after fixing the cause", {{"error", s.ToString()}});
+  }
+}
+
+// Called with write_mu_ held, while writes are stopped.
+void RocksEventStore::try_resume() {
+  auto s = db_->Resume();
+  if (s.ok()) {
+    bg_error_ = Status::ok();
+    versions_.clear();  // cheap to refill; nothing a failed write did may linger
+    log::info("event store resumed writing");
+    return;
+  }
+  if (s.IsCorruption() || s.severity() >= rocksdb::Status::Severity::kFatalError) {
+    write_failed("event store cannot resume", &s);
+    return;
+  }
+  next_resume_ = std::chrono::steady_clock::now() + kResumeInterval;
 }
 
 RocksEventStore::~RocksEventStore() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
+  if (synced_head_fd_ >= 0) {
+    ::fdatasync(synced_head_fd_);
+    ::close(synced_head_fd_);
+  }
 }
 
 Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
@@ -130,6 +262,7 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
 std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
   std::vector<AppendResult> results;
   std::lock_guard lock(write_mu_);
+  if (bg_error_.code() == StatusCode::kUnavailable && std::chrono::steady_clock::now() >= next_resume_) try_resume();
   if (!bg_error_.is_ok()) {
     results.assign(batch.size(), AppendResult{});
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -176,7 +309,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   wo.sync = sync_;
   auto s = db_->Write(wo, &wb);
   if (!s.ok()) {
-    bg_error_ = Status::io_error("event store write failed: " + s.ToString());
+    write_failed("event store write failed", &s);
     for (const auto& p : plan) results[p.request].status = bg_error_;
     return results;
   }
@@ -187,6 +320,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     versions_[r.stream] = r.last_version;
     new_head = std::max(new_head, r.last_position);
   }
+  if (sync_) record_synced_head(new_head, false);
   {
     std::lock_guard wl(wait_mu_);
     head_.store(new_head, std::memory_order_release);

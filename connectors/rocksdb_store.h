@@ -6,10 +6,25 @@
 //   commands: command id                            -> first AppendResult
 //   default:  "checkpoint/" subscriber              -> position
 // append() writes a whole group commit as one WriteBatch (synced unless sync=false), so a
-// batch is all-or-nothing and positions follow commit order. A failed write is sticky: every
-// later append returns it (leveldb's bg_error_), because the in-memory version cache may no
-// longer match the disk. Checkpoints are written without a sync of their own (a lost one
+// batch is all-or-nothing and positions follow commit order. A failed write stops appends
+// (leveldb's bg_error_) until RocksDB resumes (below), and then the version cache is refilled. Checkpoints are written without a sync of their own (a lost one
 // means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
+//
+// Lost writes are refused at open. RocksDB alone cannot tell a torn last record (a kill -9
+// mid-write, never acknowledged) from a live WAL cut short or deleted after acknowledged
+// writes: it tracks only closed WALs in the MANIFEST. So the store keeps its own lower bound
+// of what was synced, the file ORDERFLOW-SYNCED-HEAD in its directory (the position of the
+// last synced group commit, written after the sync; fdatasync'ed at most once a second).
+// Open fails, naming the damage and what to do, when that position or a subscriber's
+// checkpoint is beyond the log's head, or RocksDB finds a corrupt record before the WAL's
+// tail or a closed WAL missing or of the wrong size.
+//
+// A write that fails for want of space or another I/O error (not corruption) makes appends
+// answer kUnavailable, with no write reaching RocksDB, until DB::Resume() succeeds (tried
+// by the next append at most every 500 ms; it flushes the memtables to a fresh WAL, so the
+// failed write can never reappear; for NoSpace, RocksDB's SstFileManager also recovers by
+// itself, polling free space every 5 s, and Resume answers Busy meanwhile). An error RocksDB
+// cannot resume from stays, as kIoError.
 //
 // RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes.
 #pragma once
@@ -25,6 +40,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
 }  // namespace rocksdb
 
 namespace orderflow::connectors {
@@ -32,7 +48,13 @@ namespace orderflow::connectors {
 struct RocksOptions {
   std::string path;          // directory, created if missing
   bool sync = true;          // fsync each group commit (default true: acknowledged = durable)
+  // The Env (and so FileSystem) RocksDB uses; default (null) the process's. Tests pass one
+  // over a fault-injecting rocksdb::FileSystemWrapper. Kept alive by the store.
+  std::shared_ptr<rocksdb::Env> env = nullptr;
 };
+
+// The file in an event store's directory holding the last synced head (see RocksEventStore).
+inline constexpr const char* kSyncedHeadFile = "ORDERFLOW-SYNCED-HEAD";
 
 class RocksEventStore final : public EventStore, public ChangeFeed {
  public:
@@ -54,14 +76,22 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
  private:
   RocksEventStore() = default;
   Result<uint64_t> lookup_version(const std::string& stream);
+  Status verify_nothing_lost(const std::string& path);
+  void write_failed(const std::string& what, const void* rocks_status);
+  void try_resume();
+  void record_synced_head(uint64_t head, bool force_sync);
 
+  std::shared_ptr<rocksdb::Env> env_;  // outlives db_ (declared first, destroyed last)
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, index, commands
   bool sync_ = true;
   std::mutex write_mu_;                                 // serializes append()
   Status bg_error_;                                     // guarded by write_mu_
+  std::chrono::steady_clock::time_point next_resume_;   // guarded by write_mu_
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
   std::atomic<uint64_t> head_{0};
+  int synced_head_fd_ = -1;                             // guarded by write_mu_ (after open)
+  std::chrono::steady_clock::time_point synced_head_flushed_;  // guarded by write_mu_
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
 };

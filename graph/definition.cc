@@ -286,6 +286,7 @@ class Loader {
             load_stores(value, key_node);
           } else if (key == "nodes") {
             *has_nodes = true;
+            result_.graph.nodes_mark = to_mark(key_node.Mark());
             for_each_item(value, key_node, "'nodes'", [&](const YAML::Node& n) { load_node(n); });
           } else if (key == "edges") {
             for_each_item(value, key_node, "'edges'", [&](const YAML::Node& e) { load_edge(e); });

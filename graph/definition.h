@@ -78,6 +78,7 @@ struct GraphDef {
   std::map<std::string, StoreDef> stores;
   std::vector<NodeDef> nodes;              // in file order
   std::vector<EdgeDef> edges;              // in file order
+  Mark nodes_mark;                         // the `nodes:` key (for a graph without nodes)
 
   const NodeDef* find_node(const std::string& id) const;
   std::vector<const NodeDef*> successors(const std::string& id) const;

@@ -74,8 +74,8 @@ class KafkaPipelineTest : public ::testing::Test {
         "nodes:\n"
         "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", topics: " + kCommands +
         ", group: " + kGroup + ", dead_letter_topic: " + kDlq +
-        ", max_message_bytes: 4096, max_in_flight: 8, commit_interval_ms: 50,"
-        " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000\"}}\n"
+        ", max_message_bytes: " + max_message_bytes_ + ", max_in_flight: 8, commit_interval_ms: 50,"
+        " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000" + extra_properties_ + "\"}}\n"
         "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 1000}}\n"
         "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
         "  - {id: commit, kind: commit, params: {events: events, max_batch: 64}}\n"
@@ -148,6 +148,16 @@ class KafkaPipelineTest : public ::testing::Test {
 
   ChangeFeed& feed() { return **stores_->change_feed("events"); }
 
+  // A clean stop (offsets committed), then the same graph on the same data directory.
+  void restart(int threads = 2) {
+    built_.pipeline->shutdown(std::chrono::seconds(10));
+    built_ = BuiltPipeline{};
+    stores_.reset();
+    ASSERT_NO_FATAL_FAILURE(start(threads));
+  }
+
+  std::map<std::string, double> source_gauges() { return built_.pipeline->find("kin")->probe().gauges(); }
+
   // Kafka committed to the end, the sink and the other subscribers have the whole log.
   void wait_quiescent(std::chrono::seconds timeout = std::chrono::seconds(90)) {
     int stable = 0;
@@ -203,6 +213,8 @@ class KafkaPipelineTest : public ::testing::Test {
   std::unique_ptr<connectors::StoreSet> stores_;
   BuiltPipeline built_;
   int duplicates_sent_ = 0;
+  std::string max_message_bytes_ = "4096";
+  std::string extra_properties_;  // appended to the source's properties (",k=v,...")
 };
 
 TEST_F(KafkaPipelineTest, CommandsInEventsOutEachCommandOnce) {
@@ -355,6 +367,137 @@ TEST_F(KafkaPipelineTest, RebalanceMidStreamFinishesOrAbandonsRevokedWorkWithout
   ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
   EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 300u);
   ASSERT_NO_FATAL_FAILURE(check_event_topics(fold));
+}
+
+// Regression: a command above the dead-letter producer's message.max.bytes (librdkafka's
+// 1,000,000 while max_message_bytes is 1 MiB) was never dead-lettered, and its partition's
+// committed offset never moved again.
+TEST_F(KafkaPipelineTest, OversizedCommandIsDeadLetteredShortenedAndItsPartitionMovesOn) {
+  max_message_bytes_ = "1048576";  // the default
+  const std::string huge = "{\"commandId\":\"huge\",\"addStock\":{\"sku\":\"" + std::string(1100147 - 55, 'x') +
+                           "\",\"quantity\":1}}";
+  ASSERT_EQ(huge.size(), 1100147u);
+  v1::Command after;  // same key, so the same partition, behind the huge one
+  after.set_command_id("after-huge");
+  after.mutable_add_stock()->set_sku("A");
+  after.mutable_add_stock()->set_quantity(3);
+  kafka_->produce(kCommands, "huge", huge, {{"content-type", "application/json"}, {"trace", "t-1"}});
+  kafka_->produce(kCommands, "huge", to_json(after), {{"content-type", "application/json"}});
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  const auto dead = kafka_->read_all(kDlq);
+  ASSERT_EQ(dead.size(), 1u);
+  const KafkaRecord& r = dead[0];
+  EXPECT_EQ(r.key, "huge");
+  EXPECT_NE(r.headers.at("x-orderflow-error").find("1100147 bytes exceeds max_message_bytes 1048576"), std::string::npos)
+      << r.headers.at("x-orderflow-error");
+  EXPECT_EQ(r.headers.at("x-orderflow-original-size"), "1100147");
+  EXPECT_EQ(r.headers.at("x-orderflow-truncated"), "1100147");
+  EXPECT_EQ(r.headers.at("x-orderflow-source-topic"), kCommands);
+  EXPECT_EQ(r.headers.at("x-orderflow-source-offset"), "0");
+  EXPECT_EQ(r.headers.at("trace"), "t-1") << "the original headers are kept when they fit";
+  EXPECT_EQ(r.value.size(), 1048576u);
+  EXPECT_EQ(r.value, huge.substr(0, r.value.size())) << "the copy is a prefix of the original";
+  // The command behind it on the same partition was applied, and the offset moved past both.
+  std::vector<RecordedEvent> all;
+  ASSERT_TRUE(feed().read(0, 10, &all));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].command_id, "after-huge");
+  const int32_t partition = std::stoi(r.headers.at("x-orderflow-source-partition"));
+  EXPECT_EQ(kafka_->committed(kGroup, kCommands)[partition], 2);
+  const auto gauges = source_gauges();
+  EXPECT_EQ(gauges.at("dead_lettered"), 1);
+  EXPECT_EQ(gauges.at("dead_letters_shortened"), 1);
+  EXPECT_EQ(gauges.at("dead_letter_failures"), 0);
+}
+
+// A user who lowers the dead-letter producer's message.max.bytes (properties now reach it)
+// still gets a dead letter: shortened to what that producer accepts, the original headers
+// dropped when they do not fit, the reason and coordinates kept.
+TEST_F(KafkaPipelineTest, DeadLetterIsCutToTheProducersOwnLimit) {
+  extra_properties_ = ",message.max.bytes=3000";
+  const std::string big = "{\"commandId\":\"big\",\"addStock\":{\"sku\":\"" + std::string(5000, 'y') + "\",\"quantity\":1}}";
+  kafka_->produce(kCommands, "big", big, {{"content-type", "application/json"}, {"bulky", std::string(2500, 'h')}});
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+  const auto dead = kafka_->read_all(kDlq);
+  ASSERT_EQ(dead.size(), 1u);
+  const KafkaRecord& r = dead[0];
+  EXPECT_EQ(r.key, "big");
+  EXPECT_NE(r.headers.at("x-orderflow-error").find("exceeds max_message_bytes 4096"), std::string::npos);
+  EXPECT_EQ(r.headers.at("x-orderflow-original-size"), std::to_string(big.size()));
+  EXPECT_EQ(r.headers.at("x-orderflow-headers-dropped"), "2");
+  EXPECT_EQ(r.headers.count("bulky"), 0u);
+  EXPECT_GT(r.value.size(), 1000u);
+  EXPECT_LT(r.value.size(), 3000u);
+  EXPECT_EQ(r.value, big.substr(0, r.value.size()));
+}
+
+// A dead letter whose topic is unreachable holds its partition's offset (nothing is lost)
+// but says so: failures counted in the gauges, one warning line per 10 s, and delivery once
+// the topic is back. Its user property message.timeout.ms reaches the dead-letter producer
+// (with librdkafka's 300 s default this test would wait five minutes for the first failure).
+TEST_F(KafkaPipelineTest, UndeliverableDeadLetterIsRetriedLoudlyAndTheOffsetWaitsForIt) {
+  extra_properties_ = ",message.timeout.ms=1000";
+  // Everything on broker 1 except the dead-letter topic, which broker 3 leads.
+  for (int32_t p : kafka_->partitions(kCommands)) kafka_->set_leader(kCommands, p, 1);
+  kafka_->set_leader(kDlq, 0, 3);
+  kafka_->set_group_coordinator(kGroup, 1);
+  kafka_->produce(kCommands, "bad", "{not json", {{"content-type", "application/json"}});
+  ASSERT_TRUE(kafka_->flush());
+  kafka_->set_broker_down(3, true);
+  ::testing::internal::CaptureStderr();
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  const bool failed_twice = eventually([&] { return source_gauges()["dead_letter_failures"] >= 2; }, std::chrono::seconds(20));
+  const auto partition_of_bad = [&] {
+    for (const auto& [p, hi] : kafka_->end_offsets(kCommands))
+      if (hi > 0) return p;
+    return -1;
+  }();
+  const int64_t committed_while_down = kafka_->committed(kGroup, kCommands)[partition_of_bad];
+  kafka_->set_broker_down(3, false);
+  const bool delivered = eventually([&] { return kafka_->caught_up(kGroup, kCommands); }, std::chrono::seconds(30));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(failed_twice) << "the dead letter never failed twice";
+  EXPECT_LT(committed_while_down, 1) << "the offset moved past an undelivered dead letter";
+  ASSERT_TRUE(delivered) << "the dead letter was not delivered after the topic came back";
+  size_t warnings = 0;
+  for (size_t at = log.find("dead letter not delivered"); at != std::string::npos;
+       at = log.find("dead letter not delivered", at + 1))
+    ++warnings;
+  const double failures = source_gauges()["dead_letter_failures"];
+  EXPECT_GE(warnings, 1u) << log;
+  EXPECT_LT(static_cast<double>(warnings), failures) << "one line per failure is not rate-limited:\n" << log;
+  EXPECT_NE(log.find("dead letter delivered after failures"), std::string::npos);
+  EXPECT_EQ(source_gauges()["dead_letters_waiting"], 0);
+  const auto dead = kafka_->read_all(kDlq);
+  ASSERT_GE(dead.size(), 1u);
+  for (const auto& r : dead) EXPECT_EQ(r.key, "bad");
+}
+
+// Regression: after a restart, consumer_lag counted partitions already committed to their
+// end from their low watermark (it read the whole topic as lag).
+TEST_F(KafkaPipelineTest, ConsumerLagAfterARestartStartsAtTheGroupsCommittedOffsets) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(send_workload("lag", 40));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+  ASSERT_NO_FATAL_FAILURE(restart());
+  ASSERT_TRUE(eventually([&] { return source_gauges()["partitions"] == 6; }, std::chrono::seconds(30)));
+  // Long enough for fetches to learn every partition's watermarks (fetch.wait.max.ms=50)
+  // and for several gauge updates (one a second).
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  auto gauges = source_gauges();
+  for (int32_t p : kafka_->partitions(kCommands))
+    EXPECT_TRUE(gauges.count("lag." + std::string(kCommands) + "[" + std::to_string(p) + "]")) << "partition " << p;
+  EXPECT_EQ(gauges["consumer_lag"], 0);
+  // New commands are consumed and the lag returns to 0, not to the topic's length.
+  ASSERT_NO_FATAL_FAILURE(send_workload("lag", 10, 40));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(source_gauges()["consumer_lag"], 0);
 }
 
 }  // namespace

@@ -43,6 +43,8 @@ class MockKafka {
     producer_ = new_kafka_handle(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap_},
                                                      {"enable.idempotence", "true"},
                                                      {"linger.ms", "2"},
+                                                     // Tests send commands above a source's max_message_bytes.
+                                                     {"message.max.bytes", "8000000"},
                                                      {"log_level", "2"}});
   }
   ~MockKafka() {
@@ -59,6 +61,13 @@ class MockKafka {
 
   void create_topic(const std::string& topic, int partitions) {
     rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1);
+  }
+  // Moves a partition's leadership (brokers are numbered from 1).
+  void set_leader(const std::string& topic, int32_t partition, int32_t broker) {
+    rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, broker);
+  }
+  void set_group_coordinator(const std::string& group, int32_t broker) {
+    rd_kafka_mock_coordinator_set(cluster_, "group", group.c_str(), broker);
   }
   void set_broker_down(int32_t broker, bool down) {
     if (down) rd_kafka_mock_broker_set_down(cluster_, broker);

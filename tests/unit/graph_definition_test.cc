@@ -582,6 +582,43 @@ edges: [http -> r, r2 -> r3, r3 -> r2]
   EXPECT_FALSE(validate(empty, real_kinds(), out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].message, "graph has no nodes");
+  EXPECT_EQ(out[0].mark.line, 1) << "every message has a position: " << out[0].to_string();
+
+  // Regression: an empty node list was reported without file:line:column; now at `nodes:`.
+  d = check("graph: t\nstores:\n  events: {kind: memory}\nnodes: []\n");
+  expect_diag(d, 4, 1, "graph has no nodes");
+  EXPECT_EQ(d.size(), 1u) << dump(d);
+}
+
+// Large graphs go through the validator's id and edge indexes (it was quadratic in the node
+// count): the same verdicts as on small ones, for every node of a 20,000-node graph.
+TEST(GraphDefinition, LargeGraphGetsEveryVerdictRight) {
+  constexpr int kChain = 20000;
+  std::string text = std::string(kPrefix) + "  - {id: r0, kind: route}\n";
+  std::string edges = "edges: [http -> r0";
+  for (int i = 1; i < kChain; ++i) {
+    text += "  - {id: r" + std::to_string(i) + ", kind: route}\n";
+    // Every 1000th link is missing: r1000, r2000, ... start islands with no incoming edge.
+    if (i % 1000 != 0) edges += ", r" + std::to_string(i - 1) + " -> r" + std::to_string(i);
+  }
+  text += "  - {id: r5, kind: route}\n";  // a duplicate id, far from its first definition
+  text += edges + ", r19999 -> nowhere]\n";
+  const auto d = check(text);
+  size_t unreachable_no_incoming = 0, unreachable_no_path = 0, duplicates = 0, dangling = 0;
+  for (const auto& diag : d) {
+    EXPECT_GT(diag.mark.line, 0) << diag.to_string();
+    if (diag.message.find("is unreachable: it has no incoming edge") != std::string::npos) ++unreachable_no_incoming;
+    if (diag.message.find("is unreachable: no path leads") != std::string::npos) ++unreachable_no_path;
+    if (diag.message.find("duplicate node id 'r5'") != std::string::npos) ++duplicates;
+    if (diag.message.find("ends at unknown node 'nowhere'") != std::string::npos) ++dangling;
+  }
+  EXPECT_EQ(unreachable_no_incoming, 19u) << "r1000 ... r19000";
+  EXPECT_EQ(unreachable_no_path, 19u * 999u) << "the nodes behind each island's head";
+  EXPECT_EQ(duplicates, 1u);
+  EXPECT_EQ(dangling, 1u);
+  EXPECT_EQ(d.size(), 19u + 19u * 999u + 2u);
+  expect_diag(d, 7 + 1000, 5, "node 'r1000' is unreachable: it has no incoming edge");
+  expect_diag(d, 7 + 1001, 5, "node 'r1001' is unreachable: no path leads to it from a source");
 }
 
 TEST(GraphDefinition, ValidateHandBuiltGraph) {

@@ -52,6 +52,25 @@ TEST(KafkaProperties, BadPropertyIsNamedButASecretValueIsNeverEchoed) {
   if (secret) rd_kafka_conf_destroy(*secret);
 }
 
+// Regression: the dead-letter producer used to get only security/sasl/ssl properties, so a
+// user's message.max.bytes, acks or message.timeout.ms never reached it.
+TEST(KafkaProperties, ProducerGetsEveryPropertyButConsumerOnlyOnes) {
+  EXPECT_TRUE(kafka::is_consumer_only("group.id"));
+  EXPECT_TRUE(kafka::is_consumer_only("session.timeout.ms"));
+  EXPECT_TRUE(kafka::is_consumer_only("fetch.wait.max.ms"));
+  EXPECT_FALSE(kafka::is_consumer_only("message.max.bytes"));
+  EXPECT_FALSE(kafka::is_consumer_only("linger.ms"));
+  EXPECT_FALSE(kafka::is_consumer_only("no.such.property"));
+  const kafka::Properties user = {{"fetch.wait.max.ms", "50"},     {"security.protocol", "SASL_SSL"},
+                                  {"message.timeout.ms", "1500"},  {"session.timeout.ms", "6000"},
+                                  {"sasl.username", "u"},          {"message.max.bytes", "2000000"},
+                                  {"acks", "all"},                 {"client.rack", "r1"}};
+  const kafka::Properties expected = {{"security.protocol", "SASL_SSL"}, {"message.timeout.ms", "1500"},
+                                      {"sasl.username", "u"},            {"message.max.bytes", "2000000"},
+                                      {"acks", "all"},                   {"client.rack", "r1"}};
+  EXPECT_EQ(kafka::producer_properties(user), expected);
+}
+
 TEST(KafkaErrors, MapToStatusCodesByWhatTheCallerCanDo) {
   EXPECT_TRUE(kafka::to_status(RD_KAFKA_RESP_ERR_NO_ERROR, "x"));
   EXPECT_EQ(kafka::to_status(RD_KAFKA_RESP_ERR__QUEUE_FULL, "x").code(), StatusCode::kUnavailable);
