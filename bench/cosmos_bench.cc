@@ -7,6 +7,9 @@
 // (about 1 RU per KB read, 5 RU per KB written, 2.5 RU + 0.3 per document queried): the
 // counts of requests are exact, their prices are an estimate to check on a real account.
 //
+// Its baseline, in the same run on the same stand-in: a plain client creating commit-sized
+// documents (one per command, 16 at a time), the ceiling of one document per command.
+//
 //   build/bench/cosmos_bench [--orders N] [--runs R] [--ranges P] [--latency-ms L (default 5)]
 #include <algorithm>
 #include <atomic>
@@ -18,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "connectors/cosmos_client.h"
+#include "connectors/cosmos_store.h"
 #include "connectors/stores.h"
 #include "nodes/builder.h"
 #include "tests/support/cosmos_standin.h"
@@ -28,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Run {
-  double commands_per_s = 0, ru_per_order = 0, ru_per_command = 0, idle_ru_per_s = 0;
+  double commands_per_s = 0, ru_per_order = 0, ru_per_command = 0, idle_ru_per_s = 0, requests_per_order = 0;
   uint64_t commands = 0;
   std::map<std::string, double> ru_by_op;
 };
@@ -132,6 +137,8 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   r.commands_per_s = static_cast<double>(r.commands) / seconds;
   const double total = gauge(p, "request_units_total");
   r.ru_per_order = total / orders;
+  for (const auto& n : p.metrics().snapshot().nodes)
+    if (n.id == "cosmos") r.requests_per_order = static_cast<double>(n.in) / orders;
   r.ru_per_command = total / static_cast<double>(std::max<uint64_t>(1, r.commands));
   for (const auto& n : p.metrics().snapshot().nodes)
     if (n.id == "cosmos")
@@ -143,6 +150,51 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   r.idle_ru_per_s = (gauge(p, "request_units_total") - before) / 2;
   p.shutdown();
   return r;
+}
+
+// Documents created per second by a plain client, `concurrency` requests at a time: the
+// same shape and size as the event store's commit documents (two 150-byte events).
+double raw_creates_per_s(int ranges, int latency_ms, int docs, int concurrency) {
+  orderflow::testing::CosmosStandIn standin(orderflow::testing::CosmosStandIn::Options{ranges, "", "", latency_ms});
+  connectors::CosmosOptions co;
+  co.endpoint = standin.endpoint();
+  co.key = standin.key();
+  auto client = connectors::CosmosClient::open(co);
+  if (!client) {
+    std::fprintf(stderr, "raw baseline: %s\n", client.status().to_string().c_str());
+    std::exit(1);
+  }
+  if (auto st = connectors::cosmos_ensure_container(**client, "raw", "events", "/streamId", {"/commandId"}); !st) {
+    std::fprintf(stderr, "raw baseline: %s\n", st.to_string().c_str());
+    std::exit(1);
+  }
+  const std::string payload(200, 'A');  // base64 of 150 bytes
+  std::atomic<int> next{0}, failed{0};
+  const auto t0 = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < concurrency; ++t)
+    pool.emplace_back([&] {
+      for (int i = next++; i < docs; i = next++) {
+        const std::string stream = "s" + std::to_string(i % 200);
+        connectors::CosmosRequest r;
+        r.method = "POST";
+        r.resource_type = "docs";
+        r.resource_link = "dbs/raw/colls/events";
+        r.path = "dbs/raw/colls/events/docs";
+        r.op = "raw";
+        r.body = "{\"id\":\"" + stream + ":" + std::to_string(i) + "\",\"streamId\":\"" + stream +
+                 "\",\"firstVersion\":" + std::to_string(i) + ",\"lastVersion\":" + std::to_string(i) +
+                 ",\"commandId\":\"c" + std::to_string(i) + "\",\"writeId\":\"w\",\"committedAtUs\":1,"
+                 "\"events\":[\"" + payload + "\",\"" + payload + "\"]}";
+        r.headers = {{"x-ms-documentdb-partitionkey", "[\"" + stream + "\"]"}};
+        auto resp = (*client)->send(r);
+        if (!resp || resp->http_status != 201) failed.fetch_add(1);
+      }
+    });
+  for (auto& t : pool) t.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (failed.load() > 0) std::fprintf(stderr, "raw baseline: %d creates failed\n", failed.load());
+  return docs / seconds;
 }
 
 }  // namespace
@@ -163,15 +215,22 @@ int main(int argc, char** argv) {
   std::printf("orderflow cosmos_bench: graphs/orders-cosmos.yaml on the stand-in, %d orders (+40 stock commands "
               "+ saga follow-ups), %d partition key ranges, %d ms added per request, median of %d runs, %u cores\n",
               orders, ranges, latency_ms, runs, std::thread::hardware_concurrency());
-  std::printf("%-44s %12s %12s %12s %14s\n", "configuration", "commands/s", "RU/order", "RU/command", "idle RU/s");
+  std::vector<double> raws;
+  for (int i = 0; i < runs; ++i) raws.push_back(raw_creates_per_s(ranges, latency_ms, 2000, 16));
+  std::sort(raws.begin(), raws.end());
+  const double raw = raws[raws.size() / 2];
+  std::printf("baseline: raw document creates, 16 at a time: %.0f/s\n", raw);
+  std::printf("%-44s %12s %10s %12s %12s %12s %14s\n", "configuration", "commands/s", "vs raw", "requests/order",
+              "RU/order", "RU/command", "idle RU/s");
   for (bool batching : {false, true}) {
     std::vector<Run> all;
     for (int i = 0; i < runs; ++i) all.push_back(run_once(batching, orders, ranges, latency_ms, "r" + std::to_string(i) + "-"));
     std::sort(all.begin(), all.end(), [](const Run& a, const Run& b) { return a.commands_per_s < b.commands_per_s; });
     const Run& m = all[all.size() / 2];
-    std::printf("%-44s %12.0f %12.1f %12.1f %14.1f\n",
+    std::printf("%-44s %12.0f %10.2f %12.1f %12.1f %12.1f %14.1f\n",
                 batching ? "batching (max_batch 256, 32 requests at once)" : "no batching (max_batch 1, 1 request)",
-                m.commands_per_s, m.ru_per_order, m.ru_per_command, m.idle_ru_per_s);
+                m.commands_per_s, m.commands_per_s / raw, m.requests_per_order, m.ru_per_order, m.ru_per_command,
+                m.idle_ru_per_s);
     std::printf("    RU by operation:");
     for (const auto& [op, ru] : m.ru_by_op) std::printf(" %s %.0f", op.c_str(), ru);
     std::printf("  (commands committed %llu)\n", static_cast<unsigned long long>(m.commands));

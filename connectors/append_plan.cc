@@ -62,6 +62,18 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
       } else {
         res.actual_version = *v;
       }
+      if (res.status.is_ok() && !req.command_id.empty() && !batch_commands.count(req.command_id)) {
+        auto found = lookups.find_command(req.command_id);
+        if (!found) {
+          res.status = found.status();
+        } else if (found->has_value() && (**found).stream != req.stream) {
+          res.status = domain::command_id_taken(req.command_id, (**found).stream);
+        } else if (found->has_value()) {
+          res = **found;
+          res.status = Status::ok();
+          res.duplicate = true;
+        }
+      }
       continue;
     }
     if (req.events.empty() || req.stream.empty() || req.command_id.empty()) {

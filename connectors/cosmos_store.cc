@@ -455,12 +455,17 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
     plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const PlannedAppend& p) { return p.request == i; }),
                plan.end());
   }
-  // A conflict may be a repeated command decided on older state: report it as a duplicate.
+  // A conflict may be a repeated command decided on older state, and a passed version check
+  // the rejection of a repeat (lanes do not look command ids up first on this store):
+  // report either as a duplicate.
   std::vector<size_t> conflicts;
-  for (size_t i = 0; i < batch.size(); ++i)
-    if (results[i].status.code() == StatusCode::kConflict && results[i].actual_version != batch[i].expected_version &&
-        !batch[i].command_id.empty() && !batch[i].verify_only)
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].command_id.empty()) continue;
+    if (batch[i].verify_only ? results[i].status.is_ok()
+                             : results[i].status.code() == StatusCode::kConflict &&
+                                   results[i].actual_version != batch[i].expected_version)
       conflicts.push_back(i);
+  }
   parallel_for(conflicts.size(), options_.parallelism, [&](size_t k) {
     const size_t i = conflicts[k];
     auto found = query_command(&batch[i].stream, batch[i].command_id, "append");

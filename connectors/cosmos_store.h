@@ -149,6 +149,7 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
                                                       const std::string& command_id) override;
   Result<uint64_t> stream_version(const std::string& stream) override;
   bool shared() const override { return true; }  // every instance of a service writes it
+  bool finds_repeats_on_append() const override { return true; }  // the /commandId unique key
   Status health() const override { return client_->health(); }
 
   // The change feed is only read through per-subscriber views.

@@ -31,7 +31,9 @@ struct AppendRequest {
   // A check instead of a write (events empty): the stream must be at expected_version and
   // nothing is written. A command lane sends one for a rejection it decided on cached state
   // when other processes may write the store (EventStore::shared): ok means the rejection
-  // was decided on the stream's current version; kConflict means it must be re-decided.
+  // was decided on the stream's current version; kConflict means it must be re-decided. A
+  // command id the store already holds answers as a duplicate (the rejection was of a
+  // repeat, decided on state that holds the first one's events).
   bool verify_only = false;
 };
 
@@ -88,6 +90,11 @@ class EventStore {
   // that write nothing are verified (AppendRequest::verify_only). False (the default) for a
   // store only this process writes (RocksDB holds a lock on its directory; memory).
   virtual bool shared() const { return false; }
+
+  // True when append() itself finds a repeated command id at no extra cost (Cosmos DB: a
+  // unique key), so command lanes skip their per-command find_command_in() before deciding
+  // and leave repeats to the append (or to the version check of a rejection).
+  virtual bool finds_repeats_on_append() const { return false; }
 
   // Whether the store can serve now, as its latest operations found it (no I/O): not ok,
   // with the reason, while it is unreachable or damaged. Readiness reports it.

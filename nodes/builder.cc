@@ -111,7 +111,11 @@ void register_node_kinds(graph::KindRegistry& r) {
                         p_int("poll_ms", "50", 1, 60000, "wait for new events at most this long")},
                        "committed events to each subscriber from its checkpoint"));
   r.add_node_kind(kind("projection", PortType::kEvent, PortType::kNone, false,
-                       {p_store("snapshots", "snapshot store")}, "current state into the snapshot store"));
+                       {p_store("snapshots", "snapshot store"),
+                        p_int("flush_ms", "25", 1, 60000,
+                              "a state is written at most this long after its event arrives; more coalesces "
+                              "writes of busy streams (fewer Cosmos DB requests), reads lag more")},
+                       "current state into the snapshot store"));
   r.add_node_kind(kind("saga", PortType::kEvent, PortType::kCommand, false, {},
                        "reservation process manager"));
 
@@ -163,6 +167,7 @@ Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& 
   BuiltPipeline built;
   built.pipeline = std::make_unique<Pipeline>(options.threads);
   Pipeline& p = *built.pipeline;
+  p.metrics().set_graph_name(def.name);
   stores.attach_metrics(p.metrics());
 
   auto wanted = [&](const graph::NodeDef& n) { return n.runs_in(options.service); };
@@ -221,7 +226,7 @@ Result<BuiltPipeline> build_pipeline(const graph::GraphDef& def, StoreProvider& 
         auto e = stores.event_store(pred->get_string("events"));
         if (e) ev = *e;
       }
-      auto node = std::make_unique<ProjectionNode>(p, n.id, *sn, ev);
+      auto node = std::make_unique<ProjectionNode>(p, n.id, *sn, ev, std::chrono::milliseconds(n.get_int("flush_ms")));
       subscribers[n.id] = node.get();
       feed_side.push_back(std::move(node));
     } else if (n.kind == "saga") {

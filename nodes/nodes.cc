@@ -84,7 +84,8 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, int lanes, Even
       events_(events),
       snapshots_(snapshots),
       cache_streams_(cache_streams),
-      verify_rejections_(events->shared()) {
+      verify_rejections_(events->shared()),
+      skip_repeat_lookup_(events->finds_repeats_on_append() && events->shared()) {
   for (int i = 0; i < lanes; ++i) {
     auto lane = std::make_unique<Lane>();
     Lane* raw = lane.get();
@@ -202,8 +203,12 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         return;
       }
     }
-    // A repeat of a committed command returns the first result and decides nothing.
-    auto found = events_->find_command_in(env->stream, env->command.command_id());
+    // A repeat of a committed command returns the first result and decides nothing. A store
+    // that finds repeats on append (Cosmos DB's unique key) is not asked first: a repeat is
+    // then decided, and its append or the version check of its rejection answers it as a
+    // duplicate, which saves a query per command.
+    auto found = skip_repeat_lookup_ ? Result<std::optional<AppendResult>>(std::optional<AppendResult>())
+                                     : events_->find_command_in(env->stream, env->command.command_id());
     if (!found) {
       probe().add_error(found.status().to_string());
       probe().add_out();
@@ -263,11 +268,13 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
       }
       auto decided = domain::decide(it->second.state, env->command);
-      if (!decided && decided.status().code() == StatusCode::kRejected && cached && verify_rejections_) {
+      if (!decided && decided.status().code() == StatusCode::kRejected && verify_rejections_ &&
+          (cached || skip_repeat_lookup_)) {
         // Another process may have moved the stream past the cached state: the rejection
         // counts only once commit has checked that the store is still at this version
-        // (else the cache is dropped and the command re-decided). The in-flight entry stays,
-        // so repeats wait for the verified outcome.
+        // (else the cache is dropped and the command re-decided), and, when the id was not
+        // looked up first, that it is not a repeat. The in-flight entry stays, so repeats
+        // wait for the verified outcome.
         env->rejection = decided.status();
         env->expected_version = it->second.state.version();
         env->chain = it->second.chain;
@@ -473,6 +480,13 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     if (!r.status.is_ok() || r.duplicate) {
       uint64_t& f = failed_chains_[env->stream];
       f = std::max(f, env->chain);
+    }
+    if (r.status.is_ok() && requests[i].verify_only && r.duplicate) {
+      // A rejected repeat of a written command: answered with the first result.
+      o.duplicate = true;
+      probe().add_out();
+      written.emplace_back(env, std::move(o));
+      continue;
     }
     if (r.status.is_ok() && requests[i].verify_only) {
       // The rejection was decided on the stream's current version: it stands.
@@ -729,8 +743,13 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
 
 // ---- projection -------------------------------------------------------------------
 
-ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events)
-    : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")), snapshots_(snapshots), events_(events) {}
+ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events,
+                               std::chrono::milliseconds flush_interval)
+    : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")),
+      snapshots_(snapshots),
+      events_(events),
+      flush_interval_(flush_interval),
+      idle_flush_age_(std::max(std::chrono::milliseconds(1), flush_interval / 5)) {}
 
 Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
@@ -747,7 +766,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
     ticket->add();
     if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
     pending_.push_back(ticket);
-    if (pending_.size() >= kFlushBatches || std::chrono::steady_clock::now() - first_pending_ >= kFlushInterval)
+    if (pending_.size() >= kFlushBatches || std::chrono::steady_clock::now() - first_pending_ >= flush_interval_)
       flush();  // on failure the ticket carries the error
     return ticket;
   } catch (const std::exception& ex) {
@@ -759,7 +778,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
 
 void ProjectionNode::idle(bool stopping) {
   if (pending_.empty()) return;
-  if (!stopping && std::chrono::steady_clock::now() - first_pending_ < kIdleFlushAge) return;
+  if (!stopping && std::chrono::steady_clock::now() - first_pending_ < idle_flush_age_) return;
   BusyTimer timer(probe());
   try {
     flush();

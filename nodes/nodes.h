@@ -101,6 +101,9 @@ class LaneGroupNode final : public RuntimeNode {
   // events_->shared(): other processes write the store, so a rejection decided on cached
   // state goes through commit as a version check before it is final.
   const bool verify_rejections_;
+  // events_ finds repeated command ids on append (and shared, so rejections are verified):
+  // no find_command_in() per command before deciding.
+  const bool skip_repeat_lookup_;
   std::atomic<uint64_t> deadline_dropped_{0};
   std::atomic<uint64_t> next_chain_{1};
   std::vector<std::unique_ptr<Lane>> lanes_;
@@ -218,11 +221,15 @@ class ChangeFeedNode final : public RuntimeNode {
 // Folds batches into its cache and writes the snapshots of the streams they touched once
 // for several batches: a batch's ticket completes when its snapshots are written (so the
 // feed's checkpoint never passes an unwritten state), after kFlushBatches batches,
-// kFlushInterval, or when the feed is idle and they are kIdleFlushAge old. Hot streams (a popular SKU's state holds
+// the flush interval (kFlushInterval unless the graph sets flush_ms), or when the feed is
+// idle and they are a fifth of it old (a low rate still coalesces a little). Hot streams (a popular SKU's state holds
 // thousands of reservations) are then serialized and written once per flush, not per batch.
 class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
-  ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events);
+  // flush_interval: batches are written at most this long after the first of them
+  // arrived (kFlushInterval by default); an idle feed flushes them at a fifth of it.
+  ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events,
+                 std::chrono::milliseconds flush_interval = kFlushInterval);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
@@ -230,8 +237,6 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
 
   static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
   static constexpr std::chrono::milliseconds kFlushInterval{25};
-  // An idle feed flushes batches older than this (a low rate still coalesces a little).
-  static constexpr std::chrono::milliseconds kIdleFlushAge{5};
 
  private:
   Status apply(const std::vector<RecordedEvent>& batch);
@@ -240,6 +245,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
 
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
+  const std::chrono::milliseconds flush_interval_, idle_flush_age_;
   // Feed thread only, all of them:
   std::unordered_map<std::string, v1::StreamState> cache_;
   std::unordered_map<std::string, bool> dirty_;               // applied, not yet written

@@ -1,10 +1,12 @@
 // `orderflow`: the headless server and graph tools.
 //
 //   orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]
-//                        [--demo-rate N] [--service NAME] [--instance-id ID] [--log-level LEVEL]
+//                        [--demo-rate N] [--service NAME] [--instance-id ID] [--drain-timeout S]
+//                        [--log-level LEVEL]
 //   orderflow validate FILE
 //   orderflow dot FILE
 //   orderflow bench FILE [options]   (bench/bench_cmd.h)
+//   orderflow mock-kafka [--brokers N] [--topics A,B] [--partitions P]
 //
 // Exit codes: 0 success (also after SIGTERM/SIGINT with everything drained), 1 runtime
 // failure (store cannot open, port taken), 2 bad usage or an invalid graph file.
@@ -16,9 +18,11 @@
 #include <cctype>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <pthread.h>
 #include <thread>
 
@@ -28,6 +32,7 @@
 #include "bench/bench_cmd.h"
 #include "connectors/http_api.h"
 #include "connectors/kafka.h"
+#include "connectors/kafka_client.h"
 #include "connectors/stores.h"
 #include "graph/definition.h"
 #include "graph/log.h"
@@ -40,11 +45,15 @@ using namespace orderflow;
 const char* kUsage =
     "usage:\n"
     "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
-    "                       [--demo-rate N] [--service NAME] [--instance-id ID]\n"
+    "                       [--demo-rate N] [--service NAME] [--instance-id ID] [--drain-timeout S]\n"
     "                       [--log-level debug|info|warn|error]\n"
     "  orderflow validate FILE   check a graph definition; print every problem\n"
     "  orderflow dot FILE        print the graph in Graphviz DOT\n"
-    "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n";
+    "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n"
+    "  orderflow mock-kafka [--brokers N] [--topics A,B] [--partitions P]\n"
+    "                            run librdkafka's mock cluster (N brokers, default 3; topics\n"
+    "                            created with P partitions, default 4) on loopback until\n"
+    "                            SIGTERM/SIGINT; prints its broker list\n";
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "orderflow: %s\n%s", msg.c_str(), kUsage);
@@ -104,7 +113,7 @@ void set_param(graph::NodeDef& n, const std::string& name, const std::string& va
 
 int serve(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
   std::string listen, data_dir = "./data", service, level = "info", instance_id;
-  int64_t threads = 0, demo_rate = -1;
+  int64_t threads = 0, demo_rate = -1, drain_timeout_s = 30;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) {
@@ -125,6 +134,8 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     }
     else if (a == "--threads" && value(&v)) {
       if (!parse_count(v, 1, &threads)) return usage_error("--threads needs a positive integer, got '" + v + "'");
+    } else if (a == "--drain-timeout" && value(&v)) {
+      if (!parse_count(v, 1, &drain_timeout_s)) return usage_error("--drain-timeout needs seconds >= 1, got '" + v + "'");
     } else if (a == "--demo-rate" && value(&v)) {
       if (!parse_count(v, 0, &demo_rate)) return usage_error("--demo-rate needs an integer >= 0, got '" + v + "'");
     } else {
@@ -233,13 +244,70 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     timespec timeout{1, 0};
     sig = sigtimedwait(&stop_signals, nullptr, &timeout);
     pipeline.metrics().sample();
+    pipeline.metrics().set_ready(stores.health().is_ok());  // orderflow_ready, as /readyz sees the stores
   }
   log::info("stopping: draining in-flight commands", {{"signal", strsignal(sig)}});
-  pipeline.shutdown(std::chrono::seconds(30));
+  // The stop is bounded even when a store does not answer (a node blocked in its retries):
+  // past the drain timeout and a grace period the process exits without the rest. Nothing
+  // acknowledged is lost that way (answers follow durable writes); unanswered clients retry.
+  const auto drain = std::chrono::seconds(drain_timeout_s);
+  std::thread([drain] {
+    std::this_thread::sleep_for(drain + std::chrono::seconds(3));
+    log::error("drain timeout passed with work still blocked on a store; exiting without it",
+               {{"drain_timeout_s", std::to_string(drain.count())}});
+    std::_Exit(1);
+  }).detach();
+  pipeline.shutdown(drain);
   uint64_t committed = 0;
   for (const auto& n : pipeline.metrics().snapshot().nodes)
     if (n.kind == "commit") committed += n.out;
   log::info("stopped", {{"commands_committed", std::to_string(committed)}});
+  return 0;
+}
+
+// A Kafka cluster for trying the Kafka graphs across several processes on one machine:
+// librdkafka's mock brokers (real Kafka protocol over TCP, data in memory).
+int mock_kafka(const std::vector<std::string>& args) {
+  int64_t brokers = 3, partitions = 4;
+  std::vector<std::string> topics;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--brokers" && i + 1 < args.size()) {
+      if (!graph::parse_int(args[++i], &brokers) || brokers < 1 || brokers > 16)
+        return usage_error("--brokers needs a number from 1 to 16, got '" + args[i] + "'");
+    } else if (args[i] == "--partitions" && i + 1 < args.size()) {
+      if (!graph::parse_int(args[++i], &partitions) || partitions < 1 || partitions > 1000)
+        return usage_error("--partitions needs a number from 1 to 1000, got '" + args[i] + "'");
+    } else if (args[i] == "--topics" && i + 1 < args.size()) {
+      std::stringstream list(args[++i]);
+      for (std::string t; std::getline(list, t, ',');)
+        if (!t.empty()) topics.push_back(t);
+    } else {
+      return usage_error("unknown or incomplete option '" + args[i] + "'");
+    }
+  }
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto bootstrap = connectors::kafka::resolve_brokers("mock:" + std::to_string(brokers));
+  if (!bootstrap) {
+    log::error("cannot start the mock cluster", {{"error", bootstrap.status().to_string()}});
+    return 1;
+  }
+  const std::string mock = "mock:" + std::to_string(brokers);
+  for (const auto& t : topics) {
+    if (auto st = connectors::kafka::ensure_mock_topic(mock, t, static_cast<int>(partitions)); !st) {
+      log::error("cannot create topic", {{"topic", t}, {"error", st.to_string()}});
+      return 1;
+    }
+  }
+  std::printf("%s\n", bootstrap->c_str());
+  std::fflush(stdout);
+  log::info("mock kafka cluster running; topics are created on first use (4 partitions)",
+            {{"brokers", *bootstrap}});
+  int sig = 0;
+  while (sig <= 0) sig = sigwaitinfo(&stop_signals, nullptr);
   return 0;
 }
 
@@ -255,6 +323,7 @@ int main(int argc, char** argv) {
   register_node_kinds(registry);
   connectors::add_store_param_checks(registry);
   const std::string cmd = args[0];
+  if (cmd == "mock-kafka") return mock_kafka(std::vector<std::string>(args.begin() + 1, args.end()));
   if (cmd != "serve" && cmd != "validate" && cmd != "dot" && cmd != "bench")
     return usage_error("unknown command '" + cmd + "'");
   if (args.size() < 2) return usage_error(cmd + " needs a graph FILE");

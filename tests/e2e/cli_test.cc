@@ -2,10 +2,16 @@
 // shipped graphs and on a broken one, and the answers to a mistyped command line.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
+#include "tests/support/kafka.h"
 #include "tests/support/shell.h"
 
 namespace orderflow {
@@ -20,7 +26,7 @@ Ran orderflow(const std::string& args) { return testing::run_shell(std::string(O
 const std::string kGraphs = std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/";
 
 TEST(Cli, ShippedGraphsValidateAndDraw) {
-  for (const char* g : {"orders.yaml", "orders-kafka.yaml", "orders-cosmos.yaml"}) {
+  for (const char* g : {"orders.yaml", "orders-kafka.yaml", "orders-cosmos.yaml", "orders-azure.yaml"}) {
     const Ran v = orderflow("validate " + kGraphs + g);
     EXPECT_EQ(v.exit_code, 0) << g << ":\n" << v.output;
     EXPECT_NE(v.output.find(": ok ("), std::string::npos) << v.output;
@@ -78,6 +84,34 @@ TEST(Cli, CosmosEndpointInClearToAnotherMachineIsRefusedByValidate) {
   r = orderflow("validate " + file.string());
   EXPECT_EQ(r.exit_code, 0) << "a stand-in on this machine is fine:\n" << r.output;
   fs::remove(file);
+}
+
+// `orderflow mock-kafka`: a broker list on stdout, the topics asked for with their
+// partitions, a clean exit on SIGTERM (the README's scale-out walk-through uses it).
+TEST(Cli, MockKafkaServesTopicsUntilStopped) {
+  FILE* p = ::popen(("echo $$; exec " + std::string(ORDERFLOW_BINARY) +
+                     " mock-kafka --brokers 2 --topics cli.a,cli.b --partitions 3 2>/dev/null").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[512] = {0};
+  ASSERT_NE(std::fgets(line, sizeof line, p), nullptr);
+  const pid_t pid = std::atoi(line);
+  ASSERT_GT(pid, 0);
+  ASSERT_NE(std::fgets(line, sizeof line, p), nullptr) << "no broker list";
+  std::string brokers(line);
+  while (!brokers.empty() && (brokers.back() == '\n' || brokers.back() == '\r')) brokers.pop_back();
+  EXPECT_NE(brokers.find("127.0.0.1:"), std::string::npos) << brokers;
+  rd_kafka_t* rk = testing::new_kafka_handle(RD_KAFKA_PRODUCER, {{"bootstrap.servers", brokers}, {"log_level", "2"}});
+  std::map<std::string, int> partitions;
+  const rd_kafka_metadata_t* md = nullptr;
+  ASSERT_EQ(rd_kafka_metadata(rk, 1, nullptr, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int i = 0; i < md->topic_cnt; ++i) partitions[md->topics[i].topic] = md->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_destroy(rk);
+  EXPECT_EQ(partitions["cli.a"], 3);
+  EXPECT_EQ(partitions["cli.b"], 3);
+  ::kill(pid, SIGTERM);
+  const int status = ::pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {

@@ -427,6 +427,14 @@ TYPED_TEST_P(EventStoreTest, VersionCheckPassesOnlyAtTheCurrentVersionAndWritesN
   auto found = this->store().find_command_in("s", "rejected-cmd");
   ASSERT_TRUE(found) << found.status().to_string();
   EXPECT_FALSE(found->has_value());
+  // The check of a written command's id (a rejected repeat) answers with the first result.
+  AppendRequest repeat = check(3);
+  repeat.command_id = "c2";
+  auto dup = this->append_one(repeat);
+  EXPECT_TRUE(dup.status) << dup.status.to_string();
+  EXPECT_TRUE(dup.duplicate);
+  EXPECT_EQ(dup.first_version, 3u);
+  EXPECT_EQ(dup.last_version, 3u);
 }
 
 REGISTER_TYPED_TEST_SUITE_P(EventStoreTest,
