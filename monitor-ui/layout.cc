@@ -6,6 +6,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace orderflow::monitor {
@@ -21,9 +22,57 @@ const char* health_name(Health h) {
 }
 
 Health node_health(const NodeMetrics& m, const HealthThresholds& t) {
-  if (m.busy_share >= t.busy_red || m.queue_depth >= t.queue_red) return Health::kRed;
-  if (m.busy_share >= t.busy_yellow || m.queue_depth >= t.queue_yellow) return Health::kYellow;
+  // Lag in seconds where the node reports it (change-feed subscribers); in events otherwise
+  // (Kafka sources' consumer_lag): events behind say little when seconds are known.
+  const std::optional<double> lag_s = m.lag_seconds();
+  const double lag_ev = m.lag_events();
+  const bool lag_red = lag_s ? *lag_s >= t.lag_seconds_red : lag_ev >= t.lag_events_red;
+  const bool lag_yellow = lag_s ? *lag_s >= t.lag_seconds_yellow : lag_ev >= t.lag_events_yellow;
+  if (m.busy_share >= t.busy_red || m.queue_depth >= t.queue_red || lag_red) return Health::kRed;
+  if (m.busy_share >= t.busy_yellow || m.queue_depth >= t.queue_yellow || lag_yellow) return Health::kYellow;
   return Health::kGreen;
+}
+
+std::string format_count(double v) {
+  char buf[32];
+  if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.1fM", v / 1e6);
+  else if (v >= 1e4)
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::string format_lag(double events, std::optional<double> seconds) {
+  std::string text = "lag " + format_count(events) + " ev";
+  if (seconds) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, *seconds < 10 ? " %.2f s" : " %.0f s", *seconds);
+    text += buf;
+  }
+  return text;
+}
+
+namespace {
+// Gauges that are counts or shares of work per instance (merge_rule).
+constexpr const char* kSummedGauges[] = {
+      "orders_confirmed", "orders_rejected",     "in_flight",       "partitions",     "pauses",
+      "dead_lettered",    "rejected",            "resubmitted",     "redelivered_skipped",
+      "delivery_errors",  "queue_full",          "deadline_answers", "deadline_dropped",
+      "dead_letters_waiting", "dead_letters_shortened", "dead_letter_failures"};
+}  // namespace
+
+MergeRule merge_rule(const std::string& g) {
+  for (const char* k : kSummedGauges)
+    if (g == k) return MergeRule::kSum;
+  auto starts = [&](const char* p) { return g.rfind(p, 0) == 0; };
+  auto ends = [&](const char* x) {
+    const std::string sx(x);
+    return g.size() >= sx.size() && g.compare(g.size() - sx.size(), sx.size(), sx) == 0;
+  };
+  if (ends("_total") || (starts("ru_") && g != "ru_per_command") || starts("leases_")) return MergeRule::kSum;
+  return MergeRule::kMax;
 }
 
 int Layout::find(const std::string& id) const {
@@ -152,16 +201,30 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics, cons
       ln.rate_out = m->rate_out;
       ln.busy_share = m->busy_share;
       ln.queue_depth = m->queue_depth;
-      ln.errors = m->errors;
+      ln.errors = m->node_errors();
+      ln.client_errors = m->client_errors;
+      ln.client_errors_exact = m->client_errors_exact;
+      ln.busy_measured = m->busy_measured();
+      ln.has_lag = m->has_lag();
+      ln.lag_events = m->lag_events();
+      ln.lag_seconds = m->lag_seconds().value_or(0);
       ln.health = node_health(*m, th);
     }
     ln.lines.push_back(tn.kind);
     if (m) {
       ln.lines.push_back(format_rate(ln.rate));
       char buf[96];
-      std::snprintf(buf, sizeof buf, "busy %.0f%% q %.0f err %llu", ln.busy_share * 100,
-                    ln.queue_depth, static_cast<unsigned long long>(ln.errors));
+      if (ln.busy_measured)
+        std::snprintf(buf, sizeof buf, "busy %.0f%% q %.0f", ln.busy_share * 100, ln.queue_depth);
+      else  // no busy time reported: "0 %" would be a claim
+        std::snprintf(buf, sizeof buf, "busy n/m q %.0f", ln.queue_depth);
       ln.lines.push_back(buf);
+      if (ln.errors > 0 || ln.client_errors > 0) {
+        std::snprintf(buf, sizeof buf, "err %llu  4xx %llu", static_cast<unsigned long long>(ln.errors),
+                      static_cast<unsigned long long>(ln.client_errors));
+        ln.lines.push_back(buf);
+      }
+      if (ln.has_lag) ln.lines.push_back(format_lag(ln.lag_events, m->lag_seconds()));
     } else {
       // A node of another service runs (and reports) in another process: say which, so an
       // operator knows to add that process's URL rather than suspect the node.
@@ -258,6 +321,8 @@ MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) 
       t->in += n.in;
       t->out += n.out;
       t->errors += n.errors;
+      t->client_errors += n.client_errors;
+      t->client_errors_exact = t->client_errors_exact && n.client_errors_exact;
       t->busy_seconds += n.busy_seconds;
       t->queue_depth += n.queue_depth;
       t->rate_in += n.rate_in;
@@ -274,7 +339,7 @@ MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) 
         bool found = false;
         for (auto& [tk, tv] : t->gauges)
           if (tk == k) {
-            tv += v;
+            tv = merge_rule(k) == MergeRule::kSum ? tv + v : std::max(tv, v);
             found = true;
           }
         if (!found) t->gauges.emplace_back(k, v);
@@ -300,7 +365,8 @@ Totals compute_totals(const Topology& topo, const MetricsSnapshot& m) {
       else continue;
       t.has_orders = true;
     }
-    t.errors += nm.errors;
+    t.errors += nm.node_errors();
+    t.client_errors += nm.client_errors;
     if (nm.busy_share > t.bottleneck_busy_share) {
       t.bottleneck_busy_share = nm.busy_share;
       t.bottleneck = nm.id;
@@ -326,17 +392,30 @@ std::string unreachable_banner(const ServerState& s, double now) {
   return text;
 }
 
-Snapshot make_snapshot(std::vector<ServerState> servers, double now) {
+Snapshot make_snapshot(std::vector<ServerState> servers, double now, const HealthThresholds& thresholds) {
   Snapshot s;
   s.now = now;
+  s.thresholds = thresholds;
   s.servers = std::move(servers);
+  s.duplicate_of.assign(s.servers.size(), -1);
   std::vector<const MetricsSnapshot*> parts;
-  for (const ServerState& st : s.servers) {
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
     if (!s.has_topology && st.has_topology) {
       s.topology = st.topology;
       s.has_topology = true;
     }
-    if (st.reachable && st.has_metrics) parts.push_back(&st.metrics);
+    // Two URLs of one process (127.0.0.1 and localhost, a proxy) report one instance id:
+    // counted once, at the first reachable URL.
+    const std::string id = st.instance_id();
+    if (st.reachable && st.has_metrics && !id.empty())
+      for (size_t k = 0; k < i; ++k)
+        if (s.duplicate_of[k] < 0 && s.servers[k].reachable && s.servers[k].has_metrics &&
+            s.servers[k].instance_id() == id) {
+          s.duplicate_of[i] = static_cast<int>(k);
+          break;
+        }
+    if (st.reachable && st.has_metrics && s.duplicate_of[i] < 0) parts.push_back(&st.metrics);
     if (st.ever_polled && !st.reachable) s.banners.push_back(unreachable_banner(st, now));
   }
   if (!parts.empty()) {
@@ -344,7 +423,7 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now) {
     s.has_metrics = true;
   }
   if (s.has_topology) {
-    s.layout = compute_layout(s.topology, s.has_metrics ? &s.metrics : nullptr);
+    s.layout = compute_layout(s.topology, s.has_metrics ? &s.metrics : nullptr, LayoutGeometry{}, thresholds);
     if (s.has_metrics) s.totals = compute_totals(s.topology, s.metrics);
   }
   s.server_totals.resize(s.servers.size());
@@ -400,6 +479,13 @@ std::string dump_layout_json(const Snapshot& s) {
     const ServerState& st = s.servers[i];
     o << (i ? ",\n    " : "\n    ") << "{\"url\": ";
     json_string(o, st.url);
+    o << ", \"instance\": ";
+    json_string(o, st.instance_id());
+    o << ", \"label\": ";
+    json_string(o, st.label());
+    o << ", \"service\": ";
+    json_string(o, st.topology.service);
+    o << ", \"duplicateOf\": " << (i < s.duplicate_of.size() ? s.duplicate_of[i] : -1);
     o << ", \"reachable\": " << (st.reachable ? "true" : "false")
       << ", \"everPolled\": " << (st.ever_polled ? "true" : "false") << ", \"unreachableSince\": ";
     json_number(o, st.unreachable_since);
@@ -422,7 +508,8 @@ std::string dump_layout_json(const Snapshot& s) {
   json_number(o, s.totals.commands_per_second);
   o << ", \"eventsPerSecond\": ";
   json_number(o, s.totals.events_per_second);
-  o << ", \"errors\": " << s.totals.errors << ", \"uptimeSeconds\": ";
+  o << ", \"errors\": " << s.totals.errors << ", \"clientErrors\": " << s.totals.client_errors
+    << ", \"uptimeSeconds\": ";
   json_number(o, s.totals.uptime_seconds);
   o << ", \"ordersConfirmed\": ";
   json_number(o, s.totals.orders_confirmed);
@@ -432,6 +519,14 @@ std::string dump_layout_json(const Snapshot& s) {
   json_string(o, s.totals.bottleneck);
   o << ", \"bottleneckBusyShare\": ";
   json_number(o, s.totals.bottleneck_busy_share);
+  o << "},\n  \"thresholds\": {\"lagSecondsYellow\": ";
+  json_number(o, s.thresholds.lag_seconds_yellow);
+  o << ", \"lagSecondsRed\": ";
+  json_number(o, s.thresholds.lag_seconds_red);
+  o << ", \"lagEventsYellow\": ";
+  json_number(o, s.thresholds.lag_events_yellow);
+  o << ", \"lagEventsRed\": ";
+  json_number(o, s.thresholds.lag_events_red);
   o << "},\n  \"width\": ";
   json_number(o, s.layout.width);
   o << ", \"height\": ";
@@ -463,7 +558,14 @@ std::string dump_layout_json(const Snapshot& s) {
     json_number(o, n.busy_share);
     o << ", \"queueDepth\": ";
     json_number(o, n.queue_depth);
-    o << ", \"errors\": " << n.errors << ", \"p99Us\": ";
+    o << ", \"busyMeasured\": " << (n.busy_measured ? "true" : "false") << ", \"errors\": " << n.errors
+      << ", \"clientErrors\": " << n.client_errors
+      << ", \"clientErrorsExact\": " << (n.client_errors_exact ? "true" : "false")
+      << ", \"hasLag\": " << (n.has_lag ? "true" : "false") << ", \"lagEvents\": ";
+    json_number(o, n.lag_events);
+    o << ", \"lagSeconds\": ";
+    json_number(o, n.lag_seconds);
+    o << ", \"p99Us\": ";
     const NodeMetrics* merged = s.has_metrics ? s.metrics.find(n.id) : nullptr;
     json_number(o, merged ? merged->latency_us.p99 : 0);
     o << ", \"health\": \"" << health_name(n.health) << "\", \"lines\": [";
@@ -477,6 +579,9 @@ std::string dump_layout_json(const Snapshot& s) {
       const NodeMetrics* m = st.reachable && st.has_metrics ? st.metrics.find(n.id) : nullptr;
       o << (k ? ", " : "") << "{\"url\": ";
       json_string(o, st.url);
+      o << ", \"instance\": ";
+      json_string(o, st.instance_id());
+      o << ", \"counted\": " << (k < s.duplicate_of.size() && s.duplicate_of[k] >= 0 ? "false" : "true");
       o << ", \"hasMetrics\": " << (m ? "true" : "false");
       if (m) {
         o << ", \"rateIn\": ";
@@ -487,8 +592,21 @@ std::string dump_layout_json(const Snapshot& s) {
         json_number(o, m->busy_share);
         o << ", \"queueDepth\": ";
         json_number(o, m->queue_depth);
-        o << ", \"errors\": " << m->errors << ", \"p99Us\": ";
+        o << ", \"errors\": " << m->node_errors() << ", \"clientErrors\": " << m->client_errors
+          << ", \"p99Us\": ";
         json_number(o, m->latency_us.p99);
+        if (m->has_lag()) {
+          o << ", \"lagEvents\": ";
+          json_number(o, m->lag_events());
+          if (const auto ls = m->lag_seconds()) {
+            o << ", \"lagSeconds\": ";
+            json_number(o, *ls);
+          }
+        }
+        if (const auto cp = m->gauge("checkpoint")) {
+          o << ", \"checkpoint\": ";
+          json_number(o, *cp);
+        }
       }
       o << "}";
     }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,18 +14,25 @@ namespace orderflow::monitor {
 enum class Health { kIdle, kGreen, kYellow, kRed };
 const char* health_name(Health h);
 
-// Thresholds for the node colour (busy share is 0..1; queue depth in messages).
+// Thresholds for the node colour (busy share is 0..1; queue depth in messages; lag in seconds
+// behind the newest committed event, and in events for nodes that report no seconds, such as
+// Kafka sources' consumer_lag). UI state: the details panel edits them, --lag-warn/--lag-bad set
+// the seconds at start.
 struct HealthThresholds {
   double busy_yellow = 0.60;
   double busy_red = 0.90;
   double queue_yellow = 100;
   double queue_red = 1000;
+  double lag_seconds_yellow = 1;
+  double lag_seconds_red = 10;
+  double lag_events_yellow = 1000;
+  double lag_events_red = 100000;
 };
 Health node_health(const NodeMetrics& m, const HealthThresholds& t = {});
 
 // Geometry constants of the canvas, in canvas units (before pan/zoom).
 struct LayoutGeometry {
-  float node_w = 140, node_h = 64, gap_x = 60, gap_y = 28, margin = 24;
+  float node_w = 140, node_h = 92, gap_x = 60, gap_y = 28, margin = 24;  // label + 5 lines
 };
 
 struct LayoutNode {
@@ -36,7 +44,12 @@ struct LayoutNode {
   float x = 0, y = 0, w = 0, h = 0;  // top-left and size
   bool has_metrics = false;
   double rate = 0, rate_in = 0, rate_out = 0, busy_share = 0, queue_depth = 0;
-  std::uint64_t errors = 0;
+  std::uint64_t errors = 0;         // the node's own errors (NodeMetrics::node_errors)
+  std::uint64_t client_errors = 0;  // 4xx answers, shown apart
+  bool client_errors_exact = false;
+  bool busy_measured = true;        // false: busy share shown as "n/m", not as 0 %
+  bool has_lag = false;
+  double lag_events = 0, lag_seconds = 0;  // max over instances
   Health health = Health::kIdle;
   std::vector<std::string> lines;  // the text lines drawn in the box (after the label)
 };
@@ -64,13 +77,23 @@ Layout compute_layout(const Topology& topo, const MetricsSnapshot* metrics,
 
 std::string format_rate(double msgs_per_second);        // "12.3k msg/s"
 std::string format_rate_short(double msgs_per_second);  // "12.3k/s" (edge labels)
+std::string format_count(double v);                     // "950", "12.3k", "4.1M"
+std::string format_lag(double events, std::optional<double> seconds);  // "lag 1.2k ev 0.35 s"
 float edge_thickness(double msgs_per_second);
 
-// Several instances of one graph: figures summed (rates, counts, queue depths), busy share and
-// gauges summed, latency histograms merged bucket by bucket (exact). A server that sends no
-// buckets makes that node's percentiles the maximum over instances, an upper bound
+// Several instances of one graph: rates, counts, errors and queue depths summed; busy share the
+// maximum; gauges by merge_rule(); latency histograms merged bucket by bucket (exact). A server
+// that sends no buckets makes that node's percentiles the maximum over instances, an upper bound
 // (LatencyUs::exact false; kLatencyMergeNote, shown by the UI).
 MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts);
+
+// How a gauge combines over instances. Counters and per-instance shares (orders_confirmed,
+// in_flight, partitions, request units, ...) add up. Positions and lags do not: two instances'
+// checkpoints are two views of one log, so their sum is no position at all; lag_events,
+// lag_seconds, consumer_lag, checkpoint and anything unknown take the maximum (the UI shows
+// each instance's own value next to it).
+enum class MergeRule { kSum, kMax };
+MergeRule merge_rule(const std::string& gauge);
 
 inline constexpr const char* kLatencyMergeNote =
     "max over instances (upper bound; a server sent no histogram)";
@@ -78,7 +101,8 @@ inline constexpr const char* kLatencyMergeNote =
 struct Totals {
   double commands_per_second = 0;  // rateOut of source nodes
   double events_per_second = 0;    // rateOut of nodes whose output is "committed"
-  std::uint64_t errors = 0;
+  std::uint64_t errors = 0;         // the nodes' own errors
+  std::uint64_t client_errors = 0;  // 4xx answers
   double uptime_seconds = 0;       // smallest of the instances
   std::string bottleneck;          // node with the highest busy share ("" if none busy)
   double bottleneck_busy_share = 0;
@@ -95,15 +119,19 @@ struct Snapshot {
   bool has_topology = false;
   Topology topology;             // from the first server that has one
   bool has_metrics = false;
-  MetricsSnapshot metrics;       // merged over reachable servers
+  MetricsSnapshot metrics;       // merged over reachable servers, each instance once
+  HealthThresholds thresholds;   // what the colours were computed with
   Layout layout;
   Totals totals;
   // Per instance, parallel to `servers`: that server's own totals (zero unless it is reachable
   // and has metrics and a topology).
   std::vector<Totals> server_totals;
+  // Parallel to `servers`: index of an earlier server with the same instance id (two URLs of one
+  // process: counted once), -1 otherwise. Servers that send no instance id are told apart by URL.
+  std::vector<int> duplicate_of;
   std::vector<std::string> banners;  // one line per unreachable server
 };
-Snapshot make_snapshot(std::vector<ServerState> servers, double now);
+Snapshot make_snapshot(std::vector<ServerState> servers, double now, const HealthThresholds& thresholds = {});
 
 std::string unreachable_banner(const ServerState& s, double now);
 std::string format_clock(double unix_seconds);  // "HH:MM:SS UTC"

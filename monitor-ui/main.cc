@@ -40,15 +40,17 @@ struct Options {
   int interval_ms = 1000;
   int width = 1280, height = 800;
   float zoom = 0;  // > 0: start at this zoom, graph's top-left corner at the canvas's, instead of fitting
+  HealthThresholds thresholds;  // --lag-warn / --lag-bad (seconds)
 };
 
 void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: orderflow-monitor [URL ...] [--interval MS] [--size WxH] [--zoom Z] [--select NODE]\n"
                "                         [--show-help] [--frame-stats]\n"
-               "                         [--warmup SECONDS]\n"
+               "                         [--warmup SECONDS] [--lag-warn SECONDS] [--lag-bad SECONDS]\n"
                "                         [--screenshot FILE.png] [--dump-layout FILE.json] [--frames N]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
+               "  --lag-warn/--lag-bad: lag that colours a node yellow/red (default 1 and 10 s).\n"
                "  --frames N renders N frames after the first poll of every server, then exits\n"
                "  (writing --screenshot and --dump-layout).\n");
 }
@@ -99,6 +101,11 @@ bool parse_args(int argc, char** argv, Options& o) {
       double d = 0;
       if (!v || !number_in("--warmup", v, 0, 3600, &d)) return false;
       o.warmup = d;
+    } else if (a == "--lag-warn" || a == "--lag-bad") {
+      const char* v = next(a.c_str());
+      double d = 0;
+      if (!v || !number_in(a.c_str(), v, 0, 1e6, &d)) return false;
+      (a == "--lag-warn" ? o.thresholds.lag_seconds_yellow : o.thresholds.lag_seconds_red) = d;
     } else if (a == "--frames") {
       const char* v = next("--frames");
       double d = 0;
@@ -139,6 +146,11 @@ bool parse_args(int argc, char** argv, Options& o) {
   }
   if (o.urls.empty()) o.urls.push_back("http://127.0.0.1:8080");
   if ((!o.screenshot.empty() || !o.dump_layout.empty()) && o.frames < 0) o.frames = 3;
+  if (o.thresholds.lag_seconds_red < o.thresholds.lag_seconds_yellow) {
+    std::fprintf(stderr, "--lag-bad (%g s) must not be below --lag-warn (%g s)\n", o.thresholds.lag_seconds_red,
+                 o.thresholds.lag_seconds_yellow);
+    return false;
+  }
   return true;
 }
 
@@ -146,11 +158,11 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-Snapshot take_snapshot(const std::vector<std::unique_ptr<Poller>>& pollers) {
+Snapshot take_snapshot(const std::vector<std::unique_ptr<Poller>>& pollers, const HealthThresholds& thresholds) {
   std::vector<ServerState> states;
   states.reserve(pollers.size());
   for (const auto& p : pollers) states.push_back(p->state());
-  return make_snapshot(std::move(states), unix_now());
+  return make_snapshot(std::move(states), unix_now(), thresholds);
 }
 
 bool save_screenshot(GLFWwindow* window, const std::string& path) {
@@ -300,6 +312,7 @@ int main(int argc, char** argv) {
   ui.solid_fill = clear_solid_fill;
   ui.selected = opt.select;
   ui.show_help = opt.show_help;
+  ui.thresholds = opt.thresholds;
   if (opt.zoom > 0) {
     ui.view.zoom = opt.zoom;
     ui.fit_pending = false;
@@ -317,7 +330,7 @@ int main(int argc, char** argv) {
     if (f1_down && !f1_was_down) ui.help_key_pressed = true;
     f1_was_down = f1_down;
 
-    snap = take_snapshot(pollers);
+    snap = take_snapshot(pollers, ui.thresholds);
 
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();

@@ -79,6 +79,7 @@ bool Poller::poll_once(Client& c, bool want_graph) {
     }
     auto metrics = parse_metrics(get_body(client, "/api/v1/metrics"), &error);
     if (!metrics) throw std::runtime_error("/api/v1/metrics: " + error);
+    split_errors(error_split_, *metrics);
     const double now = unix_now();
     std::lock_guard<std::mutex> lk(mu_);
     if (topo) {

@@ -48,6 +48,7 @@ class Poller {
   const PollerOptions options_;
   mutable std::mutex mu_;
   ServerState state_;
+  ErrorSplit error_split_;  // poller thread only: client errors attributed so far (split_errors)
   std::atomic<int> attempts_{0};
   std::mutex wake_mu_;
   std::condition_variable wake_;

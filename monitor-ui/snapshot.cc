@@ -1,5 +1,6 @@
 #include "snapshot.h"
 
+#include <cctype>
 #include <utility>  // before cpprest (Boost.Asio with C++20)
 
 #include <cpprest/json.h>
@@ -57,6 +58,55 @@ std::optional<double> NodeMetrics::gauge(const std::string& name) const {
   return std::nullopt;
 }
 
+std::uint64_t NodeMetrics::node_errors() const {
+  if (client_errors_exact) return errors;
+  return errors > client_errors ? errors - client_errors : 0;
+}
+
+bool NodeMetrics::has_lag() const { return gauge("lag_events") || gauge("consumer_lag") || gauge("lag_seconds"); }
+
+double NodeMetrics::lag_events() const {
+  if (auto v = gauge("lag_events")) return *v;
+  return gauge("consumer_lag").value_or(0);
+}
+
+bool is_client_error_text(const std::string& text) {
+  if (text.size() < 3 || text[0] != '4' || !std::isdigit(static_cast<unsigned char>(text[1])) ||
+      !std::isdigit(static_cast<unsigned char>(text[2])))
+    return false;
+  return text.size() == 3 || text[3] == ' ' || text[3] == ':';
+}
+
+void split_errors(ErrorSplit& state, MetricsSnapshot& m) {
+  for (NodeMetrics& n : m.nodes) {
+    if (n.client_errors_exact) continue;
+    const bool client = is_client_error_text(n.last_error);
+    auto it = state.nodes.find(n.id);
+    ErrorSplit::Seen seen;
+    if (it == state.nodes.end() || n.errors < it->second.errors) {
+      // First sight (or a restarted server): the errors so far are attributed to the kind of
+      // the last one, the best the document allows.
+      seen = {n.errors, client ? n.errors : 0};
+    } else {
+      seen = it->second;
+      if (client) seen.client += n.errors - seen.errors;
+      seen.errors = n.errors;
+    }
+    state.nodes[n.id] = seen;
+    n.client_errors = seen.client;
+  }
+}
+
+std::string ServerState::instance_id() const {
+  if (has_metrics && !metrics.instance.empty()) return metrics.instance;
+  return has_topology ? topology.instance : std::string();
+}
+
+std::string ServerState::label() const {
+  const std::string id = instance_id();
+  return id.empty() ? url : id;
+}
+
 const NodeMetrics* MetricsSnapshot::find(const std::string& id) const {
   for (const auto& n : nodes)
     if (n.id == id) return &n;
@@ -69,6 +119,8 @@ std::optional<Topology> parse_topology(const std::string& json, std::string* err
   try {
     Topology t;
     t.name = str_field(*doc, "name");
+    t.service = str_field(*doc, "service");
+    t.instance = str_field(*doc, "instance");
     if (!doc->has_field("nodes") || !doc->at("nodes").is_array()) {
       if (error) *error = "graph document has no \"nodes\" array";
       return std::nullopt;
@@ -113,6 +165,7 @@ std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::strin
   try {
     MetricsSnapshot m;
     m.uptime_seconds = num_field(*doc, "uptimeSeconds");
+    m.instance = str_field(*doc, "instance");
     if (!doc->has_field("nodes") || !doc->at("nodes").is_array()) {
       if (error) *error = "metrics document has no \"nodes\" array";
       return std::nullopt;
@@ -126,6 +179,10 @@ std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::strin
       nm.in = count_field(n, "in");
       nm.out = count_field(n, "out");
       nm.errors = count_field(n, "errors");
+      if (n.has_field("clientErrors") && n.at("clientErrors").is_number()) {
+        nm.client_errors = count_field(n, "clientErrors");
+        nm.client_errors_exact = true;
+      }
       nm.busy_seconds = num_field(n, "busySeconds");
       nm.queue_depth = num_field(n, "queueDepth");
       nm.rate_in = num_field(n, "rateIn");

@@ -32,6 +32,8 @@ struct TopoEdge {
 
 struct Topology {
   std::string name;
+  std::string service;   // the serving process's --service ("" or "all" = the whole graph)
+  std::string instance;  // the serving process's instance id; "" from servers that send none
   std::vector<TopoNode> nodes;
   std::vector<TopoEdge> edges;
 };
@@ -50,7 +52,12 @@ struct NodeMetrics {
   std::string kind;
   std::uint64_t in = 0;
   std::uint64_t out = 0;
-  std::uint64_t errors = 0;
+  std::uint64_t errors = 0;  // the server's figure (today it includes 4xx answers, see below)
+  // 4xx answers (the client's fault, not the node's). Exact when the server sends
+  // "clientErrors" (then not included in `errors`); otherwise derived by split_errors() from
+  // which errors arrived while "lastError" named a 4xx answer, and included in `errors`.
+  std::uint64_t client_errors = 0;
+  bool client_errors_exact = false;
   double busy_seconds = 0;
   double queue_depth = 0;
   double rate_in = 0;
@@ -63,13 +70,40 @@ struct NodeMetrics {
   // The figure shown as "the node's rate": the larger of in and out.
   double rate() const { return rate_in > rate_out ? rate_in : rate_out; }
   std::optional<double> gauge(const std::string& name) const;
+  // Errors that are the node's own (store failures, timeouts, internal errors).
+  std::uint64_t node_errors() const;
+  // Busy share is measured: some busy time was reported, or the node saw no traffic. A node that
+  // passes messages with no busy time at all reports none (e.g. the change feed today).
+  bool busy_measured() const { return busy_seconds > 0 || (in == 0 && out == 0); }
+  // Lag from the gauges: lag_events (change-feed subscribers) or consumer_lag (Kafka sources),
+  // lag_seconds (subscribers). has_lag false when the node reports neither.
+  bool has_lag() const;
+  double lag_events() const;
+  std::optional<double> lag_seconds() const { return gauge("lag_seconds"); }
 };
 
 struct MetricsSnapshot {
   double uptime_seconds = 0;
+  std::string instance;  // "instance" of the document, if the server sends one
   std::vector<NodeMetrics> nodes;
   const NodeMetrics* find(const std::string& id) const;
 };
+
+// True for an error text that starts with a 4xx HTTP status ("400 ...", "413 body too large").
+bool is_client_error_text(const std::string& text);
+
+// Per node: the server's error count and the client errors attributed so far (poller state).
+struct ErrorSplit {
+  struct Seen {
+    std::uint64_t errors = 0, client = 0;
+  };
+  std::map<std::string, Seen> nodes;
+};
+// Fills client_errors of nodes whose server does not count 4xx answers apart: errors that
+// arrived between two polls count as client errors if the newer "lastError" is a 4xx answer.
+// Exact while one kind of error arrives per poll interval; an estimate otherwise. A count that
+// went down (server restarted) starts over.
+void split_errors(ErrorSplit& state, MetricsSnapshot& m);
 
 // Parse errors come back as std::nullopt with a message in *error (if given).
 std::optional<Topology> parse_topology(const std::string& json, std::string* error = nullptr);
@@ -87,6 +121,10 @@ using History = std::map<std::string, std::deque<Sample>>;
 // What one poller knows about one server, copied out to the UI thread each frame.
 struct ServerState {
   std::string url;
+  // The server's instance id (from /api/v1/metrics or /api/v1/graph), "" if it sends none.
+  std::string instance_id() const;
+  // How the UI names this instance: its id, else its URL.
+  std::string label() const;
   bool has_topology = false;
   Topology topology;
   bool has_metrics = false;

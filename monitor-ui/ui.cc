@@ -127,7 +127,39 @@ const NodeMetrics* selected_metrics(const Snapshot& s, const UiState& ui) {
   return s.metrics.find(ui.selected);
 }
 
+double table_p99(const Snapshot& s, const LayoutNode& n) {
+  const NodeMetrics* m = s.metrics.find(n.id);
+  return m ? m->latency_us.p99 : 0.0;
+}
+
 }  // namespace
+
+std::vector<size_t> table_order(const Snapshot& s, const UiState& ui) {
+  const Layout& L = s.layout;
+  std::vector<size_t> order(L.nodes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto less = [&](size_t ia, size_t ib) {
+    const LayoutNode& a = L.nodes[ia];
+    const LayoutNode& b = L.nodes[ib];
+    switch (ui.sort_column) {
+      case 1: return a.kind < b.kind;
+      case 2: return a.rate_in < b.rate_in;
+      case 3: return a.rate_out < b.rate_out;
+      case 4: return a.busy_share < b.busy_share;
+      case 5: return a.queue_depth < b.queue_depth;
+      case 6: return a.lag_events < b.lag_events;
+      case 7: return a.lag_seconds < b.lag_seconds;
+      case 8: return a.errors < b.errors;
+      case 9: return a.client_errors < b.client_errors;
+      case 10: return table_p99(s, a) < table_p99(s, b);
+      default: return a.id < b.id;
+    }
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return ui.sort_descending ? less(b, a) : less(a, b);
+  });
+  return order;
+}
 
 bool overlaps_other_window(const WindowRect& r, const std::vector<WindowRect>& others) {
   for (const WindowRect& o : others)
@@ -169,9 +201,10 @@ void draw_summary(const Snapshot& s, UiState&) {
     return;
   }
   const Totals& t = s.totals;
-  ImGui::Text("graph %s  |  uptime %.0f s  |  commands %s  |  events %s  |  errors %llu",
+  ImGui::Text("graph %s  |  uptime %.0f s  |  commands %s  |  events %s  |  errors %llu  |  4xx %llu",
               s.topology.name.c_str(), t.uptime_seconds, format_rate(t.commands_per_second).c_str(),
-              format_rate(t.events_per_second).c_str(), static_cast<unsigned long long>(t.errors));
+              format_rate(t.events_per_second).c_str(), static_cast<unsigned long long>(t.errors),
+              static_cast<unsigned long long>(t.client_errors));
   if (t.has_orders) {
     ImGui::SameLine();
     ImGui::Text("|  orders confirmed %.0f, rejected %.0f", t.orders_confirmed, t.orders_rejected);
@@ -184,16 +217,22 @@ void draw_summary(const Snapshot& s, UiState&) {
   if (s.servers.size() > 1) {
     int up = 0;
     for (const ServerState& st : s.servers) up += st.reachable ? 1 : 0;
-    ImGui::Text("%d of %zu instances reachable; figures summed, latency histograms merged", up,
-                s.servers.size());
+    ImGui::Text("%d of %zu URLs reachable; rates and counts summed over instances, lag and checkpoints the "
+                "maximum, latency histograms merged",
+                up, s.servers.size());
     for (size_t i = 0; i < s.servers.size() && i < s.server_totals.size(); ++i) {
       const ServerState& st = s.servers[i];
-      if (st.reachable && st.has_metrics)
-        ImGui::TextDisabled("  %s: commands %s, events %s", st.url.c_str(),
+      const std::string who = st.instance_id().empty() ? st.url + " (no instance id)" : st.label() + " at " + st.url;
+      const int dup = i < s.duplicate_of.size() ? s.duplicate_of[i] : -1;
+      if (dup >= 0)
+        ImGui::TextDisabled("  %s: same instance as %s, not counted twice", who.c_str(),
+                            s.servers[static_cast<size_t>(dup)].url.c_str());
+      else if (st.reachable && st.has_metrics)
+        ImGui::TextDisabled("  %s: commands %s, events %s", who.c_str(),
                             format_rate(s.server_totals[i].commands_per_second).c_str(),
                             format_rate(s.server_totals[i].events_per_second).c_str());
       else
-        ImGui::TextDisabled("  %s: unreachable", st.url.c_str());
+        ImGui::TextDisabled("  %s: unreachable", who.c_str());
     }
   }
 }
@@ -261,17 +300,19 @@ void draw_table(const Snapshot& s, UiState& ui) {
   const ImGuiTableFlags flags = ImGuiTableFlags_Sortable | ImGuiTableFlags_Borders |
                                 ImGuiTableFlags_Resizable | ImGuiTableFlags_ScrollY |
                                 ImGuiTableFlags_SizingStretchProp;
-  if (!ImGui::BeginTable("nodes", 9, flags)) return;
+  if (!ImGui::BeginTable("nodes", 11, flags)) return;
   ImGui::TableSetupScrollFreeze(0, 1);
   ImGui::TableSetupColumn("Node", ImGuiTableColumnFlags_DefaultSort);
   ImGui::TableSetupColumn("Kind");
   ImGui::TableSetupColumn("In/s");
   ImGui::TableSetupColumn("Out/s");
   ImGui::TableSetupColumn("Busy %");
-  ImGui::TableSetupColumn("Queue");
+  ImGui::TableSetupColumn("Queue depth");
+  ImGui::TableSetupColumn("Lag ev");
+  ImGui::TableSetupColumn("Lag s");
   ImGui::TableSetupColumn("Errors");
+  ImGui::TableSetupColumn("4xx");
   ImGui::TableSetupColumn("p99 us");
-  ImGui::TableSetupColumn("Depth");
   ImGui::TableHeadersRow();
   if (ImGuiTableSortSpecs* specs = ImGui::TableGetSortSpecs()) {
     if (specs->SpecsDirty && specs->SpecsCount > 0) {
@@ -280,30 +321,7 @@ void draw_table(const Snapshot& s, UiState& ui) {
     }
     specs->SpecsDirty = false;
   }
-  std::vector<size_t> order(L.nodes.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto p99 = [&](const LayoutNode& n) {
-    const NodeMetrics* m = s.metrics.find(n.id);
-    return m ? m->latency_us.p99 : 0.0;
-  };
-  auto less = [&](size_t ia, size_t ib) {
-    const LayoutNode& a = L.nodes[ia];
-    const LayoutNode& b = L.nodes[ib];
-    switch (ui.sort_column) {
-      case 1: return a.kind < b.kind;
-      case 2: return a.rate_in < b.rate_in;
-      case 3: return a.rate_out < b.rate_out;
-      case 4: return a.busy_share < b.busy_share;
-      case 5: return a.queue_depth < b.queue_depth;
-      case 6: return a.errors < b.errors;
-      case 7: return p99(a) < p99(b);
-      case 8: return a.depth < b.depth;
-      default: return a.id < b.id;
-    }
-  };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return ui.sort_descending ? less(b, a) : less(a, b);
-  });
+  std::vector<size_t> order = table_order(s, ui);
   ImGuiListClipper clipper;
   clipper.Begin(static_cast<int>(order.size()));
   while (clipper.Step()) {
@@ -320,15 +338,23 @@ void draw_table(const Snapshot& s, UiState& ui) {
       ImGui::TableSetColumnIndex(3);
       ImGui::Text("%.1f", n.rate_out);
       ImGui::TableSetColumnIndex(4);
-      ImGui::Text("%.1f", n.busy_share * 100);
+      if (n.busy_measured)
+        ImGui::Text("%.1f", n.busy_share * 100);
+      else
+        ImGui::TextDisabled("n/m");
       ImGui::TableSetColumnIndex(5);
       ImGui::Text("%.0f", n.queue_depth);
       ImGui::TableSetColumnIndex(6);
-      ImGui::Text("%llu", static_cast<unsigned long long>(n.errors));
+      if (n.has_lag) ImGui::TextUnformatted(format_count(n.lag_events).c_str());
       ImGui::TableSetColumnIndex(7);
-      ImGui::Text("%.0f", p99(n));
+      if (n.has_lag) ImGui::Text("%.2f", n.lag_seconds);
       ImGui::TableSetColumnIndex(8);
-      ImGui::Text("%d", n.depth);
+      ImGui::Text("%llu", static_cast<unsigned long long>(n.errors));
+      ImGui::TableSetColumnIndex(9);
+      ImGui::Text(n.client_errors_exact || n.client_errors == 0 ? "%llu" : "~%llu",
+                  static_cast<unsigned long long>(n.client_errors));
+      ImGui::TableSetColumnIndex(10);
+      ImGui::Text("%.0f", table_p99(s, n));
     }
   }
   ImGui::EndTable();
@@ -348,8 +374,15 @@ void draw_details(const Snapshot& s, UiState& ui) {
   ImGui::TextDisabled("%s", m->kind.c_str());
   ImGui::Separator();
   ImGui::Text("rate in %s, out %s", format_rate(m->rate_in).c_str(), format_rate(m->rate_out).c_str());
-  ImGui::Text("busy %.1f%%   queue %.0f   errors %llu", m->busy_share * 100, m->queue_depth,
-              static_cast<unsigned long long>(m->errors));
+  if (m->busy_measured())
+    ImGui::Text("busy %.1f%%   queue depth %.0f", m->busy_share * 100, m->queue_depth);
+  else
+    ImGui::Text("busy not measured (no busy time reported)   queue depth %.0f", m->queue_depth);
+  ImGui::Text("node errors %llu   client errors (4xx) %s%llu", static_cast<unsigned long long>(m->node_errors()),
+              m->client_errors_exact || m->client_errors == 0 ? "" : "~",
+              static_cast<unsigned long long>(m->client_errors));
+  if (!m->client_errors_exact && m->client_errors > 0)
+    ImGui::TextDisabled("4xx attributed from lastError between polls (the server counts them as errors)");
   ImGui::Text("in %llu   out %llu", static_cast<unsigned long long>(m->in),
               static_cast<unsigned long long>(m->out));
   ImGui::Separator();
@@ -357,16 +390,21 @@ void draw_details(const Snapshot& s, UiState& ui) {
   if (s.servers.size() > 1 && !m->latency_us.exact) ImGui::TextDisabled("percentiles: %s", kLatencyMergeNote);
   ImGui::Text("p50 %.0f   p99 %.0f", m->latency_us.p50, m->latency_us.p99);
   ImGui::Text("p999 %.0f   max %.0f", m->latency_us.p999, m->latency_us.max);
-  if (const auto le = m->gauge("lag_events")) {
+  if (m->has_lag()) {
     ImGui::Separator();
-    ImGui::Text("change-feed lag: %.0f events, %.3f s", *le, m->gauge("lag_seconds").value_or(0));
+    if (const auto ls = m->lag_seconds())
+      ImGui::Text("lag: %.0f events, %.3f s", m->lag_events(), *ls);
+    else
+      ImGui::Text("lag: %.0f messages", m->lag_events());
+    if (s.servers.size() > 1) ImGui::TextDisabled("maximum over instances");
   }
   bool other_gauges = false;
   for (const auto& [k, val] : m->gauges) {
-    if (k == "lag_events" || k == "lag_seconds") continue;
+    if (k == "lag_events" || k == "lag_seconds" || k == "consumer_lag") continue;
     if (!other_gauges) ImGui::Separator();
     other_gauges = true;
-    ImGui::Text("%s: %.6g", k.c_str(), val);
+    ImGui::Text("%s: %.6g%s", k.c_str(), val,
+                s.servers.size() > 1 && merge_rule(k) == MergeRule::kMax ? " (max)" : "");
   }
   if (!m->last_error.empty()) {
     ImGui::Separator();
@@ -376,7 +414,9 @@ void draw_details(const Snapshot& s, UiState& ui) {
   ImGui::Separator();
   ImGui::Text("last 5 minutes");
   const float w = ImGui::GetContentRegionAvail().x;
-  for (const ServerState& st : s.servers) {
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    if (i < s.duplicate_of.size() && s.duplicate_of[i] >= 0) continue;  // its twin's lines are drawn
     const std::deque<Sample>* samples = st.history_of(ui.selected);
     if (!samples || samples->empty()) continue;
     std::vector<float> rate, queue;
@@ -386,7 +426,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
       rate.push_back(static_cast<float>(sm.rate));
       queue.push_back(static_cast<float>(sm.queue_depth));
     }
-    if (s.servers.size() > 1) ImGui::TextDisabled("%s", st.url.c_str());
+    if (s.servers.size() > 1) ImGui::TextDisabled("%s", st.label().c_str());
     ImGui::PushID(st.url.c_str());
     char overlay[64];
     std::snprintf(overlay, sizeof overlay, "rate %.0f/s", static_cast<double>(rate.back()));
@@ -400,15 +440,48 @@ void draw_details(const Snapshot& s, UiState& ui) {
   if (s.servers.size() > 1) {
     ImGui::Separator();
     ImGui::Text("per instance");
-    for (const ServerState& st : s.servers) {
+    for (size_t i = 0; i < s.servers.size(); ++i) {
+      const ServerState& st = s.servers[i];
       const NodeMetrics* pm = st.has_metrics ? st.metrics.find(ui.selected) : nullptr;
-      if (!st.reachable || !pm)
-        ImGui::TextDisabled("%s: unreachable", st.url.c_str());
-      else
-        ImGui::TextWrapped("%s: %s, busy %.0f%%, q %.0f", st.url.c_str(), format_rate(pm->rate()).c_str(),
-                    pm->busy_share * 100, pm->queue_depth);
+      if (i < s.duplicate_of.size() && s.duplicate_of[i] >= 0) {
+        ImGui::TextDisabled("%s: same instance as %s", st.url.c_str(),
+                            s.servers[static_cast<size_t>(s.duplicate_of[i])].url.c_str());
+        continue;
+      }
+      if (!st.reachable || !pm) {
+        ImGui::TextDisabled("%s: %s", st.label().c_str(), st.reachable ? "no metrics for this node" : "unreachable");
+        continue;
+      }
+      std::string text = st.label() + ": " + format_rate(pm->rate());
+      char buf[96];
+      std::snprintf(buf, sizeof buf, ", busy %.0f%%, q %.0f, err %llu, 4xx %llu", pm->busy_share * 100, pm->queue_depth,
+                    static_cast<unsigned long long>(pm->node_errors()),
+                    static_cast<unsigned long long>(pm->client_errors));
+      text += buf;
+      if (pm->has_lag()) text += ", " + format_lag(pm->lag_events(), pm->lag_seconds());
+      if (const auto cp = pm->gauge("checkpoint")) {
+        std::snprintf(buf, sizeof buf, ", checkpoint %.0f", *cp);
+        text += buf;
+      }
+      ImGui::TextWrapped("%s", text.c_str());
     }
   }
+}
+
+void draw_thresholds(const Snapshot&, UiState& ui) {
+  if (!ImGui::CollapsingHeader("Lag thresholds")) return;
+  HealthThresholds& t = ui.thresholds;
+  ImGui::PushItemWidth(90);
+  ImGui::InputDouble("warn s", &t.lag_seconds_yellow, 0, 0, "%.2f");
+  ImGui::InputDouble("bad s", &t.lag_seconds_red, 0, 0, "%.2f");
+  ImGui::InputDouble("warn events", &t.lag_events_yellow, 0, 0, "%.0f");
+  ImGui::InputDouble("bad events", &t.lag_events_red, 0, 0, "%.0f");
+  ImGui::PopItemWidth();
+  t.lag_seconds_yellow = std::max(0.0, t.lag_seconds_yellow);
+  t.lag_seconds_red = std::max(t.lag_seconds_yellow, t.lag_seconds_red);
+  t.lag_events_yellow = std::max(0.0, t.lag_events_yellow);
+  t.lag_events_red = std::max(t.lag_events_yellow, t.lag_events_red);
+  ImGui::TextDisabled("seconds where a node reports them, else events");
 }
 
 void draw_help(const Snapshot&, UiState& ui) {
@@ -459,7 +532,11 @@ void draw_frame(const Snapshot& s, UiState& ui) {
 
   ImGui::SetNextWindowPos(ImVec2(p.x + sz.x - details_w, p.y), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(details_w, sz.y - table_h), ImGuiCond_FirstUseEver);
-  if (begin_panel("Details", ui)) draw_details(s, ui);
+  if (begin_panel("Details", ui)) {
+    draw_details(s, ui);
+    ImGui::Separator();
+    draw_thresholds(s, ui);
+  }
   ImGui::End();
 
   ImGui::SetNextWindowPos(ImVec2(p.x, p.y + sz.y - table_h), ImGuiCond_FirstUseEver);

@@ -51,6 +51,8 @@ struct UiState {
   bool help_key_pressed = false;  // F1
   // where the canvas was last drawn (screen coordinates), written by draw_canvas
   float canvas_x = 0, canvas_y = 0, canvas_w = 0, canvas_h = 0;
+  // node colours: busy, queue and lag thresholds (layout.h), edited in the details panel
+  HealthThresholds thresholds;
   // table sort
   int sort_column = 0;
   bool sort_descending = false;
@@ -66,8 +68,14 @@ void draw_summary(const Snapshot& s, UiState& ui);  // totals, uptime, bottlenec
 void draw_canvas(const Snapshot& s, UiState& ui);   // the graph
 void draw_table(const Snapshot& s, UiState& ui);    // sortable node table
 void draw_details(const Snapshot& s, UiState& ui);  // selected node
+void draw_thresholds(const Snapshot& s, UiState& ui);  // lag colour thresholds (editable)
 void draw_help(const Snapshot& s, UiState& ui);     // F1 overlay
 void handle_shortcuts(const Snapshot& s, UiState& ui);
+
+// Row order of the node table (indices into s.layout.nodes) for ui's sort column:
+// 0 node, 1 kind, 2 in/s, 3 out/s, 4 busy, 5 queue depth, 6 lag events, 7 lag seconds,
+// 8 errors, 9 client errors (4xx), 10 p99.
+std::vector<size_t> table_order(const Snapshot& s, const UiState& ui);
 
 // The whole frame: lays the panels out in the main viewport.
 void draw_frame(const Snapshot& s, UiState& ui);

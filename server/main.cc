@@ -205,7 +205,10 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
   BuildOptions options;
   options.threads = static_cast<int>(threads);
   options.service = service;
-  const std::string graph_json = graph::to_json(def, registry, service);
+  // /api/v1/graph names this instance, so the monitor can tell two URLs of one process from two
+  // processes (an instance id is letters, digits, '-', '_' and '.': nothing to escape).
+  const std::string graph_json =
+      "{\"instance\":\"" + instance_id + "\"," + graph::to_json(def, registry, service).substr(1);
   options.factories["http_source"] = [&](const graph::NodeDef& n, Pipeline& p, CommandSink* sink)
       -> Result<std::unique_ptr<RuntimeNode>> {
     connectors::HttpApiContext ctx;

@@ -6,9 +6,14 @@ orderflow-monitor's frame time on large graphs:
   python3 fake_graph_server.py --port 18200 --nodes 50 &
   xvfb-run -a -s "-screen 0 1280x800x24" build/orderflow-monitor http://127.0.0.1:18200 \
       --frames 600 --frame-stats
+
+With --graph FILE --metrics FILE it serves those documents verbatim instead (read at each
+request), so a test controls every figure; --port-file FILE receives the port it listens on
+(--port 0 picks a free one).
 """
 import argparse
 import json
+import os
 import random
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,18 +57,25 @@ def main():
     ap.add_argument("--port", type=int, default=18200)
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--width", type=int, default=5, help="nodes per column")
+    ap.add_argument("--graph", help="serve this file as /api/v1/graph")
+    ap.add_argument("--metrics", help="serve this file as /api/v1/metrics")
+    ap.add_argument("--port-file", help="write the listening port here once bound")
     args = ap.parse_args()
     graph = make_graph(args.nodes, args.width)
     start = time.time()
+
+    def canned(path):
+        with open(path, "rb") as f:
+            return f.read()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
             if self.path == "/api/v1/graph":
-                body = json.dumps(graph).encode()
+                body = canned(args.graph) if args.graph else json.dumps(graph).encode()
             elif self.path == "/api/v1/metrics":
-                body = json.dumps(make_metrics(graph, start)).encode()
+                body = canned(args.metrics) if args.metrics else json.dumps(make_metrics(graph, start)).encode()
             else:
                 self.send_error(404)
                 return
@@ -76,7 +88,12 @@ def main():
         def log_message(self, *a):
             pass
 
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(server.server_address[1]))
+        os.replace(args.port_file + ".tmp", args.port_file)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -43,17 +44,13 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-// `orderflow serve graphs/orders.yaml --demo-rate R` as a child; killed and reaped on scope exit.
-class Server {
+// A child process (argv[0] is a path), output to `log`; killed and reaped on scope exit.
+class Child {
  public:
-  Server(int port, const fs::path& dir) {
-    std::vector<std::string> args = {ORDERFLOW_BINARY, "serve", std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml",
-                                     "--listen", "127.0.0.1:" + std::to_string(port), "--data-dir",
-                                     (dir / "data").string(), "--demo-rate", "200", "--threads", "2"};
+  Child(std::vector<std::string> args, const std::string& log) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const std::string log = (dir / "server.log").string();
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -68,11 +65,11 @@ class Server {
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
+      ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
   }
-  ~Server() {
+  ~Child() {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
       for (int i = 0; i < 100; ++i) {
@@ -87,6 +84,16 @@ class Server {
 
  private:
   pid_t pid_ = -1;
+};
+
+// `orderflow serve graphs/orders.yaml --demo-rate R` as a child.
+class Server : public Child {
+ public:
+  Server(int port, const fs::path& dir)
+      : Child({ORDERFLOW_BINARY, "serve", std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml", "--listen",
+               "127.0.0.1:" + std::to_string(port), "--data-dir", (dir / "data").string(), "--demo-rate", "200",
+               "--threads", "2"},
+              (dir / "server.log").string()) {}
 };
 
 std::optional<value> get_json(const std::string& base, const std::string& path) {
@@ -109,9 +116,9 @@ std::string read_file(const fs::path& p) {
   return s.str();
 }
 
-int run_monitor(const std::string& url, const fs::path& dir, int frames) {
+int run_monitor(const std::string& url, const fs::path& dir, int frames, const std::string& flags = "") {
   const std::string cmd = std::string(XVFB_RUN) + " -a -s \"-screen 0 1280x800x24\" " + MONITOR_BINARY + " " + url +
-                          " --interval 250 --frames " + std::to_string(frames) + " --screenshot " +
+                          flags + " --interval 250 --frames " + std::to_string(frames) + " --screenshot " +
                           (dir / "shot.png").string() + " --dump-layout " + (dir / "layout.json").string() + " > " +
                           (dir / "monitor.log").string() + " 2>&1";
   const int status = std::system(cmd.c_str());
@@ -121,6 +128,11 @@ int run_monitor(const std::string& url, const fs::path& dir, int frames) {
 struct PngInfo {
   int width = 0, height = 0;
   size_t distinct_colors = 0;
+  std::map<std::uint32_t, size_t> samples;  // 0xRRGGBB -> pixels of that colour (every 3rd row and column)
+  size_t count(std::uint32_t rgb) const {
+    auto it = samples.find(rgb);
+    return it == samples.end() ? 0 : it->second;
+  }
 };
 
 // Decodes the monitor's own PNG flavour (RGBA8, filter 0, one or more IDAT chunks); checks CRCs.
@@ -171,13 +183,12 @@ std::optional<PngInfo> decode_png(const std::string& bytes, std::string& why) {
     why = "IDAT does not inflate to the image size";
     return std::nullopt;
   }
-  std::set<std::uint32_t> colors;
-  for (int y = 0; y < info.height && colors.size() < 10000; y += 3)
+  for (int y = 0; y < info.height; y += 3)
     for (int x = 0; x < info.width; x += 3) {
       const Bytef* p = &raw[stride * static_cast<size_t>(y) + 1 + static_cast<size_t>(x) * 4];
-      colors.insert((std::uint32_t(p[0]) << 16) | (std::uint32_t(p[1]) << 8) | p[2]);
+      info.samples[(std::uint32_t(p[0]) << 16) | (std::uint32_t(p[1]) << 8) | p[2]]++;
     }
-  info.distinct_colors = colors.size();
+  info.distinct_colors = info.samples.size();
   return info;
 }
 
@@ -289,6 +300,10 @@ TEST(MonitorE2E, SeveralUrlsAreSummedWithAPerInstanceBreakdown) {
   ASSERT_EQ(servers.size(), 2u);
   EXPECT_EQ(servers.at(0).at("url").as_string(), url_a);
   EXPECT_EQ(servers.at(1).at("url").as_string(), url_b);
+  // Each serve names its instance in /api/v1/graph: two data directories, two ids.
+  EXPECT_FALSE(servers.at(0).at("instance").as_string().empty());
+  EXPECT_NE(servers.at(0).at("instance").as_string(), servers.at(1).at("instance").as_string());
+  EXPECT_EQ(servers.at(1).at("duplicateOf").as_integer(), -1);
   double commands = 0;
   for (const value& sv : servers) {
     EXPECT_TRUE(sv.at("reachable").as_bool()) << sv.serialize();
@@ -321,6 +336,157 @@ TEST(MonitorE2E, SeveralUrlsAreSummedWithAPerInstanceBreakdown) {
       EXPECT_GT(inst.at(1).at("rateOut").as_double(), 0) << id << " on b";
     }
   }
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// Canned documents served by tests/monitor/fake_graph_server.py: every figure is the test's.
+const char* kOpsGraph = R"({"name":"orders","service":"","instance":"INSTANCE","nodes":[
+ {"id":"demo","kind":"demo_source","service":"","input":"none","output":"command","source":true,"params":{}},
+ {"id":"http","kind":"http_source","service":"","input":"none","output":"command","source":true,"params":{}},
+ {"id":"commit","kind":"commit","service":"","input":"command","output":"committed","source":false,"params":{}},
+ {"id":"feed","kind":"change_feed","service":"","input":"committed","output":"event","source":false,"params":{}},
+ {"id":"projection","kind":"projection","service":"","input":"event","output":"none","source":false,"params":{}}],
+"edges":[{"from":"demo","to":"commit","type":"command","storeMediated":false},
+ {"from":"http","to":"commit","type":"command","storeMediated":false},
+ {"from":"commit","to":"feed","type":"committed","storeMediated":true},
+ {"from":"feed","to":"projection","type":"event","storeMediated":false}]})";
+
+std::string ops_node(const std::string& id, double rate, double busy_seconds, double queue, int errors,
+                     const std::string& last_error, const std::string& gauges = "{}") {
+  std::ostringstream o;
+  o << R"({"id":")" << id << R"(","kind":"k","in":1000,"out":1000,"errors":)" << errors << R"(,"busySeconds":)"
+    << busy_seconds << R"(,"queueDepth":)" << queue << R"(,"rateIn":)" << rate << R"(,"rateOut":)" << rate
+    << R"(,"busyShare":0.2,"latencyUs":{"count":0},"lastError":")" << last_error << R"(","gauges":)" << gauges << "}";
+  return o.str();
+}
+
+std::string ops_metrics(double rate, int http_errors, const std::string& http_error, double queue, double checkpoint,
+                        double lag_events, double lag_seconds) {
+  std::ostringstream g;
+  g << R"({"checkpoint":)" << checkpoint << R"(,"lag_events":)" << lag_events << R"(,"lag_seconds":)" << lag_seconds
+    << "}";
+  return R"({"uptimeSeconds":100,"nodes":[)" + ops_node("demo", rate, 1, 0, 0, "") + "," +
+         ops_node("http", 0, 0.1, 0, http_errors, http_error) + "," + ops_node("commit", rate, 3, queue, 0, "") + "," +
+         ops_node("feed", rate, 0, 0, 0, "") + "," + ops_node("projection", rate, 2, 0, 0, "", g.str()) + "]}";
+}
+
+void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+// fake_graph_server.py serving `graph` and `metrics` on a free port (read from its --port-file).
+struct FakeServer {
+  FakeServer(const fs::path& dir, const std::string& name, const std::string& graph, const std::string& metrics)
+      : port_file(dir / (name + ".port")),
+        child({"python3", std::string(ORDERFLOW_SOURCE_DIR) + "/tests/monitor/fake_graph_server.py", "--port", "0",
+               "--port-file", port_file.string(), "--graph", (dir / (name + "-graph.json")).string(), "--metrics",
+               (dir / (name + "-metrics.json")).string()},
+              (dir / (name + ".log")).string()) {
+    write_file(dir / (name + "-graph.json"), graph);
+    write_file(dir / (name + "-metrics.json"), metrics);
+  }
+  int port() const {
+    for (int i = 0; i < 100; ++i) {
+      const std::string text = read_file(port_file);
+      if (!text.empty()) return std::atoi(text.c_str());
+      std::this_thread::sleep_for(50ms);
+    }
+    return 0;
+  }
+  fs::path port_file;
+  Child child;
+};
+
+std::string with_instance(const std::string& id) {
+  std::string g = kOpsGraph;
+  g.replace(g.find("INSTANCE"), 8, id);
+  return g;
+}
+
+const value* dumped_node(const value& dump, const std::string& id) {
+  for (const value& n : dump.at("nodes").as_array())
+    if (n.at("id").as_string() == id) return &n;
+  return nullptr;
+}
+
+constexpr std::uint32_t kRedFill = 0xAA2D2D;     // ui.cc health_fill(kRed): 170, 45, 45
+constexpr std::uint32_t kYellowFill = 0xAA8C14;  // health_fill(kYellow): 170, 140, 20
+
+// Two instances of one graph, one of them reached through two URLs (127.0.0.1 and localhost):
+// the duplicate is counted once, positions and lag are the maximum with each instance's own value
+// in the dump, 4xx answers are client errors, the feed's busy share is "not measured", the lagging
+// instance colours the projection red on screen, and --lag-bad moves that to yellow.
+TEST(MonitorE2E, TwoInstancesOfOneServerWithLagAndClientErrors) {
+  const fs::path dir = fresh_dir("ops");
+  FakeServer a(dir, "a", with_instance("orders-a"),
+               ops_metrics(200, 8, "400 invalid JSON at 1:1", 7, 8000, 13, 0.4));
+  FakeServer b(dir, "b", with_instance("orders-b"), ops_metrics(100, 0, "", 3, 8200, 5000, 12));
+  const int pa = a.port(), pb = b.port();
+  ASSERT_GT(pa, 0) << read_file(dir / "a.log");
+  ASSERT_GT(pb, 0) << read_file(dir / "b.log");
+  const std::string url_a = "http://127.0.0.1:" + std::to_string(pa);
+  const std::string url_a2 = "http://localhost:" + std::to_string(pa);
+  const std::string url_b = "http://127.0.0.1:" + std::to_string(pb);
+  ASSERT_TRUE(wait_for_graph(url_a));
+  ASSERT_TRUE(wait_for_graph(url_b));
+
+  ASSERT_EQ(run_monitor(url_a + " " + url_a2 + " " + url_b, dir, 4, " --select projection"), 0)
+      << read_file(dir / "monitor.log");
+  std::error_code ec;
+  const value dump = value::parse(read_file(dir / "layout.json"), ec);
+  ASSERT_FALSE(ec) << read_file(dir / "layout.json");
+
+  const auto& servers = dump.at("servers").as_array();
+  ASSERT_EQ(servers.size(), 3u);
+  for (const value& sv : servers) EXPECT_TRUE(sv.at("reachable").as_bool()) << sv.serialize();
+  EXPECT_EQ(servers.at(0).at("instance").as_string(), "orders-a");
+  EXPECT_EQ(servers.at(1).at("instance").as_string(), "orders-a");
+  EXPECT_EQ(servers.at(2).at("instance").as_string(), "orders-b");
+  EXPECT_EQ(servers.at(0).at("duplicateOf").as_integer(), -1);
+  EXPECT_EQ(servers.at(1).at("duplicateOf").as_integer(), 0) << "localhost is the same process";
+  EXPECT_EQ(servers.at(2).at("duplicateOf").as_integer(), -1);
+  EXPECT_DOUBLE_EQ(dump.at("totals").at("commandsPerSecond").as_double(), 300) << "200 + 100, not 200 + 200 + 100";
+  EXPECT_EQ(dump.at("totals").at("errors").as_integer(), 0);
+  EXPECT_EQ(dump.at("totals").at("clientErrors").as_integer(), 8);
+
+  const value* http = dumped_node(dump, "http");
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->at("errors").as_integer(), 0);
+  EXPECT_EQ(http->at("clientErrors").as_integer(), 8);
+  const value* commit = dumped_node(dump, "commit");
+  ASSERT_NE(commit, nullptr);
+  EXPECT_DOUBLE_EQ(commit->at("queueDepth").as_double(), 10);
+  const value* feed = dumped_node(dump, "feed");
+  ASSERT_NE(feed, nullptr);
+  EXPECT_FALSE(feed->at("busyMeasured").as_bool());
+  const value* projection = dumped_node(dump, "projection");
+  ASSERT_NE(projection, nullptr);
+  EXPECT_DOUBLE_EQ(projection->at("lagSeconds").as_double(), 12);
+  EXPECT_DOUBLE_EQ(projection->at("lagEvents").as_double(), 5000);
+  EXPECT_EQ(projection->at("health").as_string(), "red");
+  const auto& inst = projection->at("instances").as_array();
+  ASSERT_EQ(inst.size(), 3u);
+  EXPECT_DOUBLE_EQ(inst.at(0).at("checkpoint").as_double(), 8000);
+  EXPECT_FALSE(inst.at(1).at("counted").as_bool());
+  EXPECT_DOUBLE_EQ(inst.at(2).at("checkpoint").as_double(), 8200);
+  EXPECT_DOUBLE_EQ(inst.at(0).at("lagSeconds").as_double(), 0.4);
+
+  std::string why;
+  auto png = decode_png(read_file(dir / "shot.png"), why);
+  ASSERT_TRUE(png) << why;
+  EXPECT_GT(png->count(kRedFill), 50u) << "the lagging projection is drawn red";
+
+  // Same figures, bad lag raised to 30 s: the projection turns yellow, nothing is red.
+  ASSERT_EQ(run_monitor(url_a + " " + url_a2 + " " + url_b, dir, 4, " --lag-bad 30"), 0)
+      << read_file(dir / "monitor.log");
+  const value relaxed = value::parse(read_file(dir / "layout.json"), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(dumped_node(relaxed, "projection")->at("health").as_string(), "yellow");
+  png = decode_png(read_file(dir / "shot.png"), why);
+  ASSERT_TRUE(png) << why;
+  EXPECT_EQ(png->count(kRedFill), 0u);
+  EXPECT_GT(png->count(kYellowFill), 50u);
   if (!HasFailure()) {
     std::error_code rm;
     fs::remove_all(dir, rm);
