@@ -163,7 +163,12 @@ MetricsSnapshot MetricsRegistry::snapshot() const {
 std::string MetricsRegistry::to_json() const {
   const MetricsSnapshot s = snapshot();
   JsonWriter w;
-  w.begin_object().field("uptimeSeconds", s.uptime_s).key("nodes").begin_array();
+  w.begin_object();
+  {
+    std::lock_guard lock(mu_);
+    if (!instance_.empty()) w.field("instance", instance_);
+  }
+  w.field("uptimeSeconds", s.uptime_s).key("nodes").begin_array();
   for (const auto& n : s.nodes) {
     w.begin_object()
         .field("id", n.id)
@@ -198,6 +203,11 @@ std::string MetricsRegistry::to_json() const {
   }
   w.end_array().end_object();
   return w.take();
+}
+
+void MetricsRegistry::set_instance(std::string id) {
+  std::lock_guard lock(mu_);
+  instance_ = std::move(id);
 }
 
 void MetricsRegistry::set_graph_name(std::string name) {

@@ -244,6 +244,9 @@ class MetricsRegistry {
   // The graph this registry's pipeline runs, for orderflow_build_info's `graph` label
   // (empty until set).
   void set_graph_name(std::string name);
+  // The process's instance id (--instance-id), sent as "instance" in to_json() so the
+  // monitor tells instances apart (empty, the default: not sent).
+  void set_instance(std::string id);
   // Readiness as /readyz answers it, exported as orderflow_ready (1 or 0) once set: the
   // readiness check calls it, the alert rules in deploy/ watch it.
   void set_ready(bool ready);
@@ -259,6 +262,7 @@ class MetricsRegistry {
   std::vector<Last> last_;
   std::chrono::steady_clock::time_point last_sample_;
   std::string graph_name_;
+  std::string instance_;
   int ready_ = -1;  // -1: never set (no orderflow_ready sample)
 };
 

@@ -694,7 +694,12 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   while (running_) {
     settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
     batch.clear();
-    if (auto s = feed->read(read_pos, batch_, &batch); !s) {
+    Status read;
+    {
+      BusyTimer timer(probe());  // the feed's own work: reading (and decoding) the log
+      read = feed->read(read_pos, batch_, &batch);
+    }
+    if (auto s = read; !s) {
       probe().add_error(s.to_string());
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);

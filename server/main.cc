@@ -229,6 +229,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
     return 1;
   }
   Pipeline& pipeline = *built->pipeline;
+  pipeline.metrics().set_instance(instance_id);
   if (auto s = pipeline.start(); !s) {
     log::error("cannot start pipeline", {{"error", s.to_string()}});
     pipeline.shutdown(std::chrono::seconds(5));
