@@ -1,16 +1,21 @@
-// The HTTP API node (`kind: http_source`), on cpprestsdk's http_listener.
+// The HTTP API node (`kind: http_source`), served by connectors/http_server (Boost.Beast).
 //
 // Ingest: POST /api/v1/commands (JSON mapping of orderflow.v1.Command), answered once the
 // command's outcome is durable (202, or 200/409/422 with ?wait=committed).
-// Queries: orders, inventory, stream events, health, readiness, metrics, graph topology.
-// The listener's handlers run on cpprestsdk's thread pool (size it with
-// crossplat::threadpool::initialize_with_threads before the first listener opens) and never
-// block: replies are sent from the pipeline's completion. Owned by the Pipeline.
+// Queries: orders, inventory, paged stream events, health, readiness, metrics, graph topology.
+// Requests run on the server's small I/O pool and never block it: replies are sent from the
+// pipeline's completion (or the deadline watcher). Owned by the Pipeline.
+//
+// Authentication: bearer tokens with a role, `read` (queries, metrics, graph) or `write`
+// (commands, and everything `read` may), from --token-file or the environment variables
+// ORDERFLOW_WRITE_TOKEN / ORDERFLOW_READ_TOKEN, never from the graph file. /healthz and
+// /readyz are open. Without tokens the API is open only on a loopback address.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "graph/definition.h"
 #include "graph/pipeline.h"
@@ -19,6 +24,23 @@
 
 namespace orderflow::connectors {
 
+// The `serve` flags of the HTTP API (none of them can be set in the graph file).
+struct HttpServeOptions {
+  std::string token_file;      // --token-file PATH: lines "read TOKEN" / "write TOKEN", '#' comments
+  bool insecure_no_auth = false;  // --insecure-no-auth: allow no tokens on a non-loopback address
+  std::string tls_cert;        // --tls-cert PEM (with --tls-key; needed for https:// listen addresses)
+  std::string tls_key;         // --tls-key PEM
+  std::string tls_client_ca;   // --tls-client-ca PEM: require client certificates signed by it
+  // --http-option NAME=VALUE, limits of connectors/http_server.h: max_connections,
+  // max_header_bytes, max_header_fields, header_timeout_ms, body_timeout_ms, idle_timeout_ms,
+  // write_timeout_ms, io_threads.
+  std::vector<std::pair<std::string, int64_t>> limits;
+};
+
+// Consumes args[*i] (and its value, advancing *i) if it is one of the flags above: true if
+// it was, false if it is not an HTTP flag, an error when its value is bad.
+Result<bool> parse_http_flag(const std::vector<std::string>& args, size_t* i, HttpServeOptions* out);
+
 struct HttpApiContext {
   EventStore* events = nullptr;        // for /streams/{id}/events and duplicate replies
   SnapshotStore* snapshots = nullptr;  // for /orders and /inventory
@@ -26,12 +48,14 @@ struct HttpApiContext {
   // Readiness beyond "listening": the stores' health (StoreSet::health); null = always ok.
   // Called on every GET /readyz: must not block.
   std::function<Status()> health;
+  HttpServeOptions options;
 };
 
 Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, Pipeline& pipeline,
                                                       CommandSink* sink, HttpApiContext context);
 
-// Turns "host:port" (or a full http:// URI) into the listener URI; error when malformed.
+// Turns "host:port", "http://host:port" or "https://host:port" (IPv6 as [::1]:port) into the
+// listen URI; error when malformed.
 Result<std::string> listen_uri(const std::string& listen);
 
 }  // namespace orderflow::connectors

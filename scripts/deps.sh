@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config ccache
-  libtbb-dev librdkafka-dev libcpprest-dev libssl-dev libboost-system-dev
+  libtbb-dev librdkafka-dev libcpprest-dev libssl-dev libboost-system-dev libboost-dev libcli11-dev
   libprotobuf-dev protobuf-compiler librocksdb-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth

@@ -3,6 +3,8 @@
 //   orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]
 //                        [--demo-rate N] [--service NAME] [--instance-id ID] [--drain-timeout S]
 //                        [--log-level LEVEL]
+//                        [--token-file PATH] [--insecure-no-auth] [--tls-cert PEM --tls-key PEM
+//                        [--tls-client-ca PEM]] [--http-option NAME=VALUE]...  (connectors/http_api.h)
 //   orderflow validate FILE
 //   orderflow dot FILE
 //   orderflow bench FILE [options]   (bench/bench_cmd.h)
@@ -47,6 +49,9 @@ const char* kUsage =
     "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
     "                       [--demo-rate N] [--service NAME] [--instance-id ID] [--drain-timeout S]\n"
     "                       [--log-level debug|info|warn|error]\n"
+    "                       [--token-file PATH] [--insecure-no-auth]\n"
+    "                       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+    "                       [--http-option NAME=VALUE]...\n"
     "  orderflow validate FILE   check a graph definition; print every problem\n"
     "  orderflow dot FILE        print the graph in Graphviz DOT\n"
     "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n"
@@ -114,6 +119,7 @@ void set_param(graph::NodeDef& n, const std::string& name, const std::string& va
 int serve(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
   std::string listen, data_dir = "./data", service, level = "info", instance_id;
   int64_t threads = 0, demo_rate = -1, drain_timeout_s = 30;
+  connectors::HttpServeOptions http_options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) {
@@ -138,8 +144,8 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
       if (!parse_count(v, 1, &drain_timeout_s)) return usage_error("--drain-timeout needs seconds >= 1, got '" + v + "'");
     } else if (a == "--demo-rate" && value(&v)) {
       if (!parse_count(v, 0, &demo_rate)) return usage_error("--demo-rate needs an integer >= 0, got '" + v + "'");
-    } else {
-      return usage_error("unknown or incomplete option '" + a + "'");
+    } else if (auto h = connectors::parse_http_flag(args, &i, &http_options); !h || !*h) {
+      return usage_error(!h ? h.status().message() : "unknown or incomplete option '" + a + "'");
     }
   }
   log::Level lv;
@@ -213,6 +219,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
       -> Result<std::unique_ptr<RuntimeNode>> {
     connectors::HttpApiContext ctx;
     ctx.graph_json = graph_json;
+    ctx.options = http_options;
     ctx.health = [&stores] { return stores.health(); };
     for (const auto& other : def.nodes) {
       if (other.kind != "command_lane") continue;

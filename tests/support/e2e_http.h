@@ -46,10 +46,17 @@ struct Reply {
   }
 };
 
+// How to reach a server that needs more than plain loopback HTTP.
+struct HttpAccess {
+  std::string token;    // sent as "Authorization: Bearer TOKEN" when not empty
+  std::string ca_file;  // https:// with this PEM as the only trusted CA when not empty
+};
+
 // One cpprestsdk client (one connection pool) for one thread.
 class Http {
  public:
-  explicit Http(int port, std::chrono::seconds timeout = 10s) : client_(base(port), config(timeout)) {}
+  explicit Http(int port, std::chrono::seconds timeout = 10s, HttpAccess access = {})
+      : token_(access.token), client_(base(port, access), config(timeout, access)) {}
 
   Reply get(const std::string& path) {
     web::http::http_request req(web::http::methods::GET);
@@ -69,7 +76,9 @@ class Http {
   }
   // Starts a POST without waiting for it (for racing requests).
   pplx::task<Reply> command_async(const std::string& body) {
-    return client_.request(make_post("/api/v1/commands?wait=committed", body, "application/json"))
+    auto req = make_post("/api/v1/commands?wait=committed", body, "application/json");
+    if (!token_.empty()) req.headers().add("Authorization", "Bearer " + token_);
+    return client_.request(req)
         .then([](pplx::task<web::http::http_response> t) {
           Reply out;
           try {
@@ -83,14 +92,20 @@ class Http {
   }
 
  private:
-  static std::string base(int port) { return "http://127.0.0.1:" + std::to_string(port); }
-  static web::http::client::http_client_config config(std::chrono::seconds timeout) {
+  static std::string base(int port, const HttpAccess& access) {
+    return (access.ca_file.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port);
+  }
+  static web::http::client::http_client_config config(std::chrono::seconds timeout, const HttpAccess& access) {
     web::http::client::http_client_config c;
     c.set_timeout(timeout);
+    if (!access.ca_file.empty()) {
+      const std::string ca = access.ca_file;
+      c.set_ssl_context_callback([ca](boost::asio::ssl::context& ctx) { ctx.load_verify_file(ca); });
+    }
     return c;
   }
-  static web::http::http_request make_post(const std::string& path, const std::string& body,
-                                           const std::string& content_type) {
+  web::http::http_request make_post(const std::string& path, const std::string& body,
+                                    const std::string& content_type) const {
     web::http::http_request req(web::http::methods::POST);
     req.set_request_uri(web::uri(path));
     req.set_body(body, content_type);
@@ -105,6 +120,7 @@ class Http {
     if (!ec) out->json = std::move(v);
   }
   Reply send(web::http::http_request req) {
+    if (!token_.empty()) req.headers().add("Authorization", "Bearer " + token_);
     Reply out;
     try {
       fill(client_.request(req).get(), &out);
@@ -115,6 +131,7 @@ class Http {
     return out;
   }
 
+  std::string token_;
   web::http::client::http_client client_;
 };
 
@@ -223,16 +240,34 @@ struct Ev {
   value data;  // the event's own object, e.g. {"sku":"A","quantity":3} for stockAdded
 };
 
-// GET /api/v1/streams/{stream}/events; nullopt (with *why) when it fails.
+inline bool append_events(const web::json::array& evs, const std::string& stream, std::vector<Ev>* out,
+                          std::string* why);
+
+// GET /api/v1/streams/{stream}/events, every page; nullopt (with *why) when it fails.
 inline std::optional<std::vector<Ev>> fetch_events(Http& h, const std::string& stream, std::string* why) {
-  Reply r = h.get("/api/v1/streams/" + stream + "/events");
-  const auto* evs = arr(r.json, "events");
-  if (r.status != 200 || evs == nullptr || str(r.json, "stream") != stream) {
-    *why = "GET events of " + stream + ": " + r.describe();
-    return std::nullopt;
-  }
   std::vector<Ev> out;
-  for (const auto& e : *evs) {
+  for (int64_t from = 1;;) {
+    Reply r = h.get("/api/v1/streams/" + stream + "/events?fromVersion=" + std::to_string(from));
+    const auto* evs = arr(r.json, "events");
+    if (r.status != 200 || evs == nullptr || str(r.json, "stream") != stream) {
+      *why = "GET events of " + stream + ": " + r.describe();
+      return std::nullopt;
+    }
+    if (!append_events(*evs, stream, &out, why)) return std::nullopt;
+    if (!flag(r.json, "more")) return out;
+    const int64_t next = num(r.json, "nextVersion");
+    if (next <= from) {
+      *why = "paging of " + stream + " does not advance: " + r.describe();
+      return std::nullopt;
+    }
+    from = next;
+  }
+}
+
+// Decodes one page of events into *out; false (with *why) on an event of another stream.
+inline bool append_events(const web::json::array& evs, const std::string& stream, std::vector<Ev>* out,
+                          std::string* why) {
+  for (const auto& e : evs) {
     Ev ev;
     ev.version = num(e, "version");
     ev.position = num(e, "position");
@@ -243,11 +278,11 @@ inline std::optional<std::vector<Ev>> fetch_events(Http& h, const std::string& s
     }
     if (str(e, "stream") != stream) {
       *why = "event of another stream in " + stream + ": " + e.serialize();
-      return std::nullopt;
+      return false;
     }
-    out.push_back(std::move(ev));
+    out->push_back(std::move(ev));
   }
-  return out;
+  return true;
 }
 
 // An order folded from its events the way the domain's evolve() does.
