@@ -6,33 +6,16 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
+#include <memory>
 #include <thread>
+
+#include <CLI/CLI.hpp>
 
 #include "bench/bench.h"
 
 namespace orderflow::bench {
 
-const char* const kBenchUsage =
-    "  orderflow bench FILE [--commands N | --duration S] [--rate N | --in-flight N]\n"
-    "                       [--threads 1,2] [--store memory|rocksdb[,...]] [--runs R] [--no-baselines]\n"
-    "                       [--json FILE] [--csv FILE] [--plot FILE.png] [--skus N] [--zipf S] [--seed N]\n"
-    "                       [--data-dir DIR] [--progress|--no-progress]\n"
-    "                       drive the graph in-process and measure it against its baselines\n";
-
 namespace {
-
-int usage_error(const std::string& msg) {
-  std::fprintf(stderr, "orderflow bench: %s\nusage:\n%s", msg.c_str(), kBenchUsage);
-  return 2;
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
-  return out;
-}
 
 // The graph to run for one store kind: every store switched to `store` (RocksDB stores
 // keep their path or take their name), demo sources silenced (the bench is the load).
@@ -60,87 +43,8 @@ bool graph_for(const graph::GraphDef& base, const std::string& store, const grap
 
 }  // namespace
 
-int bench_main(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
-  Options o;
-  o.graph_file = file;
-  o.progress = ::isatty(STDERR_FILENO) == 1;
-  bool commands_given = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= args.size()) return false;
-      *out = args[++i];
-      return true;
-    };
-    auto number = [&](int64_t min, int64_t* out) {
-      std::string v;
-      return value(&v) && graph::parse_int(v, out) && *out >= min;
-    };
-    auto real = [&](double min, double* out) {
-      std::string v;
-      return value(&v) && graph::parse_double(v, out) && *out >= min;
-    };
-    int64_t n = 0;
-    std::string v;
-    if (a == "--help" || a == "-h") {
-      std::printf("usage:\n%s", kBenchUsage);
-      return 0;
-    }
-    if (a == "--commands") {
-      if (!number(1, &n)) return usage_error("--commands needs a positive integer");
-      o.commands = static_cast<uint64_t>(n);
-      commands_given = true;
-    } else if (a == "--duration") {
-      if (!real(0.001, &o.duration_s)) return usage_error("--duration needs a positive number of seconds");
-    } else if (a == "--rate") {
-      if (!real(1, &o.rate)) return usage_error("--rate needs commands per second >= 1");
-    } else if (a == "--in-flight") {
-      if (!number(1, &n) || n > 10000000) return usage_error("--in-flight needs an integer in [1, 10000000]");
-      o.in_flight = static_cast<int>(n);
-    } else if (a == "--runs") {
-      if (!number(1, &n) || n > 1000) return usage_error("--runs needs an integer in [1, 1000]");
-      o.runs = static_cast<int>(n);
-    } else if (a == "--threads") {
-      if (!value(&v)) return usage_error("--threads needs a list like 1,2");
-      for (const auto& t : split(v)) {
-        int64_t k = 0;
-        if (!graph::parse_int(t, &k) || k < 1 || k > 1024) return usage_error("--threads: '" + t + "' is not a thread count");
-        o.threads.push_back(static_cast<int>(k));
-      }
-      if (o.threads.empty()) return usage_error("--threads needs a list like 1,2");
-    } else if (a == "--store") {
-      if (!value(&v)) return usage_error("--store needs memory or rocksdb");
-      for (const auto& s : split(v)) {
-        if (s != "memory" && s != "rocksdb") return usage_error("--store: '" + s + "' is not memory or rocksdb");
-        o.stores.push_back(s);
-      }
-    } else if (a == "--no-baselines") {
-      o.baselines = false;
-    } else if (a == "--json" && value(&v)) {
-      o.json_file = v;
-    } else if (a == "--csv" && value(&v)) {
-      o.csv_file = v;
-    } else if (a == "--plot" && value(&v)) {
-      o.plot_file = v;
-    } else if (a == "--data-dir" && value(&v)) {
-      o.data_dir = v;
-    } else if (a == "--skus") {
-      if (!number(1, &n) || n > 10000000) return usage_error("--skus needs an integer in [1, 10000000]");
-      o.workload.skus = static_cast<size_t>(n);
-    } else if (a == "--zipf") {
-      if (!real(0, &o.workload.zipf_s)) return usage_error("--zipf needs an exponent >= 0");
-    } else if (a == "--seed") {
-      if (!value(&v) || !graph::parse_int(v, &n)) return usage_error("--seed needs an integer");
-      o.workload.seed = static_cast<uint64_t>(n);
-    } else if (a == "--progress") {
-      o.progress = true;
-    } else if (a == "--no-progress") {
-      o.progress = false;
-    } else {
-      return usage_error("unknown or incomplete option '" + a + "'");
-    }
-  }
-  if (commands_given && o.duration_s > 0) return usage_error("give --commands or --duration, not both");
+int run_bench(Options o, const graph::KindRegistry& registry) {
+  const std::string& file = o.graph_file;
   if (o.threads.empty()) o.threads.push_back(std::max(1, tbb::info::default_concurrency()));  // as serve
 
   auto loaded = graph::load_and_validate(file, registry);
@@ -235,6 +139,47 @@ int bench_main(const std::string& file, const std::vector<std::string>& args, co
   if (!o.plot_file.empty())
     if (auto s = write_plot(report, summary, o.plot_file); !s) fail("--plot", s);
   return exit_code;
+}
+
+// Options and the parser's own checks: a bad value is refused with its reason (exit 2)
+// before anything runs.
+void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* exit_code) {
+  auto o = std::make_shared<Options>();
+  o->progress = ::isatty(STDERR_FILENO) == 1;
+  CLI::App* cmd = app.add_subcommand("bench", "drive a graph in-process and measure it against its baselines");
+  cmd->add_option("FILE", o->graph_file, "graph definition (YAML)")->required();
+  auto* commands = cmd->add_option("--commands", o->commands, "client commands per run (after the stocking)")
+                       ->capture_default_str()
+                       ->check(CLI::PositiveNumber);
+  cmd->add_option("--duration", o->duration_s, "run for this many seconds instead of a command count")
+      ->check(CLI::Range(0.001, 1e9))
+      ->excludes(commands);
+  cmd->add_option("--rate", o->rate, "open loop at this many commands/s (default: closed loop)")
+      ->check(CLI::Range(1.0, 1e12));
+  cmd->add_option("--in-flight", o->in_flight, "closed loop: commands outstanding at most")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  cmd->add_option("--threads", o->threads, "TBB threads to sweep, e.g. 1,2 (default: the core count)")
+      ->delimiter(',')
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--store", o->stores, "store kinds to run, e.g. memory,rocksdb (default: the YAML's)")
+      ->delimiter(',')
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check(CLI::IsMember({"memory", "rocksdb"}));
+  cmd->add_option("--runs", o->runs, "repetitions; medians are reported")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_flag("--no-baselines{false}", o->baselines, "skip the baselines and the metrics-off runs");
+  cmd->add_option("--json", o->json_file, "write the report as JSON");
+  cmd->add_option("--csv", o->csv_file, "write every run as CSV");
+  cmd->add_option("--plot", o->plot_file, "draw the figures to a PNG (gnuplot)");
+  cmd->add_option("--data-dir", o->data_dir, "where the runs' RocksDB stores live (default: a temporary folder, removed)");
+  cmd->add_option("--skus", o->workload.skus, "SKUs of the workload")->capture_default_str()->check(CLI::Range(1, 10000000));
+  cmd->add_option("--zipf", o->workload.zipf_s, "Zipf exponent of SKU popularity")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", o->workload.seed, "workload seed")->capture_default_str();
+  cmd->add_flag("--progress,!--no-progress", o->progress, "draw a progress bar on stderr (default: on a terminal)");
+  cmd->callback([o, &registry, exit_code] { *exit_code = run_bench(*o, registry); });
 }
 
 }  // namespace orderflow::bench

@@ -1,17 +1,19 @@
-// The `orderflow bench` subcommand (server/main.cc dispatches to it).
+// The `orderflow bench` subcommand: its options on the one command-line parser of
+// server/main.cc (CLI11), and the run.
 #pragma once
-
-#include <string>
-#include <vector>
 
 #include "graph/definition.h"
 
+namespace CLI {
+class App;
+}
+
 namespace orderflow::bench {
 
-extern const char* const kBenchUsage;
-
-// Runs `orderflow bench FILE ARGS...`; returns the exit code (0 ok, 1 runtime failure,
-// 2 bad usage or an invalid graph).
-int bench_main(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry);
+// Adds `bench FILE [options]` to `app`. When the command line names it, the callback runs
+// the benchmark and stores its exit code in *exit_code (0 ok, 1 runtime failure, 2 an
+// invalid graph); bad options are refused by the parser before that. `registry` and
+// `exit_code` must outlive app.parse().
+void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* exit_code);
 
 }  // namespace orderflow::bench

@@ -157,6 +157,8 @@ const char* port_type_name(PortType t) {
       return "none";
     case PortType::kCommand:
       return "command";
+    case PortType::kRouted:
+      return "routed";
     case PortType::kDecision:
       return "decision";
     case PortType::kCommitted:

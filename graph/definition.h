@@ -88,7 +88,8 @@ struct GraphDef {
 // What flows on a port. Edges must connect an output to an input of the same type.
 enum class PortType {
   kNone = 0,   // the node has no such port
-  kCommand,    // command envelopes (sources, saga -> route -> lanes)
+  kCommand,    // command envelopes (sources, saga -> route)
+  kRouted,     // commands assigned to a lane by stream (route -> lanes): only a route makes them
   kDecision,   // decided events awaiting commit (lanes -> commit)
   kCommitted,  // store-mediated link: commit -> change feed
   kEvent,      // committed events from the change feed (feed -> subscribers)

@@ -92,11 +92,11 @@ void register_node_kinds(graph::KindRegistry& r) {
                         p_int("skus", "200", 1, 1000000, "distinct SKUs"),
                         p_int("seed", "42", INT64_MIN, INT64_MAX, "random seed")},
                        "synthetic orders, restocks, cancels and shipments"));
-  r.add_node_kind(kind("route", PortType::kCommand, PortType::kCommand, false,
+  r.add_node_kind(kind("route", PortType::kCommand, PortType::kRouted, false,
                        {p_int("lanes", "8", 1, 256, "serial command lanes"),
                         p_int("max_in_flight", "20000", 1, 10000000, "admitted, unfinished commands")},
                        "admission limit and stream-hash routing onto lanes"));
-  r.add_node_kind(kind("command_lane", PortType::kCommand, PortType::kDecision, false,
+  r.add_node_kind(kind("command_lane", PortType::kRouted, PortType::kDecision, false,
                        {p_store("events", "event store"), p_store("snapshots", "snapshot store"),
                         p_int("cache_streams", "100000", 1, 100000000, "cached stream states per lane")},
                        "load state, decide, emit events; serial per lane"));

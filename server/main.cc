@@ -31,6 +31,8 @@
 #include <utility>  // before Boost.Asio: its C++20 awaitable.hpp uses std::exchange
 #include <pplx/threadpool.h>
 
+#include <CLI/CLI.hpp>
+
 #include "bench/bench_cmd.h"
 #include "connectors/http_api.h"
 #include "connectors/kafka.h"
@@ -44,24 +46,9 @@ namespace {
 
 using namespace orderflow;
 
-const char* kUsage =
-    "usage:\n"
-    "  orderflow serve FILE [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
-    "                       [--demo-rate N] [--service NAME] [--instance-id ID] [--drain-timeout S]\n"
-    "                       [--log-level debug|info|warn|error]\n"
-    "                       [--token-file PATH] [--insecure-no-auth]\n"
-    "                       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
-    "                       [--http-option NAME=VALUE]...\n"
-    "  orderflow validate FILE   check a graph definition; print every problem\n"
-    "  orderflow dot FILE        print the graph in Graphviz DOT\n"
-    "  orderflow bench FILE ...  throughput experiments (orderflow bench FILE --help)\n"
-    "  orderflow mock-kafka [--brokers N] [--topics A,B] [--partitions P]\n"
-    "                            run librdkafka's mock cluster (N brokers, default 3; topics\n"
-    "                            created with P partitions, default 4) on loopback until\n"
-    "                            SIGTERM/SIGINT; prints its broker list\n";
-
 int usage_error(const std::string& msg) {
-  std::fprintf(stderr, "orderflow: %s\n%s", msg.c_str(), kUsage);
+  std::fprintf(stderr, "orderflow: %s\nRun 'orderflow --help' or 'orderflow COMMAND --help' for the options.\n",
+               msg.c_str());
   return 2;
 }
 
@@ -77,9 +64,6 @@ bool load(const std::string& path, const graph::KindRegistry& registry, graph::G
   return true;
 }
 
-bool parse_count(const std::string& text, int64_t min, int64_t* out) {
-  return graph::parse_int(text, out) && *out >= min;
-}
 
 // The default instance id: this host and data directory, so a restarted instance has the
 // same one (and reclaims its own Cosmos DB leases at once) while two instances on one host
@@ -116,36 +100,43 @@ void set_param(graph::NodeDef& n, const std::string& name, const std::string& va
   n.params[name].text = value;
 }
 
-int serve(const std::string& file, const std::vector<std::string>& args, const graph::KindRegistry& registry) {
+// `orderflow serve`'s flags, as the command line (or ORDERFLOW_* variables) gave them.
+struct ServeFlags {
+  std::string file;
   std::string listen, data_dir = "./data", service, level = "info", instance_id;
   int64_t threads = 0, demo_rate = -1, drain_timeout_s = 30;
+  std::string token_file, tls_cert, tls_key, tls_client_ca;
+  bool insecure_no_auth = false;
+  std::vector<std::string> http_options;  // NAME=VALUE
+};
+
+int serve(const ServeFlags& flags, const graph::KindRegistry& registry) {
+  const std::string& file = flags.file;
+  const std::string& listen = flags.listen;
+  const std::string& data_dir = flags.data_dir;
+  const std::string& service = flags.service;
+  const std::string& level = flags.level;
+  std::string instance_id = flags.instance_id;
+  const int64_t threads = flags.threads, demo_rate = flags.demo_rate, drain_timeout_s = flags.drain_timeout_s;
+  // The HTTP flags keep their one parser (connectors/http_api.h), fed the flags given.
   connectors::HttpServeOptions http_options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= args.size()) return false;
-      *out = args[++i];
-      return true;
+  {
+    std::vector<std::string> args;
+    auto pass = [&](const char* flag, const std::string& value) {
+      if (value.empty()) return;
+      args.push_back(flag);
+      args.push_back(value);
     };
-    std::string v;
-    if (a == "--listen" && value(&v)) listen = v;
-    else if (a == "--data-dir" && value(&v)) data_dir = v;
-    else if (a == "--service" && value(&v)) service = v;
-    else if (a == "--log-level" && value(&v)) level = v;
-    else if (a == "--instance-id" && value(&v)) {
-      if (v.empty() || v.size() > 100 ||
-          !std::all_of(v.begin(), v.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; }))
-        return usage_error("--instance-id needs 1-100 letters, digits, '-', '_' or '.', got '" + v + "'");
-      instance_id = v;
-    }
-    else if (a == "--threads" && value(&v)) {
-      if (!parse_count(v, 1, &threads)) return usage_error("--threads needs a positive integer, got '" + v + "'");
-    } else if (a == "--drain-timeout" && value(&v)) {
-      if (!parse_count(v, 1, &drain_timeout_s)) return usage_error("--drain-timeout needs seconds >= 1, got '" + v + "'");
-    } else if (a == "--demo-rate" && value(&v)) {
-      if (!parse_count(v, 0, &demo_rate)) return usage_error("--demo-rate needs an integer >= 0, got '" + v + "'");
-    } else if (auto h = connectors::parse_http_flag(args, &i, &http_options); !h || !*h) {
-      return usage_error(!h ? h.status().message() : "unknown or incomplete option '" + a + "'");
+    pass("--token-file", flags.token_file);
+    pass("--tls-cert", flags.tls_cert);
+    pass("--tls-key", flags.tls_key);
+    pass("--tls-client-ca", flags.tls_client_ca);
+    if (flags.insecure_no_auth) args.push_back("--insecure-no-auth");
+    for (const auto& o : flags.http_options) pass("--http-option", o);
+    for (size_t i = 0; i < args.size(); ++i) {
+      auto h = connectors::parse_http_flag(args, &i, &http_options);
+      if (!h) return usage_error(h.status().message());
+      if (!*h) return usage_error("unknown HTTP option '" + args[i] + "'");
     }
   }
   log::Level lv;
@@ -278,24 +269,7 @@ int serve(const std::string& file, const std::vector<std::string>& args, const g
 
 // A Kafka cluster for trying the Kafka graphs across several processes on one machine:
 // librdkafka's mock brokers (real Kafka protocol over TCP, data in memory).
-int mock_kafka(const std::vector<std::string>& args) {
-  int64_t brokers = 3, partitions = 4;
-  std::vector<std::string> topics;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--brokers" && i + 1 < args.size()) {
-      if (!graph::parse_int(args[++i], &brokers) || brokers < 1 || brokers > 16)
-        return usage_error("--brokers needs a number from 1 to 16, got '" + args[i] + "'");
-    } else if (args[i] == "--partitions" && i + 1 < args.size()) {
-      if (!graph::parse_int(args[++i], &partitions) || partitions < 1 || partitions > 1000)
-        return usage_error("--partitions needs a number from 1 to 1000, got '" + args[i] + "'");
-    } else if (args[i] == "--topics" && i + 1 < args.size()) {
-      std::stringstream list(args[++i]);
-      for (std::string t; std::getline(list, t, ',');)
-        if (!t.empty()) topics.push_back(t);
-    } else {
-      return usage_error("unknown or incomplete option '" + args[i] + "'");
-    }
-  }
+int mock_kafka(int64_t brokers, int64_t partitions, const std::vector<std::string>& topics) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -325,32 +299,121 @@ int mock_kafka(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
-  }
   graph::KindRegistry registry;
   register_node_kinds(registry);
   connectors::add_store_param_checks(registry);
-  const std::string cmd = args[0];
-  if (cmd == "mock-kafka") return mock_kafka(std::vector<std::string>(args.begin() + 1, args.end()));
-  if (cmd != "serve" && cmd != "validate" && cmd != "dot" && cmd != "bench")
-    return usage_error("unknown command '" + cmd + "'");
-  if (args.size() < 2) return usage_error(cmd + " needs a graph FILE");
-  const std::string file = args[1];
-  if (cmd == "validate") {
+
+  // One parser for every command (CLI11): --help on each, --version, exit 2 with the
+  // reason on a bad flag. Every serve flag may also come from ORDERFLOW_<FLAG>.
+  CLI::App app{"orderflow: an event-sourced order processing engine on a oneTBB flow graph"};
+  app.name("orderflow");
+  app.set_version_flag("--version", std::string("orderflow ") + ORDERFLOW_VERSION);
+  app.require_subcommand(1);
+  int exit_code = 0;
+
+  ServeFlags sf;
+  // A flag given twice keeps its last value (a wrapper script may add to a base command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run a graph headless: HTTP/Kafka ingest, the stores, metrics");
+  serve_cmd->add_option("FILE", sf.file, "graph definition (YAML)")->required();
+  serve_cmd->add_option("--listen", sf.listen, "HOST:PORT (or https://HOST:PORT) of the HTTP API; overrides the YAML")
+      ->envname("ORDERFLOW_LISTEN");
+  serve_cmd->add_option("--data-dir", sf.data_dir, "where RocksDB stores and the instance lock live")
+      ->capture_default_str()
+      ->envname("ORDERFLOW_DATA_DIR");
+  serve_cmd->add_option("--threads", sf.threads, "TBB worker threads (default: one per usable core)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->envname("ORDERFLOW_THREADS");
+  serve_cmd->add_option("--demo-rate", sf.demo_rate, "synthetic commands/s from a demo source (0 = none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000000}))
+      ->envname("ORDERFLOW_DEMO_RATE");
+  serve_cmd->add_option("--service", sf.service, "build only this service's nodes (and those without one)")
+      ->envname("ORDERFLOW_SERVICE");
+  serve_cmd->add_option("--instance-id", sf.instance_id,
+                        "this instance's name among its service's (default: host + data directory)")
+      ->check([](const std::string& v) {
+        const bool ok = !v.empty() && v.size() <= 100 && std::all_of(v.begin(), v.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        });
+        return ok ? std::string() : "needs 1-100 letters, digits, '-', '_' or '.', got '" + v + "'";
+      })
+      ->envname("ORDERFLOW_INSTANCE_ID");
+  serve_cmd->add_option("--drain-timeout", sf.drain_timeout_s, "seconds a stop waits for commands in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}))
+      ->envname("ORDERFLOW_DRAIN_TIMEOUT");
+  serve_cmd->add_option("--log-level", sf.level, "debug, info, warn or error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->envname("ORDERFLOW_LOG_LEVEL");
+  serve_cmd->add_option("--token-file", sf.token_file, "bearer tokens, lines 'ROLE TOKEN' (roles: read, write)")
+      ->envname("ORDERFLOW_TOKEN_FILE");
+  serve_cmd->add_flag("--insecure-no-auth", sf.insecure_no_auth,
+                      "serve a non-loopback address without tokens")
+      ->envname("ORDERFLOW_INSECURE_NO_AUTH");
+  serve_cmd->add_option("--tls-cert", sf.tls_cert, "PEM certificate for https:// listen addresses")
+      ->envname("ORDERFLOW_TLS_CERT");
+  serve_cmd->add_option("--tls-key", sf.tls_key, "PEM private key")->envname("ORDERFLOW_TLS_KEY");
+  serve_cmd->add_option("--tls-client-ca", sf.tls_client_ca, "PEM CA: require client certificates it signed")
+      ->envname("ORDERFLOW_TLS_CLIENT_CA");
+  serve_cmd->add_option("--http-option", sf.http_options,
+                        "NAME=VALUE HTTP limit (max_connections, max_header_bytes, header_timeout_ms, ...)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->envname("ORDERFLOW_HTTP_OPTION");
+  serve_cmd->callback([&] { exit_code = serve(sf, registry); });
+
+  std::string file;
+  CLI::App* validate_cmd = app.add_subcommand("validate", "check a graph definition; print every problem");
+  validate_cmd->add_option("FILE", file, "graph definition (YAML)")->required();
+  validate_cmd->callback([&] {
     graph::GraphDef def;
-    if (!load(file, registry, &def)) return 2;
+    if (!load(file, registry, &def)) {
+      exit_code = 2;
+      return;
+    }
     std::printf("%s: ok (%zu nodes, %zu edges)\n", file.c_str(), def.nodes.size(), def.edges.size());
-    return 0;
-  }
-  if (cmd == "dot") {
+  });
+  CLI::App* dot_cmd = app.add_subcommand("dot", "print the graph in Graphviz DOT");
+  dot_cmd->add_option("FILE", file, "graph definition (YAML)")->required();
+  dot_cmd->callback([&] {
     graph::GraphDef def;
-    if (!load(file, registry, &def)) return 2;
+    if (!load(file, registry, &def)) {
+      exit_code = 2;
+      return;
+    }
     std::fputs(graph::to_dot(def, registry).c_str(), stdout);
-    return 0;
+  });
+
+  bench::add_bench_command(app, registry, &exit_code);
+
+  int64_t brokers = 3, partitions = 4;
+  std::vector<std::string> topics;
+  CLI::App* mock_cmd = app.add_subcommand(
+      "mock-kafka", "run librdkafka's mock Kafka cluster on loopback until SIGTERM/SIGINT; prints its broker list");
+  mock_cmd->add_option("--brokers", brokers, "brokers")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{16}));
+  mock_cmd->add_option("--topics", topics, "topics to create, comma-separated")
+      ->delimiter(',')
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  mock_cmd->add_option("--partitions", partitions, "partitions of each topic created")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  mock_cmd->callback([&] { exit_code = mock_kafka(brokers, partitions, topics); });
+
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known = known || sub->get_name() == argv[1];
+    if (!known) return usage_error(std::string("unknown command '") + argv[1] + "'");
   }
-  if (cmd == "bench") return bench::bench_main(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
-  return serve(file, std::vector<std::string>(args.begin() + 2, args.end()), registry);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
+  }
+  return exit_code;
 }

@@ -211,11 +211,11 @@ TEST_F(BenchCli, BadOptionsAreRefusedWithAReason) {
   struct Case {
     std::string args, reason;
   } cases[] = {
-      {"--store cosmos", "'cosmos' is not memory or rocksdb"},
-      {"--threads 1,x", "'x' is not a thread count"},
-      {"--commands 10 --duration 1", "not both"},
-      {"--rate 0", "--rate needs"},
-      {"--frobnicate", "unknown or incomplete option '--frobnicate'"},
+      {"--store cosmos", "--store: cosmos not in {memory,rocksdb}"},
+      {"--threads 1,x", "--threads: Value x"},
+      {"--commands 10 --duration 1", "--commands excludes --duration"},
+      {"--rate 0", "--rate: Value 0 not in range"},
+      {"--frobnicate", "not expected: --frobnicate"},
   };
   for (const auto& c : cases) {
     const Ran r = run(c.args);

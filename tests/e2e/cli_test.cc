@@ -114,6 +114,37 @@ TEST(Cli, MockKafkaServesTopicsUntilStopped) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
+// One parser for every command: --help on each (exit 0), --version, and a bad flag is
+// refused with exit 2 naming it, also when it comes from an ORDERFLOW_* variable.
+TEST(Cli, EveryCommandHasHelpAndBadFlagsAreRefused) {
+  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka"}) {
+    const Ran r = orderflow(std::string(cmd) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd << ":\n" << r.output;
+    EXPECT_NE(r.output.find(std::string("orderflow ") + cmd), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--help"), std::string::npos) << r.output;
+  }
+  Ran r = orderflow("serve --help");
+  for (const char* flag : {"--listen", "--data-dir", "--instance-id", "--drain-timeout", "--token-file",
+                           "ORDERFLOW_LISTEN", "ORDERFLOW_INSTANCE_ID"})
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " not in serve --help:\n" << r.output;
+  r = orderflow("bench --help");
+  for (const char* flag : {"--commands", "--store", "--threads", "--no-baselines"})
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " not in bench --help:\n" << r.output;
+  r = orderflow("--version");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("orderflow ", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find('.'), std::string::npos) << r.output;
+  r = orderflow("serve " + kGraphs + "orders.yaml --no-such-flag");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--no-such-flag"), std::string::npos) << r.output;
+  r = testing::run_shell("ORDERFLOW_LOG_LEVEL=loud " + std::string(ORDERFLOW_BINARY) + " serve " + kGraphs + "orders.yaml");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("loud"), std::string::npos) << r.output;
+  r = orderflow("validate " + kGraphs + "orders.yaml --frobnicate");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--frobnicate"), std::string::npos) << r.output;
+}
+
 TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {
   Ran r = orderflow("bogus");
   EXPECT_EQ(r.exit_code, 2);
@@ -123,16 +154,18 @@ TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {
   EXPECT_NE(r.output.find("unknown command 'bogus'"), std::string::npos) << r.output;
   r = orderflow("validate");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("validate needs a graph FILE"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("FILE is required"), std::string::npos) << r.output;
   r = orderflow("validate /nonexistent/graph.yaml");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("/nonexistent/graph.yaml"), std::string::npos) << r.output;
   r = orderflow("serve " + kGraphs + "orders.yaml --threads zero");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--threads needs a positive integer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--threads"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("zero"), std::string::npos) << r.output;
   r = orderflow("--help");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.output.find("orderflow serve FILE"), std::string::npos) << r.output;
+  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka"})
+    EXPECT_NE(r.output.find(cmd), std::string::npos) << cmd << " not listed:\n" << r.output;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -200,6 +201,70 @@ TEST(GraphDefinition, EveryShippedGraphIsValid) {
     ++checked;
   }
   EXPECT_GE(checked, 2);
+}
+
+// Every ordered pair of the binary's node kinds joined by one edge: the edge is refused,
+// with its line and column, exactly when the output port of the first is not the input
+// port of the second. Pairs that pass are the ones the builder wires (route -> lanes only
+// through the `routed` port, so a source straight into lanes is refused, not left unwired).
+TEST(GraphDefinition, EveryPairOfKindsWithMismatchedPortsIsRefusedWithAPosition) {
+  KindRegistry kinds;
+  orderflow::register_node_kinds(kinds);
+  auto params_of = [&](const KindSpec& k) {
+    std::string p;
+    for (const auto& spec : k.params) {
+      if (!spec.required && spec.type != ParamType::kStoreRef) continue;
+      std::string v;
+      switch (spec.type) {
+        case ParamType::kStoreRef: v = spec.name == "snapshots" ? "snapshots" : "events"; break;
+        case ParamType::kInt: v = std::to_string(std::max<int64_t>(spec.min, 1)); break;
+        case ParamType::kEnum: v = spec.choices.at(0); break;
+        case ParamType::kBool: v = "true"; break;
+        case ParamType::kDouble: v = "1"; break;
+        case ParamType::kString: v = spec.name == "brokers" ? "mock:1" : "x"; break;
+      }
+      p += (p.empty() ? "" : ", ") + spec.name + ": \"" + v + "\"";
+    }
+    return "{" + p + "}";
+  };
+  int refused = 0, accepted = 0;
+  for (const auto& from : kinds.node_kind_names()) {
+    const KindSpec* a = kinds.node_kind(from);
+    if (a->output == PortType::kNone) continue;
+    for (const auto& to : kinds.node_kind_names()) {
+      const KindSpec* b = kinds.node_kind(to);
+      if (b->input == PortType::kNone) continue;
+      const std::string yaml = "graph: pair\n"
+                               "stores:\n"
+                               "  events: {kind: memory}\n"
+                               "  snapshots: {kind: memory}\n"
+                               "nodes:\n"
+                               "  - {id: a, kind: " + from + ", params: " + params_of(*a) + "}\n"
+                               "  - {id: b, kind: " + to + ", params: " + params_of(*b) + "}\n"
+                               "edges:\n"
+                               "  - a -> b\n";
+      LoadResult r = load_graph_string(yaml, "pair.yaml");
+      ASSERT_TRUE(r.ok()) << dump(r.diagnostics);
+      std::vector<Diagnostic> diags;
+      validate(r.graph, kinds, diags);
+      const Diagnostic* port = nullptr;
+      for (const auto& d : diags)
+        if (d.message.find("port type") != std::string::npos) port = &d;
+      const bool match = a->output == b->input;
+      if (match) {
+        EXPECT_EQ(port, nullptr) << from << " -> " << to << ": " << dump(diags);
+        ++accepted;
+      } else {
+        ASSERT_NE(port, nullptr) << from << " -> " << to << " (" << port_type_name(a->output) << " into "
+                                 << port_type_name(b->input) << ") was not refused: " << dump(diags);
+        EXPECT_EQ(port->mark.line, 9) << port->to_string();
+        EXPECT_GT(port->mark.column, 0) << port->to_string();
+        ++refused;
+      }
+    }
+  }
+  EXPECT_GT(accepted, 5);
+  EXPECT_GT(refused, 20);
 }
 
 TEST(GraphDefinition, ReportsEveryProblemAtOnceInFileOrder) {
