@@ -183,7 +183,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
   probe().add_in();
   BusyTimer timer(probe());
   try {
-    if (env->expired(steady_ns())) {
+    if (env->deadline_ns != 0 && env->expired(steady_ns())) {
       // Its client has had its answer (or gave up): executing it now would surprise them.
       probe().add_out();
       probe().set_gauge("deadline_dropped", static_cast<double>(deadline_dropped_.fetch_add(1) + 1));
