@@ -192,16 +192,7 @@ class HttpHardeningTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  void print_log() const {
-    std::ifstream in(log_);
-    std::deque<std::string> tail;
-    for (std::string line; std::getline(in, line);) {
-      tail.push_back(line);
-      if (tail.size() > 100) tail.pop_front();
-    }
-    std::cerr << "---- server log (last " << tail.size() << " lines) ----\n";
-    for (const auto& l : tail) std::cerr << l << "\n";
-  }
+  void print_log() const { orderflow::testing::print_log_tail(log_, 100); }
 
   std::string log_text() const {
     std::ifstream in(log_);

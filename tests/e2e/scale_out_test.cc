@@ -91,7 +91,7 @@ class ScaleOutTest : public ::testing::Test {
   void TearDown() override {
     for (auto& i : instances_) i.server->kill_now();
     if (HasFailure())
-      for (auto& i : instances_) print_log(i.log);
+      for (auto& i : instances_) orderflow::testing::print_log_tail(i.log, 120);
     instances_.clear();
     standin_.reset();
     std::error_code ec;
@@ -146,16 +146,6 @@ class ScaleOutTest : public ::testing::Test {
     return static_cast<int>(gauge(metrics_node(r.json, "cosmos"), "leases_" + subscriber + "_" + in.name));
   }
 
-  static void print_log(const fs::path& log) {
-    std::ifstream in(log);
-    std::deque<std::string> tail;
-    for (std::string line; std::getline(in, line);) {
-      tail.push_back(line);
-      if (tail.size() > 120) tail.pop_front();
-    }
-    std::cerr << "---- " << log.filename().string() << " (last " << tail.size() << " lines) ----\n";
-    for (const auto& l : tail) std::cerr << l << "\n";
-  }
 
   fs::path dir_, graph_;
   std::unique_ptr<CosmosStandIn> standin_;

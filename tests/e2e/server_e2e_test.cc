@@ -84,17 +84,7 @@ class ServerE2eTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  void print_log() const {
-    std::ifstream in(log_);
-    std::deque<std::string> tail;
-    for (std::string line; std::getline(in, line);) {
-      tail.push_back(line);
-      if (tail.size() > 200) tail.pop_front();
-    }
-    std::cerr << "---- server log (" << log_.string() << ", last " << tail.size() << " lines) ----\n";
-    for (const auto& l : tail) std::cerr << l << "\n";
-    std::cerr << "---- end of server log ----\n";
-  }
+  void print_log() const { orderflow::testing::print_log_tail(log_, 200); }
 
   // Starts the server and waits (at most 20 s) until GET /readyz answers 200.
   void start_server() {

@@ -11,7 +11,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,6 +28,19 @@ inline std::string describe_wait_status(int status) {
   if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
   return "wait status " + std::to_string(status);
+}
+
+// Prints the last `max_lines` lines of a server's log to stderr (for a failed test).
+inline void print_log_tail(const fs::path& log, size_t max_lines) {
+  std::ifstream in(log);
+  std::deque<std::string> tail;
+  for (std::string line; std::getline(in, line);) {
+    tail.push_back(line);
+    if (tail.size() > max_lines) tail.pop_front();
+  }
+  std::cerr << "---- " << log.string() << " (last " << tail.size() << " lines) ----\n";
+  for (const auto& l : tail) std::cerr << l << "\n";
+  std::cerr << "---- end of " << log.filename().string() << " ----\n";
 }
 
 // One `orderflow serve` child process. Not thread-safe; the destructor kills and reaps it.
