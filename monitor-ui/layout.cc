@@ -385,9 +385,18 @@ std::string format_clock(double unix_seconds) {
 }
 
 std::string unreachable_banner(const ServerState& s, double now) {
+  const double ago = std::max(0.0, now - s.unreachable_since);
   char buf[96];
-  std::snprintf(buf, sizeof buf, " (%.0f s ago)", std::max(0.0, now - s.unreachable_since));
-  std::string text = "Server " + s.url + " unreachable since " + format_clock(s.unreachable_since) + buf;
+  std::string text;
+  if (s.unauthorized) {
+    // A refused token is the user's to fix, not an outage: say what to check first.
+    std::snprintf(buf, sizeof buf, ", %.0f s ago)", ago);
+    text = "Server " + s.url + " unauthorized: check --token-file or ORDERFLOW_MONITOR_TOKEN (since " +
+           format_clock(s.unreachable_since) + buf;
+  } else {
+    std::snprintf(buf, sizeof buf, " (%.0f s ago)", ago);
+    text = "Server " + s.url + " unreachable since " + format_clock(s.unreachable_since) + buf;
+  }
   if (!s.last_error.empty()) text += ": " + s.last_error;
   return text;
 }
@@ -487,6 +496,7 @@ std::string dump_layout_json(const Snapshot& s) {
     json_string(o, st.topology.service);
     o << ", \"duplicateOf\": " << (i < s.duplicate_of.size() ? s.duplicate_of[i] : -1);
     o << ", \"reachable\": " << (st.reachable ? "true" : "false")
+      << ", \"unauthorized\": " << (!st.reachable && st.unauthorized ? "true" : "false")
       << ", \"everPolled\": " << (st.ever_polled ? "true" : "false") << ", \"unreachableSince\": ";
     json_number(o, st.unreachable_since);
     o << ", \"failures\": " << st.consecutive_failures << ", \"lastError\": ";

@@ -129,10 +129,12 @@ struct Snapshot {
   // Parallel to `servers`: index of an earlier server with the same instance id (two URLs of one
   // process: counted once), -1 otherwise. Servers that send no instance id are told apart by URL.
   std::vector<int> duplicate_of;
-  std::vector<std::string> banners;  // one line per unreachable server
+  std::vector<std::string> banners;  // one line per unreachable or unauthorized server
 };
 Snapshot make_snapshot(std::vector<ServerState> servers, double now, const HealthThresholds& thresholds = {});
 
+// "Server URL unreachable since ..." or, after a 401/403 answer, "Server URL unauthorized: check
+// --token-file ...", with the time of the first failure in the row and the last error.
 std::string unreachable_banner(const ServerState& s, double now);
 std::string format_clock(double unix_seconds);  // "HH:MM:SS UTC"
 

@@ -41,6 +41,8 @@ struct Options {
   int width = 1280, height = 800;
   float zoom = 0;  // > 0: start at this zoom, graph's top-left corner at the canvas's, instead of fitting
   HealthThresholds thresholds;  // --lag-warn / --lag-bad (seconds)
+  std::string token;    // from --token-file, else ORDERFLOW_MONITOR_TOKEN; "" = none
+  std::string ca_file;  // --ca-file: trusted CAs for https:// URLs (with the system's)
 };
 
 void usage(std::FILE* f) {
@@ -49,7 +51,12 @@ void usage(std::FILE* f) {
                "                         [--show-help] [--frame-stats]\n"
                "                         [--warmup SECONDS] [--lag-warn SECONDS] [--lag-bad SECONDS]\n"
                "                         [--screenshot FILE.png] [--dump-layout FILE.json] [--frames N]\n"
+               "                         [--token-file PATH] [--ca-file PEM]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
+               "  --token-file PATH: its first line is the bearer token sent on every poll (else the\n"
+               "  environment variable ORDERFLOW_MONITOR_TOKEN; the token is never a flag's value).\n"
+               "  --ca-file PEM: also trust server certificates signed by these CAs (https:// URLs are\n"
+               "  always verified, by default against the system's CAs).\n"
                "  --lag-warn/--lag-bad: lag that colours a node yellow/red (default 1 and 10 s).\n"
                "  --frames N renders N frames after the first poll of every server, then exits\n"
                "  (writing --screenshot and --dump-layout).\n");
@@ -67,7 +74,56 @@ bool number_in(const char* flag, const char* text, double lo, double hi, double*
   return true;
 }
 
+// True for an http:// URL whose host is not loopback: a token sent there crosses the network
+// in clear text.
+bool plain_http_off_host(const std::string& url) {
+  const std::string scheme = "http://";
+  if (url.compare(0, scheme.size(), scheme) != 0) return false;
+  std::string host = url.substr(scheme.size());
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (const size_t at = host.rfind('@'); at != std::string::npos) host.erase(0, at + 1);
+  host = host[0] == '[' ? host.substr(0, host.find(']') + 1) : host.substr(0, host.find(':'));
+  return !(host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]");
+}
+
+// The token and the CA file, checked before any window opens so a mistake exits 2 with the reason
+// instead of showing up later as an unauthorized or unreachable banner.
+bool resolve_access(const std::string& token_file, Options& o) {
+  std::string error;
+  if (!token_file.empty()) {
+    const auto token = read_token_file(token_file, &error);
+    if (!token) {
+      std::fprintf(stderr, "--token-file: %s\n", error.c_str());
+      return false;
+    }
+    o.token = *token;
+  } else if (const char* env = std::getenv("ORDERFLOW_MONITOR_TOKEN"); env && *env) {
+    if (!valid_token(env, &error)) {
+      std::fprintf(stderr, "ORDERFLOW_MONITOR_TOKEN: %s\n", error.c_str());
+      return false;
+    }
+    o.token = env;
+  }
+  if (!o.ca_file.empty()) {
+    if (std::none_of(o.urls.begin(), o.urls.end(), [](const std::string& u) { return u.rfind("https://", 0) == 0; })) {
+      std::fprintf(stderr, "--ca-file is for https:// URLs and none is given\n");
+      return false;
+    }
+    error = check_ca_file(o.ca_file);
+    if (!error.empty()) {
+      std::fprintf(stderr, "--ca-file: %s\n", error.c_str());
+      return false;
+    }
+  }
+  if (!o.token.empty())
+    for (const std::string& u : o.urls)
+      if (plain_http_off_host(u))
+        std::fprintf(stderr, "warning: the token goes to %s in clear text; use https://\n", u.c_str());
+  return true;
+}
+
 bool parse_args(int argc, char** argv, Options& o) {
+  std::string token_file;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&](const char* name) -> const char* {
@@ -88,6 +144,14 @@ bool parse_args(int argc, char** argv, Options& o) {
       const char* v = next("--dump-layout");
       if (!v) return false;
       o.dump_layout = v;
+    } else if (a == "--token-file") {
+      const char* v = next("--token-file");
+      if (!v) return false;
+      token_file = v;
+    } else if (a == "--ca-file") {
+      const char* v = next("--ca-file");
+      if (!v) return false;
+      o.ca_file = v;
     } else if (a == "--frame-stats") {
       o.frame_stats = true;
     } else if (a == "--show-help") {
@@ -151,7 +215,7 @@ bool parse_args(int argc, char** argv, Options& o) {
                  o.thresholds.lag_seconds_yellow);
     return false;
   }
-  return true;
+  return resolve_access(token_file, o);
 }
 
 double unix_now() {
@@ -290,6 +354,8 @@ int main(int argc, char** argv) {
   ImGui_ImplOpenGL3_Init(glsl_version);
   PollerOptions popt;
   popt.interval = std::chrono::milliseconds(opt.interval_ms);
+  popt.token = opt.token;
+  popt.ca_file = opt.ca_file;
   std::vector<std::unique_ptr<Poller>> pollers;
   for (const std::string& url : opt.urls) {
     pollers.push_back(std::make_unique<Poller>(url, popt));

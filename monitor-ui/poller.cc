@@ -5,6 +5,8 @@
 #include <cpprest/http_client.h>
 
 #include <algorithm>
+#include <fstream>
+#include <stdexcept>
 
 namespace orderflow::monitor {
 namespace {
@@ -13,14 +15,97 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string get_body(web::http::client::http_client& client, const std::string& path) {
-  web::http::http_response r = client.request(web::http::methods::GET, path).get();
-  if (r.status_code() != web::http::status_codes::OK)
-    throw std::runtime_error("GET " + path + ": HTTP " + std::to_string(r.status_code()));
+// An HTTP answer other than 200, with its kind (classify_status) for the poller's state.
+struct AnswerError : std::runtime_error {
+  AnswerError(const std::string& what, AnswerKind k) : std::runtime_error(what), kind(k) {}
+  AnswerKind kind;
+};
+
+std::string get_body(web::http::client::http_client& client, const std::string& path, const std::string& token) {
+  web::http::http_request req(web::http::methods::GET);
+  req.set_request_uri(web::uri(path));
+  if (!token.empty()) req.headers().add(web::http::header_names::authorization, "Bearer " + token);
+  web::http::http_response r = client.request(req).get();
+  const AnswerKind kind = classify_status(r.status_code());
+  if (kind != AnswerKind::kOk) {
+    std::string what = "GET " + path + ": HTTP " + std::to_string(r.status_code());
+    if (r.status_code() == web::http::status_codes::Unauthorized)
+      what += token.empty() ? " (no token sent)" : " (token not accepted)";
+    else if (r.status_code() == web::http::status_codes::Forbidden)
+      what += " (token without the read role)";
+    throw AnswerError(what, kind);
+  }
   return r.extract_utf8string(true).get();
 }
 
 }  // namespace
+
+AnswerKind classify_status(int http_status) {
+  if (http_status == 200) return AnswerKind::kOk;
+  if (http_status == 401 || http_status == 403) return AnswerKind::kUnauthorized;
+  return AnswerKind::kFailed;
+}
+
+std::string describe_failure(const std::string& url, const std::string& what) {
+  if (url.rfind("https://", 0) == 0 && what.find("SSL handshake") != std::string::npos)
+    return what + " (is the server's certificate signed by a CA in --ca-file or the system's store?)";
+  return what;
+}
+
+bool valid_token(const std::string& token, std::string* why) {
+  if (token.empty()) {
+    if (why) *why = "the token is empty";
+    return false;
+  }
+  for (const char c : token) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) {
+      if (why)
+        *why = u == ' ' || u == '\t'
+                   ? "the token contains a blank (a server's \"ROLE TOKEN\" line? give the token alone)"
+                   : "the token contains a control or non-ASCII character";
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> read_token_file(const std::string& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (error) *error = "cannot open " + path;
+    return std::nullopt;
+  }
+  std::string line;
+  std::getline(in, line);  // an empty file leaves it empty: refused below
+  if (in.bad()) {
+    if (error) *error = "cannot read " + path;
+    return std::nullopt;
+  }
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!line.empty() && blank(line.back())) line.pop_back();
+  size_t first = 0;
+  while (first < line.size() && blank(line[first])) ++first;
+  line.erase(0, first);
+  std::string why;
+  if (!valid_token(line, &why)) {
+    if (error) *error = path + ": first line: " + why;
+    return std::nullopt;
+  }
+  return line;
+}
+
+std::string check_ca_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "cannot open " + path;
+  try {
+    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
+    ctx.load_verify_file(path);
+  } catch (const std::exception& ex) {
+    return path + " holds no PEM certificate (" + ex.what() + ")";
+  }
+  return "";
+}
 
 // One keep-alive client per poller thread, replaced after a failure.
 struct Poller::Client {
@@ -65,19 +150,25 @@ ServerState Poller::state() const {
 
 bool Poller::poll_once(Client& c, bool want_graph) {
   std::string error;
+  bool unauthorized = false;
   try {
     if (!c.http) {
       web::http::client::http_client_config cfg;
       cfg.set_timeout(options_.timeout);
+      if (!options_.ca_file.empty()) {
+        // Called for each new https connection, after cpprestsdk loaded the system's CAs.
+        const std::string ca = options_.ca_file;
+        cfg.set_ssl_context_callback([ca](boost::asio::ssl::context& ctx) { ctx.load_verify_file(ca); });
+      }
       c.http = std::make_unique<web::http::client::http_client>(url_, cfg);
     }
     web::http::client::http_client& client = *c.http;
     std::optional<Topology> topo;
     if (want_graph) {
-      topo = parse_topology(get_body(client, "/api/v1/graph"), &error);
+      topo = parse_topology(get_body(client, "/api/v1/graph", options_.token), &error);
       if (!topo) throw std::runtime_error("/api/v1/graph: " + error);
     }
-    auto metrics = parse_metrics(get_body(client, "/api/v1/metrics"), &error);
+    auto metrics = parse_metrics(get_body(client, "/api/v1/metrics", options_.token), &error);
     if (!metrics) throw std::runtime_error("/api/v1/metrics: " + error);
     split_errors(error_split_, *metrics);
     const double now = unix_now();
@@ -93,14 +184,18 @@ bool Poller::poll_once(Client& c, bool want_graph) {
     state_.metrics = std::move(*metrics);
     state_.has_metrics = true;
     state_.reachable = true;
+    state_.unauthorized = false;
     state_.ever_polled = true;
     state_.last_success = now;
     state_.unreachable_since = 0;
     state_.consecutive_failures = 0;
     state_.last_error.clear();
     return true;
-  } catch (const std::exception& ex) {
+  } catch (const AnswerError& ex) {
     error = ex.what();
+    unauthorized = ex.kind == AnswerKind::kUnauthorized;
+  } catch (const std::exception& ex) {
+    error = describe_failure(url_, ex.what());
   }
   c.http.reset();  // a fresh connection on the next attempt
   const double now = unix_now();
@@ -108,6 +203,7 @@ bool Poller::poll_once(Client& c, bool want_graph) {
   if (state_.reachable || !state_.ever_polled || state_.unreachable_since == 0)
     state_.unreachable_since = now;
   state_.reachable = false;
+  state_.unauthorized = unauthorized;
   state_.ever_polled = true;
   state_.consecutive_failures++;
   state_.last_error = error;

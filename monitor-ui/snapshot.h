@@ -130,6 +130,9 @@ struct ServerState {
   bool has_metrics = false;
   MetricsSnapshot metrics;
   bool reachable = false;
+  // The last failure was a 401/403 answer: the server is up but refuses the monitor's token
+  // (none, a wrong one, or one without the read role). Only meaningful while !reachable.
+  bool unauthorized = false;
   bool ever_polled = false;          // at least one attempt has completed
   double last_success = 0;           // unix seconds, 0 = never
   double unreachable_since = 0;      // unix seconds of the first failure in a row; 0 while reachable

@@ -232,7 +232,7 @@ void draw_summary(const Snapshot& s, UiState&) {
                             format_rate(s.server_totals[i].commands_per_second).c_str(),
                             format_rate(s.server_totals[i].events_per_second).c_str());
       else
-        ImGui::TextDisabled("  %s: unreachable", who.c_str());
+        ImGui::TextDisabled("  %s: %s", who.c_str(), st.unauthorized ? "unauthorized" : "unreachable");
     }
   }
 }
@@ -449,7 +449,10 @@ void draw_details(const Snapshot& s, UiState& ui) {
         continue;
       }
       if (!st.reachable || !pm) {
-        ImGui::TextDisabled("%s: %s", st.label().c_str(), st.reachable ? "no metrics for this node" : "unreachable");
+        ImGui::TextDisabled("%s: %s", st.label().c_str(),
+                            st.reachable       ? "no metrics for this node"
+                            : st.unauthorized ? "unauthorized"
+                                              : "unreachable");
         continue;
       }
       std::string text = st.label() + ": " + format_rate(pm->rate());

@@ -86,22 +86,36 @@ class Child {
   pid_t pid_ = -1;
 };
 
-// `orderflow serve graphs/orders.yaml --demo-rate R` as a child.
+std::vector<std::string> serve_args(const std::string& listen, const fs::path& dir,
+                                    const std::vector<std::string>& extra) {
+  std::vector<std::string> args{ORDERFLOW_BINARY, "serve", std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml",
+                                "--listen", listen, "--data-dir", (dir / "data").string(), "--demo-rate", "200",
+                                "--threads", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// `orderflow serve graphs/orders.yaml --demo-rate R [extra ...]` as a child.
 class Server : public Child {
  public:
-  Server(int port, const fs::path& dir)
-      : Child({ORDERFLOW_BINARY, "serve", std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml", "--listen",
-               "127.0.0.1:" + std::to_string(port), "--data-dir", (dir / "data").string(), "--demo-rate", "200",
-               "--threads", "2"},
-              (dir / "server.log").string()) {}
+  Server(int port, const fs::path& dir) : Server("127.0.0.1:" + std::to_string(port), dir, {}) {}
+  Server(const std::string& listen, const fs::path& dir, const std::vector<std::string>& extra)
+      : Child(serve_args(listen, dir, extra), (dir / "server.log").string()) {}
 };
 
-std::optional<value> get_json(const std::string& base, const std::string& path) {
+// GET base + path; with a bearer token and/or a CA file for https when given.
+std::optional<value> get_json(const std::string& base, const std::string& path, const std::string& token = "",
+                              const std::string& ca_file = "") {
   try {
     web::http::client::http_client_config cfg;
     cfg.set_timeout(2s);
+    if (!ca_file.empty())
+      cfg.set_ssl_context_callback([ca_file](boost::asio::ssl::context& ctx) { ctx.load_verify_file(ca_file); });
     web::http::client::http_client c(base, cfg);
-    auto r = c.request(web::http::methods::GET, path).get();
+    web::http::http_request req(web::http::methods::GET);
+    req.set_request_uri(web::uri(path));
+    if (!token.empty()) req.headers().add("Authorization", "Bearer " + token);
+    auto r = c.request(req).get();
     if (r.status_code() != 200) return std::nullopt;
     return r.extract_json(true).get();
   } catch (const std::exception&) {
@@ -116,8 +130,10 @@ std::string read_file(const fs::path& p) {
   return s.str();
 }
 
-int run_monitor(const std::string& url, const fs::path& dir, int frames, const std::string& flags = "") {
-  const std::string cmd = std::string(XVFB_RUN) + " -a -s \"-screen 0 1280x800x24\" " + MONITOR_BINARY + " " + url +
+// `env` (e.g. "ORDERFLOW_MONITOR_TOKEN=x ") goes before the command, for the monitor's environment.
+int run_monitor(const std::string& url, const fs::path& dir, int frames, const std::string& flags = "",
+                const std::string& env = "") {
+  const std::string cmd = env + XVFB_RUN + " -a -s \"-screen 0 1280x800x24\" " + MONITOR_BINARY + " " + url +
                           flags + " --interval 250 --frames " + std::to_string(frames) + " --screenshot " +
                           (dir / "shot.png").string() + " --dump-layout " + (dir / "layout.json").string() + " > " +
                           (dir / "monitor.log").string() + " 2>&1";
@@ -525,11 +541,168 @@ TEST(MonitorE2E, ClosedPortShowsUnreachableBanner) {
   }
 }
 
+// ---- tokens and TLS (issue 15) ----
+
+constexpr const char* kReadToken = "monitor-read-token-0123456789abcdef";
+
+// The server's token file ("ROLE TOKEN" lines) and the monitor's (the token alone on line 1).
+void write_token_files(const fs::path& dir) {
+  write_file(dir / "server-tokens", "# role token\nread " + std::string(kReadToken) + "\n");
+  write_file(dir / "monitor-token", std::string(kReadToken) + "\n");
+}
+
+// A test CA and a certificate for 127.0.0.1 signed by it (P-256 keys: quick to make), with the
+// openssl tool: ca.pem, server.pem, server.key in `dir`.
+bool make_ca_and_server_certificate(const fs::path& dir, std::string* output) {
+  const std::string d = dir.string();
+  write_file(dir / "server.ext", "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n");
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const auto r = orderflow::testing::run_shell(
+      "(cd " + d + " && openssl req -x509" + ec +
+      " -days 1 -subj /CN=orderflow-monitor-test-ca -keyout ca.key -out ca.pem" +
+      " && openssl req" + ec + " -subj /CN=127.0.0.1 -keyout server.key -out server.csr" +
+      " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext" +
+      " -out server.pem)");
+  *output = r.output;
+  return r.exit_code == 0;
+}
+
+value read_dump(const fs::path& dir) {
+  std::error_code ec;
+  value dump = value::parse(read_file(dir / "layout.json"), ec);
+  EXPECT_FALSE(ec) << read_file(dir / "layout.json");
+  return ec ? value::object() : dump;
+}
+
+// The monitor's last run was turned away: one "unauthorized" banner, nothing drawn, no token leaked.
+void expect_unauthorized(const fs::path& dir, const std::string& url, const std::string& label) {
+  const value dump = read_dump(dir);
+  if (!dump.has_field("servers")) return;
+  const value& server = dump.at("servers").as_array().at(0);
+  EXPECT_FALSE(server.at("reachable").as_bool()) << label;
+  EXPECT_TRUE(server.at("unauthorized").as_bool()) << label << ": " << server.serialize();
+  ASSERT_EQ(dump.at("banners").as_array().size(), 1u) << label;
+  const std::string banner = dump.at("banners").as_array().at(0).as_string();
+  EXPECT_NE(banner.find(url + " unauthorized: check --token-file"), std::string::npos) << label << ": " << banner;
+  EXPECT_NE(banner.find("HTTP 401"), std::string::npos) << label << ": " << banner;
+  EXPECT_EQ(dump.at("nodes").as_array().size(), 0u) << label;
+}
+
+// The monitor's last run drew every node of `graph` with metrics, no banner.
+void expect_graph_drawn(const fs::path& dir, const value& graph, const std::string& label) {
+  const value dump = read_dump(dir);
+  if (!dump.has_field("servers")) return;
+  EXPECT_EQ(dump.at("banners").as_array().size(), 0u) << label << ": " << dump.at("banners").serialize();
+  const value& server = dump.at("servers").as_array().at(0);
+  EXPECT_TRUE(server.at("reachable").as_bool()) << label << ": " << server.serialize();
+  EXPECT_FALSE(server.at("unauthorized").as_bool()) << label;
+  std::set<std::string> drawn;
+  for (const value& n : dump.at("nodes").as_array())
+    if (n.at("hasMetrics").as_bool()) drawn.insert(n.at("id").as_string());
+  ASSERT_FALSE(graph.at("nodes").as_array().size() == 0);
+  for (const value& n : graph.at("nodes").as_array())
+    EXPECT_TRUE(drawn.count(n.at("id").as_string())) << label << ": " << n.at("id").as_string() << " not drawn";
+  const std::string log = read_file(dir / "monitor.log");
+  EXPECT_EQ(read_file(dir / "layout.json").find(kReadToken), std::string::npos) << label << ": token in the dump";
+  EXPECT_EQ(log.find(kReadToken), std::string::npos) << label << ": token in the output";
+}
+
+// A server that wants a read token: without one (or with a wrong one) the monitor shows the
+// unauthorized banner, not "unreachable"; with the token from --token-file or from
+// ORDERFLOW_MONITOR_TOKEN it draws the graph.
+TEST(MonitorE2E, ReadTokenFromAFileOrTheEnvironment) {
+  ::unsetenv("ORDERFLOW_MONITOR_TOKEN");
+  const fs::path dir = fresh_dir("token");
+  write_token_files(dir);
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  Server server("127.0.0.1:" + std::to_string(port), dir, {"--token-file", (dir / "server-tokens").string()});
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  std::optional<value> graph;
+  for (int i = 0; i < 100 && !graph; ++i) {
+    graph = get_json(url, "/api/v1/graph", kReadToken);
+    if (!graph) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(graph) << "server did not come up; log:\n" << read_file(dir / "server.log");
+  ASSERT_FALSE(get_json(url, "/api/v1/graph")) << "the server must refuse a request without a token";
+
+  ASSERT_EQ(run_monitor(url, dir, 3), 0) << read_file(dir / "monitor.log");
+  expect_unauthorized(dir, url, "no token");
+  EXPECT_NE(read_dump(dir).at("banners").as_array().at(0).as_string().find("no token sent"), std::string::npos);
+
+  ASSERT_EQ(run_monitor(url, dir, 3, "", "ORDERFLOW_MONITOR_TOKEN=not-the-token-0123456789 "), 0)
+      << read_file(dir / "monitor.log");
+  expect_unauthorized(dir, url, "wrong token");
+
+  ASSERT_EQ(run_monitor(url, dir, 3, " --token-file " + (dir / "monitor-token").string()), 0)
+      << read_file(dir / "monitor.log");
+  expect_graph_drawn(dir, *graph, "--token-file");
+
+  ASSERT_EQ(run_monitor(url, dir, 3, "", "ORDERFLOW_MONITOR_TOKEN=" + std::string(kReadToken) + " "), 0)
+      << read_file(dir / "monitor.log");
+  expect_graph_drawn(dir, *graph, "ORDERFLOW_MONITOR_TOKEN");
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// The same server on https with a certificate signed by a CA the test makes: trusted with
+// --ca-file (unauthorized without the token, the graph with it); without --ca-file the
+// certificate is checked against the system's CAs and refused, so the server is unreachable.
+TEST(MonitorE2E, HttpsWithACaFileAndAToken) {
+  ::unsetenv("ORDERFLOW_MONITOR_TOKEN");
+  const fs::path dir = fresh_dir("https");
+  write_token_files(dir);
+  std::string openssl_output;
+  ASSERT_TRUE(make_ca_and_server_certificate(dir, &openssl_output)) << openssl_output;
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  const std::string hostport = "127.0.0.1:" + std::to_string(port);
+  Server server("https://" + hostport, dir,
+                {"--tls-cert", (dir / "server.pem").string(), "--tls-key", (dir / "server.key").string(),
+                 "--token-file", (dir / "server-tokens").string()});
+  const std::string url = "https://" + hostport;
+  const std::string ca = (dir / "ca.pem").string();
+  std::optional<value> graph;
+  for (int i = 0; i < 100 && !graph; ++i) {
+    graph = get_json(url, "/api/v1/graph", kReadToken, ca);
+    if (!graph) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(graph) << "server did not come up; log:\n" << read_file(dir / "server.log");
+
+  ASSERT_EQ(run_monitor(url, dir, 3, " --ca-file " + ca), 0) << read_file(dir / "monitor.log");
+  expect_unauthorized(dir, url, "https, no token");
+
+  ASSERT_EQ(run_monitor(url, dir, 3, " --ca-file " + ca + " --token-file " + (dir / "monitor-token").string()), 0)
+      << read_file(dir / "monitor.log");
+  expect_graph_drawn(dir, *graph, "https with --ca-file and --token-file");
+
+  ASSERT_EQ(run_monitor(url, dir, 3, " --token-file " + (dir / "monitor-token").string()), 0)
+      << read_file(dir / "monitor.log");
+  const value dump = read_dump(dir);
+  ASSERT_TRUE(dump.has_field("servers"));
+  const value& untrusted = dump.at("servers").as_array().at(0);
+  EXPECT_FALSE(untrusted.at("reachable").as_bool()) << "a certificate of an unknown CA was accepted";
+  EXPECT_FALSE(untrusted.at("unauthorized").as_bool());
+  ASSERT_EQ(dump.at("banners").as_array().size(), 1u);
+  const std::string banner = dump.at("banners").as_array().at(0).as_string();
+  EXPECT_NE(banner.find(url + " unreachable since"), std::string::npos) << banner;
+  EXPECT_NE(banner.find("--ca-file"), std::string::npos) << "no hint at the CA: " << banner;
+  EXPECT_EQ(dump.at("nodes").as_array().size(), 0u);
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
 // Bad flags are refused before any window opens (no display needed), each with its reason.
 TEST(MonitorE2E, BadFlagsAreRefusedWithAReason) {
+  const std::string source = ORDERFLOW_SOURCE_DIR;
   struct Case {
-    const char* args;
+    std::string args;
     const char* reason;
+    std::string env = "";
   } cases[] = {
       {"--size abc", "--size needs WIDTHxHEIGHT"},
       {"--size 1280x800x", "--size needs WIDTHxHEIGHT"},
@@ -539,11 +712,21 @@ TEST(MonitorE2E, BadFlagsAreRefusedWithAReason) {
       {"--interval 10", "--interval needs a number in [50,"},
       {"--zoom 100", "--zoom needs a value"},
       {"--bogus", "unknown option --bogus"},
+      {"--token-file", "--token-file needs a value"},
+      {"--token-file /nonexistent/orderflow-token", "--token-file: cannot open /nonexistent/orderflow-token"},
+      {"--token-file /dev/null", "first line: the token is empty"},
+      {"--token-file " + source + "/tests/monitor/CMakeLists.txt", "first line: the token contains a blank"},
+      {"", "ORDERFLOW_MONITOR_TOKEN: the token contains a blank", "ORDERFLOW_MONITOR_TOKEN='read abc' "},
+      {"https://127.0.0.1:1 --ca-file", "--ca-file needs a value"},
+      {"https://127.0.0.1:1 --ca-file /nonexistent/ca.pem", "--ca-file: cannot open /nonexistent/ca.pem"},
+      {"https://127.0.0.1:1 --ca-file " + source + "/README.md", "holds no PEM certificate"},
+      {"http://127.0.0.1:1 --ca-file " + source + "/README.md", "--ca-file is for https:// URLs"},
   };
   for (const auto& c : cases) {
-    const orderflow::testing::Ran r = orderflow::testing::run_shell(std::string(MONITOR_BINARY) + " " + c.args);
-    EXPECT_EQ(r.exit_code, 2) << c.args << ":\n" << r.output;
-    EXPECT_NE(r.output.find(c.reason), std::string::npos) << c.args << ":\n" << r.output;
+    const orderflow::testing::Ran r =
+        orderflow::testing::run_shell(c.env + std::string(MONITOR_BINARY) + " " + c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.env << c.args << ":\n" << r.output;
+    EXPECT_NE(r.output.find(c.reason), std::string::npos) << c.env << c.args << ":\n" << r.output;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <fstream>
 #include <set>
 
 #include "layout.h"
@@ -394,6 +395,88 @@ TEST(MonitorPoller, ClosedPortBecomesUnreachableWithoutBlockingState) {
   EXPECT_GT(s.unreachable_since, 0);
   EXPECT_GE(s.consecutive_failures, 1);
   EXPECT_FALSE(s.last_error.empty());
+}
+
+// ---- reaching a server: token, CA file, 401/403 ----
+
+std::string temp_file(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/orderflow-monitor-unit-" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+TEST(MonitorAccess, TokenFileIsItsFirstLineAlone) {
+  std::string error;
+  auto t = read_token_file(temp_file("tok1", "abc-DEF_123.~+/=\nsecond line ignored\n"), &error);
+  ASSERT_TRUE(t) << error;
+  EXPECT_EQ(*t, "abc-DEF_123.~+/=");
+  t = read_token_file(temp_file("tok2", "  tok-with-crlf\r\n"), &error);  // edited on Windows
+  ASSERT_TRUE(t) << error;
+  EXPECT_EQ(*t, "tok-with-crlf");
+  t = read_token_file(temp_file("tok3", "no-newline-at-end"), &error);
+  ASSERT_TRUE(t) << error;
+  EXPECT_EQ(*t, "no-newline-at-end");
+}
+
+TEST(MonitorAccess, BadTokenFilesAreRefusedWithTheReason) {
+  std::string error;
+  EXPECT_FALSE(read_token_file("/nonexistent/orderflow-token", &error));
+  EXPECT_NE(error.find("cannot open /nonexistent/orderflow-token"), std::string::npos) << error;
+  EXPECT_FALSE(read_token_file(temp_file("empty", ""), &error));
+  EXPECT_NE(error.find("the token is empty"), std::string::npos) << error;
+  EXPECT_FALSE(read_token_file(temp_file("blankline", "\nsecret-on-line-two\n"), &error));
+  EXPECT_NE(error.find("the token is empty"), std::string::npos) << error;
+  // The server's own token file: "ROLE TOKEN" must not be sent as a token.
+  EXPECT_FALSE(read_token_file(temp_file("server", "read 0123456789abcdef\n"), &error));
+  EXPECT_NE(error.find("blank"), std::string::npos) << error;
+  // A control character would split the Authorization header.
+  EXPECT_FALSE(valid_token(std::string("abc\x01" "def"), &error));
+  EXPECT_NE(error.find("control"), std::string::npos) << error;
+  EXPECT_FALSE(valid_token("caf\xc3\xa9", &error));
+  EXPECT_TRUE(valid_token("read-token-0123456789abcdef", &error));
+}
+
+TEST(MonitorAccess, CaFileMustHoldAPemCertificate) {
+  EXPECT_NE(check_ca_file("/nonexistent/ca.pem").find("cannot open"), std::string::npos);
+  const std::string junk = check_ca_file(temp_file("junk.pem", "not a certificate\n"));
+  EXPECT_NE(junk.find("holds no PEM certificate"), std::string::npos) << junk;
+}
+
+// The one place HTTP answers are mapped: 401/403 are "unauthorized", other codes failures.
+TEST(MonitorAccess, StatusMapping) {
+  EXPECT_EQ(classify_status(200), AnswerKind::kOk);
+  EXPECT_EQ(classify_status(401), AnswerKind::kUnauthorized);
+  EXPECT_EQ(classify_status(403), AnswerKind::kUnauthorized);
+  EXPECT_EQ(classify_status(404), AnswerKind::kFailed);
+  EXPECT_EQ(classify_status(503), AnswerKind::kFailed);
+  EXPECT_EQ(classify_status(204), AnswerKind::kFailed);
+}
+
+TEST(MonitorAccess, FailedHandshakeHintsAtTheCaFile) {
+  EXPECT_EQ(describe_failure("https://h:1", "Error in SSL handshake"),
+            "Error in SSL handshake (is the server's certificate signed by a CA in --ca-file or the system's store?)");
+  EXPECT_EQ(describe_failure("http://h:1", "Connection refused"), "Connection refused");
+}
+
+TEST(MonitorAccess, UnauthorizedServerGetsItsOwnBanner) {
+  ServerState refused;
+  refused.url = "https://127.0.0.1:9";
+  refused.ever_polled = true;
+  refused.unauthorized = true;
+  refused.unreachable_since = 1000;
+  refused.last_error = "GET /api/v1/graph: HTTP 401 (no token sent)";
+  Snapshot s = make_snapshot({refused}, 1005);
+  ASSERT_EQ(s.banners.size(), 1u);
+  EXPECT_NE(s.banners[0].find("https://127.0.0.1:9 unauthorized: check --token-file or ORDERFLOW_MONITOR_TOKEN "
+                              "(since 00:16:40 UTC, 5 s ago): GET /api/v1/graph: HTTP 401"),
+            std::string::npos)
+      << s.banners[0];
+  EXPECT_EQ(s.banners[0].find("unreachable"), std::string::npos) << s.banners[0];
+  std::error_code ec;
+  auto doc = web::json::value::parse(dump_layout_json(s), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_TRUE(doc.at("servers").as_array().at(0).at("unauthorized").as_bool());
+  EXPECT_FALSE(doc.at("servers").as_array().at(0).at("reachable").as_bool());
 }
 
 }  // namespace
