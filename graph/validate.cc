@@ -77,8 +77,8 @@ class Validator {
   }
 
  private:
-  void error(Mark mark, std::string message) {
-    out_.push_back({graph_.file, mark, std::move(message)});
+  void error(Mark mark, const std::string& message) {
+    out_.push_back({graph_.file, mark, escape_control_bytes(message)});
     ++errors_;
   }
 
