@@ -94,6 +94,35 @@ uint64_t lsn_of(const std::string& s) {
   return digits.empty() ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
 }
 
+}  // namespace
+
+Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out) {
+  auto page = parse_json(body, "change feed");
+  if (!page) return page.status();
+  if (!page->has_field("Documents")) return Status::io_error("change feed answer without Documents");
+  uint64_t position = first_position;
+  std::vector<RecordedEvent> events;
+  for (const auto& d : page->at("Documents").as_array()) {
+    if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
+    uint64_t v = u64(d, "firstVersion");
+    for (const auto& e : d.at("events").as_array()) {
+      RecordedEvent ev;
+      ev.stream = str(d, "streamId");
+      ev.version = v++;
+      ev.position = position++;
+      ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
+      ev.command_id = str(d, "commandId");
+      if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
+        return Status::io_error("undecodable event in the change feed of " + ev.stream);
+      events.push_back(std::move(ev));
+    }
+  }
+  for (auto& ev : events) out->push_back(std::move(ev));
+  return Status::ok();
+}
+
+namespace {
+
 CosmosRequest make(const std::string& method, const std::string& type, const std::string& link,
                    const std::string& path, const std::string& op, const std::string& scope) {
   CosmosRequest r;
@@ -741,24 +770,10 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
       last_error = status_of(*resp, "change feed of range " + range);
       continue;
     }
-    auto body = parse_json(resp->body, "change feed");
-    if (!body) return body.status();
-    if (!body->has_field("Documents")) return Status::io_error("change feed answer without Documents");
-    for (const auto& d : body->at("Documents").as_array()) {
-      if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
-      uint64_t v = u64(d, "firstVersion");
-      for (const auto& e : d.at("events").as_array()) {
-        RecordedEvent ev;
-        ev.stream = str(d, "streamId");
-        ev.version = v++;
-        ev.position = next_pos_++;
-        ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
-        ev.command_id = str(d, "commandId");
-        if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
-          return Status::io_error("undecodable event in the change feed of " + ev.stream);
-        buffer_.push_back(std::move(ev));
-      }
-    }
+    std::vector<RecordedEvent> page;
+    if (Status parsed = parse_change_feed_page(resp->body, next_pos_, &page); !parsed) return parsed;
+    next_pos_ += page.size();
+    for (auto& ev : page) buffer_.push_back(std::move(ev));
     o.fetched = resp->header("etag");
     pages_.push_back(Page{range, o.epoch, next_pos_ - 1, o.fetched});
     publish_lag(range, o);
