@@ -331,7 +331,10 @@ class Loader {
   void for_each_entry(const YAML::Node& map, const std::string& where, Fn fn) {
     std::map<std::string, Mark> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // A copy (a cheap handle): yaml-cpp's it-> is a temporary proxy, gone after this
+      // statement, so a reference to its `first` dangled (AddressSanitizer:
+      // stack-use-after-scope on every graph load).
+      const YAML::Node key = it->first;
       Mark key_mark = to_mark(key.Mark());
       if (!key.IsScalar()) {
         error(key_mark, "keys must be plain names, got " + std::string(shape_name(key)));
