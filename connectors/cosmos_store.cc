@@ -77,7 +77,12 @@ uint64_t u64(const value& v, const char* field) {
   if (!v.has_field(field)) return 0;
   const value& f = v.at(field);
   if (!f.is_number()) return 0;
-  return static_cast<uint64_t>(f.as_number().to_double());
+  const auto& n = f.as_number();
+  if (n.is_uint64()) return n.to_uint64();
+  // Negative, too large or not a number: not a version or time this store wrote. (Casting
+  // such a double to an integer is undefined; found by fuzz_cosmos_response.)
+  const double d = n.to_double();
+  return d >= 0 && d < 18446744073709551616.0 ? static_cast<uint64_t>(d) : 0;
 }
 
 std::string str(const value& v, const char* field) {
@@ -99,7 +104,10 @@ uint64_t lsn_of(const std::string& s) {
 Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out) {
   auto page = parse_json(body, "change feed");
   if (!page) return page.status();
-  if (!page->has_field("Documents")) return Status::io_error("change feed answer without Documents");
+  // Regression (found by fuzz_cosmos_response): "Documents" that was not an array threw out
+  // of the feed view and ended the process (std::terminate on the subscriber's thread).
+  if (!page->has_field("Documents") || !page->at("Documents").is_array())
+    return Status::io_error("change feed answer without a Documents array");
   uint64_t position = first_position;
   std::vector<RecordedEvent> events;
   for (const auto& d : page->at("Documents").as_array()) {
@@ -643,7 +651,8 @@ Status CosmosFeedView::lease_cycle() {
   if (resp->http_status != 200) return status_of(*resp, "list partition key ranges");
   auto listed = parse_json(resp->body, "pkranges");
   if (!listed) return listed.status();
-  if (!listed->has_field("PartitionKeyRanges")) return Status::io_error("pkranges answer without PartitionKeyRanges");
+  if (!listed->has_field("PartitionKeyRanges") || !listed->at("PartitionKeyRanges").is_array())
+    return Status::io_error("pkranges answer without a PartitionKeyRanges array");
   ranges_.clear();
   for (const auto& r : listed->at("PartitionKeyRanges").as_array()) ranges_.push_back(str(r, "id"));
 
