@@ -1,6 +1,9 @@
 # The two commands of the README:
 #   make run    install what is missing, build, serve graphs/orders.yaml with a demo load
 #   make test   install what is missing, build, run the whole test suite
+# Also:
+#   make sanitize   unit and integration tests built with clang under ASan + UBSan ($(ASAN_BUILD))
+#   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (same build dir)
 BUILD ?= build
 JOBS ?= 2
 BUILD_TYPE ?= RelWithDebInfo
@@ -9,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test bench clean sanitize-configure sanitize fuzz
 
 all: build
 
@@ -32,5 +35,39 @@ BENCH_ARGS ?= --commands 50000 --runs 3 --threads 1,2 --store rocksdb,memory
 bench: build
 	$(BUILD)/server/orderflow bench graphs/orders.yaml $(BENCH_ARGS)
 
+# One clang build dir serves both: the sanitizers everywhere, libFuzzer coverage only on
+# the decoders the fuzz targets exercise.
+ASAN_BUILD ?= build-asan
+SANITIZE ?= address,undefined
+SANITIZE_TARGETS ?= unit_tests integration_tests
+SANITIZE_LABELS ?= unit|integration
+FUZZ_SECONDS ?= 60
+FUZZ_ARGS ?=
+FUZZERS = command_decode graph_yaml cosmos_response kafka_message
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp
+
+sanitize-configure: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DORDERFLOW_SANITIZE=$(SANITIZE) -DORDERFLOW_FUZZ=ON -DORDERFLOW_BUILD_MONITOR=OFF $(CMAKE_ARGS)
+
+# The cosmos_launcher suite is node's own; executables not built here are skipped.
+sanitize: sanitize-configure
+	cmake --build $(ASAN_BUILD) -j$(JOBS) --target $(SANITIZE_TARGETS)
+	cd $(ASAN_BUILD) && ctest -L '$(SANITIZE_LABELS)' -E 'NOT_BUILT|cosmos_launcher' --output-on-failure -j$(JOBS) --timeout 900
+
+# Each target starts from its seed corpus in fuzz/corpus/NAME; what it learns goes to
+# $(ASAN_BUILD)/fuzz/corpus-NAME, a crashing input to $(ASAN_BUILD)/fuzz/crash-*.
+fuzz: sanitize-configure
+	cmake --build $(ASAN_BUILD) -j$(JOBS) --target fuzzers
+	set -e; for f in $(FUZZERS); do \
+	  mkdir -p $(ASAN_BUILD)/fuzz/corpus-$$f; \
+	  echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
+	  $(ASAN_BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(ASAN_BUILD)/fuzz/ $(FUZZ_ARGS) \
+	    $(ASAN_BUILD)/fuzz/corpus-$$f fuzz/corpus/$$f; \
+	done
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

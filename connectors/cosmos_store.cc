@@ -77,7 +77,12 @@ uint64_t u64(const value& v, const char* field) {
   if (!v.has_field(field)) return 0;
   const value& f = v.at(field);
   if (!f.is_number()) return 0;
-  return static_cast<uint64_t>(f.as_number().to_double());
+  const auto& n = f.as_number();
+  if (n.is_uint64()) return n.to_uint64();
+  // Negative, too large or not a number: not a version or time this store wrote. (Casting
+  // such a double to an integer is undefined; found by fuzz_cosmos_response.)
+  const double d = n.to_double();
+  return d >= 0 && d < 18446744073709551616.0 ? static_cast<uint64_t>(d) : 0;
 }
 
 std::string str(const value& v, const char* field) {
@@ -93,6 +98,38 @@ uint64_t lsn_of(const std::string& s) {
     if (std::isdigit(static_cast<unsigned char>(s[k]))) digits.push_back(s[k]);
   return digits.empty() ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
 }
+
+}  // namespace
+
+Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out) {
+  auto page = parse_json(body, "change feed");
+  if (!page) return page.status();
+  // Regression (found by fuzz_cosmos_response): "Documents" that was not an array threw out
+  // of the feed view and ended the process (std::terminate on the subscriber's thread).
+  if (!page->has_field("Documents") || !page->at("Documents").is_array())
+    return Status::io_error("change feed answer without a Documents array");
+  uint64_t position = first_position;
+  std::vector<RecordedEvent> events;
+  for (const auto& d : page->at("Documents").as_array()) {
+    if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
+    uint64_t v = u64(d, "firstVersion");
+    for (const auto& e : d.at("events").as_array()) {
+      RecordedEvent ev;
+      ev.stream = str(d, "streamId");
+      ev.version = v++;
+      ev.position = position++;
+      ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
+      ev.command_id = str(d, "commandId");
+      if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
+        return Status::io_error("undecodable event in the change feed of " + ev.stream);
+      events.push_back(std::move(ev));
+    }
+  }
+  for (auto& ev : events) out->push_back(std::move(ev));
+  return Status::ok();
+}
+
+namespace {
 
 CosmosRequest make(const std::string& method, const std::string& type, const std::string& link,
                    const std::string& path, const std::string& op, const std::string& scope) {
@@ -619,7 +656,8 @@ Status CosmosFeedView::lease_cycle() {
   if (resp->http_status != 200) return status_of(*resp, "list partition key ranges");
   auto listed = parse_json(resp->body, "pkranges");
   if (!listed) return listed.status();
-  if (!listed->has_field("PartitionKeyRanges")) return Status::io_error("pkranges answer without PartitionKeyRanges");
+  if (!listed->has_field("PartitionKeyRanges") || !listed->at("PartitionKeyRanges").is_array())
+    return Status::io_error("pkranges answer without a PartitionKeyRanges array");
   ranges_.clear();
   for (const auto& r : listed->at("PartitionKeyRanges").as_array()) ranges_.push_back(str(r, "id"));
 
@@ -746,24 +784,10 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
       last_error = status_of(*resp, "change feed of range " + range);
       continue;
     }
-    auto body = parse_json(resp->body, "change feed");
-    if (!body) return body.status();
-    if (!body->has_field("Documents")) return Status::io_error("change feed answer without Documents");
-    for (const auto& d : body->at("Documents").as_array()) {
-      if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
-      uint64_t v = u64(d, "firstVersion");
-      for (const auto& e : d.at("events").as_array()) {
-        RecordedEvent ev;
-        ev.stream = str(d, "streamId");
-        ev.version = v++;
-        ev.position = next_pos_++;
-        ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
-        ev.command_id = str(d, "commandId");
-        if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
-          return Status::io_error("undecodable event in the change feed of " + ev.stream);
-        buffer_.push_back(std::move(ev));
-      }
-    }
+    std::vector<RecordedEvent> page;
+    if (Status parsed = parse_change_feed_page(resp->body, next_pos_, &page); !parsed) return parsed;
+    next_pos_ += page.size();
+    for (auto& ev : page) buffer_.push_back(std::move(ev));
     o.fetched = resp->header("etag");
     pages_.push_back(Page{range, o.epoch, next_pos_ - 1, o.fetched});
     publish_lag(range, o);

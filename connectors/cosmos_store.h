@@ -72,6 +72,13 @@ struct CosmosStoreOptions {
 Status cosmos_ensure_container(CosmosClient& client, const std::string& database, const std::string& container,
                                const std::string& partition_path, const std::vector<std::string>& unique_keys);
 
+// One change-feed answer body (`{"Documents": [...]}`) as events: each commit document's
+// payloads (base64) with its stream, command id, versions from firstVersion and positions
+// from first_position on; documents without events are skipped. Appends to `out` only what
+// it returns ok for; kIoError for a body that is not such a page. Pure (the feed view's
+// parsing, kept apart so it can be fuzzed).
+Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out);
+
 class CosmosEventStore;
 
 // One subscriber's view of the Cosmos change feed (see above). Created by

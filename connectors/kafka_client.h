@@ -7,10 +7,12 @@
 #include <librdkafka/rdkafka.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "graph/status.h"
+#include "orderflow.pb.h"
 
 namespace orderflow::connectors::kafka {
 
@@ -57,5 +59,16 @@ Result<rd_kafka_conf_t*> make_conf(const std::string& bootstrap, const Propertie
 // message too large / invalid -> kInvalidArgument, unknown topic -> kNotFound, the rest ->
 // kIoError. `context` prefixes the message.
 Status to_status(rd_kafka_resp_err_t err, const std::string& context);
+
+// How kafka_source reads one message (pure; kept apart so it can be fuzzed):
+// The value of the last "content-type" header, empty when there is none (hdrs may be null).
+std::string content_type_of(const rd_kafka_headers_t* hdrs);
+// Every header as (name, value) in order; a header without a value gets an empty one.
+std::vector<std::pair<std::string, std::string>> headers_of(const rd_kafka_headers_t* hdrs);
+// The command a message's value holds, by its content type; kInvalidArgument with the
+// reason its dead letter carries: empty, larger than max_message_bytes, an unknown content
+// type, undecodable or malformed. A command without an id gets default_id.
+Result<v1::Command> decode_message(const void* payload, size_t len, std::string_view content_type,
+                                   size_t max_message_bytes, const std::string& default_id);
 
 }  // namespace orderflow::connectors::kafka

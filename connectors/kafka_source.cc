@@ -309,26 +309,12 @@ class KafkaSourceNode final : public RuntimeNode {
     in_flight_.fetch_add(1);
     probe().add_in();
 
-    std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
-    std::string content_type;
     rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const void* v = nullptr;
-      size_t n = 0;
-      if (rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && v != nullptr)
-        content_type.assign(static_cast<const char*>(v), n);
-    }
-    auto reject = [&](const std::string& reason) { dead_letter(tp, part.generation, m, reason); };
-    if (m->payload == nullptr || m->len == 0) return reject("empty message");
-    if (m->len > max_message_bytes_)
-      return reject("message of " + std::to_string(m->len) + " bytes exceeds max_message_bytes " +
-                    std::to_string(max_message_bytes_));
-    auto format = command_format(content_type);
-    if (!format) return reject(format.status().message());
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) hdrs = nullptr;
     // A command without an id gets one from its place in the log: redeliveries keep it.
-    auto cmd = decode_command(value, *format,
-                              "kafka:" + tp.first + ":" + std::to_string(tp.second) + ":" + std::to_string(m->offset));
-    if (!cmd) return reject(cmd.status().message());
+    auto cmd = kafka::decode_message(m->payload, m->len, kafka::content_type_of(hdrs), max_message_bytes_,
+                                     "kafka:" + tp.first + ":" + std::to_string(tp.second) + ":" + std::to_string(m->offset));
+    if (!cmd) return dead_letter(tp, part.generation, m, cmd.status().message());
     Pending p;
     p.tp = tp;
     p.generation = part.generation;
@@ -460,13 +446,7 @@ class KafkaSourceNode final : public RuntimeNode {
     dl->original_size = m->payload ? m->len : 0;
     dl->reason = reason;
     rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* v = nullptr;
-      size_t n = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
-        dl->headers.emplace_back(name, v ? std::string(static_cast<const char*>(v), n) : std::string());
-    }
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) dl->headers = kafka::headers_of(hdrs);
     probe().add_error("dead-lettered " + tp_name(tp) + "@" + std::to_string(m->offset) + ": " + reason);
     produce_dead_letter(std::move(dl));
   }
@@ -837,3 +817,38 @@ Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def
 }
 
 }  // namespace orderflow::connectors
+
+namespace orderflow::connectors::kafka {
+
+std::string content_type_of(const rd_kafka_headers_t* hdrs) {
+  const void* v = nullptr;
+  size_t n = 0;
+  if (hdrs != nullptr && rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      v != nullptr)
+    return std::string(static_cast<const char*>(v), n);
+  return std::string();
+}
+
+std::vector<std::pair<std::string, std::string>> headers_of(const rd_kafka_headers_t* hdrs) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (hdrs == nullptr) return out;
+  const char* name = nullptr;
+  const void* v = nullptr;
+  size_t n = 0;
+  for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+    out.emplace_back(name, v ? std::string(static_cast<const char*>(v), n) : std::string());
+  return out;
+}
+
+Result<v1::Command> decode_message(const void* payload, size_t len, std::string_view content_type,
+                                   size_t max_message_bytes, const std::string& default_id) {
+  if (payload == nullptr || len == 0) return Status::invalid_argument("empty message");
+  if (len > max_message_bytes)
+    return Status::invalid_argument("message of " + std::to_string(len) + " bytes exceeds max_message_bytes " +
+                                    std::to_string(max_message_bytes));
+  auto format = command_format(content_type);
+  if (!format) return format.status();
+  return decode_command(std::string_view(static_cast<const char*>(payload), len), *format, default_id);
+}
+
+}  // namespace orderflow::connectors::kafka

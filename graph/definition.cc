@@ -21,8 +21,31 @@
 
 namespace orderflow::graph {
 
+std::string escape_control_bytes(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b != 0x7f) {
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += "\\x";
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 0xf]);
+    }
+  }
+  return out;
+}
+
 std::string Diagnostic::to_string() const {
-  std::string out = file;
+  std::string out = escape_control_bytes(file);
   // Mark 0 means "no position" (e.g. a file that cannot be opened): print it like a
   // compiler does for whole-file errors rather than a misleading ":0:0".
   if (mark.line > 0) {
@@ -300,8 +323,8 @@ class Loader {
         });
   }
 
-  void error(Mark mark, std::string message) {
-    result_.diagnostics.push_back({result_.graph.file, mark, std::move(message)});
+  void error(Mark mark, const std::string& message) {
+    result_.diagnostics.push_back({result_.graph.file, mark, escape_control_bytes(message)});
   }
 
   // yaml-cpp keeps repeated keys; we report them and let the first one win, matching
@@ -310,7 +333,10 @@ class Loader {
   void for_each_entry(const YAML::Node& map, const std::string& where, Fn fn) {
     std::map<std::string, Mark> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // A copy (a cheap handle): yaml-cpp's it-> is a temporary proxy, gone after this
+      // statement, so a reference to its `first` dangled (AddressSanitizer:
+      // stack-use-after-scope on every graph load).
+      const YAML::Node key = it->first;
       Mark key_mark = to_mark(key.Mark());
       if (!key.IsScalar()) {
         error(key_mark, "keys must be plain names, got " + std::string(shape_name(key)));

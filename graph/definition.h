@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "graph/status.h"
@@ -30,6 +31,11 @@ struct Diagnostic {
   std::string message;
   std::string to_string() const;  // "file:line:col: error: message"
 };
+
+// `text` with its control bytes (0x00-0x1f, 0x7f) written as \n, \r, \t or \xNN: messages
+// that quote a graph file (ids, kinds, values, YAML errors) stay one readable line and put
+// nothing raw on a terminal. Diagnostics hold their messages escaped so.
+std::string escape_control_bytes(std::string_view text);
 
 // A scalar parameter as written in the YAML, typed later by validate().
 struct ParamValue {

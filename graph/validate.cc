@@ -77,8 +77,8 @@ class Validator {
   }
 
  private:
-  void error(Mark mark, std::string message) {
-    out_.push_back({graph_.file, mark, std::move(message)});
+  void error(Mark mark, const std::string& message) {
+    out_.push_back({graph_.file, mark, escape_control_bytes(message)});
     ++errors_;
   }
 
@@ -138,8 +138,9 @@ class Validator {
     for (const ParamSpec& p : spec.params) names.push_back(p.name);
     std::sort(names.begin(), names.end());
     for (const auto& [name, value] : params) {
+      // By name, not through the binding: clang before 16 cannot capture structured bindings.
       auto p = std::find_if(spec.params.begin(), spec.params.end(),
-                            [&](const ParamSpec& s) { return s.name == name; });
+                            [&key = name](const ParamSpec& s) { return s.name == key; });
       if (p == spec.params.end()) {
         error(value.key_mark,
               "unknown parameter '" + name + "' for kind '" + spec.name + "' " +

@@ -243,7 +243,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         return;
       }
       fl->second.owner = env.get();
-      auto release_in_flight = [&] {
+      auto release_in_flight = [&, fl = fl] {  // a copy: clang < 16 cannot capture a structured binding
         // Only called while no repeat can have been queued behind this decision.
         if (fl->second.repeats.empty()) lane.in_flight.erase(fl);
       };

@@ -1,0 +1,47 @@
+// Command decoding as the HTTP and Kafka sources do it (connectors/command_codec.h).
+// Input: one byte choosing the format (even: JSON, odd: binary protobuf), then the body.
+// Checks beyond "no crash": an accepted command is one a client may send and passes the
+// domain's shape check; an accepted JSON command printed back as JSON decodes to the same.
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <google/protobuf/stubs/logging.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "connectors/command_codec.h"
+#include "nodes/domain.h"
+
+using orderflow::connectors::CommandFormat;
+
+// protobuf logs every string field with invalid UTF-8 it refuses; the refusal is what is
+// checked here, the log line only slows the run.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const CommandFormat format = data[0] % 2 == 0 ? CommandFormat::kJson : CommandFormat::kBinary;
+  const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
+  // The content-type parser sees the same bytes (the Kafka header and HTTP header path).
+  (void)orderflow::connectors::command_format(body.substr(0, 64));
+  auto cmd = orderflow::connectors::decode_command(body, format, "fuzz-default-id");
+  if (!cmd) {
+    if (cmd.status().code() != orderflow::StatusCode::kInvalidArgument) std::abort();
+    return 0;
+  }
+  if (cmd->command_id().empty() || !orderflow::domain::is_public_command(*cmd) ||
+      !orderflow::domain::validate_command(*cmd))
+    std::abort();
+  if (format == CommandFormat::kJson) {
+    std::string json;
+    if (!google::protobuf::util::MessageToJsonString(*cmd, &json).ok()) std::abort();
+    auto again = orderflow::connectors::decode_command(json, CommandFormat::kJson);
+    if (!again || !google::protobuf::util::MessageDifferencer::Equals(*cmd, *again)) std::abort();
+  }
+  return 0;
+}

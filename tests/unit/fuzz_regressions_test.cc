@@ -1,0 +1,59 @@
+// Inputs the libFuzzer targets in fuzz/ found crashing, fed through the same public
+// functions; each test names what broke. The sanitizer build (`make sanitize`) also catches
+// a return of undefined behaviour here.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "connectors/cosmos_store.h"
+
+namespace orderflow::connectors {
+namespace {
+
+// Regression: a change-feed answer whose "Documents" was not an array threw out of the feed
+// view (cpprestsdk's json_exception "not an array") and ended the process.
+TEST(FuzzRegressions, CosmosChangeFeedPageWithoutADocumentsArrayIsAnError) {
+  for (const char* body : {R"({"Documents":0})", R"({"Documents":{"events":["AA=="]}})", R"({"Documents":"x"})"}) {
+    std::vector<RecordedEvent> out;
+    Status s = Status::ok();
+    EXPECT_NO_THROW(s = parse_change_feed_page(body, 1, &out)) << body;
+    EXPECT_EQ(s.code(), StatusCode::kIoError) << body;
+    EXPECT_TRUE(out.empty()) << body;
+  }
+  // The same for the answer not being an object at all, and not being JSON.
+  for (const char* body : {"[1,2]", "17", "{\"Documents\":[", ""}) {
+    std::vector<RecordedEvent> out;
+    EXPECT_FALSE(parse_change_feed_page(body, 1, &out)) << body;
+    EXPECT_TRUE(out.empty()) << body;
+  }
+}
+
+// Regression: a firstVersion or committedAtUs beyond 2^64 (or negative) was cast from double
+// to an unsigned integer: undefined behaviour (UndefinedBehaviorSanitizer: "1.7e+73 is
+// outside the range of representable values"). Such a number now reads as absent (0).
+TEST(FuzzRegressions, CosmosNumbersOutOfRangeReadAsAbsent) {
+  std::vector<RecordedEvent> out;
+  ASSERT_TRUE(parse_change_feed_page(
+      R"({"Documents":[{"streamId":"s","commandId":"c","firstVersion":1.7e73,"committedAtUs":-5,"events":["AQI="]},)"
+      R"({"streamId":"t","firstVersion":18446744073709551615,"committedAtUs":12,"events":["AQI=","AwQ="]}]})",
+      10, &out));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].version, 0u);
+  EXPECT_EQ(out[0].committed_at_us, 0);
+  EXPECT_EQ(out[0].payload, std::string("\x01\x02"));
+  EXPECT_EQ(out[1].version, 18446744073709551615ull) << "an exact 64-bit integer is kept";
+  EXPECT_EQ(out[1].committed_at_us, 12);
+  EXPECT_EQ(out[2].position, 12u);
+}
+
+// A page with an undecodable event is refused whole: nothing of it is taken.
+TEST(FuzzRegressions, CosmosPageWithABadEventTakesNothing) {
+  std::vector<RecordedEvent> out;
+  EXPECT_FALSE(parse_change_feed_page(
+      R"({"Documents":[{"streamId":"s","firstVersion":1,"events":["AQI="]},{"streamId":"t","events":[5]}]})", 1, &out));
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace orderflow::connectors
