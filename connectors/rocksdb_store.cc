@@ -220,6 +220,16 @@ void RocksEventStore::try_resume() {
   next_resume_ = std::chrono::steady_clock::now() + kResumeInterval;
 }
 
+Status RocksEventStore::health() const {
+  std::unique_lock lock(write_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return Status::ok();  // an append is under way: writes are not stopped
+  auto* self = const_cast<RocksEventStore*>(this);  // resuming changes state, not the answer's meaning
+  if (!bg_error_.is_ok() && bg_error_.code() == StatusCode::kUnavailable &&
+      std::chrono::steady_clock::now() >= next_resume_)
+    self->try_resume();
+  return bg_error_;
+}
+
 RocksEventStore::~RocksEventStore() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);

@@ -72,6 +72,10 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   void wait(uint64_t after, std::chrono::milliseconds timeout) override;
   Result<uint64_t> load_checkpoint(const std::string& subscriber) override;
   Status save_checkpoint(const std::string& subscriber, uint64_t position) override;
+  // Not ok while writes are stopped (disk full: unavailable until RocksDB resumes; a fatal
+  // error for good). Never blocks; when a resume is due and no append is under way it tries
+  // one, so an instance that readiness took out of rotation still comes back by itself.
+  Status health() const override;
 
  private:
   RocksEventStore() = default;
@@ -85,7 +89,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, index, commands
   bool sync_ = true;
-  std::mutex write_mu_;                                 // serializes append()
+  mutable std::mutex write_mu_;                         // serializes append()
   Status bg_error_;                                     // guarded by write_mu_
   std::chrono::steady_clock::time_point next_resume_;   // guarded by write_mu_
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache

@@ -301,9 +301,16 @@ TEST(RocksDiskFull, AppendsAnswerUnavailableThenResumeAndNothingAcknowledgedIsLo
   }
   EXPECT_GT(fs->refused(), 0u) << "the injected fault was never hit";
   EXPECT_EQ(store.head(), before);
+  // Readiness sees it (GET /readyz answers 503 with this).
+  EXPECT_EQ(store.health().code(), StatusCode::kUnavailable) << store.health().to_string();
 
-  // Space returns: appends resume by themselves, positions go on from the head.
+  // Space returns: the store resumes by itself, even with no append arriving (readiness
+  // took the instance out of rotation), and positions go on from the head.
   fs->set_full(false);
+  const auto healthy_by = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!store.health() && std::chrono::steady_clock::now() < healthy_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(store.health()) << "no resume without appends: " << store.health().to_string();
   AppendResult after;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   do {
