@@ -20,29 +20,17 @@
 #include <vector>
 
 #include "connectors/rocksdb_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace orderflow::connectors {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// One test's directory, named after this suite.
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "orderflow-rocks-faults-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : testing::TempDir("orderflow-rocks-faults") {}
 };
 
 std::unique_ptr<RocksEventStore> open_store(const std::string& path) {
