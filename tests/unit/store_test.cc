@@ -21,6 +21,7 @@
 #include "connectors/append_plan.h"
 #include "connectors/memory_store.h"
 #include "connectors/rocksdb_store.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/store_conformance.h"
 
 namespace orderflow::connectors {
@@ -29,23 +30,9 @@ namespace {
 using namespace std::chrono_literals;
 
 // A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "orderflow-store-test-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : testing::TempDir("orderflow-store-test") {}
 };
 
 using namespace conformance;  // the typed suites' names, for INSTANTIATE_TYPED_TEST_SUITE_P
