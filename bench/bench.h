@@ -101,7 +101,8 @@ struct Report {
 // commands past the end of `commands` are drawn from `more` and appended (so the CPU-loop
 // baseline sees them). `recorded` (if not null) receives every committed event, encoded
 // as the event store's log records, for the raw-RocksDB baseline.
-Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& config, const Options& options,
+Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegistry& kinds,
+                               const RunConfig& config, const Options& options,
                                std::vector<v1::Command>& commands, WorkloadGenerator* more,
                                const std::string& dir, std::vector<std::string>* recorded);
 // Synced WriteBatches of 1000 of the recorded events, sequential keys, fresh DB in `dir`.

@@ -95,7 +95,7 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
         for (bool metrics : {on_first, !on_first}) {
           if (!metrics && !o.baselines) continue;
           RunConfig c{stores[si], threads, metrics};
-          auto r = run_pipeline(graphs[si], c, o, commands, more, run_dir, raw_done ? nullptr : &recorded);
+          auto r = run_pipeline(graphs[si], registry, c, o, commands, more, run_dir, raw_done ? nullptr : &recorded);
           if (!r) {
             fail(c.name(), r.status());
             break;

@@ -24,7 +24,9 @@
 #include "connectors/cosmos_client.h"
 #include "connectors/cosmos_store.h"
 #include "connectors/stores.h"
-#include "nodes/builder.h"
+#include "graph/build.h"
+#include "orderflow.pb.h"
+#include "server/standard.h"
 #include "tests/support/cosmos_standin.h"
 
 using namespace orderflow;
@@ -78,7 +80,7 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   orderflow::testing::CosmosStandIn standin(orderflow::testing::CosmosStandIn::Options{ranges, "", "", latency_ms});
   ::setenv("COSMOS_KEY", standin.key().c_str(), 1);
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_file(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-cosmos.yaml");
   if (!loaded.ok()) {
     std::fprintf(stderr, "cannot load graphs/orders-cosmos.yaml\n");
@@ -100,7 +102,7 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   connectors::StoreSet stores(def, "");
   BuildOptions o;
   o.threads = 2;
-  auto built = build_pipeline(def, stores, o);
+  auto built = build_pipeline(def, registry, stores, o);
   if (!built || !built->pipeline->start()) {
     std::fprintf(stderr, "cannot start: %s\n", built ? "start failed" : built.status().to_string().c_str());
     std::exit(1);

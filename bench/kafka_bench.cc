@@ -22,8 +22,9 @@
 
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
+#include "graph/build.h"
+#include "server/standard.h"
 #include "tests/support/kafka.h"
 
 using namespace orderflow;
@@ -46,7 +47,7 @@ size_t fill(testing::MockKafka& kafka, int commands, int skus, size_t* bytes) {
     std::string json;
     google::protobuf::util::MessageToJsonString(c, &json);
     *bytes += json.size();
-    kafka.produce(kTopic, domain::stream_of(c), json);
+    kafka.produce(kTopic, orders::stream_of(c), json);
     ++n;
   };
   for (int s = 0; s < skus; ++s) {
@@ -133,7 +134,7 @@ PipelineRun pipeline_run(testing::MockKafka& kafka, size_t expected, int run, co
       "edges: [kin -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection, feed -> saga,"
       " saga -> route]\n";
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(yaml);
   std::vector<graph::Diagnostic> diags;
   if (!loaded.ok() || !graph::validate(loaded.graph, registry, diags)) {
@@ -145,8 +146,7 @@ PipelineRun pipeline_run(testing::MockKafka& kafka, size_t expected, int run, co
     connectors::StoreSet stores(loaded.graph, dir);
     BuildOptions o;
     o.threads = threads;
-    connectors::add_kafka_factories(o);
-    auto built = build_pipeline(loaded.graph, stores, o);
+    auto built = build_pipeline(loaded.graph, registry, stores, o);
     if (!built || !built->pipeline->start()) {
       std::fprintf(stderr, "cannot start the pipeline\n");
       std::exit(1);

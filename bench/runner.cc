@@ -22,8 +22,8 @@
 #include "connectors/append_plan.h"
 #include "connectors/stores.h"
 #include "graph/metrics.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
+#include "graph/build.h"
 
 namespace orderflow::bench {
 namespace {
@@ -195,7 +195,8 @@ void sleep_us(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us
 
 }  // namespace
 
-Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& config, const Options& options,
+Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegistry& kinds,
+                               const RunConfig& config, const Options& options,
                                std::vector<v1::Command>& commands, WorkloadGenerator* more,
                                const std::string& dir, std::vector<std::string>* recorded) {
   std::error_code ec;
@@ -229,7 +230,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const RunConfig& conf
     TapProvider provider(stores, tracker);
     BuildOptions bo;
     bo.threads = config.threads;
-    auto built = build_pipeline(def, provider, bo);
+    auto built = build_pipeline(def, kinds, provider, bo);
     if (!built) return built.status();
     if (built->sink == nullptr) return Status::invalid_argument("the graph has no route node to drive");
     if (auto s = built->pipeline->start(); !s) {
@@ -441,16 +442,16 @@ BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands) {
     while (!work.empty()) {
       const v1::Command c = std::move(work.front());
       work.pop_front();
-      const std::string stream = domain::stream_of(c);
+      const std::string stream = orders::stream_of(c);
       auto& st = lane_states[stream];
-      auto decided = domain::decide(st, c);
+      auto decided = orders::decide(st, c);
       if (!decided) continue;
       for (const auto& e : *decided) {
         const std::string payload = e.SerializeAsString();  // what the lane hands to commit
-        domain::evolve(st, e);
-        domain::evolve(projected[stream], e);
+        orders::evolve(st, e);
+        orders::evolve(projected[stream], e);
         ++events;
-        for (auto& next : domain::saga_react(stream, st.version(), e)) work.push_back(std::move(next));
+        for (auto& next : orders::saga_react(stream, st.version(), e)) work.push_back(std::move(next));
       }
     }
   }

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <unordered_map>
 
-#include "nodes/domain.h"
+#include "graph/domain.h"
 
 namespace orderflow::connectors {
 
@@ -67,7 +67,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         if (!found) {
           res.status = found.status();
         } else if (found->has_value() && (**found).stream != req.stream) {
-          res.status = domain::command_id_taken(req.command_id, (**found).stream);
+          res.status = command_id_taken(req.command_id, (**found).stream);
         } else if (found->has_value()) {
           res = **found;
           res.status = Status::ok();
@@ -82,7 +82,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     }
     // Idempotency: the same id earlier in this batch, then the store.
     // An id already used on another stream names a different command: refused.
-    auto reused = [&](const std::string& stream) { res.status = domain::command_id_taken(req.command_id, stream); };
+    auto reused = [&](const std::string& stream) { res.status = command_id_taken(req.command_id, stream); };
     if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
       const AppendResult& first = results[it->second];
       if (first.status.is_ok() && first.stream != req.stream) {

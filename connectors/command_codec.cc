@@ -5,7 +5,6 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include "nodes/domain.h"
 
 namespace orderflow::connectors {
 
@@ -20,36 +19,38 @@ Result<CommandFormat> command_format(std::string_view content_type) {
                                   "' (use application/json or application/x-protobuf)");
 }
 
-Result<v1::Command> decode_command(std::string_view body, CommandFormat format, const std::string& default_id) {
-  v1::Command cmd;
+Result<MessagePtr> decode_command(const Domain& domain, std::string_view body, CommandFormat format,
+                                  const std::string& default_id) {
+  MessagePtr cmd = domain.new_command();
   if (format == CommandFormat::kJson) {
     google::protobuf::util::JsonParseOptions opts;
     opts.ignore_unknown_fields = false;
     auto parsed = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(body.data(), body.size()), &cmd, opts);
+        google::protobuf::StringPiece(body.data(), body.size()), cmd.get(), opts);
     if (!parsed.ok()) {
       // protobuf appends the input's context and a caret on further lines: keep the sentence.
       std::string why(parsed.message());
       why = why.substr(0, why.find('\n'));
       return Status::invalid_argument("not a valid command: " + why);
     }
-  } else if (!cmd.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-    return Status::invalid_argument("not a valid command: cannot parse the binary protobuf Command");
+  } else if (!cmd->ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return Status::invalid_argument("not a valid command: cannot parse the binary protobuf " +
+                                    cmd->GetDescriptor()->name());
   }
-  if (cmd.command_id().empty() && !default_id.empty()) cmd.set_command_id(default_id);
-  // The saga's commands carry ids derived from their triggering event ("saga/..."); a
-  // client's command holding one would make the saga's own command a refused reuse.
-  if (cmd.command_id().rfind("saga/", 0) == 0)
-    return Status::invalid_argument("commandId '" + cmd.command_id() + "': ids starting with 'saga/' are the saga's");
-  if (cmd.kind_case() == v1::Command::KIND_NOT_SET)
-    return Status::invalid_argument(
-        "command has no kind (or one this server does not know): clients send one of placeOrder, cancelOrder, "
-        "shipOrder, addStock");
-  if (cmd.kind_case() != v1::Command::KIND_NOT_SET && !domain::is_public_command(cmd))
-    return Status::invalid_argument(domain::command_name(cmd) +
-                                    " is issued by the saga only; clients may send placeOrder, "
-                                    "cancelOrder, shipOrder and addStock");
-  if (auto s = domain::validate_command(cmd); !s) return s;
+  if (domain.command_id(*cmd).empty() && !default_id.empty()) domain.set_command_id(*cmd, default_id);
+  // The process manager's commands carry ids derived from their triggering event
+  // ("saga/..."); a client's command holding one would make the saga's own command a
+  // refused reuse.
+  const std::string& id = domain.command_id(*cmd);
+  if (id.rfind("saga/", 0) == 0)
+    return Status::invalid_argument("commandId '" + id + "': ids starting with 'saga/' are the saga's");
+  const std::string name = domain.command_name(*cmd);
+  if (name.empty())
+    return Status::invalid_argument("command has no kind (or one this server does not know): clients send one of " +
+                                    domain.public_commands());
+  if (!domain.is_public(*cmd))
+    return Status::invalid_argument(name + " is issued by the saga only; clients may send " + domain.public_commands());
+  if (auto s = domain.validate(*cmd); !s) return s;
   return cmd;
 }
 

@@ -1,14 +1,14 @@
 // Decoding of client commands shared by the ingest connectors (HTTP, Kafka), so both apply
-// the same rules: the protobuf JSON mapping (unknown fields are errors) or the binary form,
-// only the public commands (placeOrder, cancelOrder, shipOrder, addStock), shape checked
-// by domain::validate_command. Thread-safe (pure functions).
+// the same rules: the protobuf JSON mapping of the domain's command message (unknown fields
+// are errors) or its binary form, only the domain's public commands, shape checked by
+// Domain::validate. Thread-safe (pure functions).
 #pragma once
 
 #include <string>
 #include <string_view>
 
 #include "graph/status.h"
-#include "orderflow.pb.h"
+#include "graph/domain.h"
 
 namespace orderflow::connectors {
 
@@ -22,7 +22,7 @@ Result<CommandFormat> command_format(std::string_view content_type);
 // on: not parseable, an internal (saga-only) command, or a malformed shape. A command
 // without a commandId gets `default_id` when it is not empty (Kafka derives one from the
 // message's topic, partition and offset, so a redelivery keeps its id).
-Result<v1::Command> decode_command(std::string_view body, CommandFormat format,
-                                   const std::string& default_id = "");
+Result<MessagePtr> decode_command(const Domain& domain, std::string_view body, CommandFormat format,
+                                  const std::string& default_id = "");
 
 }  // namespace orderflow::connectors

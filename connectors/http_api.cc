@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <set>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -21,8 +22,9 @@
 #include "connectors/http_server.h"
 #include "graph/json.h"
 #include "graph/log.h"
-#include "nodes/domain.h"
-#include "nodes/nodes.h"
+#include "graph/build.h"
+#include "graph/domain.h"
+#include "graph/envelope.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -336,42 +338,27 @@ int http_status_of(const Status& s) {
   return 500;
 }
 
-std::string event_json(const v1::Event& e) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.always_print_primitive_fields = true;
-  if (!google::protobuf::util::MessageToJsonString(e, &out, o).ok()) return "null";
-  return out;
-}
-
-void write_recorded(JsonWriter& w, const RecordedEvent& r) {
-  v1::Event e;
+void write_recorded(const Domain& domain, JsonWriter& w, const RecordedEvent& r) {
+  MessagePtr e = domain.new_event();
   w.begin_object().field("stream", r.stream).field("version", r.version).field("position", r.position);
   w.field("commandId", r.command_id).field("committedAtUs", r.committed_at_us);
-  if (e.ParseFromString(r.payload)) {
-    w.field("type", domain::event_name(e)).key("data").raw(event_json(e));
+  if (e->ParseFromString(r.payload)) {
+    w.field("type", domain.event_name(*e)).key("data").raw(message_json(*e));
   } else {
     w.field("type", "undecodable");
   }
   w.end_object();
 }
 
-const char* line_status_name(v1::LineStatus s) {
-  switch (s) {
-    case v1::LINE_RESERVED: return "reserved";
-    case v1::LINE_SHORTFALL: return "shortfall";
-    default: return "pending";
-  }
-}
-
 // ---- routes ------------------------------------------------------------------------
 
-enum class Route { kNone, kCommands, kHealth, kReady, kPrometheus, kMetrics, kGraph, kOrder, kInventory, kEvents };
+enum class Route { kNone, kCommands, kHealth, kReady, kPrometheus, kMetrics, kGraph, kQuery, kEvents };
 
 struct Routed {
   Route route = Route::kNone;
-  std::string id;  // order id, sku or stream, decoded
+  std::string id;  // the entity's id (e.g. an order id) or stream, decoded
   bool bad_escape = false;
+  std::string collection;  // kQuery: the domain's collection ("orders")
 };
 
 Routed route_of(const std::string& path) {
@@ -390,20 +377,21 @@ Routed route_of(const std::string& path) {
   }
   const auto& s = *segs;
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
-    if (s.size() == 4 && s[2] == "orders") r = {Route::kOrder, s[3], false};
-    else if (s.size() == 4 && s[2] == "inventory") r = {Route::kInventory, s[3], false};
-    else if (s.size() == 5 && s[2] == "streams" && s[4] == "events") r = {Route::kEvents, s[3], false};
+    if (s.size() == 5 && s[2] == "streams" && s[4] == "events") r = {Route::kEvents, s[3], false, ""};
+    else if (s.size() == 4 && s[2] != "streams") r = {Route::kQuery, s[3], false, s[2]};
   }
   return r;
 }
 
 class HttpSourceNode final : public RuntimeNode {
  public:
-  HttpSourceNode(Pipeline& p, const graph::NodeDef& def, ListenAddress address, CommandSink* sink, HttpApiContext ctx)
+  HttpSourceNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain, ListenAddress address,
+                 HttpApiContext ctx)
       : RuntimeNode(def.id, def.kind, p.metrics().probe(def.id, def.kind)),
         pipeline_(p),
+        domain_(domain),
+        queries_(domain.queries()),
         address_(std::move(address)),
-        sink_(sink),
         ctx_(std::move(ctx)),
         max_body_(static_cast<size_t>(def.get_int("max_body_bytes"))),
         command_timeout_ms_(def.get_int("command_timeout_ms")) {}
@@ -411,6 +399,13 @@ class HttpSourceNode final : public RuntimeNode {
   ~HttpSourceNode() override {
     close();
     stop_deadlines();
+  }
+
+  Status connect_to(RuntimeNode& to) override {
+    auto sink = command_sink_of(*this, to);
+    if (!sink) return sink.status();
+    sink_ = *sink;
+    return Status::ok();
   }
 
   Status start() override {
@@ -616,8 +611,7 @@ class HttpSourceNode final : public RuntimeNode {
         }
         case Route::kMetrics: return reply(x, json_response(200, pipeline_.metrics().to_json()));
         case Route::kGraph: return reply(x, json_response(200, ctx_.graph_json));
-        case Route::kOrder: return get_state(x, domain::order_stream(r.id), true);
-        case Route::kInventory: return get_state(x, domain::sku_stream(r.id), false);
+        case Route::kQuery: return query(x, r);
         case Route::kEvents: return get_events(x, req, r.id);
         case Route::kNone: break;
       }
@@ -662,13 +656,13 @@ class HttpSourceNode final : public RuntimeNode {
     if (!timeout) return reply_error(x, 400, "bad_request", timeout.status().message());
     const uint64_t t0 = steady_ns();
     const int64_t timeout_ms = *timeout;
-    auto decoded = decode_command(req.body, CommandFormat::kJson);
+    auto decoded = decode_command(domain_, req.body, CommandFormat::kJson);
     if (!decoded) {
       probe().add_error("400 undecodable command");  // the parser's words may quote the client
       return reply_error(x, 400, "bad_request", decoded.status().message());
     }
-    v1::Command cmd = std::move(*decoded);
-    const std::string command_id = cmd.command_id();
+    MessagePtr cmd = std::move(*decoded);
+    const std::string command_id = domain_.command_id(*cmd);
     const uint64_t deadline = t0 + static_cast<uint64_t>(timeout_ms) * 1000000;
     auto answered = std::make_shared<std::atomic<bool>>(false);
     auto key = std::make_shared<DeadlineKey>();
@@ -719,49 +713,38 @@ class HttpSourceNode final : public RuntimeNode {
     if (o.events != nullptr) {
       for (size_t i = 0; i < o.events->size(); ++i) {
         w.begin_object().field("version", o.result.first_version + i).field("position", o.result.first_position + i);
-        w.field("type", domain::event_name((*o.events)[i])).key("data").raw(event_json((*o.events)[i]));
+        const Message& e = *(*o.events)[i];
+        w.field("type", domain_.event_name(e)).key("data").raw(message_json(e));
         w.end_object();
       }
     } else if (ctx_.events != nullptr) {  // a duplicate: the first result's events, from the store
       std::vector<RecordedEvent> evs;
       if (ctx_.events->read_stream(o.result.stream, o.result.first_version, &evs))
         for (const auto& r : evs)
-          if (r.version <= o.result.last_version) write_recorded(w, r);
+          if (r.version <= o.result.last_version) write_recorded(domain_, w, r);
     }
     w.end_array().end_object();
     reply(x, json_response(200, w.take()));
   }
 
-  void get_state(const Exchange& x, const std::string& stream, bool order) {
+  // GET /api/v1/{collection}/{id}: the current state of the stream the domain's query
+  // handler names, from the snapshot store.
+  void query(const Exchange& x, const Routed& r) {
+    const QueryHandler* handler = nullptr;
+    for (const auto& q : queries_)
+      if (q.collection == r.collection) handler = &q;
+    if (handler == nullptr) return reply_error(x, 404, "not_found", "no such resource");
     if (ctx_.snapshots == nullptr) return reply_error(x, 404, "not_found", "no snapshot store here");
-    auto snap = ctx_.snapshots->get(stream);
+    auto stream = handler->stream(r.id);
+    if (!stream) return reply_error(x, 400, "bad_request", stream.status().message());
+    auto snap = ctx_.snapshots->get(*stream);
     if (!snap) return store_failure(x, snap.status(), "the snapshot store");
-    v1::StreamState st;
-    if (snap->version == 0 || !st.ParseFromString(snap->state) ||
-        st.kind_case() != (order ? v1::StreamState::kOrder : v1::StreamState::kInventory))
-      return reply_error(x, 404, "not_found", stream + " has no state (yet)");
-    JsonWriter w;
-    w.begin_object();
-    if (order) {
-      const auto& o = st.order();
-      int64_t total = 0;
-      w.field("orderId", o.order_id()).field("customerId", o.customer_id()).field("status", domain::order_status_name(o.status()));
-      w.key("lines").begin_array();
-      for (const auto& l : o.lines()) {
-        total += int64_t{l.line().quantity()} * l.line().unit_price_cents();
-        w.begin_object().field("sku", l.line().sku()).field("quantity", l.line().quantity());
-        w.field("unitPriceCents", l.line().unit_price_cents()).field("reservation", line_status_name(l.status()));
-        w.end_object();
-      }
-      w.end_array().field("totalCents", total);
-      if (!o.reason().empty()) w.field("reason", o.reason());
-    } else {
-      const auto& s = st.inventory();
-      w.field("sku", s.sku()).field("onHand", s.on_hand()).field("reserved", s.reserved());
-      w.field("available", s.on_hand() - s.reserved()).field("holds", static_cast<int64_t>(s.holds_size()));
-    }
-    w.field("version", st.version()).end_object();
-    reply(x, json_response(200, w.take()));
+    MessagePtr st = domain_.new_state();
+    if (snap->version == 0 || !st->ParseFromString(snap->state))
+      return reply_error(x, 404, "not_found", *stream + " has no state (yet)");
+    auto body = handler->render(*st, snap->version);
+    if (!body) return reply_error(x, 404, "not_found", *stream + " has no state (yet)");
+    reply(x, json_response(200, std::move(*body)));
   }
 
   // One page: events with version >= fromVersion, at most `limit` of them (1000 by default
@@ -789,7 +772,7 @@ class HttpSourceNode final : public RuntimeNode {
     size_t n = 0;
     for (const auto& r : evs) {
       if (n == limit || (n > 0 && w.str().size() >= kMaxPageBytes)) break;
-      write_recorded(w, r);
+      write_recorded(domain_, w, r);
       next = r.version + 1;
       ++n;
     }
@@ -808,8 +791,10 @@ class HttpSourceNode final : public RuntimeNode {
   }
 
   Pipeline& pipeline_;
+  const Domain& domain_;
+  const std::vector<QueryHandler> queries_;
   const ListenAddress address_;
-  CommandSink* sink_;
+  CommandSink* sink_ = nullptr;  // set by connect_to; null in a service without a route
   HttpApiContext ctx_;
   const size_t max_body_;
   const int64_t command_timeout_ms_;
@@ -871,11 +856,31 @@ Result<std::string> listen_uri(const std::string& listen) {
          std::to_string(a->port);
 }
 
-Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, Pipeline& pipeline,
-                                                      CommandSink* sink, HttpApiContext context) {
+Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, BuildContext& build,
+                                                      HttpApiContext context) {
   auto address = parse_listen(def.get_string("listen"));
   if (!address) return address.status();
-  return std::unique_ptr<RuntimeNode>(new HttpSourceNode(pipeline, def, *address, sink, std::move(context)));
+  // The stores the read API serves: those the nearest nodes downstream decide with
+  // (a store named by an `events` / `snapshots` parameter), breadth first; then those of
+  // any node of the graph (an HTTP node of a read-only service has nothing downstream).
+  auto take = [&](const graph::NodeDef& n) {
+    if (context.events == nullptr && n.has("events") && !n.get_string("events").empty()) {
+      if (auto e = build.stores.event_store(n.get_string("events")); e) context.events = *e;
+    }
+    if (context.snapshots == nullptr && n.has("snapshots") && !n.get_string("snapshots").empty()) {
+      if (auto sn = build.stores.snapshot_store(n.get_string("snapshots")); sn) context.snapshots = *sn;
+    }
+  };
+  std::vector<const graph::NodeDef*> queue{&def};
+  std::set<std::string> seen{def.id};
+  for (size_t i = 0; i < queue.size(); ++i) {
+    take(*queue[i]);
+    for (const auto* next : build.graph.successors(queue[i]->id))
+      if (seen.insert(next->id).second) queue.push_back(next);
+  }
+  for (const auto& n : build.graph.nodes) take(n);
+  return std::unique_ptr<RuntimeNode>(
+      new HttpSourceNode(build.pipeline, def, build.domain, *address, std::move(context)));
 }
 
 }  // namespace orderflow::connectors

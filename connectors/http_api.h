@@ -1,8 +1,9 @@
 // The HTTP API node (`kind: http_source`), served by connectors/http_server (Boost.Beast).
 //
-// Ingest: POST /api/v1/commands (JSON mapping of orderflow.v1.Command), answered once the
-// command's outcome is durable (202, or 200/409/422 with ?wait=committed).
-// Queries: orders, inventory, paged stream events, health, readiness, metrics, graph topology.
+// Ingest: POST /api/v1/commands (JSON mapping of the domain's command message), answered
+// once the command's outcome is durable (202, or 200/409/422 with ?wait=committed).
+// Queries: the domain's (Domain::queries: GET /api/v1/{collection}/{id}, e.g. orders and
+// inventory), paged stream events, health, readiness, metrics, graph topology.
 // Requests run on the server's small I/O pool and never block it: replies are sent from the
 // pipeline's completion (or the deadline watcher). Owned by the Pipeline.
 //
@@ -20,7 +21,7 @@
 #include "graph/definition.h"
 #include "graph/pipeline.h"
 #include "graph/store.h"
-#include "nodes/envelope.h"
+#include "graph/build.h"
 
 namespace orderflow::connectors {
 
@@ -42,8 +43,9 @@ struct HttpServeOptions {
 Result<bool> parse_http_flag(const std::vector<std::string>& args, size_t* i, HttpServeOptions* out);
 
 struct HttpApiContext {
+  // Null: those of the nearest node downstream that names an `events` / `snapshots` store.
   EventStore* events = nullptr;        // for /streams/{id}/events and duplicate replies
-  SnapshotStore* snapshots = nullptr;  // for /orders and /inventory
+  SnapshotStore* snapshots = nullptr;  // for the domain's queries (/orders/{id}, ...)
   std::string graph_json;              // served at /api/v1/graph
   // Readiness beyond "listening": the stores' health (StoreSet::health); null = always ok.
   // Called on every GET /readyz: must not block.
@@ -51,8 +53,8 @@ struct HttpApiContext {
   HttpServeOptions options;
 };
 
-Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, Pipeline& pipeline,
-                                                      CommandSink* sink, HttpApiContext context);
+Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, BuildContext& build,
+                                                      HttpApiContext context);
 
 // Turns "host:port", "http://host:port" or "https://host:port" (IPv6 as [::1]:port) into the
 // listen URI; error when malformed.

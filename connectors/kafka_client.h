@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "graph/status.h"
-#include "orderflow.pb.h"
+#include "graph/domain.h"
 
 namespace orderflow::connectors::kafka {
 
@@ -68,7 +68,8 @@ std::vector<std::pair<std::string, std::string>> headers_of(const rd_kafka_heade
 // The command a message's value holds, by its content type; kInvalidArgument with the
 // reason its dead letter carries: empty, larger than max_message_bytes, an unknown content
 // type, undecodable or malformed. A command without an id gets default_id.
-Result<v1::Command> decode_message(const void* payload, size_t len, std::string_view content_type,
-                                   size_t max_message_bytes, const std::string& default_id);
+Result<MessagePtr> decode_message(const Domain& domain, const void* payload, size_t len,
+                                  std::string_view content_type, size_t max_message_bytes,
+                                  const std::string& default_id);
 
 }  // namespace orderflow::connectors::kafka

@@ -16,19 +16,12 @@
 
 #include "connectors/kafka.h"
 #include "connectors/kafka_client.h"
+#include "graph/build.h"
+#include "graph/feed.h"
 #include "graph/log.h"
-#include "nodes/domain.h"
-#include "nodes/nodes.h"
 
 namespace orderflow::connectors {
 namespace {
-
-// "orders" for order streams, "inventory" for SKU streams.
-std::string category_of(const std::string& stream) {
-  if (stream.rfind(domain::kOrderPrefix, 0) == 0) return "orders";
-  if (stream.rfind(domain::kSkuPrefix, 0) == 0) return "inventory";
-  return "other";
-}
 
 std::string topic_for(const std::string& pattern, const std::string& category) {
   std::string t = pattern;
@@ -40,8 +33,9 @@ std::string topic_for(const std::string& pattern, const std::string& category) {
 
 class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
  public:
-  KafkaSinkNode(Pipeline& p, const graph::NodeDef& def)
+  KafkaSinkNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain)
       : RuntimeNode(def.id, "kafka_sink", p.metrics().probe(def.id, "kafka_sink")),
+        domain_(domain),
         brokers_(def.get_string("brokers")),
         topic_pattern_(def.get_string("topic")),
         binary_(def.get_string("format") == "binary"),
@@ -127,8 +121,9 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
 
  private:
   Status produce(const RecordedEvent& e, BatchTicket* ticket) {
-    v1::Event event;
-    if (!event.ParseFromString(e.payload)) return Status::internal("event " + e.stream + "@" + std::to_string(e.version) + " does not parse");
+    MessagePtr parsed = domain_.new_event();
+    const Message& event = *parsed;
+    if (!parsed->ParseFromString(e.payload)) return Status::internal("event " + e.stream + "@" + std::to_string(e.version) + " does not parse");
     std::string value;
     if (binary_) {
       value = e.payload;
@@ -138,7 +133,7 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
       if (!google::protobuf::util::MessageToJsonString(event, &value, o).ok())
         return Status::internal("event " + e.stream + "@" + std::to_string(e.version) + " has no JSON form");
     }
-    const std::string topic = topic_for(topic_pattern_, category_of(e.stream));
+    const std::string topic = topic_for(topic_pattern_, domain_.category(e.stream));
     rd_kafka_headers_t* h = rd_kafka_headers_new(6);
     auto add = [&](const char* k, const std::string& v) {
       rd_kafka_header_add(h, k, -1, v.data(), static_cast<ssize_t>(v.size()));
@@ -148,7 +143,7 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
     add("orderflow-version", std::to_string(e.version));
     add("orderflow-position", std::to_string(e.position));
     add("orderflow-command-id", e.command_id);
-    add("orderflow-event", domain::event_name(event));
+    add("orderflow-event", domain_.event_name(event));
     for (;;) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
           producer_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -183,6 +178,7 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
     ticket->finish(Status::ok());
   }
 
+  const Domain& domain_;
   const std::string brokers_, topic_pattern_;
   const bool binary_;
   const int partitions_;
@@ -200,18 +196,8 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
 
 Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, Pipeline& p, CommandSink* sink);
 
-void add_kafka_factories(BuildOptions& options) {
-  options.factories["kafka_source"] = [](const graph::NodeDef& def, Pipeline& p, CommandSink* sink) {
-    return make_kafka_source(def, p, sink);
-  };
-  options.subscriber_factories["kafka_sink"] = [](const graph::NodeDef& def,
-                                                  Pipeline& p) -> Result<ExternalSubscriber> {
-    auto node = std::make_unique<KafkaSinkNode>(p, def);
-    ExternalSubscriber out;
-    out.subscriber = node.get();
-    out.node = std::move(node);
-    return out;
-  };
+Result<std::unique_ptr<RuntimeNode>> make_kafka_sink(const graph::NodeDef& def, BuildContext& context) {
+  return std::unique_ptr<RuntimeNode>(new KafkaSinkNode(context.pipeline, def, context.domain));
 }
 
 }  // namespace orderflow::connectors

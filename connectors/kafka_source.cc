@@ -32,8 +32,8 @@
 #include "connectors/kafka.h"
 #include "connectors/kafka_client.h"
 #include "graph/log.h"
-#include "nodes/domain.h"
-#include "nodes/nodes.h"
+#include "graph/build.h"
+#include "graph/envelope.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -68,9 +68,9 @@ std::vector<std::string> split_list(const std::string& s) {
 
 class KafkaSourceNode final : public RuntimeNode {
  public:
-  KafkaSourceNode(Pipeline& p, const graph::NodeDef& def, CommandSink* sink)
+  KafkaSourceNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain)
       : RuntimeNode(def.id, "kafka_source", p.metrics().probe(def.id, "kafka_source")),
-        sink_(sink),
+        domain_(domain),
         brokers_(def.get_string("brokers")),
         topics_(split_list(def.get_string("topics"))),
         group_(def.get_string("group")),
@@ -82,6 +82,13 @@ class KafkaSourceNode final : public RuntimeNode {
         properties_text_(def.get_string("properties")) {}
 
   ~KafkaSourceNode() override { stop(); }
+
+  Status connect_to(RuntimeNode& to) override {
+    auto sink = command_sink_of(*this, to);
+    if (!sink) return sink.status();
+    sink_ = *sink;
+    return Status::ok();
+  }
 
   Status start() override {
     if (sink_ == nullptr) return Status::invalid_argument("kafka_source " + id() + " feeds no route");
@@ -200,7 +207,7 @@ class KafkaSourceNode final : public RuntimeNode {
     TpKey tp;
     uint64_t generation = 0;
     int64_t offset = 0;
-    std::shared_ptr<const v1::Command> command;
+    std::shared_ptr<const Message> command;
     std::string key;  // the message's, for a dead letter after a refusal
     std::chrono::steady_clock::time_point not_before;
   };
@@ -210,7 +217,7 @@ class KafkaSourceNode final : public RuntimeNode {
     uint64_t generation = 0;
     int64_t offset = 0;
     Status status;
-    std::shared_ptr<const v1::Command> command;  // kept for a resubmission
+    std::shared_ptr<const Message> command;  // kept for a resubmission
     std::string key;
   };
   // Opaque of a dead-letter message until its delivery report (then owned again by us,
@@ -312,14 +319,14 @@ class KafkaSourceNode final : public RuntimeNode {
     rd_kafka_headers_t* hdrs = nullptr;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) hdrs = nullptr;
     // A command without an id gets one from its place in the log: redeliveries keep it.
-    auto cmd = kafka::decode_message(m->payload, m->len, kafka::content_type_of(hdrs), max_message_bytes_,
+    auto cmd = kafka::decode_message(domain_, m->payload, m->len, kafka::content_type_of(hdrs), max_message_bytes_,
                                      "kafka:" + tp.first + ":" + std::to_string(tp.second) + ":" + std::to_string(m->offset));
     if (!cmd) return dead_letter(tp, part.generation, m, cmd.status().message());
     Pending p;
     p.tp = tp;
     p.generation = part.generation;
     p.offset = m->offset;
-    p.command = std::make_shared<const v1::Command>(std::move(*cmd));
+    p.command = std::shared_ptr<const Message>(std::move(*cmd));
     if (m->key) p.key.assign(static_cast<const char*>(m->key), m->key_len);
     pending_.push_back(std::move(p));
     submit_pending();
@@ -343,7 +350,7 @@ class KafkaSourceNode final : public RuntimeNode {
       const TpKey tp = p.tp;
       const uint64_t gen = p.generation;
       const int64_t offset = p.offset;
-      auto env = make_envelope(*p.command, [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
+      auto env = make_envelope(domain_.copy(*p.command), [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
         std::lock_guard<std::mutex> lock(finished_mu_);
         finished_.push_back(Finished{tp, gen, offset, o.status, command, key});
       });
@@ -388,7 +395,7 @@ class KafkaSourceNode final : public RuntimeNode {
       }
       // Not durable (store trouble, conflicts beyond retries, shutting down): try again
       // later; the partition's committed offset stays before it meanwhile.
-      probe().add_error("command " + f.command->command_id() + " from " + tp_name(f.tp) + "@" +
+      probe().add_error("command " + domain_.command_id(*f.command) + " from " + tp_name(f.tp) + "@" +
                         std::to_string(f.offset) + ": " + f.status.to_string());
       if (!intake_) {  // stopping: leave it uncommitted, the next owner redelivers it
         abandon(f.tp, f.generation);
@@ -774,7 +781,8 @@ class KafkaSourceNode final : public RuntimeNode {
     probe().set_gauge("redelivered_skipped", static_cast<double>(redelivered_skipped_));
   }
 
-  CommandSink* sink_;
+  const Domain& domain_;
+  CommandSink* sink_ = nullptr;
   const std::string brokers_;
   const std::vector<std::string> topics_;
   const std::string group_, dlq_topic_;
@@ -812,8 +820,8 @@ class KafkaSourceNode final : public RuntimeNode {
 
 }  // namespace
 
-Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, Pipeline& p, CommandSink* sink) {
-  return std::unique_ptr<RuntimeNode>(new KafkaSourceNode(p, def, sink));
+Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, BuildContext& context) {
+  return std::unique_ptr<RuntimeNode>(new KafkaSourceNode(context.pipeline, def, context.domain));
 }
 
 }  // namespace orderflow::connectors
@@ -840,15 +848,16 @@ std::vector<std::pair<std::string, std::string>> headers_of(const rd_kafka_heade
   return out;
 }
 
-Result<v1::Command> decode_message(const void* payload, size_t len, std::string_view content_type,
-                                   size_t max_message_bytes, const std::string& default_id) {
+Result<MessagePtr> decode_message(const Domain& domain, const void* payload, size_t len,
+                                  std::string_view content_type, size_t max_message_bytes,
+                                  const std::string& default_id) {
   if (payload == nullptr || len == 0) return Status::invalid_argument("empty message");
   if (len > max_message_bytes)
     return Status::invalid_argument("message of " + std::to_string(len) + " bytes exceeds max_message_bytes " +
                                     std::to_string(max_message_bytes));
   auto format = command_format(content_type);
   if (!format) return format.status();
-  return decode_command(std::string_view(static_cast<const char*>(payload), len), *format, default_id);
+  return decode_command(domain, std::string_view(static_cast<const char*>(payload), len), *format, default_id);
 }
 
 }  // namespace orderflow::connectors::kafka

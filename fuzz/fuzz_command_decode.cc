@@ -12,7 +12,8 @@
 #include <string_view>
 
 #include "connectors/command_codec.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
+#include "domain/orders/orders_domain.h"
 
 using orderflow::connectors::CommandFormat;
 
@@ -29,19 +30,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   // The content-type parser sees the same bytes (the Kafka header and HTTP header path).
   (void)orderflow::connectors::command_format(body.substr(0, 64));
-  auto cmd = orderflow::connectors::decode_command(body, format, "fuzz-default-id");
-  if (!cmd) {
-    if (cmd.status().code() != orderflow::StatusCode::kInvalidArgument) std::abort();
+  const orderflow::Domain& domain = *orderflow::orders::orders_domain();
+  auto decoded = orderflow::connectors::decode_command(domain, body, format, "fuzz-default-id");
+  if (!decoded) {
+    if (decoded.status().code() != orderflow::StatusCode::kInvalidArgument) std::abort();
     return 0;
   }
-  if (cmd->command_id().empty() || !orderflow::domain::is_public_command(*cmd) ||
-      !orderflow::domain::validate_command(*cmd))
+  const auto* cmd = static_cast<const orderflow::v1::Command*>(decoded->get());
+  if (cmd->command_id().empty() || !orderflow::orders::is_public_command(*cmd) ||
+      !orderflow::orders::validate_command(*cmd))
     std::abort();
   if (format == CommandFormat::kJson) {
     std::string json;
     if (!google::protobuf::util::MessageToJsonString(*cmd, &json).ok()) std::abort();
-    auto again = orderflow::connectors::decode_command(json, CommandFormat::kJson);
-    if (!again || !google::protobuf::util::MessageDifferencer::Equals(*cmd, *again)) std::abort();
+    auto again = orderflow::connectors::decode_command(domain, json, CommandFormat::kJson);
+    if (!again || !google::protobuf::util::MessageDifferencer::Equals(*cmd, **again)) std::abort();
   }
   return 0;
 }

@@ -6,14 +6,14 @@
 #include <string>
 
 #include "graph/definition.h"
-#include "nodes/builder.h"
+#include "tests/support/kinds.h"
 
 namespace {
 
 const orderflow::graph::KindRegistry& kinds() {
   static const orderflow::graph::KindRegistry registry = [] {
     orderflow::graph::KindRegistry r;
-    orderflow::register_node_kinds(r);
+    orderflow::register_standard_kinds(r);
     return r;
   }();
   return registry;

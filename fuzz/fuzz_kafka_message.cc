@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "connectors/kafka_client.h"
+#include "domain/orders/orders_domain.h"
 
 namespace {
 
@@ -67,9 +68,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rd_kafka_headers_destroy(hdrs);
   std::string value;
   in.bytes(in.left, &value);
-  auto cmd = orderflow::connectors::kafka::decode_message(value.empty() ? nullptr : value.data(), value.size(),
+  auto cmd = orderflow::connectors::kafka::decode_message(*orderflow::orders::orders_domain(), value.empty() ? nullptr : value.data(), value.size(),
                                                           content_type, 4096, "kafka:fuzz:0:1");
   if (!cmd && cmd.status().message().empty()) std::abort();
-  if (cmd && cmd->command_id().empty()) std::abort();
+  if (cmd && orderflow::orders::orders_domain()->command_id(**cmd).empty()) std::abort();
   return 0;
 }

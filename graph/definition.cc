@@ -5,6 +5,8 @@
 // validate.cc. yaml-cpp stays inside this file: graph users never see its headers.
 #include "graph/definition.h"
 
+#include "graph/domain.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -192,6 +194,52 @@ const char* port_type_name(PortType t) {
   return "?";
 }
 
+// ---- Parameter declarations -------------------------------------------------------
+
+ParamSpec p_int(std::string name, std::string def, int64_t min, int64_t max, std::string help) {
+  ParamSpec p;
+  p.name = std::move(name);
+  p.type = ParamType::kInt;
+  p.default_value = std::move(def);
+  p.min = min;
+  p.max = max;
+  p.help = std::move(help);
+  return p;
+}
+
+ParamSpec p_string(std::string name, std::string def, std::string help) {
+  ParamSpec p;
+  p.name = std::move(name);
+  p.default_value = std::move(def);
+  p.help = std::move(help);
+  return p;
+}
+
+ParamSpec p_required(std::string name, std::string help) {
+  ParamSpec p = p_string(std::move(name), "", std::move(help));
+  p.required = true;
+  return p;
+}
+
+ParamSpec p_store(std::string name, std::string help) {
+  ParamSpec p = p_required(std::move(name), std::move(help));
+  p.type = ParamType::kStoreRef;
+  return p;
+}
+
+ParamSpec p_bool(std::string name, std::string def, std::string help) {
+  ParamSpec p = p_string(std::move(name), std::move(def), std::move(help));
+  p.type = ParamType::kBool;
+  return p;
+}
+
+ParamSpec p_enum(std::string name, std::string def, std::vector<std::string> choices, std::string help) {
+  ParamSpec p = p_string(std::move(name), std::move(def), std::move(help));
+  p.type = ParamType::kEnum;
+  p.choices = std::move(choices);
+  return p;
+}
+
 // ---- KindRegistry -----------------------------------------------------------------
 
 void KindRegistry::add_node_kind(KindSpec spec) {
@@ -225,6 +273,29 @@ const KindSpec* KindRegistry::store_kind(const std::string& name) const {
 std::vector<std::string> KindRegistry::node_kind_names() const {
   std::vector<std::string> names;
   for (const auto& entry : nodes_) names.push_back(entry.first);
+  return names;
+}
+
+void KindRegistry::add_domain(std::shared_ptr<const Domain> domain) {
+  for (auto& d : domains_) {
+    if (d->name() == domain->name()) {
+      d = std::move(domain);
+      return;
+    }
+  }
+  domains_.push_back(std::move(domain));
+}
+
+const Domain* KindRegistry::domain(const std::string& name) const {
+  if (name.empty()) return domains_.empty() ? nullptr : domains_.front().get();
+  for (const auto& d : domains_)
+    if (d->name() == name) return d.get();
+  return nullptr;
+}
+
+std::vector<std::string> KindRegistry::domain_names() const {
+  std::vector<std::string> names;
+  for (const auto& d : domains_) names.push_back(d->name());
   return names;
 }
 
@@ -305,6 +376,9 @@ class Loader {
         root, "", [&](const std::string& key, const YAML::Node& key_node, const YAML::Node& value) {
           if (key == "graph") {
             scalar(value, "'graph'", &result_.graph.name);
+          } else if (key == "domain") {
+            result_.graph.domain_mark = to_mark(value.Mark());
+            scalar(value, "'domain'", &result_.graph.domain);
           } else if (key == "description") {
             // Free text for humans; nothing to check.
           } else if (key == "stores") {
@@ -317,8 +391,8 @@ class Loader {
             for_each_item(value, key_node, "'edges'", [&](const YAML::Node& e) { load_edge(e); });
           } else {
             error(to_mark(key_node.Mark()), "unknown top-level key '" + key +
-                                                "' (allowed: description, edges, graph, "
-                                                "nodes, stores)");
+                                                "' (allowed: description, domain, edges, "
+                                                "graph, nodes, stores)");
           }
         });
   }

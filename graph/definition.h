@@ -10,11 +10,18 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "graph/status.h"
+
+namespace orderflow {
+class Domain;
+class RuntimeNode;
+struct BuildContext;  // graph/build.h
+}  // namespace orderflow
 
 namespace orderflow::graph {
 
@@ -81,6 +88,8 @@ struct EdgeDef {
 struct GraphDef {
   std::string file;                        // for diagnostics; "<string>" when loaded from text
   std::string name;                        // top-level `graph:` key
+  std::string domain;                      // top-level `domain:` key; "" = the binary's default
+  Mark domain_mark;
   std::map<std::string, StoreDef> stores;
   std::vector<NodeDef> nodes;              // in file order
   std::vector<EdgeDef> edges;              // in file order
@@ -101,6 +110,9 @@ enum class PortType {
   kEvent,      // committed events from the change feed (feed -> subscribers)
 };
 const char* port_type_name(PortType t);
+// An edge of this type is no in-process channel: the downstream node reads what the
+// upstream one wrote to a store (commit -> change_feed). Only such edges may cross services.
+inline bool store_mediated(PortType t) { return t == PortType::kCommitted; }
 
 // Strict scalar parsing shared by validate() and the NodeDef getters, so both agree on
 // what a valid value is: the whole text must parse. Booleans accept true/false, yes/no,
@@ -125,13 +137,35 @@ struct ParamSpec {
   std::function<std::string(const std::string&)> check;
 };
 
+// Parameter declarations for kinds, e.g. p_int("lanes", "8", 1, 256, "serial command lanes").
+ParamSpec p_int(std::string name, std::string def, int64_t min, int64_t max, std::string help);
+ParamSpec p_string(std::string name, std::string def, std::string help);  // def "" + required: see p_required
+ParamSpec p_required(std::string name, std::string help);                  // a string without default
+ParamSpec p_store(std::string name, std::string help);                     // a required store name
+ParamSpec p_bool(std::string name, std::string def, std::string help);
+ParamSpec p_enum(std::string name, std::string def, std::vector<std::string> choices, std::string help);
+
+// Creates a node of a kind from its validated definition (defaults applied). Wiring comes
+// later: the builder calls RuntimeNode::connect_to for each edge.
+using NodeFactory =
+    std::function<Result<std::unique_ptr<RuntimeNode>>(const NodeDef& def, orderflow::BuildContext& context)>;
+
+// When a node is drained at shutdown, relative to the others: lower first (sources stop
+// before what they feed, and commit drains last, after everything that submits to it).
+enum class DrainOrder { kIngest = 0, kSubscriber = 1, kAdmission = 2, kDecision = 3, kCommit = 4 };
+
 struct KindSpec {
   std::string name;
   std::string help;
   PortType input = PortType::kNone;
   PortType output = PortType::kNone;
   bool is_source = false;                  // roots for reachability (http, kafka, demo)
+  // The node cannot run without a successor on its output port (a route without lanes
+  // would accept commands and never decide them): validate() refuses a graph without one.
+  bool output_required = false;
   std::vector<ParamSpec> params;
+  NodeFactory factory;                     // null: the kind can be validated, not built
+  DrainOrder drain = DrainOrder::kIngest;
 };
 
 // The node kinds and store kinds a binary knows. Filled at start-up, then read-only.
@@ -147,9 +181,17 @@ class KindRegistry {
   std::vector<std::string> node_kind_names() const;
   std::vector<std::string> store_kind_names() const;
 
+  // Domains a graph may name with `domain:`. The first one added is the default, for a
+  // graph that names none.
+  void add_domain(std::shared_ptr<const Domain> domain);
+  // Null when unknown; "" = the default (null when none was added).
+  const Domain* domain(const std::string& name) const;
+  std::vector<std::string> domain_names() const;
+
  private:
   std::map<std::string, KindSpec> nodes_;
   std::map<std::string, KindSpec> stores_;
+  std::vector<std::shared_ptr<const Domain>> domains_;
 };
 
 struct LoadResult {

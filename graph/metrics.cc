@@ -271,9 +271,7 @@ struct Catalogue {
     // commit
     g("last_batch_commands", "Commands in the last group commit.");
     g("mean_batch_commands", "Mean commands per group commit since start.");
-    // projection
-    c("orders_confirmed", "Orders the projection saw confirmed since this process started.");
-    c("orders_rejected", "Orders the projection saw rejected since this process started.");
+    // projection: the domain's running totals (Domain::counters) are declared by the node.
     // Kafka source
     g("consumer_lag", "Messages between the committed offsets and the partitions' ends, summed.");
     g("partitions", "Partitions assigned to this consumer.");

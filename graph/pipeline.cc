@@ -1,5 +1,7 @@
 #include "graph/pipeline.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <mutex>
 #include <thread>
@@ -7,6 +9,12 @@
 #include <oneapi/tbb/info.h>
 
 namespace orderflow {
+
+void name_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
+
+Status RuntimeNode::connect_to(RuntimeNode& to) {
+  return Status::internal("node " + id_ + " (kind " + kind_ + ") has no output to connect to node " + to.id());
+}
 
 namespace {
 

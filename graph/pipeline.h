@@ -21,6 +21,9 @@
 
 namespace orderflow {
 
+// Names the calling thread for `top -H`, perf and debuggers (Linux keeps 15 characters).
+void name_thread(const std::string& name);
+
 class RuntimeNode {
  public:
   RuntimeNode(std::string id, std::string kind, std::shared_ptr<NodeProbe> probe)
@@ -40,6 +43,12 @@ class RuntimeNode {
   virtual void drain(std::chrono::steady_clock::time_point /*deadline*/) {}
   // Release threads and resources; no work arrives any more.
   virtual void stop() {}
+
+  // Wiring, by the builder before start(): this node's output port feeds `to`'s input port
+  // for one edge of the graph (validate() checked that their port types match). Each kind
+  // finds the interface of its port type on `to` (a CommandSink for commands, ...). The
+  // default refuses: the kind has no in-process output.
+  virtual Status connect_to(RuntimeNode& to);
 
  private:
   const std::string id_, kind_;

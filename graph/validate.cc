@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "graph/definition.h"
+#include "graph/domain.h"
 
 namespace orderflow::graph {
 namespace {
@@ -60,6 +61,7 @@ class Validator {
     // quadratic (100k nodes: 44 s). The first node of an id wins, as in find_node.
     for (const NodeDef& node : graph_.nodes) by_id_.emplace(node.id, &node);
     for (const EdgeDef& edge : graph_.edges) {
+      has_out_edge_.insert(edge.from);
       const NodeDef* from = find(edge.from);
       const NodeDef* to = find(edge.to);
       if (from == nullptr || to == nullptr) continue;
@@ -69,6 +71,7 @@ class Validator {
   }
 
   bool run() {
+    check_domain();
     check_stores();
     check_nodes();
     check_edges();
@@ -85,6 +88,15 @@ class Validator {
   const NodeDef* find(const std::string& id) const {
     auto it = by_id_.find(id);
     return it == by_id_.end() ? nullptr : it->second;
+  }
+
+  // A graph names the domain it runs (`domain: orders`); without one it runs the binary's
+  // default. A registry without domains (a tool that only checks kinds) skips this.
+  void check_domain() {
+    const std::vector<std::string> known = registry_.domain_names();
+    if (known.empty() || registry_.domain(graph_.domain) != nullptr) return;
+    error(graph_.domain_mark.line > 0 ? graph_.domain_mark : Mark{1, 1},
+          "unknown domain '" + graph_.domain + "' (known: " + join(known) + ")" + did_you_mean(graph_.domain, known));
   }
 
   void check_stores() {
@@ -229,6 +241,14 @@ class Validator {
     return join(out);
   }
 
+  std::string kinds_with_input(PortType type) const {
+    std::vector<std::string> out;
+    for (const std::string& name : registry_.node_kind_names()) {
+      if (registry_.node_kind(name)->input == type) out.push_back(name);
+    }
+    return join(out);
+  }
+
   void check_edges() {
     std::vector<std::string> ids;
     for (const NodeDef& node : graph_.nodes) ids.push_back(node.id);
@@ -278,14 +298,25 @@ class Validator {
       // edge is an in-process call, so both of its nodes must be built together. A node
       // without a service is built in every service, so its in-process neighbours must have
       // none either (else it is built somewhere without them, e.g. a route with no lanes).
-      if (from->service != to->service && out_kind->output != PortType::kCommitted) {
+      if (from->service != to->service && !store_mediated(out_kind->output)) {
         auto side = [](const NodeDef& n) {
           return n.service.empty() ? std::string("no service") : "service '" + n.service + "'";
         };
         error(edge.mark, "edge " + name + " joins " + side(*from) + " to " + side(*to) +
-                             ": only an edge through the event store (commit -> change_feed) may cross "
-                             "services; put both nodes in one service");
+                             ": only an edge through a store (port type '" + port_type_name(PortType::kCommitted) +
+                             "', e.g. commit -> change_feed) may cross services; put both nodes in one service");
       }
+    }
+    // A kind that cannot run without a successor (a route without lanes accepts commands
+    // and never decides them) must have one, in the same service.
+    for (const NodeDef& node : graph_.nodes) {
+      const KindSpec* spec = registry_.node_kind(node.kind);
+      if (spec == nullptr || !spec->output_required || node.id.empty() || find(node.id) != &node) continue;
+      // Any edge out of it counts (one to an unknown node is reported as that already).
+      if (has_out_edge_.count(node.id) > 0) continue;
+      error(node.mark, "node '" + node.id + "' (kind '" + node.kind + "') sends its '" +
+                           port_type_name(spec->output) + "' output nowhere: add an edge to a node of kind: " +
+                           kinds_with_input(spec->output));
     }
   }
 
@@ -348,6 +379,7 @@ class Validator {
   std::map<std::string, const NodeDef*> by_id_;
   std::map<std::string, std::vector<const NodeDef*>> successors_;
   std::set<std::string> has_predecessor_;
+  std::set<std::string> has_out_edge_;  // ids with an edge out, even to an unknown node
   size_t errors_ = 0;
 };
 

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <iterator>
 #include <random>
+#include <stdexcept>
 #include <utility>
 
-#include "nodes/domain.h"
+#include "graph/log.h"
+
 
 namespace orderflow {
 namespace {
@@ -24,19 +26,13 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 
 }  // namespace
 
-void name_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
-EnvelopePtr make_envelope(v1::Command command, Completion done) {
-  auto env = std::make_shared<Envelope>();
-  env->command = std::move(command);
-  env->done = std::move(done);
-  return env;
-}
 
 // ---- route ------------------------------------------------------------------------
 
-RouteNode::RouteNode(Pipeline& p, const std::string& id, int64_t max_in_flight)
+RouteNode::RouteNode(Pipeline& p, const std::string& id, const Domain& domain, int64_t max_in_flight)
     : RuntimeNode(id, "route", p.metrics().probe(id, "route")),
+      domain_(domain),
       max_in_flight_(max_in_flight),
       limiter_(p.graph(), static_cast<size_t>(max_in_flight)),
       router_(p.graph(), tbb::flow::serial, [this](EnvelopePtr env) {
@@ -48,9 +44,19 @@ RouteNode::RouteNode(Pipeline& p, const std::string& id, int64_t max_in_flight)
   tbb::flow::make_edge(limiter_, router_);
 }
 
+Status RouteNode::connect_to(RuntimeNode& to) {
+  auto* lanes = dynamic_cast<LaneGroupNode*>(&to);
+  if (lanes == nullptr) return Status::internal("node " + to.id() + " (kind " + to.kind() + ") takes no routed commands");
+  if (lanes_ != nullptr && lanes_ != lanes) return Status::invalid_argument("a route feeds one group of lanes");
+  lanes_ = lanes;
+  return Status::ok();
+}
+
 Status RouteNode::submit(EnvelopePtr env) {
-  if (auto s = domain::validate_command(env->command); !s) return s;
-  env->stream = domain::stream_of(env->command);
+  if (env->command == nullptr) return Status::invalid_argument("no command");
+  if (auto s = domain_.validate(*env->command); !s) return s;
+  env->command_id = domain_.command_id(*env->command);
+  env->stream = domain_.stream_of(*env->command);
   if (env->ingest_ns == 0) env->ingest_ns = steady_ns();
   Completion user = env->done;
   env->done = [this, user](const Outcome& o) {
@@ -78,9 +84,10 @@ void RouteNode::drain(std::chrono::steady_clock::time_point deadline) {
 
 // ---- lanes ------------------------------------------------------------------------
 
-LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, int lanes, EventStore* events,
-                             SnapshotStore* snapshots, size_t cache_streams)
+LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& domain, int lanes,
+                             EventStore* events, SnapshotStore* snapshots, size_t cache_streams)
     : RuntimeNode(id, "command_lane", p.metrics().probe(id, "command_lane")),
+      domain_(domain),
       events_(events),
       snapshots_(snapshots),
       cache_streams_(cache_streams),
@@ -94,6 +101,16 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, int lanes, Even
         [this, raw](EnvelopePtr env, LaneNode::output_ports_type& out) { decide(*raw, std::move(env), out); });
     lanes_.push_back(std::move(lane));
   }
+}
+
+Status LaneGroupNode::connect_to(RuntimeNode& to) {
+  auto* commit = dynamic_cast<CommitNode*>(&to);
+  if (commit == nullptr) return Status::internal("node " + to.id() + " (kind " + to.kind() + ") takes no decisions");
+  if (commit->lanes() != nullptr && commit->lanes() != this)
+    return Status::invalid_argument("commit " + to.id() + " already takes the decisions of " + commit->lanes()->id());
+  for (auto* out : outputs()) tbb::flow::make_edge(*out, commit->input());
+  commit->set_lanes(this);
+  return Status::ok();
 }
 
 std::vector<tbb::flow::sender<EnvelopePtr>*> LaneGroupNode::outputs() {
@@ -123,7 +140,7 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
   {
     Lane& lane = *lanes_[env->lane];
     std::lock_guard lock(lane.mu);
-    auto it = lane.in_flight.find(env->command.command_id());
+    auto it = lane.in_flight.find(env->command_id);
     if (it != lane.in_flight.end() && it->second.owner == env.get()) {
       repeats = std::move(it->second.repeats);
       lane.in_flight.erase(it);
@@ -153,25 +170,25 @@ void LaneGroupNode::invalidate(uint32_t lane, const std::string& stream, uint64_
   if (it != lanes_[lane]->cache.end() && it->second.chain <= chain) lanes_[lane]->cache.erase(it);
 }
 
-Result<v1::StreamState> LaneGroupNode::load(const std::string& stream) {
-  v1::StreamState state;
+Result<MessagePtr> LaneGroupNode::load(const std::string& stream) {
+  MessagePtr state = domain_.new_state();
   uint64_t from = 1;
   if (snapshots_ != nullptr) {
     auto snap = snapshots_->get(stream);
     if (!snap) return snap.status();
     if (snap->version > 0) {
-      if (!state.ParseFromString(snap->state) || state.version() != snap->version)
+      if (!state->ParseFromString(snap->state) || domain_.version(*state) != snap->version)
         return Status::io_error("corrupt snapshot of " + stream);
       from = snap->version + 1;
     }
   }
   std::vector<RecordedEvent> tail;
   if (auto s = events_->read_stream(stream, from, &tail); !s) return s;
-  v1::Event e;
+  MessagePtr e = domain_.new_event();
   for (const auto& r : tail) {
-    if (r.version != state.version() + 1) return Status::io_error("gap in stream " + stream);
-    if (!e.ParseFromString(r.payload)) return Status::io_error("undecodable event in " + stream);
-    domain::evolve(state, e);
+    if (r.version != domain_.version(*state) + 1) return Status::io_error("gap in stream " + stream);
+    if (!e->ParseFromString(r.payload)) return Status::io_error("undecodable event in " + stream);
+    domain_.evolve(*state, *e);
   }
   return state;
 }
@@ -197,7 +214,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       // that finds no entry here finds its result in the store below. (Checking the store
       // first raced with that hand-over: the repeat was decided afresh and rejected.)
       std::lock_guard lock(lane.mu);
-      auto fl = lane.in_flight.find(env->command.command_id());
+      auto fl = lane.in_flight.find(env->command_id);
       if (fl != lane.in_flight.end() && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
         return;
@@ -208,7 +225,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     // then decided, and its append or the version check of its rejection answers it as a
     // duplicate, which saves a query per command.
     auto found = skip_repeat_lookup_ ? Result<std::optional<AppendResult>>(std::optional<AppendResult>())
-                                     : events_->find_command_in(env->stream, env->command.command_id());
+                                     : events_->find_command_in(env->stream, env->command_id);
     if (!found) {
       probe().add_error(found.status().to_string());
       probe().add_out();
@@ -218,7 +235,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     if (found->has_value() && (**found).stream != env->stream) {
       // The id is taken by a command on another stream: not a repeat of this one. Answering
       // with that command's result would tell the client its (different) command happened.
-      Status reused = domain::command_id_taken(env->command.command_id(), (**found).stream);
+      Status reused = command_id_taken(env->command_id, (**found).stream);
       probe().add_error(reused.message());  // in the metrics too (a Kafka source dead-letters it)
       probe().add_out();
       env->complete(failed(std::move(reused)));
@@ -237,7 +254,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       std::lock_guard lock(lane.mu);
       // Lanes are serial, so no other decision of this lane claimed the id meanwhile; a
       // re-decided envelope (conflict) still owns its entry.
-      auto [fl, fresh] = lane.in_flight.try_emplace(env->command.command_id());
+      auto [fl, fresh] = lane.in_flight.try_emplace(env->command_id);
       if (!fresh && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
         return;
@@ -267,29 +284,32 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         }
         it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
       }
-      auto decided = domain::decide(it->second.state, env->command);
-      if (!decided && decided.status().code() == StatusCode::kRejected && verify_rejections_ &&
+      std::vector<MessagePtr> events;
+      const Status decided = domain_.decide(*it->second.state, *env->command, &events);
+      if (decided.is_ok() && events.empty())
+        throw std::logic_error("domain " + domain_.name() + " decided no events for " + domain_.command_name(*env->command));
+      if (!decided && decided.code() == StatusCode::kRejected && verify_rejections_ &&
           (cached || skip_repeat_lookup_)) {
         // Another process may have moved the stream past the cached state: the rejection
         // counts only once commit has checked that the store is still at this version
         // (else the cache is dropped and the command re-decided), and, when the id was not
         // looked up first, that it is not a repeat. The in-flight entry stays, so repeats
         // wait for the verified outcome.
-        env->rejection = decided.status();
-        env->expected_version = it->second.state.version();
+        env->rejection = decided;
+        env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
         ++lane.pending[env->stream];
         env->pending_in_lane = true;
         env->events.clear();
         env->payloads.clear();
       } else if (!decided) {
-        if (decided.status().code() != StatusCode::kRejected) probe().add_error(decided.status().to_string());
+        if (decided.code() != StatusCode::kRejected) probe().add_error(decided.to_string());
         probe().add_out();
         // Rejections are not recorded, so repeats are decided afresh (they get the same answer).
         auto repeats = std::move(fl->second.repeats);
         fl->second.repeats.clear();
         release_in_flight();
-        env->complete(failed(decided.status()));
+        env->complete(failed(decided));
         probe().add_out(repeats.size());  // back to the lane, counted in again there
         for (auto& r : repeats) {
           probe().queue_add(1);
@@ -297,15 +317,15 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         }
         return;
       } else {
-        env->expected_version = it->second.state.version();
+        env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
         ++lane.pending[env->stream];
         env->pending_in_lane = true;
-        env->events = std::move(*decided);
+        env->events = std::move(events);
         env->payloads.clear();
         for (const auto& e : env->events) {
-          env->payloads.push_back(e.SerializeAsString());
-          domain::evolve(it->second.state, e);  // speculative: later commands see it; undone on failure
+          env->payloads.push_back(e->SerializeAsString());
+          domain_.evolve(*it->second.state, *e);  // speculative: later commands see it; undone on failure
         }
       }
     }
@@ -460,7 +480,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   for (size_t i = 0; i < batch.size(); ++i) {
     requests[i].stream = batch[i]->stream;
     requests[i].expected_version = batch[i]->expected_version;
-    requests[i].command_id = batch[i]->command.command_id();
+    requests[i].command_id = batch[i]->command_id;
     requests[i].events = std::move(batch[i]->payloads);
     requests[i].chain = batch[i]->chain;
     requests[i].verify_only = !batch[i]->rejection.is_ok();
@@ -746,15 +766,29 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
   settle(kUntilAll);
 }
 
+Status ChangeFeedNode::connect_to(RuntimeNode& to) {
+  auto* subscriber = dynamic_cast<FeedSubscriber*>(&to);
+  if (subscriber == nullptr) return Status::internal("node " + to.id() + " (kind " + to.kind() + ") takes no events");
+  add_subscriber(subscriber);
+  return Status::ok();
+}
+
 // ---- projection -------------------------------------------------------------------
 
-ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events,
-                               std::chrono::milliseconds flush_interval)
+ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, const Domain& domain, SnapshotStore* snapshots,
+                               EventStore* events, std::chrono::milliseconds flush_interval)
     : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")),
+      domain_(domain),
       snapshots_(snapshots),
       events_(events),
       flush_interval_(flush_interval),
-      idle_flush_age_(std::max(std::chrono::milliseconds(1), flush_interval / 5)) {}
+      idle_flush_age_(std::max(std::chrono::milliseconds(1), flush_interval / 5)),
+      counter_specs_(domain.counters()),
+      counted_(counter_specs_.size()),
+      unwritten_counted_(counter_specs_.size()) {
+  // Running totals are counters in the exposition (orderflow_<name>_total).
+  for (const auto& c : counter_specs_) declare_figure(c.name, FigureSpec{FigureType::kCounter, c.help, "", ""});
+}
 
 Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
@@ -793,7 +827,8 @@ void ProjectionNode::idle(bool stopping) {
 }
 
 Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
-  v1::Event e;
+  MessagePtr event = domain_.new_event();
+  Message& e = *event;
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
@@ -803,32 +838,33 @@ Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
     if (it == cache_.end()) {
       auto snap = snapshots_->get(r.stream);
       if (!snap) return snap.status();
-      v1::StreamState st;
-      if (snap->version > 0 && !st.ParseFromString(snap->state))
+      MessagePtr st = domain_.new_state();
+      if (snap->version > 0 && !st->ParseFromString(snap->state))
         return Status::io_error("corrupt snapshot of " + r.stream);
       it = cache_.emplace(r.stream, std::move(st)).first;
     }
-    v1::StreamState& st = it->second;
-    if (r.version <= st.version()) continue;  // already applied (redelivery)
+    Message& st = *it->second;
+    const uint64_t version = domain_.version(st);
+    if (r.version <= version) continue;  // already applied (redelivery)
     dirty_[r.stream] = true;  // from here on the cached state may differ from the stored one
-    if (r.version > st.version() + 1 && events_ != nullptr) {
+    if (r.version > version + 1 && events_ != nullptr) {
       std::vector<RecordedEvent> gap;
-      if (auto s = events_->read_stream(r.stream, st.version() + 1, &gap); !s) return s;
+      if (auto s = events_->read_stream(r.stream, version + 1, &gap); !s) return s;
       for (const auto& g : gap) {
         if (g.version >= r.version) break;
         if (!e.ParseFromString(g.payload)) return Status::io_error("undecodable event in " + r.stream);
-        domain::evolve(st, e);
+        domain_.evolve(st, e);
       }
     }
-    if (r.version != st.version() + 1) return Status::internal("projection gap in " + r.stream);
+    if (r.version != domain_.version(st) + 1) return Status::internal("projection gap in " + r.stream);
     if (!e.ParseFromString(r.payload)) {
       probe().add_error("undecodable event at position " + std::to_string(r.position));
       return Status::io_error("undecodable event at position " + std::to_string(r.position));
     }
-    domain::evolve(st, e);
+    domain_.evolve(st, e);
     // Counted when written: an abandoned write re-applies its events after redelivery.
-    if (e.kind_case() == v1::Event::kOrderConfirmed) ++unwritten_confirmed_;
-    if (e.kind_case() == v1::Event::kOrderRejected) ++unwritten_rejected_;
+    if (const int c = domain_.counter_of(e); c >= 0 && static_cast<size_t>(c) < unwritten_counted_.size())
+      ++unwritten_counted_[static_cast<size_t>(c)];
     probe().add_out();
     if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
   }
@@ -839,8 +875,8 @@ Status ProjectionNode::flush() {
   std::vector<std::pair<std::string, Snapshot>> entries;
   entries.reserve(dirty_.size());
   for (const auto& [stream, _] : dirty_) {
-    const auto& st = cache_.at(stream);
-    entries.push_back({stream, Snapshot{st.version(), st.SerializeAsString()}});
+    const Message& st = *cache_.at(stream);
+    entries.push_back({stream, Snapshot{domain_.version(st), st.SerializeAsString()}});
   }
   if (auto s = snapshots_->put(entries); !s) {
     probe().add_error(s.to_string());
@@ -848,11 +884,11 @@ Status ProjectionNode::flush() {
     return s;
   }
   dirty_.clear();
-  orders_confirmed_ += std::exchange(unwritten_confirmed_, 0);
-  orders_rejected_ += std::exchange(unwritten_rejected_, 0);
-  // Business totals for the monitor (since this process started).
-  probe().set_gauge("orders_confirmed", static_cast<double>(orders_confirmed_));
-  probe().set_gauge("orders_rejected", static_cast<double>(orders_rejected_));
+  // The domain's running totals, for the monitor and Prometheus (since this process started).
+  for (size_t i = 0; i < counted_.size(); ++i) {
+    counted_[i] += std::exchange(unwritten_counted_[i], 0);
+    probe().set_gauge(counter_specs_[i].name, static_cast<double>(counted_[i]));
+  }
   for (auto& t : pending_) t->finish(Status::ok());
   pending_.clear();
   return Status::ok();
@@ -862,14 +898,22 @@ void ProjectionNode::abandon(const Status& s) {
   // Re-read what was really stored: the feed redelivers from its checkpoint.
   for (const auto& [stream, _] : dirty_) cache_.erase(stream);
   dirty_.clear();
-  unwritten_confirmed_ = unwritten_rejected_ = 0;
+  std::fill(unwritten_counted_.begin(), unwritten_counted_.end(), 0);
   for (auto& t : pending_) t->finish(s);
   pending_.clear();
 }
 
 // ---- saga -------------------------------------------------------------------------
 
-SagaNode::SagaNode(Pipeline& p, const std::string& id) : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")) {}
+SagaNode::SagaNode(Pipeline& p, const std::string& id, const Domain& domain)
+    : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")), domain_(domain) {}
+
+Status SagaNode::connect_to(RuntimeNode& to) {
+  auto sink = command_sink_of(*this, to);
+  if (!sink) return sink.status();
+  sink_ = *sink;
+  return Status::ok();
+}
 
 Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<RecordedEvent>& batch) {
   BusyTimer timer(probe());
@@ -877,14 +921,15 @@ Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<Recorded
   // completes, and meanwhile hands out the next batches (their commands are submitted in
   // event order, so per-stream order is kept).
   auto ticket = std::make_shared<BatchTicket>();
-  v1::Event e;
+  MessagePtr event = domain_.new_event();
+  Message& e = *event;
   for (const auto& r : batch) {
     probe().add_in();
     if (!e.ParseFromString(r.payload)) {
       probe().add_error("undecodable event at position " + std::to_string(r.position));
       continue;  // nothing to react to; the projection reports it too
     }
-    for (auto& cmd : domain::saga_react(r.stream, r.version, e)) {
+    for (auto& cmd : domain_.react(r.stream, r.version, e)) {
       ticket->add();
       auto env = make_envelope(std::move(cmd), [this, ticket](const Outcome& o) {
         // Final answers: a domain rejection, or a refusal (e.g. its id taken by a client's
@@ -910,43 +955,33 @@ Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<Recorded
   return ticket;
 }
 
-void BatchTicket::add(int n) {
-  std::lock_guard lock(mu_);
-  pending_ += n;
-}
-
-void BatchTicket::finish(const Status& s) {
-  std::lock_guard lock(mu_);
-  if (!s.is_ok() && error_.is_ok()) error_ = s;
-  if (--pending_ == 0) cv_.notify_all();
-}
-
-bool BatchTicket::done() const {
-  std::lock_guard lock(mu_);
-  return pending_ == 0;
-}
-
-bool BatchTicket::wait_for(std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return pending_ == 0; });
-}
-
-Status BatchTicket::status() const {
-  std::lock_guard lock(mu_);
-  return error_;
-}
-
 // ---- demo source ------------------------------------------------------------------
 
-DemoSourceNode::DemoSourceNode(Pipeline& p, const std::string& id, int rate, int skus, uint64_t seed)
-    : RuntimeNode(id, "demo_source", p.metrics().probe(id, "demo_source")), rate_(rate), skus_(skus), seed_(seed) {}
+DemoSourceNode::DemoSourceNode(Pipeline& p, const std::string& id, const Domain& domain, int rate, int keys,
+                               uint64_t seed)
+    : RuntimeNode(id, "demo_source", p.metrics().probe(id, "demo_source")),
+      domain_(domain),
+      rate_(rate),
+      skus_(keys),
+      seed_(seed) {}
 
 DemoSourceNode::~DemoSourceNode() {
   stop_intake();
 }
 
+Status DemoSourceNode::connect_to(RuntimeNode& to) {
+  auto sink = command_sink_of(*this, to);
+  if (!sink) return sink.status();
+  sink_ = *sink;
+  return Status::ok();
+}
+
 Status DemoSourceNode::start() {
   if (rate_ <= 0 || sink_ == nullptr) return Status::ok();
+  if (domain_.demo(1, seed_) == nullptr) {
+    log::warn("demo_source: the domain has no synthetic load", {{"node", id()}, {"domain", domain_.name()}});
+    return Status::ok();
+  }
   running_ = true;
   thread_ = std::thread([this] {
     name_thread("of-demo");
@@ -961,30 +996,18 @@ void DemoSourceNode::stop_intake() {
 }
 
 void DemoSourceNode::run() {
-  std::mt19937_64 rng(seed_);
-  // Zipf(1) popularity over SKUs: a few are hot and run out of stock.
-  std::vector<double> cdf(static_cast<size_t>(skus_));
-  double sum = 0;
-  for (int i = 0; i < skus_; ++i) cdf[static_cast<size_t>(i)] = sum += 1.0 / (i + 1);
-  auto sku = [&] {
-    double x = std::uniform_real_distribution<double>(0, sum)(rng);
-    return "SKU-" + std::to_string(std::lower_bound(cdf.begin(), cdf.end(), x) - cdf.begin());
-  };
+  auto load = domain_.demo(skus_, seed_);
   // Ids unique across restarts, so a restarted demo never collides with old commands.
   const std::string run_id = std::to_string(std::chrono::system_clock::now().time_since_epoch().count() / 1000);
   uint64_t n = 0;
-  std::deque<std::string> recent;
-  auto send = [&](v1::Command c) {
-    c.set_command_id("demo-" + run_id + "-" + std::to_string(++n));
+  auto send = [&] {
+    MessagePtr c = load->next();
+    domain_.set_command_id(*c, "demo-" + run_id + "-" + std::to_string(++n));
     auto env = make_envelope(std::move(c), nullptr);
     if (sink_->submit(env)) probe().add_out(); else probe().add_error("demo command refused (overload)");
   };
-  for (int i = 0; i < skus_ && running_; ++i) {
-    v1::Command c;
-    c.mutable_add_stock()->set_sku("SKU-" + std::to_string(i));
-    c.mutable_add_stock()->set_quantity(20 + i % 50);
-    send(std::move(c));
-  }
+  // The first `keys` commands set the scene (the order domain restocks every SKU) at once.
+  for (int i = 0; i < skus_ && running_; ++i) send();
   const auto tick = std::chrono::milliseconds(10);
   double budget = 0;
   auto next = std::chrono::steady_clock::now();
@@ -994,36 +1017,7 @@ void DemoSourceNode::run() {
     budget += rate_ / 100.0;
     while (budget >= 1 && running_) {
       budget -= 1;
-      v1::Command c;
-      const int roll = static_cast<int>(rng() % 100);
-      if (roll < 70 || recent.empty()) {
-        const std::string order = "d" + run_id + "-" + std::to_string(n);
-        auto* p = c.mutable_place_order();
-        p->set_order_id(order);
-        p->set_customer_id("cust-" + std::to_string(rng() % 1000));
-        const int lines = 1 + static_cast<int>(rng() % 3);
-        std::vector<std::string> used;
-        for (int l = 0; l < lines; ++l) {
-          std::string s = sku();
-          if (std::find(used.begin(), used.end(), s) != used.end()) continue;
-          used.push_back(s);
-          auto* line = p->add_lines();
-          line->set_sku(s);
-          line->set_quantity(1 + static_cast<int>(rng() % 3));
-          line->set_unit_price_cents(100 + static_cast<int>(rng() % 10000));
-        }
-        recent.push_back(order);
-        if (recent.size() > 1000) recent.pop_front();
-      } else if (roll < 80) {
-        c.mutable_add_stock()->set_sku(sku());
-        c.mutable_add_stock()->set_quantity(5 + static_cast<int>(rng() % 20));
-      } else if (roll < 88) {
-        c.mutable_cancel_order()->set_order_id(recent[rng() % recent.size()]);
-        c.mutable_cancel_order()->set_reason("customer request");
-      } else {
-        c.mutable_ship_order()->set_order_id(recent[rng() % recent.size()]);
-      }
-      send(std::move(c));
+      send();
     }
   }
 }

@@ -1,4 +1,6 @@
-// The runtime node kinds of the order pipeline (see graphs/orders.yaml and DESIGN.md):
+// The generic runtime node kinds of an event-sourced pipeline (see graphs/orders.yaml and
+// DESIGN.md), written against the Domain interface (graph/domain.h): none of them names a
+// command, event or state of a particular domain.
 //
 //   RouteNode        limiter_node + serial router: admits commands up to max_in_flight and
 //                    hashes each stream onto one lane. Implements CommandSink.
@@ -10,8 +12,9 @@
 //                    is completed on the writer when the completer is idle).
 //   ChangeFeedNode   one reader thread per subscriber, from its persisted checkpoint.
 //   ProjectionNode   folds events into snapshots (FeedSubscriber).
-//   SagaNode         issues reservation commands for events (FeedSubscriber).
-//   DemoSourceNode   a steady synthetic load (--demo-rate) through the CommandSink.
+//   SagaNode         the process manager: issues the domain's reactions to events as
+//                    commands (FeedSubscriber).
+//   DemoSourceNode   a steady synthetic load (--demo-rate) from the domain's generator.
 //
 // All are owned by the Pipeline and live until its shutdown() returns. Public methods are
 // thread-safe unless noted.
@@ -24,23 +27,23 @@
 #include <thread>
 #include <unordered_map>
 
+#include "graph/domain.h"
+#include "graph/envelope.h"
+#include "graph/feed.h"
 #include "graph/pipeline.h"
 #include "graph/store.h"
-#include "nodes/envelope.h"
 
 namespace orderflow {
 
 using LaneNode = tbb::flow::multifunction_node<EnvelopePtr, std::tuple<EnvelopePtr>>;
 
-// Names the calling thread for `top -H`, perf and debuggers (Linux keeps 15 characters).
-void name_thread(const std::string& name);
-
 class LaneGroupNode;
 
 class RouteNode final : public RuntimeNode, public CommandSink {
  public:
-  RouteNode(Pipeline& p, const std::string& id, int64_t max_in_flight);
+  RouteNode(Pipeline& p, const std::string& id, const Domain& domain, int64_t max_in_flight);
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
+  Status connect_to(RuntimeNode& to) override;  // a LaneGroupNode
 
   Status submit(EnvelopePtr envelope) override;
   int64_t in_flight() const override { return in_flight_.load(std::memory_order_relaxed); }
@@ -49,6 +52,7 @@ class RouteNode final : public RuntimeNode, public CommandSink {
   void drain(std::chrono::steady_clock::time_point deadline) override;
 
  private:
+  const Domain& domain_;
   const int64_t max_in_flight_;
   std::atomic<int64_t> in_flight_{0};
   LaneGroupNode* lanes_ = nullptr;
@@ -59,8 +63,9 @@ class RouteNode final : public RuntimeNode, public CommandSink {
 
 class LaneGroupNode final : public RuntimeNode {
  public:
-  LaneGroupNode(Pipeline& p, const std::string& id, int lanes, EventStore* events,
+  LaneGroupNode(Pipeline& p, const std::string& id, const Domain& domain, int lanes, EventStore* events,
                 SnapshotStore* snapshots, size_t cache_streams);
+  Status connect_to(RuntimeNode& to) override;  // a CommitNode
   // Sends the envelope to the lane of its stream (sets envelope->lane).
   void dispatch(EnvelopePtr envelope);
   // Forgets the cached state of a stream whose decision on `chain` was not written as
@@ -81,7 +86,7 @@ class LaneGroupNode final : public RuntimeNode {
   struct Lane {
     std::mutex mu;  // guards cache and in_flight; contended only by the commit writer
     struct Cached {
-      v1::StreamState state;
+      MessagePtr state;
       uint64_t chain = 0;  // unique per load: decisions on this speculative chain share it
     };
     std::unordered_map<std::string, Cached> cache;
@@ -93,8 +98,9 @@ class LaneGroupNode final : public RuntimeNode {
     std::unique_ptr<LaneNode> node;
   };
   void decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out);
-  Result<v1::StreamState> load(const std::string& stream);
+  Result<MessagePtr> load(const std::string& stream);
 
+  const Domain& domain_;
   EventStore* events_;
   SnapshotStore* snapshots_;
   const size_t cache_streams_;
@@ -115,6 +121,7 @@ class CommitNode final : public RuntimeNode {
   ~CommitNode() override;
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
   tbb::flow::receiver<EnvelopePtr>& input() { return input_; }
+  LaneGroupNode* lanes() const { return lanes_; }
 
   Status start() override;
   void drain(std::chrono::steady_clock::time_point deadline) override;
@@ -160,47 +167,12 @@ class CommitNode final : public RuntimeNode {
   std::thread completer_;
 };
 
-// Completion of a batch whose work finishes later (the saga's commands commit
-// asynchronously). Thread-safe.
-class BatchTicket {
- public:
-  void add(int n = 1);
-  void finish(const Status& s);  // one unit done; keeps the first failure
-  bool done() const;
-  // Waits until every unit is done or the timeout passes; true when done.
-  bool wait_for(std::chrono::milliseconds timeout) const;
-  Status status() const;
-
- private:
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  int pending_ = 0;
-  Status error_;
-};
-
-// A change-feed subscriber: handle() is called from the feed's thread for that
-// subscriber with consecutive batches. It either finishes the batch before returning
-// (returns a null ticket) or returns a ticket that completes later; the feed keeps a
-// bounded number of batches outstanding and advances the persisted checkpoint only past
-// batches whose tickets (and every earlier one) completed without error. On an error the
-// feed redelivers from the checkpoint, so subscribers must be idempotent.
-class FeedSubscriber {
- public:
-  virtual ~FeedSubscriber() = default;
-  virtual const std::string& subscriber_id() const = 0;
-  virtual NodeProbe& subscriber_probe() = 0;
-  virtual Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) = 0;
-  // Called from the same thread when the feed has nothing new to deliver (again at least
-  // every few milliseconds while tickets are outstanding), and with stopping = true before
-  // it stops: a subscriber that holds tickets back to coalesce work must finish them then.
-  virtual void idle(bool /*stopping*/) {}
-};
-
 class ChangeFeedNode final : public RuntimeNode {
  public:
   ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch, int poll_ms);
   ~ChangeFeedNode() override;
   void add_subscriber(FeedSubscriber* s) { subscribers_.push_back(s); }
+  Status connect_to(RuntimeNode& to) override;  // a FeedSubscriber
 
   Status start() override;
   void stop_intake() override;
@@ -228,8 +200,8 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
   // flush_interval: batches are written at most this long after the first of them
   // arrived (kFlushInterval by default); an idle feed flushes them at a fifth of it.
-  ProjectionNode(Pipeline& p, const std::string& id, SnapshotStore* snapshots, EventStore* events,
-                 std::chrono::milliseconds flush_interval = kFlushInterval);
+  ProjectionNode(Pipeline& p, const std::string& id, const Domain& domain, SnapshotStore* snapshots,
+                 EventStore* events, std::chrono::milliseconds flush_interval = kFlushInterval);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
@@ -243,41 +215,48 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   Status flush();   // writes every dirty state, completes the pending tickets
   void abandon(const Status& s);  // forget unwritten states, fail their tickets
 
+  const Domain& domain_;
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
   const std::chrono::milliseconds flush_interval_, idle_flush_age_;
   // Feed thread only, all of them:
-  std::unordered_map<std::string, v1::StreamState> cache_;
+  std::unordered_map<std::string, MessagePtr> cache_;
   std::unordered_map<std::string, bool> dirty_;               // applied, not yet written
   std::vector<std::shared_ptr<BatchTicket>> pending_;         // batches waiting for the next flush
   std::chrono::steady_clock::time_point first_pending_;
-  uint64_t orders_confirmed_ = 0, orders_rejected_ = 0;        // in written snapshots
-  uint64_t unwritten_confirmed_ = 0, unwritten_rejected_ = 0;  // in dirty states
+  // The domain's running totals (Domain::counters), in written snapshots and in dirty states.
+  const std::vector<CounterSpec> counter_specs_;
+  std::vector<uint64_t> counted_, unwritten_counted_;
 };
 
 class SagaNode final : public RuntimeNode, public FeedSubscriber {
  public:
-  SagaNode(Pipeline& p, const std::string& id);
+  SagaNode(Pipeline& p, const std::string& id, const Domain& domain);
   void set_sink(CommandSink* sink) { sink_ = sink; }
+  Status connect_to(RuntimeNode& to) override;  // a CommandSink
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
 
  private:
+  const Domain& domain_;
   CommandSink* sink_ = nullptr;
 };
 
-// Synthetic load: restocks, orders over Zipf-popular SKUs, cancels and shipments.
+// Synthetic load at a steady rate: the domain's generator (Domain::demo), e.g. restocks,
+// orders over Zipf-popular SKUs, cancels and shipments for the order domain.
 class DemoSourceNode final : public RuntimeNode {
  public:
-  DemoSourceNode(Pipeline& p, const std::string& id, int rate, int skus, uint64_t seed);
+  DemoSourceNode(Pipeline& p, const std::string& id, const Domain& domain, int rate, int keys, uint64_t seed);
   ~DemoSourceNode() override;
   void set_sink(CommandSink* sink) { sink_ = sink; }
+  Status connect_to(RuntimeNode& to) override;  // a CommandSink
   Status start() override;
   void stop_intake() override;
 
  private:
   void run();
+  const Domain& domain_;
   const int rate_, skus_;
   const uint64_t seed_;
   CommandSink* sink_ = nullptr;

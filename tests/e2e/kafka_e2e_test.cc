@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "connectors/rocksdb_store.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
 #include "tests/support/invariants.h"
 #include "tests/support/kafka.h"
 #include "tests/support/net.h"

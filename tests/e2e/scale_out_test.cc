@@ -493,7 +493,7 @@ TEST_F(ScaleOutTest, SeedTopologyTwoInstancesPerServiceSurvivesAKillOfEach) {
           for (const auto& r : evs) {
             v1::Event e;
             if (!e.ParseFromString(r.payload)) return false;
-            orderflow::domain::evolve(st, e);
+            orderflow::orders::evolve(st, e);
           }
           auto snap = (*snapshots)->get("order-" + id_of(i));
           const auto status = st.order().status();

@@ -13,8 +13,8 @@
 
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "tests/support/kinds.h"
+#include "domain/orders/orders.h"
 #include "tests/support/kafka.h"
 #include "tests/support/store_decorators.h"
 
@@ -108,7 +108,7 @@ class KafkaCrashTest : public ::testing::Test {
     ASSERT_TRUE(loaded.ok()) << loaded.diagnostics.front().to_string();
     def_ = loaded.graph;
     graph::KindRegistry registry;
-    register_node_kinds(registry);
+    register_standard_kinds(registry);
     std::vector<graph::Diagnostic> diags;
     ASSERT_TRUE(graph::validate(def_, registry, diags)) << diags.front().to_string();
   }
@@ -126,8 +126,7 @@ class KafkaCrashTest : public ::testing::Test {
     provider_ = std::make_unique<HeldProvider>(*stores_);
     BuildOptions o;
     o.threads = 2;
-    connectors::add_kafka_factories(o);
-    auto built = build_pipeline(def_, *provider_, o);
+    auto built = build_pipeline(def_, test_support::standard_kinds(), *provider_, o);
     ASSERT_TRUE(built) << built.status().to_string();
     built_ = std::move(*built);
     ASSERT_TRUE(built_.pipeline->start());
@@ -143,7 +142,7 @@ class KafkaCrashTest : public ::testing::Test {
       c.mutable_add_stock()->set_quantity(1);
       std::string json;
       google::protobuf::util::MessageToJsonString(c, &json);
-      kafka_->produce(kCommands, domain::stream_of(c), json, {{"content-type", "application/json"}});
+      kafka_->produce(kCommands, orders::stream_of(c), json, {{"content-type", "application/json"}});
       ids.push_back(c.command_id());
     }
     EXPECT_TRUE(kafka_->flush());

@@ -13,8 +13,8 @@
 
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "tests/support/kinds.h"
+#include "domain/orders/orders.h"
 #include "nodes/nodes.h"
 #include "tests/support/invariants.h"
 #include "tests/support/kafka.h"
@@ -86,7 +86,7 @@ class KafkaPipelineTest : public ::testing::Test {
         "edges: [kin -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection,"
         " feed -> saga, feed -> kout, saga -> route]\n";
     graph::KindRegistry registry;
-    register_node_kinds(registry);
+    register_standard_kinds(registry);
     auto loaded = graph::load_graph_string(yaml);
     ASSERT_TRUE(loaded.ok()) << loaded.diagnostics.front().to_string();
     def_ = loaded.graph;
@@ -95,15 +95,14 @@ class KafkaPipelineTest : public ::testing::Test {
     stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());
     BuildOptions o;
     o.threads = threads;
-    connectors::add_kafka_factories(o);
-    auto built = build_pipeline(def_, *stores_, o);
+    auto built = build_pipeline(def_, test_support::standard_kinds(), *stores_, o);
     ASSERT_TRUE(built) << built.status().to_string();
     built_ = std::move(*built);
     ASSERT_TRUE(built_.pipeline->start());
   }
 
   void send(const v1::Command& c, bool binary = false) {
-    const std::string key = domain::stream_of(c);
+    const std::string key = orders::stream_of(c);
     if (binary) {
       kafka_->produce(kCommands, key, c.SerializeAsString(), {{"content-type", "application/x-protobuf"}});
     } else {
@@ -200,7 +199,7 @@ class KafkaPipelineTest : public ::testing::Test {
       seen[r.key].insert(v);
       v1::Event e;
       ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.value, &e).ok()) << r.value;
-      EXPECT_EQ(domain::event_name(e), r.headers.at("orderflow-event"));
+      EXPECT_EQ(orders::event_name(e), r.headers.at("orderflow-event"));
       EXPECT_EQ(r.topic, r.key.rfind("order-", 0) == 0 ? "orders.events" : "inventory.events");
     }
     for (const auto& [stream, st] : fold.states)

@@ -19,7 +19,8 @@
 #include <stdexcept>
 
 #include "connectors/stores.h"
-#include "nodes/builder.h"
+#include "tests/support/kinds.h"
+#include "orderflow.pb.h"
 #include "tests/support/store_decorators.h"
 
 namespace orderflow {
@@ -93,7 +94,7 @@ using GatedProvider = testing::DecoratedProvider<GatedEvents>;
 // through the same lane, in order.
 graph::GraphDef one_lane_graph() {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(
       "graph: one-lane\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
       "  - {id: demo, kind: demo_source}\n"
@@ -138,7 +139,7 @@ class LaneRepeats : public ::testing::Test {
   void SetUp() override {
     BuildOptions o;
     o.threads = 2;
-    auto b = build_pipeline(def_, gated, o);
+    auto b = build_pipeline(def_, test_support::standard_kinds(), gated, o);
     ASSERT_TRUE(b) << b.status().to_string();
     built = std::move(*b);
     ASSERT_TRUE(built.pipeline->start());
@@ -228,7 +229,7 @@ TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
   testing::DecoratedProvider<ThrowingReads> provider(stores);
   BuildOptions o;
   o.threads = 2;
-  auto built = build_pipeline(def, provider, o);
+  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
   ASSERT_TRUE(built);
   ASSERT_TRUE(built->pipeline->start());
   const v1::Command place = place_order("place-9", "o9");

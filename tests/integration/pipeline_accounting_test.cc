@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "tests/support/kinds.h"
+#include "domain/orders/orders.h"
 
 namespace orderflow {
 namespace {
@@ -46,7 +46,7 @@ class PipelineAccountingTest : public ::testing::TestWithParam<int> {
     ASSERT_TRUE(loaded.ok());
     def_ = loaded.graph;
     graph::KindRegistry registry;
-    register_node_kinds(registry);
+    register_standard_kinds(registry);
     std::vector<graph::Diagnostic> diags;
     ASSERT_TRUE(graph::validate(def_, registry, diags)) << diags.front().to_string();
     open_stores();
@@ -61,7 +61,7 @@ class PipelineAccountingTest : public ::testing::TestWithParam<int> {
   void start() {
     BuildOptions o;
     o.threads = GetParam();
-    auto b = build_pipeline(def_, *stores_, o);
+    auto b = build_pipeline(def_, test_support::standard_kinds(), *stores_, o);
     ASSERT_TRUE(b) << b.status().to_string();
     built_ = std::move(*b);
     ASSERT_TRUE(built_.pipeline->start());

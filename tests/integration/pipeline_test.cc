@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "tests/support/kinds.h"
+#include "domain/orders/orders.h"
 #include "tests/support/cosmos_standin.h"
 #include "tests/support/invariants.h"
 #include "tests/support/store_decorators.h"
@@ -56,7 +56,7 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
            ("orderflow-pipeline-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     std::filesystem::remove_all(dir_);
     graph::KindRegistry registry;
-    register_node_kinds(registry);
+    register_standard_kinds(registry);
     if (std::get<0>(GetParam()) == "cosmos") {
       // graphs/orders-cosmos.yaml as shipped, pointed at a stand-in with 4 partition key ranges.
       cosmos_ = std::make_unique<testing::CosmosStandIn>(testing::CosmosStandIn::Options{4, "", ""});
@@ -84,7 +84,7 @@ class PipelineTest : public ::testing::TestWithParam<std::tuple<std::string, int
   void start(StoreProvider* provider = nullptr) {
     BuildOptions o;
     o.threads = std::get<1>(GetParam());
-    auto b = build_pipeline(def_, provider != nullptr ? *provider : *stores_, o);
+    auto b = build_pipeline(def_, test_support::standard_kinds(), provider != nullptr ? *provider : *stores_, o);
     ASSERT_TRUE(b) << b.status().to_string();
     built_ = std::move(*b);
     ASSERT_TRUE(built_.pipeline->start());
@@ -458,7 +458,7 @@ namespace {
 // without bound, and every admitted command still completes.
 TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(
       "graph: overload\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
       "  - {id: demo, kind: demo_source}\n"
@@ -472,7 +472,7 @@ TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
   connectors::StoreSet stores(loaded.graph, "");
   BuildOptions o;
   o.threads = 1;
-  auto built = build_pipeline(loaded.graph, stores, o);
+  auto built = build_pipeline(loaded.graph, test_support::standard_kinds(), stores, o);
   ASSERT_TRUE(built);
   ASSERT_TRUE(built->pipeline->start());
   std::atomic<int> completed{0};

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "connectors/stores.h"
-#include "nodes/builder.h"
-#include "nodes/domain.h"
+#include "tests/support/kinds.h"
+#include "domain/orders/orders.h"
 #include "tests/support/invariants.h"
 
 namespace orderflow {
@@ -66,7 +66,7 @@ v1::Command place_order(const std::string& id, const std::string& order_id) {
 // kSplitGraph, loaded and validated (defaults filled in).
 graph::GraphDef split_graph() {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(kSplitGraph);
   EXPECT_TRUE(loaded.ok());
   std::vector<graph::Diagnostic> diags;
@@ -76,7 +76,7 @@ graph::GraphDef split_graph() {
 
 TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(kSplitGraph);
   ASSERT_TRUE(loaded.ok());
   std::vector<graph::Diagnostic> diags;
@@ -87,9 +87,9 @@ TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
   api_options.threads = views_options.threads = 2;
   api_options.service = "api";
   views_options.service = "views";
-  auto api = build_pipeline(loaded.graph, stores, api_options);
+  auto api = build_pipeline(loaded.graph, test_support::standard_kinds(), stores, api_options);
   ASSERT_TRUE(api) << api.status().to_string();
-  auto views = build_pipeline(loaded.graph, stores, views_options);
+  auto views = build_pipeline(loaded.graph, test_support::standard_kinds(), stores, views_options);
   ASSERT_TRUE(views) << views.status().to_string();
 
   for (const char* id : {"route", "lanes", "commit", "saga_feed", "saga"}) {
@@ -144,7 +144,7 @@ TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
     const uint64_t head = feed.head();
     if (*feed.load_checkpoint("saga") != head || *feed.load_checkpoint("projection") != head) return false;
     for (int i = 0; i < 20; ++i) {
-      auto snap = snapshots.get(domain::order_stream("o" + std::to_string(i)));
+      auto snap = snapshots.get(orders::order_stream("o" + std::to_string(i)));
       v1::StreamState st;
       if (!snap || snap->version == 0 || !st.ParseFromString(snap->state)) return false;
       const auto status = st.order().status();
@@ -170,7 +170,7 @@ TEST(ServiceSplit, EachServiceBuildsItsNodesAndTheyMeetThroughTheStores) {
 
 TEST(ServiceSplit, AServiceCutThroughAnInProcessEdgeIsRefused) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   std::string text = kSplitGraph;
   // The saga moves to the read side, but it hands its commands to the api's route in-process.
   const std::string from = "{id: saga, kind: saga, service: api}";
@@ -201,7 +201,7 @@ TEST(SagaRefusals, ARefusedSagaCommandDoesNotStallTheSaga) {
   connectors::StoreSet stores(def, "");
   BuildOptions options;
   options.threads = 2;
-  auto built = build_pipeline(def, stores, options);
+  auto built = build_pipeline(def, test_support::standard_kinds(), stores, options);
   ASSERT_TRUE(built) << built.status().to_string();
   ASSERT_TRUE(built->pipeline->start());
   auto run = [&](v1::Command c) {
@@ -229,7 +229,7 @@ TEST(SagaRefusals, ARefusedSagaCommandDoesNotStallTheSaga) {
   bool confirmed = false;
   while (!confirmed && std::chrono::steady_clock::now() < deadline) {
     std::vector<RecordedEvent> o2;
-    ASSERT_TRUE(events.read_stream(domain::order_stream("o2"), 1, &o2));
+    ASSERT_TRUE(events.read_stream(orders::order_stream("o2"), 1, &o2));
     for (const auto& r : o2) {
       v1::Event e;
       confirmed = confirmed || (e.ParseFromString(r.payload) && e.kind_case() == v1::Event::kOrderConfirmed);

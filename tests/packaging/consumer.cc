@@ -1,11 +1,12 @@
 // Uses each installed library through its public headers: proto (a generated message),
-// graph (load and validate a graph definition), nodes (the node kinds), connectors (the store
-// parameter checks). Prints what it saw; exits non-zero if anything is off.
+// graph (load and validate a graph definition), nodes (the node kinds), connectors (their
+// kinds), orders (the domain). Prints what it saw; exits non-zero if anything is off.
 #include <cstdio>
 
-#include "connectors/stores.h"
+#include "connectors/kinds.h"
+#include "domain/orders/orders_domain.h"
 #include "graph/definition.h"
-#include "nodes/builder.h"
+#include "nodes/kinds.h"
 #include "orderflow.pb.h"
 
 int main(int argc, char** argv) {
@@ -19,7 +20,8 @@ int main(int argc, char** argv) {
 
   orderflow::graph::KindRegistry registry;
   orderflow::register_node_kinds(registry);
-  orderflow::connectors::add_store_param_checks(registry);
+  orderflow::connectors::register_connector_kinds(registry);
+  registry.add_domain(orderflow::orders::orders_domain());
   const orderflow::graph::LoadResult loaded = orderflow::graph::load_and_validate(argv[1], registry);
   for (const auto& d : loaded.diagnostics) std::fprintf(stderr, "%s\n", d.to_string().c_str());
   if (!loaded.ok() || loaded.graph.nodes.empty()) return 1;

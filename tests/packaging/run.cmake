@@ -23,7 +23,8 @@ endfunction()
 run("cmake --install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}" --strip)
 
 foreach(f bin/orderflow bin/orderflow-monitor share/orderflow/graphs/orders.yaml
-          include/orderflow/graph/status.h include/orderflow/nodes/domain.h
+          include/orderflow/graph/status.h include/orderflow/graph/domain.h include/orderflow/domain/orders/orders_domain.h
+          include/orderflow/nodes/kinds.h include/orderflow/connectors/kinds.h
           include/orderflow/connectors/stores.h include/orderflow/orderflow.pb.h
           lib/cmake/orderflow/orderflowConfig.cmake lib/cmake/orderflow/orderflowConfigVersion.cmake)
   if(NOT EXISTS "${prefix}/${f}")

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "graph/store.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
 
 namespace orderflow::testing {
 
@@ -56,7 +56,7 @@ inline void check_store_invariants(ChangeFeed& feed, SnapshotStore& snapshots, S
     ASSERT_EQ(r.version, st.version() + 1) << "versions of " << r.stream << " are dense";
     v1::Event e;
     ASSERT_TRUE(e.ParseFromString(r.payload));
-    domain::evolve(st, e);
+    orders::evolve(st, e);
     f.events_per_command[r.command_id]++;
   }
 
@@ -107,7 +107,7 @@ inline void check_store_invariants(ChangeFeed& feed, SnapshotStore& snapshots, S
     }
   }
   for (const auto& [order, h] : holds_by_order) {
-    auto st = f.states.find(domain::order_stream(order));
+    auto st = f.states.find(orders::order_stream(order));
     ASSERT_NE(st, f.states.end());
     if (!h.empty()) {
       EXPECT_EQ(st->second.order().status(), v1::ORDER_STATUS_CONFIRMED) << order;

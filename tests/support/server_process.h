@@ -53,12 +53,15 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
+  // Another binary built on the same command line (server/cli.h), e.g. one with more domains.
+  void set_binary(std::string path) { binary_ = std::move(path); }
+
   // Further flags for every later start (e.g. {"--log-level", "debug"}).
   void add_args(std::vector<std::string> more) { extra_.insert(extra_.end(), more.begin(), more.end()); }
 
   bool start(int port) {
     if (pid_ > 0) return false;
-    std::vector<std::string> args = {ORDERFLOW_BINARY,
+    std::vector<std::string> args = {binary_,
                                      "serve",
                                      graph_,
                                      "--listen",
@@ -142,6 +145,7 @@ class ServerProcess {
 
  private:
   std::vector<std::string> extra_;
+  std::string binary_ = ORDERFLOW_BINARY;
   const fs::path data_dir_;
   const fs::path log_;
   const std::string graph_;

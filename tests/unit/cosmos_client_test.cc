@@ -9,7 +9,7 @@
 #include "connectors/cosmos_client.h"
 #include "connectors/stores.h"
 #include "graph/definition.h"
-#include "nodes/builder.h"
+#include "tests/support/kinds.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -178,7 +178,7 @@ namespace {
 
 TEST(CosmosGraph, ShippedOrdersCosmosYamlIsValidAndHoldsNoKey) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   const std::string path = std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-cosmos.yaml";
   graph::LoadResult r = graph::load_and_validate(path, registry);
   ASSERT_TRUE(r.ok()) << (r.diagnostics.empty() ? "" : r.diagnostics.front().to_string());
@@ -189,7 +189,7 @@ TEST(CosmosGraph, ShippedOrdersCosmosYamlIsValidAndHoldsNoKey) {
 
 TEST(CosmosGraph, MissingEndpointAndUnknownParametersAreReported) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(
       "graph: g\nstores:\n  events: {kind: cosmos, database: d, container: c, key: secret}\nnodes:\n"
       "  - {id: route, kind: route}\nedges: []\n");
@@ -204,7 +204,7 @@ TEST(CosmosGraph, MissingEndpointAndUnknownParametersAreReported) {
 
 TEST(CosmosGraph, AMissingKeyVariableIsAClearErrorWhenTheStoreOpens) {
   graph::KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(
       "graph: g\nstores:\n  events: {kind: cosmos, endpoint: 'http://127.0.0.1:1', database: d, container: c, "
       "key_env: ORDERFLOW_TEST_NO_SUCH_KEY}\nnodes:\n  - {id: route, kind: route}\nedges: []\n");

@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
 
-namespace orderflow::domain {
+namespace orderflow::orders {
 namespace {
 
 using Lines = std::vector<std::pair<std::string, int32_t>>;
@@ -1033,4 +1033,4 @@ TEST(DomainSagaProperty, ScarceStockNeverGoesNegativeAndConfirmedOrdersHoldEvery
 }
 
 }  // namespace
-}  // namespace orderflow::domain
+}  // namespace orderflow::orders

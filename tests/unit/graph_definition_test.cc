@@ -10,20 +10,16 @@
 #include <vector>
 
 #include "graph/definition.h"
-#include "nodes/builder.h"
+#include "connectors/stores.h"
+#include "tests/support/kinds.h"
+#include "tests/support/temp_dir.h"
 
 namespace orderflow::graph {
 namespace {
 
 ParamSpec int_param(std::string name, std::string def, int64_t min = INT64_MIN,
                     int64_t max = INT64_MAX) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.type = ParamType::kInt;
-  p.default_value = std::move(def);
-  p.min = min;
-  p.max = max;
-  return p;
+  return p_int(std::move(name), std::move(def), min, max, "");
 }
 
 ParamSpec param(std::string name, ParamType type, std::string def, bool required = false) {
@@ -191,7 +187,7 @@ TEST(GraphDefinition, ShippedOrdersYamlIsValid) {
 TEST(GraphDefinition, EveryShippedGraphIsValid) {
   // With the kinds the orderflow binary registers (nodes/builder.cc).
   KindRegistry binary_kinds;
-  orderflow::register_node_kinds(binary_kinds);
+  orderflow::register_standard_kinds(binary_kinds);
   auto dir = std::filesystem::path(ORDERFLOW_SOURCE_DIR) / "graphs";
   int checked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -209,7 +205,7 @@ TEST(GraphDefinition, EveryShippedGraphIsValid) {
 // through the `routed` port, so a source straight into lanes is refused, not left unwired).
 TEST(GraphDefinition, EveryPairOfKindsWithMismatchedPortsIsRefusedWithAPosition) {
   KindRegistry kinds;
-  orderflow::register_node_kinds(kinds);
+  orderflow::register_standard_kinds(kinds);
   auto params_of = [&](const KindSpec& k) {
     std::string p;
     for (const auto& spec : k.params) {
@@ -228,6 +224,7 @@ TEST(GraphDefinition, EveryPairOfKindsWithMismatchedPortsIsRefusedWithAPosition)
     return "{" + p + "}";
   };
   int refused = 0, accepted = 0;
+  orderflow::testing::TempDir dir("orderflow-kind-pairs");
   for (const auto& from : kinds.node_kind_names()) {
     const KindSpec* a = kinds.node_kind(from);
     if (a->output == PortType::kNone) continue;
@@ -254,6 +251,11 @@ TEST(GraphDefinition, EveryPairOfKindsWithMismatchedPortsIsRefusedWithAPosition)
       if (match) {
         EXPECT_EQ(port, nullptr) << from << " -> " << to << ": " << dump(diags);
         ++accepted;
+        // ... and the builder wires what validate accepts: each kind from its factory, the
+        // edge by connect_to (an in-process edge; a store-mediated one needs no wiring).
+        orderflow::connectors::StoreSet stores(r.graph, dir.path());
+        auto built = orderflow::build_pipeline(r.graph, kinds, stores, orderflow::BuildOptions{});
+        EXPECT_TRUE(built) << from << " -> " << to << ": " << built.status().to_string();
       } else {
         ASSERT_NE(port, nullptr) << from << " -> " << to << " (" << port_type_name(a->output) << " into "
                                  << port_type_name(b->input) << ") was not refused: " << dump(diags);
@@ -610,8 +612,8 @@ edges:
   // Fine: http -> r and r -> l stay in api; c -> f and c -> f2 go through the event store;
   // f -> p and f -> s stay in views; f2 -> p2 join two nodes without a service.
   expect_diag(d, 19, 5,
-              "edge l -> c joins service 'api' to service 'writer': only an edge through the event store "
-              "(commit -> change_feed) may cross services; put both nodes in one service");
+              "edge l -> c joins service 'api' to service 'writer': only an edge through a store (port type "
+              "'committed', e.g. commit -> change_feed) may cross services; put both nodes in one service");
   expect_diag(d, 23, 5, "edge s -> r joins service 'views' to service 'api'");
   // demo runs in every service, r only in api: the other services would build a demo source
   // with nowhere to send its commands.

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "graph/definition.h"
-#include "nodes/builder.h"
+#include "tests/support/kinds.h"
 
 namespace orderflow::graph {
 namespace {
@@ -24,7 +24,7 @@ std::vector<Diagnostic> load_and_check(const std::string& yaml) {
   LoadResult r = load_graph_string(yaml, "g.yaml");
   if (!r.ok()) return r.diagnostics;
   KindRegistry registry;
-  register_node_kinds(registry);
+  register_standard_kinds(registry);
   std::vector<Diagnostic> out;
   validate(r.graph, registry, out);
   return out;

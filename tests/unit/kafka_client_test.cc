@@ -5,6 +5,8 @@
 #include <cstdlib>
 
 #include "connectors/command_codec.h"
+#include "domain/orders/orders_domain.h"
+#include "orderflow.pb.h"
 #include "connectors/kafka_client.h"
 
 namespace orderflow::connectors {
@@ -103,32 +105,34 @@ TEST(CommandCodec, DecodesJsonAndBinaryAndExplainsWhatIsWrong) {
   EXPECT_EQ(*command_format("application/json; charset=utf-8"), CommandFormat::kJson);
   EXPECT_EQ(*command_format("Application/X-Protobuf"), CommandFormat::kBinary);
   EXPECT_FALSE(command_format("text/plain"));
+  const Domain& domain = *orders::orders_domain();
+  auto as = [](const Result<MessagePtr>& m) -> const v1::Command& { return static_cast<const v1::Command&>(**m); };
 
-  auto json = decode_command(R"({"commandId":"c1","addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson);
+  auto json = decode_command(domain, R"({"commandId":"c1","addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson);
   ASSERT_TRUE(json) << json.status().to_string();
-  EXPECT_EQ(json->add_stock().quantity(), 3);
-  auto binary = decode_command(json->SerializeAsString(), CommandFormat::kBinary);
+  EXPECT_EQ(as(json).add_stock().quantity(), 3);
+  auto binary = decode_command(domain, (*json)->SerializeAsString(), CommandFormat::kBinary);
   ASSERT_TRUE(binary);
-  EXPECT_EQ(binary->command_id(), "c1");
+  EXPECT_EQ(as(binary).command_id(), "c1");
 
-  auto no_id = decode_command(R"({"addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson, "kafka:t:0:7");
+  auto no_id = decode_command(domain, R"({"addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson, "kafka:t:0:7");
   ASSERT_TRUE(no_id) << no_id.status().to_string();
-  EXPECT_EQ(no_id->command_id(), "kafka:t:0:7");
-  EXPECT_FALSE(decode_command(R"({"addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson))
+  EXPECT_EQ(as(no_id).command_id(), "kafka:t:0:7");
+  EXPECT_FALSE(decode_command(domain, R"({"addStock":{"sku":"A","quantity":3}})", CommandFormat::kJson))
       << "without a default, a command id is required";
-  EXPECT_FALSE(decode_command(R"({"commandId":"c","addStock":{"sku":"A","quantity":0}})", CommandFormat::kJson));
-  EXPECT_FALSE(decode_command(R"({"commandId":"c","reserveStock":{"sku":"A","orderId":"o","quantity":1}})",
+  EXPECT_FALSE(decode_command(domain, R"({"commandId":"c","addStock":{"sku":"A","quantity":0}})", CommandFormat::kJson));
+  EXPECT_FALSE(decode_command(domain, R"({"commandId":"c","reserveStock":{"sku":"A","orderId":"o","quantity":1}})",
                               CommandFormat::kJson));
-  EXPECT_FALSE(decode_command("\xff\xff\xff", CommandFormat::kBinary));
-  auto truncated = decode_command("{\"commandId\":", CommandFormat::kJson);
+  EXPECT_FALSE(decode_command(domain, "\xff\xff\xff", CommandFormat::kBinary));
+  auto truncated = decode_command(domain, "{\"commandId\":", CommandFormat::kJson);
   ASSERT_FALSE(truncated);
   EXPECT_EQ(truncated.status().message().find('\n'), std::string::npos)
       << "one line, no caret: " << truncated.status().message();
-  auto saga_id = decode_command(R"({"commandId":"saga/order-o1/1/reserve/A","addStock":{"sku":"A","quantity":1}})",
+  auto saga_id = decode_command(domain, R"({"commandId":"saga/order-o1/1/reserve/A","addStock":{"sku":"A","quantity":1}})",
                                 CommandFormat::kJson);
   ASSERT_FALSE(saga_id);
   EXPECT_NE(saga_id.status().message().find("are the saga's"), std::string::npos) << saga_id.status().message();
-  auto no_kind = decode_command(R"({"commandId":"c"})", CommandFormat::kJson);
+  auto no_kind = decode_command(domain, R"({"commandId":"c"})", CommandFormat::kJson);
   ASSERT_FALSE(no_kind);
   EXPECT_NE(no_kind.status().message().find("clients send one of placeOrder, cancelOrder, shipOrder, addStock"),
             std::string::npos)

@@ -500,6 +500,8 @@ TEST(MetricsRegistry, PrometheusFiguresAreTypedFamilies) {
   kin->set_gauge("lag.orders.commands[3]", 5);
   kin->set_gauge("dead_lettered", 2);
   auto projection = r.probe("projection", "projection");
+  // A domain's running total, declared as the projection node does (Domain::counters).
+  ASSERT_TRUE(declare_figure("orders_confirmed", FigureSpec{FigureType::kCounter, "Orders confirmed.", "", ""}));
   projection->set_gauge("orders_confirmed", 7);
   projection->set_gauge("lag_seconds", 0.25);
   auto cosmos = r.probe("cosmos", "cosmos");

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "bench/workload.h"
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
 
 namespace orderflow::bench {
 namespace {
@@ -86,8 +86,8 @@ TEST(Workload, StocksEverySkuFirstThenMixesAsConfigured) {
   const int n = 40000;
   for (int i = 0; i < n; ++i) {
     const auto c = g.next();
-    ASSERT_TRUE(domain::validate_command(c)) << c.ShortDebugString();
-    ASSERT_TRUE(domain::is_public_command(c));
+    ASSERT_TRUE(orders::validate_command(c)) << c.ShortDebugString();
+    ASSERT_TRUE(orders::is_public_command(c));
     ASSERT_TRUE(ids.insert(c.command_id()).second) << "command ids are unique";
     ++kinds[g.last_kind()];
     switch (g.last_kind()) {

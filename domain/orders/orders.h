@@ -15,7 +15,7 @@
 #include "graph/status.h"
 #include "orderflow.pb.h"
 
-namespace orderflow::domain {
+namespace orderflow::orders {
 
 inline constexpr const char* kOrderPrefix = "order-";
 inline constexpr const char* kSkuPrefix = "sku-";
@@ -39,9 +39,6 @@ std::string event_name(const v1::Event& event);
 
 // Checks shape only (ids present, quantities positive, lines unique); not state.
 Status validate_command(const v1::Command& command);
-// The refusal of a command whose id already names a command on `other_stream` (ids name
-// one command, and a command one stream): for the lanes and the group commit alike.
-Status command_id_taken(const std::string& command_id, const std::string& other_stream);
 
 // Decides on `state` (version 0 and no kind = the stream does not exist yet).
 // Returns the events to append (at least one) or a kRejected status with the reason.
@@ -55,4 +52,4 @@ void evolve(v1::StreamState& state, const v1::Event& event);
 std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
                                     const v1::Event& event);
 
-}  // namespace orderflow::domain
+}  // namespace orderflow::orders

@@ -10,11 +10,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "graph/domain.h"
+#include "graph/pipeline.h"
 #include "graph/status.h"
 #include "graph/store.h"
-#include "orderflow.pb.h"
 
 namespace orderflow {
 
@@ -24,14 +26,15 @@ struct Outcome {
   Status status;
   bool duplicate = false;
   AppendResult result;                 // stream, versions and positions written
-  const std::vector<v1::Event>* events = nullptr;  // the events written (not for duplicates)
+  const std::vector<MessagePtr>* events = nullptr;  // the events written (not for duplicates)
 };
 
 using Completion = std::function<void(const Outcome&)>;
 
 struct Envelope {
-  v1::Command command;
-  std::string stream;                  // domain::stream_of(command)
+  MessagePtr command;                  // a message of the domain's command type
+  std::string command_id;              // Domain::command_id(command), set on submit
+  std::string stream;                  // Domain::stream_of(command), set on submit
   uint64_t ingest_ns = 0;              // steady clock, for latency
   // Steady clock; 0 = none. A command still undecided (or decided but not yet written) when
   // it passes is dropped, never executed, and completed as kUnavailable; its client has
@@ -49,7 +52,7 @@ struct Envelope {
   uint64_t expected_version = 0;
   uint64_t chain = 0;                  // generation of the lane's cached state it was decided on
   bool pending_in_lane = false;        // counted in its lane's pending map until it settles
-  std::vector<v1::Event> events;
+  std::vector<MessagePtr> events;
   std::vector<std::string> payloads;   // serialized events
   // Not ok: the lane rejected the command on cached state of a shared store, and commit
   // checks that state's version (AppendRequest::verify_only) before the rejection counts.
@@ -84,6 +87,15 @@ class CommandSink {
 };
 
 // Convenience for sources: builds an envelope around a command.
-EnvelopePtr make_envelope(v1::Command command, Completion done);
+EnvelopePtr make_envelope(MessagePtr command, Completion done);
+// The same for a command of a concrete domain type (tests, benchmarks).
+template <typename M, typename = std::enable_if_t<std::is_base_of_v<Message, std::decay_t<M>>>>
+EnvelopePtr make_envelope(M&& command, Completion done) {
+  return make_envelope(MessagePtr(new std::decay_t<M>(std::forward<M>(command))), std::move(done));
+}
+
+// The CommandSink that `to` offers on its input port, for a node whose output port carries
+// commands (RuntimeNode::connect_to of sources and process managers).
+Result<CommandSink*> command_sink_of(const RuntimeNode& from, RuntimeNode& to);
 
 }  // namespace orderflow

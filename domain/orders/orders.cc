@@ -1,8 +1,8 @@
-#include "nodes/domain.h"
+#include "domain/orders/orders.h"
 
 #include <set>
 
-namespace orderflow::domain {
+namespace orderflow::orders {
 namespace {
 
 Status bad(std::string m) { return Status::invalid_argument(std::move(m)); }
@@ -241,11 +241,6 @@ std::string event_name(const v1::Event& e) {
   return e.GetDescriptor()->FindFieldByNumber(e.kind_case())->json_name();
 }
 
-Status command_id_taken(const std::string& command_id, const std::string& other_stream) {
-  return Status::invalid_argument("commandId '" + command_id + "' already names a command on stream " + other_stream +
-                                  "; a new command needs a new id");
-}
-
 Status validate_command(const v1::Command& c) {
   if (auto s = check_id("commandId", c.command_id(), true); !s) return s;
   switch (c.kind_case()) {
@@ -432,4 +427,4 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
   return out;
 }
 
-}  // namespace orderflow::domain
+}  // namespace orderflow::orders

@@ -1,0 +1,15 @@
+#include "server/standard.h"
+
+#include "connectors/kinds.h"
+#include "domain/orders/orders_domain.h"
+#include "nodes/kinds.h"
+
+namespace orderflow {
+
+void register_standard_kinds(graph::KindRegistry& registry) {
+  register_node_kinds(registry);
+  connectors::register_connector_kinds(registry);
+  registry.add_domain(orders::orders_domain());
+}
+
+}  // namespace orderflow
