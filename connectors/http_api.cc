@@ -385,16 +385,16 @@ Routed route_of(const std::string& path) {
 
 class HttpSourceNode final : public RuntimeNode {
  public:
-  HttpSourceNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain, ListenAddress address,
-                 HttpApiContext ctx)
+  HttpSourceNode(Pipeline& p, const graph::NodeDef& def, const HttpSourceOptions& o, const Domain& domain,
+                 ListenAddress address, HttpApiContext ctx)
       : RuntimeNode(def.id, def.kind, p.metrics().probe(def.id, def.kind)),
         pipeline_(p),
         domain_(domain),
         queries_(domain.queries()),
         address_(std::move(address)),
         ctx_(std::move(ctx)),
-        max_body_(static_cast<size_t>(def.get_int("max_body_bytes"))),
-        command_timeout_ms_(def.get_int("command_timeout_ms")) {}
+        max_body_(static_cast<size_t>(o.max_body_bytes)),
+        command_timeout_ms_(o.command_timeout_ms) {}
 
   ~HttpSourceNode() override {
     close();
@@ -856,9 +856,21 @@ Result<std::string> listen_uri(const std::string& listen) {
          std::to_string(a->port);
 }
 
+const graph::Options<HttpSourceOptions>& http_source_options() {
+  using O = HttpSourceOptions;
+  static const auto options =
+      graph::Options<O>()
+          .text(&O::listen, "listen", "host:port of the HTTP API")
+          .integer(&O::max_body_bytes, "max_body_bytes", 256, 16777216, "larger bodies get 413")
+          .integer(&O::command_timeout_ms, "command_timeout_ms", 10, 3600000,
+                   "a command's deadline (a client may ask for less with X-Timeout-Ms)");
+  return options;
+}
+
 Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, BuildContext& build,
                                                       HttpApiContext context) {
-  auto address = parse_listen(def.get_string("listen"));
+  const HttpSourceOptions options = http_source_options().parse(def);
+  auto address = parse_listen(options.listen);
   if (!address) return address.status();
   // The stores the read API serves: those the nearest nodes downstream decide with
   // (a store named by an `events` / `snapshots` parameter), breadth first; then those of
@@ -880,7 +892,7 @@ Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def,
   }
   for (const auto& n : build.graph.nodes) take(n);
   return std::unique_ptr<RuntimeNode>(
-      new HttpSourceNode(build.pipeline, def, build.domain, *address, std::move(context)));
+      new HttpSourceNode(build.pipeline, def, options, build.domain, *address, std::move(context)));
 }
 
 }  // namespace orderflow::connectors

@@ -22,6 +22,7 @@
 #include "graph/pipeline.h"
 #include "graph/store.h"
 #include "graph/build.h"
+#include "graph/options.h"
 
 namespace orderflow::connectors {
 
@@ -41,6 +42,14 @@ struct HttpServeOptions {
 // Consumes args[*i] (and its value, advancing *i) if it is one of the flags above: true if
 // it was, false if it is not an HTTP flag, an error when its value is bad.
 Result<bool> parse_http_flag(const std::vector<std::string>& args, size_t* i, HttpServeOptions* out);
+
+// The http_source kind's options as a graph file sets them, with their defaults.
+struct HttpSourceOptions {
+  std::string listen = "127.0.0.1:8080";  // host:port (or https://host:port) of the HTTP API
+  int64_t max_body_bytes = 65536;         // larger bodies get 413
+  int64_t command_timeout_ms = 30000;     // a command's deadline (X-Timeout-Ms may ask for less)
+};
+const graph::Options<HttpSourceOptions>& http_source_options();
 
 struct HttpApiContext {
   // Null: those of the nearest node downstream that names an `events` / `snapshots` store.

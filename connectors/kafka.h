@@ -17,8 +17,31 @@
 #include <memory>
 
 #include "graph/build.h"
+#include "graph/options.h"
 
 namespace orderflow::connectors {
+
+struct KafkaSourceOptions {
+  std::string brokers;                           // host:port[,host:port], or mock:N (required)
+  std::string topics = "orders.commands";        // command topics, comma-separated
+  std::string group = "orderflow";               // consumer group id
+  std::string dead_letter_topic = "orders.commands.dlq";  // undecodable or malformed messages
+  int64_t max_message_bytes = 1048576;           // larger messages are dead-lettered
+  int64_t max_in_flight = 5000;                  // submitted, not yet finished; more pauses
+  int commit_interval_ms = 200;                  // how often finished offsets are committed
+  int partitions = 8;                            // partitions of topics created on a mock cluster
+  std::string properties;                        // librdkafka properties k=v,k=v; ${ENV} expands
+};
+const graph::Options<KafkaSourceOptions>& kafka_source_options();
+
+struct KafkaSinkOptions {
+  std::string brokers;                           // as the source's (required)
+  std::string topic = "{category}.events";       // {category}: the domain's category of the stream
+  std::string format = "json";                   // json or binary
+  int partitions = 8;                            // partitions of topics created on a mock cluster
+  std::string properties;                        // librdkafka properties k=v,k=v; ${ENV} expands
+};
+const graph::Options<KafkaSinkOptions>& kafka_sink_options();
 
 Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, BuildContext& context);
 Result<std::unique_ptr<RuntimeNode>> make_kafka_sink(const graph::NodeDef& def, BuildContext& context);

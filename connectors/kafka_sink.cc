@@ -33,14 +33,14 @@ std::string topic_for(const std::string& pattern, const std::string& category) {
 
 class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
  public:
-  KafkaSinkNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain)
-      : RuntimeNode(def.id, "kafka_sink", p.metrics().probe(def.id, "kafka_sink")),
+  KafkaSinkNode(Pipeline& p, const std::string& id, const KafkaSinkOptions& o, const Domain& domain)
+      : RuntimeNode(id, "kafka_sink", p.metrics().probe(id, "kafka_sink")),
         domain_(domain),
-        brokers_(def.get_string("brokers")),
-        topic_pattern_(def.get_string("topic")),
-        binary_(def.get_string("format") == "binary"),
-        partitions_(static_cast<int>(def.get_int("partitions"))),
-        properties_text_(def.get_string("properties")) {}
+        brokers_(o.brokers),
+        topic_pattern_(o.topic),
+        binary_(o.format == "binary"),
+        partitions_(o.partitions),
+        properties_text_(o.properties) {}
 
   ~KafkaSinkNode() override { stop(); }
 
@@ -196,8 +196,22 @@ class KafkaSinkNode final : public RuntimeNode, public FeedSubscriber {
 
 Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, Pipeline& p, CommandSink* sink);
 
+const graph::Options<KafkaSinkOptions>& kafka_sink_options() {
+  using O = KafkaSinkOptions;
+  static const auto options =
+      graph::Options<O>()
+          .required(&O::brokers, "brokers", "host:port[,host:port], or mock:N for an in-process mock cluster")
+          .text(&O::topic, "topic", "topic per event; {category} = the domain's category of the stream "
+                                    "(orders or inventory)")
+          .choice(&O::format, "format", {"json", "binary"}, "value encoding of events")
+          .integer(&O::partitions, "partitions", 1, 1024, "partitions of topics created on a mock cluster")
+          .text(&O::properties, "properties", "librdkafka properties k=v,k=v; ${ENV} expands");
+  return options;
+}
+
 Result<std::unique_ptr<RuntimeNode>> make_kafka_sink(const graph::NodeDef& def, BuildContext& context) {
-  return std::unique_ptr<RuntimeNode>(new KafkaSinkNode(context.pipeline, def, context.domain));
+  return std::unique_ptr<RuntimeNode>(
+      new KafkaSinkNode(context.pipeline, def.id, kafka_sink_options().parse(def), context.domain));
 }
 
 }  // namespace orderflow::connectors

@@ -68,18 +68,18 @@ std::vector<std::string> split_list(const std::string& s) {
 
 class KafkaSourceNode final : public RuntimeNode {
  public:
-  KafkaSourceNode(Pipeline& p, const graph::NodeDef& def, const Domain& domain)
-      : RuntimeNode(def.id, "kafka_source", p.metrics().probe(def.id, "kafka_source")),
+  KafkaSourceNode(Pipeline& p, const std::string& id, const KafkaSourceOptions& o, const Domain& domain)
+      : RuntimeNode(id, "kafka_source", p.metrics().probe(id, "kafka_source")),
         domain_(domain),
-        brokers_(def.get_string("brokers")),
-        topics_(split_list(def.get_string("topics"))),
-        group_(def.get_string("group")),
-        dlq_topic_(def.get_string("dead_letter_topic")),
-        max_message_bytes_(static_cast<size_t>(def.get_int("max_message_bytes"))),
-        max_in_flight_(def.get_int("max_in_flight")),
-        commit_interval_ms_(static_cast<int>(def.get_int("commit_interval_ms"))),
-        partitions_(static_cast<int>(def.get_int("partitions"))),
-        properties_text_(def.get_string("properties")) {}
+        brokers_(o.brokers),
+        topics_(split_list(o.topics)),
+        group_(o.group),
+        dlq_topic_(o.dead_letter_topic),
+        max_message_bytes_(static_cast<size_t>(o.max_message_bytes)),
+        max_in_flight_(o.max_in_flight),
+        commit_interval_ms_(o.commit_interval_ms),
+        partitions_(o.partitions),
+        properties_text_(o.properties) {}
 
   ~KafkaSourceNode() override { stop(); }
 
@@ -820,8 +820,25 @@ class KafkaSourceNode final : public RuntimeNode {
 
 }  // namespace
 
+const graph::Options<KafkaSourceOptions>& kafka_source_options() {
+  using O = KafkaSourceOptions;
+  static const auto options =
+      graph::Options<O>()
+          .required(&O::brokers, "brokers", "host:port[,host:port], or mock:N for an in-process mock cluster")
+          .text(&O::topics, "topics", "command topics, comma-separated")
+          .text(&O::group, "group", "consumer group id")
+          .text(&O::dead_letter_topic, "dead_letter_topic", "undecodable or malformed messages")
+          .integer(&O::max_message_bytes, "max_message_bytes", 64, 104857600, "larger messages are dead-lettered")
+          .integer(&O::max_in_flight, "max_in_flight", 1, 10000000, "commands submitted, not yet finished; more pauses")
+          .integer(&O::commit_interval_ms, "commit_interval_ms", 1, 60000, "how often finished offsets are committed")
+          .integer(&O::partitions, "partitions", 1, 1024, "partitions of topics created on a mock cluster")
+          .text(&O::properties, "properties", "librdkafka properties k=v,k=v; ${ENV} expands");
+  return options;
+}
+
 Result<std::unique_ptr<RuntimeNode>> make_kafka_source(const graph::NodeDef& def, BuildContext& context) {
-  return std::unique_ptr<RuntimeNode>(new KafkaSourceNode(context.pipeline, def, context.domain));
+  return std::unique_ptr<RuntimeNode>(
+      new KafkaSourceNode(context.pipeline, def.id, kafka_source_options().parse(def), context.domain));
 }
 
 }  // namespace orderflow::connectors

@@ -41,38 +41,18 @@ KindSpec store_kind(std::string name, std::vector<graph::ParamSpec> params) {
 }  // namespace
 
 void register_connector_kinds(graph::KindRegistry& r) {
-  KindSpec http = node_kind(
-      "http_source", PortType::kNone, PortType::kCommand, true,
-      {p_string("listen", "127.0.0.1:8080", "host:port of the HTTP API"),
-       p_int("max_body_bytes", "65536", 256, 16777216, "larger bodies get 413"),
-       p_int("command_timeout_ms", "30000", 10, 3600000,
-             "a command's deadline (a client may ask for less with X-Timeout-Ms)")},
-      "HTTP API: POST /api/v1/commands and the query endpoints",
-      [](const graph::NodeDef& def, BuildContext& c) { return make_http_source(def, c, HttpApiContext{}); });
+  KindSpec http = node_kind("http_source", PortType::kNone, PortType::kCommand, true, http_source_options().params(),
+                            "HTTP API: POST /api/v1/commands and the query endpoints",
+                            [](const graph::NodeDef& def, BuildContext& c) {
+                              return make_http_source(def, c, HttpApiContext{});
+                            });
   // An HTTP node of a read-only service (queries only) has no route to feed.
   http.output_required = false;
   r.add_node_kind(http);
-  auto brokers = p_required("brokers", "host:port[,host:port], or mock:N for an in-process mock cluster");
-  r.add_node_kind(node_kind("kafka_source", PortType::kNone, PortType::kCommand, true,
-                            {brokers, p_string("topics", "orders.commands", "command topics, comma-separated"),
-                             p_string("group", "orderflow", "consumer group id"),
-                             p_string("dead_letter_topic", "orders.commands.dlq", "undecodable or malformed messages"),
-                             p_int("max_message_bytes", "1048576", 64, 104857600, "larger messages are dead-lettered"),
-                             p_int("max_in_flight", "5000", 1, 10000000,
-                                   "commands submitted, not yet finished; more pauses"),
-                             p_int("commit_interval_ms", "200", 1, 60000, "how often finished offsets are committed"),
-                             p_int("partitions", "8", 1, 1024, "partitions of topics created on a mock cluster"),
-                             p_string("properties", "", "librdkafka properties k=v,k=v; ${ENV} expands")},
+  r.add_node_kind(node_kind("kafka_source", PortType::kNone, PortType::kCommand, true, kafka_source_options().params(),
                             "Kafka consumer group: commands in, offsets committed after durable commit",
                             make_kafka_source));
-  r.add_node_kind(node_kind("kafka_sink", PortType::kEvent, PortType::kNone, false,
-                            {brokers,
-                             p_string("topic", "{category}.events",
-                                      "topic per event; {category} = the domain's category of the stream "
-                                      "(orders or inventory)"),
-                             p_enum("format", "json", {"json", "binary"}, "value encoding of events"),
-                             p_int("partitions", "8", 1, 1024, "partitions of topics created on a mock cluster"),
-                             p_string("properties", "", "librdkafka properties k=v,k=v; ${ENV} expands")},
+  r.add_node_kind(node_kind("kafka_sink", PortType::kEvent, PortType::kNone, false, kafka_sink_options().params(),
                             "publishes committed events, key = stream, idempotent producer", make_kafka_sink));
 
   r.add_store_kind(store_kind("rocksdb", {p_required("path", "directory, relative to --data-dir"),

@@ -33,7 +33,9 @@ using Completion = std::function<void(const Outcome&)>;
 
 struct Envelope {
   MessagePtr command;                  // a message of the domain's command type
-  std::string command_id;              // Domain::command_id(command), set on submit
+  // Domain::command_id(command): set on submit, points into `command` (never changed after).
+  const std::string* command_id_ref = nullptr;
+  const std::string& command_id() const { return *command_id_ref; }
   std::string stream;                  // Domain::stream_of(command), set on submit
   uint64_t ingest_ns = 0;              // steady clock, for latency
   // Steady clock; 0 = none. A command still undecided (or decided but not yet written) when

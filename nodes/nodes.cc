@@ -55,7 +55,7 @@ Status RouteNode::connect_to(RuntimeNode& to) {
 Status RouteNode::submit(EnvelopePtr env) {
   if (env->command == nullptr) return Status::invalid_argument("no command");
   if (auto s = domain_.validate(*env->command); !s) return s;
-  env->command_id = domain_.command_id(*env->command);
+  env->command_id_ref = &domain_.command_id(*env->command);
   env->stream = domain_.stream_of(*env->command);
   if (env->ingest_ns == 0) env->ingest_ns = steady_ns();
   Completion user = env->done;
@@ -140,7 +140,7 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
   {
     Lane& lane = *lanes_[env->lane];
     std::lock_guard lock(lane.mu);
-    auto it = lane.in_flight.find(env->command_id);
+    auto it = lane.in_flight.find(env->command_id());
     if (it != lane.in_flight.end() && it->second.owner == env.get()) {
       repeats = std::move(it->second.repeats);
       lane.in_flight.erase(it);
@@ -214,7 +214,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       // that finds no entry here finds its result in the store below. (Checking the store
       // first raced with that hand-over: the repeat was decided afresh and rejected.)
       std::lock_guard lock(lane.mu);
-      auto fl = lane.in_flight.find(env->command_id);
+      auto fl = lane.in_flight.find(env->command_id());
       if (fl != lane.in_flight.end() && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
         return;
@@ -225,7 +225,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     // then decided, and its append or the version check of its rejection answers it as a
     // duplicate, which saves a query per command.
     auto found = skip_repeat_lookup_ ? Result<std::optional<AppendResult>>(std::optional<AppendResult>())
-                                     : events_->find_command_in(env->stream, env->command_id);
+                                     : events_->find_command_in(env->stream, env->command_id());
     if (!found) {
       probe().add_error(found.status().to_string());
       probe().add_out();
@@ -235,7 +235,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
     if (found->has_value() && (**found).stream != env->stream) {
       // The id is taken by a command on another stream: not a repeat of this one. Answering
       // with that command's result would tell the client its (different) command happened.
-      Status reused = command_id_taken(env->command_id, (**found).stream);
+      Status reused = command_id_taken(env->command_id(), (**found).stream);
       probe().add_error(reused.message());  // in the metrics too (a Kafka source dead-letters it)
       probe().add_out();
       env->complete(failed(std::move(reused)));
@@ -254,7 +254,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       std::lock_guard lock(lane.mu);
       // Lanes are serial, so no other decision of this lane claimed the id meanwhile; a
       // re-decided envelope (conflict) still owns its entry.
-      auto [fl, fresh] = lane.in_flight.try_emplace(env->command_id);
+      auto [fl, fresh] = lane.in_flight.try_emplace(env->command_id());
       if (!fresh && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
         return;
@@ -480,7 +480,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   for (size_t i = 0; i < batch.size(); ++i) {
     requests[i].stream = batch[i]->stream;
     requests[i].expected_version = batch[i]->expected_version;
-    requests[i].command_id = batch[i]->command_id;
+    requests[i].command_id = batch[i]->command_id();
     requests[i].events = std::move(batch[i]->payloads);
     requests[i].chain = batch[i]->chain;
     requests[i].verify_only = !batch[i]->rejection.is_ok();

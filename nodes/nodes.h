@@ -37,6 +37,37 @@ namespace orderflow {
 
 using LaneNode = tbb::flow::multifunction_node<EnvelopePtr, std::tuple<EnvelopePtr>>;
 
+// The kinds' options as a graph file sets them (`params:`), with their defaults; bound to
+// the YAML in kinds.cc (graph/options.h).
+struct RouteOptions {
+  int lanes = 8;                    // serial command lanes (the command_lane group it feeds)
+  int64_t max_in_flight = 20000;    // admitted, unfinished commands; more are refused (429)
+};
+struct LaneOptions {
+  std::string events;               // event store (required)
+  std::string snapshots;            // snapshot store (required)
+  int64_t cache_streams = 100000;   // cached stream states per lane
+};
+struct CommitOptions {
+  std::string events;               // event store (required)
+  int64_t max_batch = 1000;         // commands per durable write
+  int max_retries = 8;              // re-decisions after a version conflict
+};
+struct ChangeFeedOptions {
+  std::string events;               // event store (required)
+  int64_t batch = 512;              // events per delivery
+  int poll_ms = 50;                 // wait for new events at most this long
+};
+struct ProjectionOptions {
+  std::string snapshots;            // snapshot store (required)
+  int64_t flush_ms = 25;            // a state is written at most this long after its event
+};
+struct DemoOptions {
+  int rate = 0;                     // commands per second; 0 = off
+  int skus = 200;                   // distinct entities of the synthetic load
+  int64_t seed = 42;                // random seed
+};
+
 class LaneGroupNode;
 
 class RouteNode final : public RuntimeNode, public CommandSink {

@@ -44,12 +44,6 @@ const char* order_status_name(v1::OrderStatus s) {
 
 namespace {
 
-std::vector<v1::Event> one(v1::Event e) {
-  std::vector<v1::Event> v;
-  v.push_back(std::move(e));
-  return v;
-}
-
 std::vector<std::string> held_skus(const v1::OrderState& o) {
   std::vector<std::string> skus;
   for (const auto& l : o.lines())
@@ -57,9 +51,8 @@ std::vector<std::string> held_skus(const v1::OrderState& o) {
   return skus;
 }
 
-Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists,
-                                            const v1::Command& c) {
-  v1::Event e;
+// Each decision of this domain is one event, written into `e`.
+Status decide_order(const v1::OrderState& o, bool exists, const v1::Command& c, v1::Event& e) {
   switch (c.kind_case()) {
     case v1::Command::kPlaceOrder: {
       if (exists) return no("order " + c.place_order().order_id() + " already exists");
@@ -67,7 +60,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       ev->set_order_id(c.place_order().order_id());
       ev->set_customer_id(c.place_order().customer_id());
       *ev->mutable_lines() = c.place_order().lines();
-      return one(std::move(e));
+      return Status::ok();
     }
     default:
       break;
@@ -93,7 +86,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
         if ((st != v1::ORDER_STATUS_CANCELLED && st != v1::ORDER_STATUS_REJECTED) || !r.reserved())
           return no("order is " + std::string(order_status_name(st)) + "; outcome for " + r.sku() + " ignored");
         ev->set_order_closed(true);
-        return one(std::move(e));
+        return Status::ok();
       }
       bool all_decided = true, all_reserved = true;
       for (const auto& l : o.lines()) {
@@ -104,7 +97,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       }
       ev->set_all_decided(all_decided);
       ev->set_all_reserved(all_reserved);
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kConfirmOrder: {
       if (st != v1::ORDER_STATUS_PLACED)
@@ -112,7 +105,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       for (const auto& l : o.lines())
         if (l.status() != v1::LINE_RESERVED) return no("line " + l.line().sku() + " is not reserved");
       e.mutable_order_confirmed()->set_order_id(o.order_id());
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kRejectOrder: {
       if (st != v1::ORDER_STATUS_PLACED)
@@ -121,7 +114,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       ev->set_order_id(o.order_id());
       ev->set_reason(c.reject_order().reason());
       for (auto& s : held_skus(o)) ev->add_release_skus(s);
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kCancelOrder: {
       if (st != v1::ORDER_STATUS_PLACED && st != v1::ORDER_STATUS_CONFIRMED)
@@ -131,7 +124,7 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       ev->set_order_id(o.order_id());
       ev->set_reason(c.cancel_order().reason());
       for (auto& s : held_skus(o)) ev->add_release_skus(s);
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kShipOrder: {
       if (st != v1::ORDER_STATUS_CONFIRMED)
@@ -139,15 +132,14 @@ Result<std::vector<v1::Event>> decide_order(const v1::OrderState& o, bool exists
       auto* ev = e.mutable_order_shipped();
       ev->set_order_id(o.order_id());
       for (const auto& l : o.lines()) ev->add_skus(l.line().sku());
-      return one(std::move(e));
+      return Status::ok();
     }
     default:
       return no("command does not apply to an order stream");
   }
 }
 
-Result<std::vector<v1::Event>> decide_inventory(const v1::InventoryState& s, const v1::Command& c) {
-  v1::Event e;
+Status decide_inventory(const v1::InventoryState& s, const v1::Command& c, v1::Event& e) {
   switch (c.kind_case()) {
     case v1::Command::kAddStock: {
       if (s.on_hand() + c.add_stock().quantity() > int64_t{1} << 40)
@@ -155,7 +147,7 @@ Result<std::vector<v1::Event>> decide_inventory(const v1::InventoryState& s, con
       auto* ev = e.mutable_stock_added();
       ev->set_sku(c.add_stock().sku());
       ev->set_quantity(c.add_stock().quantity());
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kReserveStock: {
       const auto& r = c.reserve_stock();
@@ -168,13 +160,13 @@ Result<std::vector<v1::Event>> decide_inventory(const v1::InventoryState& s, con
         ev->set_order_id(r.order_id());
         ev->set_requested(r.quantity());
         ev->set_available(static_cast<int32_t>(std::max<int64_t>(0, available)));
-        return one(std::move(e));
+        return Status::ok();
       }
       auto* ev = e.mutable_stock_reserved();
       ev->set_sku(r.sku());
       ev->set_order_id(r.order_id());
       ev->set_quantity(r.quantity());
-      return one(std::move(e));
+      return Status::ok();
     }
     case v1::Command::kReleaseStock: {
       const auto& r = c.release_stock();
@@ -185,16 +177,16 @@ Result<std::vector<v1::Event>> decide_inventory(const v1::InventoryState& s, con
       ev->set_order_id(r.order_id());
       ev->set_quantity(it->second);
       ev->set_shipped(r.shipped());
-      return one(std::move(e));
+      return Status::ok();
     }
     default:
       return no("command does not apply to an inventory stream");
   }
 }
 
-v1::Command make_command(const std::string& id) {
-  v1::Command c;
-  c.set_command_id(id);
+std::unique_ptr<v1::Command> new_command(const std::string& id) {
+  auto c = std::make_unique<v1::Command>();
+  c->set_command_id(id);
   return c;
 }
 
@@ -285,14 +277,22 @@ Status validate_command(const v1::Command& c) {
   return bad("unknown command kind");
 }
 
-Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Command& c) {
+Status decide_event(const v1::StreamState& state, const v1::Command& c, v1::Event* event) {
   const std::string stream = stream_of(c);
   if (stream.rfind(kOrderPrefix, 0) == 0) {
     if (state.kind_case() == v1::StreamState::kInventory) return Status::internal("state kind mismatch");
-    return decide_order(state.order(), state.kind_case() == v1::StreamState::kOrder, c);
+    return decide_order(state.order(), state.kind_case() == v1::StreamState::kOrder, c, *event);
   }
   if (state.kind_case() == v1::StreamState::kOrder) return Status::internal("state kind mismatch");
-  return decide_inventory(state.inventory(), c);
+  return decide_inventory(state.inventory(), c, *event);
+}
+
+Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Command& c) {
+  v1::Event e;
+  if (Status s = decide_event(state, c, &e); !s) return s;
+  std::vector<v1::Event> events;
+  events.push_back(std::move(e));
+  return events;
 }
 
 void evolve(v1::StreamState& state, const v1::Event& e) {
@@ -361,13 +361,14 @@ void evolve(v1::StreamState& state, const v1::Event& e) {
   }
 }
 
-std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version, const v1::Event& e) {
+std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& stream, uint64_t version,
+                                                        const v1::Event& e) {
   // '/' cannot occur in order ids or SKUs, so these ids cannot collide.
   const std::string base = "saga/" + stream + "/" + std::to_string(version) + "/";
-  std::vector<v1::Command> out;
+  std::vector<std::unique_ptr<v1::Command>> out;
   auto release = [&](const std::string& order_id, const std::string& sku, bool shipped) {
-    auto c = make_command(base + "release/" + sku);
-    auto* r = c.mutable_release_stock();
+    auto c = new_command(base + "release/" + sku);
+    auto* r = c->mutable_release_stock();
     r->set_sku(sku);
     r->set_order_id(order_id);
     r->set_shipped(shipped);
@@ -376,8 +377,8 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
   switch (e.kind_case()) {
     case v1::Event::kOrderPlaced:
       for (const auto& l : e.order_placed().lines()) {
-        auto c = make_command(base + "reserve/" + l.sku());
-        auto* r = c.mutable_reserve_stock();
+        auto c = new_command(base + "reserve/" + l.sku());
+        auto* r = c->mutable_reserve_stock();
         r->set_sku(l.sku());
         r->set_order_id(e.order_placed().order_id());
         r->set_quantity(l.quantity());
@@ -387,8 +388,8 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
     case v1::Event::kStockReserved:
     case v1::Event::kStockShortfall: {
       const bool ok = e.kind_case() == v1::Event::kStockReserved;
-      auto c = make_command(base + "record");
-      auto* r = c.mutable_record_reservation();
+      auto c = new_command(base + "record");
+      auto* r = c->mutable_record_reservation();
       r->set_order_id(ok ? e.stock_reserved().order_id() : e.stock_shortfall().order_id());
       r->set_sku(ok ? e.stock_reserved().sku() : e.stock_shortfall().sku());
       r->set_reserved(ok);
@@ -401,13 +402,13 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
       if (r.order_closed()) {
         release(r.order_id(), r.sku(), false);
       } else if (r.all_decided() && r.all_reserved()) {
-        auto c = make_command(base + "confirm");
-        c.mutable_confirm_order()->set_order_id(r.order_id());
+        auto c = new_command(base + "confirm");
+        c->mutable_confirm_order()->set_order_id(r.order_id());
         out.push_back(std::move(c));
       } else if (r.all_decided()) {
-        auto c = make_command(base + "reject");
-        c.mutable_reject_order()->set_order_id(r.order_id());
-        c.mutable_reject_order()->set_reason("insufficient stock");
+        auto c = new_command(base + "reject");
+        c->mutable_reject_order()->set_order_id(r.order_id());
+        c->mutable_reject_order()->set_reason("insufficient stock");
         out.push_back(std::move(c));
       }
       break;
@@ -424,6 +425,12 @@ std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
     default:
       break;
   }
+  return out;
+}
+
+std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version, const v1::Event& e) {
+  std::vector<v1::Command> out;
+  for (auto& c : saga_commands(stream, version, e)) out.push_back(std::move(*c));
   return out;
 }
 

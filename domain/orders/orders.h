@@ -9,6 +9,7 @@
 // All functions are thread-safe (they touch only their arguments).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ Status validate_command(const v1::Command& command);
 // Returns the events to append (at least one) or a kRejected status with the reason.
 Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Command& command);
 
+// The same, for the one event every decision of this domain makes: written into *event
+// (ok), or a kRejected status with the reason (nothing written).
+Status decide_event(const v1::StreamState& state, const v1::Command& command, v1::Event* event);
+
 // Applies one event and bumps state.version by one.
 void evolve(v1::StreamState& state, const v1::Event& event);
 
@@ -51,5 +56,8 @@ void evolve(v1::StreamState& state, const v1::Event& event);
 // derived from the triggering event, so a redelivered event yields the same ids.
 std::vector<v1::Command> saga_react(const std::string& stream, uint64_t version,
                                     const v1::Event& event);
+// The same, each command on the heap (what the Domain interface hands out).
+std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& stream, uint64_t version,
+                                                        const v1::Event& event);
 
 }  // namespace orderflow::orders

@@ -140,9 +140,9 @@ class OrdersDomain final : public Domain {
   Status validate(const Message& c) const override { return validate_command(as_command(c)); }
 
   Status decide(const Message& state, const Message& command, std::vector<MessagePtr>* events) const override {
-    auto decided = orders::decide(as_state(state), as_command(command));
-    if (!decided) return decided.status();
-    for (auto& e : *decided) events->push_back(std::make_unique<v1::Event>(std::move(e)));
+    auto event = std::make_unique<v1::Event>();
+    if (Status s = decide_event(as_state(state), as_command(command), event.get()); !s) return s;
+    events->push_back(std::move(event));
     return Status::ok();
   }
   void evolve(Message& state, const Message& event) const override {
@@ -153,7 +153,7 @@ class OrdersDomain final : public Domain {
 
   std::vector<MessagePtr> react(const std::string& stream, uint64_t version, const Message& event) const override {
     std::vector<MessagePtr> out;
-    for (auto& c : saga_react(stream, version, as_event(event))) out.push_back(std::make_unique<v1::Command>(std::move(c)));
+    for (auto& c : saga_commands(stream, version, as_event(event))) out.push_back(std::move(c));
     return out;
   }
 
