@@ -66,6 +66,16 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
   const bool own_dir = o.data_dir.empty();
   if (own_dir) o.data_dir = (fs::temp_directory_path() / ("orderflow-bench-" + std::to_string(::getpid()))).string();
 
+  if (o.http) {
+    if (o.duration_s <= 0) o.duration_s = 5;
+    const int code = run_http_bench(o, graphs, stores);
+    if (own_dir) {
+      std::error_code ec;
+      fs::remove_all(o.data_dir, ec);
+    }
+    return code;
+  }
+
   // The same commands for every run and for the CPU loop.
   WorkloadGenerator generator(o.workload);
   const uint64_t count = o.duration_s > 0 ? (o.rate > 0 ? static_cast<uint64_t>(o.rate * o.duration_s) : 10000)
@@ -178,6 +188,18 @@ void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* 
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->workload.seed, "workload seed")->capture_default_str();
+  auto* http = cmd->add_flag("--http", o->http,
+                             "drive the graph's http_source with wrk (--duration, default 5 s), against bare 202 "
+                             "handlers of the same HTTP servers");
+  http->excludes(commands)->excludes("--rate")->excludes("--in-flight")->excludes("--csv")->excludes("--plot");
+  cmd->add_option("--connections", o->connections, "--http: wrk connections, one request in flight each")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000))
+      ->needs(http);
+  cmd->add_option("--wrk-threads", o->wrk_threads, "--http: wrk threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64))
+      ->needs(http);
   cmd->add_flag("--progress,!--no-progress", o->progress, "draw a progress bar on stderr (default: on a terminal)");
   cmd->callback([o, &registry, exit_code] { *exit_code = run_bench(*o, registry); });
 }

@@ -14,7 +14,6 @@
 #include "graph/json.h"
 
 namespace orderflow::bench {
-namespace {
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -22,6 +21,8 @@ double median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+namespace {
 
 // Field-wise median of the runs of one configuration (each figure separately).
 RunResult median_of(const std::vector<const RunResult*>& runs) {
