@@ -87,6 +87,10 @@ struct Options {
   std::string data_dir;                // RocksDB stores and the raw baseline live here
   std::string json_file, csv_file, plot_file;
   bool progress = false;               // draw a progress bar on stderr
+  // --half-max: a closed loop of `commands` first measures the maximum (median of `runs`), then
+  // the open loop runs at half of it (rate is set to that) for duration_s (default 5).
+  bool half_max = false;
+  double measured_max = 0;             // --half-max: the closed loop's median commands/s
   // --http: the graph's http_source driven by wrk (duration_s, default 5, in whole seconds).
   bool http = false;
   int connections = 64;                // wrk -c: connections, each with one request in flight

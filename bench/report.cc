@@ -282,6 +282,7 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
       .field("zipf_s", o.workload.zipf_s)
       .field("seed", o.workload.seed)
       .field("baselines", o.baselines);
+  if (o.measured_max > 0) w.field("half_max_of", o.measured_max);  // --half-max: the closed loop's maximum
   w.key("threads").begin_array();
   for (int t : o.threads) w.value(t);
   w.end_array().end_object();

@@ -1,6 +1,7 @@
 // The ingest benchmarks as a user runs them, briefly: `orderflow bench --http` (wrk against
-// the real server and the two bare 202 handlers) and build/bench/kafka_bench (the pipeline
-// against the bare and the durable consumer). Checks that every figure is there and
+// the real server and the two bare 202 handlers), `--half-max` (the open loop at half the
+// closed loop's rate) and build/bench/kafka_bench (the pipeline against the bare and the
+// durable consumer). Checks that every figure is there and
 // positive and that the ratio lines are printed; speed itself is never asserted.
 #include <gtest/gtest.h>
 
@@ -102,12 +103,41 @@ TEST_F(BenchIngest, HttpModeRefusesClosedLoopOptions) {
       {"--http --rate 100", "--rate excludes --http"},
       {"--http --commands 10", "--commands excludes --http"},
       {"--connections 8", "--connections requires --http"},
+      {"--half-max --rate 100", "--rate excludes --half-max"},
+      {"--half-max --store memory,rocksdb", "--half-max takes one --store and one --threads value"},
   };
   for (const auto& c : cases) {
     const Ran r = run_bench(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args;
     EXPECT_NE(r.output.find(c.reason), std::string::npos) << c.args << ":\n" << r.output;
   }
+}
+
+TEST_F(BenchIngest, HalfMaxRunsTheOpenLoopAtHalfTheClosedLoopsRate) {
+  const auto json_path = dir_ / "half.json";
+  // The closed loop of the default 50,000 commands on memory stores, then 0.5 s open loop.
+  const Ran r = run_bench("--half-max --duration 0.5 --skus 200 --store memory --threads 2 --no-baselines --no-progress "
+                          "--json " + json_path.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::regex line(R"(maximum, closed loop of 50000 commands \+ 200 stockings \(median of 1\): (\d+) commands/s; )"
+                        R"(open loop at half: (\d+) commands/s)");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, line)) << r.output;
+  const double max = std::stod(m[1]), half = std::stod(m[2]);
+  EXPECT_GT(max, 0);
+  EXPECT_NEAR(half, max / 2, 1);
+  EXPECT_NE(r.output.find("ingest to durable commit"), std::string::npos) << r.output;
+
+  const auto doc = web::json::value::parse(slurp(json_path));
+  const auto& options = doc.at(U("options"));
+  EXPECT_EQ(str(options, "mode"), "open");
+  EXPECT_NEAR(num(options, "rate") * 2, num(options, "half_max_of"), 2);  // JSON keeps 6 digits
+  const auto& runs = doc.at(U("runs")).as_array();
+  ASSERT_EQ(runs.size(), 1u);
+  const auto& commit = runs.at(0).at(U("latency_commit_ms"));
+  EXPECT_GT(num(commit, "count"), 0);
+  EXPECT_GT(num(commit, "p50"), 0);
+  EXPECT_LE(num(commit, "p50"), num(commit, "p99"));
 }
 
 TEST_F(BenchIngest, KafkaBenchReportsThePipelineAgainstTheDurableConsumer) {
