@@ -87,6 +87,14 @@ struct Options {
   std::string data_dir;                // RocksDB stores and the raw baseline live here
   std::string json_file, csv_file, plot_file;
   bool progress = false;               // draw a progress bar on stderr
+  // --half-max: a closed loop of `commands` first measures the maximum (median of `runs`), then
+  // the open loop runs at half of it (rate is set to that) for duration_s (default 5).
+  bool half_max = false;
+  double measured_max = 0;             // --half-max: the closed loop's median commands/s
+  // --http: the graph's http_source driven by wrk (duration_s, default 5, in whole seconds).
+  bool http = false;
+  int connections = 64;                // wrk -c: connections, each with one request in flight
+  int wrk_threads = 1;                 // wrk -t: one is enough for loopback and leaves the server a core
 };
 
 struct Report {
@@ -110,7 +118,28 @@ Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& reco
 // decide/serialize/evolve/saga of the same client commands on one thread, no graph, no store.
 BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands);
 
+// ---- http_bench.cc
+// One wrk run against one target ("listener-202", "cpprest-202" or "pipeline <store> t<N>").
+struct HttpRun {
+  std::string target;
+  int repetition = 0;
+  double seconds = 0;                  // wrk's run
+  uint64_t requests = 0;               // answers wrk read
+  uint64_t accepted = 0;               // 2xx answers (202)
+  uint64_t non_2xx = 0;                // answers with a status >= 400 (429/503 under overload)
+  uint64_t socket_errors = 0;          // connect, read, write errors and timeouts
+  double accepted_per_s = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;  // wrk's latency of every answer
+  double cpu_us_per_request = 0;       // this process (the server) over wrk's run, per answer
+};
+// `--http`: for each repetition the two bare 202 handlers (unless --no-baselines) and the
+// pipeline of each of `graphs` (named by `stores`), driven by the same wrk command; prints
+// medians and ratios, writes --json. Returns the exit code.
+int run_http_bench(const Options& options, const graph::KindRegistry& kinds, const std::vector<graph::GraphDef>& graphs,
+                   const std::vector<std::string>& stores);
+
 // ---- report.cc
+double median(std::vector<double> v);  // of an even count, the mean of the middle two; 0 if empty
 struct Summary {
   RunConfig config;
   RunResult median;                    // field-wise medians over repetitions

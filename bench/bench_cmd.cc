@@ -66,6 +66,48 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
   const bool own_dir = o.data_dir.empty();
   if (own_dir) o.data_dir = (fs::temp_directory_path() / ("orderflow-bench-" + std::to_string(::getpid()))).string();
 
+  if (o.http) {
+    if (o.duration_s <= 0) o.duration_s = 5;
+    const int code = run_http_bench(o, registry, graphs, stores);
+    if (own_dir) {
+      std::error_code ec;
+      fs::remove_all(o.data_dir, ec);
+    }
+    return code;
+  }
+
+  if (o.half_max) {
+    // The maximum first, in the same invocation, so "half" is of this machine as it is now.
+    if (stores.size() != 1 || o.threads.size() != 1) {
+      std::fprintf(stderr, "orderflow bench: --half-max takes one --store and one --threads value\n");
+      return 2;
+    }
+    Options closed = o;
+    closed.rate = 0;
+    closed.duration_s = 0;
+    WorkloadGenerator g(o.workload);
+    std::vector<v1::Command> cs;
+    for (uint64_t i = 0; i < o.workload.skus + o.commands; ++i) cs.push_back(g.next());
+    std::vector<double> rates;
+    for (int rep = 0; rep < o.runs; ++rep) {
+      auto r = run_pipeline(graphs[0], registry, RunConfig{stores[0], o.threads[0], true}, closed, cs, nullptr,
+                            (fs::path(o.data_dir) / "run").string(), nullptr);
+      if (!r) {
+        std::fprintf(stderr, "orderflow bench: --half-max closed loop: %s\n", r.status().to_string().c_str());
+        return 1;
+      }
+      rates.push_back(r->commands_per_s);
+    }
+    o.measured_max = median(rates);
+    o.rate = std::max(1.0, o.measured_max / 2);
+    if (o.duration_s <= 0) o.duration_s = 5;
+    std::printf("maximum, closed loop of %lu commands + %lu stockings (median of %d): %.0f commands/s; "
+                "open loop at half: %.0f commands/s\n\n",
+                static_cast<unsigned long>(o.commands), static_cast<unsigned long>(o.workload.skus), o.runs,
+                o.measured_max, o.rate);
+    std::fflush(stdout);
+  }
+
   // The same commands for every run and for the CPU loop.
   WorkloadGenerator generator(o.workload);
   const uint64_t count = o.duration_s > 0 ? (o.rate > 0 ? static_cast<uint64_t>(o.rate * o.duration_s) : 10000)
@@ -178,6 +220,23 @@ void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* 
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->workload.seed, "workload seed")->capture_default_str();
+  cmd->add_flag("--half-max", o->half_max,
+                "measure the maximum with a closed loop of --commands first, then run the open loop at half of it "
+                "for --duration (default 5 s); one --store and one --threads value")
+      ->excludes("--rate")
+      ->excludes("--in-flight");
+  auto* http = cmd->add_flag("--http", o->http,
+                             "drive the graph's http_source with wrk (--duration, default 5 s), against bare 202 "
+                             "handlers of the same HTTP servers");
+  http->excludes(commands)->excludes("--rate")->excludes("--half-max")->excludes("--in-flight")->excludes("--csv")->excludes("--plot");
+  cmd->add_option("--connections", o->connections, "--http: wrk connections, one request in flight each")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000))
+      ->needs(http);
+  cmd->add_option("--wrk-threads", o->wrk_threads, "--http: wrk threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64))
+      ->needs(http);
   cmd->add_flag("--progress,!--no-progress", o->progress, "draw a progress bar on stderr (default: on a terminal)");
   cmd->callback([o, &registry, exit_code] { *exit_code = run_bench(*o, registry); });
 }

@@ -1,6 +1,8 @@
 // Kafka ingest throughput: commands consumed from a topic through the whole default graph
 // (kafka_source -> route -> lanes -> commit -> feed -> projection + saga), next to a raw
-// librdkafka consumer reading the same messages from the same mock cluster, in the same run.
+// librdkafka consumer reading the same messages from the same mock cluster, in the same run,
+// and the same bare consumer writing each batch durably before it commits the batch's offsets
+// (the ingest baseline: durable intake with no decisions, events or subscribers).
 //
 //   build/bench/kafka_bench [--commands N] [--partitions P] [--runs R] [--store rocksdb|memory]
 //                           [--threads T]
@@ -20,6 +22,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "connectors/append_plan.h"
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
 #include "domain/orders/orders.h"
@@ -76,10 +82,11 @@ size_t fill(testing::MockKafka& kafka, int commands, int skus, size_t* bytes) {
   return n;
 }
 
-// Baseline: a bare consumer assigned every partition from the beginning.
-double raw_consumer_msgs_per_s(testing::MockKafka& kafka, size_t expected, int partitions) {
+// A consumer assigned every partition from the beginning (no group join to wait for), with
+// offsets committed only when asked.
+rd_kafka_t* assigned_consumer(testing::MockKafka& kafka, const std::string& group, int partitions) {
   rd_kafka_t* c = testing::new_kafka_handle(RD_KAFKA_CONSUMER, {{"bootstrap.servers", kafka.bootstrap()},
-                                                                {"group.id", "bench-raw"},
+                                                                {"group.id", group},
                                                                 {"enable.auto.commit", "false"},
                                                                 {"fetch.wait.max.ms", "100"},
                                                                 {"log_level", "2"}});
@@ -89,6 +96,12 @@ double raw_consumer_msgs_per_s(testing::MockKafka& kafka, size_t expected, int p
     rd_kafka_topic_partition_list_add(list, kTopic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_assign(c, list);
   rd_kafka_topic_partition_list_destroy(list);
+  return c;
+}
+
+// Baseline: a bare consumer reading every message.
+double raw_consumer_msgs_per_s(testing::MockKafka& kafka, size_t expected, int partitions) {
+  rd_kafka_t* c = assigned_consumer(kafka, "bench-raw", partitions);
   size_t got = 0;
   Clock::time_point t0;
   const auto deadline = Clock::now() + std::chrono::minutes(5);
@@ -104,6 +117,81 @@ double raw_consumer_msgs_per_s(testing::MockKafka& kafka, size_t expected, int p
   rd_kafka_consumer_close(c);
   rd_kafka_destroy(c);
   return got == expected ? static_cast<double>(expected - 1) / s : 0;
+}
+
+struct DurableRun {
+  double msgs_per_s = 0;
+  double mean_batch = 0;  // messages per synced write
+};
+
+// Baseline: the bare consumer above, taking what has arrived (up to 1000 messages, as the
+// commit node's max_batch) as one batch, writing it to RocksDB as one synced WriteBatch
+// (key: partition and offset, value: the message) and then committing the batch's offsets
+// (asynchronously, as kafka_source does; the last commit synchronously). Ends when the last
+// message is durable and its offset committed.
+DurableRun durable_consumer(testing::MockKafka& kafka, size_t expected, int partitions, int run) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("orderflow-kafka-bench-durable-" + std::to_string(run))).string();
+  std::filesystem::remove_all(dir);
+  rocksdb::Options dbo;
+  dbo.create_if_missing = true;
+  rocksdb::DB* raw_db = nullptr;
+  if (auto st = rocksdb::DB::Open(dbo, dir, &raw_db); !st.ok()) {
+    std::fprintf(stderr, "cannot open %s: %s\n", dir.c_str(), st.ToString().c_str());
+    std::exit(1);
+  }
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rd_kafka_t* c = assigned_consumer(kafka, "bench-durable-" + std::to_string(run), partitions);
+  constexpr size_t kMaxBatch = 1000;
+  std::vector<int64_t> next_offset(static_cast<size_t>(partitions), -1);  // per partition, of this batch
+  size_t got = 0, batches = 0;
+  Clock::time_point t0;
+  const auto deadline = Clock::now() + std::chrono::minutes(5);
+  while (got < expected && Clock::now() < deadline) {
+    rocksdb::WriteBatch wb;
+    size_t n = 0;
+    // The first message of a batch may wait; the rest is what has already arrived.
+    for (rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 100); m != nullptr;
+         m = n < kMaxBatch ? rd_kafka_consumer_poll(c, 0) : nullptr) {
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (got == 0 && n == 0) t0 = Clock::now();
+        std::string key;
+        connectors::put_u64_be(key, static_cast<uint64_t>(m->partition));
+        connectors::put_u64_be(key, static_cast<uint64_t>(m->offset));
+        wb.Put(key, rocksdb::Slice(static_cast<const char*>(m->payload), m->len));
+        next_offset[static_cast<size_t>(m->partition)] = m->offset + 1;
+        ++n;
+      }
+      rd_kafka_message_destroy(m);
+    }
+    if (n == 0) continue;
+    if (auto st = db->Write(wo, &wb); !st.ok()) {
+      std::fprintf(stderr, "durable consumer: %s\n", st.ToString().c_str());
+      std::exit(1);
+    }
+    got += n;
+    ++batches;
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; ++p) {
+      if (next_offset[static_cast<size_t>(p)] < 0) continue;
+      rd_kafka_topic_partition_list_add(offsets, kTopic, p)->offset = next_offset[static_cast<size_t>(p)];
+      next_offset[static_cast<size_t>(p)] = -1;
+    }
+    rd_kafka_commit(c, offsets, got < expected ? 1 : 0);
+    rd_kafka_topic_partition_list_destroy(offsets);
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
+  db->Close();
+  db.reset();
+  std::filesystem::remove_all(dir);
+  DurableRun out;
+  out.msgs_per_s = got == expected ? static_cast<double>(expected - 1) / s : 0;
+  out.mean_batch = batches > 0 ? static_cast<double>(got) / static_cast<double>(batches) : 0;
+  return out;
 }
 
 struct PipelineRun {
@@ -192,20 +280,28 @@ int main(int argc, char** argv) {
   const size_t n = fill(kafka, commands, 1000, &bytes);
   std::printf("topic %s: %zu commands, %d partitions, mean %zu bytes; mock cluster of 3 brokers; store %s\n", kTopic,
               n, partitions, bytes / n, store.c_str());
-  std::vector<double> raw, piped;
+  std::vector<double> raw, durable, piped;
   uint64_t events = 0;
-  for (int r = 0; r < runs; ++r) {  // alternate, so drift hits both alike
+  for (int r = 0; r < runs; ++r) {  // alternate, so drift hits all alike
     raw.push_back(raw_consumer_msgs_per_s(kafka, n, partitions));
+    const auto d = durable_consumer(kafka, n, partitions, r);
+    durable.push_back(d.msgs_per_s);
     auto p = pipeline_run(kafka, n, r, store, threads);
     piped.push_back(p.commands_per_s);
     events = p.events;
-    std::printf("  run %d: raw consumer %.0f msg/s, pipeline %.0f commands/s (%lu events, kafka_source busy %.0f%%)\n",
-                r + 1, raw.back(), piped.back(), static_cast<unsigned long>(p.events), 100 * p.source_busy);
+    std::printf("  run %d: raw consumer %.0f msg/s, durable consumer %.0f msg/s (%.0f per synced batch), pipeline %.0f "
+                "commands/s (%lu events, kafka_source busy %.0f%%)\n",
+                r + 1, raw.back(), durable.back(), d.mean_batch, piped.back(), static_cast<unsigned long>(p.events),
+                100 * p.source_busy);
   }
-  const double rm = median(raw), pm = median(piped);
-  std::printf("\n%-40s %14s %8s\n", ("median of " + std::to_string(runs) + " runs").c_str(), "per second", "ratio");
-  std::printf("%-40s %14.0f %8s\n", "raw librdkafka consumer (msgs)", rm, "1.00");
-  std::printf("%-40s %14.0f %8.2f\n", ("kafka_source -> default graph (" + store + ")").c_str(), pm, pm / rm);
+  const double rm = median(raw), dm = median(durable), pm = median(piped);
+  std::printf("\n%-48s %14s %8s %11s\n", ("median of " + std::to_string(runs) + " runs").c_str(), "per second",
+              "vs raw", "vs durable");
+  std::printf("%-48s %14.0f %8s %11s\n", "raw librdkafka consumer (msgs)", rm, "1.00", "");
+  std::printf("%-48s %14.0f %8.2f %11s\n", "consumer + synced RocksDB batch + commit (msgs)", dm, dm / rm, "1.00");
+  std::printf("%-48s %14.0f %8.2f %11.2f\n", ("kafka_source -> default graph (" + store + ")").c_str(), pm, pm / rm,
+              dm > 0 ? pm / dm : 0);
+  std::printf("ratio pipeline / durable consumer: %.2f (target >= 0.5)\n", dm > 0 ? pm / dm : 0);
   std::printf("%-40s %14.0f\n", "  events committed per second", pm * static_cast<double>(events) / static_cast<double>(n));
   return 0;
 }

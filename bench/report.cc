@@ -14,7 +14,6 @@
 #include "graph/json.h"
 
 namespace orderflow::bench {
-namespace {
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -22,6 +21,8 @@ double median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+namespace {
 
 // Field-wise median of the runs of one configuration (each figure separately).
 RunResult median_of(const std::vector<const RunResult*>& runs) {
@@ -281,6 +282,7 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
       .field("zipf_s", o.workload.zipf_s)
       .field("seed", o.workload.seed)
       .field("baselines", o.baselines);
+  if (o.measured_max > 0) w.field("half_max_of", o.measured_max);  // --half-max: the closed loop's maximum
   w.key("threads").begin_array();
   for (int t : o.threads) w.value(t);
   w.end_array().end_object();

@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
   curl openssl gnuplot-nox
+  wrk         # orderflow bench --http: the HTTP load generator
   clang-14 libclang-rt-14-dev  # make sanitize / make fuzz (ASan, UBSan, libFuzzer), run by CI
   graphviz    # `orderflow dot FILE | dot -Tpng` (README)
   prometheus  # ships /usr/bin/promtool on Debian 12 (no separate package); tests check
