@@ -57,11 +57,20 @@ std::string format_lag(double events, std::optional<double> seconds) {
 namespace {
 // Gauges that are counts or shares of work per instance (merge_rule).
 constexpr const char* kSummedGauges[] = {
-      "orders_confirmed", "orders_rejected",     "in_flight",       "partitions",     "pauses",
+      "in_flight",       "partitions",     "pauses",
       "dead_lettered",    "rejected",            "resubmitted",     "redelivered_skipped",
       "delivery_errors",  "queue_full",          "deadline_answers", "deadline_dropped",
       "dead_letters_waiting", "dead_letters_shortened", "dead_letter_failures"};
 }  // namespace
+
+bool is_position_gauge(const std::string& g) {
+  return g == "checkpoint" || g == "lag_events" || g == "lag_seconds";
+}
+
+MergeRule merge_rule(const std::string& kind, const std::string& g) {
+  if (kind == "projection" && !is_position_gauge(g)) return MergeRule::kSum;
+  return merge_rule(g);
+}
 
 MergeRule merge_rule(const std::string& g) {
   for (const char* k : kSummedGauges)
@@ -339,7 +348,7 @@ MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts) 
         bool found = false;
         for (auto& [tk, tv] : t->gauges)
           if (tk == k) {
-            tv = merge_rule(k) == MergeRule::kSum ? tv + v : std::max(tv, v);
+            tv = merge_rule(n.kind, k) == MergeRule::kSum ? tv + v : std::max(tv, v);
             found = true;
           }
         if (!found) t->gauges.emplace_back(k, v);
@@ -359,11 +368,17 @@ Totals compute_totals(const Topology& topo, const MetricsSnapshot& m) {
     if (tn.output == "committed") t.events_per_second += nm->rate_out;
   }
   for (const NodeMetrics& nm : m.nodes) {
-    for (const auto& [name, value] : nm.gauges) {
-      if (name == "orders_confirmed") t.orders_confirmed += value;
-      else if (name == "orders_rejected") t.orders_rejected += value;
-      else continue;
-      t.has_orders = true;
+    if (nm.kind == "projection") {
+      for (const auto& [name, value] : nm.gauges) {
+        if (is_position_gauge(name)) continue;
+        bool found = false;
+        for (auto& [n, v] : t.domain_totals)
+          if (n == name) {
+            v += value;
+            found = true;
+          }
+        if (!found) t.domain_totals.emplace_back(name, value);
+      }
     }
     t.errors += nm.node_errors();
     t.client_errors += nm.client_errors;
@@ -521,10 +536,14 @@ std::string dump_layout_json(const Snapshot& s) {
   o << ", \"errors\": " << s.totals.errors << ", \"clientErrors\": " << s.totals.client_errors
     << ", \"uptimeSeconds\": ";
   json_number(o, s.totals.uptime_seconds);
-  o << ", \"ordersConfirmed\": ";
-  json_number(o, s.totals.orders_confirmed);
-  o << ", \"ordersRejected\": ";
-  json_number(o, s.totals.orders_rejected);
+  o << ", \"domainTotals\": {";
+  for (size_t i = 0; i < s.totals.domain_totals.size(); ++i) {
+    o << (i ? ", " : "");
+    json_string(o, s.totals.domain_totals[i].first);
+    o << ": ";
+    json_number(o, s.totals.domain_totals[i].second);
+  }
+  o << "}";
   o << ", \"bottleneck\": ";
   json_string(o, s.totals.bottleneck);
   o << ", \"bottleneckBusyShare\": ";

@@ -87,13 +87,19 @@ float edge_thickness(double msgs_per_second);
 // (LatencyUs::exact false; kLatencyMergeNote, shown by the UI).
 MetricsSnapshot merge_metrics(const std::vector<const MetricsSnapshot*>& parts);
 
-// How a gauge combines over instances. Counters and per-instance shares (orders_confirmed,
-// in_flight, partitions, request units, ...) add up. Positions and lags do not: two instances'
-// checkpoints are two views of one log, so their sum is no position at all; lag_events,
-// lag_seconds, consumer_lag, checkpoint and anything unknown take the maximum (the UI shows
-// each instance's own value next to it).
+// How a gauge combines over instances. Counters and per-instance shares (in_flight,
+// partitions, request units, ...) add up, and so do a projection's figures other than its
+// position (the domain's running totals, e.g. orders_confirmed). Positions and lags do not:
+// two instances' checkpoints are two views of one log, so their sum is no position at all;
+// lag_events, lag_seconds, consumer_lag, checkpoint and anything unknown take the maximum
+// (the UI shows each instance's own value next to it).
 enum class MergeRule { kSum, kMax };
 MergeRule merge_rule(const std::string& gauge);
+MergeRule merge_rule(const std::string& kind, const std::string& gauge);
+
+// A change-feed subscriber's position figures (checkpoint, lag_events, lag_seconds); a
+// projection's other figures are its domain's running totals.
+bool is_position_gauge(const std::string& gauge);
 
 inline constexpr const char* kLatencyMergeNote =
     "max over instances (upper bound; a server sent no histogram)";
@@ -106,9 +112,14 @@ struct Totals {
   double uptime_seconds = 0;       // smallest of the instances
   std::string bottleneck;          // node with the highest busy share ("" if none busy)
   double bottleneck_busy_share = 0;
-  bool has_orders = false;         // a projection reports the gauges below
-  double orders_confirmed = 0;     // gauge "orders_confirmed", summed over nodes and instances
-  double orders_rejected = 0;      // gauge "orders_rejected"
+  // The domain's running totals: a projection's figures other than its position (e.g.
+  // orders_confirmed, orders_rejected), summed over projections and instances, by name.
+  std::vector<std::pair<std::string, double>> domain_totals;
+  double domain_total(const std::string& name) const {
+    for (const auto& [n, v] : domain_totals)
+      if (n == name) return v;
+    return 0;
+  }
 };
 Totals compute_totals(const Topology& topo, const MetricsSnapshot& m);
 

@@ -205,14 +205,24 @@ void draw_summary(const Snapshot& s, UiState&) {
               s.topology.name.c_str(), t.uptime_seconds, format_rate(t.commands_per_second).c_str(),
               format_rate(t.events_per_second).c_str(), static_cast<unsigned long long>(t.errors),
               static_cast<unsigned long long>(t.client_errors));
-  if (t.has_orders) {
+  const bool has_totals = !t.domain_totals.empty();
+  if (has_totals) {
+    // The domain's running totals, e.g. "orders confirmed 40, orders rejected 7".
+    std::string line = "| ";
+    for (size_t i = 0; i < t.domain_totals.size(); ++i) {
+      std::string name = t.domain_totals[i].first;
+      std::replace(name.begin(), name.end(), '_', ' ');
+      char value[32];
+      std::snprintf(value, sizeof value, " %.0f", t.domain_totals[i].second);
+      line += (i ? ", " : " ") + name + value;
+    }
     ImGui::SameLine();
-    ImGui::Text("|  orders confirmed %.0f, rejected %.0f", t.orders_confirmed, t.orders_rejected);
+    ImGui::TextUnformatted(line.c_str());
   }
   if (!t.bottleneck.empty()) {
-    if (!t.has_orders) ImGui::SameLine();  // with the order totals the first line is full
+    if (!has_totals) ImGui::SameLine();  // with the domain's totals the first line is full
     ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.3f, 1.0f), "%sbottleneck: %s (busy %.0f%%)",
-                       t.has_orders ? "" : "|  ", t.bottleneck.c_str(), t.bottleneck_busy_share * 100);
+                       has_totals ? "" : "|  ", t.bottleneck.c_str(), t.bottleneck_busy_share * 100);
   }
   if (s.servers.size() > 1) {
     int up = 0;
@@ -404,7 +414,7 @@ void draw_details(const Snapshot& s, UiState& ui) {
     if (!other_gauges) ImGui::Separator();
     other_gauges = true;
     ImGui::Text("%s: %.6g%s", k.c_str(), val,
-                s.servers.size() > 1 && merge_rule(k) == MergeRule::kMax ? " (max)" : "");
+                s.servers.size() > 1 && merge_rule(m->kind, k) == MergeRule::kMax ? " (max)" : "");
   }
   if (!m->last_error.empty()) {
     ImGui::Separator();

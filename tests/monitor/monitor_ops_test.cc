@@ -37,7 +37,8 @@ std::string graph_json(const std::string& instance) {
 
 std::string node(const std::string& id, double rate, double busy_seconds, double busy_share, double queue,
                  unsigned errors, const std::string& last_error, const std::string& gauges = "{}") {
-  return R"({"id":")" + id + R"(","kind":"k","in":100,"out":100,"errors":)" + std::to_string(errors) +
+  const std::string kind = id == "projection" ? "projection" : "k";  // its other figures are totals
+  return R"({"id":")" + id + R"(","kind":")" + kind + R"(","in":100,"out":100,"errors":)" + std::to_string(errors) +
          R"(,"busySeconds":)" + std::to_string(busy_seconds) + R"(,"queueDepth":)" + std::to_string(queue) +
          R"(,"rateIn":)" + std::to_string(rate) + R"(,"rateOut":)" + std::to_string(rate) + R"(,"busyShare":)" +
          std::to_string(busy_share) + R"(,"latencyUs":{"count":0},"lastError":")" + last_error +
@@ -179,7 +180,7 @@ TEST(MonitorOps, InstancesAreSummedOnlyWhereASumMeansSomething) {
   const ServerState b = state("http://b", "orders-b", metrics_json(300, 0, "", 8200, 40, 3));
   const Snapshot s = make_snapshot({a, b}, 10);
   EXPECT_DOUBLE_EQ(s.totals.commands_per_second, 400);
-  EXPECT_DOUBLE_EQ(s.totals.orders_confirmed, 20) << "a counter: summed";
+  EXPECT_DOUBLE_EQ(s.totals.domain_total("orders_confirmed"), 20) << "a counter: summed";
   const NodeMetrics* p = s.metrics.find("projection");
   ASSERT_NE(p, nullptr);
   EXPECT_DOUBLE_EQ(p->gauge("checkpoint").value_or(0), 8200) << "not 16200, which is no position";
@@ -215,7 +216,7 @@ TEST(MonitorOps, TwoUrlsOfOneInstanceAreCountedOnce) {
   EXPECT_EQ(s.duplicate_of[0], -1);
   EXPECT_EQ(s.duplicate_of[1], 0);
   EXPECT_DOUBLE_EQ(s.totals.commands_per_second, 200);
-  EXPECT_DOUBLE_EQ(s.totals.orders_confirmed, 10);
+  EXPECT_DOUBLE_EQ(s.totals.domain_total("orders_confirmed"), 10);
   EXPECT_DOUBLE_EQ(laid(s, "commit").queue_depth, 7);
 
   // Without instance ids URLs are all the monitor has: two servers.
