@@ -185,7 +185,7 @@ TEST(GraphDefinition, ShippedOrdersYamlIsValid) {
 }
 
 TEST(GraphDefinition, EveryShippedGraphIsValid) {
-  // With the kinds the orderflow binary registers (nodes/builder.cc).
+  // With the kinds the orderflow binary registers (server/standard.cc).
   KindRegistry binary_kinds;
   orderflow::register_standard_kinds(binary_kinds);
   auto dir = std::filesystem::path(ORDERFLOW_SOURCE_DIR) / "graphs";
