@@ -454,17 +454,20 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
   // Serialized so the version check and the write cannot interleave with another put.
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch wb;
-  std::unordered_map<std::string, uint64_t> in_batch;  // a stream twice in one call: newest wins
+  // Written: (stream, version), in key order; a stream twice in one call is adjacent after
+  // the (stable) sort, and the newest version wins.
+  std::vector<std::pair<const std::string*, uint64_t>> in_batch;
   // In key order, so consecutive memtable inserts start from the previous one's position.
   std::vector<const std::pair<std::string, Snapshot>*> sorted;
   sorted.reserve(entries.size());
   for (const auto& e : entries) sorted.push_back(&e);
   std::stable_sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  in_batch.reserve(sorted.size());
   for (const auto* entry : sorted) {
     const auto& [stream, snap] = *entry;
     uint64_t current;
-    if (auto it = in_batch.find(stream); it != in_batch.end()) {
-      current = it->second;
+    if (!in_batch.empty() && *in_batch.back().first == stream) {
+      current = in_batch.back().second;
     } else if (auto known = versions_.find(stream); known != versions_.end()) {
       current = known->second;  // this process wrote it (the DB lock makes it the only writer)
     } else {
@@ -473,7 +476,11 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
       current = cur->version;
     }
     if (snap.version <= current) continue;
-    in_batch[stream] = snap.version;
+    if (!in_batch.empty() && *in_batch.back().first == stream) {
+      in_batch.back().second = snap.version;
+    } else {
+      in_batch.emplace_back(&stream, snap.version);
+    }
     std::string value;
     value.reserve(8 + snap.state.size());
     put_u64_be(value, snap.version);
@@ -489,7 +496,7 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
     return map(s);
   }
   if (versions_.size() + in_batch.size() > kVersionCacheLimit) versions_.clear();
-  for (const auto& [stream, version] : in_batch) versions_[stream] = version;
+  for (const auto& [stream, version] : in_batch) versions_[*stream] = version;
   return Status::ok();
 }
 

@@ -50,16 +50,15 @@ Result<StoreSet::Entry*> StoreSet::entry(const std::string& name, const char* ro
       e->snapshots = std::make_unique<MemorySnapshotStore>();
     }
   } else if (kind == "rocksdb") {
+    const RocksStoreParams params = rocksdb_store_params().parse(def->second);
     RocksOptions o;
-    std::filesystem::path path = def->second.params.at("path").text;
+    std::filesystem::path path = params.path;
     if (path.is_relative()) path = std::filesystem::path(data_dir_) / path;
     std::error_code ec;
     std::filesystem::create_directories(path, ec);
     if (ec) return Status::io_error("cannot create " + path.string() + ": " + ec.message());
     o.path = path.string();
-    auto sync = def->second.params.find("sync");
-    o.sync = true;
-    if (sync != def->second.params.end()) graph::parse_bool(sync->second.text, &o.sync);
+    o.sync = params.sync;
     if (e->role == "events") {
       auto r = RocksEventStore::open(o);
       if (!r) return r.status();
@@ -87,15 +86,42 @@ void add_store_param_checks(graph::KindRegistry& registry) {
   });
 }
 
+const graph::Options<RocksStoreParams>& rocksdb_store_params() {
+  using P = RocksStoreParams;
+  static const auto params = graph::Options<P>()
+                                 .required(&P::path, "path", "directory, relative to --data-dir")
+                                 .boolean(&P::sync, "sync", "fsync every group commit");
+  return params;
+}
+
+const graph::Options<CosmosStoreParams>& cosmos_store_params() {
+  using P = CosmosStoreParams;
+  static const auto params =
+      graph::Options<P>()
+          .required(&P::endpoint, "endpoint",
+                    "https://ACCOUNT.documents.azure.com:443 (http:// only for a local stand-in)")
+          .required(&P::database, "database", "database id")
+          .required(&P::container, "container", "container id (events: partitioned by /streamId; snapshots: by /id)")
+          .text(&P::key_env, "key_env", "environment variable holding the account's master key")
+          .text(&P::ca_file, "ca_file", "PEM file of a CA to trust (emulators); default: the system store")
+          .text(&P::leases_container, "leases_container", "container of the change-feed lease documents")
+          .boolean(&P::create_if_missing, "create_if_missing", "create the database and containers when missing")
+          .integer(&P::parallelism, "parallelism", 1, 256, "concurrent requests of one group commit")
+          .integer(&P::lease_expiry_ms, "lease_expiry_ms", 100, 3600000, "a lease not renewed this long is free")
+          .integer(&P::max_item_count, "max_item_count", 1, 10000, "change-feed page size")
+          .integer(&P::checkpoint_interval_ms, "checkpoint_interval_ms", 0, 600000,
+                   "change-feed checkpoints reach the lease documents at most this often")
+          .integer(&P::max_idle_poll_ms, "max_idle_poll_ms", 0, 60000,
+                   "an idle partition key range is polled at least this often (backoff after 304)");
+  return params;
+}
+
 Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
-  auto param = [&](const char* key, const std::string& fallback) {
-    auto it = def.params.find(key);
-    return it == def.params.end() ? fallback : it->second.text;
-  };
+  const CosmosStoreParams params = cosmos_store_params().parse(def);
   CosmosOptions co;
-  co.endpoint = param("endpoint", "");
-  co.ca_file = param("ca_file", "");
-  const std::string key_env = param("key_env", "COSMOS_KEY");
+  co.endpoint = params.endpoint;
+  co.ca_file = params.ca_file;
+  const std::string& key_env = params.key_env;
   const char* key = std::getenv(key_env.c_str());
   if (key == nullptr || *key == '\0')
     return Status::invalid_argument("environment variable " + key_env + " (key_env) holds no Cosmos DB key");
@@ -114,20 +140,19 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
     if (registry_ != nullptr) account->client->metrics().attach(registry_->probe(account->probe_id, "cosmos"));
   }
   CosmosStoreOptions so;
-  so.database = param("database", "");
-  so.container = param("container", "");
-  so.leases_container = param("leases_container", "leases");
-  so.create_if_missing = true;
-  graph::parse_bool(param("create_if_missing", "true"), &so.create_if_missing);
-  so.parallelism = std::atoi(param("parallelism", "16").c_str());
+  so.database = params.database;
+  so.container = params.container;
+  so.leases_container = params.leases_container;
+  so.create_if_missing = params.create_if_missing;
+  so.parallelism = params.parallelism;
   so.instance = instance_id_;
-  so.lease_expiry = std::chrono::milliseconds(std::atoll(param("lease_expiry_ms", "6000").c_str()));
+  so.lease_expiry = std::chrono::milliseconds(params.lease_expiry_ms);
   // Lease cycles at most a second apart: a range released by a stopping instance is taken
   // within about a second, an expired one within lease_expiry plus a second.
   so.lease_renew = std::clamp(so.lease_expiry / 3, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-  so.max_item_count = std::atoi(param("max_item_count", "100").c_str());
-  so.checkpoint_interval = std::chrono::milliseconds(std::atoll(param("checkpoint_interval_ms", "1000").c_str()));
-  so.max_idle_poll = std::chrono::milliseconds(std::atoll(param("max_idle_poll_ms", "1000").c_str()));
+  so.max_item_count = params.max_item_count;
+  so.checkpoint_interval = std::chrono::milliseconds(params.checkpoint_interval_ms);
+  so.max_idle_poll = std::chrono::milliseconds(params.max_idle_poll_ms);
   if (e.role == "events") {
     auto r = CosmosEventStore::open(account->client, so);
     if (!r) return r.status();

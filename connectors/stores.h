@@ -9,6 +9,7 @@
 #include <string>
 
 #include "graph/definition.h"
+#include "graph/options.h"
 #include "graph/store.h"
 
 namespace orderflow::connectors {
@@ -16,6 +17,29 @@ namespace orderflow::connectors {
 // Adds the store connectors' own checks of parameter values to the registry, so `validate`
 // refuses what opening the store would (a Cosmos DB endpoint in clear to another machine).
 void add_store_param_checks(graph::KindRegistry& registry);
+
+// The store kinds' parameters as a graph file sets them (`stores:`), with their defaults.
+struct RocksStoreParams {
+  std::string path;                        // directory, relative to --data-dir (required)
+  bool sync = true;                        // fsync every group commit
+};
+const graph::Options<RocksStoreParams>& rocksdb_store_params();
+
+struct CosmosStoreParams {
+  std::string endpoint;                    // https://ACCOUNT.documents.azure.com:443 (required)
+  std::string database;                    // database id (required)
+  std::string container;                   // container id (required)
+  std::string key_env = "COSMOS_KEY";      // environment variable holding the master key
+  std::string ca_file;                     // PEM of a CA to trust (emulators); "" = the system's
+  std::string leases_container = "leases"; // container of the change-feed lease documents
+  bool create_if_missing = true;           // create the database and containers when missing
+  int parallelism = 16;                    // concurrent requests of one group commit
+  int64_t lease_expiry_ms = 6000;          // a lease not renewed this long is free
+  int max_item_count = 100;                // change-feed page size
+  int64_t checkpoint_interval_ms = 1000;   // checkpoints reach the lease documents at most this often
+  int64_t max_idle_poll_ms = 1000;         // an idle partition key range is polled at least this often
+};
+const graph::Options<CosmosStoreParams>& cosmos_store_params();
 
 class StoreSet final : public StoreProvider {
  public:

@@ -35,44 +35,71 @@ class Options {
   Options&& integer(I T::*field, std::string name, int64_t min, int64_t max, std::string help) && {
     static_assert(std::is_integral_v<I>, "an integer field");
     specs_.push_back(p_int(name, std::to_string(defaults_.*field), min, max, std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = static_cast<I>(d.get_int(name)); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = static_cast<I>(d.get_int(name));
+    });
     return std::move(*this);
   }
   Options&& text(std::string T::*field, std::string name, std::string help) && {
     specs_.push_back(p_string(name, defaults_.*field, std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = d.get_string(name); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = d.get_string(name);
+    });
     return std::move(*this);
   }
   // A string without a default that the graph must give.
   Options&& required(std::string T::*field, std::string name, std::string help) && {
     specs_.push_back(p_required(name, std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = d.get_string(name); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = d.get_string(name);
+    });
     return std::move(*this);
   }
   // The name of a store under `stores:` (required).
   Options&& store(std::string T::*field, std::string name, std::string help) && {
     specs_.push_back(p_store(name, std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = d.get_string(name); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = d.get_string(name);
+    });
     return std::move(*this);
   }
   Options&& boolean(bool T::*field, std::string name, std::string help) && {
     specs_.push_back(p_bool(name, defaults_.*field ? "true" : "false", std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = d.get_bool(name); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = d.get_bool(name);
+    });
     return std::move(*this);
   }
   Options&& choice(std::string T::*field, std::string name, std::vector<std::string> choices, std::string help) && {
     specs_.push_back(p_enum(name, defaults_.*field, std::move(choices), std::move(help)));
-    fill_.push_back([field, name](T& t, const NodeDef& d) { t.*field = d.get_string(name); });
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;  // not validated (a hand-built definition): the default
+      t.*field = d.get_string(name);
+    });
     return std::move(*this);
   }
 
   const std::vector<ParamSpec>& params() const { return specs_; }
 
-  // The options of a node that validate() accepted (every parameter present or defaulted).
+  // The options of a node that validate() accepted (every parameter present or defaulted);
+  // a parameter a hand-built definition lacks keeps the struct's default.
   T parse(const NodeDef& def) const {
     T t = defaults_;
     for (const auto& f : fill_) f(t, def);
     return t;
+  }
+  // The same for a store (validate() fills a store's defaults alike).
+  T parse(const StoreDef& def) const {
+    NodeDef as_node;
+    as_node.id = def.name;
+    as_node.kind = def.kind;
+    as_node.params = def.params;
+    return parse(as_node);
   }
 
  private:

@@ -841,12 +841,15 @@ Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
       MessagePtr st = domain_.new_state();
       if (snap->version > 0 && !st->ParseFromString(snap->state))
         return Status::io_error("corrupt snapshot of " + r.stream);
-      it = cache_.emplace(r.stream, std::move(st)).first;
+      it = cache_.emplace(r.stream, Projected{std::move(st), false}).first;
     }
-    Message& st = *it->second;
+    Message& st = *it->second.state;
     const uint64_t version = domain_.version(st);
     if (r.version <= version) continue;  // already applied (redelivery)
-    dirty_[r.stream] = true;  // from here on the cached state may differ from the stored one
+    if (!it->second.dirty) {  // from here on the cached state may differ from the stored one
+      it->second.dirty = true;
+      dirty_.push_back(&*it);
+    }
     if (r.version > version + 1 && events_ != nullptr) {
       std::vector<RecordedEvent> gap;
       if (auto s = events_->read_stream(r.stream, version + 1, &gap); !s) return s;
@@ -874,15 +877,16 @@ Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
 Status ProjectionNode::flush() {
   std::vector<std::pair<std::string, Snapshot>> entries;
   entries.reserve(dirty_.size());
-  for (const auto& [stream, _] : dirty_) {
-    const Message& st = *cache_.at(stream);
-    entries.push_back({stream, Snapshot{domain_.version(st), st.SerializeAsString()}});
+  for (const auto* entry : dirty_) {
+    const Message& st = *entry->second.state;
+    entries.push_back({entry->first, Snapshot{domain_.version(st), st.SerializeAsString()}});
   }
   if (auto s = snapshots_->put(entries); !s) {
     probe().add_error(s.to_string());
     abandon(s);
     return s;
   }
+  for (auto* entry : dirty_) entry->second.dirty = false;
   dirty_.clear();
   // The domain's running totals, for the monitor and Prometheus (since this process started).
   for (size_t i = 0; i < counted_.size(); ++i) {
@@ -896,7 +900,10 @@ Status ProjectionNode::flush() {
 
 void ProjectionNode::abandon(const Status& s) {
   // Re-read what was really stored: the feed redelivers from its checkpoint.
-  for (const auto& [stream, _] : dirty_) cache_.erase(stream);
+  for (const auto* entry : dirty_) {
+    const std::string stream = entry->first;  // a copy: erase must not read the key it frees
+    cache_.erase(stream);
+  }
   dirty_.clear();
   std::fill(unwritten_counted_.begin(), unwritten_counted_.end(), 0);
   for (auto& t : pending_) t->finish(s);

@@ -251,8 +251,15 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
   const std::chrono::milliseconds flush_interval_, idle_flush_age_;
   // Feed thread only, all of them:
-  std::unordered_map<std::string, MessagePtr> cache_;
-  std::unordered_map<std::string, bool> dirty_;               // applied, not yet written
+  struct Projected {
+    MessagePtr state;
+    bool dirty = false;  // applied, not yet written
+  };
+  using Cache = std::unordered_map<std::string, Projected>;
+  Cache cache_;
+  // The dirty entries of cache_, once each (elements of an unordered_map keep their address
+  // across rehashing): one hash look-up per event, none per flush.
+  std::vector<Cache::value_type*> dirty_;
   std::vector<std::shared_ptr<BatchTicket>> pending_;         // batches waiting for the next flush
   std::chrono::steady_clock::time_point first_pending_;
   // The domain's running totals (Domain::counters), in written snapshots and in dirty states.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "connectors/cosmos_client.h"
+#include "connectors/cosmos_store.h"
 #include "connectors/stores.h"
 #include "graph/definition.h"
 #include "tests/support/kinds.h"
@@ -200,6 +201,30 @@ TEST(CosmosGraph, MissingEndpointAndUnknownParametersAreReported) {
   for (const auto& d : diags) all += d.to_string() + "\n";
   EXPECT_NE(all.find("endpoint"), std::string::npos) << all;
   EXPECT_NE(all.find("key"), std::string::npos) << all;
+}
+
+// Regression: the registry declared lease_expiry_ms 10000 while the store's own default was
+// 6 s, so a graph without the parameter got 10 s. Defaults now live in one struct.
+TEST(CosmosGraph, AStoreWithoutOptionalParametersGetsTheStoresOwnDefaults) {
+  graph::KindRegistry registry;
+  register_standard_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: g\nstores:\n  events: {kind: cosmos, endpoint: 'http://127.0.0.1:1', database: d, container: c}\n"
+      "nodes:\n  - {id: route, kind: route}\nedges: []\n");
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  graph::validate(loaded.graph, registry, diags);  // fills the defaults (the route's edge is not the point)
+  const CosmosStoreParams p = cosmos_store_params().parse(loaded.graph.stores.at("events"));
+  const CosmosStoreOptions store_defaults;
+  EXPECT_EQ(p.lease_expiry_ms, store_defaults.lease_expiry.count());
+  EXPECT_EQ(p.parallelism, store_defaults.parallelism);
+  EXPECT_EQ(p.max_item_count, store_defaults.max_item_count);
+  EXPECT_EQ(p.checkpoint_interval_ms, store_defaults.checkpoint_interval.count());
+  EXPECT_EQ(p.max_idle_poll_ms, store_defaults.max_idle_poll.count());
+  EXPECT_EQ(p.leases_container, store_defaults.leases_container);
+  EXPECT_TRUE(p.create_if_missing);
+  EXPECT_EQ(p.key_env, "COSMOS_KEY");
+  EXPECT_EQ(loaded.graph.stores.at("events").params.at("lease_expiry_ms").text, "6000") << "what validate filled in";
 }
 
 TEST(CosmosGraph, AMissingKeyVariableIsAClearErrorWhenTheStoreOpens) {
