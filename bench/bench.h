@@ -103,6 +103,11 @@ struct Report {
   std::vector<BaselineResult> baselines;
 };
 
+// ---- kinds.cc
+// The kinds and the domain the benchmark executables build graphs with (those of the
+// `orderflow` binary: the generic node kinds, the connectors' kinds, the order domain).
+void register_bench_kinds(graph::KindRegistry& registry);
+
 // ---- runner.cc
 // Builds `def` (already overridden and validated) on fresh stores under `dir`, drives
 // `commands` through it and returns the figures. In a closed-loop run with a duration,

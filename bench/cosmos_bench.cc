@@ -21,12 +21,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench.h"
 #include "connectors/cosmos_client.h"
 #include "connectors/cosmos_store.h"
 #include "connectors/stores.h"
 #include "graph/build.h"
 #include "orderflow.pb.h"
-#include "server/standard.h"
 #include "tests/support/cosmos_standin.h"
 
 using namespace orderflow;
@@ -80,7 +80,7 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   orderflow::testing::CosmosStandIn standin(orderflow::testing::CosmosStandIn::Options{ranges, "", "", latency_ms});
   ::setenv("COSMOS_KEY", standin.key().c_str(), 1);
   graph::KindRegistry registry;
-  register_standard_kinds(registry);
+  bench::register_bench_kinds(registry);
   auto loaded = graph::load_graph_file(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-cosmos.yaml");
   if (!loaded.ok()) {
     std::fprintf(stderr, "cannot load graphs/orders-cosmos.yaml\n");

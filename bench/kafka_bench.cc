@@ -25,12 +25,12 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "bench/bench.h"
 #include "connectors/append_plan.h"
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
 #include "domain/orders/orders.h"
 #include "graph/build.h"
-#include "server/standard.h"
 #include "tests/support/kafka.h"
 
 using namespace orderflow;
@@ -222,7 +222,7 @@ PipelineRun pipeline_run(testing::MockKafka& kafka, size_t expected, int run, co
       "edges: [kin -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection, feed -> saga,"
       " saga -> route]\n";
   graph::KindRegistry registry;
-  register_standard_kinds(registry);
+  bench::register_bench_kinds(registry);
   auto loaded = graph::load_graph_string(yaml);
   std::vector<graph::Diagnostic> diags;
   if (!loaded.ok() || !graph::validate(loaded.graph, registry, diags)) {
