@@ -66,6 +66,13 @@ RuntimeNode* Pipeline::find(const std::string& id) const {
   return nullptr;
 }
 
+Status Pipeline::health() const {
+  for (const auto& n : nodes_) {
+    if (Status s = n->health(); !s) return Status(s.code(), "node " + n->id() + ": " + s.message());
+  }
+  return Status::ok();
+}
+
 Status Pipeline::start() {
   if (started_) return Status::ok();
   started_ = true;

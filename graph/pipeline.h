@@ -44,6 +44,11 @@ class RuntimeNode {
   // Release threads and resources; no work arrives any more.
   virtual void stop() {}
 
+  // Whether the node does its work now, as its latest attempts found it (no I/O, no
+  // blocking): not ok, with the reason, while it keeps failing (a feed subscriber that has
+  // redelivered for seconds, ...). Readiness reports it. Thread-safe.
+  virtual Status health() const { return Status::ok(); }
+
   // Wiring, by the builder before start(): this node's output port feeds `to`'s input port
   // for one edge of the graph (validate() checked that their port types match). Each kind
   // finds the interface of its port type on `to` (a CommandSink for commands, ...). The
@@ -78,6 +83,9 @@ class Pipeline {
   const std::vector<std::unique_ptr<RuntimeNode>>& nodes() const { return nodes_; }
 
   Status start();
+  // The first unhealthy node's health, named ("node projection: ..."), or ok. Thread-safe
+  // once started (the node list no longer changes).
+  Status health() const;
   void shutdown(std::chrono::milliseconds drain_timeout = std::chrono::seconds(30));
 
  private:

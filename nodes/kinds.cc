@@ -116,15 +116,18 @@ void register_node_kinds(graph::KindRegistry& r) {
                         .store(&ChangeFeedOptions::events, "events", "event store")
                         .integer(&ChangeFeedOptions::batch, "batch", 1, 100000, "events per delivery")
                         .integer(&ChangeFeedOptions::poll_ms, "poll_ms", 1, 60000,
-                                 "wait for new events at most this long");
+                                 "wait for new events at most this long")
+                        .integer(&ChangeFeedOptions::unhealthy_after_ms, "unhealthy_after_ms", 1, 3600000,
+                                 "a subscriber failing this long without progress makes readiness 503");
   r.add_node_kind(kind("change_feed", PortType::kCommitted, PortType::kEvent, false, feed.params(),
                        "committed events to each subscriber from its checkpoint", DrainOrder::kSubscriber,
                        [feed](const graph::NodeDef& n, BuildContext& c) -> Result<std::unique_ptr<RuntimeNode>> {
                          const ChangeFeedOptions o = feed.parse(n);
                          auto f = c.stores.change_feed(o.events);
                          if (!f) return f.status();
-                         return made(std::make_unique<ChangeFeedNode>(c.pipeline, n.id, *f,
-                                                                      static_cast<size_t>(o.batch), o.poll_ms));
+                         return made(std::make_unique<ChangeFeedNode>(
+                             c.pipeline, n.id, *f, static_cast<size_t>(o.batch), o.poll_ms,
+                             std::chrono::milliseconds(o.unhealthy_after_ms)));
                        }));
 
   const auto projection =

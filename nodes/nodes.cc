@@ -609,11 +609,12 @@ void CommitNode::stop() {
 // ---- change feed ------------------------------------------------------------------
 
 ChangeFeedNode::ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch,
-                               int poll_ms)
+                               int poll_ms, std::chrono::milliseconds unhealthy_after)
     : RuntimeNode(id, "change_feed", p.metrics().probe(id, "change_feed")),
       feed_(feed),
       batch_(batch),
-      poll_ms_(poll_ms) {}
+      poll_ms_(poll_ms),
+      unhealthy_after_(unhealthy_after) {}
 
 ChangeFeedNode::~ChangeFeedNode() {
   stop_intake();
@@ -623,12 +624,50 @@ ChangeFeedNode::~ChangeFeedNode() {
 
 Status ChangeFeedNode::start() {
   running_ = true;
-  for (auto* s : subscribers_)
-    threads_.emplace_back([this, s] {
+  failing_.clear();
+  for (size_t i = 0; i < subscribers_.size(); ++i) failing_.push_back(std::make_unique<Failing>());
+  for (size_t i = 0; i < subscribers_.size(); ++i)
+    threads_.emplace_back([this, s = subscribers_[i], f = failing_[i].get()] {
       name_thread("of-feed-" + s->subscriber_id());
-      run(s);
+      run(s, *f);
     });
   return Status::ok();
+}
+
+Status ChangeFeedNode::health() const {
+  const uint64_t now = steady_ns();
+  const auto limit = static_cast<uint64_t>(std::chrono::nanoseconds(unhealthy_after_).count());
+  for (size_t i = 0; i < failing_.size() && i < subscribers_.size(); ++i) {
+    const uint64_t since = failing_[i]->since_ns.load(std::memory_order_relaxed);
+    if (since == 0 || now - since < limit) continue;
+    std::lock_guard lock(failing_[i]->mu);
+    return Status::unavailable("subscriber " + subscribers_[i]->subscriber_id() + " has made no progress for " +
+                               std::to_string((now - since) / 1000000000) + " s: " + failing_[i]->last_error);
+  }
+  return Status::ok();
+}
+
+void ChangeFeedNode::failed(FeedSubscriber* s, Failing& f, const std::string& error) {
+  {
+    std::lock_guard lock(f.mu);
+    f.last_error = error;
+  }
+  const uint64_t now = steady_ns();
+  uint64_t since = f.since_ns.load(std::memory_order_relaxed);
+  if (since == 0) f.since_ns.store(since = now, std::memory_order_relaxed);
+  if (!f.warned && now - since >= static_cast<uint64_t>(std::chrono::nanoseconds(unhealthy_after_).count())) {
+    f.warned = true;  // once per episode: the metrics count every failure
+    log::warn("change feed: a subscriber keeps failing; its events are redelivered and readiness is 503 until it "
+              "succeeds",
+              {{"node", id()}, {"subscriber", s->subscriber_id()}, {"error", error}});
+  }
+}
+
+void ChangeFeedNode::progressed(FeedSubscriber* s, Failing& f) {
+  if (f.since_ns.load(std::memory_order_relaxed) == 0) return;
+  f.since_ns.store(0, std::memory_order_relaxed);
+  if (f.warned) log::info("change feed: the subscriber makes progress again", {{"node", id()}, {"subscriber", s->subscriber_id()}});
+  f.warned = false;
 }
 
 void ChangeFeedNode::stop_intake() { running_ = false; }
@@ -640,7 +679,7 @@ void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
     if (t.joinable()) t.join();
 }
 
-void ChangeFeedNode::run(FeedSubscriber* sub) {
+void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
   NodeProbe& sp = sub->subscriber_probe();
   ChangeFeed* feed = nullptr;  // this subscriber's view: positions below are in its terms
   for (;;) {
@@ -650,6 +689,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       break;
     }
     sp.add_error("cannot subscribe: " + f.status().to_string());
+    failed(sub, failing, "cannot subscribe: " + f.status().to_string());
     if (!running_) return;
     sleep_ms(200);
   }
@@ -661,6 +701,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       break;
     }
     sp.add_error("cannot load checkpoint: " + cp.status().to_string());
+    failed(sub, failing, "cannot load checkpoint: " + cp.status().to_string());
     if (!running_) return;
     sleep_ms(200);
   }
@@ -689,6 +730,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       Status s = front.ticket ? front.ticket->status() : Status::ok();
       if (!s) {
         sp.add_error(s.to_string());
+        failed(sub, failing, s.to_string());
         for (auto& o : outstanding)
           if (o.ticket) while (!o.ticket->wait_for(std::chrono::milliseconds(100))) {}
         outstanding.clear();
@@ -702,9 +744,11 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     if (advanced != checkpoint) {
       if (auto cs = feed->save_checkpoint(sub->subscriber_id(), advanced); !cs) {
         sp.add_error(cs.to_string());
+        failed(sub, failing, "cannot save checkpoint: " + cs.to_string());
         return false;
       }
       checkpoint = advanced;
+      progressed(sub, failing);
       sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
     }
     return read_pos >= checkpoint;
@@ -721,6 +765,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     }
     if (auto s = read; !s) {
       probe().add_error(s.to_string());
+      failed(sub, failing, "cannot read the feed: " + s.to_string());
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);
       continue;
@@ -730,6 +775,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     if (batch.empty()) {
       sub->idle(false);
       if (outstanding.empty()) {
+        progressed(sub, failing);  // caught up, nothing owed
         sp.set_gauge("lag_seconds", 0);
         feed->wait(read_pos, std::chrono::milliseconds(poll_ms_));
       } else if (outstanding.front().ticket) {
@@ -750,6 +796,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     }
     if (!handled) {
       sp.add_error(handled.status().to_string());
+      failed(sub, failing, handled.status().to_string());
       settle(kUntilAll);       // finish what is outstanding, then redeliver this batch
       read_pos = checkpoint;
       sleep_ms(backoff_ms);

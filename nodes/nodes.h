@@ -57,6 +57,7 @@ struct ChangeFeedOptions {
   std::string events;               // event store (required)
   int64_t batch = 512;              // events per delivery
   int poll_ms = 50;                 // wait for new events at most this long
+  int64_t unhealthy_after_ms = 5000;  // a subscriber failing this long makes the node (and /readyz) unhealthy
 };
 struct ProjectionOptions {
   std::string snapshots;            // snapshot store (required)
@@ -200,23 +201,38 @@ class CommitNode final : public RuntimeNode {
 
 class ChangeFeedNode final : public RuntimeNode {
  public:
-  ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch, int poll_ms);
+  // unhealthy_after: a subscriber failing (redelivering) this long without progress makes
+  // the node unhealthy (health(), readiness) and logs one warning.
+  ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch, int poll_ms,
+                 std::chrono::milliseconds unhealthy_after = std::chrono::seconds(5));
   ~ChangeFeedNode() override;
   void add_subscriber(FeedSubscriber* s) { subscribers_.push_back(s); }
   Status connect_to(RuntimeNode& to) override;  // a FeedSubscriber
 
   Status start() override;
+  Status health() const override;
   void stop_intake() override;
   void drain(std::chrono::steady_clock::time_point deadline) override;
 
  private:
-  void run(FeedSubscriber* s);
+  // One subscriber's failure state: written by its feed thread, read by health().
+  struct Failing {
+    std::atomic<uint64_t> since_ns{0};  // steady clock of the first failure without progress since; 0 = fine
+    bool warned = false;                // feed thread only
+    mutable std::mutex mu;
+    std::string last_error;             // guarded by mu
+  };
+  void run(FeedSubscriber* s, Failing& failing);
+  void failed(FeedSubscriber* s, Failing& f, const std::string& error);
+  void progressed(FeedSubscriber* s, Failing& f);
   static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
   static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
   ChangeFeed* feed_;
   const size_t batch_;
   const int poll_ms_;
+  const std::chrono::milliseconds unhealthy_after_;
   std::vector<FeedSubscriber*> subscribers_;
+  std::vector<std::unique_ptr<Failing>> failing_;  // one per subscriber, made by start()
   std::vector<std::thread> threads_;
   std::atomic<bool> running_{false};
 };

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
@@ -210,12 +211,19 @@ int serve(const ServeFlags& flags, const graph::KindRegistry& registry) {
   // processes (an instance id is letters, digits, '-', '_' and '.': nothing to escape).
   const std::string graph_json =
       "{\"instance\":\"" + instance_id + "\"," + graph::to_json(def, registry, service).substr(1);
+  // Set once the pipeline is built; read by the HTTP node's readiness (after start()).
+  std::atomic<Pipeline*> pipeline_ref{nullptr};
   // The HTTP node gets what only the server knows: its flags, the topology it serves, readiness.
   options.factories["http_source"] = [&](const graph::NodeDef& n, BuildContext& c) {
     connectors::HttpApiContext ctx;
     ctx.graph_json = graph_json;
     ctx.options = http_options;
-    ctx.health = [&stores] { return stores.health(); };
+    // Ready when the stores answer and every node does its work (no subscriber stuck).
+    ctx.health = [&stores, &pipeline_ref] {
+      if (Status s = stores.health(); !s) return s;
+      Pipeline* p = pipeline_ref.load();
+      return p != nullptr ? p->health() : Status::ok();
+    };
     return connectors::make_http_source(n, c, ctx);
   };
   auto built = build_pipeline(def, registry, stores, options);
@@ -224,6 +232,7 @@ int serve(const ServeFlags& flags, const graph::KindRegistry& registry) {
     return 1;
   }
   Pipeline& pipeline = *built->pipeline;
+  pipeline_ref = &pipeline;
   pipeline.metrics().set_instance(instance_id);
   if (auto s = pipeline.start(); !s) {
     log::error("cannot start pipeline", {{"error", s.to_string()}});
@@ -243,7 +252,8 @@ int serve(const ServeFlags& flags, const graph::KindRegistry& registry) {
     timespec timeout{1, 0};
     sig = sigtimedwait(&stop_signals, nullptr, &timeout);
     pipeline.metrics().sample();
-    pipeline.metrics().set_ready(stores.health().is_ok());  // orderflow_ready, as /readyz sees the stores
+    // orderflow_ready, as /readyz sees it: the stores answer and no node is stuck.
+    pipeline.metrics().set_ready(stores.health().is_ok() && pipeline.health().is_ok());
   }
   log::info("stopping: draining in-flight commands", {{"signal", strsignal(sig)}});
   // The stop is bounded even when a store does not answer (a node blocked in its retries):

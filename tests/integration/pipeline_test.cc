@@ -36,7 +36,7 @@ std::string graph_yaml(const std::string& store_kind) {
          "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 500}}\n"
          "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots, cache_streams: 50}}\n"
          "  - {id: commit, kind: commit, params: {events: events, max_batch: 64}}\n"
-         "  - {id: feed, kind: change_feed, params: {events: events, batch: 100, poll_ms: 5}}\n"
+         "  - {id: feed, kind: change_feed, params: {events: events, batch: 100, poll_ms: 5, unhealthy_after_ms: 300}}\n"
          "  - {id: projection, kind: projection, params: {snapshots: snapshots}}\n"
          "  - {id: saga, kind: saga}\n"
          "edges: [demo -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection, "
@@ -357,10 +357,19 @@ TEST_P(PipelineTest, SnapshotWriteFailuresConverge) {
   drive(300, 2, "during-", acked);  // commands commit; the projection cannot write
   for (int i = 0; i < 400 && flaky.failed_puts.load() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GE(flaky.failed_puts.load(), 3) << "the projection retried its writes";
+  // Nothing stalls silently: a subscriber failing past unhealthy_after_ms (300 here) makes the
+  // pipeline unhealthy (readiness 503 in the server), naming the feed and the subscriber.
+  Status health;
+  for (int i = 0; i < 400 && (health = built_.pipeline->health()).is_ok(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(health.code(), StatusCode::kUnavailable) << health.to_string();
+  EXPECT_NE(health.message().find("node feed: subscriber projection"), std::string::npos) << health.to_string();
+  EXPECT_NE(health.message().find("injected snapshot write failure"), std::string::npos) << health.to_string();
   flaky.fail = false;
   drive(300, 2, "after-", acked);
   wait_quiescent();
   check_invariants(acked);
+  EXPECT_TRUE(built_.pipeline->health()) << "healthy again once it makes progress";
 }
 
 class PipelineRestartTest : public PipelineTest {};  // RocksDB only: memory does not survive
