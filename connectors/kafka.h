@@ -23,9 +23,10 @@ namespace orderflow::connectors {
 
 struct KafkaSourceOptions {
   std::string brokers;                           // host:port[,host:port], or mock:N (required)
-  std::string topics = "orders.commands";        // command topics, comma-separated
+  // {domain} in the two topic names is the graph's domain ("orders.commands" for orders).
+  std::string topics = "{domain}.commands";      // command topics, comma-separated
   std::string group = "orderflow";               // consumer group id
-  std::string dead_letter_topic = "orders.commands.dlq";  // undecodable or malformed messages
+  std::string dead_letter_topic = "{domain}.commands.dlq";  // undecodable or malformed messages
   int64_t max_message_bytes = 1048576;           // larger messages are dead-lettered
   int64_t max_in_flight = 5000;                  // submitted, not yet finished; more pauses
   int commit_interval_ms = 200;                  // how often finished offsets are committed

@@ -202,7 +202,7 @@ const graph::Options<KafkaSinkOptions>& kafka_sink_options() {
       graph::Options<O>()
           .required(&O::brokers, "brokers", "host:port[,host:port], or mock:N for an in-process mock cluster")
           .text(&O::topic, "topic", "topic per event; {category} = the domain's category of the stream "
-                                    "(orders or inventory)")
+                                    "(orders or inventory for the order domain)")
           .choice(&O::format, "format", {"json", "binary"}, "value encoding of events")
           .integer(&O::partitions, "partitions", 1, 1024, "partitions of topics created on a mock cluster")
           .text(&O::properties, "properties", "librdkafka properties k=v,k=v; ${ENV} expands");

@@ -66,15 +66,23 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// `pattern` with every "{domain}" replaced by the graph's domain name.
+std::string with_domain(std::string pattern, const std::string& domain) {
+  const std::string token = "{domain}";
+  for (size_t at = pattern.find(token); at != std::string::npos; at = pattern.find(token, at + domain.size()))
+    pattern.replace(at, token.size(), domain);
+  return pattern;
+}
+
 class KafkaSourceNode final : public RuntimeNode {
  public:
   KafkaSourceNode(Pipeline& p, const std::string& id, const KafkaSourceOptions& o, const Domain& domain)
       : RuntimeNode(id, "kafka_source", p.metrics().probe(id, "kafka_source")),
         domain_(domain),
         brokers_(o.brokers),
-        topics_(split_list(o.topics)),
+        topics_(split_list(with_domain(o.topics, domain.name()))),
         group_(o.group),
-        dlq_topic_(o.dead_letter_topic),
+        dlq_topic_(with_domain(o.dead_letter_topic, domain.name())),
         max_message_bytes_(static_cast<size_t>(o.max_message_bytes)),
         max_in_flight_(o.max_in_flight),
         commit_interval_ms_(o.commit_interval_ms),
@@ -825,9 +833,10 @@ const graph::Options<KafkaSourceOptions>& kafka_source_options() {
   static const auto options =
       graph::Options<O>()
           .required(&O::brokers, "brokers", "host:port[,host:port], or mock:N for an in-process mock cluster")
-          .text(&O::topics, "topics", "command topics, comma-separated")
+          .text(&O::topics, "topics", "command topics, comma-separated; {domain} = the graph's domain")
           .text(&O::group, "group", "consumer group id")
-          .text(&O::dead_letter_topic, "dead_letter_topic", "undecodable or malformed messages")
+          .text(&O::dead_letter_topic, "dead_letter_topic",
+                "undecodable or malformed messages; {domain} = the graph's domain")
           .integer(&O::max_message_bytes, "max_message_bytes", 64, 104857600, "larger messages are dead-lettered")
           .integer(&O::max_in_flight, "max_in_flight", 1, 10000000, "commands submitted, not yet finished; more pauses")
           .integer(&O::commit_interval_ms, "commit_interval_ms", 1, 60000, "how often finished offsets are committed")

@@ -72,8 +72,10 @@ class KafkaPipelineTest : public ::testing::Test {
         "  events: {kind: rocksdb, path: events, sync: false}\n"
         "  snapshots: {kind: memory}\n"
         "nodes:\n"
-        "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", topics: " + kCommands +
-        ", group: " + kGroup + ", dead_letter_topic: " + kDlq +
+        // No topics and no dead_letter_topic: their defaults, {domain}.commands and
+        // {domain}.commands.dlq, are kCommands and kDlq for the order domain (the shipped
+        // graphs name them; tests/e2e/kafka_e2e_test.cc runs one).
+        "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", group: " + kGroup +
         ", max_message_bytes: " + max_message_bytes_ + ", max_in_flight: 8, commit_interval_ms: 50,"
         " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000" + extra_properties_ + "\"}}\n"
         "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 1000}}\n"
