@@ -664,6 +664,31 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     if (!running_) return;
     sleep_ms(200);
   }
+  // A subscriber whose own output lost its tail (its snapshot store restored from an older
+  // copy, or its WAL tail gone) would otherwise stay behind for ever on streams with no new
+  // events: its checkpoint says they were handled. Deliver the gap again (idempotent).
+  for (;;) {
+    auto covered = sub->covered_position();
+    if (!covered) {
+      sp.add_error("cannot read what the subscriber's output covers: " + covered.status().to_string());
+      if (!running_) return;
+      sleep_ms(200);
+      continue;
+    }
+    if (covered->has_value() && **covered < checkpoint) {
+      log::warn("subscriber's output is behind its checkpoint (restored or damaged store?); replaying the gap",
+                {{"subscriber", sub->subscriber_id()}, {"checkpoint", std::to_string(checkpoint)},
+                 {"covered", std::to_string(**covered)}});
+      if (auto s = feed->save_checkpoint(sub->subscriber_id(), **covered); !s) {
+        sp.add_error("cannot move the checkpoint back: " + s.to_string());
+        if (!running_) return;
+        sleep_ms(200);
+        continue;
+      }
+      checkpoint = **covered;
+    }
+    break;
+  }
   struct Outstanding {
     uint64_t last_position;
     size_t events;
@@ -801,6 +826,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
       abandon(s);
       return s;
     }
+    if (!batch.empty()) applied_position_ = batch.back().position;
     auto ticket = std::make_shared<BatchTicket>();
     ticket->add();
     if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
@@ -878,7 +904,7 @@ Status ProjectionNode::flush() {
     const Message& st = *cache_.at(stream);
     entries.push_back({stream, Snapshot{domain_.version(st), st.SerializeAsString()}});
   }
-  if (auto s = snapshots_->put(entries); !s) {
+  if (auto s = snapshots_->put_covering(entries, id(), applied_position_); !s) {
     probe().add_error(s.to_string());
     abandon(s);
     return s;
