@@ -689,6 +689,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
     }
     break;
   }
+  sp.set_gauge("checkpoint", static_cast<double>(checkpoint));  // from the start, not only once it moves
   struct Outstanding {
     uint64_t last_position;
     size_t events;
