@@ -66,19 +66,8 @@ class RepairE2eTest : public ::testing::Test {
   }
 
   void start_server() {
-    ASSERT_TRUE(server_->start(port_)) << "fork failed: " << strerror(errno);
-    Http h(port_, 2s);
-    Reply last;
-    const bool ready = eventually(
-        [&] {
-          if (!server_->running()) return true;
-          last = h.get("/readyz");
-          return last.status == 200;
-        },
-        15s, 50ms);
-    ASSERT_TRUE(server_->running()) << "server exited during start-up: "
-                                    << describe_wait_status(server_->last_status().value_or(0));
-    ASSERT_TRUE(ready) << "GET /readyz never answered 200; last: " << last.describe();
+    const std::string why = server_->start_ready(port_, 15s);
+    ASSERT_TRUE(why.empty()) << why;
   }
 
   void stop_server() {
