@@ -117,6 +117,11 @@ class ChangeFeed {
     return this;
   }
 
+  // True when positions are global and persistent (RocksDB, memory): a position kept
+  // elsewhere (a subscriber's output, SnapshotStore::covered_position) can be compared with
+  // head() and the checkpoints. False for per-subscriber views with synthetic positions.
+  virtual bool global_positions() const { return true; }
+
   // Up to `max` events with position > after, in position order.
   virtual Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) = 0;
   // Position of the last committed event (0 = empty).

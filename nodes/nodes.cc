@@ -622,6 +622,24 @@ ChangeFeedNode::~ChangeFeedNode() {
 }
 
 Status ChangeFeedNode::start() {
+  // A subscriber's output ahead of the event store (the event store restored from an older
+  // copy than the snapshot store) would make every command on those streams conflict for
+  // ever: command lanes decide on the snapshot's version, which the store never reaches.
+  // Refuse to start instead, naming both sides and the way out.
+  if (feed_->global_positions()) {
+    const uint64_t head = feed_->head();
+    for (auto* s : subscribers_) {
+      auto covered = s->covered_position();
+      if (!covered) return covered.status();
+      if (covered->has_value() && **covered > head)
+        return Status::io_error(
+            "the output of subscriber " + s->subscriber_id() + " covers the change feed up to position " +
+            std::to_string(**covered) + ", but the event store ends at " + std::to_string(head) +
+            ": the event store is older than its read model (restored from an older copy, or its events lost). "
+            "Restore the event store that matches it, or, to accept the event store as it is, stop and run "
+            "'orderflow repair rebuild-projection' so the read model is rebuilt from it");
+    }
+  }
   running_ = true;
   for (auto* s : subscribers_)
     threads_.emplace_back([this, s] {
@@ -675,7 +693,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       sleep_ms(200);
       continue;
     }
-    if (covered->has_value() && **covered < checkpoint) {
+    if (feed->global_positions() && covered->has_value() && **covered < checkpoint) {
       log::warn("subscriber's output is behind its checkpoint (restored or damaged store?); replaying the gap",
                 {{"subscriber", sub->subscriber_id()}, {"checkpoint", std::to_string(checkpoint)},
                  {"covered", std::to_string(**covered)}});

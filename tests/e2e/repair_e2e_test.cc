@@ -5,6 +5,9 @@
 //                                   the snapshot store restored from an older copy while the
 //                                   projection's checkpoint stayed ahead: the read model of a
 //                                   stream with no new events used to stay stale for ever
+//   EventStoreOlderThanItsReadModelIsRefusedUntilRebuilt
+//                                   the event store restored from an older copy: refused at
+//                                   start (it answered 409 for ever), writable after a rebuild
 //   SnapshotStoreWipedIsRebuiltAtStart
 //                                   the snapshot store's directory deleted: rebuilt from the log
 //   RebuildProjectionRefoldsTheReadModel
@@ -211,6 +214,56 @@ TEST_F(RepairE2eTest, SnapshotStoreWipedIsRebuiltAtStart) {
       5s))
       << a.describe();
   EXPECT_EQ(num(a.json, "onHand"), 10) << a.describe();
+}
+
+// Regression (issue 16): the event store restored from an older copy than the snapshot
+// store started as if nothing happened, and every command on a stream whose snapshot was
+// ahead answered 409 for ever. Now the start is refused, naming the way out, and
+// rebuild-projection (accepting the event store as it is) makes the streams writable again.
+TEST_F(RepairE2eTest, EventStoreOlderThanItsReadModelIsRefusedUntilRebuilt) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("eo-1", "EO-A", 5)));
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_caught_up(1));
+  const fs::path old_copy = dir_ / "events-old";
+  fs::copy(data_ / "events", old_copy, fs::copy_options::recursive);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("eo-2", "EO-A", 7)));
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_caught_up(2));
+  fs::remove_all(data_ / "events");
+  fs::copy(old_copy, data_ / "events", fs::copy_options::recursive);
+
+  ASSERT_TRUE(server_->start(port_));
+  EXPECT_TRUE(eventually([&] { return !server_->running(); }, 10s)) << "a server started on stores that disagree";
+  server_->kill_now();
+  const auto status = server_->last_status();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << describe_wait_status(*status);
+  const std::string log = read_log(log_);
+  EXPECT_NE(log.find("older than its read model"), std::string::npos) << log;
+  EXPECT_NE(log.find("rebuild-projection"), std::string::npos) << log;
+
+  const Ran r = repair("rebuild-projection " + data_flag());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  Http h(port_);
+  Reply a;
+  EXPECT_TRUE(eventually(
+      [&] {
+        a = h.get("/api/v1/inventory/EO-A");
+        return num(a.json, "version") == 1;
+      },
+      5s))
+      << a.describe();
+  EXPECT_EQ(num(a.json, "onHand"), 5) << a.describe();
+  const Reply more = h.command(add_stock("eo-3", "EO-A", 2).body);
+  EXPECT_EQ(more.status, 200) << more.describe();
+  EXPECT_EQ(num(more.json, "version"), 2) << more.describe();
 }
 
 TEST_F(RepairE2eTest, RebuildProjectionRefoldsTheReadModel) {
