@@ -694,7 +694,12 @@ void ChangeFeedNode::run(FeedSubscriber* sub) {
       continue;
     }
     if (feed->global_positions() && covered->has_value() && **covered < checkpoint) {
-      log::warn("subscriber's output is behind its checkpoint (restored or damaged store?); replaying the gap",
+      // Covering nothing is also what a store written before these marks existed reads as:
+      // say so, rather than alarm the operator of an upgrade about damage.
+      log::warn(**covered == 0 ? "subscriber's output holds no mark of what it covers (a new or wiped store, or one "
+                                 "from before such marks); replaying the feed from the start"
+                               : "subscriber's output is behind its checkpoint (restored or damaged store?); "
+                                 "replaying the gap",
                 {{"subscriber", sub->subscriber_id()}, {"checkpoint", std::to_string(checkpoint)},
                  {"covered", std::to_string(**covered)}});
       if (auto s = feed->save_checkpoint(sub->subscriber_id(), **covered); !s) {

@@ -214,6 +214,7 @@ TEST_F(RepairE2eTest, SnapshotStoreWipedIsRebuiltAtStart) {
       5s))
       << a.describe();
   EXPECT_EQ(num(a.json, "onHand"), 10) << a.describe();
+  EXPECT_NE(read_log(log_).find("replaying the feed from the start"), std::string::npos) << "no warning line";
 }
 
 // Regression (issue 16): the event store restored from an older copy than the snapshot
