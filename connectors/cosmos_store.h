@@ -87,6 +87,7 @@ class CosmosEventStore;
 class CosmosFeedView final : public ChangeFeed {
  public:
   CosmosFeedView(CosmosEventStore& store, std::string subscriber);
+  bool global_positions() const override { return false; }  // synthetic, process-local
   ~CosmosFeedView() override;  // releases its leases unless release_leases_on_close is false
 
   Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
@@ -148,6 +149,7 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   static Result<std::unique_ptr<CosmosEventStore>> open(std::shared_ptr<CosmosClient> client,
                                                         const CosmosStoreOptions& options);
   ~CosmosEventStore() override;
+  bool global_positions() const override { return false; }  // no global order (positions 0)
 
   std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override;
   Status read_stream(const std::string& stream, uint64_t from_version, std::vector<RecordedEvent>* out) override;

@@ -100,10 +100,35 @@ Result<Snapshot> MemorySnapshotStore::get(const std::string& stream) {
 
 Status MemorySnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {
   std::lock_guard lock(mu_);
+  put_locked(entries);
+  return Status::ok();
+}
+
+void MemorySnapshotStore::put_locked(const std::vector<std::pair<std::string, Snapshot>>& entries) {
   for (const auto& [stream, snap] : entries) {
     auto& cur = map_[stream];
     if (snap.version > cur.version) cur = snap;
   }
+}
+
+Status MemorySnapshotStore::put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries,
+                                         const std::string& writer, uint64_t position) {
+  std::lock_guard lock(mu_);
+  put_locked(entries);
+  covered_[writer] = position;
+  return Status::ok();
+}
+
+Result<std::optional<uint64_t>> MemorySnapshotStore::covered_position(const std::string& writer) {
+  std::lock_guard lock(mu_);
+  auto it = covered_.find(writer);
+  return std::optional<uint64_t>(it == covered_.end() ? 0 : it->second);
+}
+
+Status MemorySnapshotStore::clear() {
+  std::lock_guard lock(mu_);
+  map_ = ShardedMap<Snapshot>();
+  covered_.clear();
   return Status::ok();
 }
 

@@ -63,10 +63,16 @@ class MemorySnapshotStore final : public SnapshotStore {
  public:
   Result<Snapshot> get(const std::string& stream) override;
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+  Status put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string& writer,
+                      uint64_t position) override;
+  Result<std::optional<uint64_t>> covered_position(const std::string& writer) override;
+  Status clear() override;
 
  private:
+  void put_locked(const std::vector<std::pair<std::string, Snapshot>>& entries);
   std::mutex mu_;
   ShardedMap<Snapshot> map_;
+  std::map<std::string, uint64_t> covered_;  // guarded by mu_: writer -> feed position
 };
 
 }  // namespace orderflow::connectors

@@ -430,20 +430,62 @@ Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const Rocks
   store->sync_ = options.sync;
   rocksdb::Options o = base_options();
   static_cast<rocksdb::ColumnFamilyOptions&>(o) = point_lookup_cf();  // lanes look up new streams: mostly misses
+  // The marks live apart from the snapshots, so no stream id can collide with one and a
+  // scan of either never meets the other. A store written before marks existed gets the
+  // family created empty: its writers then replay from the start once (idempotent).
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, point_lookup_cf()},
+      {"covered", rocksdb::ColumnFamilyOptions()},
+  };
   rocksdb::DB* db = nullptr;
-  auto s = rocksdb::DB::Open(o, options.path, &db);
+  auto s = rocksdb::DB::Open(o, options.path, cfs, &store->handles_, &db);
   if (!s.ok()) return Status::io_error("cannot open snapshot store at " + options.path + ": " + s.ToString());
   store->db_.reset(db);
   return store;
 }
 
 RocksSnapshotStore::~RocksSnapshotStore() {
-  if (db_) db_->Close();
+  if (!db_) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+Result<std::optional<uint64_t>> RocksSnapshotStore::covered_position(const std::string& writer) {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), handles_[1], writer, &value);
+  if (s.IsNotFound()) return std::optional<uint64_t>(0);
+  if (!s.ok()) return map(s);
+  if (value.size() != 8) return Status::io_error("corrupt covered position of " + writer + " in the snapshot store");
+  return std::optional<uint64_t>(get_u64_be(value.data()));
+}
+
+Status RocksSnapshotStore::clear() {
+  std::lock_guard lock(write_mu_);
+  versions_.clear();
+  covered_.clear();
+  // Offline and once: a batch of deletes per column family is simple and bounded by the
+  // number of streams (one key each).
+  for (auto* h : handles_) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), h));
+    rocksdb::WriteBatch wb;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      wb.Delete(h, it->key());
+      if (wb.Count() >= 10000) {
+        if (auto s = db_->Write(rocksdb::WriteOptions(), &wb); !s.ok()) return map(s);
+        wb.Clear();
+      }
+    }
+    if (!it->status().ok()) return map(it->status());
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto s = db_->Write(wo, &wb); !s.ok()) return map(s);
+  }
+  return Status::ok();
 }
 
 Result<Snapshot> RocksSnapshotStore::get(const std::string& stream) {
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), stream, &value);
+  auto s = db_->Get(rocksdb::ReadOptions(), handles_[0], stream, &value);
   if (s.IsNotFound()) return Snapshot{};
   if (!s.ok()) return map(s);
   if (value.size() < 8) return Status::io_error("corrupt snapshot for " + stream);
@@ -451,6 +493,16 @@ Result<Snapshot> RocksSnapshotStore::get(const std::string& stream) {
 }
 
 Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot>>& entries) {
+  return write(entries, nullptr, 0);
+}
+
+Status RocksSnapshotStore::put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries,
+                                        const std::string& writer, uint64_t position) {
+  return write(entries, &writer, position);
+}
+
+Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapshot>>& entries,
+                                 const std::string* writer, uint64_t position) {
   // Serialized so the version check and the write cannot interleave with another put.
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch wb;
@@ -485,7 +537,17 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
     value.reserve(8 + snap.state.size());
     put_u64_be(value, snap.version);
     value.append(snap.state);
-    wb.Put(stream, value);
+    wb.Put(handles_[0], stream, value);
+  }
+  // The mark goes in the same batch: it never claims snapshots the disk does not hold. An
+  // unchanged mark with nothing else to write is not rewritten.
+  if (writer != nullptr) {
+    auto known = covered_.find(*writer);
+    if (wb.Count() > 0 || known == covered_.end() || known->second != position) {
+      std::string value;
+      put_u64_be(value, position);
+      wb.Put(handles_[1], *writer, value);
+    }
   }
   if (wb.Count() == 0) return Status::ok();
   rocksdb::WriteOptions wo;
@@ -493,8 +555,10 @@ Status RocksSnapshotStore::put(const std::vector<std::pair<std::string, Snapshot
   auto s = db_->Write(wo, &wb);
   if (!s.ok()) {
     versions_.clear();
+    covered_.clear();
     return map(s);
   }
+  if (writer != nullptr) covered_[*writer] = position;
   if (versions_.size() + in_batch.size() > kVersionCacheLimit) versions_.clear();
   for (const auto& [stream, version] : in_batch) versions_[*stream] = version;
   return Status::ok();

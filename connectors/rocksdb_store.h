@@ -26,7 +26,9 @@
 // itself, polling free space every 5 s, and Resume answers Busy meanwhile). An error RocksDB
 // cannot resume from stays, as kIoError.
 //
-// RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes.
+// RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes; in a column
+// family of its own ("covered"), writer -> the feed position its snapshots cover, written in
+// the same WriteBatch as the snapshots (SnapshotStore::put_covering).
 #pragma once
 
 #include <atomic>
@@ -107,13 +109,21 @@ class RocksSnapshotStore final : public SnapshotStore {
 
   Result<Snapshot> get(const std::string& stream) override;
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+  Status put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string& writer,
+                      uint64_t position) override;
+  Result<std::optional<uint64_t>> covered_position(const std::string& writer) override;
+  Status clear() override;
 
  private:
   RocksSnapshotStore() = default;
+  Status write(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string* writer,
+               uint64_t position);
   std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default (snapshots), covered
   bool sync_ = true;
   std::mutex write_mu_;
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded
+  std::unordered_map<std::string, uint64_t> covered_;   // guarded by write_mu_: marks as last written
 };
 
 // The one place RocksDB statuses become orderflow statuses.

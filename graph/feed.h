@@ -51,6 +51,12 @@ class FeedSubscriber {
   // every few milliseconds while tickets are outstanding), and with stopping = true before
   // it stops: a subscriber that holds tickets back to coalesce work must finish them then.
   virtual void idle(bool /*stopping*/) {}
+  // The feed position up to which this subscriber's durable output is known complete, as
+  // kept beside that output (a projection's snapshot store), or nullopt when it keeps no
+  // such mark. Called once, from the feed's thread, before the first batch: a checkpoint
+  // ahead of it means the output lost its tail (an older copy restored, a lost WAL) and
+  // the feed moves the checkpoint back so the gap is delivered again.
+  virtual Result<std::optional<uint64_t>> covered_position() { return std::optional<uint64_t>(); }
 };
 
 }  // namespace orderflow

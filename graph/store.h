@@ -117,6 +117,11 @@ class ChangeFeed {
     return this;
   }
 
+  // True when positions are global and persistent (RocksDB, memory): a position kept
+  // elsewhere (a subscriber's output, SnapshotStore::covered_position) can be compared with
+  // head() and the checkpoints. False for per-subscriber views with synthetic positions.
+  virtual bool global_positions() const { return true; }
+
   // Up to `max` events with position > after, in position order.
   virtual Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) = 0;
   // Position of the last committed event (0 = empty).
@@ -141,6 +146,29 @@ class SnapshotStore {
   // Writes every entry whose version is newer than the stored one, in one write; an
   // entry at or below the stored version is skipped (re-applying is a no-op).
   virtual Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) = 0;
+
+  // As put(), and records in the same atomic write that `writer` (a change-feed subscriber,
+  // the projection) has folded every event up to feed position `position` into this store.
+  // Stored with the snapshots themselves, the mark is lost exactly when they are (a
+  // restored older copy, a WAL tail gone, a wiped directory), so at start a writer whose
+  // feed checkpoint is ahead of its mark is known to be behind and replays the gap. The
+  // default, for a store that cannot keep it, writes the entries only.
+  virtual Status put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries,
+                              const std::string& writer, uint64_t position) {
+    (void)writer;
+    (void)position;
+    return put(entries);
+  }
+  // The position put_covering() last recorded for `writer`: 0 when none was (an empty or a
+  // new store, whose writer must then replay from the start); nullopt when this store keeps
+  // no marks (the default; Cosmos DB, whose feed positions are process-local).
+  virtual Result<std::optional<uint64_t>> covered_position(const std::string& writer) {
+    (void)writer;
+    return std::optional<uint64_t>();
+  }
+  // Removes every snapshot and mark (offline repair: a projection rebuilt from the event
+  // store). Never called while a pipeline uses the store.
+  virtual Status clear() { return Status::invalid_argument("this snapshot store cannot be cleared offline"); }
 
   // As EventStore::health.
   virtual Status health() const { return Status::ok(); }

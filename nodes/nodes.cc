@@ -623,6 +623,24 @@ ChangeFeedNode::~ChangeFeedNode() {
 }
 
 Status ChangeFeedNode::start() {
+  // A subscriber's output ahead of the event store (the event store restored from an older
+  // copy than the snapshot store) would make every command on those streams conflict for
+  // ever: command lanes decide on the snapshot's version, which the store never reaches.
+  // Refuse to start instead, naming both sides and the way out.
+  if (feed_->global_positions()) {
+    const uint64_t head = feed_->head();
+    for (auto* s : subscribers_) {
+      auto covered = s->covered_position();
+      if (!covered) return covered.status();
+      if (covered->has_value() && **covered > head)
+        return Status::io_error(
+            "the output of subscriber " + s->subscriber_id() + " covers the change feed up to position " +
+            std::to_string(**covered) + ", but the event store ends at " + std::to_string(head) +
+            ": the event store is older than its read model (restored from an older copy, or its events lost). "
+            "Restore the event store that matches it, or, to accept the event store as it is, stop and run "
+            "'orderflow repair rebuild-projection' so the read model is rebuilt from it");
+    }
+  }
   running_ = true;
   failing_.clear();
   for (size_t i = 0; i < subscribers_.size(); ++i) failing_.push_back(std::make_unique<Failing>());
@@ -705,6 +723,37 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
     if (!running_) return;
     sleep_ms(200);
   }
+  // A subscriber whose own output lost its tail (its snapshot store restored from an older
+  // copy, or its WAL tail gone) would otherwise stay behind for ever on streams with no new
+  // events: its checkpoint says they were handled. Deliver the gap again (idempotent).
+  for (;;) {
+    auto covered = sub->covered_position();
+    if (!covered) {
+      sp.add_error("cannot read what the subscriber's output covers: " + covered.status().to_string());
+      if (!running_) return;
+      sleep_ms(200);
+      continue;
+    }
+    if (feed->global_positions() && covered->has_value() && **covered < checkpoint) {
+      // Covering nothing is also what a store written before these marks existed reads as:
+      // say so, rather than alarm the operator of an upgrade about damage.
+      log::warn(**covered == 0 ? "subscriber's output holds no mark of what it covers (a new or wiped store, or one "
+                                 "from before such marks); replaying the feed from the start"
+                               : "subscriber's output is behind its checkpoint (restored or damaged store?); "
+                                 "replaying the gap",
+                {{"subscriber", sub->subscriber_id()}, {"checkpoint", std::to_string(checkpoint)},
+                 {"covered", std::to_string(**covered)}});
+      if (auto s = feed->save_checkpoint(sub->subscriber_id(), **covered); !s) {
+        sp.add_error("cannot move the checkpoint back: " + s.to_string());
+        if (!running_) return;
+        sleep_ms(200);
+        continue;
+      }
+      checkpoint = **covered;
+    }
+    break;
+  }
+  sp.set_gauge("checkpoint", static_cast<double>(checkpoint));  // from the start, not only once it moves
   struct Outstanding {
     uint64_t last_position;
     size_t events;
@@ -848,6 +897,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
       abandon(s);
       return s;
     }
+    if (!batch.empty()) applied_position_ = batch.back().position;
     auto ticket = std::make_shared<BatchTicket>();
     ticket->add();
     if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
@@ -928,7 +978,7 @@ Status ProjectionNode::flush() {
     const Message& st = *entry->second.state;
     entries.push_back({entry->first, Snapshot{domain_.version(st), st.SerializeAsString()}});
   }
-  if (auto s = snapshots_->put(entries); !s) {
+  if (auto s = snapshots_->put_covering(entries, id(), applied_position_); !s) {
     probe().add_error(s.to_string());
     abandon(s);
     return s;

@@ -253,6 +253,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
   void idle(bool stopping) override;
+  Result<std::optional<uint64_t>> covered_position() override { return snapshots_->covered_position(id()); }
 
   static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
   static constexpr std::chrono::milliseconds kFlushInterval{25};
@@ -277,6 +278,9 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   // across rehashing): one hash look-up per event, none per flush.
   std::vector<Cache::value_type*> dirty_;
   std::vector<std::shared_ptr<BatchTicket>> pending_;         // batches waiting for the next flush
+  // Feed position of the last event applied: what a flush's snapshots cover (recorded with
+  // them, SnapshotStore::put_covering). Follows redelivery back, so it never claims more.
+  uint64_t applied_position_ = 0;
   std::chrono::steady_clock::time_point first_pending_;
   // The domain's running totals (Domain::counters), in written snapshots and in dirty states.
   const std::vector<CounterSpec> counter_specs_;

@@ -9,6 +9,8 @@
 //   orderflow dot FILE
 //   orderflow bench FILE [options]   (bench/bench_cmd.h)
 //   orderflow mock-kafka [--brokers N] [--topics A,B] [--partitions P]
+//   orderflow repair checkpoints|reset-checkpoint|rebuild-projection FILE --data-dir DIR ...
+//                                    (server/repair.h; a stopped server's data directory)
 //
 // run_cli() is the whole command line for a registry of kinds and domains: the `orderflow`
 // binary (server/main.cc) passes the standard one; a binary of another domain passes its own.
@@ -16,7 +18,6 @@
 // Exit codes: 0 success (also after SIGTERM/SIGINT with everything drained), 1 runtime
 // failure (store cannot open, port taken), 2 bad usage or an invalid graph file.
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +39,8 @@
 #include <CLI/CLI.hpp>
 
 #include "server/cli.h"
+#include "server/data_dir.h"
+#include "server/repair.h"
 
 #include "bench/bench_cmd.h"
 #include "connectors/http_api.h"
@@ -57,19 +60,6 @@ int usage_error(const std::string& msg) {
   return 2;
 }
 
-bool load(const std::string& path, const graph::KindRegistry& registry, graph::GraphDef* out) {
-  auto r = graph::load_and_validate(path, registry);
-  for (const auto& d : r.diagnostics) std::fprintf(stderr, "%s\n", d.to_string().c_str());
-  if (!r.ok()) {
-    std::fprintf(stderr, "%zu problem%s in %s\n", r.diagnostics.size(), r.diagnostics.size() == 1 ? "" : "s",
-                 path.c_str());
-    return false;
-  }
-  *out = std::move(r.graph);
-  return true;
-}
-
-
 // The default instance id: this host and data directory, so a restarted instance has the
 // same one (and reclaims its own Cosmos DB leases at once) while two instances on one host
 // differ as long as their data directories do (the lock below makes sure of that).
@@ -88,17 +78,13 @@ std::string default_instance_id(const std::string& data_dir) {
   return id + suffix;
 }
 
-// An instance id names one live process: a lock in the data directory keeps a second
-// process with the same directory (and so the same default id) from starting.
-bool lock_data_dir(const std::string& data_dir) {
-  const std::string path = (std::filesystem::path(data_dir) / "instance.lock").string();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return false;
-  }
-  return true;  // held until the process exits
+// An instance id names one live process: the lock in the data directory
+// (server::lock_data_dir) keeps a second process with the same directory (and so the same
+// default id) from starting.
+using server::lock_data_dir;
+
+bool load(const std::string& path, const graph::KindRegistry& registry, graph::GraphDef* out) {
+  return server::load_graph(path, registry, out);
 }
 
 void set_param(graph::NodeDef& n, const std::string& name, const std::string& value) {
@@ -390,6 +376,7 @@ int run_cli(int argc, char** argv, const graph::KindRegistry& registry) {
   });
 
   bench::add_bench_command(app, registry, &exit_code);
+  server::add_repair_command(app, registry, &exit_code);
 
   int64_t brokers = 3, partitions = 4;
   std::vector<std::string> topics;

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/net.h"
+
 namespace orderflow::testing {
 
 namespace fs = std::filesystem;
@@ -100,6 +102,19 @@ class ServerProcess {
     pid_ = pid;
     last_status_.reset();
     return true;
+  }
+
+  // start(port), then polls GET /readyz until it answers 200. Empty when ready, else why not
+  // (the child exited, or `timeout` passed).
+  std::string start_ready(int port, std::chrono::milliseconds timeout) {
+    if (!start(port)) return "fork failed: " + std::string(std::strerror(errno));
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (!running()) return "server exited during start-up: " + describe_wait_status(last_status_.value_or(0));
+      if (!http_get_body(port, "/readyz").empty()) return "";
+      if (std::chrono::steady_clock::now() >= deadline) return "GET /readyz never answered 200";
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
 
   // False once the child has exited (its status is then in last_status()).

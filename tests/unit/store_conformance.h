@@ -506,9 +506,36 @@ TYPED_TEST_P(SnapshotStoreTest, OlderEntryLaterInTheSameBatchDoesNotWin) {
   EXPECT_EQ(this->get("a").state, "seven");
 }
 
+// The mark a projection keeps beside its snapshots: 0 before any, per writer, written with
+// the entries (also with none), moved back when the writer says so; clear() drops it all.
+TYPED_TEST_P(SnapshotStoreTest, CoveredPositionIsKeptPerWriterWithTheSnapshots) {
+  auto& store = this->backend_.store();
+  auto none = store.covered_position("projection");
+  ASSERT_TRUE(none) << none.status().to_string();
+  if (!none->has_value()) GTEST_SKIP() << "this store keeps no covered positions";
+  EXPECT_EQ(**none, 0u);
+  ASSERT_TRUE(store.put_covering({{"a", {2, "two"}}}, "projection", 40));
+  ASSERT_TRUE(store.put_covering({}, "other", 7));
+  EXPECT_EQ(this->get("a").state, "two");
+  EXPECT_EQ(**store.covered_position("projection"), 40u);
+  EXPECT_EQ(**store.covered_position("other"), 7u);
+  ASSERT_TRUE(store.put_covering({{"a", {1, "one"}}}, "projection", 35));  // redelivery after a failure
+  EXPECT_EQ(**store.covered_position("projection"), 35u);
+  EXPECT_EQ(this->get("a").state, "two");
+  auto cleared = store.clear();
+  if (cleared.code() == StatusCode::kInvalidArgument) GTEST_SKIP() << cleared.message();
+  ASSERT_TRUE(cleared) << cleared.to_string();
+  EXPECT_EQ(this->get("a").version, 0u);
+  EXPECT_EQ(**store.covered_position("projection"), 0u);
+  EXPECT_EQ(**store.covered_position("other"), 0u);
+  ASSERT_TRUE(store.put_covering({{"a", {1, "one again"}}}, "projection", 3));  // refolded after the clear
+  EXPECT_EQ(this->get("a").state, "one again");
+}
+
 REGISTER_TYPED_TEST_SUITE_P(SnapshotStoreTest,
     AbsentStreamIsVersionZero,
     NewerVersionWinsOlderOrEqualIsANoOp,
-    OlderEntryLaterInTheSameBatchDoesNotWin);
+    OlderEntryLaterInTheSameBatchDoesNotWin,
+    CoveredPositionIsKeptPerWriterWithTheSnapshots);
 
 }  // namespace orderflow::connectors::conformance

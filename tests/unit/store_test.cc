@@ -229,6 +229,18 @@ TEST(RocksSnapshotStoreTest, SnapshotsPersistAcrossReopen) {
   EXPECT_EQ(backend.store().get("order-1")->state, "s3");
 }
 
+// The covered position is as durable as the snapshots written with it.
+TEST(RocksSnapshotStoreTest, CoveredPositionPersistsAcrossReopen) {
+  RocksSnapshots backend;
+  ASSERT_TRUE(backend.store().put_covering({{"order-1", {3, "s3"}}}, "projection", 12));
+  backend.reopen();
+  auto covered = backend.store().covered_position("projection");
+  ASSERT_TRUE(covered && covered->has_value());
+  EXPECT_EQ(**covered, 12u);
+  EXPECT_EQ(backend.store().get("order-1")->state, "s3");
+  EXPECT_EQ(backend.store().get("projection")->version, 0u);  // a mark is no snapshot
+}
+
 // ---- encodings ----------------------------------------------------------------------
 
 TEST(StoreEncoding, EventRoundTrip) {

@@ -1,0 +1,319 @@
+#include "server/repair.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "connectors/stores.h"
+#include "graph/store.h"
+#include "server/data_dir.h"
+
+namespace orderflow::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RepairFlags {
+  std::string file;
+  std::string data_dir;
+  std::string subscriber;
+  std::string projection;
+  std::optional<uint64_t> position;
+  std::string time;
+};
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "orderflow repair: %s\n", msg.c_str());
+  return 1;
+}
+
+int usage(const std::string& msg) {
+  std::fprintf(stderr, "orderflow repair: %s\n", msg.c_str());
+  return 2;
+}
+
+// A subscriber of a change feed, as the graph wires it.
+struct Subscriber {
+  const graph::NodeDef* node;
+  const graph::NodeDef* feed;  // the change_feed node it reads
+};
+
+const graph::NodeDef* find_node(const graph::GraphDef& def, const std::string& id) {
+  for (const auto& n : def.nodes)
+    if (n.id == id) return &n;
+  return nullptr;
+}
+
+std::vector<Subscriber> subscribers(const graph::GraphDef& def) {
+  std::vector<Subscriber> out;
+  for (const auto& e : def.edges) {
+    const auto* from = find_node(def, e.from);
+    const auto* to = find_node(def, e.to);
+    if (from != nullptr && to != nullptr && from->kind == "change_feed") out.push_back({to, from});
+  }
+  return out;
+}
+
+// The graph, the lock and the stores of one repair; refuses what cannot be repaired offline.
+class Session {
+ public:
+  Session(const RepairFlags& flags, const graph::KindRegistry& registry) : flags_(flags), registry_(registry) {}
+
+  // 0 when the session is ready, else the exit code (the reason is printed).
+  int open() {
+    if (!load_graph(flags_.file, registry_, &def_)) return 2;
+    std::error_code ec;
+    if (!fs::is_directory(flags_.data_dir, ec))
+      return fail("no data directory " + flags_.data_dir + " (give the --data-dir the server ran with)");
+    if (!lock_data_dir(flags_.data_dir))
+      return fail("data directory " + flags_.data_dir +
+                  " is in use by a running orderflow process; stop it (SIGTERM) and run the repair again");
+    stores_ = std::make_unique<connectors::StoreSet>(def_, flags_.data_dir);
+    return 0;
+  }
+
+  const graph::GraphDef& def() const { return def_; }
+
+  // The store `name` after checking that it is on disk here (a mistyped --data-dir must
+  // not create empty stores that the repair then reports on).
+  Status check_on_disk(const std::string& name) const {
+    auto it = def_.stores.find(name);
+    if (it == def_.stores.end()) return Status::not_found("no store named '" + name + "'");
+    if (it->second.kind != "rocksdb")
+      return Status::invalid_argument("store '" + name + "' is kind " + it->second.kind +
+                                      ": only rocksdb stores (global positions on disk) are repaired offline");
+    fs::path path = it->second.params.at("path").text;
+    if (path.is_relative()) path = fs::path(flags_.data_dir) / path;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec))
+      return Status::not_found("no store '" + name + "' at " + path.string() + " (was this graph served with --data-dir " +
+                               flags_.data_dir + "?)");
+    return Status::ok();
+  }
+
+  Result<ChangeFeed*> feed(const graph::NodeDef& feed_node) {
+    const std::string name = feed_node.get_string("events");
+    if (auto s = check_on_disk(name); !s) return s;
+    return stores_->change_feed(name);
+  }
+
+  Result<SnapshotStore*> snapshots(const std::string& name) {
+    if (auto s = check_on_disk(name); !s) return s;
+    return stores_->snapshot_store(name);
+  }
+
+ private:
+  const RepairFlags& flags_;
+  const graph::KindRegistry& registry_;
+  graph::GraphDef def_;
+  std::unique_ptr<connectors::StoreSet> stores_;
+};
+
+std::string covered_text(Session& session, const graph::NodeDef& node) {
+  if (node.kind != "projection") return "-";
+  auto snaps = session.snapshots(node.get_string("snapshots"));
+  if (!snaps) return "? (" + snaps.status().message() + ")";
+  auto covered = (*snaps)->covered_position(node.id);
+  if (!covered) return "? (" + covered.status().message() + ")";
+  return covered->has_value() ? std::to_string(**covered) : "-";
+}
+
+int list_checkpoints(const RepairFlags& flags, const graph::KindRegistry& registry) {
+  Session session(flags, registry);
+  if (int rc = session.open(); rc != 0) return rc;
+  const auto subs = subscribers(session.def());
+  bool any = false;
+  for (const auto& n : session.def().nodes) {
+    if (n.kind != "change_feed") continue;
+    any = true;
+    auto feed = session.feed(n);
+    if (!feed) return fail("change feed '" + n.id + "': " + feed.status().message());
+    const uint64_t head = (*feed)->head();
+    std::printf("change feed '%s' (store '%s'): head %" PRIu64 "\n", n.id.c_str(), n.get_string("events").c_str(), head);
+    std::printf("  %-24s %12s %10s %12s\n", "subscriber", "checkpoint", "behind", "covered");
+    for (const auto& s : subs) {
+      if (s.feed != &n) continue;
+      auto cp = (*feed)->load_checkpoint(s.node->id);
+      if (!cp) return fail("subscriber '" + s.node->id + "': " + cp.status().message());
+      std::printf("  %-24s %12" PRIu64 " %10" PRIu64 " %12s\n", s.node->id.c_str(), *cp, head > *cp ? head - *cp : 0,
+                  covered_text(session, *s.node).c_str());
+    }
+  }
+  if (!any) std::printf("no change feed in %s\n", flags.file.c_str());
+  return 0;
+}
+
+// ISO 8601 with a zone: 2026-12-01T22:33:24Z, 2026-12-01T22:33:24.250+01:00. Microseconds
+// since the epoch, or nullopt.
+std::optional<int64_t> parse_iso8601(const std::string& text) {
+  int y, mo, d, h, mi, consumed = 0;
+  double sec;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h, &mi, &sec, &consumed) != 6)
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61) return std::nullopt;
+  const std::string zone = text.substr(static_cast<size_t>(consumed));
+  int offset_s = 0;
+  if (zone == "Z" || zone == "z") {
+    offset_s = 0;
+  } else {
+    int zh, zm, n = 0;
+    char sign;
+    if (std::sscanf(zone.c_str(), "%c%2d:%2d%n", &sign, &zh, &zm, &n) != 3 || static_cast<size_t>(n) != zone.size() ||
+        (sign != '+' && sign != '-') || zh > 23 || zm > 59)
+      return std::nullopt;
+    offset_s = (sign == '+' ? 1 : -1) * (zh * 3600 + zm * 60);
+  }
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  const int whole = static_cast<int>(sec);
+  tm.tm_sec = whole;
+  const int64_t t = static_cast<int64_t>(timegm(&tm)) - offset_s;
+  return t * 1000000 + static_cast<int64_t>((sec - whole) * 1e6 + 0.5);
+}
+
+// The checkpoint that redelivers every event committed at or after `at_us`: the position
+// before the first such event (binary search: commit times follow positions, one writer,
+// as long as the wall clock did not step back). The head when there is none.
+Result<uint64_t> position_before(ChangeFeed& feed, int64_t at_us) {
+  uint64_t lo = 1, hi = feed.head() + 1;  // answer in [lo, hi]; hi = no such event
+  std::vector<RecordedEvent> one;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    one.clear();
+    if (auto s = feed.read(mid - 1, 1, &one); !s) return s;
+    if (one.empty()) return Status::io_error("no event at position " + std::to_string(mid));
+    if (one.front().committed_at_us >= at_us)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo - 1;
+}
+
+int reset_checkpoint(const RepairFlags& flags, const graph::KindRegistry& registry) {
+  if (flags.position.has_value() == !flags.time.empty())
+    return usage("reset-checkpoint needs exactly one of --position and --time");
+  std::optional<int64_t> at_us;
+  if (!flags.time.empty()) {
+    at_us = parse_iso8601(flags.time);
+    if (!at_us) return usage("--time '" + flags.time + "' is not ISO 8601 with a zone (e.g. 2026-12-01T10:00:00Z)");
+  }
+  Session session(flags, registry);
+  if (int rc = session.open(); rc != 0) return rc;
+  const auto subs = subscribers(session.def());
+  auto it = std::find_if(subs.begin(), subs.end(), [&](const Subscriber& s) { return s.node->id == flags.subscriber; });
+  if (it == subs.end()) {
+    std::string known;
+    for (const auto& s : subs) known += (known.empty() ? "" : ", ") + s.node->id;
+    return usage("no subscriber '" + flags.subscriber + "' of a change feed in " + flags.file +
+                 (known.empty() ? "" : " (subscribers: " + known + ")"));
+  }
+  auto feed = session.feed(*it->feed);
+  if (!feed) return fail("change feed '" + it->feed->id + "': " + feed.status().message());
+  const uint64_t head = (*feed)->head();
+  uint64_t target = 0;
+  if (at_us) {
+    auto p = position_before(**feed, *at_us);
+    if (!p) return fail(p.status().message());
+    target = *p;
+  } else {
+    target = *flags.position;
+    if (target > head)
+      return fail("--position " + std::to_string(target) + " is beyond the head of change feed '" + it->feed->id +
+                  "' (" + std::to_string(head) + ")");
+  }
+  auto old = (*feed)->load_checkpoint(flags.subscriber);
+  if (!old) return fail(old.status().message());
+  if (auto s = (*feed)->save_checkpoint(flags.subscriber, target); !s) return fail(s.message());
+  std::printf("subscriber '%s': checkpoint %" PRIu64 " -> %" PRIu64 " (head %" PRIu64
+              "); the next serve delivers it the %" PRIu64 " events after %" PRIu64 "\n",
+              flags.subscriber.c_str(), *old, target, head, head - target, target);
+  if (it->node->kind == "projection")
+    std::printf(
+        "note: a projection skips events its snapshots already hold, and a checkpoint beyond what they cover is moved "
+        "back at start; to rebuild its read model use 'orderflow repair rebuild-projection'\n");
+  return 0;
+}
+
+int rebuild_projection(const RepairFlags& flags, const graph::KindRegistry& registry) {
+  Session session(flags, registry);
+  if (int rc = session.open(); rc != 0) return rc;
+  std::vector<const graph::NodeDef*> projections;
+  for (const auto& n : session.def().nodes)
+    if (n.kind == "projection" && (flags.projection.empty() || n.id == flags.projection)) projections.push_back(&n);
+  if (projections.empty())
+    return usage(flags.projection.empty() ? "no projection in " + flags.file
+                                          : "no projection '" + flags.projection + "' in " + flags.file);
+  if (projections.size() > 1) return usage("several projections in " + flags.file + ": name one with --projection");
+  const graph::NodeDef& proj = *projections.front();
+  const std::string store = proj.get_string("snapshots");
+  // Every projection that writes this store loses its snapshots too: reset them all.
+  std::vector<Subscriber> affected;
+  for (const auto& s : subscribers(session.def()))
+    if (s.node->kind == "projection" && s.node->get_string("snapshots") == store) affected.push_back(s);
+  auto snaps = session.snapshots(store);
+  if (!snaps) return fail("snapshot store '" + store + "': " + snaps.status().message());
+  // Snapshots first: should the checkpoint reset not happen, the start finds a checkpoint
+  // ahead of what the (now empty) store covers and replays anyway.
+  if (auto s = (*snaps)->clear(); !s) return fail("cannot drop the snapshots in '" + store + "': " + s.message());
+  for (const auto& s : affected) {
+    auto feed = session.feed(*s.feed);
+    if (!feed) return fail("change feed '" + s.feed->id + "': " + feed.status().message());
+    auto old = (*feed)->load_checkpoint(s.node->id);
+    if (!old) return fail(old.status().message());
+    if (auto st = (*feed)->save_checkpoint(s.node->id, 0); !st) return fail(st.message());
+    std::printf("projection '%s': dropped the snapshots in store '%s', checkpoint %" PRIu64
+                " -> 0 (head %" PRIu64 "); the next serve rebuilds it from the event store\n",
+                s.node->id.c_str(), store.c_str(), *old, (*feed)->head());
+  }
+  if (affected.empty())
+    std::printf("projection '%s': dropped the snapshots in store '%s' (it reads no change feed)\n", proj.id.c_str(),
+                store.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_repair_command(CLI::App& app, const graph::KindRegistry& registry, int* exit_code) {
+  // Owned by the parser's lifetime: the flags live as long as the callbacks that read them.
+  auto flags = std::make_shared<RepairFlags>();
+  CLI::App* repair = app.add_subcommand(
+      "repair", "offline replay and repair of a stopped server's data directory (checkpoints, projections)");
+  repair->require_subcommand(1);
+  auto common = [&](CLI::App* cmd) {
+    cmd->add_option("FILE", flags->file, "graph definition (YAML) the server ran")->required();
+    cmd->add_option("--data-dir", flags->data_dir, "the data directory of the stopped server")->required();
+  };
+  CLI::App* list = repair->add_subcommand("checkpoints", "list each change feed's head and its subscribers' checkpoints");
+  common(list);
+  list->callback([flags, &registry, exit_code] { *exit_code = list_checkpoints(*flags, registry); });
+
+  CLI::App* reset = repair->add_subcommand(
+      "reset-checkpoint", "move a subscriber's checkpoint: the next serve redelivers the events after it");
+  common(reset);
+  reset->add_option("--subscriber", flags->subscriber, "node id of the change feed's subscriber (e.g. saga)")->required();
+  auto* pos = reset->add_option("--position", flags->position, "the new checkpoint: a feed position (0 = from the start)");
+  auto* time = reset->add_option("--time", flags->time,
+                                 "redeliver every event committed at or after this ISO 8601 time (with a zone)");
+  pos->excludes(time);
+  reset->callback([flags, &registry, exit_code] { *exit_code = reset_checkpoint(*flags, registry); });
+
+  CLI::App* rebuild = repair->add_subcommand(
+      "rebuild-projection", "drop a projection's snapshots and reset its checkpoint: the next serve rebuilds it");
+  common(rebuild);
+  rebuild->add_option("--projection", flags->projection, "the projection's node id (needed when there are several)");
+  rebuild->callback([flags, &registry, exit_code] { *exit_code = rebuild_projection(*flags, registry); });
+}
+
+}  // namespace orderflow::server
