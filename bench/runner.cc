@@ -30,6 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Client commands per hand-over in the closed loop (CommandSink::submit_batch).
+constexpr size_t kClosedLoopSubmitBatch = 64;
+
 Percentiles to_ms(const Histogram& h) {
   const auto s = h.summary();
   return {s.count, s.p50_us / 1000, s.p95_us / 1000, s.p99_us / 1000, s.p999_us / 1000, s.max_us / 1000};
@@ -283,6 +286,24 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     const uint64_t deadline_ns = start_ns + static_cast<uint64_t>(options.duration_s * 1e9);
     const double interval_ns = open_loop ? 1e9 / options.rate : 0;
     uint64_t submitted = 0;
+    // The closed loop hands commands over in batches, as a source that polls (Kafka) does;
+    // the open loop one at a time, each at its scheduled time.
+    const size_t submit_batch = open_loop ? 1 : kClosedLoopSubmitBatch;
+    EnvelopeBatch pending;
+    auto hand_over = [&] {
+      while (!pending.empty()) {
+        Status s = sink->submit_batch(pending);
+        if (s) break;
+        if (s.code() == StatusCode::kUnavailable) {  // at max_in_flight: wait for room
+          sleep_us(100);
+          continue;
+        }
+        tracker.outstanding.fetch_sub(pending.size());
+        tracker.failed.fetch_add(pending.size());
+        tracker.completed.fetch_add(pending.size());
+        pending.clear();
+      }
+    };
     for (uint64_t i = 0; i < total; ++i) {
       uint64_t ingest = 0;
       if (open_loop) {
@@ -293,6 +314,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
           sleep_us(static_cast<int>(std::min<uint64_t>((ingest - now) / 1000, 1000)));
       } else {
         if (by_duration && steady_ns() >= deadline_ns) break;
+        if (tracker.outstanding.load(std::memory_order_acquire) >= options.in_flight) hand_over();
         while (tracker.outstanding.load(std::memory_order_acquire) >= options.in_flight) sleep_us(100);
         ingest = steady_ns();
       }
@@ -306,20 +328,11 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
       env->done = [&tracker, place, ingest, e = env.get()](const Outcome& o) { tracker.done(o, place, ingest, *e); };
       env->ingest_ns = ingest;
       tracker.outstanding.fetch_add(1, std::memory_order_relaxed);
-      for (;;) {
-        Status s = sink->submit(env);
-        if (s) break;
-        if (s.code() == StatusCode::kUnavailable) {  // at max_in_flight: wait for room
-          sleep_us(100);
-          continue;
-        }
-        tracker.outstanding.fetch_sub(1);
-        tracker.failed.fetch_add(1);
-        tracker.completed.fetch_add(1);
-        break;
-      }
+      pending.push_back(std::move(env));
+      if (pending.size() >= submit_batch) hand_over();
       ++submitted;
     }
+    hand_over();
 
     // Done when every client command completed, nothing (saga commands included) is in
     // flight, and every subscriber's checkpoint is at the head of its feed.

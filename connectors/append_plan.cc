@@ -12,9 +12,10 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
                                        std::vector<AppendResult>& results) {
   results.assign(batch.size(), AppendResult{});
   std::vector<PlannedAppend> plan;
-  std::unordered_map<std::string, size_t> batch_commands;   // command id -> request index
-  std::unordered_map<std::string, uint64_t> batch_versions; // stream -> version after batch so far
-  std::unordered_map<std::string, uint64_t> failed_chains;  // stream -> highest failed chain
+  // Keyed by views into `batch`, which outlives them: no string copied per request.
+  std::unordered_map<std::string_view, size_t> batch_commands;   // command id -> request index
+  std::unordered_map<std::string_view, uint64_t> batch_versions; // stream -> version after batch so far
+  std::unordered_map<std::string_view, uint64_t> failed_chains;  // stream -> highest failed chain
   batch_commands.reserve(batch.size());  // no rehash while a group of a thousand is planned
   batch_versions.reserve(batch.size());
   uint64_t position = head;
@@ -25,7 +26,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     struct MarkChain {  // records a failed or duplicate request of a chain on scope exit
       const AppendRequest& req;
       const AppendResult& res;
-      std::unordered_map<std::string, uint64_t>& failed;
+      std::unordered_map<std::string_view, uint64_t>& failed;
       ~MarkChain() {
         if (req.chain == 0 || (res.status.is_ok() && !res.duplicate)) return;
         uint64_t& f = failed[req.stream];

@@ -24,7 +24,7 @@ std::vector<AppendResult> MemoryEventStore::append(const std::vector<AppendReque
       auto& positions = streams_[req.stream];
       for (size_t k = 0; k < req.events.size(); ++k) {
         log_.push_back({req.stream, p.first_version + k, p.first_position + k, at, req.command_id,
-                        req.events[k]});
+                        req.events[k], nullptr});
         positions.push_back(p.first_position + k);
       }
       commands_[req.command_id] = results[p.request];

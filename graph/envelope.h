@@ -31,6 +31,17 @@ struct Outcome {
 
 using Completion = std::function<void(const Outcome&)>;
 
+struct Envelope;
+
+// What admitted an envelope into a pipeline (its route), told once when the envelope is
+// completed, after its `done`: frees its place under the in-flight limit. A pointer in the
+// envelope instead of a completion wrapped around the source's: no allocation per command.
+class Admission {
+ public:
+  virtual ~Admission() = default;
+  virtual void release(const Envelope& envelope) = 0;
+};
+
 struct Envelope {
   MessagePtr command;                  // a message of the domain's command type
   // Domain::command_id(command): set on submit, points into `command` (never changed after).
@@ -49,6 +60,7 @@ struct Envelope {
   int attempts = 0;                    // decisions so far (conflicts re-decide)
   uint32_t lane = 0;
   Completion done;
+  Admission* admitted = nullptr;       // set by the route that took it; released after `done`
 
   // Filled by the lane.
   uint64_t expected_version = 0;
@@ -62,16 +74,24 @@ struct Envelope {
 
   bool expired(uint64_t now_ns) const { return deadline_ns != 0 && now_ns > deadline_ns; }
 
+  // Calls `done` (if any), then releases the admission; at most once.
   void complete(const Outcome& o) {
-    if (done) {
-      auto d = std::move(done);
-      done = nullptr;
-      d(o);
-    }
+    if (!done && admitted == nullptr) return;
+    auto d = std::move(done);
+    done = nullptr;
+    Admission* a = admitted;
+    admitted = nullptr;
+    if (d) d(o);
+    if (a != nullptr) a->release(*this);
   }
 };
 
 using EnvelopePtr = std::shared_ptr<Envelope>;
+// The unit of flow between route, lanes and commit (DESIGN.md, Core v2): one TBB message,
+// one queue operation per batch of commands, not per command. Shared, because TBB copies
+// messages between nodes; the vector itself is never copied.
+using EnvelopeBatch = std::vector<EnvelopePtr>;
+using BatchPtr = std::shared_ptr<EnvelopeBatch>;
 
 inline uint64_t steady_ns() {
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -84,6 +104,12 @@ class CommandSink {
  public:
   virtual ~CommandSink() = default;
   virtual Status submit(EnvelopePtr envelope) = 0;
+  // Several commands at once (a source's poll, a process manager's reactions to a batch of
+  // events): one admission and one hand-over per lane instead of one per command. Either
+  // takes every envelope (the batch is cleared; a malformed one is completed with
+  // kInvalidArgument instead of refused) or, at the in-flight limit or while stopping,
+  // none (kUnavailable, the batch untouched). Commands of one stream keep their order.
+  virtual Status submit_batch(EnvelopeBatch& batch) = 0;
   virtual int64_t in_flight() const = 0;
   virtual int64_t max_in_flight() const = 0;
 };

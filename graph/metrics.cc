@@ -268,6 +268,9 @@ struct Catalogue {
     g("lag_events", "Committed events the subscriber has not checkpointed yet.");
     g("lag_seconds", "Age of the oldest event the subscriber is handling (0 when caught up).");
     g("checkpoint", "Last global position the subscriber checkpointed.");
+    // change feed (its live tail)
+    c("store_events_read", "Events the change feed read from the event store.");
+    c("tail_hits", "Batches a subscriber took from the change feed's live tail instead of the store.");
     // commit
     g("last_batch_commands", "Commands in the last group commit.");
     g("mean_batch_commands", "Mean commands per group commit since start.");

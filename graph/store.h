@@ -9,11 +9,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "graph/status.h"
+
+namespace google::protobuf {
+class Message;
+}
 
 namespace orderflow {
 
@@ -55,6 +60,10 @@ struct RecordedEvent {
   int64_t committed_at_us = 0;          // wall clock at commit, microseconds since epoch
   std::string command_id;
   std::string payload;
+  // The payload decoded, when the change feed that delivered the event decoded it (once for
+  // all its subscribers, see ChangeFeedNode); null from a store's own reads, and for a
+  // payload the domain cannot decode.
+  std::shared_ptr<const google::protobuf::Message> event;
 };
 
 class EventStore {
@@ -91,9 +100,11 @@ class EventStore {
   // store only this process writes (RocksDB holds a lock on its directory; memory).
   virtual bool shared() const { return false; }
 
-  // True when append() itself finds a repeated command id at no extra cost (Cosmos DB: a
-  // unique key), so command lanes skip their per-command find_command_in() before deciding
-  // and leave repeats to the append (or to the version check of a rejection).
+  // True when append() itself finds a repeated command id (every store here: plan_append
+  // looks each id up while it plans the write; Cosmos DB also has a unique key), so command
+  // lanes skip a find_command_in() per command before deciding and leave repeats to the
+  // append, and to a version check (AppendRequest::verify_only) for a rejection: a repeat of
+  // a written command is answered with the first result either way.
   virtual bool finds_repeats_on_append() const { return false; }
 
   // Whether the store can serve now, as its latest operations found it (no I/O): not ok,

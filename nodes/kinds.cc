@@ -127,7 +127,7 @@ void register_node_kinds(graph::KindRegistry& r) {
                          if (!f) return f.status();
                          return made(std::make_unique<ChangeFeedNode>(
                              c.pipeline, n.id, *f, static_cast<size_t>(o.batch), o.poll_ms,
-                             std::chrono::milliseconds(o.unhealthy_after_ms)));
+                             std::chrono::milliseconds(o.unhealthy_after_ms), &c.domain));
                        }));
 
   const auto projection =

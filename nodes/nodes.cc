@@ -33,16 +33,7 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 RouteNode::RouteNode(Pipeline& p, const std::string& id, const Domain& domain, int64_t max_in_flight)
     : RuntimeNode(id, "route", p.metrics().probe(id, "route")),
       domain_(domain),
-      max_in_flight_(max_in_flight),
-      limiter_(p.graph(), static_cast<size_t>(max_in_flight)),
-      router_(p.graph(), tbb::flow::serial, [this](EnvelopePtr env) {
-        BusyTimer t(probe());
-        probe().queue_add(-1);
-        lanes_->dispatch(std::move(env));
-        return tbb::flow::continue_msg();
-      }, tbb::flow::queueing_lightweight()) {
-  tbb::flow::make_edge(limiter_, router_);
-}
+      max_in_flight_(max_in_flight) {}
 
 Status RouteNode::connect_to(RuntimeNode& to) {
   auto* lanes = dynamic_cast<LaneGroupNode*>(&to);
@@ -52,29 +43,59 @@ Status RouteNode::connect_to(RuntimeNode& to) {
   return Status::ok();
 }
 
+Status RouteNode::prepare(Envelope& env) const {
+  if (env.command == nullptr) return Status::invalid_argument("no command");
+  if (auto s = domain_.validate(*env.command); !s) return s;
+  env.command_id_ref = &domain_.command_id(*env.command);
+  env.stream = domain_.stream_of(*env.command);
+  if (env.ingest_ns == 0) env.ingest_ns = steady_ns();
+  return Status::ok();
+}
+
+bool RouteNode::admit(int64_t n) {
+  const int64_t before = in_flight_.fetch_add(n, std::memory_order_relaxed);
+  if (before + n <= max_in_flight_ || before == 0) return true;
+  in_flight_.fetch_sub(n, std::memory_order_relaxed);
+  return false;
+}
+
+void RouteNode::release(const Envelope&) {
+  probe().add_out();
+  in_flight_.fetch_sub(1, std::memory_order_relaxed);
+}
+
 Status RouteNode::submit(EnvelopePtr env) {
-  if (env->command == nullptr) return Status::invalid_argument("no command");
-  if (auto s = domain_.validate(*env->command); !s) return s;
-  env->command_id_ref = &domain_.command_id(*env->command);
-  env->stream = domain_.stream_of(*env->command);
-  if (env->ingest_ns == 0) env->ingest_ns = steady_ns();
-  Completion user = env->done;
-  env->done = [this, user](const Outcome& o) {
-    if (user) user(o);
-    probe().add_out();
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    limiter_.decrementer().try_put(tbb::flow::continue_msg());
-  };
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
-  probe().queue_add(1);
-  if (!limiter_.try_put(env)) {
-    probe().queue_add(-1);
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    env->done = std::move(user);
+  if (auto s = prepare(*env); !s) return s;
+  if (!admit(1))
     return Status::unavailable("pipeline is at its limit of " + std::to_string(max_in_flight_) +
                                " commands in flight");
-  }
+  BusyTimer t(probe());
   probe().add_in();
+  env->admitted = this;
+  lanes_->dispatch(std::move(env));
+  return Status::ok();
+}
+
+Status RouteNode::submit_batch(EnvelopeBatch& batch) {
+  if (batch.empty()) return Status::ok();
+  if (!admit(static_cast<int64_t>(batch.size())))
+    return Status::unavailable("pipeline is at its limit of " + std::to_string(max_in_flight_) +
+                               " commands in flight");
+  BusyTimer t(probe());
+  probe().add_in(batch.size());
+  size_t kept = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EnvelopePtr& env = batch[i];
+    env->admitted = this;
+    if (Status s = prepare(*env); !s) {
+      env->complete(failed(std::move(s)));  // releases its place
+      continue;
+    }
+    if (kept != i) batch[kept] = std::move(env);
+    ++kept;
+  }
+  batch.resize(kept);
+  lanes_->dispatch(batch);
   return Status::ok();
 }
 
@@ -91,14 +112,14 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& d
       events_(events),
       snapshots_(snapshots),
       cache_streams_(cache_streams),
-      verify_rejections_(events->shared()),
-      skip_repeat_lookup_(events->finds_repeats_on_append() && events->shared()) {
+      verify_rejections_(events->shared() || events->finds_repeats_on_append()),
+      skip_repeat_lookup_(events->finds_repeats_on_append()) {
   for (int i = 0; i < lanes; ++i) {
     auto lane = std::make_unique<Lane>();
     Lane* raw = lane.get();
     lane->node = std::make_unique<LaneNode>(
         p.graph(), tbb::flow::serial,
-        [this, raw](EnvelopePtr env, LaneNode::output_ports_type& out) { decide(*raw, std::move(env), out); });
+        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); });
     lanes_.push_back(std::move(lane));
   }
 }
@@ -113,8 +134,8 @@ Status LaneGroupNode::connect_to(RuntimeNode& to) {
   return Status::ok();
 }
 
-std::vector<tbb::flow::sender<EnvelopePtr>*> LaneGroupNode::outputs() {
-  std::vector<tbb::flow::sender<EnvelopePtr>*> v;
+std::vector<tbb::flow::sender<BatchPtr>*> LaneGroupNode::outputs() {
+  std::vector<tbb::flow::sender<BatchPtr>*> v;
   for (auto& l : lanes_) v.push_back(&tbb::flow::output_port<0>(*l->node));
   return v;
 }
@@ -122,24 +143,55 @@ std::vector<tbb::flow::sender<EnvelopePtr>*> LaneGroupNode::outputs() {
 void LaneGroupNode::dispatch(EnvelopePtr env) {
   env->lane = static_cast<uint32_t>(std::hash<std::string>()(env->stream) % lanes_.size());
   probe().queue_add(1);
-  lanes_[env->lane]->node->try_put(std::move(env));
+  const uint32_t lane = env->lane;
+  lanes_[lane]->node->try_put(std::make_shared<EnvelopeBatch>(1, std::move(env)));
+}
+
+void LaneGroupNode::dispatch(EnvelopeBatch& batch) {
+  if (batch.empty()) return;
+  probe().queue_add(static_cast<int64_t>(batch.size()));
+  bool one_lane = true;
+  for (auto& env : batch) {
+    env->lane = static_cast<uint32_t>(std::hash<std::string>()(env->stream) % lanes_.size());
+    one_lane = one_lane && env->lane == batch.front()->lane;
+  }
+  if (one_lane) {
+    const uint32_t lane = batch.front()->lane;
+    lanes_[lane]->node->try_put(std::make_shared<EnvelopeBatch>(std::move(batch)));
+    batch.clear();
+    return;
+  }
+  std::vector<BatchPtr> per_lane(lanes_.size());
+  for (auto& env : batch) {
+    BatchPtr& b = per_lane[env->lane];
+    if (!b) b = std::make_shared<EnvelopeBatch>();
+    b->push_back(std::move(env));
+  }
+  batch.clear();
+  for (size_t i = 0; i < per_lane.size(); ++i)
+    if (per_lane[i]) lanes_[i]->node->try_put(per_lane[i]);
 }
 
 void LaneGroupNode::settle(Envelope& env) {
   if (!env.pending_in_lane) return;
   Lane& lane = *lanes_[env.lane];
   std::lock_guard lock(lane.mu);
+  settle_locked(lane, env);
+}
+
+void LaneGroupNode::settle_locked(Lane& lane, Envelope& env) {
+  if (!env.pending_in_lane) return;
   env.pending_in_lane = false;
   auto it = lane.pending.find(env.stream);
   if (it != lane.pending.end() && --it->second <= 0) lane.pending.erase(it);
 }
 
 void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
-  settle(*env);
   std::vector<EnvelopePtr> repeats;
   {
     Lane& lane = *lanes_[env->lane];
     std::lock_guard lock(lane.mu);
+    settle_locked(lane, *env);
     auto it = lane.in_flight.find(env->command_id());
     if (it != lane.in_flight.end() && it->second.owner == env.get()) {
       repeats = std::move(it->second.repeats);
@@ -158,8 +210,7 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
       dup.events = nullptr;
       r->complete(dup);
     } else {
-      probe().queue_add(1);
-      lanes_[r->lane]->node->try_put(std::move(r));  // the first failed: decide this one
+      dispatch(std::move(r));  // the first failed: decide this one
     }
   }
 }
@@ -193,31 +244,51 @@ Result<MessagePtr> LaneGroupNode::load(const std::string& stream) {
   return state;
 }
 
-void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out) {
+void LaneGroupNode::decide(Lane& lane, const BatchPtr& batch, LaneNode::output_ports_type& out) {
+  // The batch is this lane's alone (dispatch made it): decided envelopes are compacted
+  // into it and it goes on to commit as it is.
+  EnvelopeBatch& envs = *batch;
+  probe().queue_add(-static_cast<int64_t>(envs.size()));
+  probe().add_in(envs.size());
+  size_t kept = 0;
+  {
+    BusyTimer timer(probe());
+    for (size_t i = 0; i < envs.size(); ++i) {
+      if (!decide_one(lane, envs[i])) continue;
+      if (kept != i) envs[kept] = std::move(envs[i]);
+      ++kept;
+    }
+  }
+  envs.resize(kept);
+  if (kept > 0) {
+    probe().add_out(kept);
+    std::get<0>(out).try_put(batch);
+  }
+}
+
+bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
   if (NodeProbe::enabled()) env->decide_ns = steady_ns();
   env->rejection = Status::ok();  // a re-decision starts afresh
-  probe().queue_add(-1);
-  probe().add_in();
-  BusyTimer timer(probe());
   try {
     if (env->deadline_ns != 0 && env->expired(steady_ns())) {
       // Its client has had its answer (or gave up): executing it now would surprise them.
       probe().add_out();
       probe().set_gauge("deadline_dropped", static_cast<double>(deadline_dropped_.fetch_add(1) + 1));
       complete(env, failed(Status::unavailable("the command's deadline passed before it was decided; it was not executed")));
-      return;
+      return false;
     }
-    {
+    if (!skip_repeat_lookup_) {
       // A repeat of a command still in flight waits for the first one's outcome instead
       // of being decided against state that already contains its events. Checked before
       // the store: the first one leaves in_flight only once it is durable, so a repeat
       // that finds no entry here finds its result in the store below. (Checking the store
       // first raced with that hand-over: the repeat was decided afresh and rejected.)
+      // Without the store look-up, the claim of the id below checks the same at once.
       std::lock_guard lock(lane.mu);
       auto fl = lane.in_flight.find(env->command_id());
       if (fl != lane.in_flight.end() && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
-        return;
+        return false;
       }
     }
     // A repeat of a committed command returns the first result and decides nothing. A store
@@ -230,7 +301,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       probe().add_error(found.status().to_string());
       probe().add_out();
       env->complete(failed(Status::unavailable(found.status().message())));
-      return;
+      return false;
     }
     if (found->has_value() && (**found).stream != env->stream) {
       // The id is taken by a command on another stream: not a repeat of this one. Answering
@@ -239,7 +310,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       probe().add_error(reused.message());  // in the metrics too (a Kafka source dead-letters it)
       probe().add_out();
       env->complete(failed(std::move(reused)));
-      return;
+      return false;
     }
     if (found->has_value()) {
       Outcome o;
@@ -247,7 +318,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       o.result = **found;
       probe().add_out();
       env->complete(o);
-      return;
+      return false;
     }
     ++env->attempts;
     {
@@ -257,7 +328,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
       auto [fl, fresh] = lane.in_flight.try_emplace(env->command_id());
       if (!fresh && fl->second.owner != env.get()) {
         fl->second.repeats.push_back(std::move(env));
-        return;
+        return false;
       }
       fl->second.owner = env.get();
       auto release_in_flight = [&, fl = fl] {  // a copy: clang < 16 cannot capture a structured binding
@@ -276,7 +347,7 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
           probe().add_out(1 + repeats.size());
           env->complete(o);
           for (auto& r : repeats) r->complete(o);
-          return;
+          return false;
         }
         if (lane.cache.size() >= cache_streams_) {
           for (auto c = lane.cache.begin(); c != lane.cache.end();)
@@ -311,11 +382,8 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         release_in_flight();
         env->complete(failed(decided));
         probe().add_out(repeats.size());  // back to the lane, counted in again there
-        for (auto& r : repeats) {
-          probe().queue_add(1);
-          lanes_[r->lane]->node->try_put(std::move(r));
-        }
-        return;
+        for (auto& r : repeats) dispatch(std::move(r));
+        return false;
       } else {
         env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
@@ -329,14 +397,14 @@ void LaneGroupNode::decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_t
         }
       }
     }
-    probe().add_out();
-    std::get<0>(out).try_put(std::move(env));
+    return true;  // counted out by decide() with the rest of the batch
   } catch (const std::exception& ex) {
     probe().add_error(ex.what());
     probe().add_out();
     // Through complete(): the command may already own an in-flight entry (repeats would
     // wait behind it for ever) and count as pending on its stream.
     if (env) complete(env, failed(Status::internal(ex.what())));
+    return false;
   }
 }
 
@@ -349,8 +417,8 @@ CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, s
       max_batch_(max_batch),
       max_retries_(max_retries),
       // Serial, so envelopes of one lane reach the queue in the order the lane decided them.
-      input_(p.graph(), tbb::flow::serial, [this](EnvelopePtr env) {
-        enqueue(std::move(env));
+      input_(p.graph(), tbb::flow::serial, [this](const BatchPtr& batch) {
+        enqueue(*batch);
         return tbb::flow::continue_msg();
       }, tbb::flow::queueing_lightweight()) {}
 
@@ -398,18 +466,22 @@ void CommitNode::complete_all(std::vector<std::pair<EnvelopePtr, Outcome>>& work
   work.clear();
 }
 
-void CommitNode::enqueue(EnvelopePtr env) {
-  if (NodeProbe::enabled()) env->queued_ns = steady_ns();
-  probe().add_in();
-  probe().queue_add(1);
+void CommitNode::enqueue(EnvelopeBatch& batch) {
+  if (NodeProbe::enabled()) {
+    const uint64_t now = steady_ns();
+    for (auto& env : batch) env->queued_ns = now;
+  }
+  probe().add_in(batch.size());
+  probe().queue_add(static_cast<int64_t>(batch.size()));
   bool wake;
   {
     std::lock_guard lock(mu_);
-    // The writer only sleeps on an empty queue: wake it for the first envelope, not for
-    // each one (a futex call per command showed up in profiles).
+    // The writer only sleeps on an empty queue: wake it for the first batch, not for each
+    // one (a futex call per command showed up in profiles).
     wake = queue_.empty() && !busy_;
-    queue_.push_back(std::move(env));
+    for (auto& env : batch) queue_.push_back(std::move(env));
   }
+  batch.clear();
   if (wake) cv_.notify_one();
 }
 
@@ -609,12 +681,55 @@ void CommitNode::stop() {
 // ---- change feed ------------------------------------------------------------------
 
 ChangeFeedNode::ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch,
-                               int poll_ms, std::chrono::milliseconds unhealthy_after)
+                               int poll_ms, std::chrono::milliseconds unhealthy_after, const Domain* domain)
     : RuntimeNode(id, "change_feed", p.metrics().probe(id, "change_feed")),
       feed_(feed),
       batch_(batch),
       poll_ms_(poll_ms),
-      unhealthy_after_(unhealthy_after) {}
+      unhealthy_after_(unhealthy_after),
+      domain_(domain) {}
+
+Status ChangeFeedNode::read(ChangeFeed* feed, uint64_t after, Chunk* out) {
+  auto decode_and_wrap = [&](std::vector<RecordedEvent>&& events) {
+    if (!events.empty())
+      probe().set_gauge("store_events_read", static_cast<double>(store_events_read_.fetch_add(events.size()) + events.size()));
+    if (domain_ != nullptr) {
+      for (auto& r : events) {
+        MessagePtr e = domain_->new_event();
+        if (e->ParseFromString(r.payload)) r.event = std::move(e);  // else: each subscriber reports it
+      }
+    }
+    return std::make_shared<const std::vector<RecordedEvent>>(std::move(events));
+  };
+  if (!feed->global_positions() || subscribers_.size() < 2) {
+    // Positions are the subscriber's own (Cosmos DB's per-range views): nothing to share.
+    std::vector<RecordedEvent> events;
+    if (Status s = feed->read(after, batch_, &events); !s) return s;
+    *out = decode_and_wrap(std::move(events));
+    return Status::ok();
+  }
+  auto cached = [&]() -> bool {
+    std::lock_guard lock(tail_mu_);
+    auto it = tail_.find(after + 1);
+    if (it == tail_.end()) return false;
+    *out = it->second;
+    probe().set_gauge("tail_hits", static_cast<double>(tail_hits_.fetch_add(1) + 1));
+    return true;
+  };
+  if (cached()) return Status::ok();
+  std::lock_guard reading(tail_read_mu_);
+  if (cached()) return Status::ok();  // another subscriber read it meanwhile
+  std::vector<RecordedEvent> events;
+  if (Status s = feed->read(after, batch_, &events); !s) return s;
+  *out = decode_and_wrap(std::move(events));
+  if ((*out)->empty()) return Status::ok();
+  std::lock_guard lock(tail_mu_);
+  tail_.emplace(after + 1, *out);
+  // The newest chunks stay: a subscriber far behind reads past them from the store, and its
+  // old chunk leaves at once.
+  while (tail_.size() > kTailChunks) tail_.erase(tail_.begin());
+  return Status::ok();
+}
 
 ChangeFeedNode::~ChangeFeedNode() {
   stop_intake();
@@ -803,22 +918,23 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
     return read_pos >= checkpoint;
   };
 
-  std::vector<RecordedEvent> batch;
+  Chunk chunk;
   while (running_) {
     settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
-    batch.clear();
-    Status read;
+    chunk.reset();
+    Status read_status;
     {
       BusyTimer timer(probe());  // the feed's own work: reading (and decoding) the log
-      read = feed->read(read_pos, batch_, &batch);
+      read_status = read(feed, read_pos, &chunk);
     }
-    if (auto s = read; !s) {
+    if (auto s = read_status; !s) {
       probe().add_error(s.to_string());
       failed(sub, failing, "cannot read the feed: " + s.to_string());
       sleep_ms(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, 1000);
       continue;
     }
+    const std::vector<RecordedEvent>& batch = *chunk;
     const uint64_t head = feed->head();
     sp.set_gauge("lag_events", static_cast<double>(head > checkpoint ? head - checkpoint : 0));
     if (batch.empty()) {
@@ -957,13 +1073,17 @@ Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
       }
     }
     if (r.version != domain_.version(st) + 1) return Status::internal("projection gap in " + r.stream);
-    if (!e.ParseFromString(r.payload)) {
-      probe().add_error("undecodable event at position " + std::to_string(r.position));
-      return Status::io_error("undecodable event at position " + std::to_string(r.position));
+    const Message* ev = r.event.get();  // decoded by the feed, once for every subscriber
+    if (ev == nullptr) {
+      if (!e.ParseFromString(r.payload)) {
+        probe().add_error("undecodable event at position " + std::to_string(r.position));
+        return Status::io_error("undecodable event at position " + std::to_string(r.position));
+      }
+      ev = &e;
     }
-    domain_.evolve(st, e);
+    domain_.evolve(st, *ev);
     // Counted when written: an abandoned write re-applies its events after redelivery.
-    if (const int c = domain_.counter_of(e); c >= 0 && static_cast<size_t>(c) < unwritten_counted_.size())
+    if (const int c = domain_.counter_of(*ev); c >= 0 && static_cast<size_t>(c) < unwritten_counted_.size())
       ++unwritten_counted_[static_cast<size_t>(c)];
     probe().add_out();
     if (NodeProbe::enabled()) probe().record_latency_us(static_cast<uint64_t>(std::max<int64_t>(0, now - r.committed_at_us)));
@@ -1023,38 +1143,48 @@ Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<Recorded
   BusyTimer timer(probe());
   // The commands commit asynchronously: the feed checkpoints this batch once the ticket
   // completes, and meanwhile hands out the next batches (their commands are submitted in
-  // event order, so per-stream order is kept).
+  // event order, so per-stream order is kept). The reactions to a whole batch of events are
+  // submitted as one batch of commands.
   auto ticket = std::make_shared<BatchTicket>();
+  // The feed holds the ticket until it is done, i.e. until every completion below ran: a
+  // plain pointer keeps the completion small enough for std::function's inline storage.
+  BatchTicket* t = ticket.get();
+  EnvelopeBatch commands;
   MessagePtr event = domain_.new_event();
   Message& e = *event;
   for (const auto& r : batch) {
     probe().add_in();
-    if (!e.ParseFromString(r.payload)) {
-      probe().add_error("undecodable event at position " + std::to_string(r.position));
-      continue;  // nothing to react to; the projection reports it too
+    const Message* ev = r.event.get();  // decoded by the feed, once for every subscriber
+    if (ev == nullptr) {
+      if (!e.ParseFromString(r.payload)) {
+        probe().add_error("undecodable event at position " + std::to_string(r.position));
+        continue;  // nothing to react to; the projection reports it too
+      }
+      ev = &e;
     }
-    for (auto& cmd : domain_.react(r.stream, r.version, e)) {
+    for (auto& cmd : domain_.react(r.stream, r.version, *ev)) {
       ticket->add();
-      auto env = make_envelope(std::move(cmd), [this, ticket](const Outcome& o) {
+      commands.push_back(make_envelope(std::move(cmd), [this, t](const Outcome& o) {
         // Final answers: a domain rejection, or a refusal (e.g. its id taken by a client's
         // command on another stream). Retrying either would stall the subscription for good.
         if (o.status.code() == StatusCode::kInvalidArgument) probe().add_error("saga command refused: " + o.status.message());
         const bool final = o.status.code() == StatusCode::kRejected || o.status.code() == StatusCode::kInvalidArgument;
-        ticket->finish(final ? Status::ok() : o.status);
-      });
-      Status s;
-      for (int attempt = 0;; ++attempt) {
-        s = sink_->submit(env);
-        if (s.code() != StatusCode::kUnavailable) break;
-        sleep_ms(std::min(1 + attempt, 50));  // the pipeline is full: wait for room
-      }
-      if (!s) {
-        probe().add_error("saga command refused: " + s.to_string());
-        ticket->finish(s);
-        continue;
-      }
-      probe().add_out();
+        t->finish(final ? Status::ok() : o.status);
+      }));
     }
+  }
+  const size_t n = commands.size();
+  Status s;
+  for (int attempt = 0;; ++attempt) {
+    s = sink_->submit_batch(commands);
+    if (s.code() != StatusCode::kUnavailable) break;
+    sleep_ms(std::min(1 + attempt, 50));  // the pipeline is full: wait for room
+  }
+  if (!s) {
+    probe().add_error("saga commands refused: " + s.to_string());
+    for (size_t i = 0; i < commands.size(); ++i) ticket->finish(s);
+  } else {
+    probe().add_out(n);
   }
   return ticket;
 }

@@ -2,10 +2,12 @@
 // DESIGN.md), written against the Domain interface (graph/domain.h): none of them names a
 // command, event or state of a particular domain.
 //
-//   RouteNode        limiter_node + serial router: admits commands up to max_in_flight and
-//                    hashes each stream onto one lane. Implements CommandSink.
+//   RouteNode        admits commands (one at a time or in batches) up to max_in_flight and
+//                    hashes each stream onto one lane, on the submitting thread: a batch
+//                    becomes one message per lane it touches. Implements CommandSink.
 //   LaneGroupNode    N serial multifunction_nodes; each keeps a stream-state cache, decides
-//                    and passes events to commit. Commands of one stream stay in order.
+//                    a batch and passes what was decided to commit as one batch. Commands of
+//                    one stream stay in order.
 //   CommitNode       group commit: a writer thread appends everything queued as one durable
 //                    write (and re-routes conflicts); a completer thread completes the
 //                    written commands while the writer starts the next group (a small group
@@ -23,6 +25,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -35,7 +38,7 @@
 
 namespace orderflow {
 
-using LaneNode = tbb::flow::multifunction_node<EnvelopePtr, std::tuple<EnvelopePtr>>;
+using LaneNode = tbb::flow::multifunction_node<BatchPtr, std::tuple<BatchPtr>>;
 
 // The kinds' options as a graph file sets them (`params:`), with their defaults; bound to
 // the YAML in kinds.cc (graph/options.h).
@@ -71,26 +74,31 @@ struct DemoOptions {
 
 class LaneGroupNode;
 
-class RouteNode final : public RuntimeNode, public CommandSink {
+class RouteNode final : public RuntimeNode, public CommandSink, private Admission {
  public:
   RouteNode(Pipeline& p, const std::string& id, const Domain& domain, int64_t max_in_flight);
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
   Status connect_to(RuntimeNode& to) override;  // a LaneGroupNode
 
   Status submit(EnvelopePtr envelope) override;
+  Status submit_batch(EnvelopeBatch& batch) override;
   int64_t in_flight() const override { return in_flight_.load(std::memory_order_relaxed); }
   int64_t max_in_flight() const override { return max_in_flight_; }
 
   void drain(std::chrono::steady_clock::time_point deadline) override;
 
  private:
+  // Fills what the lanes need (command id, stream, ingest time); a malformed command's status.
+  Status prepare(Envelope& env) const;
+  // Takes n places under the limit, all or none (a batch larger than the limit only when
+  // nothing is in flight).
+  bool admit(int64_t n);
+  void release(const Envelope& envelope) override;  // Admission: after the command's `done`
+
   const Domain& domain_;
   const int64_t max_in_flight_;
   std::atomic<int64_t> in_flight_{0};
   LaneGroupNode* lanes_ = nullptr;
-  tbb::flow::limiter_node<EnvelopePtr> limiter_;
-  // Lightweight: the router's body runs on the submitting thread, not as a task of its own.
-  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg, tbb::flow::queueing_lightweight> router_;
 };
 
 class LaneGroupNode final : public RuntimeNode {
@@ -100,6 +108,8 @@ class LaneGroupNode final : public RuntimeNode {
   Status connect_to(RuntimeNode& to) override;  // a CommitNode
   // Sends the envelope to the lane of its stream (sets envelope->lane).
   void dispatch(EnvelopePtr envelope);
+  // The same for a batch (cleared): one message per lane it touches, order kept per stream.
+  void dispatch(EnvelopeBatch& batch);
   // Forgets the cached state of a stream whose decision on `chain` was not written as
   // decided (a newer chain, loaded since, is kept).
   void invalidate(uint32_t lane, const std::string& stream, uint64_t chain);
@@ -108,7 +118,7 @@ class LaneGroupNode final : public RuntimeNode {
   // Completes a decided envelope, and answers every repeat of its command id that arrived
   // while it was in flight with the same outcome (or re-decides them if it failed).
   void complete(const EnvelopePtr& env, const Outcome& outcome);
-  std::vector<tbb::flow::sender<EnvelopePtr>*> outputs();
+  std::vector<tbb::flow::sender<BatchPtr>*> outputs();
 
  private:
   struct InFlight {
@@ -129,7 +139,12 @@ class LaneGroupNode final : public RuntimeNode {
     std::unordered_map<std::string, int> pending;
     std::unique_ptr<LaneNode> node;
   };
-  void decide(Lane& lane, EnvelopePtr env, LaneNode::output_ports_type& out);
+  // Decides a batch in order; what goes on to commit leaves as one batch.
+  void decide(Lane& lane, const BatchPtr& batch, LaneNode::output_ports_type& out);
+  void settle_locked(Lane& lane, Envelope& env);  // settle() with lane.mu held
+  // Decides one command: true when it goes on to commit, false when it was answered here
+  // (rejected, a repeat, failed) or parked behind its first copy.
+  bool decide_one(Lane& lane, EnvelopePtr& env);
   Result<MessagePtr> load(const std::string& stream);
 
   const Domain& domain_;
@@ -137,10 +152,11 @@ class LaneGroupNode final : public RuntimeNode {
   SnapshotStore* snapshots_;
   const size_t cache_streams_;
   // events_->shared(): other processes write the store, so a rejection decided on cached
-  // state goes through commit as a version check before it is final.
+  // state goes through commit as a version check before it is final. Also when the lanes
+  // skip the repeat look-up: the check then finds a rejected repeat of a written command.
   const bool verify_rejections_;
-  // events_ finds repeated command ids on append (and shared, so rejections are verified):
-  // no find_command_in() per command before deciding.
+  // events_ finds repeated command ids on append (so rejections are verified): no
+  // find_command_in() per command before deciding.
   const bool skip_repeat_lookup_;
   std::atomic<uint64_t> deadline_dropped_{0};
   std::atomic<uint64_t> next_chain_{1};
@@ -152,7 +168,7 @@ class CommitNode final : public RuntimeNode {
   CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch, int max_retries);
   ~CommitNode() override;
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
-  tbb::flow::receiver<EnvelopePtr>& input() { return input_; }
+  tbb::flow::receiver<BatchPtr>& input() { return input_; }
   LaneGroupNode* lanes() const { return lanes_; }
 
   Status start() override;
@@ -160,7 +176,7 @@ class CommitNode final : public RuntimeNode {
   void stop() override;
 
  private:
-  void enqueue(EnvelopePtr env);
+  void enqueue(EnvelopeBatch& batch);
   void run();
   void run_completions();
   void complete_all(std::vector<std::pair<EnvelopePtr, Outcome>>& work);
@@ -173,7 +189,7 @@ class CommitNode final : public RuntimeNode {
   LaneGroupNode* lanes_ = nullptr;
   // Lightweight: enqueue() runs on the lane's thread right after its decision instead of
   // as one more task per command (and one more worker wake-up).
-  tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg, tbb::flow::queueing_lightweight> input_;
+  tbb::flow::function_node<BatchPtr, tbb::flow::continue_msg, tbb::flow::queueing_lightweight> input_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
@@ -203,8 +219,10 @@ class ChangeFeedNode final : public RuntimeNode {
  public:
   // unhealthy_after: a subscriber failing (redelivering) this long without progress makes
   // the node unhealthy (health(), readiness) and logs one warning.
+  // domain: decodes each event once for every subscriber (null: subscribers decode).
   ChangeFeedNode(Pipeline& p, const std::string& id, ChangeFeed* feed, size_t batch, int poll_ms,
-                 std::chrono::milliseconds unhealthy_after = std::chrono::seconds(5));
+                 std::chrono::milliseconds unhealthy_after = std::chrono::seconds(5),
+                 const Domain* domain = nullptr);
   ~ChangeFeedNode() override;
   void add_subscriber(FeedSubscriber* s) { subscribers_.push_back(s); }
   Status connect_to(RuntimeNode& to) override;  // a FeedSubscriber
@@ -222,15 +240,27 @@ class ChangeFeedNode final : public RuntimeNode {
     mutable std::mutex mu;
     std::string last_error;             // guarded by mu
   };
+  using Chunk = std::shared_ptr<const std::vector<RecordedEvent>>;
   void run(FeedSubscriber* s, Failing& failing);
+  // The events after `after` (at most batch_), through the live tail: on a feed with global
+  // positions, the first subscriber to reach a position reads it from the store and
+  // decodes it once; the others take the same chunk from memory. A subscriber behind the
+  // tail's window reads from the store (catch-up) and rejoins the tail when it gets there.
+  Status read(ChangeFeed* feed, uint64_t after, Chunk* out);
   void failed(FeedSubscriber* s, Failing& f, const std::string& error);
   void progressed(FeedSubscriber* s, Failing& f);
   static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
   static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
+  static constexpr size_t kTailChunks = 32;  // chunks the live tail keeps (the newest)
   ChangeFeed* feed_;
   const size_t batch_;
   const int poll_ms_;
   const std::chrono::milliseconds unhealthy_after_;
+  const Domain* domain_;
+  std::mutex tail_read_mu_;                   // one store read of the tail at a time
+  std::mutex tail_mu_;                        // guards tail_
+  std::map<uint64_t, Chunk> tail_;            // first position -> chunk
+  std::atomic<uint64_t> store_events_read_{0}, tail_hits_{0};
   std::vector<FeedSubscriber*> subscribers_;
   std::vector<std::unique_ptr<Failing>> failing_;  // one per subscriber, made by start()
   std::vector<std::thread> threads_;

@@ -170,6 +170,92 @@ TEST_P(PipelineAccountingTest, CountersBalanceAndRouteCountsEveryCommandOnce) {
   EXPECT_EQ(probe("feed").out(), probe("feed").in());
   EXPECT_EQ(probe("projection").in(), feed->head());
   EXPECT_EQ(probe("saga").in(), feed->head());
+  // The live tail: both subscribers started at the same checkpoint, so the second one to
+  // reach a batch takes it from memory; the store is read (and decoded) about once.
+  auto g = probe("feed").gauges();
+  EXPECT_GT(g["tail_hits"], 0) << "no batch was shared between the two subscribers";
+  EXPECT_GE(g["store_events_read"], static_cast<double>(feed->head()));
+  EXPECT_LT(g["store_events_read"], static_cast<double>(2 * feed->head()))
+      << "each subscriber read every event from the store itself";
+}
+
+// Batches are the unit of flow (CommandSink::submit_batch): one admission for the whole
+// batch, one message per lane, the order of each stream's commands kept across the split,
+// a malformed command completed with its reason while the rest go on.
+TEST_P(PipelineAccountingTest, ABatchIsAdmittedWholeAndKeepsEachStreamsOrder) {
+  start();
+  std::mutex mu;
+  std::map<std::string, Status> outcomes;
+  std::atomic<int> pending{0};
+  auto envelope = [&](const v1::Command& c) {
+    pending++;
+    return make_envelope(c, [&, id = c.command_id()](const Outcome& o) {
+      {
+        std::lock_guard lock(mu);
+        outcomes[id] = o.status;
+      }
+      pending--;
+    });
+  };
+  // 150 orders, each placed and then cancelled in the same batch: a cancel decided before
+  // its order exists is rejected, so every cancel succeeding shows the order was kept. With
+  // the malformed one that makes 301 commands, more than max_in_flight (200): a batch that
+  // large is admitted when nothing else is in flight.
+  EnvelopeBatch batch;
+  for (int i = 0; i < 150; ++i) {
+    v1::Command place;
+    place.set_command_id("bp-" + std::to_string(i));
+    auto* p = place.mutable_place_order();
+    p->set_order_id("bo" + std::to_string(i));
+    p->set_customer_id("c");
+    auto* line = p->add_lines();
+    line->set_sku("S" + std::to_string(i % 8));
+    line->set_quantity(1);
+    line->set_unit_price_cents(100);
+    batch.push_back(envelope(place));
+    v1::Command cancel;
+    cancel.set_command_id("bc-" + std::to_string(i));
+    cancel.mutable_cancel_order()->set_order_id("bo" + std::to_string(i));
+    batch.push_back(envelope(cancel));
+    if (i == 75) {
+      v1::Command malformed;  // no command kind
+      malformed.set_command_id("bad-1");
+      batch.push_back(envelope(malformed));
+    }
+  }
+  ASSERT_TRUE(built_.sink->submit_batch(batch)) << "a batch larger than the limit, with nothing in flight";
+  EXPECT_TRUE(batch.empty()) << "the sink takes every envelope of an admitted batch";
+  // While it is in flight, another batch either fits or is refused untouched.
+  EnvelopeBatch second;
+  for (int i = 0; i < 60; ++i) {
+    v1::Command c;
+    c.set_command_id("bs-" + std::to_string(i));
+    c.mutable_add_stock()->set_sku("T" + std::to_string(i));
+    c.mutable_add_stock()->set_quantity(1);
+    second.push_back(envelope(c));
+  }
+  for (int attempt = 0; !second.empty(); ++attempt) {
+    ASSERT_LT(attempt, 5000) << "the second batch was never admitted";
+    Status s = built_.sink->submit_batch(second);
+    if (s) break;
+    ASSERT_EQ(s.code(), StatusCode::kUnavailable) << s.to_string();
+    ASSERT_EQ(second.size(), 60u) << "a refused batch is left as it was";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (int i = 0; i < 6000 && pending.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(pending.load(), 0) << "every admitted command completes";
+  std::lock_guard lock(mu);
+  ASSERT_EQ(outcomes.size(), 361u);
+  EXPECT_EQ(outcomes["bad-1"].code(), StatusCode::kInvalidArgument) << outcomes["bad-1"].to_string();
+  for (int i = 0; i < 150; ++i) {
+    EXPECT_TRUE(outcomes["bp-" + std::to_string(i)]) << outcomes["bp-" + std::to_string(i)].to_string();
+    EXPECT_TRUE(outcomes["bc-" + std::to_string(i)]) << "cancel " << i << " decided before its order: "
+                                                     << outcomes["bc-" + std::to_string(i)].to_string();
+  }
+  for (int i = 0; i < 60; ++i) EXPECT_TRUE(outcomes["bs-" + std::to_string(i)]);
+  wait_quiescent();
+  for (const char* node : {"route", "lanes", "commit"})
+    EXPECT_EQ(probe(node).in(), probe(node).out()) << node << ": messages in and out at rest";
 }
 
 // Regression guard: a change feed that ignored its stored checkpoint and replayed from
