@@ -119,7 +119,8 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& d
     Lane* raw = lane.get();
     lane->node = std::make_unique<LaneNode>(
         p.graph(), tbb::flow::serial,
-        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); });
+        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); },
+        tbb::flow::queueing_lightweight());
     lanes_.push_back(std::move(lane));
   }
 }
