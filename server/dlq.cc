@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -313,30 +314,36 @@ class Reader {
     return Status::ok();
   }
 
-  // The topic's partition ids, ascending; kNotFound when the brokers do not know the topic.
-  Result<std::vector<int32_t>> partitions(Clock::time_point deadline) {
-    rd_kafka_topic_t* t = rd_kafka_topic_new(rk_, target_.topic.c_str(), nullptr);
+  // The dead-letter topic's partition ids, ascending; kNotFound when the brokers do not
+  // know the topic.
+  Result<std::vector<int32_t>> partitions(Clock::time_point deadline) { return partitions_of(target_.topic, deadline); }
+
+  // The same for any topic. Asks for every topic's metadata: a request naming the topic
+  // makes brokers that auto-create topics (and librdkafka's mock cluster) create it.
+  Result<std::vector<int32_t>> partitions_of(const std::string& topic, Clock::time_point deadline) {
     Status last;
     do {
       const rd_kafka_metadata_t* md = nullptr;
-      rd_kafka_resp_err_t e = rd_kafka_metadata(rk_, 0, t, &md, ms_until(deadline));
+      rd_kafka_resp_err_t e = rd_kafka_metadata(rk_, 1, nullptr, &md, ms_until(deadline));
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
         std::vector<int32_t> ids;
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-          for (int p = 0; p < md->topics[0].partition_cnt; ++p) ids.push_back(md->topics[0].partitions[p].id);
+        for (int i = 0; i < md->topic_cnt; ++i) {
+          if (topic != md->topics[i].topic) continue;
+          e = md->topics[i].err;
+          for (int p = 0; p < md->topics[i].partition_cnt; ++p) ids.push_back(md->topics[i].partitions[p].id);
+        }
         rd_kafka_metadata_destroy(md);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-          rd_kafka_topic_destroy(t);
           std::sort(ids.begin(), ids.end());
           return ids;
         }
       }
-      last = kafka::to_status(e, "topic " + target_.topic + " on " + target_.brokers);
-      if (last.code() == StatusCode::kNotFound) break;  // the brokers answered: no such topic
+      if (e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        return Status::not_found("no topic " + topic + " on " + target_.brokers);  // they answered
+      last = kafka::to_status(e, "topic " + topic + " on " + target_.brokers);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     } while (Clock::now() < deadline);
-    rd_kafka_topic_destroy(t);
     return last;
   }
 
@@ -709,27 +716,39 @@ int replay(const DlqFlags& flags, const graph::KindRegistry& registry) {
     return usage("--to " + flags.to + " is the dead-letter topic itself");
   const auto deadline = Clock::now() + std::chrono::seconds(flags.timeout_s);
   std::vector<DeadLetter> found;
-  {
-    Reader reader(target);
-    if (auto s = reader.open(); !s) return fail(s.message());
-    if (flags.all) {
-      bool more = false;
-      const size_t limit = static_cast<size_t>(flags.limit.value_or(0));
-      if (auto s = read_selected(reader, target, flags, limit, deadline, &found, &more); !s) return fail(s.message());
-      if (found.empty())
-        return fail("no dead letters in " + target.topic +
-                    (flags.from_offset > 0 ? " from offset " + std::to_string(flags.from_offset) : ""));
-    } else {
-      auto one = read_one(reader, target, *flags.partition, *flags.offset, deadline);
-      if (!one) return fail(one.status().message());
-      found.push_back(std::move(*one));
-    }
+  Reader reader(target);
+  if (auto s = reader.open(); !s) return fail(s.message());
+  if (flags.all) {
+    bool more = false;
+    const size_t limit = static_cast<size_t>(flags.limit.value_or(0));
+    if (auto s = read_selected(reader, target, flags, limit, deadline, &found, &more); !s) return fail(s.message());
+    if (found.empty())
+      return fail("no dead letters in " + target.topic +
+                  (flags.from_offset > 0 ? " from offset " + std::to_string(flags.from_offset) : ""));
+  } else {
+    auto one = read_one(reader, target, *flags.partition, *flags.offset, deadline);
+    if (!one) return fail(one.status().message());
+    found.push_back(std::move(*one));
   }
-  // Refused ones are named (one line each); the others go.
+  // Refused ones are named (one line each); the others go. Only to topics that exist: a
+  // producer would have brokers that auto-create topics make one of a mistyped --to.
+  std::map<std::string, std::string> absent;  // topic -> why it takes nothing ("" when it does)
+  for (const auto& d : found) {
+    const std::string topic = flags.to.empty() ? d.about.source_topic : flags.to;
+    if (topic.empty() || absent.count(topic) > 0) continue;
+    auto parts = reader.partitions_of(topic, deadline);
+    if (parts)
+      absent[topic] = "";
+    else if (parts.status().code() == StatusCode::kNotFound)
+      absent[topic] = parts.status().message();
+    else
+      return fail(parts.status().message());
+  }
   std::vector<const DeadLetter*> go;
   size_t refused = 0;
   for (const auto& d : found) {
-    const std::string why = why_not_replayable(d, flags.to, target.topic);
+    std::string why = why_not_replayable(d, flags.to, target.topic);
+    if (why.empty()) why = absent[flags.to.empty() ? d.about.source_topic : flags.to];
     if (why.empty()) {
       go.push_back(&d);
     } else {

@@ -26,6 +26,8 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <set>
+#include <sstream>
 #include <string>
 
 namespace {
@@ -102,6 +104,20 @@ class DlqE2eTest : public ::testing::Test {
   void wait_dead_letters(int64_t n) {
     ASSERT_TRUE(eventually([&] { return total(kafka_->end_offsets(kDlq)) >= n; }, 10s))
         << "dead letters: " << total(kafka_->end_offsets(kDlq)) << " of " << n;
+  }
+
+  // The cluster's topics, by a request that creates none (one naming a topic would).
+  std::set<std::string> topics() {
+    std::set<std::string> out;
+    rd_kafka_t* rk = orderflow::testing::new_kafka_handle(
+        RD_KAFKA_PRODUCER, {{"bootstrap.servers", kafka_->bootstrap()}, {"log_level", "2"}});
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk, 1, nullptr, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < md->topic_cnt; ++i) out.insert(md->topics[i].topic);
+      rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_destroy(rk);
+    return out;
   }
 
   int64_t on_hand(Http& h, const std::string& sku) { return num(h.get("/api/v1/inventory/" + sku).json, "onHand"); }
@@ -193,6 +209,17 @@ TEST_F(DlqE2eTest, ListAndInspectShowWhatTheSourceDeadLettered) {
             std::string::npos)
       << missing.output;
 
+  // A dead-letter topic that is not there is said so, and not created by asking.
+  std::stringstream yaml;
+  yaml << std::ifstream(graph_).rdbuf();
+  std::string other = yaml.str();
+  other.replace(other.find("group: dlq-e2e,"), 15, "group: dlq-e2e, dead_letter_topic: nope.dlq,");
+  std::ofstream(dir_ / "other.yaml") << other;
+  const Ran nope = orderflow_cli("dlq list " + (dir_ / "other.yaml").string() + " --brokers " + kafka_->bootstrap());
+  EXPECT_EQ(nope.exit_code, 1) << nope.output;
+  EXPECT_NE(nope.output.find("no topic nope.dlq on "), std::string::npos) << nope.output;
+  EXPECT_EQ(topics().count("nope.dlq"), 0u) << "listing created the topic";
+
   // Reading changed nothing: the same two, and no offsets committed for the reader.
   EXPECT_EQ(total(kafka_->end_offsets(kDlq)), 2);
   for (const auto& [p, offset] : kafka_->committed("orderflow-dlq-reader", kDlq))
@@ -235,6 +262,12 @@ TEST_F(DlqE2eTest, ReplayedDeadLetterIsExecutedOnceAndTruncatedOneRefused) {
   const Ran all_dry = dlq("replay", "--all --dry-run");
   EXPECT_EQ(all_dry.exit_code, 1) << "one of them is refused\n" << all_dry.output;
   EXPECT_NE(all_dry.output.find("would replay 1 of 2 dead letters (1 refused)"), std::string::npos) << all_dry.output;
+
+  const Ran typo = dlq("replay", "--partition 0 --offset 0 --to orders.comands");
+  EXPECT_EQ(typo.exit_code, 1) << typo.output;
+  EXPECT_NE(typo.output.find("not replaying orders.commands.dlq/0/0: no topic orders.comands on "), std::string::npos)
+      << typo.output;
+  EXPECT_EQ(topics().count("orders.comands"), 0u) << "a mistyped --to created a topic";
 
   Http h(port_);
   const Ran replayed = dlq("replay", "--partition 0 --offset 0");
