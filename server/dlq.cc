@@ -268,8 +268,8 @@ std::string where(const std::string& topic, int32_t partition, int64_t offset) {
   return topic + "/" + std::to_string(partition) + "/" + std::to_string(offset);
 }
 
-// A consumer outside the source's group over the dead-letter topic: it assigns partitions
-// itself and never joins a group or commits, so reading changes nothing. Owned by one command; not thread-safe.
+// A consumer over the dead-letter topic that assigns partitions itself, joins no group and
+// never commits, so reading changes nothing. Owned by one command; not thread-safe.
 class Reader {
  public:
   explicit Reader(const Target& target) : target_(target) {}
