@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -235,6 +236,53 @@ Result<rd_kafka_conf_t*> make_conf(const std::string& bootstrap, const Propertie
     return s;
   }
   return conf;
+}
+
+std::string with_domain(std::string pattern, const std::string& domain) {
+  const std::string token = "{domain}";
+  for (size_t at = pattern.find(token); at != std::string::npos; at = pattern.find(token, at + domain.size()))
+    pattern.replace(at, token.size(), domain);
+  return pattern;
+}
+
+DeadLetterHeaders read_dead_letter_headers(const std::vector<std::pair<std::string, std::string>>& headers,
+                                           size_t value_size) {
+  DeadLetterHeaders out;
+  size_t ours = headers.size();
+  for (size_t i = headers.size(); i-- > 0;)
+    if (headers[i].first == kDeadLetterError) {
+      ours = i;
+      break;
+    }
+  out.original.assign(headers.begin(), headers.begin() + static_cast<std::ptrdiff_t>(ours));
+  if (ours == headers.size()) return out;
+  out.from_source = true;
+  auto number = [](const std::string& text, int64_t fallback) {
+    int64_t n = 0;
+    return graph::parse_int(text, &n) && n >= 0 ? n : fallback;
+  };
+  for (size_t i = ours; i < headers.size(); ++i) {
+    const auto& [name, value] = headers[i];
+    if (name == kDeadLetterError) {
+      out.reason = value;
+    } else if (name == kDeadLetterOriginalSize) {
+      out.original_size = number(value, -1);
+    } else if (name == kDeadLetterSourceTopic) {
+      out.source_topic = value;
+    } else if (name == kDeadLetterSourcePartition) {
+      const int64_t p = number(value, -1);
+      out.source_partition = p <= INT32_MAX ? static_cast<int32_t>(p) : -1;
+    } else if (name == kDeadLetterSourceOffset) {
+      out.source_offset = number(value, -1);
+    } else if (name == kDeadLetterTruncated) {
+      out.truncated = true;
+      if (out.original_size < 0) out.original_size = number(value, -1);
+    } else if (name == kDeadLetterHeadersDropped) {
+      out.headers_dropped = true;
+    }
+  }
+  if (out.original_size > static_cast<int64_t>(value_size)) out.truncated = true;
+  return out;
 }
 
 Status to_status(rd_kafka_resp_err_t err, const std::string& context) {

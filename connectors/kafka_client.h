@@ -72,4 +72,37 @@ Result<MessagePtr> decode_message(const Domain& domain, const void* payload, siz
                                   std::string_view content_type, size_t max_message_bytes,
                                   const std::string& default_id);
 
+// `pattern` with every "{domain}" replaced by the graph's domain name (kafka_source's
+// topics and dead_letter_topic).
+std::string with_domain(std::string pattern, const std::string& domain);
+
+// The headers kafka_source adds to a dead letter, after the original message's own.
+inline constexpr const char* kDeadLetterError = "x-orderflow-error";  // the reason; the first of ours
+inline constexpr const char* kDeadLetterOriginalSize = "x-orderflow-original-size";
+inline constexpr const char* kDeadLetterSourceTopic = "x-orderflow-source-topic";
+inline constexpr const char* kDeadLetterSourcePartition = "x-orderflow-source-partition";
+inline constexpr const char* kDeadLetterSourceOffset = "x-orderflow-source-offset";
+inline constexpr const char* kDeadLetterTruncated = "x-orderflow-truncated";  // the original size
+inline constexpr const char* kDeadLetterHeadersDropped = "x-orderflow-headers-dropped";  // how many
+// Added by `orderflow dlq replay` to a replayed message: "dlqtopic/partition/offset".
+inline constexpr const char* kReplayedFrom = "x-orderflow-replayed-from";
+
+// What a dead letter's headers say about it (pure; `orderflow dlq` reads it).
+struct DeadLetterHeaders {
+  bool from_source = false;    // it has kafka_source's headers (an x-orderflow-error)
+  std::string reason;
+  std::string source_topic;    // empty when unknown
+  int32_t source_partition = -1;
+  int64_t source_offset = -1;
+  int64_t original_size = -1;  // bytes of the original value; -1 when unknown
+  bool truncated = false;      // the value is shorter than the original's
+  bool headers_dropped = false;  // the original message's headers did not fit
+  // The original message's headers: everything before the last x-orderflow-error (a header
+  // of that name in the original message stays with it).
+  std::vector<std::pair<std::string, std::string>> original;
+};
+// `headers` in order, as headers_of() gives them; `value_size` the dead letter's value bytes.
+DeadLetterHeaders read_dead_letter_headers(const std::vector<std::pair<std::string, std::string>>& headers,
+                                           size_t value_size);
+
 }  // namespace orderflow::connectors::kafka

@@ -66,23 +66,15 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-// `pattern` with every "{domain}" replaced by the graph's domain name.
-std::string with_domain(std::string pattern, const std::string& domain) {
-  const std::string token = "{domain}";
-  for (size_t at = pattern.find(token); at != std::string::npos; at = pattern.find(token, at + domain.size()))
-    pattern.replace(at, token.size(), domain);
-  return pattern;
-}
-
 class KafkaSourceNode final : public RuntimeNode {
  public:
   KafkaSourceNode(Pipeline& p, const std::string& id, const KafkaSourceOptions& o, const Domain& domain)
       : RuntimeNode(id, "kafka_source", p.metrics().probe(id, "kafka_source")),
         domain_(domain),
         brokers_(o.brokers),
-        topics_(split_list(with_domain(o.topics, domain.name()))),
+        topics_(split_list(kafka::with_domain(o.topics, domain.name()))),
         group_(o.group),
-        dlq_topic_(with_domain(o.dead_letter_topic, domain.name())),
+        dlq_topic_(kafka::with_domain(o.dead_letter_topic, domain.name())),
         max_message_bytes_(static_cast<size_t>(o.max_message_bytes)),
         max_in_flight_(o.max_in_flight),
         commit_interval_ms_(o.commit_interval_ms),
@@ -500,7 +492,7 @@ class KafkaSourceNode final : public RuntimeNode {
     if (fixed + dl.key.size() + dl.value.size() + headers_size(dl.headers) <= limit) return;
     const size_t want = std::min<size_t>(dl.value.size(), 1024);
     if (!dl.headers.empty() && room(fixed + dl.key.size() + headers_size(dl.headers)) < want) {
-      ours.push_back({"x-orderflow-headers-dropped", std::to_string(dl.headers.size())});
+      ours.push_back({kafka::kDeadLetterHeadersDropped, std::to_string(dl.headers.size())});
       dl.headers.clear();
     }
     dl.value.resize(std::min(dl.value.size(), room(fixed + dl.key.size() + headers_size(dl.headers))));
@@ -511,15 +503,15 @@ class KafkaSourceNode final : public RuntimeNode {
     for (;;) {
       // Our headers are rebuilt each attempt: a shorter copy says how it was cut.
       std::vector<std::pair<std::string, std::string>> ours = {
-          {"x-orderflow-error", dl->reason},
-          {"x-orderflow-original-size", std::to_string(dl->original_size)},
-          {"x-orderflow-source-topic", dl->tp.first},
-          {"x-orderflow-source-partition", std::to_string(dl->tp.second)},
-          {"x-orderflow-source-offset", std::to_string(dl->offset)},
+          {kafka::kDeadLetterError, dl->reason},
+          {kafka::kDeadLetterOriginalSize, std::to_string(dl->original_size)},
+          {kafka::kDeadLetterSourceTopic, dl->tp.first},
+          {kafka::kDeadLetterSourcePartition, std::to_string(dl->tp.second)},
+          {kafka::kDeadLetterSourceOffset, std::to_string(dl->offset)},
       };
       fit(*dl, ours, dl->limit > 0 ? std::min(dl->limit, dlq_max_bytes_) : dlq_max_bytes_);
       if (dl->value.size() < dl->original_size) {
-        ours.push_back({"x-orderflow-truncated", std::to_string(dl->original_size)});
+        ours.push_back({kafka::kDeadLetterTruncated, std::to_string(dl->original_size)});
         if (!dl->shortened_counted) {
           dl->shortened_counted = true;
           probe().set_gauge("dead_letters_shortened", static_cast<double>(++dead_letters_shortened_));

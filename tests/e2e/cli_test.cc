@@ -117,7 +117,7 @@ TEST(Cli, MockKafkaServesTopicsUntilStopped) {
 // One parser for every command: --help on each (exit 0), --version, and a bad flag is
 // refused with exit 2 naming it, also when it comes from an ORDERFLOW_* variable.
 TEST(Cli, EveryCommandHasHelpAndBadFlagsAreRefused) {
-  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka", "repair"}) {
+  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka", "repair", "dlq"}) {
     const Ran r = orderflow(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd << ":\n" << r.output;
     EXPECT_NE(r.output.find(std::string("orderflow ") + cmd), std::string::npos) << r.output;
@@ -164,7 +164,7 @@ TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {
   EXPECT_NE(r.output.find("zero"), std::string::npos) << r.output;
   r = orderflow("--help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka", "repair"})
+  for (const char* cmd : {"serve", "validate", "dot", "bench", "mock-kafka", "repair", "dlq"})
     EXPECT_NE(r.output.find(cmd), std::string::npos) << cmd << " not listed:\n" << r.output;
 }
 

@@ -86,6 +86,55 @@ TEST(KafkaErrors, MapToStatusCodesByWhatTheCallerCanDo) {
   EXPECT_NE(s.message().find("_MSG_TIMED_OUT"), std::string::npos) << s.message();
 }
 
+// What `orderflow dlq` reads from a dead letter: the source's headers are the ones after
+// the last x-orderflow-error; everything before it is the original message's (even a header
+// of the same name, or one from an earlier replay).
+TEST(KafkaDeadLetters, HeadersSplitIntoTheOriginalsAndTheSourcesOwn) {
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"content-type", "application/json"},
+      {"x-orderflow-error", "a header the producer chose"},
+      {"x-orderflow-replayed-from", "orders.commands.dlq/0/3"},
+      {"x-orderflow-error", "not a valid command: oops"},
+      {"x-orderflow-original-size", "120"},
+      {"x-orderflow-source-topic", "orders.commands"},
+      {"x-orderflow-source-partition", "5"},
+      {"x-orderflow-source-offset", "77"},
+  };
+  auto d = kafka::read_dead_letter_headers(headers, 120);
+  EXPECT_TRUE(d.from_source);
+  EXPECT_EQ(d.reason, "not a valid command: oops");
+  EXPECT_EQ(d.source_topic, "orders.commands");
+  EXPECT_EQ(d.source_partition, 5);
+  EXPECT_EQ(d.source_offset, 77);
+  EXPECT_EQ(d.original_size, 120);
+  EXPECT_FALSE(d.truncated);
+  EXPECT_FALSE(d.headers_dropped);
+  ASSERT_EQ(d.original.size(), 3u);
+  EXPECT_EQ(d.original[1].second, "a header the producer chose");
+
+  // Shorter than the original (with or without the truncated header), headers dropped.
+  EXPECT_TRUE(kafka::read_dead_letter_headers(headers, 100).truncated);
+  auto cut = headers;
+  cut.push_back({"x-orderflow-headers-dropped", "2"});
+  cut.push_back({"x-orderflow-truncated", "120"});
+  d = kafka::read_dead_letter_headers(cut, 120);
+  EXPECT_TRUE(d.truncated);
+  EXPECT_TRUE(d.headers_dropped);
+
+  // Not written by a source: nothing is taken for the source's, numbers that are not are unknown.
+  d = kafka::read_dead_letter_headers({{"content-type", "application/json"}}, 10);
+  EXPECT_FALSE(d.from_source);
+  EXPECT_EQ(d.original.size(), 1u);
+  d = kafka::read_dead_letter_headers({{"x-orderflow-error", "r"}, {"x-orderflow-source-offset", "-3"},
+                                       {"x-orderflow-source-partition", "99999999999"}},
+                                      0);
+  EXPECT_TRUE(d.from_source);
+  EXPECT_EQ(d.source_offset, -1);
+  EXPECT_EQ(d.source_partition, -1);
+  EXPECT_EQ(d.original_size, -1);
+  EXPECT_FALSE(d.truncated);
+}
+
 TEST(KafkaMock, MockNamesStartOneClusterPerSizeAndRejectBadSizes) {
   EXPECT_FALSE(kafka::resolve_brokers("mock:0"));
   EXPECT_FALSE(kafka::resolve_brokers("mock:x"));

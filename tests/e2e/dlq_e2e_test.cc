@@ -1,0 +1,337 @@
+// `orderflow dlq` through the real binary: `orderflow serve` with a kafka_source on a
+// librdkafka mock cluster owned by this test (TCP on 127.0.0.1), commands that the source
+// dead-letters, then `orderflow dlq list / inspect / replay` as an operator runs them.
+//
+//   ListAndInspectShowWhatTheSourceDeadLettered
+//                         a malformed and an unknown command: listed with their reasons and
+//                         original coordinates; inspect shows every header and the value
+//                         with its control bytes escaped
+//   ReplayedDeadLetterIsExecutedOnceAndTruncatedOneRefused
+//                         a fixed-up dead letter replayed (after a --dry-run that produces
+//                         nothing) is executed by the running server; a second replay is
+//                         harmless; a truncated one is refused with exit 1
+//   HelpAndBadUsage       --help on each command; exit 2 naming what is wrong, exit 1 with
+//                         one line when the brokers do not answer
+#include "tests/support/e2e_http.h"
+#include "tests/support/kafka.h"
+#include "tests/support/server_process.h"
+#include "tests/support/shell.h"
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+using orderflow::testing::MockKafka;
+using orderflow::testing::Ran;
+using orderflow::testing::ServerProcess;
+using namespace orderflow::testing::e2e;
+
+const std::string kDlq = "orders.commands.dlq";
+const std::string kCommands = "orders.commands";
+
+Ran orderflow_cli(const std::string& args) {
+  return orderflow::testing::run_shell(std::string(ORDERFLOW_BINARY) + " " + args);
+}
+
+int64_t total(const std::map<int32_t, int64_t>& ends) {
+  return std::accumulate(ends.begin(), ends.end(), int64_t{0}, [](int64_t n, const auto& e) { return n + e.second; });
+}
+
+class DlqE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { ::signal(SIGPIPE, SIG_IGN); }
+
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "orderflow-dlq-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "mkdtemp: " << strerror(errno);
+    dir_ = tmpl;
+    log_ = dir_ / "server.log";
+    port_ = free_port();
+    ASSERT_GT(port_, 0) << "no free loopback port";
+    kafka_ = std::make_unique<MockKafka>(1);
+    kafka_->create_topic(kCommands, 2);
+    kafka_->create_topic(kDlq, 1);
+    graph_ = dir_ / "graph.yaml";
+    std::ofstream(graph_) << "graph: dlq-e2e\n"
+                             "stores:\n"
+                             "  events: {kind: memory}\n"
+                             "  snapshots: {kind: memory}\n"
+                             "nodes:\n"
+                             "  - {id: kin, kind: kafka_source, params: {brokers: \""
+                          << kafka_->bootstrap()
+                          << "\", group: dlq-e2e, commit_interval_ms: 50,"
+                             " properties: \"fetch.wait.max.ms=50\"}}\n"
+                             "  - {id: http, kind: http_source}\n"
+                             "  - {id: route, kind: route, params: {lanes: 2}}\n"
+                             "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+                             "  - {id: commit, kind: commit, params: {events: events}}\n"
+                             "  - {id: feed, kind: change_feed, params: {events: events, poll_ms: 5}}\n"
+                             "  - {id: projection, kind: projection, params: {snapshots: snapshots}}\n"
+                             "edges: [kin -> route, http -> route, route -> lanes, lanes -> commit, commit -> feed,"
+                             " feed -> projection]\n";
+    server_ = std::make_unique<ServerProcess>(dir_ / "data", log_, graph_.string());
+    const std::string why = server_->start_ready(port_, 15s);
+    ASSERT_TRUE(why.empty()) << why;
+  }
+
+  void TearDown() override {
+    if (server_) server_->kill_now();
+    if (HasFailure()) orderflow::testing::print_log_tail(log_, 80);
+    server_.reset();
+    kafka_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // `orderflow dlq ARGS` on this test's graph and cluster.
+  Ran dlq(const std::string& sub, const std::string& args = "") {
+    return orderflow_cli("dlq " + sub + " " + graph_.string() + " --brokers " + kafka_->bootstrap() + " " + args);
+  }
+
+  // Waits until the source has dead-lettered `n` messages in all.
+  void wait_dead_letters(int64_t n) {
+    ASSERT_TRUE(eventually([&] { return total(kafka_->end_offsets(kDlq)) >= n; }, 10s))
+        << "dead letters: " << total(kafka_->end_offsets(kDlq)) << " of " << n;
+  }
+
+  // The cluster's topics, by a request that creates none (one naming a topic would).
+  std::set<std::string> topics() {
+    std::set<std::string> out;
+    rd_kafka_t* rk = orderflow::testing::new_kafka_handle(
+        RD_KAFKA_PRODUCER, {{"bootstrap.servers", kafka_->bootstrap()}, {"log_level", "2"}});
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk, 1, nullptr, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < md->topic_cnt; ++i) out.insert(md->topics[i].topic);
+      rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_destroy(rk);
+    return out;
+  }
+
+  int64_t on_hand(Http& h, const std::string& sku) { return num(h.get("/api/v1/inventory/" + sku).json, "onHand"); }
+
+  fs::path dir_, log_, graph_;
+  int port_ = 0;
+  std::unique_ptr<MockKafka> kafka_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(DlqE2eTest, ListAndInspectShowWhatTheSourceDeadLettered) {
+  // Cut JSON with a terminal escape, a carriage return, a right-to-left override and a byte
+  // that is not UTF-8 in it, and a command the domain does not know; a good one between them.
+  const std::string malformed = "{\"commandId\":\"bad-1\",\"addStock\":{\"sku\":\"\x1b[2J\r\u202e\xff";
+  kafka_->produce(kCommands, "sku-BAD", malformed, {{"content-type", "application/json"}});
+  kafka_->produce(kCommands, "sku-OK", add_stock("ok-1", "OK", 3).body);
+  kafka_->produce(kCommands, "order-u1", "{\"commandId\":\"u-1\",\"launchRocket\":{\"orderId\":\"u1\"}}");
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(wait_dead_letters(2));
+  Http h(port_);
+  ASSERT_TRUE(eventually([&] { return on_hand(h, "OK") == 3; }, 10s)) << "the good command was not executed";
+
+  // Where the originals were: the dead letters must point back at them.
+  std::map<std::string, std::pair<int32_t, int64_t>> original;
+  for (const auto& r : kafka_->read_all(kCommands)) original[r.key] = {r.partition, r.offset};
+  ASSERT_EQ(original.size(), 3u);
+
+  const Ran table = dlq("list");
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_NE(table.output.find("2 dead letters in orders.commands.dlq"), std::string::npos) << table.output;
+  for (const std::string key : {"sku-BAD", "order-u1"}) {
+    const std::string coords =
+        "orders.commands/" + std::to_string(original[key].first) + "/" + std::to_string(original[key].second);
+    EXPECT_NE(table.output.find(coords), std::string::npos) << coords << " not in\n" << table.output;
+    EXPECT_NE(table.output.find(key), std::string::npos) << table.output;
+  }
+  EXPECT_NE(table.output.find("launchRocket"), std::string::npos) << "no reason for the unknown command\n"
+                                                                  << table.output;
+
+  const Ran listed = dlq("list", "--json");
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  const value json = value::parse(listed.output);
+  ASSERT_TRUE(json.is_array()) << listed.output;
+  ASSERT_EQ(json.as_array().size(), 2u) << listed.output;
+  int64_t bad_offset = -1, unknown_offset = -1;
+  for (const auto& d : json.as_array()) {
+    const std::string key = str(d, "key");
+    ASSERT_TRUE(original.count(key)) << key;
+    EXPECT_EQ(str(d, "topic"), kDlq);
+    EXPECT_EQ(num(d, "partition"), 0);
+    EXPECT_FALSE(str(d, "reason").empty()) << d.serialize();
+    EXPECT_EQ(str(d.at("source"), "topic"), kCommands);
+    EXPECT_EQ(num(d.at("source"), "partition"), original[key].first);
+    EXPECT_EQ(num(d.at("source"), "offset"), original[key].second);
+    EXPECT_FALSE(flag(d, "truncated"));
+    if (key == "sku-BAD") {
+      bad_offset = num(d, "offset");
+      EXPECT_EQ(num(d, "size"), static_cast<int64_t>(malformed.size()));
+    } else {
+      unknown_offset = num(d, "offset");
+    }
+  }
+  ASSERT_GE(bad_offset, 0);
+  ASSERT_GE(unknown_offset, 0);
+
+  const Ran one = dlq("inspect", "--partition 0 --offset " + std::to_string(bad_offset));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  for (const char* want :
+       {"x-orderflow-error: ", "x-orderflow-original-size: ", "x-orderflow-source-topic: orders.commands",
+        "x-orderflow-source-partition: ", "x-orderflow-source-offset: ", "content-type: application/json", "sku-BAD",
+        "not UTF-8", "\\x1b[2J\\r\\u202e\\xff", "1b 5b 32 4a 0d e2 80 ae", "00000030  ff", "replay         possible"})
+    EXPECT_NE(one.output.find(want), std::string::npos) << want << " not in\n" << one.output;
+  EXPECT_EQ(one.output.find('\x1b'), std::string::npos) << "a raw escape byte reached the terminal";
+  EXPECT_EQ(one.output.find('\r'), std::string::npos) << "a raw carriage return reached the terminal";
+  EXPECT_EQ(one.output.find("\u202e"), std::string::npos) << "a raw bidirectional override reached the terminal";
+
+  const Ran unknown = dlq("inspect", "--partition 0 --offset " + std::to_string(unknown_offset));
+  ASSERT_EQ(unknown.exit_code, 0) << unknown.output;
+  EXPECT_NE(unknown.output.find("bytes, JSON)\n  {\"commandId\":\"u-1\",\"launchRocket\""), std::string::npos)
+      << unknown.output;
+
+  const Ran hex = dlq("inspect", "--partition 0 --offset " + std::to_string(bad_offset) + " --hex");
+  ASSERT_EQ(hex.exit_code, 0) << hex.output;
+  EXPECT_NE(hex.output.find("1b 5b 32 4a 0d e2 80 ae"), std::string::npos) << hex.output;
+
+  const Ran missing = dlq("inspect", "--partition 0 --offset 99");
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("no dead letter at orders.commands.dlq/0/99 (it holds offsets 0 to 1)"),
+            std::string::npos)
+      << missing.output;
+
+  // A dead-letter topic that is not there is said so, and not created by asking.
+  std::stringstream yaml;
+  yaml << std::ifstream(graph_).rdbuf();
+  std::string other = yaml.str();
+  other.replace(other.find("group: dlq-e2e,"), 15, "group: dlq-e2e, dead_letter_topic: nope.dlq,");
+  std::ofstream(dir_ / "other.yaml") << other;
+  const Ran nope = orderflow_cli("dlq list " + (dir_ / "other.yaml").string() + " --brokers " + kafka_->bootstrap());
+  EXPECT_EQ(nope.exit_code, 1) << nope.output;
+  EXPECT_NE(nope.output.find("no topic nope.dlq on "), std::string::npos) << nope.output;
+  EXPECT_EQ(topics().count("nope.dlq"), 0u) << "listing created the topic";
+
+  // Reading changed nothing: the same two, and no offsets committed for the reader.
+  EXPECT_EQ(total(kafka_->end_offsets(kDlq)), 2);
+  for (const auto& [p, offset] : kafka_->committed("orderflow-dlq-reader", kDlq))
+    EXPECT_LT(offset, 0) << "partition " << p << ": the reader committed " << offset;
+  const Ran again = dlq("list", "--json");
+  EXPECT_EQ(value::parse(again.output).as_array().size(), 2u) << again.output;
+}
+
+TEST_F(DlqE2eTest, ReplayedDeadLetterIsExecutedOnceAndTruncatedOneRefused) {
+  // The operator's fix-up: a dead letter as the source writes it, whose value is a good
+  // command (a refusal that no longer applies), and a truncated one.
+  const std::string fixed = add_stock("fixed-1", "FIX", 7).body;
+  auto source_headers = [](const std::string& value, int64_t offset) {
+    return std::vector<std::pair<std::string, std::string>>{{"content-type", "application/json"},
+                                                            {"x-orderflow-error", "refused: the pipeline was stopping"},
+                                                            {"x-orderflow-original-size", std::to_string(value.size())},
+                                                            {"x-orderflow-source-topic", kCommands},
+                                                            {"x-orderflow-source-partition", "1"},
+                                                            {"x-orderflow-source-offset", std::to_string(offset)}};
+  };
+  kafka_->produce(kDlq, "sku-FIX", fixed, source_headers(fixed, 41));
+  auto cut = source_headers(add_stock("cut-1", "CUT", 5).body, 42);
+  cut.push_back({"x-orderflow-truncated", cut[2].second});
+  kafka_->produce(kDlq, "sku-CUT", fixed.substr(0, 20), cut);
+  ASSERT_TRUE(kafka_->flush());
+  const int64_t before = total(kafka_->end_offsets(kCommands));
+
+  const Ran dry = dlq("replay", "--partition 0 --offset 0 --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_NE(dry.output.find("would replay orders.commands.dlq/0/0 -> orders.commands (key sku-FIX"), std::string::npos)
+      << dry.output;
+  EXPECT_EQ(total(kafka_->end_offsets(kCommands)), before) << "--dry-run produced something";
+
+  const Ran refused = dlq("replay", "--partition 0 --offset 1");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("not replaying orders.commands.dlq/0/1: it is truncated"), std::string::npos)
+      << refused.output;
+  EXPECT_EQ(total(kafka_->end_offsets(kCommands)), before) << "a truncated dead letter was replayed";
+
+  const Ran all_dry = dlq("replay", "--all --dry-run");
+  EXPECT_EQ(all_dry.exit_code, 1) << "one of them is refused\n" << all_dry.output;
+  EXPECT_NE(all_dry.output.find("would replay 1 of 2 dead letters (1 refused)"), std::string::npos) << all_dry.output;
+
+  const Ran typo = dlq("replay", "--partition 0 --offset 0 --to orders.comands");
+  EXPECT_EQ(typo.exit_code, 1) << typo.output;
+  EXPECT_NE(typo.output.find("not replaying orders.commands.dlq/0/0: no topic orders.comands on "), std::string::npos)
+      << typo.output;
+  EXPECT_EQ(topics().count("orders.comands"), 0u) << "a mistyped --to created a topic";
+
+  Http h(port_);
+  const Ran replayed = dlq("replay", "--partition 0 --offset 0");
+  ASSERT_EQ(replayed.exit_code, 0) << replayed.output;
+  EXPECT_NE(replayed.output.find("replayed orders.commands.dlq/0/0 -> orders.commands/"), std::string::npos)
+      << replayed.output;
+  EXPECT_EQ(total(kafka_->end_offsets(kCommands)), before + 1);
+  ASSERT_TRUE(eventually([&] { return on_hand(h, "FIX") == 7; }, 10s))
+      << "the replayed command was not executed: " << h.get("/api/v1/inventory/FIX").describe();
+  bool marked = false;
+  for (auto& r : kafka_->read_all(kCommands)) {
+    if (r.key != "sku-FIX") continue;
+    EXPECT_EQ(r.value, fixed);
+    EXPECT_EQ(r.headers["x-orderflow-replayed-from"], "orders.commands.dlq/0/0");
+    EXPECT_EQ(r.headers["content-type"], "application/json");
+    EXPECT_EQ(r.headers.count("x-orderflow-error"), 0u) << "the dead letter's own headers went along";
+    marked = true;
+  }
+  EXPECT_TRUE(marked) << "no replayed record in " << kCommands;
+
+  // Once more: its commandId makes the repeat harmless.
+  const Ran twice = dlq("replay", "--partition 0 --offset 0");
+  ASSERT_EQ(twice.exit_code, 0) << twice.output;
+  ASSERT_TRUE(eventually([&] { return kafka_->caught_up("dlq-e2e", kCommands); }, 10s))
+      << "the source did not consume it";
+  EXPECT_EQ(on_hand(h, "FIX"), 7) << "the repeated replay was applied twice";
+  EXPECT_EQ(total(kafka_->end_offsets(kDlq)), 2) << "the replayed command was dead-lettered";
+}
+
+// No server needed: usage is checked before Kafka is asked anything.
+TEST(DlqCli, HelpAndBadUsage) {
+  for (const char* cmd : {"dlq", "dlq list", "dlq inspect", "dlq replay"}) {
+    const Ran r = orderflow_cli(std::string(cmd) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd << ":\n" << r.output;
+    EXPECT_NE(r.output.find(std::string("orderflow ") + cmd), std::string::npos) << r.output;
+  }
+  EXPECT_NE(orderflow_cli("dlq list --help").output.find("--from-offset"), std::string::npos);
+  EXPECT_NE(orderflow_cli("dlq replay --help").output.find("--dry-run"), std::string::npos);
+
+  const std::string kafka_graph = std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders-kafka.yaml";
+  Ran r = orderflow_cli("dlq list " + kafka_graph);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("mock:3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--brokers"), std::string::npos) << r.output;
+  r = orderflow_cli("dlq list " + std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml --brokers 127.0.0.1:1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no kafka_source"), std::string::npos) << r.output;
+  r = orderflow_cli("dlq replay " + kafka_graph + " --brokers 127.0.0.1:1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--all"), std::string::npos) << r.output;
+  r = orderflow_cli("dlq replay " + kafka_graph + " --brokers 127.0.0.1:1 --all --offset 3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = orderflow_cli("dlq inspect " + kafka_graph + " --brokers 127.0.0.1:1 --partition 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--offset"), std::string::npos) << r.output;
+
+  // Nothing listens there: one line with the reason, exit 1, within the timeout.
+  const int closed = free_port();
+  const auto start = Clock::now();
+  r = orderflow_cli("dlq list " + kafka_graph + " --brokers 127.0.0.1:" + std::to_string(closed) + " --timeout 1");
+  EXPECT_LT(Clock::now() - start, 5s);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_EQ(r.output.rfind("orderflow dlq: ", 0), 0u) << r.output;
+}
+
+}  // namespace
