@@ -203,6 +203,7 @@ class KafkaSourceNode final : public RuntimeNode {
     bool skipping = false;                         // inside a run of skipped (rewound) offsets
   };
   // A command waiting to be submitted (the pipeline was full) or resubmitted (store error).
+  static constexpr size_t kPollBatch = 1000;  // messages taken from one poll at most
   struct Pending {
     TpKey tp;
     uint64_t generation = 0;
@@ -210,6 +211,7 @@ class KafkaSourceNode final : public RuntimeNode {
     std::shared_ptr<const Message> command;
     std::string key;  // the message's, for a dead letter after a refusal
     std::chrono::steady_clock::time_point not_before;
+    bool dead_lettered = false;  // refused before submission (malformed)
   };
   // Handed from the commit writer's thread to ours.
   struct Finished {
@@ -269,8 +271,13 @@ class KafkaSourceNode final : public RuntimeNode {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, paused_ ? 10 : 50);
       if (m == nullptr) continue;
       BusyTimer busy(probe());
-      handle(m);
-      rd_kafka_message_destroy(m);
+      // What librdkafka already fetched is taken at once and submitted as one batch.
+      for (size_t n = 1; m != nullptr; ++n) {
+        handle(m);
+        rd_kafka_message_destroy(m);
+        m = n < kPollBatch ? rd_kafka_consumer_poll(consumer_, 0) : nullptr;
+      }
+      submit_pending();
     }
     // Shutdown: what finished is committed; the rest is redelivered to the next owner.
     apply_finished();
@@ -328,8 +335,7 @@ class KafkaSourceNode final : public RuntimeNode {
     p.offset = m->offset;
     p.command = std::shared_ptr<const Message>(std::move(*cmd));
     if (m->key) p.key.assign(static_cast<const char*>(m->key), m->key_len);
-    pending_.push_back(std::move(p));
-    submit_pending();
+    pending_.push_back(std::move(p));  // submitted by run() with the rest of the poll
   }
 
   // Submits waiting commands in arrival order until the pipeline says it is full.
@@ -340,33 +346,37 @@ class KafkaSourceNode final : public RuntimeNode {
       return;
     }
     const auto now = std::chrono::steady_clock::now();
-    while (!pending_.empty()) {
-      Pending& p = pending_.front();
-      if (!current(p.tp, p.generation)) {  // revoked meanwhile: already accounted for
-        pending_.pop_front();
+    // One batch of what is due, in arrival order, as much as the pipeline has room for.
+    const int64_t room = std::max<int64_t>(1, sink_->max_in_flight() - sink_->in_flight());
+    EnvelopeBatch batch;
+    size_t taken = 0;  // entries of pending_ the batch covers (revoked ones included)
+    for (; taken < pending_.size() && static_cast<int64_t>(batch.size()) < room; ++taken) {
+      Pending& p = pending_[taken];
+      if (p.dead_lettered || !current(p.tp, p.generation)) continue;  // revoked meanwhile: already accounted for
+      if (p.not_before > now) break;
+      if (Status valid = domain_.validate(*p.command); !valid) {
+        // Malformed in a way only the domain sees: dead-letter it like a decode failure.
+        std::string value;
+        p.command->SerializeToString(&value);
+        dead_letter_command(p.tp, p.generation, p.offset, p.key, std::move(value), "application/x-protobuf",
+                            valid.message());
+        p.dead_lettered = true;  // not submitted, and not again if this batch is refused
         continue;
       }
-      if (p.not_before > now) return;
       const TpKey tp = p.tp;
       const uint64_t gen = p.generation;
       const int64_t offset = p.offset;
-      auto env = make_envelope(domain_.copy(*p.command), [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
+      batch.push_back(make_envelope(domain_.copy(*p.command), [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
         std::lock_guard<std::mutex> lock(finished_mu_);
         finished_.push_back(Finished{tp, gen, offset, o.status, command, key});
-      });
-      Status s = sink_->submit(env);
-      if (s.code() == StatusCode::kUnavailable) return;  // full: retry on the next turn
-      if (!s) {
-        // Malformed in a way only the route sees: dead-letter it like a decode failure.
-        std::string value;
-        p.command->SerializeToString(&value);
-        const std::string key = p.key;
-        pending_.pop_front();
-        dead_letter_command(tp, gen, offset, key, std::move(value), "application/x-protobuf", s.message());
-        continue;
-      }
-      pending_.pop_front();
+      }));
     }
+    if (!batch.empty()) {
+      Status s = sink_->submit_batch(batch);
+      if (s.code() == StatusCode::kUnavailable) return;  // full: the same batch on the next turn
+      if (!s) probe().add_error("commands refused: " + s.to_string());  // not expected: submit_batch takes or refuses
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
   }
 
   void apply_finished() {
