@@ -119,8 +119,7 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& d
     Lane* raw = lane.get();
     lane->node = std::make_unique<LaneNode>(
         p.graph(), tbb::flow::serial,
-        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); },
-        tbb::flow::queueing_lightweight());
+        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); });
     lanes_.push_back(std::move(lane));
   }
 }

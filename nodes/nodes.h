@@ -38,7 +38,7 @@
 
 namespace orderflow {
 
-using LaneNode = tbb::flow::multifunction_node<BatchPtr, std::tuple<BatchPtr>, tbb::flow::queueing_lightweight>;
+using LaneNode = tbb::flow::multifunction_node<BatchPtr, std::tuple<BatchPtr>>;
 
 // The kinds' options as a graph file sets them (`params:`), with their defaults; bound to
 // the YAML in kinds.cc (graph/options.h).
