@@ -32,6 +32,10 @@ struct KafkaSourceOptions {
   int commit_interval_ms = 200;                  // how often finished offsets are committed
   int partitions = 8;                            // partitions of topics created on a mock cluster
   std::string properties;                        // librdkafka properties k=v,k=v; ${ENV} expands
+  // A command that failed this many times (retried with a growing backoff, 0.1 s doubling up
+  // to 5 s) while other commands of the source went through is poison: it is parked on the
+  // dead-letter topic with its reason and its partition moves on. 0 = retry for ever.
+  int park_after = 10;
 };
 const graph::Options<KafkaSourceOptions>& kafka_source_options();
 

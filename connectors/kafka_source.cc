@@ -78,6 +78,7 @@ class KafkaSourceNode final : public RuntimeNode {
         max_message_bytes_(static_cast<size_t>(o.max_message_bytes)),
         max_in_flight_(o.max_in_flight),
         commit_interval_ms_(o.commit_interval_ms),
+        park_after_(o.park_after),
         partitions_(o.partitions),
         properties_text_(o.properties) {}
 
@@ -212,6 +213,8 @@ class KafkaSourceNode final : public RuntimeNode {
     std::string key;  // the message's, for a dead letter after a refusal
     std::chrono::steady_clock::time_point not_before;
     bool dead_lettered = false;  // refused before submission (malformed)
+    int failures = 0;            // attempts that failed (not durable) so far
+    uint64_t ok_mark = 0;        // finished_ok_ at its first failure
   };
   // Handed from the commit writer's thread to ours.
   struct Finished {
@@ -221,6 +224,8 @@ class KafkaSourceNode final : public RuntimeNode {
     Status status;
     std::shared_ptr<const Message> command;  // kept for a resubmission
     std::string key;
+    int failures = 0;
+    uint64_t ok_mark = 0;
   };
   // Opaque of a dead-letter message until its delivery report (then owned again by us,
   // while it waits for a retry).
@@ -366,9 +371,10 @@ class KafkaSourceNode final : public RuntimeNode {
       const TpKey tp = p.tp;
       const uint64_t gen = p.generation;
       const int64_t offset = p.offset;
-      batch.push_back(make_envelope(domain_.copy(*p.command), [this, tp, gen, offset, command = p.command, key = p.key](const Outcome& o) {
+      batch.push_back(make_envelope(domain_.copy(*p.command), [this, tp, gen, offset, command = p.command, key = p.key,
+                                                               failures = p.failures, mark = p.ok_mark](const Outcome& o) {
         std::lock_guard<std::mutex> lock(finished_mu_);
-        finished_.push_back(Finished{tp, gen, offset, o.status, command, key});
+        finished_.push_back(Finished{tp, gen, offset, o.status, command, key, failures, mark});
       }));
     }
     if (!batch.empty()) {
@@ -400,6 +406,7 @@ class KafkaSourceNode final : public RuntimeNode {
       }
       if (c == StatusCode::kOk || c == StatusCode::kRejected) {
         if (c == StatusCode::kRejected) ++rejected_;
+        ++finished_ok_;
         mark_done(f.tp, f.generation, f.offset);
         continue;
       }
@@ -411,6 +418,24 @@ class KafkaSourceNode final : public RuntimeNode {
         abandon(f.tp, f.generation);
         continue;
       }
+      const int failures = f.failures + 1;
+      const uint64_t mark = f.failures == 0 ? finished_ok_ : f.ok_mark;
+      if (park_after_ > 0 && failures >= park_after_ && finished_ok_ > mark) {
+        // Poison, not an outage: other commands went through while this one kept failing.
+        // Parked on the dead-letter topic (list, inspect and replay it with `orderflow dlq`);
+        // its offset advances once the dead letter is delivered.
+        ++parked_;
+        log::warn("kafka source: a command keeps failing while others succeed; parked on the dead-letter topic",
+                  {{"node", id()}, {"command", domain_.command_id(*f.command)}, {"source", tp_name(f.tp)},
+                   {"offset", std::to_string(f.offset)}, {"attempts", std::to_string(failures)},
+                   {"error", f.status.to_string()}});
+        std::string json;
+        (void)google::protobuf::util::MessageToJsonString(*f.command, &json);
+        dead_letter_command(f.tp, f.generation, f.offset, f.key, std::move(json), "application/json",
+                            "parked after " + std::to_string(failures) + " failed attempts while other commands "
+                            "succeeded: " + f.status.to_string());
+        continue;
+      }
       ++resubmitted_;
       Pending p;
       p.tp = f.tp;
@@ -418,7 +443,11 @@ class KafkaSourceNode final : public RuntimeNode {
       p.offset = f.offset;
       p.command = std::move(f.command);
       p.key = std::move(f.key);
-      p.not_before = now + std::chrono::milliseconds(100);
+      p.failures = failures;
+      p.ok_mark = mark;
+      // 0.1 s, doubling up to 5 s: a store outage is not hammered, a poison command parks.
+      p.not_before = now + std::min<std::chrono::milliseconds>(
+                               std::chrono::milliseconds(100LL << std::min(failures - 1, 6)), std::chrono::seconds(5));
       pending_.push_back(std::move(p));
     }
   }
@@ -786,6 +815,7 @@ class KafkaSourceNode final : public RuntimeNode {
     probe().set_gauge("dead_letters_shortened", static_cast<double>(dead_letters_shortened_));
     probe().set_gauge("rejected", static_cast<double>(rejected_));
     probe().set_gauge("resubmitted", static_cast<double>(resubmitted_));
+    probe().set_gauge("parked", static_cast<double>(parked_));
     // Also the counters set where they change, so every gauge is there (at 0) from the start.
     probe().set_gauge("pauses", static_cast<double>(pauses_));
     probe().set_gauge("redelivered_skipped", static_cast<double>(redelivered_skipped_));
@@ -799,6 +829,7 @@ class KafkaSourceNode final : public RuntimeNode {
   const size_t max_message_bytes_;
   const int64_t max_in_flight_;
   const int commit_interval_ms_;
+  const int park_after_;
   const int partitions_;
   const std::string properties_text_;
 
@@ -816,7 +847,8 @@ class KafkaSourceNode final : public RuntimeNode {
   uint64_t pauses_ = 0;
   uint64_t redelivered_skipped_ = 0;  // messages below a partition's next offset (see handle)
   std::deque<Pending> pending_;
-  uint64_t dead_lettered_ = 0, rejected_ = 0, resubmitted_ = 0;
+  uint64_t dead_lettered_ = 0, rejected_ = 0, resubmitted_ = 0, parked_ = 0;
+  uint64_t finished_ok_ = 0;  // commands finished durable or rejected (poison vs outage, see park_after)
   size_t dlq_max_bytes_ = 1000000;  // the dead-letter producer's message.max.bytes (set in start)
   std::deque<std::unique_ptr<DeadLetter>> dlq_retry_;  // failed dead letters waiting for a retry
   uint64_t dead_letter_failures_ = 0, failures_at_last_warn_ = 0, dead_letters_shortened_ = 0;
@@ -843,6 +875,9 @@ const graph::Options<KafkaSourceOptions>& kafka_source_options() {
           .integer(&O::max_in_flight, "max_in_flight", 1, 10000000, "commands submitted, not yet finished; more pauses")
           .integer(&O::commit_interval_ms, "commit_interval_ms", 1, 60000, "how often finished offsets are committed")
           .integer(&O::partitions, "partitions", 1, 1024, "partitions of topics created on a mock cluster")
+          .integer(&O::park_after, "park_after", 0, 1000,
+                   "failures of one command, while others succeed, before it is parked on the dead-letter "
+                   "topic (0 = retry for ever)")
           .text(&O::properties, "properties", "librdkafka properties k=v,k=v; ${ENV} expands");
   return options;
 }

@@ -284,6 +284,7 @@ struct Catalogue {
     c("dead_lettered", "Messages sent to the dead-letter topic.");
     c("rejected", "Commands the domain rejected.");
     c("resubmitted", "Commands resubmitted after a retriable failure.");
+    c("parked", "Commands parked on the dead-letter topic: they kept failing while others went through.");
     c("redelivered_skipped", "Redelivered messages skipped as already handled.");
     declare("lag.", FigureSpec{T::kGauge, "Messages behind the end of one partition.", "kafka_partition_lag", "partition"},
             prefixes);

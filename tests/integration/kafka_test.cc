@@ -18,6 +18,7 @@
 #include "nodes/nodes.h"
 #include "tests/support/invariants.h"
 #include "tests/support/kafka.h"
+#include "tests/support/store_decorators.h"
 
 namespace orderflow {
 namespace {
@@ -35,6 +36,35 @@ std::string to_json(const google::protobuf::Message& m) {
   google::protobuf::util::MessageToJsonString(m, &out);
   return out;
 }
+
+// Every append to one stream fails (a poison command: say a write the store refuses for that
+// stream alone); the other streams' appends go through.
+class PoisonedStream : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  std::string stream;
+  std::atomic<int> refused{0};
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
+    std::vector<AppendResult> out(batch.size());
+    std::vector<AppendRequest> pass;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].stream == stream) {
+        out[i].stream = stream;
+        out[i].status = Status::io_error("injected: writes to " + stream + " fail");
+        ++refused;
+      } else {
+        pass.push_back(batch[i]);
+        index.push_back(i);
+      }
+    }
+    if (!pass.empty()) {
+      auto written = events_->append(pass);
+      for (size_t k = 0; k < written.size(); ++k) out[index[k]] = std::move(written[k]);
+    }
+    return out;
+  }
+};
 
 size_t count_events(const testing::StoreFold& fold, v1::Event::KindCase kind) {
   size_t n = 0;
@@ -59,6 +89,7 @@ class KafkaPipelineTest : public ::testing::Test {
   void TearDown() override {
     if (built_.pipeline) built_.pipeline->shutdown(std::chrono::seconds(10));
     built_.pipeline.reset();
+    poisoned_.reset();
     stores_.reset();
     kafka_.reset();
     std::filesystem::remove_all(dir_);
@@ -76,7 +107,7 @@ class KafkaPipelineTest : public ::testing::Test {
         // {domain}.commands.dlq, are kCommands and kDlq for the order domain (the shipped
         // graphs name them; tests/e2e/kafka_e2e_test.cc runs one).
         "  - {id: kin, kind: kafka_source, params: {brokers: \"" + b + "\", group: " + kGroup +
-        ", max_message_bytes: " + max_message_bytes_ + ", max_in_flight: 8, commit_interval_ms: 50,"
+        ", max_message_bytes: " + max_message_bytes_ + source_params_ + ", max_in_flight: 8, commit_interval_ms: 50,"
         " properties: \"fetch.wait.max.ms=50,session.timeout.ms=6000" + extra_properties_ + "\"}}\n"
         "  - {id: route, kind: route, params: {lanes: 4, max_in_flight: 1000}}\n"
         "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
@@ -95,9 +126,15 @@ class KafkaPipelineTest : public ::testing::Test {
     std::vector<graph::Diagnostic> diags;
     ASSERT_TRUE(graph::validate(def_, registry, diags)) << diags.front().to_string();
     stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());
+    StoreProvider* provider = stores_.get();
+    if (!poisoned_stream_.empty()) {
+      poisoned_ = std::make_unique<testing::DecoratedProvider<PoisonedStream>>(*stores_);
+      poisoned_->events.stream = poisoned_stream_;
+      provider = poisoned_.get();
+    }
     BuildOptions o;
     o.threads = threads;
-    auto built = build_pipeline(def_, test_support::standard_kinds(), *stores_, o);
+    auto built = build_pipeline(def_, test_support::standard_kinds(), *provider, o);
     ASSERT_TRUE(built) << built.status().to_string();
     built_ = std::move(*built);
     ASSERT_TRUE(built_.pipeline->start());
@@ -216,6 +253,9 @@ class KafkaPipelineTest : public ::testing::Test {
   int duplicates_sent_ = 0;
   std::string max_message_bytes_ = "4096";
   std::string extra_properties_;  // appended to the source's properties (",k=v,...")
+  std::string source_params_;     // appended to the source's params (", k: v")
+  std::string poisoned_stream_;   // set before start(): every append to it fails
+  std::unique_ptr<testing::DecoratedProvider<PoisonedStream>> poisoned_;
 };
 
 TEST_F(KafkaPipelineTest, CommandsInEventsOutEachCommandOnce) {
@@ -499,6 +539,43 @@ TEST_F(KafkaPipelineTest, ConsumerLagAfterARestartStartsAtTheGroupsCommittedOffs
   ASSERT_NO_FATAL_FAILURE(wait_quiescent());
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(source_gauges()["consumer_lag"], 0);
+}
+
+// A command whose write keeps failing while the others go through is poison: after
+// park_after attempts it is parked on the dead-letter topic with its reason, and its
+// partition's committed offset moves on (before, it was retried for ever and the offset
+// stayed behind it). An outage, where nothing goes through, parks nothing (see
+// BrokerDownAndUpMidStreamLosesNothing and the store-failure tests).
+TEST_F(KafkaPipelineTest, APoisonCommandIsParkedOnTheDeadLetterTopicAndItsPartitionMovesOn) {
+  v1::Command poison;
+  poison.set_command_id("poison-1");
+  poison.mutable_add_stock()->set_sku("POISON");
+  poison.mutable_add_stock()->set_quantity(1);
+  poisoned_stream_ = orders::stream_of(poison);
+  source_params_ = ", park_after: 3";
+  ASSERT_NO_FATAL_FAILURE(start(2));
+  send(poison);
+  ASSERT_NO_FATAL_FAILURE(send_workload("pz", 60));
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+
+  EXPECT_GE(poisoned_->events.refused.load(), 3) << "tried park_after times";
+  const auto dead = kafka_->read_all(kDlq);
+  ASSERT_EQ(dead.size(), 1u);
+  const std::string reason = dead[0].headers.at("x-orderflow-error");
+  EXPECT_NE(reason.find("failed attempts while other commands succeeded"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("injected: writes to " + poisoned_stream_ + " fail"), std::string::npos) << reason;
+  EXPECT_EQ(dead[0].key, poisoned_stream_);
+  v1::Command parked;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(dead[0].value, &parked).ok()) << dead[0].value;
+  EXPECT_EQ(parked.command_id(), "poison-1") << "the command as JSON, replayable with orderflow dlq replay";
+  EXPECT_EQ(source_gauges()["parked"], 1);
+  EXPECT_TRUE(kafka_->caught_up(kGroup, kCommands)) << "the poison's partition committed past it";
+
+  // Everything else went through once; nothing of the poison was written.
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
+  EXPECT_EQ(fold.states.count(poisoned_stream_), 0u);
+  EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 60u);
 }
 
 }  // namespace
