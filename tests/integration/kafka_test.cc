@@ -43,13 +43,14 @@ class PoisonedStream : public testing::EventsDecorator {
  public:
   using EventsDecorator::EventsDecorator;
   std::string stream;
+  std::atomic<bool> every_stream{false};  // an outage: every append fails
   std::atomic<int> refused{0};
   std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
     std::vector<AppendResult> out(batch.size());
     std::vector<AppendRequest> pass;
     std::vector<size_t> index;
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].stream == stream) {
+      if (batch[i].stream == stream || every_stream) {
         out[i].stream = stream;
         out[i].status = Status::io_error("injected: writes to " + stream + " fail");
         ++refused;
@@ -576,6 +577,27 @@ TEST_F(KafkaPipelineTest, APoisonCommandIsParkedOnTheDeadLetterTopicAndItsPartit
   ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
   EXPECT_EQ(fold.states.count(poisoned_stream_), 0u);
   EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 60u);
+}
+
+// An outage is not poison: while every write fails, commands are retried (with a growing
+// backoff) however often they fail, and none is parked; once the store is back, every one
+// goes through.
+TEST_F(KafkaPipelineTest, AnOutageParksNothing) {
+  poisoned_stream_ = "none";
+  source_params_ = ", park_after: 2";
+  ASSERT_NO_FATAL_FAILURE(start(2));
+  poisoned_->events.every_stream = true;
+  ASSERT_NO_FATAL_FAILURE(send_workload("out", 30));
+  ASSERT_TRUE(eventually([&] { return source_gauges()["resubmitted"] >= 3 * 38; }, std::chrono::seconds(30),
+                         std::chrono::milliseconds(50)))
+      << "every command failed at least three times during the outage";
+  poisoned_->events.every_stream = false;
+  ASSERT_NO_FATAL_FAILURE(wait_quiescent());
+  EXPECT_TRUE(kafka_->read_all(kDlq).empty()) << "a command was parked during an outage";
+  EXPECT_EQ(source_gauges()["parked"], 0);
+  testing::StoreFold fold;
+  ASSERT_NO_FATAL_FAILURE(testing::check_store_invariants(feed(), **stores_->snapshot_store("snapshots"), &fold));
+  EXPECT_EQ(count_events(fold, v1::Event::kOrderPlaced), 30u);
 }
 
 }  // namespace
