@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <random>
 #include <set>
 #include <thread>
@@ -201,6 +203,80 @@ bool valid_id(const std::string& id) {
 
 }  // namespace
 
+namespace {
+
+// The threads behind parallel_for, made once and kept: a thread per request of every group
+// commit cost a clone() and a stack each time. The pool grows to the largest `workers` asked
+// for; concurrent callers share it, and each caller also works on its own job, so a job
+// progresses even while every pool thread serves another one.
+class WorkPool {
+ public:
+  static WorkPool& shared() {
+    static WorkPool* pool = new WorkPool();  // never destroyed: its threads may wait at exit
+    return *pool;
+  }
+
+  void run(size_t n, size_t helpers, const std::function<void(size_t)>& fn) {
+    auto job = std::make_shared<Job>();
+    job->n = n;
+    job->fn = &fn;
+    {
+      std::lock_guard lock(mu_);
+      while (threads_ < helpers) {
+        std::thread([this] { loop(); }).detach();
+        ++threads_;
+      }
+      for (size_t k = 0; k < helpers; ++k) tickets_.push_back(job);  // one per helper wanted
+    }
+    cv_.notify_all();
+    job->work();
+    job->wait();  // every fn(i) has returned: fn may go out of scope
+  }
+
+ private:
+  struct Job {
+    size_t n = 0;
+    const std::function<void(size_t)>* fn = nullptr;  // valid until done == n
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;  // guarded by mu
+
+    void work() {
+      size_t mine = 0;
+      for (size_t i = next++; i < n; i = next++, ++mine) (*fn)(i);
+      if (mine == 0) return;  // a late ticket: nothing left, fn not touched
+      std::lock_guard lock(mu);
+      done += mine;
+      if (done == n) cv.notify_all();
+    }
+    void wait() {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return done == n; });
+    }
+  };
+
+  void loop() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return !tickets_.empty(); });
+        job = std::move(tickets_.front());
+        tickets_.pop_front();
+      }
+      job->work();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> tickets_;  // guarded by mu_
+  size_t threads_ = 0;                        // guarded by mu_
+};
+
+}  // namespace
+
 void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
   const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, workers)));
@@ -208,15 +284,7 @@ void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn) 
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) fn(i);
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  WorkPool::shared().run(n, threads - 1, fn);
 }
 
 Status cosmos_ensure_container(CosmosClient& c, const std::string& db, const std::string& coll,

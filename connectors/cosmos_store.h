@@ -215,7 +215,8 @@ class CosmosSnapshotStore final : public SnapshotStore {
   std::unordered_map<std::string, Stored> stored_;  // last known version and etag per stream
 };
 
-// Runs fn(0..n-1) on up to `workers` threads; returns when all are done.
+// Runs fn(0..n-1) on up to `workers` threads (the caller and threads of a process-wide pool,
+// made once and kept); returns when all are done.
 void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn);
 
 }  // namespace orderflow::connectors

@@ -3,8 +3,18 @@
 // one status mapping and the retry policy.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "connectors/cosmos_client.h"
 #include "connectors/cosmos_store.h"
@@ -240,6 +250,60 @@ TEST(CosmosGraph, AMissingKeyVariableIsAClearErrorWhenTheStoreOpens) {
   ASSERT_FALSE(ev);
   EXPECT_EQ(ev.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(ev.status().message().find("ORDERFLOW_TEST_NO_SUCH_KEY"), std::string::npos) << ev.status().to_string();
+}
+
+size_t thread_count() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// The group commit's fan-out of Cosmos requests (parallel_for): every index once, `workers`
+// of them at once, from concurrent callers too, and no thread made per call (it made
+// workers - 1 threads per group commit before).
+TEST(CosmosParallelFor, RunsEachIndexOnceConcurrentlyOnThreadsItKeeps) {
+  std::vector<std::atomic<int>> hits(1000);
+  parallel_for(hits.size(), 8, [&](size_t i) { hits[i]++; });
+  for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << i;
+
+  // Four at once: each call waits until all four have arrived (bounded, so a failure ends).
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0, together = 0;
+  parallel_for(4, 4, [&](size_t) {
+    std::unique_lock lock(mu);
+    ++arrived;
+    cv.notify_all();
+    if (cv.wait_for(lock, 10s, [&] { return arrived >= 4; })) ++together;
+  });
+  EXPECT_EQ(together, 4) << "the four calls did not run at the same time";
+
+  // Kernel thread ids are not reused soon: a thread made per call would show a new one.
+  std::mutex seen_mu;
+  std::set<pid_t> seen;
+  const size_t threads = thread_count();
+  for (int k = 0; k < 50; ++k)
+    parallel_for(16, 8, [&](size_t) {
+      std::this_thread::sleep_for(100us);
+      std::lock_guard lock(seen_mu);
+      seen.insert(static_cast<pid_t>(::syscall(SYS_gettid)));
+    });
+  EXPECT_LE(seen.size(), 8u) << "threads were made per call";
+  EXPECT_EQ(thread_count(), threads);
+
+  // Two callers at once, each with calls that block until the other's have started: the
+  // shared threads serve both, and each caller works on its own job.
+  std::atomic<int> started{0};
+  auto caller = [&] {
+    parallel_for(3, 3, [&](size_t) {
+      started++;
+      for (int i = 0; i < 2000 && started.load() < 2; ++i) std::this_thread::sleep_for(1ms);
+    });
+  };
+  std::thread a(caller), b(caller);
+  a.join();
+  b.join();
+  EXPECT_EQ(started.load(), 6);
 }
 
 }  // namespace
