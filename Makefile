@@ -74,7 +74,7 @@ clean:
 
 # A release build: the server and the monitor linked against RocksDB built without its debug
 # assertions (scripts/build-rocksdb.sh: Debian's own source package, CMAKE_BUILD_TYPE=Release;
-# about 30-40 minutes once, kept in ROCKSDB_PREFIX). Debian's librocksdb keeps its assert()s,
+# about 15 minutes on 2 cores, once, kept in ROCKSDB_PREFIX). Debian's librocksdb keeps its assert()s,
 # which the tests may use; a release binary must not (a failed one aborts the server).
 RELEASE_BUILD ?= build-release
 ROCKSDB_PREFIX ?= $(RELEASE_BUILD)/rocksdb

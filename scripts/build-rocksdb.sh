@@ -5,7 +5,7 @@
 # aborts the process (seen on a full disk: `sync_without_flush_called_`). This builds the
 # same source package Debian ships (7.8.3 with Debian's patches, fetched through a private
 # apt source list; the system's apt configuration is left alone) with CMAKE_BUILD_TYPE=Release,
-# which defines NDEBUG. About 30-40 minutes on 2 cores; a PREFIX that already holds it is kept.
+# which defines NDEBUG. About 15 minutes on 2 cores; a PREFIX that already holds it is kept.
 #
 # Usage: scripts/build-rocksdb.sh PREFIX    (JOBS=N sets the build's parallelism, default 2)
 set -euo pipefail
