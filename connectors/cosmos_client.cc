@@ -363,6 +363,15 @@ Result<CosmosResponse> CosmosClient::send_once(const CosmosRequest& r) {
       if (lower(k) == "content-type") h.set_content_type(v);
   }
   CosmosResponse out;
+  // In flight until any answer (or failure) comes back; see health().
+  if (in_flight_.fetch_add(1) == 0) last_progress_ns_.store(steady_us() * 1000);
+  struct Landed {
+    CosmosClient* c;
+    ~Landed() {
+      c->last_progress_ns_.store(steady_us() * 1000);
+      c->in_flight_.fetch_sub(1);
+    }
+  } landed{this};
   try {
     http_response resp = impl_->http->request(req).get();
     out.http_status = resp.status_code();
@@ -419,7 +428,20 @@ Result<CosmosResponse> CosmosClient::send(const CosmosRequest& r) {
 }
 
 Status CosmosClient::health() const {
+  using Clock = std::chrono::steady_clock;
   std::lock_guard lock(health_mu_);
+  if (!health_.is_ok() || in_flight_.load() == 0) return health_;
+  // Requests outstanding and nothing answered for stall_timeout: the account (or the path
+  // to it) swallows requests. Their own timeout would tell only after request_timeout.
+  const auto silent = std::chrono::nanoseconds(steady_us() * 1000 - last_progress_ns_.load());
+  if (silent >= options_.stall_timeout) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+    const std::string reason = "Cosmos DB unreachable: requests outstanding with no answer for " +
+                               std::to_string(ms) + " ms";
+    log::warn("cosmos db unavailable", {{"endpoint", options_.endpoint}, {"reason", reason}});
+    health_ = Status::unavailable(reason);
+    if (failing_since_ == Clock::time_point{}) failing_since_ = Clock::now() - silent;
+  }
   return health_;
 }
 

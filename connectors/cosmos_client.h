@@ -44,6 +44,9 @@ struct CosmosOptions {
   std::chrono::milliseconds max_backoff{2000};            // cap of one backoff
   std::chrono::milliseconds max_retry_wait{30000};        // cap of all waits of one request
   std::chrono::milliseconds request_timeout{10000};       // one HTTP exchange
+  // default 2 s: requests outstanding this long with no answer of any kind meanwhile make
+  // health() unavailable at once (a black-holed account), not after request_timeout.
+  std::chrono::milliseconds stall_timeout{2000};
 };
 
 struct CosmosRequest {
@@ -133,9 +136,11 @@ class CosmosClient {
   CosmosMetrics& metrics() { return metrics_; }
 
   // The account as the latest requests found it, without I/O: not ok (kUnavailable, with
-  // the reason) while requests fail to reach it for more than a second, or while its
-  // database or a container is missing. One warning line when it goes, one when it comes
-  // back. The stores' own traffic (change-feed polls, lease cycles) keeps it current.
+  // the reason) while requests fail to reach it for more than a second, while requests
+  // are outstanding with no answer for stall_timeout (an account that accepts
+  // connections but never answers), or while its database or a container is missing.
+  // One warning line when it goes, one when it comes back. The stores' own traffic
+  // (change-feed polls, lease cycles) keeps it current.
   Status health() const;
   // Called (on the requesting thread, at most once per two seconds) when an answer says a
   // database or container does not exist: stores that may create them recreate them there.
@@ -154,9 +159,14 @@ class CosmosClient {
   std::map<std::string, std::string> sessions_;
 
   void note_health(const Result<CosmosResponse>& resp, int http_status);
+  // Requests on the wire, and when the latest answer of any kind (or the first request
+  // after none were outstanding) arrived, in steady-clock nanoseconds: what health()
+  // reads to see an account that stopped answering.
+  std::atomic<int> in_flight_{0};
+  std::atomic<int64_t> last_progress_ns_{0};
   mutable std::mutex health_mu_;
-  Status health_;                                         // guarded by health_mu_
-  std::chrono::steady_clock::time_point failing_since_{};  // guarded; epoch = not failing
+  mutable Status health_;                                         // guarded by health_mu_
+  mutable std::chrono::steady_clock::time_point failing_since_{};  // guarded; epoch = not failing
   std::chrono::steady_clock::time_point last_repair_{};    // guarded by health_mu_
   std::vector<std::function<void()>> repair_;             // guarded by health_mu_
   std::mutex repair_run_mu_;                               // one repair at a time

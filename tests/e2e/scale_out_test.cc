@@ -20,7 +20,11 @@
 //   OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart
 //       Cosmos DB answering 503 to everything under load: /readyz 503 with the reason, one
 //       warning line each way, every request answered by its deadline, acknowledged
-//       commands kept, and commands work again without a restart.
+//       commands kept, and commands work again without a restart; a stop while it is down
+//       is bounded by the drain timeout.
+//   BlackHoledAccountIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart
+//       the same with the stand-in's process frozen (SIGSTOP): nothing answers, nothing is
+//       refused; readiness must see requests that never come back.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@
 #include <mutex>
 #include <thread>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -146,6 +151,9 @@ class ScaleOutTest : public ::testing::Test {
     return static_cast<int>(gauge(metrics_node(r.json, "cosmos"), "leases_" + subscriber + "_" + in.name));
   }
 
+
+  void outage_under_load(const std::function<void()>& begin_outage, const std::function<void()>& end_outage,
+                         std::chrono::milliseconds length);
 
   fs::path dir_, graph_;
   std::unique_ptr<CosmosStandIn> standin_;
@@ -266,7 +274,10 @@ TEST_F(ScaleOutTest, LeasesMoveWithin10sOfAKillAndASecondOfAStop) {
   EXPECT_LT(handover, 3s);  // one lease cycle (1 s) after the release, with slack for a busy machine
 }
 
-TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart) {
+// Under load, `begin_outage` cuts the account off for `length`, then `end_outage` brings it
+// back; then the account goes once more and the instance is stopped.
+void ScaleOutTest::outage_under_load(const std::function<void()>& begin_outage, const std::function<void()>& end_outage,
+                                     std::chrono::milliseconds length) {
   Instance& a = start("a", {"--drain-timeout", "2"});
   ASSERT_FALSE(HasFailure());
   Http h(a.port, 30s);
@@ -311,14 +322,14 @@ TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRes
     });
   std::this_thread::sleep_for(1s);
 
-  standin_->inject(503, 1000000);  // every request to the account fails
+  begin_outage();
   outage = true;
   Reply ready;
   EXPECT_TRUE(eventually([&] { return (ready = h.get("/readyz")).status == 503; }, 10s, 100ms))
       << "readiness stayed " << ready.describe();
   EXPECT_NE(ready.text.find("Cosmos DB"), std::string::npos) << ready.text;
-  std::this_thread::sleep_for(4s);
-  standin_->clear_faults();
+  std::this_thread::sleep_for(length);
+  end_outage();
   outage = false;
   EXPECT_TRUE(eventually([&] { return (ready = h.get("/readyz")).status == 200; }, 20s, 100ms))
       << "readiness after the outage: " << ready.describe();
@@ -372,7 +383,7 @@ TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRes
 
   // A stop while the account is down is bounded by the drain timeout (2 s here), not by the
   // store's retries.
-  standin_->inject(503, 1000000);
+  begin_outage();
   EXPECT_TRUE(eventually([&] { return h.get("/readyz").status == 503; }, 10s, 100ms));
   std::thread late([&] { Http(a.port, 10s).command(place_order("late", "late", "u", {{"S", 1, 100}}).body); });
   std::this_thread::sleep_for(300ms);
@@ -383,6 +394,17 @@ TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRes
   std::cout << "stop while Cosmos DB is down: " << took.count() << " ms\n";
   EXPECT_TRUE(status.has_value()) << "not stopped within 30 s of SIGTERM";
   EXPECT_LT(took, 2s + 3s + 2s);  // drain timeout, the grace period, slack for a busy machine
+}
+
+TEST_F(ScaleOutTest, OutageIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart) {
+  // Every request to the account answers 503 for 4 s.
+  outage_under_load([&] { standin_->inject(503, 1000000); }, [&] { standin_->clear_faults(); }, 4s);
+}
+
+TEST_F(ScaleOutTest, BlackHoledAccountIsReportedAnsweredByTheDeadlineAndRecoveredWithoutRestart) {
+  // The account's process is frozen for 5 s: connections open, nothing answers (requests
+  // would only time out after the client's 10 s request timeout).
+  outage_under_load([&] { standin_->pause(); }, [&] { standin_->resume(); }, 5s);
 }
 
 TEST_F(ScaleOutTest, SeedTopologyTwoInstancesPerServiceSurvivesAKillOfEach) {

@@ -56,6 +56,15 @@ class CosmosStandIn {
     control("POST", "/_launcher/faults", body);
   }
   void clear_faults() { control("DELETE", "/_launcher/faults", ""); }
+  // Freezes the stand-in's process (SIGSTOP): connections are still accepted by the
+  // kernel, nothing is answered, as when an account or the path to it black-holes traffic.
+  // resume() (SIGCONT) lets it answer what queued up meanwhile.
+  void pause() {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void resume() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
   // GET /_launcher/stats as JSON text.
   std::string stats() { return control("GET", "/_launcher/stats", ""); }
   // A number from the stats JSON, e.g. stat("faults").
@@ -120,6 +129,7 @@ class CosmosStandIn {
 
   void stop() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);  // a paused process would not act on SIGTERM
     ::kill(pid_, SIGTERM);
     int status = 0;
     for (int i = 0; i < 50; ++i) {
