@@ -518,7 +518,8 @@ bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res)
 std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendRequest>& batch) {
   // 1. The store's version of every stream whose expected version is not the one we saw
   //    last (in parallel). A stream we saw at exactly the expected version skips this: if
-  //    someone wrote since, the create below collides on the id.
+  //    someone wrote since, the create below collides on the id (and so does a write at
+  //    expected version 0).
   //    A version check (verify_only) always asks the store: it exists because a cached
   //    version may be behind, and a check that matches writes nothing that could collide.
   std::vector<std::string> unknown;
@@ -530,7 +531,11 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
       const bool first = seen.insert(req.stream).second;
       if (!first && !req.verify_only) continue;
       auto it = versions_.find(req.stream);
-      if ((req.verify_only || it == versions_.end() || it->second != req.expected_version) &&
+      // A write that starts a stream this store has not seen needs no question either: every
+      // stream's first document has the id "{stream}:1", so its create collides if the
+      // stream has any event.
+      const bool starts = !req.verify_only && req.expected_version == 0 && it == versions_.end();
+      if ((req.verify_only || it == versions_.end() || it->second != req.expected_version) && !starts &&
           asked.insert(req.stream).second)
         unknown.push_back(req.stream);
     }
@@ -1006,7 +1011,10 @@ Status CosmosSnapshotStore::put_one(const std::string& stream, const Snapshot& s
     if (cached) known = it->second;
   }
   for (int attempt = 0; attempt < 20; ++attempt) {
-    if (!cached) {
+    // A stream this store has not seen is most likely new (a projection reads the snapshot
+    // of any stream it meets past its first event, which remembers it here): create it
+    // without reading first; a 409 says it exists, and the next attempt reads.
+    if (!cached && attempt > 0) {
       auto st = read_stored(stream, nullptr, "snapshot_put");
       if (!st) return st.status();
       known = *st;

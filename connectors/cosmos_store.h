@@ -29,7 +29,8 @@
 //
 // Snapshot store: a container partitioned by /id: {id: stream, version, state: base64};
 // writes use If-Match on the stored etag, so an older projection never overwrites a newer
-// one (a 412 re-reads and re-decides).
+// one (a 412 re-reads and re-decides). A stream the store has not read or written before
+// is created without a read first (409: it exists; read, decide again).
 //
 // All classes are thread-safe; views returned by subscribe() are used by one thread each.
 // Owned by the StoreSet; they share the account's CosmosClient.

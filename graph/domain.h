@@ -80,6 +80,16 @@ class Domain {
   // Shape only (ids present, amounts in range), not state: failures are kInvalidArgument
   // with a reason a client can act on.
   virtual Status validate(const Message& command) const = 0;
+  // Whether the command normally starts its stream (placing an order under a new id). A
+  // lane that does not hold the stream then decides it on the empty state instead of
+  // reading the store first: the append expects version 0, so a stream that exists after
+  // all makes it conflict, and the lane loads the stream and decides again (a rejection
+  // is checked against the store the same way). Saves two reads per new stream; costs a
+  // conflict when the guess is wrong, so only for commands that rarely meet a stream.
+  virtual bool starts_stream(const Message& command) const {
+    (void)command;
+    return false;
+  }
 
   // ---- the decision and the fold ----
   // Appends the events to write (at least one) to *events, or returns kRejected with the

@@ -337,7 +337,20 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
       };
       auto it = lane.cache.find(env->stream);
       const bool cached = it != lane.cache.end();
-      if (!cached) {
+      // A command that starts its stream is decided on the empty state the first time (see
+      // Domain::starts_stream): its append expects version 0, so a stream that exists makes
+      // it conflict, and the next attempt loads. Its rejection is verified (below) as well.
+      const bool assumed_new = !cached && env->attempts == 1 && domain_.starts_stream(*env->command);
+      auto cache_state = [&](MessagePtr state) {
+        if (lane.cache.size() >= cache_streams_) {
+          for (auto c = lane.cache.begin(); c != lane.cache.end();)
+            c = lane.pending.count(c->first) ? std::next(c) : lane.cache.erase(c);
+        }
+        return lane.cache.emplace(env->stream, Lane::Cached{std::move(state), next_chain_.fetch_add(1)}).first;
+      };
+      if (assumed_new) {
+        it = cache_state(domain_.new_state());
+      } else if (!cached) {
         auto loaded = load(env->stream);
         if (!loaded) {
           probe().add_error(loaded.status().to_string());
@@ -349,18 +362,14 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
           for (auto& r : repeats) r->complete(o);
           return false;
         }
-        if (lane.cache.size() >= cache_streams_) {
-          for (auto c = lane.cache.begin(); c != lane.cache.end();)
-            c = lane.pending.count(c->first) ? std::next(c) : lane.cache.erase(c);
-        }
-        it = lane.cache.emplace(env->stream, Lane::Cached{std::move(*loaded), next_chain_.fetch_add(1)}).first;
+        it = cache_state(std::move(*loaded));
       }
       std::vector<MessagePtr> events;
       const Status decided = domain_.decide(*it->second.state, *env->command, &events);
       if (decided.is_ok() && events.empty())
         throw std::logic_error("domain " + domain_.name() + " decided no events for " + domain_.command_name(*env->command));
-      if (!decided && decided.code() == StatusCode::kRejected && verify_rejections_ &&
-          (cached || skip_repeat_lookup_)) {
+      if (!decided && decided.code() == StatusCode::kRejected &&
+          (assumed_new || (verify_rejections_ && (cached || skip_repeat_lookup_)))) {
         // Another process may have moved the stream past the cached state: the rejection
         // counts only once commit has checked that the store is still at this version
         // (else the cache is dropped and the command re-decided), and, when the id was not
@@ -1049,11 +1058,16 @@ Status ProjectionNode::apply(const std::vector<RecordedEvent>& batch) {
     probe().add_in();
     auto it = cache_.find(r.stream);
     if (it == cache_.end()) {
-      auto snap = snapshots_->get(r.stream);
-      if (!snap) return snap.status();
       MessagePtr st = domain_.new_state();
-      if (snap->version > 0 && !st->ParseFromString(snap->state))
-        return Status::io_error("corrupt snapshot of " + r.stream);
+      // A stream's first event needs no snapshot read: whatever the store holds (a
+      // redelivery) is a fold of this event and the ones after it, which follow in order,
+      // and a write never replaces a newer snapshot.
+      if (r.version > 1) {
+        auto snap = snapshots_->get(r.stream);
+        if (!snap) return snap.status();
+        if (snap->version > 0 && !st->ParseFromString(snap->state))
+          return Status::io_error("corrupt snapshot of " + r.stream);
+      }
       it = cache_.emplace(r.stream, Projected{std::move(st), false}).first;
     }
     Message& st = *it->second.state;

@@ -138,6 +138,8 @@ class OrdersDomain final : public Domain {
   bool is_public(const Message& c) const override { return is_public_command(as_command(c)); }
   std::string public_commands() const override { return "placeOrder, cancelOrder, shipOrder, addStock"; }
   Status validate(const Message& c) const override { return validate_command(as_command(c)); }
+  // An order id is placed once; every other command meets an existing stream.
+  bool starts_stream(const Message& c) const override { return as_command(c).has_place_order(); }
 
   Status decide(const Message& state, const Message& command, std::vector<MessagePtr>* events) const override {
     auto event = std::make_unique<v1::Event>();

@@ -232,7 +232,11 @@ TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
   auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
   ASSERT_TRUE(built);
   ASSERT_TRUE(built->pipeline->start());
-  const v1::Command place = place_order("place-9", "o9");
+  // addStock loads its stream before deciding (placeOrder would not: it starts its stream).
+  v1::Command place;
+  place.set_command_id("stock-9");
+  place.mutable_add_stock()->set_sku("S9");
+  place.mutable_add_stock()->set_quantity(5);
 
   provider.events.throws = 1;
   auto failed = submit(built->sink, place);

@@ -388,6 +388,63 @@ TEST_P(PipelineRestartTest, RestartResumesFromCheckpoints) {
   check_invariants(acked);
 }
 
+// placeOrder is decided on the empty state when its lane does not hold the stream
+// (Domain::starts_stream). After a restart no lane holds any stream: placing orders that
+// exist under new command ids must be rejected ("already exists"), never written a second
+// time, and their original command ids must answer as repeats.
+TEST_P(PipelineRestartTest, PlacingAnExistingOrderWithColdCachesIsRejectedNotWrittenTwice) {
+  start();
+  Acked acked;
+  drive(120, 2, "p-", acked);
+  wait_quiescent();
+  built_.pipeline->shutdown();
+  built_.pipeline.reset();
+  stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());
+  restarted_ = true;
+  start();
+  Acked again;
+  for (int i = 0; i < 120; i += 3) {
+    v1::Command c;
+    c.set_command_id("again-" + std::to_string(i));
+    auto* p = c.mutable_place_order();
+    p->set_order_id("p-o" + std::to_string(i));
+    p->set_customer_id("c1");
+    auto* line = p->add_lines();
+    line->set_sku("S1");
+    line->set_quantity(1);
+    line->set_unit_price_cents(500);
+    submit(c, again);
+    c.set_command_id("p-place-" + std::to_string(i));  // the original id: a repeat
+    submit(c, again);
+  }
+  for (int i = 0; i < 3000 && again.pending.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(again.pending.load(), 0);
+  int rejected = 0, repeats = 0;
+  for (const auto& [id, o] : again.by_id) {
+    if (id.rfind("again-", 0) == 0) {
+      EXPECT_EQ(o.status.code(), StatusCode::kRejected) << id << ": " << o.status.to_string();
+      EXPECT_NE(o.status.message().find("already exists"), std::string::npos) << id << ": " << o.status.to_string();
+      rejected += o.status.code() == StatusCode::kRejected;
+    } else {
+      EXPECT_TRUE(o.status.is_ok() && o.duplicate) << id << ": " << o.status.to_string();
+      repeats += o.duplicate;
+    }
+  }
+  EXPECT_EQ(rejected, 40);
+  EXPECT_EQ(repeats, 40);
+  wait_quiescent();
+  check_invariants(acked);
+  // One OrderPlaced per order, whatever was sent twice.
+  std::map<std::string, int> placed;
+  for (const auto& r : all_events()) {
+    v1::Event e;
+    ASSERT_TRUE(e.ParseFromString(r.payload));
+    if (e.kind_case() == v1::Event::kOrderPlaced) ++placed[r.stream];
+  }
+  EXPECT_EQ(placed.size(), 120u);
+  for (const auto& [stream, n] : placed) EXPECT_EQ(n, 1) << stream;
+}
+
 // graphs/orders-cosmos.yaml on the Cosmos DB stand-in (4 partition key ranges).
 class CosmosPipelineTest : public PipelineTest {
  protected:
