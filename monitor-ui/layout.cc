@@ -634,7 +634,8 @@ void dump_admin(std::ostringstream& o, const Snapshot& s) {
       o << ", \"all\": " << (r.request.all ? "true" : "false") << ", \"partition\": " << r.request.partition
         << ", \"offset\": " << r.request.offset << ", \"state\": \"" << replay_state_name(r.state)
         << "\", \"httpStatus\": " << r.http_status << ", \"replayed\": " << r.answer.replayed.size()
-        << ", \"refused\": " << r.answer.refused.size() << ", \"summary\": ";
+        << ", \"refused\": " << r.answer.refused.size() << ", \"failed\": " << r.answer.failed.size()
+        << ", \"summary\": ";
       json_string(o, r.summary());
       o << "}";
     }

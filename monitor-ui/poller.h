@@ -33,8 +33,10 @@ struct PollerOptions {
   // GET /api/v1/admin/dead-letters and /api/v1/admin/subscribers every admin_interval while the
   // server is reachable, and at once after a replay. Zero disables both polls (replays still run).
   std::chrono::milliseconds admin_interval{5000};
-  std::chrono::milliseconds admin_timeout{5000};    // per admin GET (the server reads Kafka)
-  std::chrono::milliseconds replay_timeout{15000};  // per replay POST (it produces to Kafka)
+  // Longer than the server's own Kafka timeouts (10 s by default per read or write), so a slow
+  // Kafka shows as the server's answer (e.g. 502 with its error), not as a timeout here.
+  std::chrono::milliseconds admin_timeout{15000};   // per admin GET (the server reads the DLQ topic)
+  std::chrono::milliseconds replay_timeout{30000};  // per replay POST (it reads, then produces)
   bool poll_subscribers = true;
 };
 

@@ -329,13 +329,14 @@ std::optional<ReplayAnswer> parse_replay_answer(const std::string& json, std::st
                               str_field(r, "to")});
       }
     }
-    if (doc.has_field("refused")) {
-      need_array(doc, "refused", "document");
+    for (auto [name, out] : {std::pair{"refused", &a.refused}, std::pair{"failed", &a.failed}}) {
+      if (!doc.has_field(name)) continue;  // "failed": servers that send it (a field added later)
+      need_array(doc, name, "document");
       size_t i = 0;
-      for (const value& r : doc.at("refused").as_array()) {
-        const std::string at = "refused[" + std::to_string(i++) + "]";
-        a.refused.push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
-                             str_field(r, "reason")});
+      for (const value& r : doc.at(name).as_array()) {
+        const std::string at = std::string(name) + "[" + std::to_string(i++) + "]";
+        out->push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
+                        str_field(r, "reason")});
       }
     }
     return a;
@@ -423,14 +424,15 @@ std::string ReplayOutcome::summary() const {
     case State::kDone: break;
   }
   std::string text = request.describe() + ": replayed " + std::to_string(answer.replayed.size());
-  if (!answer.refused.empty()) {
-    text += ", refused " + std::to_string(answer.refused.size()) + " (";
-    for (size_t i = 0; i < answer.refused.size() && i < 3; ++i) {
-      const auto& r = answer.refused[i];
+  for (auto [name, list] : {std::pair{", refused ", &answer.refused}, std::pair{", failed ", &answer.failed}}) {
+    if (list->empty()) continue;
+    text += name + std::to_string(list->size()) + " (";
+    for (size_t i = 0; i < list->size() && i < 3; ++i) {
+      const auto& r = (*list)[i];
       text += (i ? "; " : "") + std::to_string(r.partition) + ":" + std::to_string(r.offset) + ": " +
               escape_text(r.reason, 120);
     }
-    text += answer.refused.size() > 3 ? "; ...)" : ")";
+    text += list->size() > 3 ? "; ...)" : ")";
   }
   return text;
 }

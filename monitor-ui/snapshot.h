@@ -159,7 +159,8 @@ struct ReplayAnswer {
     std::string reason;
   };
   std::vector<Replayed> replayed;
-  std::vector<Refused> refused;
+  std::vector<Refused> refused;  // not replayable (the server says why)
+  std::vector<Refused> failed;   // replayable, but writing it failed (e.g. a Kafka delivery error)
 };
 
 struct SubscriberInfo {
@@ -211,7 +212,7 @@ struct ReplayOutcome {
   ReplayAnswer answer;  // kDone
   std::string error;    // kFailed: the server's {"error"} or why no answer came
   double at = 0;        // unix seconds it was asked for
-  std::string summary() const;  // "replayed 2, refused 1 (0:4: reason)", "HTTP 409: ..."
+  std::string summary() const;  // "replayed 2, refused 1 (0:4: reason)", "HTTP 409: ...", "failed 1 (...)"
 };
 
 // One point of a node's sparkline.

@@ -171,10 +171,11 @@ void record_button(const ReplayRequest& r, UiState& ui) {
   ui.replay_buttons.push_back({r, WindowRect{r.describe(), a.x, a.y, b.x, b.y}});
 }
 
+// A replay of this row (or, for all, of any row of the source) is on its way: no second one.
 bool replay_pending(const ServerState& st, const std::string& node, bool all, int partition, std::int64_t offset) {
   for (const ReplayOutcome& r : st.replays)
     if (r.state == ReplayOutcome::State::kPending && r.request.node == node &&
-        (r.request.all || (!all && r.request.partition == partition && r.request.offset == offset)))
+        (all || r.request.all || (r.request.partition == partition && r.request.offset == offset)))
       return true;
   return false;
 }
@@ -184,7 +185,10 @@ void draw_outcome(const ReplayOutcome& r) {
   switch (r.state) {
     case ReplayOutcome::State::kPending: ImGui::TextDisabled("%s", text.c_str()); break;
     case ReplayOutcome::State::kDone:
-      ImGui::TextColored(r.answer.refused.empty() ? kOkText : kWarnText, "%s", text.c_str());
+      ImGui::TextColored(!r.answer.failed.empty()    ? kDeadText
+                         : !r.answer.refused.empty() ? kWarnText
+                                                     : kOkText,
+                         "%s", text.c_str());
       break;
     case ReplayOutcome::State::kFailed: ImGui::TextColored(kDeadText, "%s", text.c_str()); break;
   }
@@ -362,7 +366,7 @@ void draw_dead_letters(const Snapshot& s, UiState& ui) {
       ImGui::BeginDisabled(!any_replayable || pending_all);
       const ReplayRequest all{i, src.node, true, 0, 0};
       if (ImGui::SmallButton("Replay all")) ui.replay_requests.push_back(all);
-      record_button(all, ui);
+      if (any_replayable && !pending_all) record_button(all, ui);
       ImGui::EndDisabled();
       if (src.more) ImGui::TextDisabled("  the server listed only the first %zu", src.dead_letters.size());
       for (auto it = st.replays.rbegin(); it != st.replays.rend(); ++it)

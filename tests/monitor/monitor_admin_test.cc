@@ -126,6 +126,18 @@ TEST(MonitorAdmin, ParsesReplayAnswersSubscribersAndErrorBodies) {
   EXPECT_EQ(a->replayed[0].to, "orders.commands/1/40");
   ASSERT_EQ(a->refused.size(), 1u);
   EXPECT_EQ(a->refused[0].reason, "truncated");
+  // The server also sends "failed" (replayable, but the write failed) and more fields per row.
+  const auto f = parse_replay_answer(
+      R"({"node":"kafka","topic":"t","dry_run":false,"replayed":[],"refused":[],"failed":[{"partition":2,"offset":5,"key":null,"size":10,"reason":"Local: Message timed out"}]})",
+      &error);
+  ASSERT_TRUE(f) << error;
+  ASSERT_EQ(f->failed.size(), 1u);
+  EXPECT_EQ(f->failed[0].offset, 5);
+  ReplayOutcome o;
+  o.request = {0, "kafka", true, 0, 0};
+  o.state = ReplayOutcome::State::kDone;
+  o.answer = *f;
+  EXPECT_EQ(o.summary(), "kafka all: replayed 0, failed 1 (2:5: Local: Message timed out)");
   EXPECT_FALSE(parse_replay_answer(R"({"ok":true})", &error));
   EXPECT_NE(error.find("neither \"replayed\" nor \"refused\""), std::string::npos) << error;
   EXPECT_FALSE(parse_replay_answer(R"({"replayed":[{"partition":0}]})", &error));
@@ -352,6 +364,7 @@ TEST_F(HeadlessPanel, ReplayButtonsQueueRequestsThroughTheMouse) {
   for (const auto& [req, rect] : ui.replay_buttons) names.insert(rect.name);
   EXPECT_EQ(names.count("kafka 0:4"), 0u);
   EXPECT_EQ(names.count("kafka 0:3"), 1u);
+  EXPECT_EQ(names.count("kafka all"), 0u) << "Replay all waits for the pending replay";
 }
 
 TEST_F(HeadlessPanel, ToolbarButtonOpensThePanelAndEveryStateDraws) {
