@@ -293,7 +293,7 @@ Answer send(web::http::client::http_client& client, const web::http::method& met
   return a;
 }
 
-// An admin GET's answer as the view's status; *ok_body is set for a 200.
+// An admin GET's answer as the view's status (the caller parses the body of a 200).
 AdminView classify_admin(const Answer& a, const std::string& path, const std::string& url, const std::string& token,
                          double now) {
   AdminView v;
@@ -447,9 +447,11 @@ void Poller::replay(AdminClients& c, const ReplayOutcome& job) {
       c.replay.reset();
     } else {
       o.error = error_of_body(a.body);
-      if (a.status == 401) o.error += options_.token.empty() ? " (no token sent)" : " (token not accepted)";
-      if (a.status == 403) o.error += " (the token has no write role)";
-      if (a.status == 404 && o.error.empty()) o.error = "the server has no admin API";
+      if (o.error.empty()) {  // the server said nothing: say what the status usually means
+        if (a.status == 401) o.error = options_.token.empty() ? "no token sent" : "token not accepted";
+        if (a.status == 403) o.error = "the token has no write role";
+        if (a.status == 404) o.error = "the server has no admin API";
+      }
     }
   }
   set_outcome(o);

@@ -149,7 +149,10 @@ def main():
                         f.write(json.dumps({"authorization": self.headers.get("Authorization"),
                                             "body": body}) + "\n")
                 if args.replay_status:
-                    status, doc = args.replay_status, {"error": f"refused by the test ({args.replay_status})"}
+                    # The server's own error shape (connectors/http_api.cc); the others use the
+                    # contract's {"error": "..."}: the monitor reads both.
+                    status, doc = args.replay_status, {"error": {"code": "test",
+                                                                 "message": f"refused by the test ({args.replay_status})"}}
                 elif not isinstance(body, dict):
                     status, doc = 400, {"error": "the body is not a JSON object"}
                 else:

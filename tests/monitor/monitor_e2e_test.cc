@@ -29,6 +29,8 @@
 #include <sstream>
 #include <thread>
 
+#include "poller.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -678,6 +680,65 @@ TEST(MonitorE2E, DeadLettersPerInstanceAndAReplayThatReachesTheServer) {
   EXPECT_EQ(all.at("refused").as_integer(), 1);
   EXPECT_NE(all.at("summary").as_string().find("1:9: the payload was truncated"), std::string::npos)
       << all.serialize();
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// The Poller itself: a replay is queued without waiting (pending at once), goes out on the admin
+// thread with the token while the metrics polls go on, and is followed by a fresh list (the
+// timer alone would list again only after a minute); stop() cancels a replay in flight.
+TEST(MonitorE2E, PollerReplaysOnItsAdminThreadWithoutHoldingUpPolls) {
+  using orderflow::monitor::AdminStatus;
+  using orderflow::monitor::Poller;
+  using orderflow::monitor::PollerOptions;
+  using orderflow::monitor::ReplayOutcome;
+  const fs::path dir = fresh_dir("poller-replay");
+  write_file(dir / "dl.json", replace_instance(kDeadLetterList, "orders-a"));
+  FakeServer a(dir, "a", kafka_graph("orders-a"), kafka_metrics(10),
+               {"--dead-letters", (dir / "dl.json").string(), "--replay-log", (dir / "replays.jsonl").string(),
+                "--replay-delay", "2"});
+  const int port = a.port();
+  ASSERT_GT(port, 0) << read_file(dir / "a.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(wait_for_graph(url));
+  PollerOptions o;
+  o.interval = 100ms;
+  o.admin_interval = 60s;  // after the first list, only a replay makes it list again
+  o.token = "poller-token-0123456789";
+  Poller p(url, o);
+  p.start();
+  auto wait_until = [](auto&& done, std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(20ms);
+    return done();
+  };
+  ASSERT_TRUE(wait_until([&] { return p.state().dead_letters_view.status == AdminStatus::kOk; }, 10s))
+      << p.state().dead_letters_view.error;
+  ASSERT_EQ(p.state().dead_letters->sources.at(0).dead_letters.size(), 3u);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  p.request_replay({0, "kafka", false, 0, 3});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms) << "queued, not sent on the caller's thread";
+  ASSERT_EQ(p.state().replays.size(), 1u);
+  EXPECT_EQ(p.state().replays[0].state, ReplayOutcome::State::kPending);
+  const int polls = p.attempts();
+  std::this_thread::sleep_for(1s);  // the server holds the replay's answer for 2 s
+  EXPECT_GE(p.attempts(), polls + 3) << "metrics polls go on during the replay";
+  EXPECT_EQ(p.state().replays[0].state, ReplayOutcome::State::kPending);
+  ASSERT_TRUE(wait_until([&] { return p.state().replays[0].state != ReplayOutcome::State::kPending; }, 10s));
+  EXPECT_EQ(p.state().replays[0].summary(), "kafka 0:3: replayed 1");
+  ASSERT_TRUE(wait_until([&] { return p.state().dead_letters->sources.at(0).dead_letters.size() == 2u; }, 5s))
+      << "listed again after the replay";
+  const value post = value::parse(read_file(dir / "replays.jsonl"));
+  EXPECT_EQ(post.at("authorization").as_string(), "Bearer " + o.token);
+
+  p.request_replay({0, "kafka", true, 0, 0});
+  std::this_thread::sleep_for(300ms);  // on its way: the server holds the answer for 2 s
+  const auto t1 = std::chrono::steady_clock::now();
+  p.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 1500ms) << "stop() cancels the replay in flight";
   if (!HasFailure()) {
     std::error_code rm;
     fs::remove_all(dir, rm);
