@@ -667,6 +667,13 @@ void draw_details(const Snapshot& s, UiState& ui) {
     ImGui::Text("%s: %.6g%s", k.c_str(), val,
                 s.servers.size() > 1 && merge_rule(m->kind, k) == MergeRule::kMax ? " (max)" : "");
   }
+  if (auto it = s.dead_letter_counts.find(ui.selected); it != s.dead_letter_counts.end()) {
+    ImGui::Separator();
+    ImGui::TextColored(it->second.parked > 0 ? kParkedText : it->second.total() > 0 ? kDeadText : kOkText, "%s",
+                       format_dead_letter_counts(it->second).c_str());
+    ImGui::SameLine();
+    if (ImGui::SmallButton(ui.show_dead_letters ? "Node table" : "Show")) ui.show_dead_letters = !ui.show_dead_letters;
+  }
   if (!m->last_error.empty()) {
     ImGui::Separator();
     ImGui::TextColored(ImVec4(1, 0.45f, 0.4f, 1), "last error:");

@@ -394,6 +394,8 @@ TEST_F(HeadlessPanel, ToolbarButtonOpensThePanelAndEveryStateDraws) {
   frame(s, ui);
   EXPECT_EQ(ui.dead_letters_toggle.name, "Dead letters: 2 dead letters, 1 parked")
       << "the failed poll's last list still counts";
+  ui.selected = "kafka";  // the details panel shows the source's counts with a button to the panel
+  frame(s, ui);
   ui.show_dead_letters = true;
   frame(s, ui);
   frame(s, ui);
