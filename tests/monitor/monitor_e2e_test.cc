@@ -266,6 +266,11 @@ TEST(MonitorE2E, DrawsEveryNodeOfTheLiveGraphWithARate) {
     EXPECT_TRUE(drawn[id].at("x").is_number() && drawn[id].at("y").is_number());
   }
   EXPECT_EQ(dump.at("edges").as_array().size(), graph->at("edges").as_array().size());
+  // The real server's admin paths: 404 before the admin API, a list (no kafka_source in
+  // orders.yaml: no sources) with it; never a failure or a banner.
+  const std::string admin = dump.at("deadLetters").at("servers").as_array().at(0).at("status").as_string();
+  EXPECT_TRUE(admin == "no admin API" || admin == "ok") << dump.at("deadLetters").serialize();
+  EXPECT_EQ(dump.at("deadLetters").at("total").at("deadLetters").as_integer(), 0);
 
   std::string why;
   auto png = decode_png(read_file(dir / "shot.png"), why);
