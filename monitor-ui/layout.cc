@@ -7,6 +7,8 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <sstream>
 
 namespace orderflow::monitor {
@@ -416,6 +418,23 @@ std::string unreachable_banner(const ServerState& s, double now) {
   return text;
 }
 
+std::string format_dead_letter_counts(const DeadLetterCounts& c) {
+  if (c.total() == 0) return c.more ? "dead letters: more not listed" : "no dead letters";
+  const char* plus = c.more ? "+" : "";
+  std::string text;
+  if (c.dead_letters > 0)
+    text = std::to_string(c.dead_letters) + plus + (c.dead_letters == 1 ? " dead letter" : " dead letters");
+  if (c.parked > 0) text += (text.empty() ? "" : ", ") + std::to_string(c.parked) + plus + " parked";
+  return text;
+}
+
+std::string format_dead_letter_line(const DeadLetterCounts& c) {
+  const char* plus = c.more ? "+" : "";
+  std::string text = "dead " + std::to_string(c.dead_letters) + plus;
+  if (c.parked > 0) text += "  parked " + std::to_string(c.parked) + plus;
+  return text;
+}
+
 Snapshot make_snapshot(std::vector<ServerState> servers, double now, const HealthThresholds& thresholds) {
   Snapshot s;
   s.now = now;
@@ -449,6 +468,31 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now, const Healt
   if (s.has_topology) {
     s.layout = compute_layout(s.topology, s.has_metrics ? &s.metrics : nullptr, LayoutGeometry{}, thresholds);
     if (s.has_metrics) s.totals = compute_totals(s.topology, s.metrics);
+  }
+  // Dead letters, each DLQ message once (see DeadLetterCounts).
+  std::map<std::string, std::set<std::tuple<std::string, int, std::int64_t>>> seen;
+  std::set<std::tuple<std::string, int, std::int64_t>> seen_all;
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    if (s.duplicate_of[i] >= 0 || !st.dead_letters) continue;
+    ++s.admin_servers;
+    for (const DeadLetterSource& src : st.dead_letters->sources) {
+      DeadLetterCounts& c = s.dead_letter_counts[src.node];
+      c.more = c.more || src.more;
+      s.dead_letter_total.more = s.dead_letter_total.more || src.more;
+      for (const DeadLetter& d : src.dead_letters) {
+        const auto key = std::make_tuple(d.topic, d.partition, d.offset);
+        if (seen[src.node].insert(key).second) ++(d.parked() ? c.parked : c.dead_letters);
+        if (seen_all.insert(key).second) ++(d.parked() ? s.dead_letter_total.parked : s.dead_letter_total.dead_letters);
+      }
+    }
+  }
+  for (LayoutNode& n : s.layout.nodes) {
+    auto it = s.dead_letter_counts.find(n.id);
+    if (it == s.dead_letter_counts.end() || it->second.total() == 0) continue;
+    // Right after the kind, so the box shows it before the figures the table has anyway.
+    n.lines.insert(n.lines.begin() + std::min<std::ptrdiff_t>(1, static_cast<std::ptrdiff_t>(n.lines.size())),
+                   format_dead_letter_line(it->second));
   }
   s.server_totals.resize(s.servers.size());
   for (size_t i = 0; i < s.servers.size(); ++i) {
@@ -488,6 +532,142 @@ void json_number(std::ostringstream& o, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.15g", v);
   o << buf;
+}
+
+}  // namespace
+
+namespace {
+
+void dump_counts(std::ostringstream& o, const DeadLetterCounts& c) {
+  o << "{\"deadLetters\": " << c.dead_letters << ", \"parked\": " << c.parked
+    << ", \"more\": " << (c.more ? "true" : "false") << "}";
+}
+
+void dump_view(std::ostringstream& o, const AdminView& v) {
+  o << "\"status\": ";
+  json_string(o, admin_status_name(v.status));
+  o << ", \"httpStatus\": " << v.http_status << ", \"error\": ";
+  json_string(o, v.error);
+}
+
+const char* replay_state_name(ReplayOutcome::State st) {
+  switch (st) {
+    case ReplayOutcome::State::kPending: return "pending";
+    case ReplayOutcome::State::kDone: return "done";
+    case ReplayOutcome::State::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+// "deadLetters" and "subscribers" of dump_layout_json.
+void dump_admin(std::ostringstream& o, const Snapshot& s) {
+  o << "  \"deadLetters\": {\"total\": ";
+  dump_counts(o, s.dead_letter_total);
+  o << ", \"adminServers\": " << s.admin_servers << ", \"perNode\": {";
+  bool first = true;
+  for (const auto& [node, c] : s.dead_letter_counts) {
+    o << (first ? "" : ", ");
+    first = false;
+    json_string(o, node);
+    o << ": ";
+    dump_counts(o, c);
+  }
+  o << "},\n    \"servers\": [";
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    o << (i ? ",\n      " : "\n      ") << "{\"url\": ";
+    json_string(o, st.url);
+    o << ", \"instance\": ";
+    json_string(o, st.dead_letters && !st.dead_letters->instance.empty() ? st.dead_letters->instance : st.instance_id());
+    o << ", \"counted\": " << (i < s.duplicate_of.size() && s.duplicate_of[i] >= 0 ? "false" : "true") << ", ";
+    dump_view(o, st.dead_letters_view);
+    o << ", \"sources\": [";
+    const auto* sources = st.dead_letters ? &st.dead_letters->sources : nullptr;
+    for (size_t k = 0; sources && k < sources->size(); ++k) {
+      const DeadLetterSource& src = (*sources)[k];
+      o << (k ? ",\n        " : "\n        ") << "{\"node\": ";
+      json_string(o, src.node);
+      o << ", \"topic\": ";
+      json_string(o, src.topic);
+      o << ", \"more\": " << (src.more ? "true" : "false") << ", \"deadLetters\": " << src.count(false)
+        << ", \"parked\": " << src.count(true) << ", \"rows\": [";
+      for (size_t r = 0; r < src.dead_letters.size(); ++r) {
+        const DeadLetter& d = src.dead_letters[r];
+        o << (r ? ",\n          " : "\n          ") << "{\"kind\": ";
+        json_string(o, d.kind);
+        o << ", \"topic\": ";
+        json_string(o, d.topic);
+        o << ", \"partition\": " << d.partition << ", \"offset\": " << d.offset << ", \"timestampMs\": ";
+        if (d.timestamp_ms)
+          json_number(o, *d.timestamp_ms);
+        else
+          o << "null";
+        o << ", \"key\": ";
+        if (d.key)
+          json_string(o, *d.key);
+        else
+          o << "null";
+        o << ", \"source\": ";
+        if (d.has_source) {
+          o << "{\"topic\": ";
+          json_string(o, d.source_topic);
+          o << ", \"partition\": " << d.source_partition << ", \"offset\": " << d.source_offset << "}";
+        } else {
+          o << "null";
+        }
+        o << ", \"size\": " << d.size << ", \"originalSize\": " << d.original_size
+          << ", \"truncated\": " << (d.truncated ? "true" : "false") << ", \"reason\": ";
+        json_string(o, d.reason);
+        o << ", \"shownReason\": ";
+        json_string(o, escape_text(d.reason));
+        o << ", \"replayable\": " << (d.replayable ? "true" : "false") << ", \"notReplayableBecause\": ";
+        json_string(o, d.not_replayable_because);
+        o << "}";
+      }
+      o << "]}";
+    }
+    o << "],\n       \"replays\": [";
+    for (size_t k = 0; k < st.replays.size(); ++k) {
+      const ReplayOutcome& r = st.replays[k];
+      o << (k ? ", " : "") << "{\"id\": " << r.id << ", \"node\": ";
+      json_string(o, r.request.node);
+      o << ", \"all\": " << (r.request.all ? "true" : "false") << ", \"partition\": " << r.request.partition
+        << ", \"offset\": " << r.request.offset << ", \"state\": \"" << replay_state_name(r.state)
+        << "\", \"httpStatus\": " << r.http_status << ", \"replayed\": " << r.answer.replayed.size()
+        << ", \"refused\": " << r.answer.refused.size() << ", \"failed\": " << r.answer.failed.size()
+        << ", \"summary\": ";
+      json_string(o, r.summary());
+      o << "}";
+    }
+    o << "]}";
+  }
+  o << "\n    ]},\n  \"subscribers\": [";
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    o << (i ? ",\n    " : "\n    ") << "{\"url\": ";
+    json_string(o, st.url);
+    o << ", ";
+    dump_view(o, st.subscribers_view);
+    o << ", \"subscribers\": [";
+    for (size_t k = 0; st.subscribers && k < st.subscribers->size(); ++k) {
+      const SubscriberInfo& sb = (*st.subscribers)[k];
+      o << (k ? ", " : "") << "{\"feed\": ";
+      json_string(o, sb.feed);
+      o << ", \"subscriber\": ";
+      json_string(o, sb.subscriber);
+      o << ", \"kind\": ";
+      json_string(o, sb.kind);
+      o << ", \"checkpoint\": ";
+      json_number(o, sb.checkpoint);
+      o << ", \"head\": ";
+      json_number(o, sb.head);
+      o << ", \"behind\": ";
+      json_number(o, sb.behind);
+      o << "}";
+    }
+    o << "]}";
+  }
+  o << "\n  ]";
 }
 
 }  // namespace
@@ -657,7 +837,9 @@ std::string dump_layout_json(const Snapshot& s) {
     o << ", \"dashed\": " << (e.store_mediated ? "true" : "false")
       << ", \"backEdge\": " << (e.back_edge ? "true" : "false") << "}";
   }
-  o << "\n  ]\n}\n";
+  o << "\n  ],\n";
+  dump_admin(o, s);
+  o << "\n}\n";
   return o.str();
 }
 

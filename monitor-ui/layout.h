@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -123,6 +124,21 @@ struct Totals {
 };
 Totals compute_totals(const Topology& topo, const MetricsSnapshot& m);
 
+// Dead letters and parked commands of one source node (or all), counted once each: two instances
+// of one graph that read one DLQ topic list the same messages, so rows are told apart by their
+// DLQ coordinates (topic, partition, offset), and a URL that is the same instance as another
+// is skipped.
+struct DeadLetterCounts {
+  size_t dead_letters = 0;
+  size_t parked = 0;
+  bool more = false;  // some server listed only part of them: the counts are a lower bound
+  size_t total() const { return dead_letters + parked; }
+};
+// "3 dead letters, 1 parked" ("no dead letters" for none; "+" after a count that is a lower bound).
+std::string format_dead_letter_counts(const DeadLetterCounts& c);
+// The node box's line, short enough for its width: "dead 3  parked 1".
+std::string format_dead_letter_line(const DeadLetterCounts& c);
+
 // Everything one frame draws: built once per frame from the pollers' states.
 struct Snapshot {
   double now = 0;  // unix seconds
@@ -141,6 +157,11 @@ struct Snapshot {
   // process: counted once), -1 otherwise. Servers that send no instance id are told apart by URL.
   std::vector<int> duplicate_of;
   std::vector<std::string> banners;  // one line per unreachable or unauthorized server
+  // Dead letters over the servers that answered the admin API (see DeadLetterCounts), per
+  // source node id and in all; admin_servers = servers whose list is known.
+  std::map<std::string, DeadLetterCounts> dead_letter_counts;
+  DeadLetterCounts dead_letter_total;
+  int admin_servers = 0;
 };
 Snapshot make_snapshot(std::vector<ServerState> servers, double now, const HealthThresholds& thresholds = {});
 
@@ -151,7 +172,8 @@ std::string format_clock(double unix_seconds);  // "HH:MM:SS UTC"
 
 // JSON for --dump-layout: servers (with their own totals), banners, totals, nodes (id, label,
 // position, figures, and per instance: url, reachable, rates, busy share, queue, errors, p99),
-// edges.
+// edges, and the admin views: "deadLetters" (counts in all and per source node, and per server:
+// the view's status, its sources with counts and rows, the replays asked for) and "subscribers".
 std::string dump_layout_json(const Snapshot& s);
 
 }  // namespace orderflow::monitor

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,11 @@ struct Options {
   HealthThresholds thresholds;  // --lag-warn / --lag-bad (seconds)
   std::string token;    // from --token-file, else ORDERFLOW_MONITOR_TOKEN; "" = none
   std::string ca_file;  // --ca-file: trusted CAs for https:// URLs (with the system's)
+  bool show_dead_letters = false;  // start with the "Dead letters" panel in the bottom strip
+  int admin_interval_ms = 5000;    // dead-letter and subscriber polls
+  // --replay-dead-letter NODE:PARTITION:OFFSET or NODE:all, for tests and scripts: asked for
+  // through the same queue as the panel's buttons, once the list is known.
+  std::optional<ReplayRequest> replay;
 };
 
 void usage(std::FILE* f) {
@@ -52,6 +58,8 @@ void usage(std::FILE* f) {
                "                         [--warmup SECONDS] [--lag-warn SECONDS] [--lag-bad SECONDS]\n"
                "                         [--screenshot FILE.png] [--dump-layout FILE.json] [--frames N]\n"
                "                         [--token-file PATH] [--ca-file PEM]\n"
+               "                         [--show-dead-letters] [--admin-interval MS]\n"
+               "                         [--replay-dead-letter NODE:PARTITION:OFFSET|NODE:all]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
                "  --token-file PATH: its first line is the bearer token sent on every poll (else the\n"
                "  environment variable ORDERFLOW_MONITOR_TOKEN; the token is never a flag's value).\n"
@@ -59,7 +67,10 @@ void usage(std::FILE* f) {
                "  always verified, by default against the system's CAs).\n"
                "  --lag-warn/--lag-bad: lag that colours a node yellow/red (default 1 and 10 s).\n"
                "  --frames N renders N frames after the first poll of every server, then exits\n"
-               "  (writing --screenshot and --dump-layout).\n");
+               "  (writing --screenshot and --dump-layout).\n"
+               "  --admin-interval MS: how often dead letters and subscribers are listed (default 5000).\n"
+               "  --replay-dead-letter: replay one dead letter (or all of a source) once listed, as the\n"
+               "  panel's Replay button does (for tests and scripts; needs a token with the write role).\n");
 }
 
 // A whole-string number in [lo, hi], or a message naming the flag.
@@ -71,6 +82,50 @@ bool number_in(const char* flag, const char* text, double lo, double hi, double*
     return false;
   }
   *out = v;
+  return true;
+}
+
+// NODE:PARTITION:OFFSET or NODE:all (the node id may itself hold no ':').
+std::optional<ReplayRequest> parse_replay_flag(const std::string& text) {
+  const size_t c1 = text.find(':');
+  if (c1 == 0 || c1 == std::string::npos) return std::nullopt;
+  ReplayRequest r;
+  r.node = text.substr(0, c1);
+  const std::string rest = text.substr(c1 + 1);
+  if (rest == "all") {
+    r.all = true;
+    return r;
+  }
+  long long partition = -1, offset = -1;
+  char tail = 0;
+  if (std::sscanf(rest.c_str(), "%lld:%lld%c", &partition, &offset, &tail) != 2 || partition < 0 || offset < 0 ||
+      partition > 1000000)
+    return std::nullopt;
+  r.partition = static_cast<int>(partition);
+  r.offset = offset;
+  return r;
+}
+
+// The first server (not a second URL of one instance) whose dead-letter list has `node`.
+std::optional<size_t> server_listing(const std::vector<std::unique_ptr<Poller>>& pollers, const std::string& node) {
+  for (size_t i = 0; i < pollers.size(); ++i) {
+    const ServerState st = pollers[i]->state();
+    if (!st.dead_letters) continue;
+    for (const DeadLetterSource& src : st.dead_letters->sources)
+      if (src.node == node) return i;
+  }
+  return std::nullopt;
+}
+
+// Waits up to `limit` for `done`, polling GLFW events so the window stays responsive.
+template <typename F>
+bool wait_for(F&& done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    glfwPollEvents();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   return true;
 }
 
@@ -156,6 +211,21 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.frame_stats = true;
     } else if (a == "--show-help") {
       o.show_help = true;
+    } else if (a == "--show-dead-letters") {
+      o.show_dead_letters = true;
+    } else if (a == "--admin-interval") {
+      const char* v = next("--admin-interval");
+      double d = 0;
+      if (!v || !number_in("--admin-interval", v, 250, 3600000, &d)) return false;
+      o.admin_interval_ms = static_cast<int>(d);
+    } else if (a == "--replay-dead-letter") {
+      const char* v = next("--replay-dead-letter");
+      if (!v) return false;
+      o.replay = parse_replay_flag(v);
+      if (!o.replay) {
+        std::fprintf(stderr, "--replay-dead-letter needs NODE:PARTITION:OFFSET or NODE:all, got '%s'\n", v);
+        return false;
+      }
     } else if (a == "--select") {
       const char* v = next("--select");
       if (!v) return false;
@@ -356,21 +426,45 @@ int main(int argc, char** argv) {
   popt.interval = std::chrono::milliseconds(opt.interval_ms);
   popt.token = opt.token;
   popt.ca_file = opt.ca_file;
+  popt.admin_interval = std::chrono::milliseconds(opt.admin_interval_ms);
   std::vector<std::unique_ptr<Poller>> pollers;
   for (const std::string& url : opt.urls) {
     pollers.push_back(std::make_unique<Poller>(url, popt));
     pollers.back()->start();
   }
 
-  if (batch) {
-    // Wait (bounded) for every server's first poll, so the frames show real figures.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    for (;;) {
-      bool all = true;
-      for (const auto& p : pollers) all = all && p->attempts() > 0;
-      if (all || std::chrono::steady_clock::now() > deadline) break;
-      glfwPollEvents();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (batch || opt.replay) {
+    // Wait (bounded) for every server's first poll, so the frames show real figures, then for
+    // the dead-letter list of every reachable one (its own thread, started by that first poll).
+    wait_for(
+        [&] {
+          for (const auto& p : pollers)
+            if (p->attempts() == 0) return false;
+          return true;
+        },
+        std::chrono::seconds(10));
+    wait_for(
+        [&] {
+          for (const auto& p : pollers)
+            if (p->admin_attempts() == 0 && p->state().reachable) return false;
+          return true;
+        },
+        std::chrono::seconds(10));
+  }
+  if (opt.replay) {
+    // The same path as the panel's button: the request goes to a server that lists the node.
+    const std::optional<size_t> server = server_listing(pollers, opt.replay->node);
+    if (!server) {
+      std::fprintf(stderr, "--replay-dead-letter: no server lists dead letters of '%s'\n", opt.replay->node.c_str());
+    } else {
+      Poller& p = *pollers[*server];
+      const int finished = p.replays_finished(), listed = p.admin_attempts();
+      opt.replay->server = *server;
+      p.request_replay(*opt.replay);
+      // Its answer, and the list polled again after it.
+      if (!wait_for([&] { return p.replays_finished() > finished && p.admin_attempts() > listed; },
+                    std::chrono::seconds(30)))
+        std::fprintf(stderr, "--replay-dead-letter: no answer within 30 s\n");
     }
   }
 
@@ -378,6 +472,7 @@ int main(int argc, char** argv) {
   ui.solid_fill = clear_solid_fill;
   ui.selected = opt.select;
   ui.show_help = opt.show_help;
+  ui.show_dead_letters = opt.show_dead_letters;
   ui.thresholds = opt.thresholds;
   if (opt.zoom > 0) {
     ui.view.zoom = opt.zoom;
@@ -403,6 +498,9 @@ int main(int argc, char** argv) {
     ImGui::NewFrame();
     draw_frame(snap, ui);
     ImGui::Render();
+    for (ReplayRequest& r : ui.replay_requests)  // the panel's buttons; queued, never waited for
+      if (r.server < pollers.size()) pollers[r.server]->request_replay(std::move(r));
+    ui.replay_requests.clear();
     const auto ui_done = std::chrono::steady_clock::now();
 
     int display_w = 0, display_h = 0;

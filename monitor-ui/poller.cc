@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 namespace orderflow::monitor {
@@ -131,7 +132,13 @@ void Poller::start() {
     std::lock_guard<std::mutex> lk(wake_mu_);
     stopping_ = false;
   }
+  {
+    std::lock_guard<std::mutex> lk(admin_mu_);
+    admin_stopping_ = false;
+    cancel_ = std::make_shared<pplx::cancellation_token_source>();
+  }
   thread_ = std::thread([this] { run(); });
+  admin_thread_ = std::thread([this] { run_admin(); });
 }
 
 void Poller::stop() {
@@ -140,7 +147,15 @@ void Poller::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(admin_mu_);
+    admin_stopping_ = true;
+    // A replay POST may wait up to replay_timeout: cancel it rather than wait.
+    if (cancel_) std::static_pointer_cast<pplx::cancellation_token_source>(cancel_)->cancel();
+  }
+  admin_wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (admin_thread_.joinable()) admin_thread_.join();
 }
 
 ServerState Poller::state() const {
@@ -183,6 +198,12 @@ bool Poller::poll_once(Client& c, bool want_graph) {
     state_.history = std::move(history);
     state_.metrics = std::move(*metrics);
     state_.has_metrics = true;
+    if (!state_.reachable) {
+      // First success, or back after an outage: list the dead letters now, not at the next tick.
+      std::lock_guard<std::mutex> alk(admin_mu_);
+      admin_kick_ = true;
+      admin_wake_.notify_all();
+    }
     state_.reachable = true;
     state_.unauthorized = false;
     state_.ever_polled = true;
@@ -233,6 +254,250 @@ void Poller::run() {
     std::unique_lock<std::mutex> lk(wake_mu_);
     wake_.wait_for(lk, delay, [this] { return stopping_; });
     if (stopping_) return;
+  }
+}
+
+// ---- The admin thread -------------------------------------------------------------------
+
+namespace {
+
+web::http::client::http_client_config admin_config(std::chrono::milliseconds timeout, const std::string& ca_file) {
+  web::http::client::http_client_config cfg;
+  cfg.set_timeout(timeout);
+  if (!ca_file.empty())
+    cfg.set_ssl_context_callback([ca_file](boost::asio::ssl::context& ctx) { ctx.load_verify_file(ca_file); });
+  return cfg;
+}
+
+struct Answer {
+  int status = 0;  // 0 = no answer (error says why)
+  std::string body;
+  std::string error;
+};
+
+Answer send(web::http::client::http_client& client, const web::http::method& method, const std::string& path,
+            const std::string& token, const pplx::cancellation_token& cancel, const std::string& body = "") {
+  Answer a;
+  try {
+    web::http::http_request req(method);
+    req.set_request_uri(web::uri(path));
+    if (!token.empty()) req.headers().add(web::http::header_names::authorization, "Bearer " + token);
+    if (!body.empty()) req.set_body(body, "application/json");
+    web::http::http_response r = client.request(req, cancel).get();
+    a.status = r.status_code();
+    a.body = r.extract_utf8string(true).get();
+  } catch (const std::exception& ex) {
+    a.status = 0;
+    a.error = ex.what();
+  }
+  return a;
+}
+
+// An admin GET's answer as the view's status (the caller parses the body of a 200).
+AdminView classify_admin(const Answer& a, const std::string& path, const std::string& url, const std::string& token,
+                         double now) {
+  AdminView v;
+  v.polled_at = now;
+  v.http_status = a.status;
+  if (a.status == 0) {
+    v.status = AdminStatus::kFailed;
+    v.error = "GET " + path + ": " + describe_failure(url, a.error);
+  } else if (a.status == 200) {
+    v.status = AdminStatus::kOk;
+  } else if (a.status == 404) {
+    v.status = AdminStatus::kNoAdminApi;  // an older server: nothing to show, nothing wrong
+  } else if (a.status == 401 || a.status == 403) {
+    v.status = AdminStatus::kUnauthorized;
+    v.error = "GET " + path + ": HTTP " + std::to_string(a.status) +
+              (a.status == 403 ? " (token without the read role)"
+                               : token.empty() ? " (no token sent)" : " (token not accepted)");
+  } else {
+    v.status = AdminStatus::kFailed;
+    const std::string why = error_of_body(a.body);
+    v.error = "GET " + path + ": HTTP " + std::to_string(a.status) + (why.empty() ? "" : ": " + why);
+  }
+  return v;
+}
+
+}  // namespace
+
+struct Poller::AdminClients {
+  std::unique_ptr<web::http::client::http_client> list;    // admin GETs, admin_timeout
+  std::unique_ptr<web::http::client::http_client> replay;  // replay POSTs, replay_timeout
+  pplx::cancellation_token cancel = pplx::cancellation_token::none();
+};
+
+std::uint64_t Poller::request_replay(ReplayRequest request) {
+  ReplayOutcome o;
+  o.request = std::move(request);
+  o.at = unix_now();
+  {
+    std::lock_guard<std::mutex> lk(admin_mu_);
+    o.id = next_replay_id_++;
+  }
+  set_outcome(o);  // pending, before the admin thread can see it (its answer must come after)
+  {
+    std::lock_guard<std::mutex> lk(admin_mu_);
+    replay_queue_.push_back(o);
+  }
+  admin_wake_.notify_all();
+  return o.id;
+}
+
+void Poller::set_outcome(const ReplayOutcome& o) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto& list = state_.replays;
+  for (ReplayOutcome& r : list)
+    if (r.id == o.id) {
+      r = o;
+      return;
+    }
+  list.push_back(o);
+  // Keep the newest few; a pending one is never dropped (its answer is still to come).
+  while (list.size() > ServerState::kKeptReplays) {
+    auto it = std::find_if(list.begin(), list.end(),
+                           [](const ReplayOutcome& r) { return r.state != ReplayOutcome::State::kPending; });
+    if (it == list.end()) break;
+    list.erase(it);
+  }
+}
+
+void Poller::poll_admin(AdminClients& c) {
+  if (!c.list) c.list = std::make_unique<web::http::client::http_client>(url_, admin_config(options_.admin_timeout, options_.ca_file));
+  const std::string dl_path = "/api/v1/admin/dead-letters";
+  const Answer a = send(*c.list, web::http::methods::GET, dl_path, options_.token, c.cancel);
+  AdminView view = classify_admin(a, dl_path, url_, options_.token, unix_now());
+  std::shared_ptr<const DeadLetterList> list;
+  if (view.status == AdminStatus::kOk) {
+    std::string error;
+    auto parsed = parse_dead_letters(a.body, &error);
+    if (parsed) {
+      list = std::make_shared<const DeadLetterList>(std::move(*parsed));
+    } else {
+      view.status = AdminStatus::kFailed;
+      view.error = "GET " + dl_path + ": " + error;
+    }
+  }
+  if (a.status == 0) c.list.reset();
+  // Subscribers only where the server has the admin API and lets this token read it.
+  AdminView sub_view;
+  std::shared_ptr<const std::vector<SubscriberInfo>> subs;
+  const bool want_subs = options_.poll_subscribers && view.status != AdminStatus::kNoAdminApi &&
+                         view.status != AdminStatus::kUnauthorized && a.status != 0;
+  if (want_subs) {
+    const std::string sub_path = "/api/v1/admin/subscribers";
+    const Answer b = send(*c.list, web::http::methods::GET, sub_path, options_.token, c.cancel);
+    sub_view = classify_admin(b, sub_path, url_, options_.token, unix_now());
+    if (sub_view.status == AdminStatus::kOk) {
+      std::string error;
+      auto parsed = parse_subscribers(b.body, &error);
+      if (parsed) {
+        subs = std::make_shared<const std::vector<SubscriberInfo>>(std::move(*parsed));
+      } else {
+        sub_view.status = AdminStatus::kFailed;
+        sub_view.error = "GET " + sub_path + ": " + error;
+      }
+    }
+    if (b.status == 0) c.list.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    state_.dead_letters_view = view;
+    if (list || view.status != AdminStatus::kFailed) state_.dead_letters = list;  // a failure keeps the last list
+    if (want_subs) {
+      state_.subscribers_view = sub_view;
+      if (subs || sub_view.status != AdminStatus::kFailed) state_.subscribers = subs;
+    } else {
+      state_.subscribers_view = AdminView{view.status == AdminStatus::kFailed ? AdminStatus::kNotPolled : view.status,
+                                          view.http_status, "", view.polled_at};
+      if (view.status != AdminStatus::kFailed) state_.subscribers.reset();
+    }
+  }
+  admin_attempts_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Poller::replay(AdminClients& c, const ReplayOutcome& job) {
+  if (!c.replay)
+    c.replay = std::make_unique<web::http::client::http_client>(url_, admin_config(options_.replay_timeout, options_.ca_file));
+  web::json::value body = web::json::value::object();
+  body["node"] = web::json::value::string(job.request.node);
+  if (job.request.all) {
+    body["all"] = web::json::value::boolean(true);
+  } else {
+    body["partition"] = web::json::value::number(job.request.partition);
+    body["offset"] = web::json::value::number(job.request.offset);
+  }
+  const std::string path = "/api/v1/admin/dead-letters/replay";
+  const Answer a = send(*c.replay, web::http::methods::POST, path, options_.token, c.cancel, body.serialize());
+  ReplayOutcome o = job;
+  o.http_status = a.status;
+  if (a.status == 200) {
+    std::string error;
+    if (auto answer = parse_replay_answer(a.body, &error)) {
+      o.state = ReplayOutcome::State::kDone;
+      o.answer = std::move(*answer);
+    } else {
+      o.state = ReplayOutcome::State::kFailed;
+      o.error = error;
+    }
+  } else {
+    o.state = ReplayOutcome::State::kFailed;
+    if (a.status == 0) {
+      o.error = describe_failure(url_, a.error);
+      c.replay.reset();
+    } else {
+      o.error = error_of_body(a.body);
+      if (o.error.empty()) {  // the server said nothing: say what the status usually means
+        if (a.status == 401) o.error = options_.token.empty() ? "no token sent" : "token not accepted";
+        if (a.status == 403) o.error = "the token has no write role";
+        if (a.status == 404) o.error = "the server has no admin API";
+      }
+    }
+  }
+  set_outcome(o);
+  replays_finished_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Poller::run_admin() {
+  AdminClients c;
+  {
+    std::lock_guard<std::mutex> lk(admin_mu_);
+    if (cancel_) c.cancel = std::static_pointer_cast<pplx::cancellation_token_source>(cancel_)->get_token();
+  }
+  const bool polling = options_.admin_interval.count() > 0;
+  auto next_poll = std::chrono::steady_clock::now();
+  for (;;) {
+    std::optional<ReplayOutcome> job;
+    bool poll = false;
+    {
+      std::unique_lock<std::mutex> lk(admin_mu_);
+      const auto ready = [this] { return admin_stopping_ || admin_kick_ || !replay_queue_.empty(); };
+      if (polling)
+        admin_wake_.wait_until(lk, next_poll, ready);
+      else
+        admin_wake_.wait(lk, ready);
+      if (admin_stopping_) return;
+      if (!replay_queue_.empty()) {
+        job = replay_queue_.front();
+        replay_queue_.erase(replay_queue_.begin());
+      } else {
+        poll = polling && (admin_kick_ || std::chrono::steady_clock::now() >= next_poll);
+        admin_kick_ = false;
+      }
+    }
+    if (job) {
+      replay(c, *job);
+      if (polling) poll = true;  // show the list as it is after the replay
+    }
+    if (!poll) continue;
+    next_poll = std::chrono::steady_clock::now() + options_.admin_interval;
+    bool reachable = false;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      reachable = state_.reachable;
+    }
+    // An unreachable server has its banner already; the poll thread kicks this one on recovery.
+    if (reachable) poll_admin(c);
   }
 }
 

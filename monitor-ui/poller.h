@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "snapshot.h"
 
@@ -28,6 +29,15 @@ struct PollerOptions {
   // PEM file of the CAs trusted for https:// URLs; "" (default) = the system's store.
   // Server certificates are always verified (chain and host name).
   std::string ca_file;
+  // The admin API (its own thread, so a slow Kafka read on the server never delays the metrics):
+  // GET /api/v1/admin/dead-letters and /api/v1/admin/subscribers every admin_interval while the
+  // server is reachable, and at once after a replay. Zero disables both polls (replays still run).
+  std::chrono::milliseconds admin_interval{5000};
+  // Longer than the server's own Kafka timeouts (10 s by default per read or write), so a slow
+  // Kafka shows as the server's answer (e.g. 502 with its error), not as a timeout here.
+  std::chrono::milliseconds admin_timeout{15000};   // per admin GET (the server reads the DLQ topic)
+  std::chrono::milliseconds replay_timeout{30000};  // per replay POST (it reads, then produces)
+  bool poll_subscribers = true;
 };
 
 // ---- Reaching a server (the monitor's --token-file, ORDERFLOW_MONITOR_TOKEN, --ca-file) ----
@@ -68,6 +78,13 @@ class Poller {
   void stop();  // joins; returns within about one request timeout
   ServerState state() const;
   int attempts() const { return attempts_.load(std::memory_order_relaxed); }
+  // Dead-letter list polls completed (any answer or failure), and replays finished.
+  int admin_attempts() const { return admin_attempts_.load(std::memory_order_relaxed); }
+  int replays_finished() const { return replays_finished_.load(std::memory_order_relaxed); }
+  // Queues a replay POST for the admin thread (never blocks on the network): its outcome shows
+  // in state().replays, pending at once, then done or failed; the list is re-polled after it.
+  // Returns the outcome's id. Thread-safe.
+  std::uint64_t request_replay(ReplayRequest request);
   const std::string& url() const { return url_; }
 
  private:
@@ -85,6 +102,23 @@ class Poller {
   std::condition_variable wake_;
   bool stopping_ = false;  // guarded by wake_mu_
   std::thread thread_;
+
+  // Admin thread: dead-letter and subscriber polls, replays.
+  void run_admin();
+  struct AdminClients;  // cpprestsdk clients and the cancellation of a request in flight
+  void poll_admin(AdminClients& c);
+  void replay(AdminClients& c, const ReplayOutcome& job);
+  void set_outcome(const ReplayOutcome& o);
+  std::atomic<int> admin_attempts_{0};
+  std::atomic<int> replays_finished_{0};
+  std::mutex admin_mu_;
+  std::condition_variable admin_wake_;
+  bool admin_stopping_ = false;               // guarded by admin_mu_
+  bool admin_kick_ = false;                   // poll the lists now; guarded by admin_mu_
+  std::vector<ReplayOutcome> replay_queue_;   // guarded by admin_mu_
+  std::uint64_t next_replay_id_ = 1;          // guarded by admin_mu_
+  std::shared_ptr<void> cancel_;              // pplx::cancellation_token_source, set in start()
+  std::thread admin_thread_;
 };
 
 }  // namespace orderflow::monitor

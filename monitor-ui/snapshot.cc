@@ -1,6 +1,8 @@
 #include "snapshot.h"
 
 #include <cctype>
+#include <cstdio>
+#include <stdexcept>
 #include <utility>  // before cpprest (Boost.Asio with C++20)
 
 #include <cpprest/json.h>
@@ -209,6 +211,230 @@ std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::strin
     if (error) *error = std::string("bad metrics document: ") + ex.what();
     return std::nullopt;
   }
+}
+
+// ---- Admin API documents ----
+
+namespace {
+
+// A field that must be there with the right type; throws a message naming it (caught below).
+struct Missing : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const value& need(const value& obj, const char* name, const std::string& where) {
+  if (!obj.is_object() || !obj.has_field(name)) throw Missing(where + ": no \"" + name + "\"");
+  return obj.at(name);
+}
+
+std::int64_t need_int(const value& obj, const char* name, const std::string& where) {
+  const value& v = need(obj, name, where);
+  if (!v.is_number() || !v.as_number().is_int64()) throw Missing(where + ": \"" + name + "\" is not an integer");
+  return v.as_number().to_int64();
+}
+
+std::string need_string(const value& obj, const char* name, const std::string& where) {
+  const value& v = need(obj, name, where);
+  if (!v.is_string()) throw Missing(where + ": \"" + name + "\" is not a string");
+  return v.as_string();
+}
+
+void need_array(const value& obj, const char* name, const std::string& where) {
+  const value& v = need(obj, name, where);
+  if (!v.is_array()) throw Missing(where + ": \"" + name + "\" is not an array");
+}
+
+template <typename T, typename F>
+std::optional<T> parse_admin(const std::string& json, std::string* error, const char* what, F&& body) {
+  auto doc = parse_object(json, error);
+  if (!doc) return std::nullopt;
+  try {
+    return body(*doc);
+  } catch (const std::exception& ex) {
+    if (error) *error = std::string(what) + ": " + ex.what();
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+size_t DeadLetterSource::count(bool parked) const {
+  size_t n = 0;
+  for (const DeadLetter& d : dead_letters) n += d.parked() == parked ? 1 : 0;
+  return n;
+}
+
+std::optional<DeadLetterList> parse_dead_letters(const std::string& json, std::string* error) {
+  return parse_admin<DeadLetterList>(json, error, "dead-letter list", [](const value& doc) {
+    DeadLetterList list;
+    list.instance = str_field(doc, "instance");
+    need_array(doc, "sources", "document");
+    size_t si = 0;
+    for (const value& src : doc.at("sources").as_array()) {
+      const std::string where = "sources[" + std::to_string(si++) + "]";
+      if (!src.is_object()) throw Missing(where + " is not an object");
+      DeadLetterSource out;
+      out.node = need_string(src, "node", where);
+      out.topic = str_field(src, "topic");
+      out.more = bool_field(src, "more");
+      need_array(src, "dead_letters", where);
+      size_t di = 0;
+      for (const value& d : src.at("dead_letters").as_array()) {
+        const std::string at = where + ".dead_letters[" + std::to_string(di++) + "]";
+        if (!d.is_object()) throw Missing(at + " is not an object");
+        DeadLetter dl;
+        dl.topic = d.has_field("topic") ? str_field(d, "topic") : out.topic;
+        dl.partition = static_cast<int>(need_int(d, "partition", at));
+        dl.offset = need_int(d, "offset", at);
+        if (d.has_field("timestamp_ms") && d.at("timestamp_ms").is_number())
+          dl.timestamp_ms = d.at("timestamp_ms").as_double();
+        if (d.has_field("key") && d.at("key").is_string()) dl.key = d.at("key").as_string();
+        dl.reason = str_field(d, "reason");
+        if (d.has_field("source") && d.at("source").is_object()) {
+          const value& s = d.at("source");
+          dl.has_source = true;
+          dl.source_topic = str_field(s, "topic");
+          dl.source_partition = static_cast<int>(need_int(s, "partition", at + ".source"));
+          dl.source_offset = need_int(s, "offset", at + ".source");
+        }
+        dl.size = count_field(d, "size");
+        dl.original_size = d.has_field("original_size") ? count_field(d, "original_size") : dl.size;
+        dl.truncated = bool_field(d, "truncated");
+        dl.headers_dropped = count_field(d, "headers_dropped");
+        dl.kind = need_string(d, "kind", at);
+        dl.replayable = bool_field(d, "replayable");
+        if (!dl.replayable)
+          dl.not_replayable_because = d.has_field("not_replayable_because")
+                                          ? str_field(d, "not_replayable_because")
+                                          : std::string("the server did not say it is replayable");
+        out.dead_letters.push_back(std::move(dl));
+      }
+      list.sources.push_back(std::move(out));
+    }
+    return list;
+  });
+}
+
+std::optional<ReplayAnswer> parse_replay_answer(const std::string& json, std::string* error) {
+  return parse_admin<ReplayAnswer>(json, error, "replay answer", [](const value& doc) {
+    ReplayAnswer a;
+    if (!doc.has_field("replayed") && !doc.has_field("refused"))
+      throw Missing("document: neither \"replayed\" nor \"refused\"");
+    if (doc.has_field("replayed")) {
+      need_array(doc, "replayed", "document");
+      size_t i = 0;
+      for (const value& r : doc.at("replayed").as_array()) {
+        const std::string at = "replayed[" + std::to_string(i++) + "]";
+        a.replayed.push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
+                              str_field(r, "to")});
+      }
+    }
+    for (auto [name, out] : {std::pair{"refused", &a.refused}, std::pair{"failed", &a.failed}}) {
+      if (!doc.has_field(name)) continue;  // "failed": servers that send it (a field added later)
+      need_array(doc, name, "document");
+      size_t i = 0;
+      for (const value& r : doc.at(name).as_array()) {
+        const std::string at = std::string(name) + "[" + std::to_string(i++) + "]";
+        out->push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
+                        str_field(r, "reason")});
+      }
+    }
+    return a;
+  });
+}
+
+std::optional<std::vector<SubscriberInfo>> parse_subscribers(const std::string& json, std::string* error) {
+  return parse_admin<std::vector<SubscriberInfo>>(json, error, "subscriber list", [](const value& doc) {
+    std::vector<SubscriberInfo> out;
+    need_array(doc, "subscribers", "document");
+    size_t i = 0;
+    for (const value& v : doc.at("subscribers").as_array()) {
+      const std::string at = "subscribers[" + std::to_string(i++) + "]";
+      SubscriberInfo s;
+      s.subscriber = need_string(v, "subscriber", at);
+      s.feed = str_field(v, "feed");
+      s.kind = str_field(v, "kind");
+      s.checkpoint = num_field(v, "checkpoint");
+      s.head = num_field(v, "head");
+      s.behind = num_field(v, "behind");
+      s.resettable = bool_field(v, "resettable");
+      out.push_back(std::move(s));
+    }
+    return out;
+  });
+}
+
+std::string error_of_body(const std::string& json) {
+  std::error_code ec;
+  const value v = value::parse(json, ec);
+  if (ec || !v.is_object() || !v.has_field("error")) return {};
+  const value& e = v.at("error");
+  if (e.is_string()) return e.as_string();
+  if (e.is_object()) return str_field(e, "message");
+  return e.serialize();
+}
+
+std::string escape_text(const std::string& text, size_t max_bytes) {
+  std::string out;
+  for (const char ch : text) {
+    if (out.size() >= max_bytes) {
+      out += "...";
+      break;
+    }
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\\': out += "\\\\"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out += ch;  // UTF-8 passes through (ImGui draws it, or '?' without the glyph)
+        }
+    }
+  }
+  return out;
+}
+
+const char* admin_status_name(AdminStatus s) {
+  switch (s) {
+    case AdminStatus::kNotPolled: return "not polled";
+    case AdminStatus::kOk: return "ok";
+    case AdminStatus::kNoAdminApi: return "no admin API";
+    case AdminStatus::kUnauthorized: return "not authorized";
+    case AdminStatus::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+std::string ReplayRequest::describe() const {
+  return node + (all ? std::string(" all") : " " + std::to_string(partition) + ":" + std::to_string(offset));
+}
+
+std::string ReplayOutcome::summary() const {
+  switch (state) {
+    case State::kPending: return "replaying " + request.describe() + " ...";
+    case State::kFailed:
+      return request.describe() + ": " + (http_status ? "HTTP " + std::to_string(http_status) + ": " : "") +
+             escape_text(error, 200);
+    case State::kDone: break;
+  }
+  std::string text = request.describe() + ": replayed " + std::to_string(answer.replayed.size());
+  for (auto [name, list] : {std::pair{", refused ", &answer.refused}, std::pair{", failed ", &answer.failed}}) {
+    if (list->empty()) continue;
+    text += name + std::to_string(list->size()) + " (";
+    for (size_t i = 0; i < list->size() && i < 3; ++i) {
+      const auto& r = (*list)[i];
+      text += (i ? "; " : "") + std::to_string(r.partition) + ":" + std::to_string(r.offset) + ": " +
+              escape_text(r.reason, 120);
+    }
+    text += list->size() > 3 ? "; ...)" : ")";
+  }
+  return text;
 }
 
 const std::deque<Sample>* ServerState::history_of(const std::string& node_id) const {

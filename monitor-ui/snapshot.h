@@ -109,6 +109,112 @@ void split_errors(ErrorSplit& state, MetricsSnapshot& m);
 std::optional<Topology> parse_topology(const std::string& json, std::string* error = nullptr);
 std::optional<MetricsSnapshot> parse_metrics(const std::string& json, std::string* error = nullptr);
 
+// ---- The admin API (GET /api/v1/admin/dead-letters, POST .../replay, GET .../subscribers) ----
+
+// One message on a kafka_source's dead-letter topic: a dead letter (could not be decoded) or a
+// parked command (kept aside after park_after failed attempts).
+struct DeadLetter {
+  std::string topic;  // the DLQ topic
+  int partition = 0;
+  std::int64_t offset = 0;
+  std::optional<double> timestamp_ms;  // when it was dead-lettered; absent or null = unknown
+  std::optional<std::string> key;      // null = no key
+  std::string reason;                  // as sent: may hold control characters (escape_text)
+  bool has_source = false;             // where it came from (null = unknown)
+  std::string source_topic;
+  int source_partition = 0;
+  std::int64_t source_offset = 0;
+  std::uint64_t size = 0, original_size = 0;
+  bool truncated = false;
+  std::uint64_t headers_dropped = 0;
+  std::string kind;  // "parked" or "dead_letter" (anything else is shown as sent)
+  bool parked() const { return kind == "parked"; }
+  bool replayable = false;
+  std::string not_replayable_because;
+};
+
+struct DeadLetterSource {
+  std::string node;   // the kafka_source's node id
+  std::string topic;  // its DLQ topic
+  bool more = false;  // the server listed only the first `limit`
+  std::vector<DeadLetter> dead_letters;
+  size_t count(bool parked) const;
+};
+
+struct DeadLetterList {
+  std::string instance;
+  std::vector<DeadLetterSource> sources;  // empty for a server without a kafka_source
+};
+
+// Answer of POST /api/v1/admin/dead-letters/replay (200).
+struct ReplayAnswer {
+  struct Replayed {
+    int partition = 0;
+    std::int64_t offset = 0;
+    std::string to;  // "topic/partition/offset" it was written to
+  };
+  struct Refused {
+    int partition = 0;
+    std::int64_t offset = 0;
+    std::string reason;
+  };
+  std::vector<Replayed> replayed;
+  std::vector<Refused> refused;  // not replayable (the server says why)
+  std::vector<Refused> failed;   // replayable, but writing it failed (e.g. a Kafka delivery error)
+};
+
+struct SubscriberInfo {
+  std::string feed, subscriber, kind;
+  double checkpoint = 0, head = 0, behind = 0;
+  bool resettable = false;
+};
+
+// Parse errors come back as std::nullopt with a message in *error: invalid JSON, a document that
+// is not an object, or a required field missing or of the wrong type (named in the message).
+std::optional<DeadLetterList> parse_dead_letters(const std::string& json, std::string* error = nullptr);
+std::optional<ReplayAnswer> parse_replay_answer(const std::string& json, std::string* error = nullptr);
+std::optional<std::vector<SubscriberInfo>> parse_subscribers(const std::string& json, std::string* error = nullptr);
+// The "error" of an error answer's body ({"error":"..."} or {"error":{"message":...}}), "" if none.
+std::string error_of_body(const std::string& json);
+
+// Text from a server, safe to draw on one line: control characters as \n, \t, \r, \xNN and a
+// backslash doubled; at most max_bytes bytes of it (then "...").
+std::string escape_text(const std::string& text, size_t max_bytes = 400);
+
+// How an admin view of one server stands. 404 = the server has no admin API (an older server):
+// shown quietly, never as an error; 401/403 = the token may not read it (that view only).
+enum class AdminStatus { kNotPolled, kOk, kNoAdminApi, kUnauthorized, kFailed };
+const char* admin_status_name(AdminStatus s);
+
+struct AdminView {
+  AdminStatus status = AdminStatus::kNotPolled;
+  int http_status = 0;   // of the last answer, 0 = no answer
+  std::string error;     // for kUnauthorized / kFailed
+  double polled_at = 0;  // unix seconds of the last answer or failure
+};
+
+// A replay asked for from the monitor: one dead letter (all == false) or all of a source's.
+struct ReplayRequest {
+  size_t server = 0;  // index into the pollers / Snapshot::servers
+  std::string node;
+  bool all = false;
+  int partition = 0;
+  std::int64_t offset = 0;
+  std::string describe() const;  // "orders-kafka 0:3" / "orders-kafka all"
+};
+
+// What became of a replay, kept by the poller (the last few) and shown in the panel.
+struct ReplayOutcome {
+  std::uint64_t id = 0;  // increasing per poller
+  ReplayRequest request;
+  enum class State { kPending, kDone, kFailed } state = State::kPending;
+  int http_status = 0;
+  ReplayAnswer answer;  // kDone
+  std::string error;    // kFailed: the server's {"error"} or why no answer came
+  double at = 0;        // unix seconds it was asked for
+  std::string summary() const;  // "replayed 2, refused 1 (0:4: reason)", "HTTP 409: ...", "failed 1 (...)"
+};
+
 // One point of a node's sparkline.
 struct Sample {
   double t = 0;  // unix seconds
@@ -144,6 +250,17 @@ struct ServerState {
   // shares it instead of copying 5 minutes of samples per node. Null until the first poll.
   std::shared_ptr<const History> history;
   const std::deque<Sample>* history_of(const std::string& node_id) const;
+  // The admin API: dead letters and parked commands (polled every PollerOptions::admin_interval,
+  // and again after a replay), subscribers, and the outcomes of replays asked for (newest last).
+  // Lists are immutable once published (shared, like `history`): the UI copies this state every
+  // frame. Null until the first 200 answer; cleared on 404 and 401/403, kept (stale, with the
+  // view's error) when a poll fails otherwise.
+  AdminView dead_letters_view;
+  std::shared_ptr<const DeadLetterList> dead_letters;
+  AdminView subscribers_view;
+  std::shared_ptr<const std::vector<SubscriberInfo>> subscribers;
+  std::vector<ReplayOutcome> replays;  // the last kKeptReplays, oldest first
+  static constexpr size_t kKeptReplays = 8;
 };
 
 // Append samples of `m` at time t to `history` and drop those older than t - keep_seconds.

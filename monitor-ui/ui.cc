@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
+#include <optional>
 #include <vector>
 
 namespace orderflow::monitor {
@@ -102,9 +104,9 @@ void record_window_rect(const char* name, UiState& ui) {
 // only a panel that overlaps another window (this frame or the last; the user dragged it)
 // repaints its rectangle, as a SolidFill placed first in its draw list, under the title bar,
 // borders and scrollbars ImGui has already drawn inside Begin.
-bool begin_panel(const char* name, UiState& ui) {
-  if (!ui.solid_fill) return ImGui::Begin(name);
-  const bool open = ImGui::Begin(name, nullptr, ImGuiWindowFlags_NoBackground);
+bool begin_panel(const char* name, UiState& ui, bool* p_open = nullptr) {
+  if (!ui.solid_fill) return ImGui::Begin(name, p_open);
+  const bool open = ImGui::Begin(name, p_open, ImGuiWindowFlags_NoBackground);
   record_window_rect(name, ui);
   const WindowRect me = ui.window_rects.back();
   if (!overlaps_other_window(me, ui.window_rects) && !overlaps_other_window(me, ui.window_rects_prev)) return open;
@@ -132,7 +134,256 @@ double table_p99(const Snapshot& s, const LayoutNode& n) {
   return m ? m->latency_us.p99 : 0.0;
 }
 
+const ImVec4 kParkedText(1.0f, 0.74f, 0.30f, 1.0f);  // amber: parked commands
+constexpr ImU32 kParkedRowBg = IM_COL32(80, 55, 10, 255);
+const ImVec4 kDeadText(1.0f, 0.52f, 0.46f, 1.0f);    // dead letters
+const ImVec4 kOkText(0.55f, 0.90f, 0.55f, 1.0f);
+const ImVec4 kWarnText(1.0f, 0.80f, 0.30f, 1.0f);
+
+// The toolbar's "Dead letters" toggle, with the counts (the summary of the admin views).
+void draw_dead_letter_button(const Snapshot& s, UiState& ui) {
+  const DeadLetterCounts& c = s.dead_letter_total;
+  std::string label = "Dead letters";
+  if (s.admin_servers > 0) label += ": " + format_dead_letter_counts(c);
+  label += "###dead-letters";
+  const bool alarm = c.total() > 0;
+  if (alarm)
+    ImGui::PushStyleColor(ImGuiCol_Button, c.parked > 0 ? IM_COL32(130, 90, 15, 255) : IM_COL32(130, 40, 40, 255));
+  if (ImGui::SmallButton(label.c_str())) ui.show_dead_letters = !ui.show_dead_letters;
+  const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
+  ui.dead_letters_toggle = {label.substr(0, label.find("###")), a.x, a.y, b.x, b.y};
+  if (alarm) ImGui::PopStyleColor();
+}
+
+// "2026-12-02 03:20:14" (UTC) of a Kafka timestamp in ms, "?" when unknown.
+std::string format_timestamp_ms(const std::optional<double>& ms) {
+  if (!ms || *ms <= 0) return "?";
+  const std::time_t t = static_cast<std::time_t>(*ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+void record_button(const ReplayRequest& r, UiState& ui) {
+  const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
+  ui.replay_buttons.push_back({r, WindowRect{r.describe(), a.x, a.y, b.x, b.y}});
+}
+
+// A replay of this row (or, for all, of any row of the source) is on its way: no second one.
+bool replay_pending(const ServerState& st, const std::string& node, bool all, int partition, std::int64_t offset) {
+  for (const ReplayOutcome& r : st.replays)
+    if (r.state == ReplayOutcome::State::kPending && r.request.node == node &&
+        (all || r.request.all || (r.request.partition == partition && r.request.offset == offset)))
+      return true;
+  return false;
+}
+
+void draw_outcome(const ReplayOutcome& r) {
+  const std::string text = r.summary() + "  (" + format_clock(r.at) + ")";
+  switch (r.state) {
+    case ReplayOutcome::State::kPending: ImGui::TextDisabled("%s", text.c_str()); break;
+    case ReplayOutcome::State::kDone:
+      ImGui::TextColored(!r.answer.failed.empty()    ? kDeadText
+                         : !r.answer.refused.empty() ? kWarnText
+                                                     : kOkText,
+                         "%s", text.c_str());
+      break;
+    case ReplayOutcome::State::kFailed: ImGui::TextColored(kDeadText, "%s", text.c_str()); break;
+  }
+}
+
+void draw_dead_letter_rows(const ServerState& st, size_t server, const DeadLetterSource& src, UiState& ui) {
+  const ImGuiTableFlags flags = ImGuiTableFlags_Borders | ImGuiTableFlags_Resizable | ImGuiTableFlags_SizingStretchProp;
+  if (!ImGui::BeginTable("rows", 9, flags)) return;
+  ImGui::TableSetupColumn("Kind", ImGuiTableColumnFlags_WidthFixed, 78);
+  ImGui::TableSetupColumn("DLQ p:offset", ImGuiTableColumnFlags_WidthFixed, 84);
+  ImGui::TableSetupColumn("Dead-lettered (UTC)", ImGuiTableColumnFlags_WidthFixed, 138);
+  ImGui::TableSetupColumn("Source topic p:offset", ImGuiTableColumnFlags_WidthStretch, 1.2f);
+  ImGui::TableSetupColumn("Key", ImGuiTableColumnFlags_WidthStretch, 0.7f);
+  ImGui::TableSetupColumn("Size", ImGuiTableColumnFlags_WidthFixed, 60);
+  ImGui::TableSetupColumn("Truncated", ImGuiTableColumnFlags_WidthFixed, 86);
+  ImGui::TableSetupColumn("Reason", ImGuiTableColumnFlags_WidthStretch, 2.5f);
+  ImGui::TableSetupColumn("Replay", ImGuiTableColumnFlags_WidthStretch, 1.0f);
+  ImGui::TableHeadersRow();
+  ImGuiListClipper clipper;
+  clipper.Begin(static_cast<int>(src.dead_letters.size()));
+  while (clipper.Step()) {
+    for (int row = clipper.DisplayStart; row < clipper.DisplayEnd; ++row) {
+      const DeadLetter& d = src.dead_letters[static_cast<size_t>(row)];
+      ImGui::PushID(row);
+      ImGui::TableNextRow();
+      if (d.parked()) ImGui::TableSetBgColor(ImGuiTableBgTarget_RowBg0, kParkedRowBg);  // a few rows only
+      ImGui::TableSetColumnIndex(0);
+      if (d.parked())
+        ImGui::TextColored(kParkedText, "parked");
+      else if (d.kind == "dead_letter")
+        ImGui::TextColored(kDeadText, "dead letter");
+      else
+        ImGui::TextUnformatted(escape_text(d.kind, 40).c_str());
+      ImGui::TableSetColumnIndex(1);
+      ImGui::Text("%d:%lld", d.partition, static_cast<long long>(d.offset));
+      ImGui::TableSetColumnIndex(2);
+      ImGui::TextUnformatted(format_timestamp_ms(d.timestamp_ms).c_str());
+      ImGui::TableSetColumnIndex(3);
+      if (d.has_source)
+        ImGui::Text("%s %d:%lld", escape_text(d.source_topic, 120).c_str(), d.source_partition,
+                    static_cast<long long>(d.source_offset));
+      else
+        ImGui::TextDisabled("unknown");
+      ImGui::TableSetColumnIndex(4);
+      if (d.key)
+        ImGui::TextUnformatted(escape_text(*d.key, 120).c_str());
+      else
+        ImGui::TextDisabled("(none)");
+      ImGui::TableSetColumnIndex(5);
+      ImGui::TextUnformatted(format_count(static_cast<double>(d.size)).c_str());
+      ImGui::TableSetColumnIndex(6);
+      if (d.truncated)
+        ImGui::TextColored(kWarnText, "of %s", format_count(static_cast<double>(d.original_size)).c_str());
+      else
+        ImGui::TextDisabled("no");
+      if (d.headers_dropped > 0) {
+        ImGui::SameLine();
+        ImGui::TextColored(kWarnText, "-%llu hdr", static_cast<unsigned long long>(d.headers_dropped));
+      }
+      ImGui::TableSetColumnIndex(7);
+      const std::string reason = escape_text(d.reason);
+      ImGui::TextUnformatted(reason.c_str());
+      if (ImGui::IsItemHovered() && reason.size() > 60) ImGui::SetTooltip("%s", reason.c_str());
+      ImGui::TableSetColumnIndex(8);
+      if (!d.replayable) {
+        ImGui::TextDisabled("no: %s", escape_text(d.not_replayable_because, 200).c_str());
+      } else if (replay_pending(st, src.node, false, d.partition, d.offset)) {
+        ImGui::TextDisabled("replaying...");
+      } else {
+        const ReplayRequest r{server, src.node, false, d.partition, d.offset};
+        if (ImGui::SmallButton("Replay")) ui.replay_requests.push_back(r);
+        record_button(r, ui);
+      }
+      ImGui::PopID();
+    }
+  }
+  ImGui::EndTable();
+}
+
+// Subscribers of the change feeds, per server that lists them (GET /api/v1/admin/subscribers).
+void draw_subscribers(const Snapshot& s) {
+  bool any = false;
+  for (const ServerState& st : s.servers) any = any || (st.subscribers && !st.subscribers->empty());
+  if (!any || !ImGui::CollapsingHeader("Subscribers", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    if (!st.subscribers || st.subscribers->empty() || (i < s.duplicate_of.size() && s.duplicate_of[i] >= 0)) continue;
+    ImGui::PushID(static_cast<int>(i));
+    ImGui::TextDisabled("%s", st.label().c_str());
+    if (ImGui::BeginTable("subscribers", 6, ImGuiTableFlags_Borders | ImGuiTableFlags_SizingStretchProp)) {
+      for (const char* c : {"Feed", "Subscriber", "Kind", "Checkpoint", "Head", "Behind"}) ImGui::TableSetupColumn(c);
+      ImGui::TableHeadersRow();
+      for (const SubscriberInfo& sb : *st.subscribers) {
+        ImGui::TableNextRow();
+        ImGui::TableSetColumnIndex(0);
+        ImGui::TextUnformatted(escape_text(sb.feed, 80).c_str());
+        ImGui::TableSetColumnIndex(1);
+        ImGui::TextUnformatted(escape_text(sb.subscriber, 80).c_str());
+        ImGui::TableSetColumnIndex(2);
+        ImGui::TextUnformatted(escape_text(sb.kind, 40).c_str());
+        ImGui::TableSetColumnIndex(3);
+        ImGui::Text("%.0f", sb.checkpoint);
+        ImGui::TableSetColumnIndex(4);
+        ImGui::Text("%.0f", sb.head);
+        ImGui::TableSetColumnIndex(5);
+        if (sb.behind > 0)
+          ImGui::TextColored(kWarnText, "%.0f", sb.behind);
+        else
+          ImGui::Text("0");
+      }
+      ImGui::EndTable();
+    }
+    ImGui::PopID();
+  }
+}
+
 }  // namespace
+
+void draw_dead_letters(const Snapshot& s, UiState& ui) {
+  ImGui::Text("%s", s.admin_servers > 0 ? format_dead_letter_counts(s.dead_letter_total).c_str()
+                                        : "no server lists dead letters");
+  if (s.servers.size() > 1 && s.admin_servers > 1) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("(each DLQ message once over instances; rows per instance below)");
+  }
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    ImGui::PushID(static_cast<int>(i));
+    ImGui::Separator();
+    const std::string who = st.label() == st.url ? st.url : st.label() + " at " + st.url;
+    const int dup = i < s.duplicate_of.size() ? s.duplicate_of[i] : -1;
+    const AdminView& v = st.dead_letters_view;
+    if (dup >= 0) {
+      ImGui::TextDisabled("%s: same instance as %s", who.c_str(), s.servers[static_cast<size_t>(dup)].url.c_str());
+    } else if (!st.reachable) {
+      ImGui::TextDisabled("%s: %s", who.c_str(), st.unauthorized ? "unauthorized" : "unreachable");
+    } else if (v.status == AdminStatus::kNotPolled) {
+      ImGui::TextDisabled("%s: dead letters not listed yet", who.c_str());
+    } else if (v.status == AdminStatus::kNoAdminApi) {
+      ImGui::TextDisabled("%s: no admin API", who.c_str());  // an older server: nothing is wrong
+    } else if (v.status == AdminStatus::kUnauthorized) {
+      ImGui::TextColored(kWarnText, "%s: not authorized to list dead letters", who.c_str());
+      ImGui::TextDisabled("  %s", v.error.c_str());
+    } else {
+      ImGui::Text("%s", who.c_str());
+      if (v.status == AdminStatus::kFailed)
+        ImGui::TextColored(kWarnText, "  listing failed%s: %s", st.dead_letters ? " (the last list is shown)" : "",
+                           escape_text(v.error).c_str());
+      if (st.dead_letters && st.dead_letters->sources.empty()) ImGui::TextDisabled("  no kafka_source on this server");
+    }
+    const bool show_rows = dup < 0 && st.reachable && st.dead_letters;
+    for (size_t k = 0; show_rows && k < st.dead_letters->sources.size(); ++k) {
+      const DeadLetterSource& src = st.dead_letters->sources[k];
+      ImGui::PushID(src.node.c_str());
+      const size_t dead = src.count(false), parked = src.count(true);
+      ImGui::Text("  %s", src.node.c_str());
+      ImGui::SameLine();
+      ImGui::TextDisabled("(%s)", src.topic.c_str());
+      ImGui::SameLine();
+      if (dead > 0) {
+        ImGui::TextColored(kDeadText, "%zu%s dead letter%s", dead, src.more ? "+" : "", dead == 1 ? "" : "s");
+        ImGui::SameLine();
+      }
+      if (parked > 0) {
+        ImGui::TextColored(kParkedText, "%zu%s parked", parked, src.more ? "+" : "");
+        ImGui::SameLine();
+      }
+      if (dead + parked == 0) {
+        ImGui::TextDisabled("empty");
+        ImGui::SameLine();
+      }
+      const bool any_replayable = std::any_of(src.dead_letters.begin(), src.dead_letters.end(),
+                                              [](const DeadLetter& d) { return d.replayable; });
+      const bool pending_all = replay_pending(st, src.node, true, 0, 0);
+      ImGui::BeginDisabled(!any_replayable || pending_all);
+      const ReplayRequest all{i, src.node, true, 0, 0};
+      if (ImGui::SmallButton("Replay all")) ui.replay_requests.push_back(all);
+      if (any_replayable && !pending_all) record_button(all, ui);
+      ImGui::EndDisabled();
+      if (src.more) ImGui::TextDisabled("  the server listed only the first %zu", src.dead_letters.size());
+      for (auto it = st.replays.rbegin(); it != st.replays.rend(); ++it)
+        if (it->request.node == src.node) draw_outcome(*it);
+      if (!src.dead_letters.empty()) draw_dead_letter_rows(st, i, src, ui);
+      ImGui::PopID();
+    }
+    // Replays of a source no longer listed (or asked for before the list came).
+    for (auto it = st.replays.rbegin(); it != st.replays.rend(); ++it) {
+      const bool listed = show_rows && std::any_of(st.dead_letters->sources.begin(), st.dead_letters->sources.end(),
+                                                   [&](const DeadLetterSource& src) { return src.node == it->request.node; });
+      if (!listed) draw_outcome(*it);
+    }
+    ImGui::PopID();
+  }
+  draw_subscribers(s);
+}
 
 std::vector<size_t> table_order(const Snapshot& s, const UiState& ui) {
   const Layout& L = s.layout;
@@ -416,6 +667,13 @@ void draw_details(const Snapshot& s, UiState& ui) {
     ImGui::Text("%s: %.6g%s", k.c_str(), val,
                 s.servers.size() > 1 && merge_rule(m->kind, k) == MergeRule::kMax ? " (max)" : "");
   }
+  if (auto it = s.dead_letter_counts.find(ui.selected); it != s.dead_letter_counts.end()) {
+    ImGui::Separator();
+    ImGui::TextColored(it->second.parked > 0 ? kParkedText : it->second.total() > 0 ? kDeadText : kOkText, "%s",
+                       format_dead_letter_counts(it->second).c_str());
+    ImGui::SameLine();
+    if (ImGui::SmallButton(ui.show_dead_letters ? "Node table" : "Show")) ui.show_dead_letters = !ui.show_dead_letters;
+  }
   if (!m->last_error.empty()) {
     ImGui::Separator();
     ImGui::TextColored(ImVec4(1, 0.45f, 0.4f, 1), "last error:");
@@ -525,6 +783,7 @@ void draw_frame(const Snapshot& s, UiState& ui) {
   ui.fills.clear();  // the previous frame has been rendered
   ui.window_rects_prev.swap(ui.window_rects);
   ui.window_rects.clear();
+  ui.replay_buttons.clear();
   handle_shortcuts(s, ui);
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   const ImVec2 p = vp->WorkPos, sz = vp->WorkSize;
@@ -537,6 +796,8 @@ void draw_frame(const Snapshot& s, UiState& ui) {
     draw_banner(s, ui);
     draw_summary(s, ui);
     if (ImGui::SmallButton("Fit")) ui.fit_pending = true;
+    ImGui::SameLine();
+    draw_dead_letter_button(s, ui);
     ImGui::SameLine();
     ImGui::TextDisabled("zoom %.0f%%   F1 help", ui.view.zoom * 100);
     draw_canvas(s, ui);
@@ -552,9 +813,15 @@ void draw_frame(const Snapshot& s, UiState& ui) {
   }
   ImGui::End();
 
+  // The bottom strip: the node table, or the dead letters in its place (so neither pays for the
+  // other's pixels, see "Frame time" in README.md).
   ImGui::SetNextWindowPos(ImVec2(p.x, p.y + sz.y - table_h), ImGuiCond_FirstUseEver);
   ImGui::SetNextWindowSize(ImVec2(sz.x, table_h), ImGuiCond_FirstUseEver);
-  if (begin_panel("Nodes", ui)) draw_table(s, ui);
+  if (ui.show_dead_letters) {
+    if (begin_panel("Dead letters", ui, &ui.show_dead_letters)) draw_dead_letters(s, ui);
+  } else if (begin_panel("Nodes", ui)) {
+    draw_table(s, ui);
+  }
   ImGui::End();
 
   draw_help(s, ui);

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "layout.h"
@@ -61,6 +62,16 @@ struct UiState {
   SolidFillCallback solid_fill = nullptr;
   std::deque<SolidFill> fills;
   std::vector<WindowRect> window_rects, window_rects_prev;  // this frame's and the last
+  // The bottom strip shows the "Dead letters" panel instead of the node table (the toolbar's
+  // "Dead letters" button, its close box, --show-dead-letters).
+  bool show_dead_letters = false;
+  // Replays asked for with the panel's buttons this frame; main.cc hands them to the pollers
+  // (Poller::request_replay, which never blocks) and clears the list.
+  std::vector<ReplayRequest> replay_requests;
+  // Where this frame drew the panel's Replay / Replay all buttons (screen rectangles; `name` is
+  // ReplayRequest::describe()), so tests can click them through ImGui's mouse input.
+  std::vector<std::pair<ReplayRequest, WindowRect>> replay_buttons;
+  WindowRect dead_letters_toggle;  // the toolbar's "Dead letters" button; name = its label
 };
 
 void draw_banner(const Snapshot& s, UiState& ui);   // unreachable servers
@@ -70,6 +81,9 @@ void draw_table(const Snapshot& s, UiState& ui);    // sortable node table
 void draw_details(const Snapshot& s, UiState& ui);  // selected node
 void draw_thresholds(const Snapshot& s, UiState& ui);  // lag colour thresholds (editable)
 void draw_help(const Snapshot& s, UiState& ui);     // F1 overlay
+// Per server and source node: dead letters and parked commands, Replay / Replay all buttons
+// (queued in ui.replay_requests), the outcomes of replays; then the subscribers, if listed.
+void draw_dead_letters(const Snapshot& s, UiState& ui);
 void handle_shortcuts(const Snapshot& s, UiState& ui);
 
 // Row order of the node table (indices into s.layout.nodes) for ui's sort column:

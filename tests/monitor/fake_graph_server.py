@@ -10,11 +10,25 @@ orderflow-monitor's frame time on large graphs:
 With --graph FILE --metrics FILE it serves those documents verbatim instead (read at each
 request), so a test controls every figure; --port-file FILE receives the port it listens on
 (--port 0 picks a free one).
+
+The admin API (the server's /api/v1/admin/..., same JSON shapes):
+  --dead-letters FILE   GET /api/v1/admin/dead-letters serves this document (read once, then
+                        kept in memory); POST /api/v1/admin/dead-letters/replay replays from it:
+                        a replayable row leaves the list and is answered as replayed, others
+                        are refused with their not_replayable_because; an unknown node or
+                        offset is 404 {"error"}.
+  --subscribers FILE    GET /api/v1/admin/subscribers serves this document verbatim.
+  --replay-log FILE     each replay POST appends one JSON line: {"authorization", "body"}.
+  --admin-status CODE   every admin GET answers CODE with {"error"} instead (e.g. 403, 500).
+  --replay-status CODE  every replay POST answers CODE with {"error"} instead (e.g. 403, 409).
+  --replay-delay S      wait S seconds before answering a replay POST.
+Without --dead-letters the admin paths are 404, as on a server without the admin API.
 """
 import argparse
 import json
 import os
 import random
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,7 +74,46 @@ def main():
     ap.add_argument("--graph", help="serve this file as /api/v1/graph")
     ap.add_argument("--metrics", help="serve this file as /api/v1/metrics")
     ap.add_argument("--port-file", help="write the listening port here once bound")
+    ap.add_argument("--dead-letters", help="serve and replay from this dead-letter list")
+    ap.add_argument("--subscribers", help="serve this file as /api/v1/admin/subscribers")
+    ap.add_argument("--replay-log", help="append each replay POST here as a JSON line")
+    ap.add_argument("--admin-status", type=int, help="answer admin GETs with this status")
+    ap.add_argument("--replay-status", type=int, help="answer replay POSTs with this status")
+    ap.add_argument("--replay-delay", type=float, default=0, help="seconds before a replay answer")
     args = ap.parse_args()
+    lock = threading.Lock()
+    dead_letters = None
+    if args.dead_letters:
+        with open(args.dead_letters, "rb") as f:
+            dead_letters = json.load(f)
+
+    def replay(body):
+        """The answer (status, document) to a replay POST, moving replayed rows out of the list."""
+        node = body.get("node")
+        sources = [s for s in dead_letters["sources"] if s.get("node") == node]
+        if not isinstance(node, str) or not sources:
+            return 404, {"error": f"no kafka_source '{node}'"}
+        src = sources[0]
+        rows = src["dead_letters"]
+        if body.get("all") is True:
+            chosen = list(rows)
+        elif isinstance(body.get("partition"), int) and isinstance(body.get("offset"), int):
+            chosen = [r for r in rows if r["partition"] == body["partition"] and r["offset"] == body["offset"]]
+            if not chosen:
+                return 404, {"error": f"no dead letter at {body['partition']}:{body['offset']} in {src['topic']}"}
+        else:
+            return 400, {"error": "give partition and offset, or all: true"}
+        replayed, refused = [], []
+        for r in chosen:
+            if r.get("replayable"):
+                s = r.get("source") or {"topic": "orders.commands", "partition": 0, "offset": 0}
+                replayed.append({"partition": r["partition"], "offset": r["offset"],
+                                 "to": f"{s['topic']}/{s['partition']}/{1000 + r['offset']}"})
+                rows.remove(r)
+            else:
+                refused.append({"partition": r["partition"], "offset": r["offset"],
+                                "reason": r.get("not_replayable_because", "not replayable")})
+        return 200, {"replayed": replayed, "refused": refused}
     graph = make_graph(args.nodes, args.width)
     start = time.time()
 
@@ -71,7 +124,55 @@ def main():
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def answer(self, status, body):
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.path != "/api/v1/admin/dead-letters/replay" or dead_letters is None:
+                self.answer(404, {"error": "not found"})
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            with lock:
+                if args.replay_log:
+                    with open(args.replay_log, "a") as f:
+                        f.write(json.dumps({"authorization": self.headers.get("Authorization"),
+                                            "body": body}) + "\n")
+                if args.replay_status:
+                    # The server's own error shape (connectors/http_api.cc); the others use the
+                    # contract's {"error": "..."}: the monitor reads both.
+                    status, doc = args.replay_status, {"error": {"code": "test",
+                                                                 "message": f"refused by the test ({args.replay_status})"}}
+                elif not isinstance(body, dict):
+                    status, doc = 400, {"error": "the body is not a JSON object"}
+                else:
+                    status, doc = replay(body)
+            if args.replay_delay:
+                time.sleep(args.replay_delay)
+            self.answer(status, doc)
+
         def do_GET(self):
+            if self.path.startswith("/api/v1/admin/"):
+                if args.admin_status:
+                    self.answer(args.admin_status, {"error": f"status {args.admin_status} from the test"})
+                elif self.path.split("?")[0] == "/api/v1/admin/dead-letters" and dead_letters is not None:
+                    with lock:
+                        self.answer(200, dead_letters)
+                elif self.path == "/api/v1/admin/subscribers" and args.subscribers:
+                    self.answer(200, canned(args.subscribers))
+                else:
+                    self.answer(404, {"error": "not found"})
+                return
             if self.path == "/api/v1/graph":
                 body = canned(args.graph) if args.graph else json.dumps(graph).encode()
             elif self.path == "/api/v1/metrics":

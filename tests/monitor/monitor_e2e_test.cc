@@ -29,6 +29,8 @@
 #include <sstream>
 #include <thread>
 
+#include "poller.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -264,6 +266,11 @@ TEST(MonitorE2E, DrawsEveryNodeOfTheLiveGraphWithARate) {
     EXPECT_TRUE(drawn[id].at("x").is_number() && drawn[id].at("y").is_number());
   }
   EXPECT_EQ(dump.at("edges").as_array().size(), graph->at("edges").as_array().size());
+  // The real server's admin paths: 404 before the admin API, a list (no kafka_source in
+  // orders.yaml: no sources) with it; never a failure or a banner.
+  const std::string admin = dump.at("deadLetters").at("servers").as_array().at(0).at("status").as_string();
+  EXPECT_TRUE(admin == "no admin API" || admin == "ok") << dump.at("deadLetters").serialize();
+  EXPECT_EQ(dump.at("deadLetters").at("total").at("deadLetters").as_integer(), 0);
 
   std::string why;
   auto png = decode_png(read_file(dir / "shot.png"), why);
@@ -392,16 +399,26 @@ std::string ops_metrics(double rate, int http_errors, const std::string& http_er
 void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
 // fake_graph_server.py serving `graph` and `metrics` on a free port (read from its --port-file).
+// Writes the two documents and returns the command line; `extra` goes after the documents' flags
+// (the admin API's: --dead-letters FILE, ...).
+std::vector<std::string> fake_args(const fs::path& dir, const std::string& name, const fs::path& port_file,
+                                   const std::string& graph, const std::string& metrics,
+                                   const std::vector<std::string>& extra) {
+  write_file(dir / (name + "-graph.json"), graph);
+  write_file(dir / (name + "-metrics.json"), metrics);
+  std::vector<std::string> args{"python3", std::string(ORDERFLOW_SOURCE_DIR) + "/tests/monitor/fake_graph_server.py",
+                                "--port", "0", "--port-file", port_file.string(), "--graph",
+                                (dir / (name + "-graph.json")).string(), "--metrics",
+                                (dir / (name + "-metrics.json")).string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 struct FakeServer {
-  FakeServer(const fs::path& dir, const std::string& name, const std::string& graph, const std::string& metrics)
+  FakeServer(const fs::path& dir, const std::string& name, const std::string& graph, const std::string& metrics,
+             const std::vector<std::string>& extra = {})
       : port_file(dir / (name + ".port")),
-        child({"python3", std::string(ORDERFLOW_SOURCE_DIR) + "/tests/monitor/fake_graph_server.py", "--port", "0",
-               "--port-file", port_file.string(), "--graph", (dir / (name + "-graph.json")).string(), "--metrics",
-               (dir / (name + "-metrics.json")).string()},
-              (dir / (name + ".log")).string()) {
-    write_file(dir / (name + "-graph.json"), graph);
-    write_file(dir / (name + "-metrics.json"), metrics);
-  }
+        child(fake_args(dir, name, port_file, graph, metrics, extra), (dir / (name + ".log")).string()) {}
   int port() const {
     for (int i = 0; i < 100; ++i) {
       const std::string text = read_file(port_file);
@@ -503,6 +520,283 @@ TEST(MonitorE2E, TwoInstancesOfOneServerWithLagAndClientErrors) {
   ASSERT_TRUE(png) << why;
   EXPECT_EQ(png->count(kRedFill), 0u);
   EXPECT_GT(png->count(kYellowFill), 50u);
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// ---- The admin API (issue 14): dead letters, parked commands, replay ----
+
+value read_dump(const fs::path& dir);  // below, with the token tests
+
+// Canned dead-letter list: two dead letters (one not replayable) and one parked command.
+const char* kDeadLetterList = R"json({"instance":"INSTANCE","sources":[{"node":"kafka","topic":"orders.commands.dlq","more":false,
+ "dead_letters":[
+  {"topic":"orders.commands.dlq","partition":0,"offset":3,"timestamp_ms":1764650000000,"key":"o-1",
+   "reason":"invalid JSON at 1:1\nnext line\u0007","source":{"topic":"orders.commands","partition":1,"offset":17},
+   "size":123,"original_size":123,"truncated":false,"headers_dropped":0,"kind":"dead_letter","replayable":true},
+  {"topic":"orders.commands.dlq","partition":0,"offset":4,"timestamp_ms":1764650005000,"key":"sku-A",
+   "reason":"store unavailable after 5 attempts (parked)","source":{"topic":"orders.commands","partition":0,"offset":40},
+   "size":96,"original_size":96,"truncated":false,"headers_dropped":0,"kind":"parked","replayable":true},
+  {"topic":"orders.commands.dlq","partition":1,"offset":9,"timestamp_ms":null,"key":null,
+   "reason":"message too large","source":null,
+   "size":4096,"original_size":90000,"truncated":true,"headers_dropped":1,"kind":"dead_letter","replayable":false,
+   "not_replayable_because":"the payload was truncated when it was dead-lettered"}]}]})json";
+
+const char* kSubscribers = R"({"instance":"INSTANCE","subscribers":[
+ {"feed":"feed","subscriber":"projection","kind":"projection","checkpoint":8000,"head":8013,"behind":13,"resettable":true},
+ {"feed":"feed","subscriber":"kafka-sink","kind":"sink","checkpoint":8013,"head":8013,"behind":0,"resettable":false}]})";
+
+// kOpsGraph with its http source replaced by a kafka_source "kafka", and the metrics to match.
+std::string kafka_graph(const std::string& instance) {
+  std::string g = with_instance(instance);
+  for (size_t at; (at = g.find("\"http\"")) != std::string::npos;) g.replace(at, 6, "\"kafka\"");
+  g.replace(g.find("http_source"), 11, "kafka_source");
+  return g;
+}
+std::string kafka_metrics(double rate) {
+  std::string m = ops_metrics(rate, 0, "", 3, 8000, 13, 0.4);
+  m.replace(m.find("\"http\""), 6, "\"kafka\"");
+  return m;
+}
+std::string replace_instance(std::string doc, const std::string& id) {
+  doc.replace(doc.find("INSTANCE"), 8, id);
+  return doc;
+}
+
+const value* dumped_admin_server(const value& dump, size_t i) {
+  const auto& servers = dump.at("deadLetters").at("servers").as_array();
+  return i < servers.size() ? &servers.at(i) : nullptr;
+}
+
+// Two instances of one graph (a reached through two URLs) that list the same DLQ messages: the
+// counts are each message once, the rows stay per instance. --replay-dead-letter (the Replay
+// button's path) POSTs to a with the monitor's token; the fake server records it and moves the
+// row out; the dump shows the answer and a's list polled again without it.
+TEST(MonitorE2E, DeadLettersPerInstanceAndAReplayThatReachesTheServer) {
+  ::unsetenv("ORDERFLOW_MONITOR_TOKEN");
+  const fs::path dir = fresh_dir("dead-letters");
+  write_file(dir / "a-dl.json", replace_instance(kDeadLetterList, "orders-a"));
+  write_file(dir / "b-dl.json", replace_instance(kDeadLetterList, "orders-b"));
+  write_file(dir / "subscribers.json", replace_instance(kSubscribers, "orders-a"));
+  FakeServer a(dir, "a", kafka_graph("orders-a"), kafka_metrics(200),
+               {"--dead-letters", (dir / "a-dl.json").string(), "--subscribers", (dir / "subscribers.json").string(),
+                "--replay-log", (dir / "a-replays.jsonl").string()});
+  FakeServer b(dir, "b", kafka_graph("orders-b"), kafka_metrics(100),
+               {"--dead-letters", (dir / "b-dl.json").string(), "--replay-log", (dir / "b-replays.jsonl").string()});
+  const int pa = a.port(), pb = b.port();
+  ASSERT_GT(pa, 0) << read_file(dir / "a.log");
+  ASSERT_GT(pb, 0) << read_file(dir / "b.log");
+  const std::string url_a = "http://127.0.0.1:" + std::to_string(pa);
+  const std::string url_a2 = "http://localhost:" + std::to_string(pa);
+  const std::string url_b = "http://127.0.0.1:" + std::to_string(pb);
+  ASSERT_TRUE(wait_for_graph(url_a));
+  ASSERT_TRUE(wait_for_graph(url_b));
+  const std::string urls = url_a + " " + url_a2 + " " + url_b;
+
+  // Listing only.
+  ASSERT_EQ(run_monitor(urls, dir, 3, " --show-dead-letters"), 0) << read_file(dir / "monitor.log");
+  value dump = read_dump(dir);
+  ASSERT_TRUE(dump.has_field("deadLetters")) << dump.serialize();
+  EXPECT_EQ(dump.at("banners").as_array().size(), 0u);
+  const value& total = dump.at("deadLetters").at("total");
+  EXPECT_EQ(total.at("deadLetters").as_integer(), 2) << "each DLQ message once, not once per URL or instance";
+  EXPECT_EQ(total.at("parked").as_integer(), 1);
+  EXPECT_EQ(dump.at("deadLetters").at("perNode").at("kafka").at("parked").as_integer(), 1);
+  for (size_t i : {0u, 2u}) {
+    const value* sv = dumped_admin_server(dump, i);
+    ASSERT_NE(sv, nullptr);
+    EXPECT_EQ(sv->at("status").as_string(), "ok") << sv->serialize();
+    const value& src = sv->at("sources").as_array().at(0);
+    EXPECT_EQ(src.at("node").as_string(), "kafka");
+    EXPECT_EQ(src.at("deadLetters").as_integer(), 2);
+    EXPECT_EQ(src.at("parked").as_integer(), 1);
+    const auto& rows = src.at("rows").as_array();
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows.at(0).at("shownReason").as_string(), "invalid JSON at 1:1\\nnext line\\x07");
+    EXPECT_EQ(rows.at(1).at("kind").as_string(), "parked");
+    EXPECT_FALSE(rows.at(2).at("replayable").as_bool());
+    EXPECT_TRUE(rows.at(2).at("key").is_null());
+  }
+  EXPECT_EQ(dumped_admin_server(dump, 0)->at("instance").as_string(), "orders-a");
+  EXPECT_FALSE(dumped_admin_server(dump, 1)->at("counted").as_bool()) << "localhost is a again";
+  EXPECT_EQ(dumped_admin_server(dump, 2)->at("instance").as_string(), "orders-b");
+  const value* kafka = dumped_node(dump, "kafka");
+  ASSERT_NE(kafka, nullptr);
+  EXPECT_EQ(kafka->at("lines").as_array().at(1).as_string(), "dead 2  parked 1") << "on the canvas";
+  const auto& subs = dump.at("subscribers").as_array().at(0);
+  EXPECT_EQ(subs.at("status").as_string(), "ok");
+  ASSERT_EQ(subs.at("subscribers").as_array().size(), 2u);
+  EXPECT_DOUBLE_EQ(subs.at("subscribers").as_array().at(0).at("behind").as_double(), 13);
+  EXPECT_EQ(dump.at("subscribers").as_array().at(2).at("status").as_string(), "no admin API")
+      << "b serves no subscriber list: 404";
+  EXPECT_FALSE(fs::exists(dir / "a-replays.jsonl")) << "listing replays nothing";
+  std::string why;
+  auto png = decode_png(read_file(dir / "shot.png"), why);
+  ASSERT_TRUE(png) << why;
+  EXPECT_GT(png->distinct_colors, 20u);
+
+  // Replay 0:3 with a token.
+  const std::string token = "monitor-admin-token-0123456789";
+  ASSERT_EQ(run_monitor(urls, dir, 3, " --show-dead-letters --replay-dead-letter kafka:0:3",
+                        "ORDERFLOW_MONITOR_TOKEN=" + token + " "),
+            0)
+      << read_file(dir / "monitor.log");
+  const std::string log = read_file(dir / "a-replays.jsonl");
+  std::istringstream lines(log);
+  std::string line;
+  std::vector<value> posts;
+  while (std::getline(lines, line))
+    if (!line.empty()) posts.push_back(value::parse(line));
+  ASSERT_EQ(posts.size(), 1u) << log;
+  EXPECT_EQ(posts[0].at("authorization").as_string(), "Bearer " + token);
+  const value& body = posts[0].at("body");
+  EXPECT_EQ(body.at("node").as_string(), "kafka");
+  EXPECT_EQ(body.at("partition").as_integer(), 0);
+  EXPECT_EQ(body.at("offset").as_integer(), 3);
+  EXPECT_FALSE(body.has_field("all"));
+  EXPECT_FALSE(fs::exists(dir / "b-replays.jsonl")) << "only the first instance that lists the node";
+
+  dump = read_dump(dir);
+  const value* sa = dumped_admin_server(dump, 0);
+  ASSERT_NE(sa, nullptr);
+  const auto& replays = sa->at("replays").as_array();
+  ASSERT_EQ(replays.size(), 1u) << sa->serialize();
+  EXPECT_EQ(replays.at(0).at("state").as_string(), "done");
+  EXPECT_EQ(replays.at(0).at("replayed").as_integer(), 1);
+  EXPECT_EQ(replays.at(0).at("summary").as_string(), "kafka 0:3: replayed 1");
+  const auto& rows_a = sa->at("sources").as_array().at(0).at("rows").as_array();
+  ASSERT_EQ(rows_a.size(), 2u) << "listed again after the replay";
+  EXPECT_EQ(rows_a.at(0).at("offset").as_integer(), 4);
+  EXPECT_EQ(dumped_admin_server(dump, 2)->at("sources").as_array().at(0).at("rows").as_array().size(), 3u)
+      << "b's rows are b's";
+  EXPECT_EQ(dump.at("deadLetters").at("total").at("deadLetters").as_integer(), 2) << "b still lists 0:3";
+  EXPECT_EQ(read_file(dir / "layout.json").find(token), std::string::npos) << "token in the dump";
+  EXPECT_EQ(read_file(dir / "monitor.log").find(token), std::string::npos) << "token in the output";
+
+  // Replay all: 0:4 replayed, 1:9 refused with its reason.
+  ASSERT_EQ(run_monitor(url_a, dir, 3, " --replay-dead-letter kafka:all", "ORDERFLOW_MONITOR_TOKEN=" + token + " "),
+            0)
+      << read_file(dir / "monitor.log");
+  dump = read_dump(dir);
+  const value& all = dumped_admin_server(dump, 0)->at("replays").as_array().at(0);
+  EXPECT_EQ(all.at("replayed").as_integer(), 1) << all.serialize();
+  EXPECT_EQ(all.at("refused").as_integer(), 1);
+  EXPECT_NE(all.at("summary").as_string().find("1:9: the payload was truncated"), std::string::npos)
+      << all.serialize();
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// The Poller itself: a replay is queued without waiting (pending at once), goes out on the admin
+// thread with the token while the metrics polls go on, and is followed by a fresh list (the
+// timer alone would list again only after a minute); stop() cancels a replay in flight.
+TEST(MonitorE2E, PollerReplaysOnItsAdminThreadWithoutHoldingUpPolls) {
+  using orderflow::monitor::AdminStatus;
+  using orderflow::monitor::Poller;
+  using orderflow::monitor::PollerOptions;
+  using orderflow::monitor::ReplayOutcome;
+  const fs::path dir = fresh_dir("poller-replay");
+  write_file(dir / "dl.json", replace_instance(kDeadLetterList, "orders-a"));
+  FakeServer a(dir, "a", kafka_graph("orders-a"), kafka_metrics(10),
+               {"--dead-letters", (dir / "dl.json").string(), "--replay-log", (dir / "replays.jsonl").string(),
+                "--replay-delay", "2"});
+  const int port = a.port();
+  ASSERT_GT(port, 0) << read_file(dir / "a.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(wait_for_graph(url));
+  PollerOptions o;
+  o.interval = 100ms;
+  o.admin_interval = 60s;  // after the first list, only a replay makes it list again
+  o.token = "poller-token-0123456789";
+  Poller p(url, o);
+  p.start();
+  auto wait_until = [](auto&& done, std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(20ms);
+    return done();
+  };
+  ASSERT_TRUE(wait_until([&] { return p.state().dead_letters_view.status == AdminStatus::kOk; }, 10s))
+      << p.state().dead_letters_view.error;
+  ASSERT_EQ(p.state().dead_letters->sources.at(0).dead_letters.size(), 3u);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  p.request_replay({0, "kafka", false, 0, 3});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms) << "queued, not sent on the caller's thread";
+  ASSERT_EQ(p.state().replays.size(), 1u);
+  EXPECT_EQ(p.state().replays[0].state, ReplayOutcome::State::kPending);
+  const int polls = p.attempts();
+  std::this_thread::sleep_for(1s);  // the server holds the replay's answer for 2 s
+  EXPECT_GE(p.attempts(), polls + 3) << "metrics polls go on during the replay";
+  EXPECT_EQ(p.state().replays[0].state, ReplayOutcome::State::kPending);
+  ASSERT_TRUE(wait_until([&] { return p.state().replays[0].state != ReplayOutcome::State::kPending; }, 10s));
+  EXPECT_EQ(p.state().replays[0].summary(), "kafka 0:3: replayed 1");
+  ASSERT_TRUE(wait_until([&] { return p.state().dead_letters->sources.at(0).dead_letters.size() == 2u; }, 5s))
+      << "listed again after the replay";
+  const value post = value::parse(read_file(dir / "replays.jsonl"));
+  EXPECT_EQ(post.at("authorization").as_string(), "Bearer " + o.token);
+
+  p.request_replay({0, "kafka", true, 0, 0});
+  std::this_thread::sleep_for(300ms);  // on its way: the server holds the answer for 2 s
+  const auto t1 = std::chrono::steady_clock::now();
+  p.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 1500ms) << "stop() cancels the replay in flight";
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
+// A server without the admin API (404) says so quietly; one that refuses the token for it (403)
+// is "not authorized" for that view only: no banner, the graph still drawn. A replay the server
+// refuses (409) shows its HTTP status and error.
+TEST(MonitorE2E, NoAdminApiNotAuthorizedAndARefusedReplay) {
+  ::unsetenv("ORDERFLOW_MONITOR_TOKEN");
+  const fs::path dir = fresh_dir("admin-states");
+  write_file(dir / "c-dl.json", replace_instance(kDeadLetterList, "orders-c"));
+  FakeServer old(dir, "old", kafka_graph("orders-old"), kafka_metrics(10));
+  FakeServer locked(dir, "locked", kafka_graph("orders-locked"), kafka_metrics(10), {"--admin-status", "403"});
+  FakeServer c(dir, "c", kafka_graph("orders-c"), kafka_metrics(10),
+               {"--dead-letters", (dir / "c-dl.json").string(), "--replay-status", "409"});
+  const int po = old.port(), pl = locked.port(), pc = c.port();
+  ASSERT_GT(po, 0);
+  ASSERT_GT(pl, 0);
+  ASSERT_GT(pc, 0);
+  const std::string url_o = "http://127.0.0.1:" + std::to_string(po);
+  const std::string url_l = "http://127.0.0.1:" + std::to_string(pl);
+  const std::string url_c = "http://127.0.0.1:" + std::to_string(pc);
+  for (const auto& u : {url_o, url_l, url_c}) ASSERT_TRUE(wait_for_graph(u)) << u;
+
+  ASSERT_EQ(run_monitor(url_o + " " + url_l + " " + url_c, dir, 3, " --show-dead-letters --replay-dead-letter kafka:0:3"),
+            0)
+      << read_file(dir / "monitor.log");
+  const value dump = read_dump(dir);
+  ASSERT_TRUE(dump.has_field("deadLetters"));
+  EXPECT_EQ(dump.at("banners").as_array().size(), 0u) << dump.at("banners").serialize();
+  for (const value& sv : dump.at("servers").as_array()) {
+    EXPECT_TRUE(sv.at("reachable").as_bool()) << sv.serialize();
+    EXPECT_FALSE(sv.at("unauthorized").as_bool()) << sv.serialize();
+  }
+  EXPECT_EQ(dumped_admin_server(dump, 0)->at("status").as_string(), "no admin API");
+  EXPECT_EQ(dumped_admin_server(dump, 0)->at("httpStatus").as_integer(), 404);
+  EXPECT_EQ(dumped_admin_server(dump, 1)->at("status").as_string(), "not authorized");
+  EXPECT_EQ(dumped_admin_server(dump, 1)->at("httpStatus").as_integer(), 403);
+  EXPECT_EQ(dumped_admin_server(dump, 1)->at("sources").as_array().size(), 0u);
+  EXPECT_EQ(dump.at("subscribers").as_array().at(1).at("status").as_string(), "not authorized");
+  const value* sc = dumped_admin_server(dump, 2);
+  EXPECT_EQ(sc->at("status").as_string(), "ok");
+  const value& refused = sc->at("replays").as_array().at(0);
+  EXPECT_EQ(refused.at("state").as_string(), "failed");
+  EXPECT_EQ(refused.at("httpStatus").as_integer(), 409);
+  EXPECT_EQ(refused.at("summary").as_string(), "kafka 0:3: HTTP 409: refused by the test (409)");
+  EXPECT_EQ(sc->at("sources").as_array().at(0).at("rows").as_array().size(), 3u) << "nothing replayed";
+  EXPECT_EQ(dump.at("deadLetters").at("total").at("deadLetters").as_integer(), 2) << "c's only";
+  const value* kafka = dumped_node(dump, "kafka");
+  ASSERT_NE(kafka, nullptr);
+  EXPECT_TRUE(kafka->at("hasMetrics").as_bool());
   if (!HasFailure()) {
     std::error_code rm;
     fs::remove_all(dir, rm);
