@@ -363,21 +363,25 @@ class Admin {
       const auto& d = found[i];
       w.begin_object().field("partition", static_cast<int64_t>(d.partition)).field("offset", d.offset);
       w.key("key");
-      if (d.has_key) w.value(d.key); else w.raw("null");
+      if (d.has_key)
+        w.value(dlq::as_text(d.key));
+      else
+        w.raw("null");
       w.field("size", static_cast<uint64_t>(d.value.size()));
     };
     w.key("replayed").begin_array();
     for (size_t i = 0; i < done.size(); ++i) {
       if (!done[i].refused.empty() || !done[i].delivery) continue;
       item(i);
-      w.field("to", *dry_run ? done[i].topic : dlq::where(done[i].topic, done[i].to_partition, done[i].to_offset));
+      w.field("to", dlq::as_text(*dry_run ? done[i].topic
+                                          : dlq::where(done[i].topic, done[i].to_partition, done[i].to_offset)));
       w.end_object();
     }
     w.end_array().key("refused").begin_array();
     for (size_t i = 0; i < done.size(); ++i) {
       if (done[i].refused.empty()) continue;
       item(i);
-      w.field("reason", done[i].refused).end_object();
+      w.field("reason", dlq::as_text(done[i].refused)).end_object();
     }
     w.end_array().key("failed").begin_array();
     for (size_t i = 0; i < done.size(); ++i) {

@@ -516,6 +516,8 @@ Result<DeadLetter> read_dead_letter(const Target& target, int32_t partition, int
   return Status::not_found("no dead letter at " + where(target.topic, partition, offset) + " (" + holds + ")");
 }
 
+std::string as_text(const std::string& bytes) { return as_utf8(bytes); }
+
 bool is_parked(const DeadLetter& d) {
   return d.about.from_source && d.about.reason.rfind(kafka::kParkedReasonPrefix, 0) == 0;
 }

@@ -105,4 +105,7 @@ Status replay(const Target& t, const std::vector<DeadLetter>& found, const std::
 
 std::string where(const std::string& topic, int32_t partition, int64_t offset);
 
+// `bytes` with each byte that is not UTF-8 replaced by U+FFFD: what goes into a JSON string.
+std::string as_text(const std::string& bytes);
+
 }  // namespace orderflow::server::dlq

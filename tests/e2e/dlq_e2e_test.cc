@@ -419,6 +419,15 @@ TEST_F(DlqE2eTest, AdminApiListsWithKindAndReplaysAFixedOne) {
   EXPECT_EQ(cli.exit_code, 1) << cli.output;
   cli = orderflow_cli("dlq list " + graph_.string() + server);
   EXPECT_EQ(cli.exit_code, 2) << cli.output;
+
+  // Kafka gone: 502 with the reason, within the timeout asked for; the CLI exits 1.
+  kafka_.reset();
+  r = h.get("/api/v1/admin/dead-letters?timeout_s=1");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(is_error_body(r)) << r.describe();
+  cli = orderflow_cli("dlq list --timeout 1" + server);
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("Kafka"), std::string::npos) << cli.output;
 }
 
 // No server needed: usage is checked before Kafka is asked anything.
