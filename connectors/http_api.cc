@@ -668,6 +668,12 @@ class HttpSourceNode final : public RuntimeNode {
 
   // ---- admin: handlers the server registered, run one at a time on the admin thread ----
 
+  struct AdminJob {
+    Exchange x;
+    AdminRequest request;
+    AdminHandler handler;
+  };
+
   void admin(const Exchange& x, const Request& req, const Routed& r) {
     const AdminRoute* route = nullptr;
     AdminRequest a;
@@ -684,6 +690,10 @@ class HttpSourceNode final : public RuntimeNode {
     if (!query) return reply_error(x, 400, "bad_request", query.status().message());
     a.query = std::move(*query);
     a.body = req.body;
+    if (!route->blocks) {
+      const AdminJob job{x, std::move(a), route->handler};
+      return run_admin_job(job);
+    }
     {
       std::lock_guard lock(admin_mu_);
       if (admin_stopping_) return reply_error(x, 503, "not_ready", "stopping", 1);
@@ -704,26 +714,30 @@ class HttpSourceNode final : public RuntimeNode {
       AdminJob job = std::move(admin_queue_.front());
       admin_queue_.pop_front();
       lock.unlock();
-      AdminReply out;
-      try {
-        out = job.handler(job.request);
-      } catch (const std::exception& ex) {
-        log::error("admin request failed", {{"path", job.x.path}, {"error", ex.what()}});
-        out = AdminReply::fail(500, "internal error; see the server log");
-      }
-      if (out.status == 200) {
-        reply(job.x, json_response(200, std::move(out.body)));
-      } else {
-        const char* code = out.status == 400   ? "bad_request"
-                           : out.status == 404 ? "not_found"
-                           : out.status == 409 ? "conflict"
-                           : out.status == 502 ? "bad_gateway"
-                           : out.status == 503 ? "unavailable"
-                                               : "internal";
-        reply_error(job.x, out.status, code, redact_paths(out.error), out.status == 503 ? 1 : 0);
-      }
+      run_admin_job(job);
       job = AdminJob{};
       lock.lock();
+    }
+  }
+
+  void run_admin_job(const AdminJob& job) {
+    AdminReply out;
+    try {
+      out = job.handler(job.request);
+    } catch (const std::exception& ex) {
+      log::error("admin request failed", {{"path", job.x.path}, {"error", ex.what()}});
+      out = AdminReply::fail(500, "internal error; see the server log");
+    }
+    if (out.status == 200) {
+      reply(job.x, json_response(200, std::move(out.body)));
+    } else {
+      const char* code = out.status == 400   ? "bad_request"
+                         : out.status == 404 ? "not_found"
+                         : out.status == 409 ? "conflict"
+                         : out.status == 502 ? "bad_gateway"
+                         : out.status == 503 ? "unavailable"
+                                             : "internal";
+      reply_error(job.x, out.status, code, redact_paths(out.error), out.status == 503 ? 1 : 0);
     }
   }
 
@@ -922,11 +936,6 @@ class HttpSourceNode final : public RuntimeNode {
   std::thread deadline_thread_;
   std::unique_ptr<http::Server> server_;
   std::atomic<bool> ready_{false};
-  struct AdminJob {
-    Exchange x;
-    AdminRequest request;
-    AdminHandler handler;
-  };
   static constexpr size_t kMaxAdminQueue = 16;
   std::mutex admin_mu_;
   std::condition_variable admin_cv_;

@@ -77,13 +77,17 @@ struct AdminReply {
 };
 
 // A handler may block (it waits for a change feed to pause, or for Kafka): the API runs it
-// on its own admin thread, one request at a time, never on the I/O threads.
+// on its own admin thread, one request at a time, never on the I/O threads; unless its
+// route says it answers at once.
 using AdminHandler = std::function<AdminReply(const AdminRequest&)>;
 
 struct AdminRoute {
   std::string method;             // "GET" (needs the read role) or "POST" (needs the write role)
   std::vector<std::string> path;  // segments after /api/v1/admin; "*" matches any one segment
   AdminHandler handler;
+  // false: the handler never waits (in-memory state, a local store read, as the query
+  // routes do): it runs on the I/O thread, not queued behind a slow admin request. Default true.
+  bool blocks = true;
 };
 
 struct HttpApiContext {

@@ -484,7 +484,7 @@ std::vector<connectors::AdminRoute> admin_routes(const AdminContext& context) {
     return [admin, f](const AdminRequest& r) { return ((*admin).*f)(r); };
   };
   return {
-      {"GET", {"subscribers"}, bind(&Admin::subscribers)},
+      {"GET", {"subscribers"}, bind(&Admin::subscribers), false},  // answers at once: not behind a slow one
       {"POST", {"subscribers", "*", "reset"}, bind(&Admin::reset)},
       {"POST", {"projections", "*", "rebuild"}, bind(&Admin::rebuild)},
       {"GET", {"dead-letters"}, bind(&Admin::dead_letters)},

@@ -425,6 +425,18 @@ TEST_F(DlqE2eTest, AdminApiListsWithKindAndReplaysAFixedOne) {
   r = h.get("/api/v1/admin/dead-letters?timeout_s=1");
   EXPECT_EQ(r.status, 502) << r.describe();
   EXPECT_TRUE(is_error_body(r)) << r.describe();
+  // Meanwhile GET subscribers is not queued behind such a slow request.
+  Reply slow;
+  std::thread waiting([&] {
+    Http other(port_);
+    slow = other.get("/api/v1/admin/dead-letters?timeout_s=3");
+  });
+  std::this_thread::sleep_for(300ms);
+  const auto asked = Clock::now();
+  EXPECT_EQ(h.get("/api/v1/admin/subscribers").status, 200);
+  EXPECT_LT(Clock::now() - asked, 1s) << "GET subscribers waited for the Kafka request";
+  waiting.join();
+  EXPECT_EQ(slow.status, 502) << slow.describe();
   cli = orderflow_cli("dlq list --timeout 1" + server);
   EXPECT_EQ(cli.exit_code, 1) << cli.output;
   EXPECT_NE(cli.output.find("Kafka"), std::string::npos) << cli.output;
