@@ -415,7 +415,9 @@ void add_repair_command(CLI::App& app, const graph::KindRegistry& registry, int*
   // Owned by the parser's lifetime: the flags live as long as the callbacks that read them.
   auto flags = std::make_shared<RepairFlags>();
   CLI::App* repair = app.add_subcommand(
-      "repair", "offline replay and repair of a stopped server's data directory (checkpoints, projections)");
+      "repair",
+      "replay and repair (checkpoints, projections): a stopped server's data directory, or a running server with "
+      "--server URL");
   repair->require_subcommand(1);
   auto common = [&](CLI::App* cmd) {
     cmd->add_option("FILE", flags->file, "graph definition (YAML) the server ran (not with --server)");
