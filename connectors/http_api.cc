@@ -12,6 +12,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -352,13 +353,14 @@ void write_recorded(const Domain& domain, JsonWriter& w, const RecordedEvent& r)
 
 // ---- routes ------------------------------------------------------------------------
 
-enum class Route { kNone, kCommands, kHealth, kReady, kPrometheus, kMetrics, kGraph, kQuery, kEvents };
+enum class Route { kNone, kCommands, kHealth, kReady, kPrometheus, kMetrics, kGraph, kQuery, kEvents, kAdmin };
 
 struct Routed {
   Route route = Route::kNone;
   std::string id;  // the entity's id (e.g. an order id) or stream, decoded
   bool bad_escape = false;
   std::string collection;  // kQuery: the domain's collection ("orders")
+  std::vector<std::string> admin;  // kAdmin: the segments after /api/v1/admin
 };
 
 Routed route_of(const std::string& path) {
@@ -376,11 +378,31 @@ Routed route_of(const std::string& path) {
     return r;
   }
   const auto& s = *segs;
+  if (s.size() >= 4 && s[0] == "api" && s[1] == "v1" && s[2] == "admin") {
+    r.route = Route::kAdmin;
+    r.admin.assign(s.begin() + 3, s.end());
+    return r;
+  }
   if (s.size() >= 3 && s[0] == "api" && s[1] == "v1") {
-    if (s.size() == 5 && s[2] == "streams" && s[4] == "events") r = {Route::kEvents, s[3], false, ""};
-    else if (s.size() == 4 && s[2] != "streams") r = {Route::kQuery, s[3], false, s[2]};
+    if (s.size() == 5 && s[2] == "streams" && s[4] == "events") r = {Route::kEvents, s[3], false, "", {}};
+    else if (s.size() == 4 && s[2] != "streams") r = {Route::kQuery, s[3], false, s[2], {}};
   }
   return r;
+}
+
+// Whether `path` (segments after /api/v1/admin) fits `pattern` ("*" = any one segment);
+// *params gets what the stars matched.
+bool admin_path_matches(const std::vector<std::string>& pattern, const std::vector<std::string>& path,
+                        std::vector<std::string>* params) {
+  if (pattern.size() != path.size()) return false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == "*") {
+      if (params != nullptr) params->push_back(path[i]);
+    } else if (pattern[i] != path[i]) {
+      return false;
+    }
+  }
+  return true;
 }
 
 class HttpSourceNode final : public RuntimeNode {
@@ -398,8 +420,11 @@ class HttpSourceNode final : public RuntimeNode {
 
   ~HttpSourceNode() override {
     close();
+    stop_admin();
     stop_deadlines();
   }
+
+  void stop() override { stop_admin(); }
 
   Status connect_to(RuntimeNode& to) override {
     auto sink = command_sink_of(*this, to);
@@ -557,7 +582,21 @@ class HttpSourceNode final : public RuntimeNode {
     if (r.bad_escape) return refuse(error_response(400, "bad_request", "malformed percent-encoding in the path"));
     if (r.route == Route::kNone) return refuse(error_response(404, "not_found", "no such resource"));
     const bool is_command = r.route == Route::kCommands;
-    const char* allowed = is_command ? "POST" : "GET";
+    std::string allowed = is_command ? "POST" : "GET";
+    bool needs_write = is_command;
+    if (r.route == Route::kAdmin) {
+      // The route of that path for this method, else the methods the path has (405).
+      std::string methods;
+      const AdminRoute* found = nullptr;
+      for (const auto& a : ctx_.admin_routes) {
+        if (!admin_path_matches(a.path, r.admin, nullptr)) continue;
+        if (a.method == req.method) found = &a;
+        if (methods.find(a.method) == std::string::npos) methods += (methods.empty() ? "" : ", ") + a.method;
+      }
+      if (methods.empty()) return refuse(error_response(404, "not_found", "no such resource"));
+      allowed = found != nullptr ? req.method : methods;
+      needs_write = req.method != "GET";
+    }
     if (req.method != allowed) {
       Response resp = error_response(405, "method_not_allowed", std::string("use ") + allowed);
       resp.fields.emplace_back("Allow", allowed);
@@ -576,13 +615,16 @@ class HttpSourceNode final : public RuntimeNode {
                                                                    : R"(Bearer realm="orderflow", error="invalid_token")");
         return refuse(std::move(resp));
       }
-      if (is_command && role != Role::kWrite) {
-        Response resp = error_response(403, "forbidden", "this token may read but not send commands");
+      if (needs_write && role != Role::kWrite) {
+        Response resp = error_response(403, "forbidden",
+                                       is_command ? "this token may read but not send commands"
+                                                  : "this token may read but not change anything (admin POST needs the "
+                                                    "write role)");
         resp.fields.emplace_back("WWW-Authenticate", R"(Bearer realm="orderflow", error="insufficient_scope", scope="write")");
         return refuse(std::move(resp));
       }
     }
-    if (is_command) {
+    if (is_command || (r.route == Route::kAdmin && req.has_body)) {
       const std::string* ctype = req.field("Content-Type");
       if (ctype == nullptr || http::media_type(*ctype) != kJson) {
         probe().add_in();
@@ -613,6 +655,7 @@ class HttpSourceNode final : public RuntimeNode {
         case Route::kGraph: return reply(x, json_response(200, ctx_.graph_json));
         case Route::kQuery: return query(x, r);
         case Route::kEvents: return get_events(x, req, r.id);
+        case Route::kAdmin: return admin(x, req, r);
         case Route::kNone: break;
       }
       reply_error(x, 404, "not_found", "no such resource");
@@ -621,6 +664,90 @@ class HttpSourceNode final : public RuntimeNode {
       log::error("http request failed", {{"path", x.path}, {"error", ex.what()}});
       reply_error(x, 500, "internal", "internal error; see the server log");
     }
+  }
+
+  // ---- admin: handlers the server registered, run one at a time on the admin thread ----
+
+  struct AdminJob {
+    Exchange x;
+    AdminRequest request;
+    AdminHandler handler;
+  };
+
+  void admin(const Exchange& x, const Request& req, const Routed& r) {
+    const AdminRoute* route = nullptr;
+    AdminRequest a;
+    for (const auto& candidate : ctx_.admin_routes) {
+      if (candidate.method != req.method) continue;
+      std::vector<std::string> params;
+      if (!admin_path_matches(candidate.path, r.admin, &params)) continue;
+      route = &candidate;
+      a.params = std::move(params);
+      break;
+    }
+    if (route == nullptr) return reply_error(x, 404, "not_found", "no such resource");
+    auto query = parse_query(req.query);
+    if (!query) return reply_error(x, 400, "bad_request", query.status().message());
+    a.query = std::move(*query);
+    a.body = req.body;
+    if (!route->blocks) {
+      const AdminJob job{x, std::move(a), route->handler};
+      return run_admin_job(job);
+    }
+    {
+      std::lock_guard lock(admin_mu_);
+      if (admin_stopping_) return reply_error(x, 503, "not_ready", "stopping", 1);
+      if (admin_queue_.size() >= kMaxAdminQueue)
+        return reply_error(x, 503, "busy", "too many admin requests waiting; try again", 1);
+      admin_queue_.push_back({x, std::move(a), route->handler});
+      if (!admin_thread_.joinable()) admin_thread_ = std::thread([this] { run_admin(); });
+    }
+    admin_cv_.notify_one();
+  }
+
+  void run_admin() {
+    name_thread("of-admin");
+    std::unique_lock lock(admin_mu_);
+    for (;;) {
+      admin_cv_.wait(lock, [&] { return admin_stopping_ || !admin_queue_.empty(); });
+      if (admin_queue_.empty()) return;  // stopping with nothing left
+      AdminJob job = std::move(admin_queue_.front());
+      admin_queue_.pop_front();
+      lock.unlock();
+      run_admin_job(job);
+      job = AdminJob{};
+      lock.lock();
+    }
+  }
+
+  void run_admin_job(const AdminJob& job) {
+    AdminReply out;
+    try {
+      out = job.handler(job.request);
+    } catch (const std::exception& ex) {
+      log::error("admin request failed", {{"path", job.x.path}, {"error", ex.what()}});
+      out = AdminReply::fail(500, "internal error; see the server log");
+    }
+    if (out.status == 200) {
+      reply(job.x, json_response(200, std::move(out.body)));
+    } else {
+      const char* code = out.status == 400   ? "bad_request"
+                         : out.status == 404 ? "not_found"
+                         : out.status == 409 ? "conflict"
+                         : out.status == 502 ? "bad_gateway"
+                         : out.status == 503 ? "unavailable"
+                                             : "internal";
+      reply_error(job.x, out.status, code, redact_paths(out.error), out.status == 503 ? 1 : 0);
+    }
+  }
+
+  void stop_admin() {
+    {
+      std::lock_guard lock(admin_mu_);
+      admin_stopping_ = true;
+    }
+    admin_cv_.notify_all();
+    if (admin_thread_.joinable()) admin_thread_.join();
   }
 
   void readiness(const Exchange& x) {
@@ -809,6 +936,12 @@ class HttpSourceNode final : public RuntimeNode {
   std::thread deadline_thread_;
   std::unique_ptr<http::Server> server_;
   std::atomic<bool> ready_{false};
+  static constexpr size_t kMaxAdminQueue = 16;
+  std::mutex admin_mu_;
+  std::condition_variable admin_cv_;
+  std::deque<AdminJob> admin_queue_;  // guarded by admin_mu_
+  bool admin_stopping_ = false;       // guarded by admin_mu_
+  std::thread admin_thread_;          // started by the first admin request
 };
 
 }  // namespace

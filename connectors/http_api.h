@@ -11,9 +11,13 @@
 // (commands, and everything `read` may), from --token-file or the environment variables
 // ORDERFLOW_WRITE_TOKEN / ORDERFLOW_READ_TOKEN, never from the graph file. /healthz and
 // /readyz are open. Without tokens the API is open only on a loopback address.
+//
+// Admin: /api/v1/admin/... from HttpApiContext::admin_routes (GET: read role, POST: write
+// role), each handler run on the node's admin thread; none registered = 404.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +55,41 @@ struct HttpSourceOptions {
 };
 const graph::Options<HttpSourceOptions>& http_source_options();
 
+// ---- admin routes ------------------------------------------------------------------
+// The HTTP API serves /api/v1/admin/... from a table its owner fills (the server: see
+// server/admin.h); connectors/ knows no feed, repair or Kafka tool behind it.
+
+// One admin request, as the handler sees it.
+struct AdminRequest {
+  std::vector<std::string> params;          // the path segments the route's "*" matched, decoded
+  std::map<std::string, std::string> query;  // decoded query parameters (each given once)
+  std::string body;                         // the request body (JSON when not empty)
+};
+
+// An admin answer: 200 with `body` (a JSON document), or an error status with `error`,
+// sent as the API's error body {"error": {"code", "message"}}.
+struct AdminReply {
+  int status = 200;
+  std::string body;
+  std::string error;
+  static AdminReply json(std::string body) { return AdminReply{200, std::move(body), ""}; }
+  static AdminReply fail(int status, std::string message) { return AdminReply{status, "", std::move(message)}; }
+};
+
+// A handler may block (it waits for a change feed to pause, or for Kafka): the API runs it
+// on its own admin thread, one request at a time, never on the I/O threads; unless its
+// route says it answers at once.
+using AdminHandler = std::function<AdminReply(const AdminRequest&)>;
+
+struct AdminRoute {
+  std::string method;             // "GET" (needs the read role) or "POST" (needs the write role)
+  std::vector<std::string> path;  // segments after /api/v1/admin; "*" matches any one segment
+  AdminHandler handler;
+  // false: the handler never waits (in-memory state, a local store read, as the query
+  // routes do): it runs on the I/O thread, not queued behind a slow admin request. Default true.
+  bool blocks = true;
+};
+
 struct HttpApiContext {
   // Null: those of the nearest node downstream that names an `events` / `snapshots` store.
   EventStore* events = nullptr;        // for /streams/{id}/events and duplicate replies
@@ -60,6 +99,8 @@ struct HttpApiContext {
   // Called on every GET /readyz: must not block.
   std::function<Status()> health;
   HttpServeOptions options;
+  // /api/v1/admin/...: none by default (404).
+  std::vector<AdminRoute> admin_routes;
 };
 
 Result<std::unique_ptr<RuntimeNode>> make_http_source(const graph::NodeDef& def, BuildContext& build,

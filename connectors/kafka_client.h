@@ -84,6 +84,10 @@ inline constexpr const char* kDeadLetterSourcePartition = "x-orderflow-source-pa
 inline constexpr const char* kDeadLetterSourceOffset = "x-orderflow-source-offset";
 inline constexpr const char* kDeadLetterTruncated = "x-orderflow-truncated";  // the original size
 inline constexpr const char* kDeadLetterHeadersDropped = "x-orderflow-headers-dropped";  // how many
+// The reason of a dead letter a kafka_source parked (park_after: a command that kept failing
+// while other commands went through) starts with this; `orderflow dlq` and the admin API
+// show such dead letters as "parked".
+inline constexpr const char* kParkedReasonPrefix = "parked after ";
 // Added by `orderflow dlq replay` to a replayed message: "dlqtopic/partition/offset".
 inline constexpr const char* kReplayedFrom = "x-orderflow-replayed-from";
 

@@ -432,7 +432,7 @@ class KafkaSourceNode final : public RuntimeNode {
         std::string json;
         (void)google::protobuf::util::MessageToJsonString(*f.command, &json);
         dead_letter_command(f.tp, f.generation, f.offset, f.key, std::move(json), "application/json",
-                            "parked after " + std::to_string(failures) + " failed attempts while other commands "
+                            kafka::kParkedReasonPrefix + std::to_string(failures) + " failed attempts while other commands "
                             "succeeded: " + f.status.to_string());
         continue;
       }

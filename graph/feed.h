@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,47 @@ class FeedSubscriber {
   // ahead of it means the output lost its tail (an older copy restored, a lost WAL) and
   // the feed moves the checkpoint back so the gap is delivered again.
   virtual Result<std::optional<uint64_t>> covered_position() { return std::optional<uint64_t>(); }
+  // Called from the feed's thread while delivery to this subscriber is paused (no batch
+  // outstanding) after its durable output was dropped (a projection rebuilt on a running
+  // server): forget every state kept in memory, the next batches start from nothing.
+  virtual void forget() {}
+};
+
+// Where one subscriber of a change feed is, as its feed thread last saved it.
+struct SubscriberPosition {
+  std::string subscriber;         // node id
+  std::string kind;               // its node kind (projection, saga, kafka_sink, ...)
+  uint64_t checkpoint = 0;        // persisted: every event up to here is handled
+  uint64_t head = 0;              // the feed's last position (in this subscriber's terms)
+  bool running = false;           // its feed thread has loaded the checkpoint and delivers
+  bool resettable = false;        // its checkpoint can be moved while the feed runs
+  std::string not_resettable_because;  // why not, when !resettable
+};
+
+// Operator control of a running change feed (the admin API): where each subscriber is, and
+// moving one subscriber's checkpoint without a restart. Delivery to the subscriber pauses
+// between batches (its outstanding batches finish and are checkpointed), the caller does
+// what must happen meanwhile (e.g. drop a projection's snapshots), then delivery resumes
+// from the new checkpoint; the feed's other subscribers keep running. Implemented by the
+// change feed node; thread-safe; pause/resume block the caller (never a feed thread).
+class FeedControl {
+ public:
+  virtual ~FeedControl() = default;
+  virtual const std::string& feed_id() const = 0;
+  // False for a store without global positions (Cosmos DB's per-range views): checkpoints
+  // are not positions an operator can name, so they cannot be moved.
+  virtual bool global_positions() const = 0;
+  virtual ChangeFeed& store_feed() = 0;
+  virtual std::vector<SubscriberPosition> positions() = 0;
+  // Waits until delivery to `subscriber` is paused with nothing outstanding. kNotFound for
+  // an unknown subscriber, kConflict when it cannot be reset (no global positions),
+  // kUnavailable when its thread does not run or the timeout passed (then it is not paused).
+  virtual Status pause(const std::string& subscriber, std::chrono::milliseconds timeout) = 0;
+  // Resumes a paused subscriber. With `checkpoint`, its feed thread first saves it (and
+  // calls forget() when `forget`), so the next batch starts after it. Returns the checkpoint
+  // it had when paused, once the feed thread has applied the change; on an error it resumes
+  // from where it was.
+  virtual Result<uint64_t> resume(const std::string& subscriber, std::optional<uint64_t> checkpoint, bool forget) = 0;
 };
 
 }  // namespace orderflow

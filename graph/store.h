@@ -177,8 +177,9 @@ class SnapshotStore {
     (void)writer;
     return std::optional<uint64_t>();
   }
-  // Removes every snapshot and mark (offline repair: a projection rebuilt from the event
-  // store). Never called while a pipeline uses the store.
+  // Removes every snapshot and mark (a projection rebuilt from the event store): offline, or
+  // on a running server while every projection that writes the store is paused (readers,
+  // the command lanes, may read meanwhile: a missing snapshot means "fold the events").
   virtual Status clear() { return Status::invalid_argument("this snapshot store cannot be cleared offline"); }
 
   // As EventStore::health.

@@ -767,13 +767,94 @@ Status ChangeFeedNode::start() {
   }
   running_ = true;
   failing_.clear();
-  for (size_t i = 0; i < subscribers_.size(); ++i) failing_.push_back(std::make_unique<Failing>());
+  controls_.clear();
+  for (size_t i = 0; i < subscribers_.size(); ++i) {
+    failing_.push_back(std::make_unique<Failing>());
+    controls_.push_back(std::make_unique<Control>());
+  }
   for (size_t i = 0; i < subscribers_.size(); ++i)
-    threads_.emplace_back([this, s = subscribers_[i], f = failing_[i].get()] {
+    threads_.emplace_back([this, s = subscribers_[i], f = failing_[i].get(), c = controls_[i].get()] {
       name_thread("of-feed-" + s->subscriber_id());
-      run(s, *f);
+      run(s, *f, *c);
+      std::lock_guard lock(c->mu);
+      c->running = false;
+      c->cv.notify_all();
     });
   return Status::ok();
+}
+
+ChangeFeedNode::Control* ChangeFeedNode::control_of(const std::string& subscriber) {
+  for (size_t i = 0; i < subscribers_.size() && i < controls_.size(); ++i)
+    if (subscribers_[i]->subscriber_id() == subscriber) return controls_[i].get();
+  return nullptr;
+}
+
+std::vector<SubscriberPosition> ChangeFeedNode::positions() {
+  std::vector<SubscriberPosition> out;
+  const bool global = feed_->global_positions();
+  const uint64_t store_head = global ? feed_->head() : 0;
+  for (size_t i = 0; i < subscribers_.size() && i < controls_.size(); ++i) {
+    Control& c = *controls_[i];
+    SubscriberPosition p;
+    p.subscriber = subscribers_[i]->subscriber_id();
+    const auto* node = dynamic_cast<const RuntimeNode*>(subscribers_[i]);
+    p.kind = node != nullptr ? node->kind() : "subscriber";
+    p.checkpoint = c.checkpoint.load();
+    ChangeFeed* view = c.view.load();
+    p.head = global ? store_head : (view != nullptr ? view->head() : 0);
+    p.running = c.running.load();
+    p.resettable = global;
+    if (!global)
+      p.not_resettable_because = "the change feed's store has no global positions (Cosmos DB: checkpoints are "
+                                 "per partition key range), so a checkpoint cannot be named or moved";
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Status ChangeFeedNode::pause(const std::string& subscriber, std::chrono::milliseconds timeout) {
+  Control* c = control_of(subscriber);
+  if (c == nullptr) return Status::not_found("change feed " + id() + " has no subscriber " + subscriber);
+  if (!feed_->global_positions())
+    return Status::conflict("change feed " + id() +
+                            " reads a store without global positions (Cosmos DB): its subscribers' checkpoints "
+                            "cannot be moved");
+  if (!running_ || !c->running)
+    return Status::unavailable("subscriber " + subscriber + " of change feed " + id() +
+                               " is not delivering (starting, stopping, or its checkpoint cannot be loaded)");
+  std::unique_lock lock(c->mu);
+  if (c->pause_wanted) return Status::conflict("subscriber " + subscriber + " is already paused by another request");
+  c->pause_wanted = true;
+  c->pause_flag = true;
+  const bool paused = c->cv.wait_for(lock, timeout, [&] { return c->paused || !running_ || !c->running; });
+  if (!paused || !c->paused) {
+    c->pause_wanted = false;
+    c->pause_flag = false;
+    c->cv.notify_all();
+    return Status::unavailable("subscriber " + subscriber + " did not pause within " +
+                               std::to_string(timeout.count()) + " ms (its outstanding batches did not finish)");
+  }
+  return Status::ok();
+}
+
+Result<uint64_t> ChangeFeedNode::resume(const std::string& subscriber, std::optional<uint64_t> checkpoint,
+                                        bool forget) {
+  Control* c = control_of(subscriber);
+  if (c == nullptr) return Status::not_found("change feed " + id() + " has no subscriber " + subscriber);
+  std::unique_lock lock(c->mu);
+  if (!c->pause_wanted) return Status::invalid_argument("subscriber " + subscriber + " is not paused");
+  const uint64_t old = c->checkpoint.load();
+  c->target = checkpoint;
+  c->forget = forget;
+  c->pause_wanted = false;
+  c->pause_flag = false;
+  const uint64_t seen = c->resumes;
+  c->cv.notify_all();
+  // The feed thread applies it at once (it waits on this condition); a stopping node may not.
+  c->cv.wait(lock, [&] { return c->resumes > seen || !c->running; });
+  if (c->resumes == seen) return Status::unavailable("the change feed stopped before the reset was applied");
+  if (!c->applied) return c->applied;
+  return old;
 }
 
 Status ChangeFeedNode::health() const {
@@ -812,7 +893,13 @@ void ChangeFeedNode::progressed(FeedSubscriber* s, Failing& f) {
   f.warned = false;
 }
 
-void ChangeFeedNode::stop_intake() { running_ = false; }
+void ChangeFeedNode::stop_intake() {
+  running_ = false;
+  for (auto& c : controls_) {  // a paused feed thread, or a caller waiting for one, wakes up
+    std::lock_guard lock(c->mu);
+    c->cv.notify_all();
+  }
+}
 
 void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
   // The threads finish the batch in hand and save its checkpoint; no deadline can cut
@@ -821,7 +908,7 @@ void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
     if (t.joinable()) t.join();
 }
 
-void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
+void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing, Control& control) {
   NodeProbe& sp = sub->subscriber_probe();
   ChangeFeed* feed = nullptr;  // this subscriber's view: positions below are in its terms
   for (;;) {
@@ -878,6 +965,9 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
     break;
   }
   sp.set_gauge("checkpoint", static_cast<double>(checkpoint));  // from the start, not only once it moves
+  control.checkpoint = checkpoint;
+  control.view = feed;
+  control.running = true;
   struct Outstanding {
     uint64_t last_position;
     size_t events;
@@ -921,14 +1011,60 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing) {
         return false;
       }
       checkpoint = advanced;
+      control.checkpoint = checkpoint;
       progressed(sub, failing);
       sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
     }
     return read_pos >= checkpoint;
   };
 
+  // An operator's reset (FeedControl::pause, then resume): between batches, the subscriber
+  // finishes what it holds, the outstanding batches complete and are checkpointed, then
+  // this thread waits; resume() may name a new checkpoint, saved here before delivery goes on.
+  auto pause_here = [&] {
+    sub->idle(true);
+    settle(kUntilAll);
+    std::optional<uint64_t> target;
+    bool forget = false;
+    {
+      std::unique_lock lock(control.mu);
+      control.paused = true;
+      control.cv.notify_all();
+      control.cv.wait(lock, [&] { return !control.pause_wanted || !running_; });
+      control.paused = false;
+      if (!control.pause_wanted) {
+        target = control.target;
+        forget = control.forget;
+      }
+      control.target.reset();
+    }
+    Status applied;
+    if (target) {
+      applied = feed->save_checkpoint(sub->subscriber_id(), *target);
+      if (applied) {
+        if (forget) sub->forget();
+        log::info("change feed: subscriber's checkpoint moved by an operator",
+                  {{"node", id()}, {"subscriber", sub->subscriber_id()}, {"from", std::to_string(checkpoint)},
+                   {"to", std::to_string(*target)}, {"forget", forget ? "yes" : "no"}});
+        checkpoint = read_pos = *target;
+        control.checkpoint = checkpoint;
+        sp.set_gauge("checkpoint", static_cast<double>(checkpoint));
+      } else {
+        sp.add_error("cannot save the checkpoint an operator asked for: " + applied.to_string());
+      }
+    }
+    std::lock_guard lock(control.mu);
+    control.applied = applied;
+    ++control.resumes;
+    control.cv.notify_all();
+  };
+
   Chunk chunk;
   while (running_) {
+    if (control.pause_flag.load(std::memory_order_relaxed)) {
+      pause_here();
+      continue;
+    }
     settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
     chunk.reset();
     Status read_status;
@@ -1127,6 +1263,17 @@ Status ProjectionNode::flush() {
   for (auto& t : pending_) t->finish(Status::ok());
   pending_.clear();
   return Status::ok();
+}
+
+void ProjectionNode::forget() {
+  // Paused by the feed: every batch handed out was flushed, nothing is dirty or pending.
+  cache_.clear();
+  dirty_.clear();
+  applied_position_ = 0;
+  // The running totals count again from what the rebuild folds.
+  std::fill(counted_.begin(), counted_.end(), 0);
+  std::fill(unwritten_counted_.begin(), unwritten_counted_.end(), 0);
+  for (size_t i = 0; i < counted_.size(); ++i) probe().set_gauge(counter_specs_[i].name, 0);
 }
 
 void ProjectionNode::abandon(const Status& s) {

@@ -215,7 +215,7 @@ class CommitNode final : public RuntimeNode {
   std::thread completer_;
 };
 
-class ChangeFeedNode final : public RuntimeNode {
+class ChangeFeedNode final : public RuntimeNode, public FeedControl {
  public:
   // unhealthy_after: a subscriber failing (redelivering) this long without progress makes
   // the node unhealthy (health(), readiness) and logs one warning.
@@ -232,7 +232,34 @@ class ChangeFeedNode final : public RuntimeNode {
   void stop_intake() override;
   void drain(std::chrono::steady_clock::time_point deadline) override;
 
+  // FeedControl (the admin API). The feed thread of a subscriber looks for a pause request
+  // between batches: it flushes the subscriber (idle(true)), waits for every outstanding
+  // ticket, saves the checkpoint they earned, reports itself paused and waits for resume().
+  const std::string& feed_id() const override { return id(); }
+  bool global_positions() const override { return feed_->global_positions(); }
+  ChangeFeed& store_feed() override { return *feed_; }
+  std::vector<SubscriberPosition> positions() override;
+  Status pause(const std::string& subscriber, std::chrono::milliseconds timeout) override;
+  Result<uint64_t> resume(const std::string& subscriber, std::optional<uint64_t> checkpoint, bool forget) override;
+
  private:
+  // One subscriber's pause/resume hand-over between an admin caller and its feed thread.
+  struct Control {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool pause_wanted = false;                // guarded by mu; set by pause(), cleared by resume()
+    bool paused = false;                      // guarded by mu; the feed thread waits in the pause
+    bool forget = false;                      // guarded by mu
+    std::optional<uint64_t> target;           // guarded by mu: the checkpoint resume() asks for
+    uint64_t resumes = 0;                     // guarded by mu: resumes the feed thread has applied
+    Status applied;                           // guarded by mu: the outcome of the last one
+    std::atomic<bool> pause_flag{false};      // pause_wanted, read lock-free between batches
+    std::atomic<bool> running{false};         // the thread delivers (checkpoint loaded)
+    std::atomic<uint64_t> checkpoint{0};      // as last saved, for positions()
+    std::atomic<ChangeFeed*> view{nullptr};   // the subscriber's view of the feed
+  };
+  Control* control_of(const std::string& subscriber);
+
   // One subscriber's failure state: written by its feed thread, read by health().
   struct Failing {
     std::atomic<uint64_t> since_ns{0};  // steady clock of the first failure without progress since; 0 = fine
@@ -241,7 +268,7 @@ class ChangeFeedNode final : public RuntimeNode {
     std::string last_error;             // guarded by mu
   };
   using Chunk = std::shared_ptr<const std::vector<RecordedEvent>>;
-  void run(FeedSubscriber* s, Failing& failing);
+  void run(FeedSubscriber* s, Failing& failing, Control& control);
   // The events after `after` (at most batch_), through the live tail: on a feed with global
   // positions, the first subscriber to reach a position reads it from the store and
   // decodes it once; the others take the same chunk from memory. A subscriber behind the
@@ -263,6 +290,7 @@ class ChangeFeedNode final : public RuntimeNode {
   std::atomic<uint64_t> store_events_read_{0}, tail_hits_{0};
   std::vector<FeedSubscriber*> subscribers_;
   std::vector<std::unique_ptr<Failing>> failing_;  // one per subscriber, made by start()
+  std::vector<std::unique_ptr<Control>> controls_;  // one per subscriber, made by start()
   std::vector<std::thread> threads_;
   std::atomic<bool> running_{false};
 };
@@ -284,6 +312,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
   void idle(bool stopping) override;
   Result<std::optional<uint64_t>> covered_position() override { return snapshots_->covered_position(id()); }
+  void forget() override;
 
   static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
   static constexpr std::chrono::milliseconds kFlushInterval{25};

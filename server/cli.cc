@@ -39,6 +39,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "server/admin.h"
 #include "server/cli.h"
 #include "server/data_dir.h"
 #include "server/dlq.h"
@@ -206,6 +207,14 @@ int serve(const ServeFlags& flags, const graph::KindRegistry& registry) {
     connectors::HttpApiContext ctx;
     ctx.graph_json = graph_json;
     ctx.options = http_options;
+    // /api/v1/admin/...: subscribers, resets, rebuilds and dead letters of this pipeline.
+    server::AdminContext admin;
+    admin.def = &def;
+    admin.registry = &registry;
+    admin.stores = &stores;
+    admin.instance_id = instance_id;
+    admin.pipeline = &pipeline_ref;
+    ctx.admin_routes = server::admin_routes(admin);
     // Ready when the stores answer and every node does its work (no subscriber stuck).
     ctx.health = [&stores, &pipeline_ref] {
       if (Status s = stores.health(); !s) return s;

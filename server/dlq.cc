@@ -22,38 +22,24 @@
 #include "connectors/kafka.h"
 #include "connectors/kafka_client.h"
 #include "graph/json.h"
+#include "server/admin_client.h"
 #include "server/data_dir.h"
+#include "server/dlq_core.h"
+
 
 namespace orderflow::server {
 namespace {
 
 namespace kafka = connectors::kafka;
 using Clock = std::chrono::steady_clock;
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using dlq::DeadLetter;
+using dlq::Headers;
+using dlq::Target;
+using dlq::where;
 
-constexpr int64_t kDefaultListLimit = 100;
 // Room above max_message_bytes for a replayed message's key and headers (as the source's
 // dead-letter producer keeps).
 constexpr size_t kProducerHeadroom = 64 * 1024;
-
-struct DlqFlags {
-  std::string file, brokers, source, to;
-  int64_t timeout_s = 10;
-  std::optional<int32_t> partition;
-  std::optional<int64_t> offset, limit;
-  int64_t from_offset = 0;
-  bool json = false, hex = false, all = false, dry_run = false;
-};
-
-int fail(const std::string& msg) {
-  std::fprintf(stderr, "orderflow dlq: %s\n", msg.c_str());
-  return 1;
-}
-
-int usage(const std::string& msg) {
-  std::fprintf(stderr, "orderflow dlq: %s\n", msg.c_str());
-  return 2;
-}
 
 // ---- Showing bytes that came from anyone ------------------------------------------
 
@@ -199,73 +185,6 @@ std::string utc_time(int64_t ms) {
 int ms_until(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(left, 1, INT32_MAX));
-}
-
-// ---- The graph's kafka_source -----------------------------------------------------
-
-struct Target {
-  std::string node_id;
-  std::string topic;             // its dead-letter topic
-  std::string brokers;           // bootstrap list
-  kafka::Properties properties;  // its `properties`
-  size_t max_message_bytes = 0;
-};
-
-// 0 with *out filled, or the exit code (the reason printed).
-int resolve_target(const DlqFlags& flags, const graph::KindRegistry& registry, Target* out) {
-  graph::GraphDef def;
-  if (!load_graph(flags.file, registry, &def)) return 2;
-  std::vector<const graph::NodeDef*> sources;
-  std::string ids;
-  for (const auto& n : def.nodes) {
-    if (n.kind != "kafka_source") continue;
-    ids += (ids.empty() ? "" : ", ") + n.id;
-    if (flags.source.empty() || n.id == flags.source) sources.push_back(&n);
-  }
-  if (sources.empty())
-    return usage(ids.empty() ? "no kafka_source in " + flags.file
-                             : "no kafka_source '" + flags.source + "' in " + flags.file + " (it has " + ids + ")");
-  if (sources.size() > 1)
-    return usage("several kafka_sources in " + flags.file + " (" + ids + "): name one with --source");
-  const graph::NodeDef& node = *sources.front();
-  const connectors::KafkaSourceOptions o = connectors::kafka_source_options().parse(node);
-  const Domain* domain = registry.domain(def.domain);
-  out->node_id = node.id;
-  out->topic = kafka::with_domain(o.dead_letter_topic, domain != nullptr ? domain->name() : def.domain);
-  out->max_message_bytes = static_cast<size_t>(o.max_message_bytes);
-
-  const std::string brokers = flags.brokers.empty() ? o.brokers : flags.brokers;
-  if (kafka::is_mock(brokers)) {
-    if (flags.brokers.empty())
-      return usage("kafka_source '" + node.id + "' has brokers '" + brokers +
-                   "', a mock cluster inside the server process: give --brokers with the address the server logged "
-                   "('kafka source started ... brokers=...')");
-    return usage("--brokers " + brokers +
-                 " would start an empty mock cluster here: give the address of the running one");
-  }
-  auto bootstrap = kafka::resolve_brokers(brokers);
-  if (!bootstrap) return usage(bootstrap.status().message());
-  out->brokers = *bootstrap;
-  auto props = kafka::parse_properties(o.properties);
-  if (!props) return usage("kafka_source '" + node.id + "' properties: " + props.status().message());
-  out->properties = std::move(*props);
-  return 0;
-}
-
-// ---- Reading the dead-letter topic ------------------------------------------------
-
-struct DeadLetter {
-  int32_t partition = 0;
-  int64_t offset = 0;
-  int64_t timestamp_ms = -1;  // when it was dead-lettered; -1 unknown
-  bool has_key = false;
-  std::string key, value;
-  Headers headers;
-  kafka::DeadLetterHeaders about;
-};
-
-std::string where(const std::string& topic, int32_t partition, int64_t offset) {
-  return topic + "/" + std::to_string(partition) + "/" + std::to_string(offset);
 }
 
 // A consumer over the dead-letter topic that assigns partitions itself, joins no group and
@@ -422,70 +341,6 @@ class Reader {
   rd_kafka_t* rk_ = nullptr;
 };
 
-// The dead letters --partition / --from-offset / `limit` (0: all) select, in partition and
-// offset order; *more when the limit left some out.
-Status read_selected(Reader& reader, const Target& target, const DlqFlags& flags, size_t limit,
-                     Clock::time_point deadline, std::vector<DeadLetter>* out, bool* more) {
-  auto parts = reader.partitions(deadline);
-  if (!parts) return parts.status();
-  std::vector<int32_t> chosen = *parts;
-  if (flags.partition) {
-    if (std::find(parts->begin(), parts->end(), *flags.partition) == parts->end())
-      return Status::not_found("topic " + target.topic + " has no partition " + std::to_string(*flags.partition) +
-                               " (it has " + std::to_string(parts->size()) + ")");
-    chosen = {*flags.partition};
-  }
-  for (int32_t p : chosen) {
-    if (limit > 0 && out->size() > limit) break;
-    // One more than the limit tells whether there are more.
-    const size_t want = limit > 0 ? limit + 1 - out->size() : 0;
-    if (auto s = reader.read(p, flags.from_offset, want, deadline, out); !s) return s;
-  }
-  *more = limit > 0 && out->size() > limit;
-  if (*more) out->resize(limit);
-  return Status::ok();
-}
-
-// The dead letter at partition/offset; kNotFound saying what the partition holds.
-Result<DeadLetter> read_one(Reader& reader, const Target& target, int32_t partition, int64_t offset,
-                            Clock::time_point deadline) {
-  auto parts = reader.partitions(deadline);
-  if (!parts) return parts.status();
-  if (std::find(parts->begin(), parts->end(), partition) == parts->end())
-    return Status::not_found("topic " + target.topic + " has no partition " + std::to_string(partition) + " (it has " +
-                             std::to_string(parts->size()) + ")");
-  std::vector<DeadLetter> found;
-  int64_t lo = 0, hi = 0;
-  if (auto s = reader.read(partition, offset, 1, deadline, &found, &lo, &hi); !s) return s;
-  if (!found.empty() && found.front().offset == offset) return std::move(found.front());
-  const std::string holds =
-      lo >= hi ? "it is empty" : "it holds offsets " + std::to_string(lo) + " to " + std::to_string(hi - 1);
-  return Status::not_found("no dead letter at " + where(target.topic, partition, offset) + " (" + holds + ")");
-}
-
-// ---- Replaying --------------------------------------------------------------------
-
-// Empty when the dead letter can be replayed to `to` (its source topic when empty), else
-// why not: only the original message, whole, goes back.
-std::string why_not_replayable(const DeadLetter& d, const std::string& to, const std::string& dlq_topic) {
-  const auto& a = d.about;
-  if (!a.from_source)
-    return std::string("it was not written by a kafka_source (no ") + kafka::kDeadLetterError + " header)";
-  if (a.truncated)
-    return "it is truncated (" + std::to_string(d.value.size()) + " of the original's " +
-           (a.original_size >= 0 ? std::to_string(a.original_size) : std::string("?")) +
-           " bytes): it is not the original message";
-  if (a.headers_dropped)
-    return "the original message's headers did not fit in it (its content-type among them): it is not the "
-           "original message";
-  if (d.value.empty()) return "the original message was empty: nothing to replay";
-  const std::string& topic = to.empty() ? a.source_topic : to;
-  if (topic.empty())
-    return std::string("it names no source topic (no ") + kafka::kDeadLetterSourceTopic + "): give --to";
-  if (topic == dlq_topic) return "its target " + topic + " is the dead-letter topic itself";
-  return std::string();
-}
-
 // An idempotent producer for replayed messages. Owned by one command; not thread-safe.
 class Replayer {
  public:
@@ -566,21 +421,131 @@ class Replayer {
   rd_kafka_t* rk_ = nullptr;
 };
 
-// ---- The commands -----------------------------------------------------------------
-
-std::string key_text(const DeadLetter& d) { return d.has_key && !d.key.empty() ? printable(d.key) : "-"; }
-
-std::string source_text(const DeadLetter& d) {
-  const auto& a = d.about;
-  if (a.source_topic.empty()) return "-";
-  return printable(a.source_topic) + "/" + (a.source_partition >= 0 ? std::to_string(a.source_partition) : "?") + "/" +
-         (a.source_offset >= 0 ? std::to_string(a.source_offset) : "?");
+// 16 hex digits a byte pair back to bytes; false on anything else.
+bool unhex(const std::string& h, std::string* out) {
+  if (h.size() % 2 != 0) return false;
+  out->clear();
+  for (size_t i = 0; i < h.size(); i += 2) {
+    auto v = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+    const int hi = v(h[i]), lo = v(h[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
 }
 
-// The fields of one dead letter that `list --json` and `inspect --json` share.
-void describe(JsonWriter& w, const Target& t, const DeadLetter& d) {
+}  // namespace
+
+// ---- Shared with the admin API (server/dlq_core.h) --------------------------------
+
+namespace dlq {
+
+std::string where(const std::string& topic, int32_t partition, int64_t offset) {
+  return topic + "/" + std::to_string(partition) + "/" + std::to_string(offset);
+}
+
+Result<Target> target_of(const graph::GraphDef& def, const graph::KindRegistry& registry, const graph::NodeDef& node,
+                         const std::string& brokers_flag, bool in_server) {
+  Target out;
+  const connectors::KafkaSourceOptions o = connectors::kafka_source_options().parse(node);
+  const Domain* domain = registry.domain(def.domain);
+  out.node_id = node.id;
+  out.topic = kafka::with_domain(o.dead_letter_topic, domain != nullptr ? domain->name() : def.domain);
+  out.max_message_bytes = static_cast<size_t>(o.max_message_bytes);
+  const std::string brokers = brokers_flag.empty() ? o.brokers : brokers_flag;
+  if (kafka::is_mock(brokers) && !in_server) {
+    if (brokers_flag.empty())
+      return Status::invalid_argument(
+          "kafka_source '" + node.id + "' has brokers '" + brokers +
+          "', a mock cluster inside the server process: give --brokers with the address the server logged "
+          "('kafka source started ... brokers=...'), or --server with the server's URL");
+    return Status::invalid_argument("--brokers " + brokers +
+                                    " would start an empty mock cluster here: give the address of the running one");
+  }
+  auto bootstrap = kafka::resolve_brokers(brokers);
+  if (!bootstrap) return Status::invalid_argument(bootstrap.status().message());
+  out.brokers = *bootstrap;
+  auto props = kafka::parse_properties(o.properties);
+  if (!props) return Status::invalid_argument("kafka_source '" + node.id + "' properties: " + props.status().message());
+  out.properties = std::move(*props);
+  return out;
+}
+
+Status read_dead_letters(const Target& target, const Selection& sel, std::chrono::seconds timeout,
+                         std::vector<DeadLetter>* out, bool* more) {
+  const auto deadline = Clock::now() + timeout;
+  Reader reader(target);
+  if (auto s = reader.open(); !s) return s;
+  auto parts = reader.partitions(deadline);
+  if (!parts) return parts.status();
+  std::vector<int32_t> chosen = *parts;
+  if (sel.partition) {
+    if (std::find(parts->begin(), parts->end(), *sel.partition) == parts->end())
+      return Status::not_found("topic " + target.topic + " has no partition " + std::to_string(*sel.partition) +
+                               " (it has " + std::to_string(parts->size()) + ")");
+    chosen = {*sel.partition};
+  }
+  const size_t limit = sel.limit;
+  for (int32_t p : chosen) {
+    if (limit > 0 && out->size() > limit) break;
+    // One more than the limit tells whether there are more.
+    const size_t want = limit > 0 ? limit + 1 - out->size() : 0;
+    if (auto s = reader.read(p, sel.from_offset, want, deadline, out); !s) return s;
+  }
+  *more = limit > 0 && out->size() > limit;
+  if (*more) out->resize(limit);
+  return Status::ok();
+}
+
+Result<DeadLetter> read_dead_letter(const Target& target, int32_t partition, int64_t offset,
+                                    std::chrono::seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  Reader reader(target);
+  if (auto s = reader.open(); !s) return s;
+  auto parts = reader.partitions(deadline);
+  if (!parts) return parts.status();
+  if (std::find(parts->begin(), parts->end(), partition) == parts->end())
+    return Status::not_found("topic " + target.topic + " has no partition " + std::to_string(partition) + " (it has " +
+                             std::to_string(parts->size()) + ")");
+  std::vector<DeadLetter> found;
+  int64_t lo = 0, hi = 0;
+  if (auto s = reader.read(partition, offset, 1, deadline, &found, &lo, &hi); !s) return s;
+  if (!found.empty() && found.front().offset == offset) return std::move(found.front());
+  const std::string holds =
+      lo >= hi ? "it is empty" : "it holds offsets " + std::to_string(lo) + " to " + std::to_string(hi - 1);
+  return Status::not_found("no dead letter at " + where(target.topic, partition, offset) + " (" + holds + ")");
+}
+
+std::string as_text(const std::string& bytes) { return as_utf8(bytes); }
+
+bool is_parked(const DeadLetter& d) {
+  return d.about.from_source && d.about.reason.rfind(kafka::kParkedReasonPrefix, 0) == 0;
+}
+
+// Empty when the dead letter can be replayed to `to` (its source topic when empty), else
+// why not: only the original message, whole, goes back.
+std::string why_not_replayable(const DeadLetter& d, const std::string& to, const std::string& dlq_topic) {
   const auto& a = d.about;
-  w.field("topic", t.topic).field("partition", static_cast<int64_t>(d.partition)).field("offset", d.offset);
+  if (!a.from_source)
+    return std::string("it was not written by a kafka_source (no ") + kafka::kDeadLetterError + " header)";
+  if (a.truncated)
+    return "it is truncated (" + std::to_string(d.value.size()) + " of the original's " +
+           (a.original_size >= 0 ? std::to_string(a.original_size) : std::string("?")) +
+           " bytes): it is not the original message";
+  if (a.headers_dropped)
+    return "the original message's headers did not fit in it (its content-type among them): it is not the "
+           "original message";
+  if (d.value.empty()) return "the original message was empty: nothing to replay";
+  const std::string& topic = to.empty() ? a.source_topic : to;
+  if (topic.empty())
+    return std::string("it names no source topic (no ") + kafka::kDeadLetterSourceTopic + "): give --to";
+  if (topic == dlq_topic) return "its target " + topic + " is the dead-letter topic itself";
+  return std::string();
+}
+
+void describe(JsonWriter& w, const std::string& topic, const DeadLetter& d) {
+  const auto& a = d.about;
+  w.field("topic", topic).field("partition", static_cast<int64_t>(d.partition)).field("offset", d.offset);
   w.key("timestamp_ms");
   if (d.timestamp_ms >= 0)
     w.value(d.timestamp_ms);
@@ -604,24 +569,212 @@ void describe(JsonWriter& w, const Target& t, const DeadLetter& d) {
   }
   w.field("size", static_cast<uint64_t>(d.value.size())).field("original_size", a.original_size);
   w.field("truncated", a.truncated).field("headers_dropped", a.headers_dropped);
+  w.field("from_source", a.from_source);
+  w.field("kind", is_parked(d) ? "parked" : "dead_letter");
+  const std::string why_not = why_not_replayable(d, "", topic);
+  w.field("replayable", why_not.empty());
+  if (!why_not.empty()) w.field("not_replayable_because", why_not);
 }
 
-int list(const DlqFlags& flags, const graph::KindRegistry& registry) {
-  Target target;
-  if (int rc = resolve_target(flags, registry, &target); rc != 0) return rc;
-  const auto deadline = Clock::now() + std::chrono::seconds(flags.timeout_s);
+void describe_in_full(JsonWriter& w, const std::string& topic, const DeadLetter& d, bool force_hex) {
+  describe(w, topic, d);
+  w.key("headers").begin_array();
+  for (const auto& [k, v] : d.headers) w.begin_object().field("name", as_utf8(k)).field("value", as_utf8(v)).end_object();
+  w.end_array();
+  if (is_utf8(d.value) && !force_hex)
+    w.field("value", d.value);
+  else
+    w.field("value_hex", hex(d.value));
+}
+
+bool parse_described(const std::string& json, DeadLetter* out) {
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(json, &st).ok()) return false;
+  return parse_described(st, out);
+}
+
+bool parse_described(const google::protobuf::Struct& st, DeadLetter* out) {
+  const auto& f = st.fields();
+  auto num = [&](const char* k, int64_t missing) -> int64_t {
+    auto it = f.find(k);
+    return it != f.end() && it->second.has_number_value() ? static_cast<int64_t>(it->second.number_value()) : missing;
+  };
+  auto text = [&](const google::protobuf::Map<std::string, google::protobuf::Value>& m, const char* k,
+                  bool* present = nullptr) -> std::string {
+    auto it = m.find(k);
+    const bool has = it != m.end() && it->second.has_string_value();
+    if (present != nullptr) *present = has;
+    return has ? it->second.string_value() : std::string();
+  };
+  auto flag = [&](const char* k) {
+    auto it = f.find(k);
+    return it != f.end() && it->second.bool_value();
+  };
+  if (f.find("partition") == f.end() || f.find("offset") == f.end()) return false;
+  DeadLetter d;
+  d.partition = static_cast<int32_t>(num("partition", 0));
+  d.offset = num("offset", 0);
+  d.timestamp_ms = num("timestamp_ms", -1);
+  d.key = text(f, "key", &d.has_key);
+  auto& a = d.about;
+  a.reason = text(f, "reason");
+  a.from_source = f.find("from_source") == f.end() ? !a.reason.empty() : flag("from_source");
+  if (auto it = f.find("source"); it != f.end() && it->second.has_struct_value()) {
+    const auto& s = it->second.struct_value().fields();
+    a.source_topic = text(s, "topic");
+    if (auto p = s.find("partition"); p != s.end()) a.source_partition = static_cast<int32_t>(p->second.number_value());
+    if (auto o = s.find("offset"); o != s.end()) a.source_offset = static_cast<int64_t>(o->second.number_value());
+  }
+  a.original_size = num("original_size", -1);
+  a.truncated = flag("truncated");
+  a.headers_dropped = flag("headers_dropped");
+  if (auto it = f.find("headers"); it != f.end() && it->second.has_list_value()) {
+    for (const auto& h : it->second.list_value().values()) {
+      if (!h.has_struct_value()) continue;
+      const auto& hf = h.struct_value().fields();
+      d.headers.push_back({text(hf, "name"), text(hf, "value")});
+    }
+  }
+  bool has_value = false;
+  d.value = text(f, "value", &has_value);
+  if (!has_value) {
+    const std::string hx = text(f, "value_hex", &has_value);
+    if (has_value && !unhex(hx, &d.value)) return false;
+    if (!has_value) d.value.assign(static_cast<size_t>(std::max<int64_t>(0, num("size", 0))), '\0');  // size only
+  }
+  *out = std::move(d);
+  return true;
+}
+
+Status replay(const Target& target, const std::vector<DeadLetter>& found, const std::string& to, bool dry_run,
+              std::chrono::seconds timeout, std::vector<Replayed>* out) {
+  const auto deadline = Clock::now() + timeout;
   Reader reader(target);
-  if (auto s = reader.open(); !s) return fail(s.message());
-  std::vector<DeadLetter> found;
-  bool more = false;
-  const size_t limit = static_cast<size_t>(flags.limit.value_or(kDefaultListLimit));
-  if (auto s = read_selected(reader, target, flags, limit, deadline, &found, &more); !s) return fail(s.message());
+  if (auto s = reader.open(); !s) return s;
+  // Only to topics that exist: a producer would have brokers that auto-create topics make
+  // one of a mistyped --to.
+  std::map<std::string, std::string> absent;  // topic -> why it takes nothing ("" when it does)
+  for (const auto& d : found) {
+    const std::string topic = to.empty() ? d.about.source_topic : to;
+    if (topic.empty() || absent.count(topic) > 0) continue;
+    auto parts = reader.partitions_of(topic, deadline);
+    if (parts)
+      absent[topic] = "";
+    else if (parts.status().code() == StatusCode::kNotFound)
+      absent[topic] = parts.status().message();
+    else
+      return parts.status();
+  }
+  std::vector<size_t> go;
+  out->clear();
+  for (const auto& d : found) {
+    Replayed r;
+    r.partition = d.partition;
+    r.offset = d.offset;
+    r.topic = to.empty() ? d.about.source_topic : to;
+    r.refused = why_not_replayable(d, to, target.topic);
+    if (r.refused.empty()) r.refused = absent[r.topic];
+    if (r.refused.empty()) go.push_back(out->size());
+    out->push_back(std::move(r));
+  }
+  if (dry_run || go.empty()) return Status::ok();
+  Replayer producer(target, timeout.count());
+  if (auto s = producer.open(); !s) return s;
+  std::deque<Replayer::Sent> sent;  // stable addresses for the delivery reports
+  for (size_t i : go) {
+    const DeadLetter& d = found[i];
+    Headers headers;
+    for (const auto& h : d.about.original)
+      if (h.first != kafka::kReplayedFrom) headers.push_back(h);
+    headers.push_back({kafka::kReplayedFrom, where(target.topic, d.partition, d.offset)});
+    sent.emplace_back();
+    if (auto s = producer.send((*out)[i].topic, d, headers, &sent.back()); !s) sent.back().status = s;
+  }
+  producer.flush();
+  for (size_t k = 0; k < go.size(); ++k) {
+    Replayed& r = (*out)[go[k]];
+    r.delivery = sent[k].status;
+    r.to_partition = sent[k].partition;
+    r.to_offset = sent[k].offset;
+  }
+  return Status::ok();
+}
+
+}  // namespace dlq
+
+namespace {
+
+struct DlqFlags {
+  std::string file, brokers, source, to;
+  int64_t timeout_s = 10;
+  std::optional<int32_t> partition;
+  std::optional<int64_t> offset, limit;
+  int64_t from_offset = 0;
+  bool json = false, hex = false, all = false, dry_run = false;
+  ServerAccess server;
+};
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "orderflow dlq: %s\n", msg.c_str());
+  return 1;
+}
+
+int usage(const std::string& msg) {
+  std::fprintf(stderr, "orderflow dlq: %s\n", msg.c_str());
+  return 2;
+}
+
+// 0 with *out filled, or the exit code (the reason printed).
+int resolve_target(const DlqFlags& flags, const graph::KindRegistry& registry, Target* out) {
+  graph::GraphDef def;
+  if (!load_graph(flags.file, registry, &def)) return 2;
+  std::vector<const graph::NodeDef*> sources;
+  std::string ids;
+  for (const auto& n : def.nodes) {
+    if (n.kind != "kafka_source") continue;
+    ids += (ids.empty() ? "" : ", ") + n.id;
+    if (flags.source.empty() || n.id == flags.source) sources.push_back(&n);
+  }
+  if (sources.empty())
+    return usage(ids.empty() ? "no kafka_source in " + flags.file
+                             : "no kafka_source '" + flags.source + "' in " + flags.file + " (it has " + ids + ")");
+  if (sources.size() > 1)
+    return usage("several kafka_sources in " + flags.file + " (" + ids + "): name one with --source");
+  auto t = dlq::target_of(def, registry, *sources.front(), flags.brokers, false);
+  if (!t) return usage(t.status().message());
+  *out = std::move(*t);
+  return 0;
+}
+
+// With --server: 0 when the flags suit it (the token read), else the exit code.
+int check_server(DlqFlags& flags) {
+  if (!flags.file.empty() || !flags.brokers.empty())
+    return usage("--server asks the running server: give no GRAPH and no --brokers with it");
+  if (std::string why = resolve_access(&flags.server); !why.empty()) return usage(why);
+  flags.server.timeout_s = flags.timeout_s + 20;
+  return 0;
+}
+
+std::string node_query(const DlqFlags& flags) {
+  return flags.source.empty() ? std::string() : "node=" + url_encode(flags.source);
+}
+
+std::string key_text(const DeadLetter& d) { return d.has_key && !d.key.empty() ? printable(d.key) : "-"; }
+
+std::string source_text(const DeadLetter& d) {
+  const auto& a = d.about;
+  if (a.source_topic.empty()) return "-";
+  return printable(a.source_topic) + "/" + (a.source_partition >= 0 ? std::to_string(a.source_partition) : "?") + "/" +
+         (a.source_offset >= 0 ? std::to_string(a.source_offset) : "?");
+}
+
+void print_list(const DlqFlags& flags, const Target& target, const std::vector<DeadLetter>& found, bool more) {
   if (flags.json) {
     JsonWriter w;
     w.begin_array();
     for (const auto& d : found) {
       w.begin_object();
-      describe(w, target, d);
+      dlq::describe(w, target.topic, d);
       w.end_object();
     }
     w.end_array();
@@ -647,37 +800,72 @@ int list(const DlqFlags& flags, const graph::KindRegistry& registry) {
                  found.size(), where(target.topic, last.partition, last.offset).c_str(), last.partition,
                  last.offset + 1);
   }
+}
+
+// GET /api/v1/admin/dead-letters: the one source asked for (or the only one).
+int list_remote(DlqFlags& flags) {
+  if (int rc = check_server(flags); rc != 0) return rc;
+  std::string q = node_query(flags);
+  auto add = [&](const std::string& kv) { q += (q.empty() ? "" : "&") + kv; };
+  add("limit=" + std::to_string(flags.limit.value_or(dlq::kDefaultListLimit)));
+  if (flags.partition) add("partition=" + std::to_string(*flags.partition));
+  if (flags.from_offset > 0) add("from_offset=" + std::to_string(flags.from_offset));
+  add("timeout_s=" + std::to_string(flags.timeout_s));
+  const AdminAnswer a = admin_call(flags.server, "GET", "/api/v1/admin/dead-letters?" + q);
+  if (a.status != 200) return admin_failure("dlq", a, 2);
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
+  auto sources = st.fields().find("sources");
+  if (sources == st.fields().end() || !sources->second.has_list_value()) return fail("the server's answer has no sources");
+  const auto& list = sources->second.list_value().values();
+  std::string ids;
+  for (const auto& s : list) ids += (ids.empty() ? "" : ", ") + s.struct_value().fields().at("node").string_value();
+  if (list.empty()) return usage("the server at " + flags.server.url + " runs no kafka_source");
+  if (list.size() > 1) return usage("the server runs several kafka_sources (" + ids + "): name one with --source");
+  const auto& src = list[0].struct_value().fields();
+  Target target;
+  target.node_id = src.at("node").string_value();
+  target.topic = src.at("topic").string_value();
+  if (auto b = src.find("brokers"); b != src.end()) target.brokers = b->second.string_value();
+  std::vector<DeadLetter> found;
+  if (auto dl = src.find("dead_letters"); dl != src.end())
+    for (const auto& v : dl->second.list_value().values()) {
+      DeadLetter d;
+      if (!dlq::parse_described(v.struct_value(), &d)) return fail("the server's answer has a malformed dead letter");
+      found.push_back(std::move(d));
+    }
+  const bool more = src.count("more") > 0 && src.at("more").bool_value();
+  print_list(flags, target, found, more);
   return 0;
 }
 
-int inspect(const DlqFlags& flags, const graph::KindRegistry& registry) {
+int list(DlqFlags& flags, const graph::KindRegistry& registry) {
+  if (!flags.server.url.empty()) return list_remote(flags);
+  if (flags.file.empty()) return usage("list needs GRAPH (or --server URL)");
   Target target;
   if (int rc = resolve_target(flags, registry, &target); rc != 0) return rc;
-  const auto deadline = Clock::now() + std::chrono::seconds(flags.timeout_s);
-  Reader reader(target);
-  if (auto s = reader.open(); !s) return fail(s.message());
-  auto found = read_one(reader, target, *flags.partition, *flags.offset, deadline);
-  if (!found) return fail(found.status().message());
-  const DeadLetter& d = *found;
-  const std::string why_not = why_not_replayable(d, "", target.topic);
+  std::vector<DeadLetter> found;
+  bool more = false;
+  dlq::Selection sel;
+  sel.partition = flags.partition;
+  sel.from_offset = flags.from_offset;
+  sel.limit = static_cast<size_t>(flags.limit.value_or(dlq::kDefaultListLimit));
+  if (auto s = dlq::read_dead_letters(target, sel, std::chrono::seconds(flags.timeout_s), &found, &more); !s)
+    return fail(s.message());
+  print_list(flags, target, found, more);
+  return 0;
+}
+
+void print_inspect(const DlqFlags& flags, const Target& target, const DeadLetter& d) {
+  const std::string why_not = dlq::why_not_replayable(d, "", target.topic);
   const bool utf8 = is_utf8(d.value);
   if (flags.json) {
     JsonWriter w;
     w.begin_object();
-    describe(w, target, d);
-    w.field("replayable", why_not.empty());
-    if (!why_not.empty()) w.field("not_replayable_because", why_not);
-    w.key("headers").begin_array();
-    for (const auto& [k, v] : d.headers)
-      w.begin_object().field("name", as_utf8(k)).field("value", as_utf8(v)).end_object();
-    w.end_array();
-    if (utf8 && !flags.hex)
-      w.field("value", d.value);
-    else
-      w.field("value_hex", hex(d.value));
+    dlq::describe_in_full(w, target.topic, d, flags.hex);
     w.end_object();
     std::printf("%s\n", w.str().c_str());
-    return 0;
+    return;
   }
   const auto& a = d.about;
   std::printf("dead letter %s\n", where(target.topic, d.partition, d.offset).c_str());
@@ -685,6 +873,7 @@ int inspect(const DlqFlags& flags, const graph::KindRegistry& registry) {
   std::printf("  source         %s\n", source_text(d).c_str());
   std::printf("  key            %s\n", key_text(d).c_str());
   std::printf("  reason         %s\n", a.from_source ? printable(a.reason).c_str() : "(not from a kafka_source)");
+  std::printf("  kind           %s\n", dlq::is_parked(d) ? "parked" : "dead letter");
   if (a.truncated)
     std::printf("  size           %zu bytes, truncated (the original had %s)\n", d.value.size(),
                 a.original_size >= 0 ? std::to_string(a.original_size).c_str() : "more");
@@ -702,103 +891,191 @@ int inspect(const DlqFlags& flags, const graph::KindRegistry& registry) {
     std::printf("value (%zu bytes, not UTF-8: escaped, then in hex)\n  %s\n%s", d.value.size(),
                 printable(d.value).c_str(), hex_dump(d.value).c_str());
   }
+}
+
+int inspect(DlqFlags& flags, const graph::KindRegistry& registry) {
+  if (!flags.server.url.empty()) {
+    if (int rc = check_server(flags); rc != 0) return rc;
+    std::string q = node_query(flags);
+    q += (q.empty() ? "" : "&") + std::string("timeout_s=") + std::to_string(flags.timeout_s);
+    const AdminAnswer a = admin_call(flags.server, "GET",
+                                     "/api/v1/admin/dead-letters/" + std::to_string(*flags.partition) + "/" +
+                                         std::to_string(*flags.offset) + "?" + q);
+    if (a.status != 200) return admin_failure("dlq", a, 1);
+    google::protobuf::Struct st;
+    DeadLetter d;
+    if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok() || !dlq::parse_described(st, &d))
+      return fail("the server's answer is not a dead letter");
+    Target target;
+    target.topic = st.fields().count("topic") > 0 ? st.fields().at("topic").string_value() : "";
+    print_inspect(flags, target, d);
+    return 0;
+  }
+  if (flags.file.empty()) return usage("inspect needs GRAPH (or --server URL)");
+  Target target;
+  if (int rc = resolve_target(flags, registry, &target); rc != 0) return rc;
+  auto found = dlq::read_dead_letter(target, *flags.partition, *flags.offset, std::chrono::seconds(flags.timeout_s));
+  if (!found) return fail(found.status().message());
+  print_inspect(flags, target, *found);
   return 0;
 }
 
-int replay(const DlqFlags& flags, const graph::KindRegistry& registry) {
+// One line of replay's report.
+struct ReplayLine {
+  dlq::Replayed r;
+  std::string key;  // as printed
+  size_t bytes = 0;
+};
+
+int print_replay(const DlqFlags& flags, const std::string& dlq_topic, const std::vector<ReplayLine>& lines) {
+  size_t refused = 0, go = 0;
+  for (const auto& l : lines) {
+    if (l.r.refused.empty()) {
+      ++go;
+      continue;
+    }
+    ++refused;
+    std::fprintf(stderr, "orderflow dlq: not replaying %s: %s\n", where(dlq_topic, l.r.partition, l.r.offset).c_str(),
+                 l.r.refused.c_str());
+  }
+  auto summary = [&](const char* verb, size_t done) {
+    if (flags.all)
+      std::printf("%s %zu of %zu dead letter%s%s\n", verb, done, lines.size(), lines.size() == 1 ? "" : "s",
+                  refused > 0 ? (" (" + std::to_string(refused) + " refused)").c_str() : "");
+  };
+  if (flags.dry_run) {
+    for (const auto& l : lines)
+      if (l.r.refused.empty())
+        std::printf("would replay %s -> %s (key %s, %zu bytes)\n", where(dlq_topic, l.r.partition, l.r.offset).c_str(),
+                    printable(l.r.topic).c_str(), l.key.c_str(), l.bytes);
+    summary("would replay", go);
+    return refused > 0 ? 1 : 0;
+  }
+  if (go == 0) return 1;  // each refusal was named above
+  size_t failed = 0;
+  for (const auto& l : lines) {
+    if (!l.r.refused.empty()) continue;
+    const std::string from = where(dlq_topic, l.r.partition, l.r.offset);
+    if (!l.r.delivery) {
+      ++failed;
+      std::fprintf(stderr, "orderflow dlq: replay of %s failed: %s\n", from.c_str(), l.r.delivery.message().c_str());
+      continue;
+    }
+    std::printf("replayed %s -> %s (key %s, %zu bytes)\n", from.c_str(),
+                printable(where(l.r.topic, l.r.to_partition, l.r.to_offset)).c_str(), l.key.c_str(), l.bytes);
+  }
+  summary("replayed", go - failed);
+  return refused > 0 || failed > 0 ? 1 : 0;
+}
+
+// POST /api/v1/admin/dead-letters/replay.
+int replay_remote(DlqFlags& flags) {
+  if (int rc = check_server(flags); rc != 0) return rc;
+  JsonWriter w;
+  w.begin_object();
+  if (!flags.source.empty()) w.field("node", flags.source);
+  if (flags.all) {
+    w.field("all", true);
+    if (flags.partition) w.field("partition", static_cast<int64_t>(*flags.partition));
+    if (flags.from_offset > 0) w.field("from_offset", flags.from_offset);
+    if (flags.limit) w.field("limit", *flags.limit);
+  } else {
+    w.field("partition", static_cast<int64_t>(*flags.partition)).field("offset", *flags.offset);
+  }
+  if (!flags.to.empty()) w.field("to", flags.to);
+  if (flags.dry_run) w.field("dry_run", true);
+  w.field("timeout_s", flags.timeout_s);
+  w.end_object();
+  const AdminAnswer a = admin_call(flags.server, "POST", "/api/v1/admin/dead-letters/replay", w.take());
+  if (a.status != 200) return admin_failure("dlq", a, 1);
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
+  const auto& f = st.fields();
+  const std::string topic = f.count("topic") > 0 ? f.at("topic").string_value() : "";
+  std::vector<ReplayLine> lines;
+  auto items = [&](const char* name) -> const google::protobuf::ListValue* {
+    auto it = f.find(name);
+    return it != f.end() && it->second.has_list_value() ? &it->second.list_value() : nullptr;
+  };
+  auto num = [](const google::protobuf::Struct& s, const char* k, int64_t missing) {
+    auto it = s.fields().find(k);
+    return it != s.fields().end() && it->second.has_number_value() ? static_cast<int64_t>(it->second.number_value())
+                                                                    : missing;
+  };
+  auto text = [](const google::protobuf::Struct& s, const char* k) {
+    auto it = s.fields().find(k);
+    return it != s.fields().end() ? it->second.string_value() : std::string();
+  };
+  for (const char* list : {"replayed", "failed", "refused"}) {
+    const auto* l = items(list);
+    if (l == nullptr) continue;
+    for (const auto& v : l->values()) {
+      const auto& s = v.struct_value();
+      ReplayLine line;
+      line.r.partition = static_cast<int32_t>(num(s, "partition", 0));
+      line.r.offset = num(s, "offset", 0);
+      line.key = s.fields().count("key") > 0 && !text(s, "key").empty() ? printable(text(s, "key")) : "-";
+      line.bytes = static_cast<size_t>(num(s, "size", 0));
+      if (std::string(list) == "refused") {
+        line.r.refused = text(s, "reason");
+        if (line.r.refused.empty()) line.r.refused = "refused";
+      } else if (std::string(list) == "failed") {
+        line.r.delivery = Status::unavailable(text(s, "reason"));
+      } else {
+        // "to": TOPIC/PARTITION/OFFSET (a dry run: the topic alone)
+        const std::string to = text(s, "to");
+        line.r.topic = to;
+        if (!flags.dry_run) {
+          const auto b = to.rfind('/'), a2 = b == std::string::npos ? b : to.rfind('/', b - 1);
+          if (a2 != std::string::npos) {
+            line.r.topic = to.substr(0, a2);
+            line.r.to_partition = std::atoi(to.substr(a2 + 1, b - a2 - 1).c_str());
+            line.r.to_offset = std::atoll(to.substr(b + 1).c_str());
+          }
+        }
+      }
+      lines.push_back(std::move(line));
+    }
+  }
+  std::sort(lines.begin(), lines.end(), [](const ReplayLine& x, const ReplayLine& y) {
+    return std::pair(x.r.partition, x.r.offset) < std::pair(y.r.partition, y.r.offset);
+  });
+  return print_replay(flags, topic, lines);
+}
+
+int replay(DlqFlags& flags, const graph::KindRegistry& registry) {
   if (flags.all == flags.offset.has_value())
     return usage("replay needs --partition P --offset O (one dead letter) or --all");
   if (!flags.all && (flags.limit || flags.from_offset != 0))
     return usage("--limit and --from-offset select dead letters for --all");
+  if (!flags.server.url.empty()) return replay_remote(flags);
+  if (flags.file.empty()) return usage("replay needs GRAPH (or --server URL)");
   Target target;
   if (int rc = resolve_target(flags, registry, &target); rc != 0) return rc;
   if (!flags.to.empty() && flags.to == target.topic)
     return usage("--to " + flags.to + " is the dead-letter topic itself");
-  const auto deadline = Clock::now() + std::chrono::seconds(flags.timeout_s);
+  const auto timeout = std::chrono::seconds(flags.timeout_s);
   std::vector<DeadLetter> found;
-  Reader reader(target);
-  if (auto s = reader.open(); !s) return fail(s.message());
   if (flags.all) {
     bool more = false;
-    const size_t limit = static_cast<size_t>(flags.limit.value_or(0));
-    if (auto s = read_selected(reader, target, flags, limit, deadline, &found, &more); !s) return fail(s.message());
+    dlq::Selection sel;
+    sel.partition = flags.partition;
+    sel.from_offset = flags.from_offset;
+    sel.limit = static_cast<size_t>(flags.limit.value_or(0));
+    if (auto s = dlq::read_dead_letters(target, sel, timeout, &found, &more); !s) return fail(s.message());
     if (found.empty())
       return fail("no dead letters in " + target.topic +
                   (flags.from_offset > 0 ? " from offset " + std::to_string(flags.from_offset) : ""));
   } else {
-    auto one = read_one(reader, target, *flags.partition, *flags.offset, deadline);
+    auto one = dlq::read_dead_letter(target, *flags.partition, *flags.offset, timeout);
     if (!one) return fail(one.status().message());
     found.push_back(std::move(*one));
   }
-  // Refused ones are named (one line each); the others go. Only to topics that exist: a
-  // producer would have brokers that auto-create topics make one of a mistyped --to.
-  std::map<std::string, std::string> absent;  // topic -> why it takes nothing ("" when it does)
-  for (const auto& d : found) {
-    const std::string topic = flags.to.empty() ? d.about.source_topic : flags.to;
-    if (topic.empty() || absent.count(topic) > 0) continue;
-    auto parts = reader.partitions_of(topic, deadline);
-    if (parts)
-      absent[topic] = "";
-    else if (parts.status().code() == StatusCode::kNotFound)
-      absent[topic] = parts.status().message();
-    else
-      return fail(parts.status().message());
-  }
-  std::vector<const DeadLetter*> go;
-  size_t refused = 0;
-  for (const auto& d : found) {
-    std::string why = why_not_replayable(d, flags.to, target.topic);
-    if (why.empty()) why = absent[flags.to.empty() ? d.about.source_topic : flags.to];
-    if (why.empty()) {
-      go.push_back(&d);
-    } else {
-      ++refused;
-      std::fprintf(stderr, "orderflow dlq: not replaying %s: %s\n", where(target.topic, d.partition, d.offset).c_str(),
-                   why.c_str());
-    }
-  }
-  auto topic_of = [&](const DeadLetter& d) { return flags.to.empty() ? d.about.source_topic : flags.to; };
-  auto summary = [&](const char* verb, size_t done) {
-    if (flags.all)
-      std::printf("%s %zu of %zu dead letter%s%s\n", verb, done, found.size(), found.size() == 1 ? "" : "s",
-                  refused > 0 ? (" (" + std::to_string(refused) + " refused)").c_str() : "");
-  };
-  if (flags.dry_run) {
-    for (const DeadLetter* d : go)
-      std::printf("would replay %s -> %s (key %s, %zu bytes)\n", where(target.topic, d->partition, d->offset).c_str(),
-                  printable(topic_of(*d)).c_str(), key_text(*d).c_str(), d->value.size());
-    summary("would replay", go.size());
-    return refused > 0 ? 1 : 0;
-  }
-  if (go.empty()) return 1;  // each refusal was named above
-
-  Replayer producer(target, flags.timeout_s);
-  if (auto s = producer.open(); !s) return fail(s.message());
-  std::deque<Replayer::Sent> sent;  // stable addresses for the delivery reports
-  for (const DeadLetter* d : go) {
-    Headers headers;
-    for (const auto& h : d->about.original)
-      if (h.first != kafka::kReplayedFrom) headers.push_back(h);
-    headers.push_back({kafka::kReplayedFrom, where(target.topic, d->partition, d->offset)});
-    sent.emplace_back();
-    if (auto s = producer.send(topic_of(*d), *d, headers, &sent.back()); !s) sent.back().status = s;
-  }
-  producer.flush();
-  size_t failed = 0;
-  for (size_t i = 0; i < go.size(); ++i) {
-    const DeadLetter& d = *go[i];
-    const Replayer::Sent& s = sent[i];
-    const std::string from = where(target.topic, d.partition, d.offset);
-    if (!s.status) {
-      ++failed;
-      std::fprintf(stderr, "orderflow dlq: replay of %s failed: %s\n", from.c_str(), s.status.message().c_str());
-      continue;
-    }
-    std::printf("replayed %s -> %s (key %s, %zu bytes)\n", from.c_str(),
-                printable(where(topic_of(d), s.partition, s.offset)).c_str(), key_text(d).c_str(), d.value.size());
-  }
-  summary("replayed", go.size() - failed);
-  return refused > 0 || failed > 0 ? 1 : 0;
+  std::vector<dlq::Replayed> done;
+  if (auto s = dlq::replay(target, found, flags.to, flags.dry_run, timeout, &done); !s) return fail(s.message());
+  std::vector<ReplayLine> lines;
+  for (size_t i = 0; i < done.size(); ++i) lines.push_back({done[i], key_text(found[i]), found[i].value.size()});
+  return print_replay(flags, target.topic, lines);
 }
 
 }  // namespace
@@ -810,7 +1087,8 @@ void add_dlq_command(CLI::App& app, const graph::KindRegistry& registry, int* ex
       "dlq", "list, inspect and replay the Kafka dead letters of a graph's kafka_source (reading changes nothing)");
   dlq->require_subcommand(1);
   auto common = [&](CLI::App* cmd) {
-    cmd->add_option("GRAPH", flags->file, "graph definition (YAML) with the kafka_source")->required();
+    cmd->add_option("GRAPH", flags->file, "graph definition (YAML) with the kafka_source (not with --server)");
+    add_server_options(cmd, &flags->server, "its kafka_sources' dead letters");
     cmd->add_option("--brokers", flags->brokers,
                     "host:port[,host:port] (default: the kafka_source's; needed when the graph says mock:N)");
     cmd->add_option("--source", flags->source, "the kafka_source's node id (needed when there are several)");
@@ -831,7 +1109,7 @@ void add_dlq_command(CLI::App& app, const graph::KindRegistry& registry, int* ex
   common(list_cmd);
   list_cmd->add_option("--partition", flags->partition, "only this partition of the dead-letter topic")
       ->check(CLI::NonNegativeNumber);
-  selection(list_cmd)->description("at most this many dead letters (default " + std::to_string(kDefaultListLimit) +
+  selection(list_cmd)->description("at most this many dead letters (default " + std::to_string(dlq::kDefaultListLimit) +
                                    ")");
   list_cmd->add_flag("--json", flags->json, "a JSON array instead of the table");
   list_cmd->callback([flags, &registry, exit_code] { *exit_code = list(*flags, registry); });

@@ -10,9 +10,14 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include "graph/json.h"
 
 #include "connectors/stores.h"
 #include "graph/store.h"
+#include "server/admin_client.h"
 #include "server/data_dir.h"
 
 namespace orderflow::server {
@@ -23,6 +28,7 @@ namespace fs = std::filesystem;
 struct RepairFlags {
   std::string file;
   std::string data_dir;
+  ServerAccess server;
   std::string subscriber;
   std::string projection;
   std::optional<uint64_t> position;
@@ -150,8 +156,8 @@ int list_checkpoints(const RepairFlags& flags, const graph::KindRegistry& regist
   return 0;
 }
 
-// ISO 8601 with a zone: 2026-12-01T22:33:24Z, 2026-12-01T22:33:24.250+01:00. Microseconds
-// since the epoch, or nullopt.
+}  // namespace
+
 std::optional<int64_t> parse_iso8601(const std::string& text) {
   int y, mo, d, h, mi, consumed = 0;
   double sec;
@@ -182,9 +188,6 @@ std::optional<int64_t> parse_iso8601(const std::string& text) {
   return t * 1000000 + static_cast<int64_t>((sec - whole) * 1e6 + 0.5);
 }
 
-// The checkpoint that redelivers every event committed at or after `at_us`: the position
-// before the first such event (binary search: commit times follow positions, one writer,
-// as long as the wall clock did not step back). The head when there is none.
 Result<uint64_t> position_before(ChangeFeed& feed, int64_t at_us) {
   uint64_t lo = 1, hi = feed.head() + 1;  // answer in [lo, hi]; hi = no such event
   std::vector<RecordedEvent> one;
@@ -200,6 +203,8 @@ Result<uint64_t> position_before(ChangeFeed& feed, int64_t at_us) {
   }
   return lo - 1;
 }
+
+namespace {
 
 int reset_checkpoint(const RepairFlags& flags, const graph::KindRegistry& registry) {
   if (flags.position.has_value() == !flags.time.empty())
@@ -283,21 +288,145 @@ int rebuild_projection(const RepairFlags& flags, const graph::KindRegistry& regi
   return 0;
 }
 
+
+// ---- against a running server (--server URL): its admin API ------------------------
+
+// 0 when the flags suit --server (the token read), else the exit code.
+int check_server(RepairFlags& flags) {
+  if (!flags.file.empty() || !flags.data_dir.empty())
+    return usage("--server repairs the running server: give no FILE and no --data-dir with it");
+  if (std::string why = resolve_access(&flags.server); !why.empty()) return usage(why);
+  return 0;
+}
+
+int64_t num(const google::protobuf::Struct& s, const char* k, int64_t missing = -1) {
+  auto it = s.fields().find(k);
+  return it != s.fields().end() && it->second.has_number_value() ? static_cast<int64_t>(it->second.number_value())
+                                                                  : missing;
+}
+
+std::string text(const google::protobuf::Struct& s, const char* k) {
+  auto it = s.fields().find(k);
+  return it != s.fields().end() ? it->second.string_value() : std::string();
+}
+
+// GET /api/v1/admin/subscribers, parsed; the exit code when it failed.
+int get_subscribers(const RepairFlags& flags, std::vector<google::protobuf::Struct>* out) {
+  const AdminAnswer a = admin_call(flags.server, "GET", "/api/v1/admin/subscribers");
+  if (a.status != 200) return admin_failure("repair", a, 1);
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
+  auto subs = st.fields().find("subscribers");
+  if (subs == st.fields().end() || !subs->second.has_list_value()) return fail("the server's answer has no subscribers");
+  for (const auto& v : subs->second.list_value().values()) out->push_back(v.struct_value());
+  return 0;
+}
+
+int list_checkpoints_remote(RepairFlags& flags) {
+  if (int rc = check_server(flags); rc != 0) return rc;
+  std::vector<google::protobuf::Struct> subs;
+  if (int rc = get_subscribers(flags, &subs); rc != 0) return rc;
+  std::vector<std::string> feeds;
+  for (const auto& s : subs)
+    if (std::find(feeds.begin(), feeds.end(), text(s, "feed")) == feeds.end()) feeds.push_back(text(s, "feed"));
+  for (const auto& f : feeds) {
+    const google::protobuf::Struct* first = nullptr;
+    for (const auto& s : subs)
+      if (text(s, "feed") == f && first == nullptr) first = &s;
+    std::printf("change feed '%s' (store '%s'): head %" PRId64 "\n", f.c_str(), text(*first, "store").c_str(),
+                num(*first, "head", 0));
+    std::printf("  %-24s %12s %10s %12s\n", "subscriber", "checkpoint", "behind", "covered");
+    for (const auto& s : subs) {
+      if (text(s, "feed") != f) continue;
+      const int64_t covered = num(s, "covered");
+      std::printf("  %-24s %12" PRId64 " %10" PRId64 " %12s\n", text(s, "subscriber").c_str(), num(s, "checkpoint", 0),
+                  num(s, "behind", 0), covered >= 0 ? std::to_string(covered).c_str() : "-");
+    }
+  }
+  if (feeds.empty()) std::printf("no change feed in the server at %s\n", flags.server.url.c_str());
+  return 0;
+}
+
+int reset_checkpoint_remote(RepairFlags& flags) {
+  if (flags.position.has_value() == !flags.time.empty())
+    return usage("reset-checkpoint needs exactly one of --position and --time");
+  if (int rc = check_server(flags); rc != 0) return rc;
+  JsonWriter w;
+  w.begin_object();
+  if (flags.position) w.field("position", *flags.position);
+  else w.field("time", flags.time);
+  w.end_object();
+  const AdminAnswer a = admin_call(flags.server, "POST",
+                                   "/api/v1/admin/subscribers/" + url_encode(flags.subscriber) + "/reset", w.take());
+  if (a.status != 200) return admin_failure("repair", a, 2);
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
+  const int64_t from = num(st, "from", 0), to = num(st, "to", 0), head = num(st, "head", to);
+  std::printf("subscriber '%s': checkpoint %" PRId64 " -> %" PRId64 " (head %" PRId64
+              "); the running server delivers it the %" PRId64 " events after %" PRId64 " now\n",
+              flags.subscriber.c_str(), from, to, head, head > to ? head - to : 0, to);
+  if (text(st, "kind") == "projection")
+    std::printf(
+        "note: a projection skips events its snapshots already hold; to rebuild its read model use 'orderflow repair "
+        "rebuild-projection'\n");
+  return 0;
+}
+
+int rebuild_projection_remote(RepairFlags& flags) {
+  if (int rc = check_server(flags); rc != 0) return rc;
+  std::string projection = flags.projection;
+  if (projection.empty()) {
+    std::vector<google::protobuf::Struct> subs;
+    if (int rc = get_subscribers(flags, &subs); rc != 0) return rc;
+    std::vector<std::string> found;
+    for (const auto& s : subs)
+      if (text(s, "kind") == "projection") found.push_back(text(s, "subscriber"));
+    if (found.empty()) return usage("the server at " + flags.server.url + " runs no projection");
+    if (found.size() > 1) return usage("the server runs several projections: name one with --projection");
+    projection = found.front();
+  }
+  const AdminAnswer a =
+      admin_call(flags.server, "POST", "/api/v1/admin/projections/" + url_encode(projection) + "/rebuild");
+  if (a.status != 200) return admin_failure("repair", a, 2);
+  google::protobuf::Struct st;
+  if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
+  std::printf("projection '%s': dropped the snapshots in store '%s', checkpoint %" PRId64 " -> 0 (head %" PRId64
+              "); the running server rebuilds it from the event store now\n",
+              text(st, "projection").c_str(), text(st, "store").c_str(), num(st, "from", 0), num(st, "head", 0));
+  auto also = st.fields().find("also");
+  if (also != st.fields().end() && also->second.has_list_value())
+    for (const auto& v : also->second.list_value().values())
+      std::printf("projection '%s' writes the same store: rebuilt too\n", v.string_value().c_str());
+  return 0;
+}
+
+// Either --server, or FILE and --data-dir.
+int local_or_remote(RepairFlags& flags, int (*local)(const RepairFlags&, const graph::KindRegistry&),
+                    int (*remote)(RepairFlags&), const graph::KindRegistry& registry) {
+  if (!flags.server.url.empty()) return remote(flags);
+  if (flags.file.empty() || flags.data_dir.empty())
+    return usage("give FILE and --data-dir (a stopped server's data directory), or --server URL (a running one)");
+  return local(flags, registry);
+}
+
 }  // namespace
 
 void add_repair_command(CLI::App& app, const graph::KindRegistry& registry, int* exit_code) {
   // Owned by the parser's lifetime: the flags live as long as the callbacks that read them.
   auto flags = std::make_shared<RepairFlags>();
   CLI::App* repair = app.add_subcommand(
-      "repair", "offline replay and repair of a stopped server's data directory (checkpoints, projections)");
+      "repair",
+      "replay and repair (checkpoints, projections): a stopped server's data directory, or a running server with "
+      "--server URL");
   repair->require_subcommand(1);
   auto common = [&](CLI::App* cmd) {
-    cmd->add_option("FILE", flags->file, "graph definition (YAML) the server ran")->required();
-    cmd->add_option("--data-dir", flags->data_dir, "the data directory of the stopped server")->required();
+    cmd->add_option("FILE", flags->file, "graph definition (YAML) the server ran (not with --server)");
+    cmd->add_option("--data-dir", flags->data_dir, "the data directory of the stopped server (not with --server)");
+    add_server_options(cmd, &flags->server, "repair it while it runs");
   };
   CLI::App* list = repair->add_subcommand("checkpoints", "list each change feed's head and its subscribers' checkpoints");
   common(list);
-  list->callback([flags, &registry, exit_code] { *exit_code = list_checkpoints(*flags, registry); });
+  list->callback([flags, &registry, exit_code] { *exit_code = local_or_remote(*flags, list_checkpoints, list_checkpoints_remote, registry); });
 
   CLI::App* reset = repair->add_subcommand(
       "reset-checkpoint", "move a subscriber's checkpoint: the next serve redelivers the events after it");
@@ -307,13 +436,13 @@ void add_repair_command(CLI::App& app, const graph::KindRegistry& registry, int*
   auto* time = reset->add_option("--time", flags->time,
                                  "redeliver every event committed at or after this ISO 8601 time (with a zone)");
   pos->excludes(time);
-  reset->callback([flags, &registry, exit_code] { *exit_code = reset_checkpoint(*flags, registry); });
+  reset->callback([flags, &registry, exit_code] { *exit_code = local_or_remote(*flags, reset_checkpoint, reset_checkpoint_remote, registry); });
 
   CLI::App* rebuild = repair->add_subcommand(
       "rebuild-projection", "drop a projection's snapshots and reset its checkpoint: the next serve rebuilds it");
   common(rebuild);
   rebuild->add_option("--projection", flags->projection, "the projection's node id (needed when there are several)");
-  rebuild->callback([flags, &registry, exit_code] { *exit_code = rebuild_projection(*flags, registry); });
+  rebuild->callback([flags, &registry, exit_code] { *exit_code = local_or_remote(*flags, rebuild_projection, rebuild_projection_remote, registry); });
 }
 
 }  // namespace orderflow::server

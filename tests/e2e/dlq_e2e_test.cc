@@ -297,6 +297,151 @@ TEST_F(DlqE2eTest, ReplayedDeadLetterIsExecutedOnceAndTruncatedOneRefused) {
   EXPECT_EQ(total(kafka_->end_offsets(kDlq)), 2) << "the replayed command was dead-lettered";
 }
 
+// The same dead letters through a running server's admin API (GET /api/v1/admin/dead-letters,
+// POST .../replay) and `orderflow dlq ... --server URL`, which calls it.
+TEST_F(DlqE2eTest, AdminApiListsWithKindAndReplaysAFixedOne) {
+  kafka_->produce(kCommands, "sku-BAD", "{\"commandId\":\"bad-1\",\"addStock\":", {{"content-type", "application/json"}});
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(wait_dead_letters(1));  // offset 0: the source's own
+  const std::string fixed = add_stock("api-fixed-1", "APIFIX", 4).body;
+  auto headers = [](const std::string& value, const std::string& reason, int64_t offset) {
+    return std::vector<std::pair<std::string, std::string>>{{"content-type", "application/json"},
+                                                            {"x-orderflow-error", reason},
+                                                            {"x-orderflow-original-size", std::to_string(value.size())},
+                                                            {"x-orderflow-source-topic", kCommands},
+                                                            {"x-orderflow-source-partition", "0"},
+                                                            {"x-orderflow-source-offset", std::to_string(offset)}};
+  };
+  // Offset 1: parked by the source (a write that kept failing); offset 2: truncated.
+  kafka_->produce(kDlq, "sku-APIFIX", fixed,
+                  headers(fixed, "parked after 10 failed attempts while other commands succeeded: io error: disk full",
+                          51));
+  auto cut = headers(fixed, "refused: too large", 52);
+  cut.push_back({"x-orderflow-truncated", cut[2].second});
+  kafka_->produce(kDlq, "sku-CUT", fixed.substr(0, 20), cut);
+  ASSERT_TRUE(kafka_->flush());
+  ASSERT_NO_FATAL_FAILURE(wait_dead_letters(3));
+
+  Http h(port_);
+  Reply r = h.get("/api/v1/admin/dead-letters");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_FALSE(str(r.json, "instance").empty());
+  const auto* sources = arr(r.json, "sources");
+  ASSERT_TRUE(sources != nullptr && sources->size() == 1) << r.describe();
+  const value& src = sources->at(0);
+  EXPECT_EQ(str(src, "node"), "kin");
+  EXPECT_EQ(str(src, "topic"), kDlq);
+  EXPECT_FALSE(flag(src, "more"));
+  const auto* letters = arr(src, "dead_letters");
+  ASSERT_TRUE(letters != nullptr && letters->size() == 3) << r.describe();
+  std::map<std::string, value> by_key;
+  for (const auto& d : *letters) {
+    for (const char* f : {"topic", "partition", "offset", "timestamp_ms", "key", "reason", "source", "size",
+                          "original_size", "truncated", "headers_dropped", "kind", "replayable"})
+      EXPECT_NE(field(d, f), nullptr) << f << " missing in " << d.serialize();
+    by_key[str(d, "key")] = d;
+  }
+  EXPECT_EQ(str(by_key["sku-BAD"], "kind"), "dead_letter");
+  EXPECT_FALSE(str(by_key["sku-BAD"], "reason").empty());
+  EXPECT_EQ(num(by_key["sku-BAD"], "offset"), 0);
+  EXPECT_EQ(str(by_key["sku-APIFIX"], "kind"), "parked");
+  EXPECT_EQ(str(by_key["sku-APIFIX"], "reason").rfind("parked after 10 failed attempts", 0), 0u);
+  EXPECT_TRUE(flag(by_key["sku-APIFIX"], "replayable"));
+  EXPECT_EQ(num(by_key["sku-APIFIX"], "offset"), 1);
+  EXPECT_FALSE(flag(by_key["sku-CUT"], "replayable"));
+  EXPECT_NE(str(by_key["sku-CUT"], "not_replayable_because").find("truncated"), std::string::npos);
+
+  r = h.get("/api/v1/admin/dead-letters?node=kin&limit=1");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_TRUE(flag(arr(r.json, "sources")->at(0), "more")) << r.describe();
+  EXPECT_EQ(arr(arr(r.json, "sources")->at(0), "dead_letters")->size(), 1u) << r.describe();
+  EXPECT_EQ(h.get("/api/v1/admin/dead-letters?node=nope").status, 404);
+
+  const int64_t before = total(kafka_->end_offsets(kCommands));
+  r = h.post("/api/v1/admin/dead-letters/replay", R"({"node":"kin","partition":0,"offset":2})");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(arr(r.json, "replayed")->size(), 0u) << r.describe();
+  ASSERT_EQ(arr(r.json, "refused")->size(), 1u) << r.describe();
+  EXPECT_NE(str(arr(r.json, "refused")->at(0), "reason").find("truncated"), std::string::npos) << r.describe();
+  EXPECT_EQ(total(kafka_->end_offsets(kCommands)), before);
+
+  r = h.post("/api/v1/admin/dead-letters/replay", R"({"partition":0,"offset":1})");  // one source: node optional
+  ASSERT_EQ(r.status, 200) << r.describe();
+  ASSERT_EQ(arr(r.json, "replayed")->size(), 1u) << r.describe();
+  EXPECT_EQ(num(arr(r.json, "replayed")->at(0), "offset"), 1);
+  EXPECT_EQ(str(arr(r.json, "replayed")->at(0), "to").rfind(kCommands + "/", 0), 0u) << r.describe();
+  EXPECT_EQ(arr(r.json, "refused")->size(), 0u) << r.describe();
+  ASSERT_TRUE(eventually([&] { return on_hand(h, "APIFIX") == 4; }, 10s))
+      << "the replayed command was not executed: " << h.get("/api/v1/inventory/APIFIX").describe();
+
+  r = h.post("/api/v1/admin/dead-letters/replay", R"({"partition":0,"offset":99})");
+  EXPECT_EQ(r.status, 404) << r.describe();
+  EXPECT_NE(error_message(r).find("no dead letter at orders.commands.dlq/0/99"), std::string::npos) << r.describe();
+  r = h.post("/api/v1/admin/dead-letters/replay", R"({"node":"nope","all":true})");
+  EXPECT_EQ(r.status, 404) << r.describe();
+  r = h.post("/api/v1/admin/dead-letters/replay", R"({"partition":0,"offset":1,"all":true})");
+  EXPECT_EQ(r.status, 400) << r.describe();
+  r = h.post("/api/v1/admin/dead-letters/replay", "{not json");
+  EXPECT_EQ(r.status, 400) << r.describe();
+
+  // The command line through the server: the same output as with --brokers.
+  const std::string server = " --server http://127.0.0.1:" + std::to_string(port_);
+  Ran cli = orderflow_cli("dlq list" + server);
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("3 dead letters in orders.commands.dlq (kafka_source 'kin', brokers "), std::string::npos)
+      << cli.output;
+  EXPECT_NE(cli.output.find("parked after 10 failed attempts"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("orders.commands/0/51"), std::string::npos) << cli.output;
+  const Ran direct = dlq("list");
+  EXPECT_EQ(direct.output, cli.output) << "the table differs from the one read from Kafka directly";
+  cli = orderflow_cli("dlq list --json" + server);
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  const value json = value::parse(cli.output);
+  ASSERT_TRUE(json.is_array() && json.as_array().size() == 3) << cli.output;
+  EXPECT_EQ(str(json.as_array().at(1), "kind"), "parked") << cli.output;
+  EXPECT_EQ(dlq("list", "--json").output, cli.output);
+  cli = orderflow_cli("dlq inspect --partition 0 --offset 0" + server);
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_EQ(dlq("inspect", "--partition 0 --offset 0").output, cli.output);
+  cli = orderflow_cli("dlq replay --partition 0 --offset 1 --dry-run" + server);
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("would replay orders.commands.dlq/0/1 -> orders.commands (key sku-APIFIX"),
+            std::string::npos)
+      << cli.output;
+  cli = orderflow_cli("dlq replay --partition 0 --offset 2" + server);
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("not replaying orders.commands.dlq/0/2: it is truncated"), std::string::npos)
+      << cli.output;
+  cli = orderflow_cli("dlq replay --partition 0 --offset 1" + server);
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("replayed orders.commands.dlq/0/1 -> orders.commands/"), std::string::npos) << cli.output;
+  cli = orderflow_cli("dlq inspect --partition 0 --offset 99" + server);
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  cli = orderflow_cli("dlq list " + graph_.string() + server);
+  EXPECT_EQ(cli.exit_code, 2) << cli.output;
+
+  // Kafka gone: 502 with the reason, within the timeout asked for; the CLI exits 1.
+  kafka_.reset();
+  r = h.get("/api/v1/admin/dead-letters?timeout_s=1");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(is_error_body(r)) << r.describe();
+  // Meanwhile GET subscribers is not queued behind such a slow request.
+  Reply slow;
+  std::thread waiting([&] {
+    Http other(port_);
+    slow = other.get("/api/v1/admin/dead-letters?timeout_s=3");
+  });
+  std::this_thread::sleep_for(300ms);
+  const auto asked = Clock::now();
+  EXPECT_EQ(h.get("/api/v1/admin/subscribers").status, 200);
+  EXPECT_LT(Clock::now() - asked, 1s) << "GET subscribers waited for the Kafka request";
+  waiting.join();
+  EXPECT_EQ(slow.status, 502) << slow.describe();
+  cli = orderflow_cli("dlq list --timeout 1" + server);
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("Kafka"), std::string::npos) << cli.output;
+}
+
 // No server needed: usage is checked before Kafka is asked anything.
 TEST(DlqCli, HelpAndBadUsage) {
   for (const char* cmd : {"dlq", "dlq list", "dlq inspect", "dlq replay"}) {
