@@ -430,6 +430,8 @@ std::string format_dead_letter_counts(const DeadLetterCounts& c) {
 
 std::string format_dead_letter_line(const DeadLetterCounts& c) {
   const char* plus = c.more ? "+" : "";
+  // A saga parks commands but has no dead-letter topic: its box says "parked N" alone.
+  if (c.dead_letters == 0 && c.parked > 0 && !c.more) return "parked " + std::to_string(c.parked);
   std::string text = "dead " + std::to_string(c.dead_letters) + plus;
   if (c.parked > 0) text += "  parked " + std::to_string(c.parked) + plus;
   return text;
@@ -485,6 +487,17 @@ Snapshot make_snapshot(std::vector<ServerState> servers, double now, const Healt
         if (seen[src.node].insert(key).second) ++(d.parked() ? c.parked : c.dead_letters);
         if (seen_all.insert(key).second) ++(d.parked() ? s.dead_letter_total.parked : s.dead_letter_total.dead_letters);
       }
+    }
+  }
+  // Commands the saga parked, each (node, command id) once over instances.
+  std::set<std::pair<std::string, std::string>> seen_parked;
+  for (size_t i = 0; i < s.servers.size(); ++i) {
+    const ServerState& st = s.servers[i];
+    if (s.duplicate_of[i] >= 0 || !st.parked) continue;
+    for (const ParkedCommand& p : st.parked->parked) {
+      if (!seen_parked.emplace(p.node, p.command_id).second) continue;
+      ++s.dead_letter_counts[p.node].parked;
+      ++s.dead_letter_total.parked;
     }
   }
   for (LayoutNode& n : s.layout.nodes) {
@@ -626,11 +639,33 @@ void dump_admin(std::ostringstream& o, const Snapshot& s) {
       }
       o << "]}";
     }
+    o << "],\n       \"parkedView\": {";
+    dump_view(o, st.parked_view);
+    o << "}, \"parkedCommands\": [";
+    const auto* parked = st.parked ? &st.parked->parked : nullptr;
+    for (size_t k = 0; parked && k < parked->size(); ++k) {
+      const ParkedCommand& p = (*parked)[k];
+      o << (k ? ",\n        " : "\n        ") << "{\"node\": ";
+      json_string(o, p.node);
+      o << ", \"commandId\": ";
+      json_string(o, p.command_id);
+      o << ", \"command\": ";
+      json_string(o, p.command);
+      o << ", \"stream\": ";
+      json_string(o, p.stream);
+      o << ", \"eventStream\": ";
+      json_string(o, p.event_stream);
+      o << ", \"eventVersion\": " << p.event_version << ", \"attempts\": " << p.attempts << ", \"reason\": ";
+      json_string(o, p.reason);
+      o << "}";
+    }
     o << "],\n       \"replays\": [";
     for (size_t k = 0; k < st.replays.size(); ++k) {
       const ReplayOutcome& r = st.replays[k];
       o << (k ? ", " : "") << "{\"id\": " << r.id << ", \"node\": ";
       json_string(o, r.request.node);
+      o << ", \"parked\": " << (r.request.parked ? "true" : "false") << ", \"commandId\": ";
+      json_string(o, r.request.command_id);
       o << ", \"all\": " << (r.request.all ? "true" : "false") << ", \"partition\": " << r.request.partition
         << ", \"offset\": " << r.request.offset << ", \"state\": \"" << replay_state_name(r.state)
         << "\", \"httpStatus\": " << r.http_status << ", \"replayed\": " << r.answer.replayed.size()

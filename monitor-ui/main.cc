@@ -60,6 +60,7 @@ void usage(std::FILE* f) {
                "                         [--token-file PATH] [--ca-file PEM]\n"
                "                         [--show-dead-letters] [--admin-interval MS]\n"
                "                         [--replay-dead-letter NODE:PARTITION:OFFSET|NODE:all]\n"
+               "                         [--replay-parked COMMAND_ID|all]\n"
                "  URL defaults to http://127.0.0.1:8080; several URLs = instances of one graph.\n"
                "  --token-file PATH: its first line is the bearer token sent on every poll (else the\n"
                "  environment variable ORDERFLOW_MONITOR_TOKEN; the token is never a flag's value).\n"
@@ -70,7 +71,8 @@ void usage(std::FILE* f) {
                "  (writing --screenshot and --dump-layout).\n"
                "  --admin-interval MS: how often dead letters and subscribers are listed (default 5000).\n"
                "  --replay-dead-letter: replay one dead letter (or all of a source) once listed, as the\n"
-               "  panel's Replay button does (for tests and scripts; needs a token with the write role).\n");
+               "  panel's Replay button does (for tests and scripts; needs a token with the write role).\n"
+               "  --replay-parked: the same for a command the saga parked (or all of them).\n");
 }
 
 // A whole-string number in [lo, hi], or a message naming the flag.
@@ -106,13 +108,20 @@ std::optional<ReplayRequest> parse_replay_flag(const std::string& text) {
   return r;
 }
 
-// The first server (not a second URL of one instance) whose dead-letter list has `node`.
-std::optional<size_t> server_listing(const std::vector<std::unique_ptr<Poller>>& pollers, const std::string& node) {
+// The first server (not a second URL of one instance) whose dead-letter list has `node`; for
+// a parked command, the first that lists it (or any parked command, for "all").
+std::optional<size_t> server_listing(const std::vector<std::unique_ptr<Poller>>& pollers, const ReplayRequest& r) {
   for (size_t i = 0; i < pollers.size(); ++i) {
     const ServerState st = pollers[i]->state();
+    if (r.parked) {
+      if (!st.parked) continue;
+      for (const ParkedCommand& p : st.parked->parked)
+        if (r.all || p.command_id == r.command_id) return i;
+      continue;
+    }
     if (!st.dead_letters) continue;
     for (const DeadLetterSource& src : st.dead_letters->sources)
-      if (src.node == node) return i;
+      if (src.node == r.node) return i;
   }
   return std::nullopt;
 }
@@ -226,6 +235,18 @@ bool parse_args(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "--replay-dead-letter needs NODE:PARTITION:OFFSET or NODE:all, got '%s'\n", v);
         return false;
       }
+    } else if (a == "--replay-parked") {
+      const char* v = next("--replay-parked");
+      if (!v) return false;
+      if (*v == '\0') {
+        std::fprintf(stderr, "--replay-parked needs a command id or all\n");
+        return false;
+      }
+      ReplayRequest r;
+      r.parked = true;
+      r.all = std::string(v) == "all";
+      if (!r.all) r.command_id = v;
+      o.replay = r;
     } else if (a == "--select") {
       const char* v = next("--select");
       if (!v) return false;
@@ -453,13 +474,25 @@ int main(int argc, char** argv) {
   }
   if (opt.replay) {
     // The same path as the panel's button: the request goes to a server that lists the node.
-    const std::optional<size_t> server = server_listing(pollers, opt.replay->node);
+    const std::optional<size_t> server = server_listing(pollers, *opt.replay);
     if (!server) {
-      std::fprintf(stderr, "--replay-dead-letter: no server lists dead letters of '%s'\n", opt.replay->node.c_str());
+      if (opt.replay->parked)
+        std::fprintf(stderr, "--replay-parked: no server lists parked command '%s'\n",
+                     opt.replay->all ? "(any)" : opt.replay->command_id.c_str());
+      else
+        std::fprintf(stderr, "--replay-dead-letter: no server lists dead letters of '%s'\n", opt.replay->node.c_str());
     } else {
       Poller& p = *pollers[*server];
       const int finished = p.replays_finished(), listed = p.admin_attempts();
       opt.replay->server = *server;
+      if (opt.replay->parked) {  // the node that parked it, as the panel's button sends it
+        const ServerState st = p.state();
+        for (const ParkedCommand& pc : st.parked->parked)
+          if (opt.replay->all || pc.command_id == opt.replay->command_id) {
+            opt.replay->node = pc.node;
+            break;
+          }
+      }
       p.request_replay(*opt.replay);
       // Its answer, and the list polled again after it.
       if (!wait_for([&] { return p.replays_finished() > finished && p.admin_attempts() > listed; },

@@ -400,8 +400,35 @@ void Poller::poll_admin(AdminClients& c) {
     }
     if (b.status == 0) c.list.reset();
   }
+  // Commands the saga parked: asked wherever the admin API answers (404 = none parked this way).
+  AdminView parked_view;
+  std::shared_ptr<const ParkedList> parked;
+  const bool want_parked = view.status != AdminStatus::kNoAdminApi && view.status != AdminStatus::kUnauthorized &&
+                           a.status != 0 && c.list;
+  if (want_parked) {
+    const std::string parked_path = "/api/v1/admin/parked";
+    const Answer p = send(*c.list, web::http::methods::GET, parked_path, options_.token, c.cancel);
+    parked_view = classify_admin(p, parked_path, url_, options_.token, unix_now());
+    if (parked_view.status == AdminStatus::kOk) {
+      std::string error;
+      if (auto parsed = parse_parked(p.body, &error)) {
+        parked = std::make_shared<const ParkedList>(std::move(*parsed));
+      } else {
+        parked_view.status = AdminStatus::kFailed;
+        parked_view.error = "GET " + parked_path + ": " + error;
+      }
+    }
+    if (p.status == 0) c.list.reset();
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (want_parked) {
+      state_.parked_view = parked_view;
+      if (parked || parked_view.status != AdminStatus::kFailed) state_.parked = parked;
+    } else if (view.status != AdminStatus::kFailed) {
+      state_.parked_view = AdminView{view.status, view.http_status, "", view.polled_at};
+      state_.parked.reset();
+    }
     state_.dead_letters_view = view;
     if (list || view.status != AdminStatus::kFailed) state_.dead_letters = list;  // a failure keeps the last list
     if (want_subs) {
@@ -420,20 +447,28 @@ void Poller::replay(AdminClients& c, const ReplayOutcome& job) {
   if (!c.replay)
     c.replay = std::make_unique<web::http::client::http_client>(url_, admin_config(options_.replay_timeout, options_.ca_file));
   web::json::value body = web::json::value::object();
-  body["node"] = web::json::value::string(job.request.node);
-  if (job.request.all) {
-    body["all"] = web::json::value::boolean(true);
+  if (job.request.parked) {
+    if (job.request.all)
+      body["all"] = web::json::value::boolean(true);
+    else
+      body["command_id"] = web::json::value::string(job.request.command_id);
   } else {
-    body["partition"] = web::json::value::number(job.request.partition);
-    body["offset"] = web::json::value::number(job.request.offset);
+    body["node"] = web::json::value::string(job.request.node);
+    if (job.request.all) {
+      body["all"] = web::json::value::boolean(true);
+    } else {
+      body["partition"] = web::json::value::number(job.request.partition);
+      body["offset"] = web::json::value::number(job.request.offset);
+    }
   }
-  const std::string path = "/api/v1/admin/dead-letters/replay";
+  const std::string path = job.request.parked ? "/api/v1/admin/parked/replay" : "/api/v1/admin/dead-letters/replay";
   const Answer a = send(*c.replay, web::http::methods::POST, path, options_.token, c.cancel, body.serialize());
   ReplayOutcome o = job;
   o.http_status = a.status;
   if (a.status == 200) {
     std::string error;
-    if (auto answer = parse_replay_answer(a.body, &error)) {
+    auto answer = job.request.parked ? parse_parked_replay_answer(a.body, &error) : parse_replay_answer(a.body, &error);
+    if (answer) {
       o.state = ReplayOutcome::State::kDone;
       o.answer = std::move(*answer);
     } else {

@@ -315,31 +315,78 @@ std::optional<DeadLetterList> parse_dead_letters(const std::string& json, std::s
   });
 }
 
+namespace {
+
+// A replay answer: items named by DLQ partition and offset, or (by_command: the saga's parked
+// commands) by command id, with the outcome in "outcome" instead of "to".
+ReplayAnswer read_replay_answer(const value& doc, bool by_command) {
+  ReplayAnswer a;
+  if (!doc.has_field("replayed") && !doc.has_field("refused") && !doc.has_field("failed"))
+    throw Missing("document: none of \"replayed\", \"refused\", \"failed\"");
+  auto each = [&](const char* name, auto&& add) {
+    if (!doc.has_field(name)) return;  // "failed": servers that send it (a field added later)
+    need_array(doc, name, "document");
+    size_t i = 0;
+    for (const value& r : doc.at(name).as_array()) add(r, std::string(name) + "[" + std::to_string(i++) + "]");
+  };
+  each("replayed", [&](const value& r, const std::string& at) {
+    ReplayAnswer::Replayed out;
+    if (by_command) {
+      out.command_id = need_string(r, "command_id", at);
+      out.to = str_field(r, "outcome");
+    } else {
+      out = {static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at), str_field(r, "to")};
+    }
+    a.replayed.push_back(std::move(out));
+  });
+  for (auto [name, list] : {std::pair{"refused", &a.refused}, std::pair{"failed", &a.failed}}) {
+    each(name, [&, list = list](const value& r, const std::string& at) {
+      ReplayAnswer::Refused out;
+      if (by_command)
+        out.command_id = need_string(r, "command_id", at);
+      else
+        out = {static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at), ""};
+      out.reason = str_field(r, "reason");
+      list->push_back(std::move(out));
+    });
+  }
+  return a;
+}
+
+}  // namespace
+
 std::optional<ReplayAnswer> parse_replay_answer(const std::string& json, std::string* error) {
-  return parse_admin<ReplayAnswer>(json, error, "replay answer", [](const value& doc) {
-    ReplayAnswer a;
-    if (!doc.has_field("replayed") && !doc.has_field("refused"))
-      throw Missing("document: neither \"replayed\" nor \"refused\"");
-    if (doc.has_field("replayed")) {
-      need_array(doc, "replayed", "document");
-      size_t i = 0;
-      for (const value& r : doc.at("replayed").as_array()) {
-        const std::string at = "replayed[" + std::to_string(i++) + "]";
-        a.replayed.push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
-                              str_field(r, "to")});
-      }
+  return parse_admin<ReplayAnswer>(json, error, "replay answer",
+                                   [](const value& doc) { return read_replay_answer(doc, false); });
+}
+
+std::optional<ReplayAnswer> parse_parked_replay_answer(const std::string& json, std::string* error) {
+  return parse_admin<ReplayAnswer>(json, error, "parked replay answer",
+                                   [](const value& doc) { return read_replay_answer(doc, true); });
+}
+
+std::optional<ParkedList> parse_parked(const std::string& json, std::string* error) {
+  return parse_admin<ParkedList>(json, error, "parked list", [](const value& doc) {
+    ParkedList list;
+    list.instance = str_field(doc, "instance");
+    need_array(doc, "parked", "document");
+    size_t i = 0;
+    for (const value& v : doc.at("parked").as_array()) {
+      const std::string at = "parked[" + std::to_string(i++) + "]";
+      if (!v.is_object()) throw Missing(at + " is not an object");
+      ParkedCommand p;
+      p.command_id = need_string(v, "command_id", at);
+      p.node = str_field(v, "node");
+      p.command = str_field(v, "command");
+      p.stream = str_field(v, "stream");
+      p.event_stream = str_field(v, "event_stream");
+      p.event_version = v.has_field("event_version") ? need_int(v, "event_version", at) : 0;
+      p.reason = str_field(v, "reason");
+      p.attempts = v.has_field("attempts") ? need_int(v, "attempts", at) : 0;
+      if (v.has_field("parked_at_ms") && v.at("parked_at_ms").is_number()) p.parked_at_ms = v.at("parked_at_ms").as_double();
+      list.parked.push_back(std::move(p));
     }
-    for (auto [name, out] : {std::pair{"refused", &a.refused}, std::pair{"failed", &a.failed}}) {
-      if (!doc.has_field(name)) continue;  // "failed": servers that send it (a field added later)
-      need_array(doc, name, "document");
-      size_t i = 0;
-      for (const value& r : doc.at(name).as_array()) {
-        const std::string at = std::string(name) + "[" + std::to_string(i++) + "]";
-        out->push_back({static_cast<int>(need_int(r, "partition", at)), need_int(r, "offset", at),
-                        str_field(r, "reason")});
-      }
-    }
-    return a;
+    return list;
   });
 }
 
@@ -412,6 +459,7 @@ const char* admin_status_name(AdminStatus s) {
 }
 
 std::string ReplayRequest::describe() const {
+  if (parked) return node + (all ? std::string(" all parked") : " parked " + command_id);
   return node + (all ? std::string(" all") : " " + std::to_string(partition) + ":" + std::to_string(offset));
 }
 
@@ -429,8 +477,9 @@ std::string ReplayOutcome::summary() const {
     text += name + std::to_string(list->size()) + " (";
     for (size_t i = 0; i < list->size() && i < 3; ++i) {
       const auto& r = (*list)[i];
-      text += (i ? "; " : "") + std::to_string(r.partition) + ":" + std::to_string(r.offset) + ": " +
-              escape_text(r.reason, 120);
+      const std::string which =
+          r.command_id.empty() ? std::to_string(r.partition) + ":" + std::to_string(r.offset) : escape_text(r.command_id, 80);
+      text += (i ? "; " : "") + which + ": " + escape_text(r.reason, 120);
     }
     text += list->size() > 3 ? "; ...)" : ")";
   }

@@ -146,17 +146,44 @@ struct DeadLetterList {
   std::vector<DeadLetterSource> sources;  // empty for a server without a kafka_source
 };
 
-// Answer of POST /api/v1/admin/dead-letters/replay (200).
+// A command the saga parked (GET /api/v1/admin/parked): its reaction kept failing while other
+// reactions went through, so the server keeps it aside, durably, until it is replayed.
+struct ParkedCommand {
+  std::string node;        // the saga's node id
+  std::string command_id;  // the reaction's own id (a replay resubmits it with it)
+  std::string command;     // its kind, e.g. "reserveStock"
+  std::string stream;      // the stream it decides on
+  std::string event_stream;  // the event it reacted to
+  std::int64_t event_version = 0;
+  std::string reason;      // the last error; may hold control characters (escape_text)
+  std::int64_t attempts = 0;
+  std::optional<double> parked_at_ms;
+};
+
+struct ParkedList {
+  std::string instance;
+  std::vector<ParkedCommand> parked;
+};
+
+// Answer of POST /api/v1/admin/dead-letters/replay or /api/v1/admin/parked/replay (200). A
+// parked command's items carry its command_id (and `to` its outcome) instead of a partition
+// and offset.
 struct ReplayAnswer {
   struct Replayed {
+    Replayed() = default;
+    Replayed(int p, std::int64_t o, std::string t) : partition(p), offset(o), to(std::move(t)) {}
     int partition = 0;
     std::int64_t offset = 0;
-    std::string to;  // "topic/partition/offset" it was written to
+    std::string to;  // "topic/partition/offset" it was written to; a parked command's outcome
+    std::string command_id;
   };
   struct Refused {
+    Refused() = default;
+    Refused(int p, std::int64_t o, std::string r) : partition(p), offset(o), reason(std::move(r)) {}
     int partition = 0;
     std::int64_t offset = 0;
     std::string reason;
+    std::string command_id;
   };
   std::vector<Replayed> replayed;
   std::vector<Refused> refused;  // not replayable (the server says why)
@@ -174,6 +201,9 @@ struct SubscriberInfo {
 std::optional<DeadLetterList> parse_dead_letters(const std::string& json, std::string* error = nullptr);
 std::optional<ReplayAnswer> parse_replay_answer(const std::string& json, std::string* error = nullptr);
 std::optional<std::vector<SubscriberInfo>> parse_subscribers(const std::string& json, std::string* error = nullptr);
+std::optional<ParkedList> parse_parked(const std::string& json, std::string* error = nullptr);
+// {"replayed":[{"command_id","outcome"}],"failed":[{"command_id","reason"}]} (and "refused").
+std::optional<ReplayAnswer> parse_parked_replay_answer(const std::string& json, std::string* error = nullptr);
 // The "error" of an error answer's body ({"error":"..."} or {"error":{"message":...}}), "" if none.
 std::string error_of_body(const std::string& json);
 
@@ -193,14 +223,21 @@ struct AdminView {
   double polled_at = 0;  // unix seconds of the last answer or failure
 };
 
-// A replay asked for from the monitor: one dead letter (all == false) or all of a source's.
+// A replay asked for from the monitor: one dead letter (all == false) or all of a source's;
+// with `parked`, one command the saga parked (by command_id) or all of them.
 struct ReplayRequest {
+  ReplayRequest() = default;
+  ReplayRequest(size_t server_index, std::string node_id, bool all_of_source, int p, std::int64_t o)
+      : server(server_index), node(std::move(node_id)), all(all_of_source), partition(p), offset(o) {}
   size_t server = 0;  // index into the pollers / Snapshot::servers
   std::string node;
   bool all = false;
   int partition = 0;
   std::int64_t offset = 0;
-  std::string describe() const;  // "orders-kafka 0:3" / "orders-kafka all"
+  bool parked = false;
+  std::string command_id;
+  // "orders-kafka 0:3" / "orders-kafka all" / "saga parked saga/order-o1/1/reserve/A" / "saga all parked"
+  std::string describe() const;
 };
 
 // What became of a replay, kept by the poller (the last few) and shown in the panel.
@@ -259,6 +296,8 @@ struct ServerState {
   std::shared_ptr<const DeadLetterList> dead_letters;
   AdminView subscribers_view;
   std::shared_ptr<const std::vector<SubscriberInfo>> subscribers;
+  AdminView parked_view;  // GET /api/v1/admin/parked (404: the server parks nothing this way)
+  std::shared_ptr<const ParkedList> parked;
   std::vector<ReplayOutcome> replays;  // the last kKeptReplays, oldest first
   static constexpr size_t kKeptReplays = 8;
 };

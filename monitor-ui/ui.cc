@@ -269,6 +269,73 @@ void draw_dead_letter_rows(const ServerState& st, size_t server, const DeadLette
 }
 
 // Subscribers of the change feeds, per server that lists them (GET /api/v1/admin/subscribers).
+bool parked_replay_pending(const ServerState& st, const std::string& command_id) {
+  for (const ReplayOutcome& r : st.replays)
+    if (r.state == ReplayOutcome::State::kPending && r.request.parked &&
+        (command_id.empty() || r.request.all || r.request.command_id == command_id))
+      return true;
+  return false;
+}
+
+// The commands a server's saga parked, with Replay (one) and Replay all buttons.
+void draw_parked_commands(const ServerState& st, size_t server, UiState& ui) {
+  const AdminView& v = st.parked_view;
+  if (v.status == AdminStatus::kFailed)
+    ImGui::TextColored(kWarnText, "  listing parked commands failed%s: %s", st.parked ? " (the last list is shown)" : "",
+                       escape_text(v.error).c_str());
+  if (!st.parked || st.parked->parked.empty()) return;
+  const auto& rows = st.parked->parked;
+  ImGui::PushID("parked");
+  ImGui::TextColored(kParkedText, "  %zu command%s parked by the saga", rows.size(), rows.size() == 1 ? "" : "s");
+  ImGui::SameLine();
+  const bool pending_all = parked_replay_pending(st, "");
+  ImGui::BeginDisabled(pending_all);
+  ReplayRequest all{server, rows.front().node, true, 0, 0};
+  all.parked = true;
+  if (ImGui::SmallButton("Replay all parked")) ui.replay_requests.push_back(all);
+  if (!pending_all) record_button(all, ui);
+  ImGui::EndDisabled();
+  const ImGuiTableFlags flags = ImGuiTableFlags_Borders | ImGuiTableFlags_Resizable | ImGuiTableFlags_SizingStretchProp;
+  if (ImGui::BeginTable("parked_rows", 8, flags)) {
+    for (const char* c : {"Node", "Command", "Command id", "Stream", "Reacting to", "Attempts", "Reason"})
+      ImGui::TableSetupColumn(c);
+    ImGui::TableSetupColumn("Replay", ImGuiTableColumnFlags_WidthFixed, 64);
+    ImGui::TableHeadersRow();
+    for (const ParkedCommand& p : rows) {
+      ImGui::PushID(p.command_id.c_str());
+      ImGui::TableNextRow();
+      ImGui::TableSetBgColor(ImGuiTableBgTarget_RowBg0, IM_COL32(90, 60, 10, 160));
+      ImGui::TableSetColumnIndex(0);
+      ImGui::TextUnformatted(escape_text(p.node, 60).c_str());
+      ImGui::TableSetColumnIndex(1);
+      ImGui::TextUnformatted(escape_text(p.command, 60).c_str());
+      ImGui::TableSetColumnIndex(2);
+      ImGui::TextUnformatted(escape_text(p.command_id, 120).c_str());
+      ImGui::TableSetColumnIndex(3);
+      ImGui::TextUnformatted(escape_text(p.stream, 80).c_str());
+      ImGui::TableSetColumnIndex(4);
+      ImGui::Text("%s v%lld", escape_text(p.event_stream, 80).c_str(), static_cast<long long>(p.event_version));
+      ImGui::TableSetColumnIndex(5);
+      ImGui::Text("%lld", static_cast<long long>(p.attempts));
+      ImGui::TableSetColumnIndex(6);
+      ImGui::TextUnformatted(escape_text(p.reason).c_str());
+      if (ImGui::TableSetColumnIndex(7)) {
+        const bool pending = parked_replay_pending(st, p.command_id);
+        ImGui::BeginDisabled(pending);
+        ReplayRequest one{server, p.node, false, 0, 0};
+        one.parked = true;
+        one.command_id = p.command_id;
+        if (ImGui::SmallButton(pending ? "..." : "Replay")) ui.replay_requests.push_back(one);
+        if (!pending) record_button(one, ui);
+        ImGui::EndDisabled();
+      }
+      ImGui::PopID();
+    }
+    ImGui::EndTable();
+  }
+  ImGui::PopID();
+}
+
 void draw_subscribers(const Snapshot& s) {
   bool any = false;
   for (const ServerState& st : s.servers) any = any || (st.subscribers && !st.subscribers->empty());
@@ -374,7 +441,8 @@ void draw_dead_letters(const Snapshot& s, UiState& ui) {
       if (!src.dead_letters.empty()) draw_dead_letter_rows(st, i, src, ui);
       ImGui::PopID();
     }
-    // Replays of a source no longer listed (or asked for before the list came).
+    if (dup < 0 && st.reachable) draw_parked_commands(st, i, ui);
+    // Replays of a source no longer listed (or asked for before the list came), and of parked commands.
     for (auto it = st.replays.rbegin(); it != st.replays.rend(); ++it) {
       const bool listed = show_rows && std::any_of(st.dead_letters->sources.begin(), st.dead_letters->sources.end(),
                                                    [&](const DeadLetterSource& src) { return src.node == it->request.node; });

@@ -18,6 +18,9 @@ The admin API (the server's /api/v1/admin/..., same JSON shapes):
                         are refused with their not_replayable_because; an unknown node or
                         offset is 404 {"error"}.
   --subscribers FILE    GET /api/v1/admin/subscribers serves this document verbatim.
+  --parked FILE         GET /api/v1/admin/parked serves this document; POST
+                        /api/v1/admin/parked/replay ({"command_id"} or {"all": true}) answers
+                        each as replayed with outcome "committed" and drops it from the list.
   --replay-log FILE     each replay POST appends one JSON line: {"authorization", "body"}.
   --admin-status CODE   every admin GET answers CODE with {"error"} instead (e.g. 403, 500).
   --replay-status CODE  every replay POST answers CODE with {"error"} instead (e.g. 403, 409).
@@ -76,6 +79,7 @@ def main():
     ap.add_argument("--port-file", help="write the listening port here once bound")
     ap.add_argument("--dead-letters", help="serve and replay from this dead-letter list")
     ap.add_argument("--subscribers", help="serve this file as /api/v1/admin/subscribers")
+    ap.add_argument("--parked", help="serve and replay from this list of parked saga commands")
     ap.add_argument("--replay-log", help="append each replay POST here as a JSON line")
     ap.add_argument("--admin-status", type=int, help="answer admin GETs with this status")
     ap.add_argument("--replay-status", type=int, help="answer replay POSTs with this status")
@@ -86,6 +90,27 @@ def main():
     if args.dead_letters:
         with open(args.dead_letters, "rb") as f:
             dead_letters = json.load(f)
+
+    parked = None
+    if args.parked:
+        with open(args.parked, "rb") as f:
+            parked = json.load(f)
+
+    def replay_parked(body):
+        """The answer to a parked-command replay POST, moving replayed commands out of the list."""
+        rows = parked["parked"]
+        if body.get("all") is True:
+            chosen = list(rows)
+        elif isinstance(body.get("command_id"), str):
+            chosen = [r for r in rows if r["command_id"] == body["command_id"]]
+            if not chosen:
+                return 404, {"error": {"code": "not_found", "message": f"no parked command {body['command_id']}"}}
+        else:
+            return 400, {"error": "give command_id, or all: true"}
+        for r in chosen:
+            rows.remove(r)
+        return 200, {"replayed": [{"command_id": r["command_id"], "outcome": "committed"} for r in chosen],
+                     "failed": []}
 
     def replay(body):
         """The answer (status, document) to a replay POST, moving replayed rows out of the list."""
@@ -136,7 +161,8 @@ def main():
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if self.path != "/api/v1/admin/dead-letters/replay" or dead_letters is None:
+            is_parked = self.path == "/api/v1/admin/parked/replay" and parked is not None
+            if not is_parked and (self.path != "/api/v1/admin/dead-letters/replay" or dead_letters is None):
                 self.answer(404, {"error": "not found"})
                 return
             try:
@@ -155,6 +181,8 @@ def main():
                                                                  "message": f"refused by the test ({args.replay_status})"}}
                 elif not isinstance(body, dict):
                     status, doc = 400, {"error": "the body is not a JSON object"}
+                elif is_parked:
+                    status, doc = replay_parked(body)
                 else:
                     status, doc = replay(body)
             if args.replay_delay:
@@ -170,6 +198,9 @@ def main():
                         self.answer(200, dead_letters)
                 elif self.path == "/api/v1/admin/subscribers" and args.subscribers:
                     self.answer(200, canned(args.subscribers))
+                elif self.path == "/api/v1/admin/parked" and parked is not None:
+                    with lock:
+                        self.answer(200, parked)
                 else:
                     self.answer(404, {"error": "not found"})
                 return

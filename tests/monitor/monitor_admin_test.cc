@@ -139,7 +139,7 @@ TEST(MonitorAdmin, ParsesReplayAnswersSubscribersAndErrorBodies) {
   o.answer = *f;
   EXPECT_EQ(o.summary(), "kafka all: replayed 0, failed 1 (2:5: Local: Message timed out)");
   EXPECT_FALSE(parse_replay_answer(R"({"ok":true})", &error));
-  EXPECT_NE(error.find("neither \"replayed\" nor \"refused\""), std::string::npos) << error;
+  EXPECT_NE(error.find("none of \"replayed\", \"refused\", \"failed\""), std::string::npos) << error;
   EXPECT_FALSE(parse_replay_answer(R"({"replayed":[{"partition":0}]})", &error));
   EXPECT_NE(error.find("replayed[0]: no \"offset\""), std::string::npos) << error;
   EXPECT_FALSE(parse_replay_answer("", &error));
@@ -401,6 +401,85 @@ TEST_F(HeadlessPanel, ToolbarButtonOpensThePanelAndEveryStateDraws) {
   frame(s, ui);
   EXPECT_NE(ImGui::FindWindowByName("Dead letters"), nullptr);
   EXPECT_EQ(ui.replay_buttons.size(), 3u) << "rows of the failed poll's last list are still shown";
+}
+
+// ---- commands the saga parked (GET /api/v1/admin/parked, POST .../parked/replay) ----
+
+const char* kParked = R"({"instance":"orders-a","parked":[
+ {"node":"saga","command_id":"saga/order-o7/1/reserve/A","command":"reserveStock","stream":"sku-A",
+  "event_stream":"order-o7","event_version":1,"reason":"boom\u0007","attempts":10,"parked_at_ms":1764650000000},
+ {"node":"saga","command_id":"saga/order-o8/1/reserve/A","command":"reserveStock","stream":"sku-A",
+  "event_stream":"order-o8","event_version":2,"reason":"boom","attempts":11,"parked_at_ms":null}]})";
+
+TEST(MonitorAdmin, ParsesParkedCommandsAndTheirReplayAnswer) {
+  std::string error;
+  auto list = parse_parked(kParked, &error);
+  ASSERT_TRUE(list) << error;
+  EXPECT_EQ(list->instance, "orders-a");
+  ASSERT_EQ(list->parked.size(), 2u);
+  EXPECT_EQ(list->parked[0].command_id, "saga/order-o7/1/reserve/A");
+  EXPECT_EQ(list->parked[0].command, "reserveStock");
+  EXPECT_EQ(list->parked[0].event_version, 1);
+  EXPECT_EQ(list->parked[0].attempts, 10);
+  ASSERT_TRUE(list->parked[0].parked_at_ms);
+  EXPECT_FALSE(list->parked[1].parked_at_ms);
+  EXPECT_FALSE(parse_parked(R"({"parked":[{"node":"saga"}]})", &error));
+  EXPECT_NE(error.find("command_id"), std::string::npos) << error;
+  EXPECT_FALSE(parse_parked(R"({"instance":"x"})", &error));
+  EXPECT_NE(error.find("parked"), std::string::npos) << error;
+  EXPECT_FALSE(parse_parked("not json", &error));
+
+  auto answer = parse_parked_replay_answer(
+      R"({"replayed":[{"command_id":"a","outcome":"committed"}],"failed":[{"command_id":"b","reason":"store down"}]})",
+      &error);
+  ASSERT_TRUE(answer) << error;
+  ASSERT_EQ(answer->replayed.size(), 1u);
+  EXPECT_EQ(answer->replayed[0].command_id, "a");
+  EXPECT_EQ(answer->replayed[0].to, "committed");
+  ASSERT_EQ(answer->failed.size(), 1u);
+  ReplayOutcome o;
+  o.request.node = "saga";
+  o.request.parked = true;
+  o.request.command_id = "a";
+  o.state = ReplayOutcome::State::kDone;
+  o.answer = *answer;
+  EXPECT_EQ(o.summary(), "saga parked a: replayed 1, failed 1 (b: store down)");
+  EXPECT_FALSE(parse_parked_replay_answer(R"({"replayed":[{"outcome":"x"}]})", &error));
+  EXPECT_NE(error.find("command_id"), std::string::npos) << error;
+}
+
+ServerState with_parked(ServerState st) {
+  st.parked = std::make_shared<const ParkedList>(*parse_parked(kParked));
+  st.parked_view.status = AdminStatus::kOk;
+  return st;
+}
+
+TEST(MonitorAdmin, ParkedCommandsAreCountedOnceOverInstances) {
+  const Snapshot s = make_snapshot({with_parked(admin_server("http://127.0.0.1:1", "orders-a", kDeadLetters)),
+                                    with_parked(admin_server("http://127.0.0.1:2", "orders-b", kDeadLetters))},
+                                   100);
+  EXPECT_EQ(s.dead_letter_counts.at("saga").parked, 2u);
+  EXPECT_EQ(s.dead_letter_counts.at("saga").dead_letters, 0u);
+  EXPECT_EQ(s.dead_letter_total.parked, 3u) << "one parked dead letter and two parked commands";
+  EXPECT_EQ(format_dead_letter_line(s.dead_letter_counts.at("saga")), "parked 2");
+}
+
+TEST_F(HeadlessPanel, ParkedCommandsHaveReplayButtons) {
+  const Snapshot s = make_snapshot({with_parked(admin_server("http://127.0.0.1:1", "orders-a", kDeadLetters))}, 100);
+  UiState ui;
+  ui.show_dead_letters = true;
+  frame(s, ui);
+  frame(s, ui);
+  std::set<std::string> names;
+  for (const auto& [req, rect] : ui.replay_buttons) names.insert(rect.name);
+  EXPECT_EQ(names.count("saga parked saga/order-o7/1/reserve/A"), 1u);
+  EXPECT_EQ(names.count("saga all parked"), 1u);
+  click(s, ui, "saga parked saga/order-o8/1/reserve/A");
+  ASSERT_EQ(ui.replay_requests.size(), 1u);
+  EXPECT_TRUE(ui.replay_requests[0].parked);
+  EXPECT_FALSE(ui.replay_requests[0].all);
+  EXPECT_EQ(ui.replay_requests[0].command_id, "saga/order-o8/1/reserve/A");
+  EXPECT_EQ(ui.replay_requests[0].node, "saga");
 }
 
 }  // namespace

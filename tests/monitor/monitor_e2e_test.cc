@@ -691,6 +691,79 @@ TEST(MonitorE2E, DeadLettersPerInstanceAndAReplayThatReachesTheServer) {
   }
 }
 
+// Commands the saga parked (GET /api/v1/admin/parked): listed per instance, counted with the
+// parked dead letters (each command id once over instances), and --replay-parked (the path of
+// the panel's Replay button) POSTs {"command_id"} to /api/v1/admin/parked/replay with the token.
+const char* kParkedList = R"json({"instance":"INSTANCE","parked":[
+  {"node":"saga","command_id":"saga/order-o7/1/reserve/A","command":"reserveStock","stream":"sku-A",
+   "event_stream":"order-o7","event_version":1,"reason":"store unavailable\u0007 for sku-A","attempts":10,
+   "parked_at_ms":1764650000000},
+  {"node":"saga","command_id":"saga/order-o8/1/reserve/A","command":"reserveStock","stream":"sku-A",
+   "event_stream":"order-o8","event_version":1,"reason":"store unavailable","attempts":12,"parked_at_ms":null}]})json";
+
+TEST(MonitorE2E, ParkedSagaCommandsAreListedCountedOnceAndReplayed) {
+  ::unsetenv("ORDERFLOW_MONITOR_TOKEN");
+  const fs::path dir = fresh_dir("parked");
+  write_file(dir / "a-dl.json", replace_instance(kDeadLetterList, "orders-a"));
+  write_file(dir / "a-parked.json", replace_instance(kParkedList, "orders-a"));
+  write_file(dir / "b-dl.json", replace_instance(kDeadLetterList, "orders-b"));
+  write_file(dir / "b-parked.json", replace_instance(kParkedList, "orders-b"));
+  FakeServer a(dir, "a", kafka_graph("orders-a"), kafka_metrics(200),
+               {"--dead-letters", (dir / "a-dl.json").string(), "--parked", (dir / "a-parked.json").string(),
+                "--replay-log", (dir / "a-replays.jsonl").string()});
+  FakeServer b(dir, "b", kafka_graph("orders-b"), kafka_metrics(100),
+               {"--dead-letters", (dir / "b-dl.json").string(), "--parked", (dir / "b-parked.json").string()});
+  const int pa = a.port(), pb = b.port();
+  ASSERT_GT(pa, 0) << read_file(dir / "a.log");
+  ASSERT_GT(pb, 0) << read_file(dir / "b.log");
+  const std::string url_a = "http://127.0.0.1:" + std::to_string(pa);
+  const std::string url_b = "http://127.0.0.1:" + std::to_string(pb);
+  ASSERT_TRUE(wait_for_graph(url_a));
+  ASSERT_TRUE(wait_for_graph(url_b));
+
+  ASSERT_EQ(run_monitor(url_a + " " + url_b, dir, 3, " --show-dead-letters"), 0) << read_file(dir / "monitor.log");
+  value dump = read_dump(dir);
+  const value& total = dump.at("deadLetters").at("total");
+  EXPECT_EQ(total.at("parked").as_integer(), 3) << "1 parked dead letter + 2 parked saga commands, each once";
+  EXPECT_EQ(dump.at("deadLetters").at("perNode").at("saga").at("parked").as_integer(), 2);
+  for (size_t i : {0u, 1u}) {
+    const value* sv = dumped_admin_server(dump, i);
+    ASSERT_NE(sv, nullptr);
+    EXPECT_EQ(sv->at("parkedView").at("status").as_string(), "ok") << sv->serialize();
+    const auto& rows = sv->at("parkedCommands").as_array();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows.at(0).at("commandId").as_string(), "saga/order-o7/1/reserve/A");
+    EXPECT_EQ(rows.at(0).at("command").as_string(), "reserveStock");
+    EXPECT_EQ(rows.at(0).at("eventStream").as_string(), "order-o7");
+    EXPECT_EQ(rows.at(0).at("attempts").as_integer(), 10);
+  }
+
+  const std::string token = "monitor-admin-token-0123456789";
+  ASSERT_EQ(run_monitor(url_a + " " + url_b, dir, 3, " --show-dead-letters --replay-parked saga/order-o7/1/reserve/A",
+                        "ORDERFLOW_MONITOR_TOKEN=" + token + " "),
+            0)
+      << read_file(dir / "monitor.log");
+  const std::string log = read_file(dir / "a-replays.jsonl");
+  const value post = value::parse(log.substr(0, log.find('\n')));
+  EXPECT_EQ(post.at("authorization").as_string(), "Bearer " + token);
+  EXPECT_EQ(post.at("body").at("command_id").as_string(), "saga/order-o7/1/reserve/A");
+  EXPECT_FALSE(post.at("body").has_field("partition"));
+  dump = read_dump(dir);
+  const value* sa = dumped_admin_server(dump, 0);
+  ASSERT_NE(sa, nullptr);
+  const auto& replays = sa->at("replays").as_array();
+  ASSERT_EQ(replays.size(), 1u) << sa->serialize();
+  EXPECT_TRUE(replays.at(0).at("parked").as_bool());
+  EXPECT_EQ(replays.at(0).at("state").as_string(), "done");
+  EXPECT_EQ(replays.at(0).at("summary").as_string(), "saga parked saga/order-o7/1/reserve/A: replayed 1");
+  EXPECT_EQ(sa->at("parkedCommands").as_array().size(), 1u) << "listed again after the replay";
+  EXPECT_EQ(dumped_admin_server(dump, 1)->at("parkedCommands").as_array().size(), 2u) << "b's list is b's";
+  if (!HasFailure()) {
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+  }
+}
+
 // The Poller itself: a replay is queued without waiting (pending at once), goes out on the admin
 // thread with the token while the metrics polls go on, and is followed by a fresh list (the
 // timer alone would list again only after a minute); stop() cancels a replay in flight.
