@@ -1325,7 +1325,9 @@ void SagaNode::finished(const Reaction& r, const Outcome& o, BatchTicket* t) {
     std::lock_guard lock(park_mu_);
     if (final) {
       failing_.erase(r.command_id);
-      ++finished_ok_;
+      // Written or rejected: the store answered (as the Kafka source counts). A refusal says
+      // nothing about the store.
+      if (o.status.code() != StatusCode::kInvalidArgument) ++finished_ok_;
     } else {
       Failing& f = failing_[r.command_id];
       if (f.failures == 0) f.ok_mark = finished_ok_;
@@ -1362,7 +1364,7 @@ void SagaNode::finished(const Reaction& r, const Outcome& o, BatchTicket* t) {
     std::lock_guard lock(park_mu_);
     failing_.erase(r.command_id);
   }
-  probe().set_gauge("parked", static_cast<double>(++parked_count_));
+  count_parked();  // from the store: a reaction parked again (redelivered with another) replaces its record
   log::warn("saga: a reaction keeps failing while others succeed; parked (orderflow parked list / replay)",
             {{"node", id()}, {"command", r.command_id}, {"stream", r.stream}, {"event_stream", r.event_stream},
              {"event_version", std::to_string(r.event_version)}, {"reason", p.reason}});
