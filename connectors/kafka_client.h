@@ -13,6 +13,7 @@
 
 #include "graph/status.h"
 #include "graph/domain.h"
+#include "graph/store.h"
 
 namespace orderflow::connectors::kafka {
 
@@ -86,8 +87,8 @@ inline constexpr const char* kDeadLetterTruncated = "x-orderflow-truncated";  //
 inline constexpr const char* kDeadLetterHeadersDropped = "x-orderflow-headers-dropped";  // how many
 // The reason of a dead letter a kafka_source parked (park_after: a command that kept failing
 // while other commands went through) starts with this; `orderflow dlq` and the admin API
-// show such dead letters as "parked".
-inline constexpr const char* kParkedReasonPrefix = "parked after ";
+// show such dead letters as "parked". The same words as a saga's parked reactions.
+inline constexpr const char* kParkedReasonPrefix = orderflow::kParkedReasonPrefix;
 // Added by `orderflow dlq replay` to a replayed message: "dlqtopic/partition/offset".
 inline constexpr const char* kReplayedFrom = "x-orderflow-replayed-from";
 

@@ -132,4 +132,23 @@ Status MemorySnapshotStore::clear() {
   return Status::ok();
 }
 
+Status MemorySnapshotStore::park(const ParkedCommand& p) {
+  std::lock_guard lock(mu_);
+  parked_[{p.node, p.command_id}] = p;
+  return Status::ok();
+}
+
+Status MemorySnapshotStore::list(const std::string& node, std::vector<ParkedCommand>* out) {
+  std::lock_guard lock(mu_);
+  for (const auto& [key, p] : parked_)
+    if (node.empty() || key.first == node) out->push_back(p);
+  return Status::ok();
+}
+
+Status MemorySnapshotStore::remove(const std::string& node, const std::string& command_id) {
+  std::lock_guard lock(mu_);
+  parked_.erase({node, command_id});
+  return Status::ok();
+}
+
 }  // namespace orderflow::connectors

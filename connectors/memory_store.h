@@ -60,7 +60,8 @@ class MemoryEventStore final : public EventStore, public ChangeFeed {
   std::map<std::string, uint64_t> checkpoints_;
 };
 
-class MemorySnapshotStore final : public SnapshotStore {
+// Also keeps parked commands (ParkingStore), apart from the snapshots: clear() keeps them.
+class MemorySnapshotStore final : public SnapshotStore, public ParkingStore {
  public:
   Result<Snapshot> get(const std::string& stream) override;
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
@@ -69,11 +70,16 @@ class MemorySnapshotStore final : public SnapshotStore {
   Result<std::optional<uint64_t>> covered_position(const std::string& writer) override;
   Status clear() override;
 
+  Status park(const ParkedCommand& p) override;
+  Status list(const std::string& node, std::vector<ParkedCommand>* out) override;
+  Status remove(const std::string& node, const std::string& command_id) override;
+
  private:
   void put_locked(const std::vector<std::pair<std::string, Snapshot>>& entries);
   std::mutex mu_;
   ShardedMap<Snapshot> map_;
   std::map<std::string, uint64_t> covered_;  // guarded by mu_: writer -> feed position
+  std::map<std::pair<std::string, std::string>, ParkedCommand> parked_;  // guarded by mu_
 };
 
 }  // namespace orderflow::connectors

@@ -436,6 +436,7 @@ Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const Rocks
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, point_lookup_cf()},
       {"covered", rocksdb::ColumnFamilyOptions()},
+      {"parked", rocksdb::ColumnFamilyOptions()},  // created empty in an older store
   };
   rocksdb::DB* db = nullptr;
   auto s = rocksdb::DB::Open(o, options.path, cfs, &store->handles_, &db);
@@ -464,8 +465,9 @@ Status RocksSnapshotStore::clear() {
   versions_.clear();
   covered_.clear();
   // Offline and once: a batch of deletes per column family is simple and bounded by the
-  // number of streams (one key each).
-  for (auto* h : handles_) {
+  // number of streams (one key each). Parked commands (handles_[2]) are not derived from the
+  // event store: a rebuild keeps them.
+  for (auto* h : {handles_[0], handles_[1]}) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), h));
     rocksdb::WriteBatch wb;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -481,6 +483,39 @@ Status RocksSnapshotStore::clear() {
     if (auto s = db_->Write(wo, &wb); !s.ok()) return map(s);
   }
   return Status::ok();
+}
+
+namespace {
+std::string parked_key(const std::string& node, const std::string& command_id) {
+  std::string k = node;
+  k.push_back('\0');
+  k += command_id;
+  return k;
+}
+}  // namespace
+
+Status RocksSnapshotStore::park(const ParkedCommand& p) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a parked command lets the saga's checkpoint move past its event: durable first
+  return map(db_->Put(wo, handles_[2], parked_key(p.node, p.command_id), encode_parked(p)));
+}
+
+Status RocksSnapshotStore::list(const std::string& node, std::vector<ParkedCommand>* out) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[2]));
+  const std::string prefix = node.empty() ? std::string() : node + std::string(1, '\0');
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    ParkedCommand p;
+    if (!decode_parked(it->value().ToString(), &p))
+      return Status::io_error("corrupt parked command in the snapshot store: " + it->key().ToString());
+    out->push_back(std::move(p));
+  }
+  return map(it->status());
+}
+
+Status RocksSnapshotStore::remove(const std::string& node, const std::string& command_id) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return map(db_->Delete(wo, handles_[2], parked_key(node, command_id)));
 }
 
 Result<Snapshot> RocksSnapshotStore::get(const std::string& stream) {

@@ -28,7 +28,9 @@
 //
 // RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes; in a column
 // family of its own ("covered"), writer -> the feed position its snapshots cover, written in
-// the same WriteBatch as the snapshots (SnapshotStore::put_covering).
+// the same WriteBatch as the snapshots (SnapshotStore::put_covering). Parked commands
+// (ParkingStore) in a third family ("parked"), node '\0' command id -> encode_parked(),
+// synced writes; clear() (a projection rebuild) leaves them.
 #pragma once
 
 #include <atomic>
@@ -103,7 +105,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::condition_variable wait_cv_;
 };
 
-class RocksSnapshotStore final : public SnapshotStore {
+class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
  public:
   static Result<std::unique_ptr<RocksSnapshotStore>> open(const RocksOptions& options);
   ~RocksSnapshotStore() override;
@@ -115,12 +117,16 @@ class RocksSnapshotStore final : public SnapshotStore {
   Result<std::optional<uint64_t>> covered_position(const std::string& writer) override;
   Status clear() override;
 
+  Status park(const ParkedCommand& p) override;
+  Status list(const std::string& node, std::vector<ParkedCommand>* out) override;
+  Status remove(const std::string& node, const std::string& command_id) override;
+
  private:
   RocksSnapshotStore() = default;
   Status write(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string* writer,
                uint64_t position);
   std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default (snapshots), covered
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default (snapshots), covered, parked
   bool sync_ = true;
   std::mutex write_mu_;
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded

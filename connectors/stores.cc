@@ -197,4 +197,14 @@ Result<SnapshotStore*> StoreSet::snapshot_store(const std::string& name) {
   return (*e)->snapshots.get();
 }
 
+Result<ParkingStore*> StoreSet::parking_store(const std::string& name) {
+  auto e = entry(name, "snapshots");
+  if (!e) return e.status();
+  auto* parking = dynamic_cast<ParkingStore*>((*e)->snapshots.get());
+  if (parking == nullptr)
+    return Status::invalid_argument("store '" + name + "' (kind " + defs_.at(name).kind +
+                                    ") cannot keep parked commands: use a rocksdb or memory store");
+  return parking;
+}
+
 }  // namespace orderflow::connectors

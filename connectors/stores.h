@@ -50,6 +50,7 @@ class StoreSet final : public StoreProvider {
   Result<EventStore*> event_store(const std::string& name) override;
   Result<ChangeFeed*> change_feed(const std::string& name) override;
   Result<SnapshotStore*> snapshot_store(const std::string& name) override;
+  Result<ParkingStore*> parking_store(const std::string& name) override;
   void attach_metrics(MetricsRegistry& registry) override;
   // This process's stable name among the instances of its service (the Cosmos DB lease
   // owner), so a restarted instance reclaims its own leases at once. Call before the first

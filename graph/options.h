@@ -67,6 +67,17 @@ class Options {
     });
     return std::move(*this);
   }
+  // The name of a store under `stores:`, or absent ("", the field's default).
+  Options&& optional_store(std::string T::*field, std::string name, std::string help) && {
+    ParamSpec p = p_store(name, std::move(help));
+    p.required = false;
+    specs_.push_back(std::move(p));
+    fill_.push_back([field, name](T& t, const NodeDef& d) {
+      if (!d.has(name)) return;
+      t.*field = d.get_string(name);
+    });
+    return std::move(*this);
+  }
   Options&& boolean(bool T::*field, std::string name, std::string help) && {
     specs_.push_back(p_bool(name, defaults_.*field ? "true" : "false", std::move(help)));
     fill_.push_back([field, name](T& t, const NodeDef& d) {

@@ -186,6 +186,62 @@ class SnapshotStore {
   virtual Status health() const { return Status::ok(); }
 };
 
+// A process manager's reaction that kept failing while other reactions succeeded (a poison
+// command), kept so that its event's checkpoint can move on without losing it (SagaNode,
+// `parked:`). Replayed by the admin API, which resubmits `command` with its own id.
+struct ParkedCommand {
+  std::string node;                     // the saga that parked it
+  std::string command_id;               // the command's own (deterministic) id
+  std::string command_name;             // Domain::command_name, e.g. reserveStock
+  std::string stream;                   // the stream the command writes
+  std::string command;                  // the serialized domain command
+  std::string event_stream;             // the event it reacted to
+  uint64_t event_version = 0;
+  uint64_t event_position = 0;
+  std::string reason;                   // starts with kParkedReasonPrefix; the last error
+  uint64_t attempts = 0;                // failures before it was parked
+  int64_t parked_at_ms = 0;             // wall clock, milliseconds since epoch
+};
+
+// The start of every parked reason (the Kafka source's dead letters use the same words).
+inline constexpr const char* kParkedReasonPrefix = "parked after ";
+
+// Encoding of a ParkedCommand as bytes (for stores that keep it as one value).
+std::string encode_parked(const ParkedCommand& p);
+bool decode_parked(const std::string& bytes, ParkedCommand* out);
+
+// Durable home of parked commands, keyed by (node, command id). Implemented by the rocksdb
+// snapshot store (a column family of its own, which a projection rebuild does not clear) and
+// the memory one. Thread-safe.
+class ParkingStore {
+ public:
+  virtual ~ParkingStore() = default;
+  // Durable (synced) on return; replaces a record with the same node and command id.
+  virtual Status park(const ParkedCommand& p) = 0;
+  // Every record of `node` ("" = of every node), in command id order.
+  virtual Status list(const std::string& node, std::vector<ParkedCommand>* out) = 0;
+  // Removing an absent record is ok.
+  virtual Status remove(const std::string& node, const std::string& command_id) = 0;
+};
+
+// What the admin API sees of a node that parks commands (SagaNode with `parked:`).
+struct ReplayOutcome {
+  std::string command_id;
+  Status status;                        // the final outcome, or why it was kept
+  bool removed = false;                 // a final outcome (written, duplicate, rejected): record gone
+  std::string outcome;                  // "committed", "duplicate", "rejected", "failed"
+};
+class ParkingControl {
+ public:
+  virtual ~ParkingControl() = default;
+  virtual const std::string& parking_node_id() const = 0;
+  virtual Status parked(std::vector<ParkedCommand>* out) = 0;
+  // Resubmits one parked command (its own id) through the node's output and waits up to
+  // `timeout` for its outcome; removes the record when the outcome is final. kNotFound when
+  // no such record.
+  virtual ReplayOutcome replay(const std::string& command_id, std::chrono::milliseconds timeout) = 0;
+};
+
 }  // namespace orderflow
 
 namespace orderflow {
@@ -200,6 +256,11 @@ class StoreProvider {
   virtual Result<EventStore*> event_store(const std::string& name) = 0;
   virtual Result<ChangeFeed*> change_feed(const std::string& name) = 0;
   virtual Result<SnapshotStore*> snapshot_store(const std::string& name) = 0;
+  // The parking side of a snapshot store (the same store: a snapshot store of a kind that
+  // can keep parked commands).
+  virtual Result<ParkingStore*> parking_store(const std::string& name) {
+    return Status::invalid_argument("store '" + name + "' cannot keep parked commands");
+  }
   // Stores that keep their own figures (Cosmos request units, throttles) register probes
   // in the pipeline's registry; called by the builder before any store is used.
   virtual void attach_metrics(MetricsRegistry& registry) { (void)registry; }

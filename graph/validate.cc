@@ -227,7 +227,9 @@ class Validator {
       case ParamType::kEnum:
         return std::find(p.choices.begin(), p.choices.end(), text) != p.choices.end();
       case ParamType::kStoreRef:
-        return graph_.stores.count(text) > 0;
+        // An optional store reference (Options::optional_store) defaults to "": none. A graph
+        // validated again (with its defaults applied) carries that value.
+        return (text.empty() && !p.required) || graph_.stores.count(text) > 0;
     }
     return false;
   }

@@ -147,10 +147,24 @@ void register_node_kinds(graph::KindRegistry& r) {
                                                                       std::chrono::milliseconds(o.flush_ms)));
                        }));
 
-  KindSpec saga = kind("saga", PortType::kEvent, PortType::kCommand, false, {},
+  const auto saga_options =
+      Options<SagaOptions>()
+          .optional_store(&SagaOptions::parked, "parked",
+                          "snapshot store (rocksdb or memory) that keeps reactions parked after park_after "
+                          "failures; absent = retry for ever")
+          .integer(&SagaOptions::park_after, "park_after", 0, 1000000,
+                   "failures of one reaction, while others succeed, before it is parked (with `parked`); 0 = never");
+  KindSpec saga = kind("saga", PortType::kEvent, PortType::kCommand, false, saga_options.params(),
                        "process manager: the domain's reactions to events, as commands", DrainOrder::kSubscriber,
-                       [](const graph::NodeDef& n, BuildContext& c) {
-                         return made(std::make_unique<SagaNode>(c.pipeline, n.id, c.domain));
+                       [saga_options](const graph::NodeDef& n, BuildContext& c) -> Result<std::unique_ptr<RuntimeNode>> {
+                         const SagaOptions o = saga_options.parse(n);
+                         ParkingStore* parking = nullptr;
+                         if (!o.parked.empty()) {
+                           auto ps = c.stores.parking_store(o.parked);
+                           if (!ps) return ps.status();
+                           parking = *ps;
+                         }
+                         return made(std::make_unique<SagaNode>(c.pipeline, n.id, c.domain, parking, o.park_after));
                        });
   saga.output_required = true;
   r.add_node_kind(saga);

@@ -1290,8 +1290,164 @@ void ProjectionNode::abandon(const Status& s) {
 
 // ---- saga -------------------------------------------------------------------------
 
-SagaNode::SagaNode(Pipeline& p, const std::string& id, const Domain& domain)
-    : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")), domain_(domain) {}
+struct SagaNode::Reaction {
+  std::string command_id, command_name, stream, command, event_stream;
+  uint64_t event_version = 0, event_position = 0;
+};
+
+SagaNode::SagaNode(Pipeline& p, const std::string& id, const Domain& domain, ParkingStore* parking, int park_after)
+    : RuntimeNode(id, "saga", p.metrics().probe(id, "saga")),
+      domain_(domain),
+      parking_(parking),
+      park_after_(park_after) {
+  if (parking_ != nullptr) count_parked();
+}
+
+void SagaNode::count_parked() {
+  std::vector<ParkedCommand> records;
+  if (parking_->list(id(), &records)) parked_count_ = static_cast<int64_t>(records.size());
+  probe().set_gauge("parked", static_cast<double>(parked_count_.load()));
+}
+
+Status SagaNode::parked(std::vector<ParkedCommand>* out) {
+  if (parking_ == nullptr) return Status::ok();
+  return parking_->list(id(), out);
+}
+
+// One reaction's outcome, with parking on (see the class comment).
+void SagaNode::finished(const Reaction& r, const Outcome& o, BatchTicket* t) {
+  if (o.status.code() == StatusCode::kInvalidArgument) probe().add_error("saga command refused: " + o.status.message());
+  const bool final = o.status.is_ok() || o.status.code() == StatusCode::kRejected ||
+                     o.status.code() == StatusCode::kInvalidArgument;
+  uint64_t failures = 0;
+  bool park = false;
+  {
+    std::lock_guard lock(park_mu_);
+    if (final) {
+      failing_.erase(r.command_id);
+      // Written or rejected: the store answered (as the Kafka source counts). A refusal says
+      // nothing about the store.
+      if (o.status.code() != StatusCode::kInvalidArgument) ++finished_ok_;
+    } else {
+      Failing& f = failing_[r.command_id];
+      if (f.failures == 0) f.ok_mark = finished_ok_;
+      failures = ++f.failures;
+      // Poison, not an outage: other reactions went through while this one kept failing.
+      park = park_after_ > 0 && f.failures >= static_cast<uint64_t>(park_after_) && finished_ok_ > f.ok_mark;
+    }
+  }
+  if (!park) {
+    t->finish(final ? Status::ok() : o.status);
+    return;
+  }
+  ParkedCommand p;
+  p.node = id();
+  p.command_id = r.command_id;
+  p.command_name = r.command_name;
+  p.stream = r.stream;
+  p.command = r.command;
+  p.event_stream = r.event_stream;
+  p.event_version = r.event_version;
+  p.event_position = r.event_position;
+  p.reason = kParkedReasonPrefix + std::to_string(failures) + " failed attempts while other reactions succeeded: " +
+             o.status.to_string();
+  p.attempts = failures;
+  p.parked_at_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (Status s = parking_->park(p); !s) {
+    // Not durable: the reaction keeps failing (its event is redelivered), nothing is lost.
+    probe().add_error("saga could not park " + r.command_id + ": " + s.to_string());
+    t->finish(o.status);
+    return;
+  }
+  {
+    std::lock_guard lock(park_mu_);
+    failing_.erase(r.command_id);
+  }
+  count_parked();  // from the store: a reaction parked again (redelivered with another) replaces its record
+  log::warn("saga: a reaction keeps failing while others succeed; parked (orderflow parked list / replay)",
+            {{"node", id()}, {"command", r.command_id}, {"stream", r.stream}, {"event_stream", r.event_stream},
+             {"event_version", std::to_string(r.event_version)}, {"reason", p.reason}});
+  t->finish(Status::ok());
+}
+
+ReplayOutcome SagaNode::replay(const std::string& command_id, std::chrono::milliseconds timeout) {
+  ReplayOutcome out;
+  out.command_id = command_id;
+  out.outcome = "failed";
+  if (parking_ == nullptr || sink_ == nullptr) {
+    out.status = Status::not_found("saga '" + id() + "' parks nothing (no `parked:` store)");
+    return out;
+  }
+  std::vector<ParkedCommand> records;
+  if (Status s = parking_->list(id(), &records); !s) {
+    out.status = s;
+    return out;
+  }
+  auto it = std::find_if(records.begin(), records.end(), [&](const ParkedCommand& p) { return p.command_id == command_id; });
+  if (it == records.end()) {
+    out.status = Status::not_found("no parked command '" + command_id + "' in saga '" + id() + "'");
+    return out;
+  }
+  MessagePtr cmd = domain_.new_command();
+  if (!cmd->ParseFromString(it->command)) {
+    out.status = Status::invalid_argument("the parked command " + command_id + " does not decode");
+    return out;
+  }
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Outcome outcome;
+  };
+  auto wait = std::make_shared<Wait>();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto env = make_envelope(std::move(cmd), [wait](const Outcome& o) {
+    std::lock_guard lock(wait->mu);
+    wait->outcome.status = o.status;
+    wait->outcome.duplicate = o.duplicate;
+    wait->done = true;
+    wait->cv.notify_all();
+  });
+  Status s;
+  for (int attempt = 0;; ++attempt) {
+    s = sink_->submit(env);
+    if (s.code() != StatusCode::kUnavailable || std::chrono::steady_clock::now() >= deadline) break;
+    sleep_ms(std::min(1 + attempt, 50));
+  }
+  if (!s) {
+    out.status = s;
+    return out;
+  }
+  Outcome o;
+  {
+    std::unique_lock lock(wait->mu);
+    if (!wait->cv.wait_until(lock, deadline, [&] { return wait->done; })) {
+      out.status = Status::unavailable("no outcome within " + std::to_string(timeout.count()) + " ms; still parked");
+      return out;
+    }
+    o = wait->outcome;
+  }
+  out.status = o.status;
+  if (o.status.is_ok())
+    out.outcome = o.duplicate ? "duplicate" : "committed";
+  else if (o.status.code() == StatusCode::kRejected)
+    out.outcome = "rejected";
+  else
+    return out;  // kept: replay it again later
+  if (Status r = parking_->remove(id(), command_id); !r) {
+    out.status = Status(r.code(), "replayed (" + out.outcome + ") but the record was not removed: " + r.message());
+    return out;
+  }
+  out.removed = true;
+  {
+    std::lock_guard lock(park_mu_);
+    failing_.erase(command_id);
+  }
+  count_parked();
+  log::info("saga: parked command replayed", {{"node", id()}, {"command", command_id}, {"outcome", out.outcome}});
+  return out;
+}
 
 Status SagaNode::connect_to(RuntimeNode& to) {
   auto sink = command_sink_of(*this, to);
@@ -1325,6 +1481,22 @@ Result<std::shared_ptr<BatchTicket>> SagaNode::handle(const std::vector<Recorded
     }
     for (auto& cmd : domain_.react(r.stream, r.version, *ev)) {
       ticket->add();
+      if (parking_ != nullptr) {
+        // What a parked record needs, taken now (the envelope owns the command). A cost per
+        // reaction only for a saga that parks.
+        auto reaction = std::make_shared<Reaction>();
+        reaction->command_id = domain_.command_id(*cmd);
+        reaction->command_name = domain_.command_name(*cmd);
+        reaction->stream = domain_.stream_of(*cmd);
+        cmd->SerializeToString(&reaction->command);
+        reaction->event_stream = r.stream;
+        reaction->event_version = r.version;
+        reaction->event_position = r.position;
+        commands.push_back(make_envelope(std::move(cmd), [this, t, reaction](const Outcome& o) {
+          finished(*reaction, o, t);
+        }));
+        continue;
+      }
       commands.push_back(make_envelope(std::move(cmd), [this, t](const Outcome& o) {
         // Final answers: a domain rejection, or a refusal (e.g. its id taken by a client's
         // command on another stream). Retrying either would stall the subscription for good.

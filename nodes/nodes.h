@@ -66,6 +66,10 @@ struct ProjectionOptions {
   std::string snapshots;            // snapshot store (required)
   int64_t flush_ms = 25;            // a state is written at most this long after its event
 };
+struct SagaOptions {
+  std::string parked;               // snapshot store keeping parked reactions; "" (default) = none
+  int64_t park_after = 10;          // failures before a reaction is parked; 0 = never
+};
 struct DemoOptions {
   int rate = 0;                     // commands per second; 0 = off
   int skus = 200;                   // distinct entities of the synthetic load
@@ -346,18 +350,45 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   std::vector<uint64_t> counted_, unwritten_counted_;
 };
 
-class SagaNode final : public RuntimeNode, public FeedSubscriber {
+// With a ParkingStore (`parked:`), a reaction whose commit keeps failing (a non-final
+// status) while other reactions succeed is parked: after `park_after` failures of its
+// command id across redeliveries, and only if some other reaction succeeded since its first
+// failure (an outage, where nothing succeeds, parks nothing), the command is written to the
+// store and, once that write is durable, counts as done for its batch's ticket so the feed's
+// checkpoint moves on. A failed write keeps it failing. The admin API lists and replays the
+// records (ParkingControl). Without a store the saga retries for ever, as before. Gauge
+// `parked`: records this saga has in its store.
+class SagaNode final : public RuntimeNode, public FeedSubscriber, public ParkingControl {
  public:
-  SagaNode(Pipeline& p, const std::string& id, const Domain& domain);
+  // parking: may be null (no parking); must outlive the node. park_after: 0 = never.
+  SagaNode(Pipeline& p, const std::string& id, const Domain& domain, ParkingStore* parking = nullptr,
+           int park_after = 10);
   void set_sink(CommandSink* sink) { sink_ = sink; }
   Status connect_to(RuntimeNode& to) override;  // a CommandSink
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
 
+  const std::string& parking_node_id() const override { return id(); }
+  Status parked(std::vector<ParkedCommand>* out) override;
+  ReplayOutcome replay(const std::string& command_id, std::chrono::milliseconds timeout) override;
+
  private:
+  struct Reaction;  // what a parked record needs of one submitted reaction
+  void finished(const Reaction& r, const Outcome& o, BatchTicket* t);
+  void count_parked();
   const Domain& domain_;
   CommandSink* sink_ = nullptr;
+  ParkingStore* const parking_;
+  const int park_after_;
+  struct Failing {
+    uint64_t failures = 0;
+    uint64_t ok_mark = 0;  // finished_ok_ at the first failure
+  };
+  std::mutex park_mu_;
+  std::unordered_map<std::string, Failing> failing_;  // guarded by park_mu_: by command id
+  uint64_t finished_ok_ = 0;                           // guarded by park_mu_: reactions that succeeded
+  std::atomic<int64_t> parked_count_{0};
 };
 
 // Synthetic load at a steady rate: the domain's generator (Domain::demo), e.g. restocks,

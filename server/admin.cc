@@ -26,6 +26,7 @@ using google::protobuf::Struct;
 constexpr auto kPauseTimeout = std::chrono::seconds(20);
 constexpr int64_t kMaxListLimit = 10000;
 constexpr int64_t kDefaultKafkaTimeoutS = 10;
+constexpr int64_t kDefaultReplayTimeoutS = 10;  // per parked command
 
 AdminReply fail(const Status& s) {
   switch (s.code()) {
@@ -397,8 +398,86 @@ class Admin {
     return AdminReply::json(w.take());
   }
 
+  // ---- parked saga reactions ---------------------------------------------------------
+
+  AdminReply parked(const AdminRequest& r) {
+    Pipeline* p = pipeline();
+    if (p == nullptr) return AdminReply::fail(503, "the pipeline is starting");
+    std::string node;
+    if (auto it = r.query.find("node"); it != r.query.end()) node = it->second;
+    JsonWriter w;
+    w.begin_object().field("instance", c_.instance_id).key("parked").begin_array();
+    for (ParkingControl* pc : parking_nodes(*p)) {
+      if (!node.empty() && pc->parking_node_id() != node) continue;
+      std::vector<ParkedCommand> records;
+      if (Status s = pc->parked(&records); !s) return fail(s);
+      for (const auto& rec : records) {
+        w.begin_object().field("node", rec.node).field("command_id", rec.command_id);
+        w.field("command", rec.command_name).field("stream", rec.stream);
+        w.field("event_stream", rec.event_stream).field("event_version", rec.event_version);
+        w.field("event_position", rec.event_position).field("reason", rec.reason);
+        w.field("attempts", rec.attempts).field("parked_at_ms", rec.parked_at_ms);
+        w.end_object();
+      }
+    }
+    w.end_array().end_object();
+    return AdminReply::json(w.take());
+  }
+
+  AdminReply replay_parked(const AdminRequest& r) {
+    Pipeline* p = pipeline();
+    if (p == nullptr) return AdminReply::fail(503, "the pipeline is starting");
+    auto body = parse_body(r.body, false);
+    if (!body) return fail(body.status());
+    auto id = text_field(*body, "command_id");
+    if (!id) return fail(id.status());
+    auto all = flag_field(*body, "all");
+    if (!all) return fail(all.status());
+    auto node = text_field(*body, "node");
+    if (!node) return fail(node.status());
+    auto timeout_s = count_field(*body, "timeout_s");
+    if (!timeout_s) return fail(timeout_s.status());
+    if (id->has_value() == *all)
+      return AdminReply::fail(400, "give exactly one of \"command_id\" and \"all\": true");
+    const auto timeout = std::chrono::seconds(timeout_s->value_or(kDefaultReplayTimeoutS));
+    // (node, command id) pairs to replay, found before any is resubmitted.
+    std::vector<std::pair<ParkingControl*, std::string>> todo;
+    for (ParkingControl* pc : parking_nodes(*p)) {
+      if (node->has_value() && pc->parking_node_id() != **node) continue;
+      std::vector<ParkedCommand> records;
+      if (Status s = pc->parked(&records); !s) return fail(s);
+      for (const auto& rec : records)
+        if (*all || rec.command_id == **id) todo.emplace_back(pc, rec.command_id);
+    }
+    if (todo.empty() && id->has_value()) return AdminReply::fail(404, "no parked command '" + **id + "'");
+    JsonWriter w;
+    w.begin_object().key("replayed").begin_array();
+    std::vector<ReplayOutcome> failed;
+    for (const auto& [pc, command_id] : todo) {
+      ReplayOutcome o = pc->replay(command_id, timeout);
+      if (!o.removed) {
+        failed.push_back(std::move(o));
+        continue;
+      }
+      w.begin_object().field("node", pc->parking_node_id()).field("command_id", o.command_id);
+      w.field("outcome", o.outcome).end_object();
+    }
+    w.end_array().key("failed").begin_array();
+    for (const auto& o : failed)
+      w.begin_object().field("command_id", o.command_id).field("reason", o.status.to_string()).end_object();
+    w.end_array().end_object();
+    return AdminReply::json(w.take());
+  }
+
  private:
   Pipeline* pipeline() const { return c_.pipeline != nullptr ? c_.pipeline->load() : nullptr; }
+
+  static std::vector<ParkingControl*> parking_nodes(Pipeline& p) {
+    std::vector<ParkingControl*> out;
+    for (const auto& n : p.nodes())
+      if (auto* pc = dynamic_cast<ParkingControl*>(n.get()); pc != nullptr) out.push_back(pc);
+    return out;
+  }
 
   const graph::NodeDef* node_def(const std::string& id) const {
     for (const auto& n : c_.def->nodes)
@@ -490,6 +569,8 @@ std::vector<connectors::AdminRoute> admin_routes(const AdminContext& context) {
       {"GET", {"dead-letters"}, bind(&Admin::dead_letters)},
       {"GET", {"dead-letters", "*", "*"}, bind(&Admin::dead_letter)},
       {"POST", {"dead-letters", "replay"}, bind(&Admin::replay)},
+      {"GET", {"parked"}, bind(&Admin::parked), false},  // a store read: answers at once
+      {"POST", {"parked", "replay"}, bind(&Admin::replay_parked)},
   };
 }
 

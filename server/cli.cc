@@ -12,6 +12,7 @@
 //   orderflow repair checkpoints|reset-checkpoint|rebuild-projection FILE --data-dir DIR ...
 //                                    (server/repair.h; a stopped server's data directory)
 //   orderflow dlq list|inspect|replay FILE ...  (server/dlq.h; a kafka_source's dead letters)
+//   orderflow parked list|replay --server URL   (server/parked.h; a saga's parked reactions)
 //
 // run_cli() is the whole command line for a registry of kinds and domains: the `orderflow`
 // binary (server/main.cc) passes the standard one; a binary of another domain passes its own.
@@ -43,6 +44,7 @@
 #include "server/cli.h"
 #include "server/data_dir.h"
 #include "server/dlq.h"
+#include "server/parked.h"
 #include "server/repair.h"
 
 #include "bench/bench_cmd.h"
@@ -389,6 +391,7 @@ int run_cli(int argc, char** argv, const graph::KindRegistry& registry) {
   bench::add_bench_command(app, registry, &exit_code);
   server::add_repair_command(app, registry, &exit_code);
   server::add_dlq_command(app, registry, &exit_code);
+  server::add_parked_command(app, &exit_code);
 
   int64_t brokers = 3, partitions = 4;
   std::vector<std::string> topics;

@@ -16,6 +16,11 @@
 //                         malformed JSON, unknown subscriber or projection, both or neither of
 //                         position and time, beyond the head, wrong method and content type;
 //                         the CLI's exit codes for them
+//   ParkedReactionsAreListedThroughTheServer
+//                         graphs/orders.yaml with `parked: snapshots` on the saga: GET .../parked
+//                         answers an empty list after orders settle (read role), a replay of an
+//                         unknown id is 404 and needs the write role; `orderflow parked list /
+//                         replay --server` and their exit codes
 //   MockClusterOfTheServerIsReadThroughIt
 //                         a kafka_source on `mock:1`: its dead-letter topic is listed through
 //                         the server, which runs that cluster
@@ -418,6 +423,65 @@ TEST_F(AdminE2eTest, BadInputIsRefusedWithTheReason) {
   cli = orderflow_cli("repair checkpoints --server http://127.0.0.1:" + std::to_string(closed));
   EXPECT_EQ(cli.exit_code, 1) << cli.output;
   EXPECT_NE(cli.output.find("cannot reach"), std::string::npos) << cli.output;
+}
+
+TEST_F(AdminE2eTest, ParkedReactionsAreListedThroughTheServer) {
+  std::string yaml;
+  {
+    std::ifstream in(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml");
+    yaml.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string saga = "{id: saga, kind: saga}";
+  ASSERT_NE(yaml.find(saga), std::string::npos);
+  yaml.replace(yaml.find(saga), saga.size(), "{id: saga, kind: saga, params: {parked: snapshots, park_after: 5}}");
+  const fs::path graph = dir_ / "parking.yaml";
+  std::ofstream(graph) << yaml;
+  const fs::path tokens = dir_ / "tokens";
+  std::ofstream(tokens) << "read " << kReadToken << "\nwrite " << kWriteToken << "\n";
+  ASSERT_NO_FATAL_FAILURE(start(graph.string(), {"--token-file", tokens.string()}));
+  Http reader(port_, 10s, {kReadToken, ""}), writer(port_, 10s, {kWriteToken, ""});
+  Reply r = writer.post("/api/v1/commands?wait=committed",
+                        R"({"commandId":"s-1","addStock":{"sku":"A","quantity":5}})");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  r = writer.post("/api/v1/commands?wait=committed",
+                  R"({"commandId":"p-1","placeOrder":{"orderId":"o1","customerId":"c","lines":[{"sku":"A","quantity":1,"unitPriceCents":5}]}})");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  ASSERT_TRUE(eventually([&] { return caught_up(reader); }, 10s));
+
+  EXPECT_EQ(Http(port_).get("/api/v1/admin/parked").status, 401);
+  r = reader.get("/api/v1/admin/parked");
+  ASSERT_EQ(r.status, 200) << r.describe();
+  const auto* parked = arr(r.json, "parked");
+  ASSERT_NE(parked, nullptr) << r.describe();
+  EXPECT_EQ(parked->size(), 0u) << "nothing failed, nothing parked";
+  EXPECT_EQ(reader.post("/api/v1/admin/parked/replay", R"({"all":true})").status, 403);
+  r = writer.post("/api/v1/admin/parked/replay", R"({"command_id":"nope"})");
+  EXPECT_EQ(r.status, 404) << r.describe();
+  r = writer.post("/api/v1/admin/parked/replay", R"({"all":true,"command_id":"x"})");
+  EXPECT_EQ(r.status, 400) << r.describe();
+  r = writer.post("/api/v1/admin/parked/replay", R"({"all":true})");
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_NE(arr(r.json, "replayed"), nullptr) << r.describe();
+
+  const fs::path read_file = dir_ / "read.token", write_file = dir_ / "write.token";
+  std::ofstream(read_file) << kReadToken << "\n";
+  std::ofstream(write_file) << kWriteToken << "\n";
+  Ran cli = orderflow_cli("parked list --server " + url() + " --token-file " + read_file.string());
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("0 parked reactions"), std::string::npos) << cli.output;
+  cli = orderflow_cli("parked list --json --server " + url() + " --token-file " + read_file.string());
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("[]"), std::string::npos) << cli.output;
+  cli = orderflow_cli("parked replay --all --server " + url() + " --token-file " + read_file.string());
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("write role"), std::string::npos) << cli.output;
+  cli = orderflow_cli("parked replay --command-id nope --server " + url() + " --token-file " + write_file.string());
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("no parked command"), std::string::npos) << cli.output;
+  cli = orderflow_cli("parked replay --server " + url() + " --token-file " + write_file.string());
+  EXPECT_EQ(cli.exit_code, 2) << cli.output;
+  cli = orderflow_cli("parked list");
+  EXPECT_EQ(cli.exit_code, 2) << cli.output;
 }
 
 TEST_F(AdminE2eTest, MockClusterOfTheServerIsReadThroughIt) {

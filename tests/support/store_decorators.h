@@ -38,6 +38,7 @@ class DecoratedProvider final : public StoreProvider {
   Result<EventStore*> event_store(const std::string&) override { return static_cast<EventStore*>(&events); }
   Result<ChangeFeed*> change_feed(const std::string&) override { return static_cast<ChangeFeed*>(&events); }
   Result<SnapshotStore*> snapshot_store(const std::string& n) override { return inner_.snapshot_store(n); }
+  Result<ParkingStore*> parking_store(const std::string& n) override { return inner_.parking_store(n); }
 
  private:
   connectors::StoreSet& inner_;
