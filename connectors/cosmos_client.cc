@@ -12,6 +12,7 @@
 #include <ctime>
 #include <thread>
 
+#include "connectors/url.h"
 #include "graph/log.h"
 
 namespace orderflow::connectors {
@@ -42,22 +43,6 @@ std::string base64_encode(const unsigned char* data, size_t len) {
   std::string out(4 * ((len + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
   out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-// Percent-encoding with lower-case hex, as in the documented example; `keep` are left alone.
-std::string percent_encode(const std::string& s, const char* keep) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || std::strchr(keep, c) != nullptr) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
   return out;
 }
 
@@ -93,7 +78,7 @@ Result<std::string> cosmos_auth_header(const std::string& verb, const std::strin
                                        const std::string& key_base64) {
   auto sig = cosmos_signature(verb, resource_type, resource_link, date, key_base64);
   if (!sig) return sig.status();
-  return percent_encode("type=master&ver=1.0&sig=" + *sig, "-_.~");
+  return percent_encode("type=master&ver=1.0&sig=" + *sig, "-_.~", HexCase::lower);
 }
 
 std::string merge_session_tokens(const std::string& kept, const std::string& fresh) {
@@ -123,7 +108,7 @@ std::string merge_session_tokens(const std::string& kept, const std::string& fre
   return out;
 }
 
-std::string cosmos_encode_segment(const std::string& s) { return percent_encode(s, "-_.~:"); }
+std::string cosmos_encode_segment(const std::string& s) { return percent_encode(s, "-_.~:", HexCase::lower); }
 
 std::string rfc1123_date(std::chrono::system_clock::time_point t) {
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);

@@ -44,7 +44,4 @@ AdminAnswer admin_call(const ServerAccess& access, const std::string& method, co
 // 200: 2 for 400 (bad usage, as the local command says), `not_found_code` for 404, else 1.
 int admin_failure(const char* program, const AdminAnswer& a, int not_found_code);
 
-// Percent-encodes a path segment or query value.
-std::string url_encode(const std::string& s);
-
 }  // namespace orderflow::server

@@ -21,6 +21,7 @@
 
 #include "connectors/kafka.h"
 #include "connectors/kafka_client.h"
+#include "connectors/url.h"
 #include "graph/json.h"
 #include "server/admin_client.h"
 #include "server/data_dir.h"
@@ -756,7 +757,7 @@ int check_server(DlqFlags& flags) {
 }
 
 std::string node_query(const DlqFlags& flags) {
-  return flags.source.empty() ? std::string() : "node=" + url_encode(flags.source);
+  return flags.source.empty() ? std::string() : "node=" + connectors::percent_encode(flags.source);
 }
 
 std::string key_text(const DeadLetter& d) { return d.has_key && !d.key.empty() ? printable(d.key) : "-"; }

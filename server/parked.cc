@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "connectors/url.h"
 #include "graph/json.h"
 #include "server/admin_client.h"
 
@@ -60,7 +61,7 @@ std::string utc_ms(int64_t ms) {
 
 int list(ParkedFlags& flags) {
   if (int rc = check_server(flags); rc != 0) return rc;
-  const std::string q = flags.node.empty() ? std::string() : "?node=" + url_encode(flags.node);
+  const std::string q = flags.node.empty() ? std::string() : "?node=" + connectors::percent_encode(flags.node);
   const AdminAnswer a = admin_call(flags.server, "GET", "/api/v1/admin/parked" + q);
   if (a.status != 200) return admin_failure("parked", a, 1);
   google::protobuf::Struct st;

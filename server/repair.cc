@@ -16,6 +16,7 @@
 #include "graph/json.h"
 
 #include "connectors/stores.h"
+#include "connectors/url.h"
 #include "graph/store.h"
 #include "server/admin_client.h"
 #include "server/data_dir.h"
@@ -357,7 +358,7 @@ int reset_checkpoint_remote(RepairFlags& flags) {
   else w.field("time", flags.time);
   w.end_object();
   const AdminAnswer a = admin_call(flags.server, "POST",
-                                   "/api/v1/admin/subscribers/" + url_encode(flags.subscriber) + "/reset", w.take());
+                                   "/api/v1/admin/subscribers/" + connectors::percent_encode(flags.subscriber) + "/reset", w.take());
   if (a.status != 200) return admin_failure("repair", a, 2);
   google::protobuf::Struct st;
   if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");
@@ -386,7 +387,7 @@ int rebuild_projection_remote(RepairFlags& flags) {
     projection = found.front();
   }
   const AdminAnswer a =
-      admin_call(flags.server, "POST", "/api/v1/admin/projections/" + url_encode(projection) + "/rebuild");
+      admin_call(flags.server, "POST", "/api/v1/admin/projections/" + connectors::percent_encode(projection) + "/rebuild");
   if (a.status != 200) return admin_failure("repair", a, 2);
   google::protobuf::Struct st;
   if (!google::protobuf::util::JsonStringToMessage(a.body, &st).ok()) return fail("the server's answer is not JSON");

@@ -18,6 +18,7 @@
 
 #include "connectors/cosmos_client.h"
 #include "connectors/cosmos_store.h"
+#include "connectors/url.h"
 #include "connectors/stores.h"
 #include "graph/definition.h"
 #include "tests/support/kinds.h"
@@ -64,6 +65,20 @@ TEST(CosmosAuth, Rfc1123Date) {
 TEST(CosmosAuth, SegmentsArePercentEncoded) {
   EXPECT_EQ(cosmos_encode_segment("order-o-1:3"), "order-o-1:3");
   EXPECT_EQ(cosmos_encode_segment("a b/c?"), "a%20b%2fc%3f");
+}
+
+TEST(Url, PercentEncodingRoundTripsEveryByte) {
+  EXPECT_EQ(percent_encode("order-o1_a.b~c"), "order-o1_a.b~c");
+  EXPECT_EQ(percent_encode("a b/c?\"d"), "a%20b%2Fc%3F%22d");
+  EXPECT_EQ(percent_encode("a:b", "-_.~:", HexCase::lower), "a:b");
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  const auto back = percent_decode(percent_encode(all), false);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, all);
+  EXPECT_EQ(percent_decode("a+b%2f", true), std::optional<std::string>("a b/"));
+  EXPECT_FALSE(percent_decode("a%2", false).has_value());
+  EXPECT_FALSE(percent_decode("a%zz", false).has_value());
 }
 
 TEST(CosmosSession, TokensAreMergedPerRangeKeepingTheHighestLsn) {
