@@ -77,7 +77,10 @@ void register_node_kinds(graph::KindRegistry& r) {
       Options<LaneOptions>()
           .store(&LaneOptions::events, "events", "event store")
           .store(&LaneOptions::snapshots, "snapshots", "snapshot store")
-          .integer(&LaneOptions::cache_streams, "cache_streams", 1, 100000000, "cached stream states per lane");
+          .integer(&LaneOptions::cache_streams, "cache_streams", 1, 100000000, "cached stream states per lane")
+          .choice(&LaneOptions::run_on, "run_on", {"auto", "caller", "workers"},
+                  "where commands are decided: on the submitting thread when the lane is idle (caller), as "
+                  "oneTBB tasks (workers), or caller for a local event store and workers for a shared one (auto)");
   KindSpec lanes = kind(
       "command_lane", PortType::kRouted, PortType::kDecision, false, lane_options.params(),
       "load state, decide, emit events; serial per lane", DrainOrder::kDecision,
@@ -91,8 +94,10 @@ void register_node_kinds(graph::KindRegistry& r) {
         int count = 1;
         for (const auto* pred : c.graph.predecessors(n.id))
           if (pred->kind == "route") count = route_options.parse(*pred).lanes;
-        return made(std::make_unique<LaneGroupNode>(c.pipeline, n.id, c.domain, count, *ev, *sn,
-                                                    static_cast<size_t>(o.cache_streams)));
+        const bool caller = o.run_on == "caller" || (o.run_on == "auto" && !(*ev)->shared());
+        return made(std::make_unique<LaneGroupNode>(
+            c.pipeline, n.id, c.domain, count, *ev, *sn, static_cast<size_t>(o.cache_streams),
+            caller ? LaneGroupNode::RunOn::kCaller : LaneGroupNode::RunOn::kWorkers));
       });
   lanes.output_required = true;
   r.add_node_kind(lanes);

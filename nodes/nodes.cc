@@ -106,21 +106,48 @@ void RouteNode::drain(std::chrono::steady_clock::time_point deadline) {
 // ---- lanes ------------------------------------------------------------------------
 
 LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& domain, int lanes,
-                             EventStore* events, SnapshotStore* snapshots, size_t cache_streams)
+                             EventStore* events, SnapshotStore* snapshots, size_t cache_streams, RunOn run_on)
     : RuntimeNode(id, "command_lane", p.metrics().probe(id, "command_lane")),
       domain_(domain),
       events_(events),
       snapshots_(snapshots),
       cache_streams_(cache_streams),
+      run_on_(run_on),
       verify_rejections_(events->shared() || events->finds_repeats_on_append()),
       skip_repeat_lookup_(events->finds_repeats_on_append()) {
   for (int i = 0; i < lanes; ++i) {
     auto lane = std::make_unique<Lane>();
     Lane* raw = lane.get();
-    lane->node = std::make_unique<LaneNode>(
-        p.graph(), tbb::flow::serial,
-        [this, raw](const BatchPtr& batch, LaneNode::output_ports_type& out) { decide(*raw, batch, out); });
+    // noexcept: decide_one answers every failure of a command itself; anything that still
+    // escapes (out of memory) would have cancelled the whole graph before.
+    auto body = [this, raw](const BatchPtr& batch, LanePorts& out) noexcept { decide(*raw, batch, out); };
+    if (run_on == RunOn::kCaller) {
+      auto node = std::make_unique<InlineLaneNode>(p.graph(), tbb::flow::serial, body);
+      lane->input = node.get();
+      lane->output = &tbb::flow::output_port<0>(*node);
+      lane->node = std::move(node);
+    } else {
+      auto node = std::make_unique<LaneNode>(p.graph(), tbb::flow::serial, body);
+      lane->input = node.get();
+      lane->output = &tbb::flow::output_port<0>(*node);
+      lane->node = std::move(node);
+    }
     lanes_.push_back(std::move(lane));
+  }
+  if (run_on == RunOn::kCaller) {
+    redispatch_ = std::make_unique<tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg>>(
+        p.graph(), tbb::flow::serial, [this](const EnvelopePtr& env) {
+          dispatch(env);
+          return tbb::flow::continue_msg();
+        });
+  }
+}
+
+void LaneGroupNode::redispatch(EnvelopePtr env) {
+  if (redispatch_) {
+    redispatch_->try_put(std::move(env));
+  } else {
+    dispatch(std::move(env));
   }
 }
 
@@ -136,7 +163,7 @@ Status LaneGroupNode::connect_to(RuntimeNode& to) {
 
 std::vector<tbb::flow::sender<BatchPtr>*> LaneGroupNode::outputs() {
   std::vector<tbb::flow::sender<BatchPtr>*> v;
-  for (auto& l : lanes_) v.push_back(&tbb::flow::output_port<0>(*l->node));
+  for (auto& l : lanes_) v.push_back(l->output);
   return v;
 }
 
@@ -144,7 +171,7 @@ void LaneGroupNode::dispatch(EnvelopePtr env) {
   env->lane = static_cast<uint32_t>(std::hash<std::string>()(env->stream) % lanes_.size());
   probe().queue_add(1);
   const uint32_t lane = env->lane;
-  lanes_[lane]->node->try_put(std::make_shared<EnvelopeBatch>(1, std::move(env)));
+  lanes_[lane]->input->try_put(std::make_shared<EnvelopeBatch>(1, std::move(env)));
 }
 
 void LaneGroupNode::dispatch(EnvelopeBatch& batch) {
@@ -157,7 +184,7 @@ void LaneGroupNode::dispatch(EnvelopeBatch& batch) {
   }
   if (one_lane) {
     const uint32_t lane = batch.front()->lane;
-    lanes_[lane]->node->try_put(std::make_shared<EnvelopeBatch>(std::move(batch)));
+    lanes_[lane]->input->try_put(std::make_shared<EnvelopeBatch>(std::move(batch)));
     batch.clear();
     return;
   }
@@ -169,7 +196,7 @@ void LaneGroupNode::dispatch(EnvelopeBatch& batch) {
   }
   batch.clear();
   for (size_t i = 0; i < per_lane.size(); ++i)
-    if (per_lane[i]) lanes_[i]->node->try_put(per_lane[i]);
+    if (per_lane[i]) lanes_[i]->input->try_put(per_lane[i]);
 }
 
 void LaneGroupNode::settle(Envelope& env) {
@@ -210,7 +237,7 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
       dup.events = nullptr;
       r->complete(dup);
     } else {
-      dispatch(std::move(r));  // the first failed: decide this one
+      redispatch(std::move(r));  // the first failed: decide this one
     }
   }
 }
@@ -244,7 +271,7 @@ Result<MessagePtr> LaneGroupNode::load(const std::string& stream) {
   return state;
 }
 
-void LaneGroupNode::decide(Lane& lane, const BatchPtr& batch, LaneNode::output_ports_type& out) {
+void LaneGroupNode::decide(Lane& lane, const BatchPtr& batch, LanePorts& out) {
   // The batch is this lane's alone (dispatch made it): decided envelopes are compacted
   // into it and it goes on to commit as it is.
   EnvelopeBatch& envs = *batch;
@@ -426,7 +453,8 @@ CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, s
       max_batch_(max_batch),
       max_retries_(max_retries),
       // Serial, so envelopes of one lane reach the queue in the order the lane decided them.
-      input_(p.graph(), tbb::flow::serial, [this](const BatchPtr& batch) {
+      // noexcept, or oneTBB ignores queueing_lightweight and spawns a task per batch.
+      input_(p.graph(), tbb::flow::serial, [this](const BatchPtr& batch) noexcept {
         enqueue(*batch);
         return tbb::flow::continue_msg();
       }, tbb::flow::queueing_lightweight()) {}
@@ -653,7 +681,7 @@ void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
   if (env->attempts <= max_retries_) {
     lanes_->settle(*env);
     env->events.clear();
-    lanes_->dispatch(std::move(env));  // re-decide on fresh state
+    lanes_->redispatch(std::move(env));  // re-decide on fresh state
     return;
   }
   probe().add_error(conflict.to_string());

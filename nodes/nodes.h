@@ -38,7 +38,13 @@
 
 namespace orderflow {
 
+// A lane as oneTBB runs it: either kind has the same ports. The lightweight kind runs its
+// body on the thread that puts a message when the lane is idle (it needs a noexcept body,
+// or oneTBB quietly spawns a task as for the other kind); a busy lane queues either way.
 using LaneNode = tbb::flow::multifunction_node<BatchPtr, std::tuple<BatchPtr>>;
+using InlineLaneNode = tbb::flow::multifunction_node<BatchPtr, std::tuple<BatchPtr>, tbb::flow::queueing_lightweight>;
+using LanePorts = LaneNode::output_ports_type;
+static_assert(std::is_same_v<LanePorts, InlineLaneNode::output_ports_type>);
 
 // The kinds' options as a graph file sets them (`params:`), with their defaults; bound to
 // the YAML in kinds.cc (graph/options.h).
@@ -50,6 +56,10 @@ struct LaneOptions {
   std::string events;               // event store (required)
   std::string snapshots;            // snapshot store (required)
   int64_t cache_streams = 100000;   // cached stream states per lane
+  // Where a command is decided: "caller" on the thread that submits it when its lane is
+  // idle (no hand-off), "workers" always as a oneTBB task, "auto" caller for a local event
+  // store and workers for a shared one (Cosmos DB), whose reads would hold the caller.
+  std::string run_on = "auto";
 };
 struct CommitOptions {
   std::string events;               // event store (required)
@@ -107,13 +117,18 @@ class RouteNode final : public RuntimeNode, public CommandSink, private Admissio
 
 class LaneGroupNode final : public RuntimeNode {
  public:
+  enum class RunOn { kCaller, kWorkers };
   LaneGroupNode(Pipeline& p, const std::string& id, const Domain& domain, int lanes, EventStore* events,
-                SnapshotStore* snapshots, size_t cache_streams);
+                SnapshotStore* snapshots, size_t cache_streams, RunOn run_on = RunOn::kWorkers);
   Status connect_to(RuntimeNode& to) override;  // a CommitNode
   // Sends the envelope to the lane of its stream (sets envelope->lane).
   void dispatch(EnvelopePtr envelope);
   // The same for a batch (cleared): one message per lane it touches, order kept per stream.
   void dispatch(EnvelopeBatch& batch);
+  // dispatch() from the commit writer or completer: with lanes that run on the caller, a
+  // oneTBB task (the redispatch node) does it, so a re-decision never holds the writer nor
+  // takes a lane's lock on a thread that may hold it.
+  void redispatch(EnvelopePtr envelope);
   // Forgets the cached state of a stream whose decision on `chain` was not written as
   // decided (a newer chain, loaded since, is kept).
   void invalidate(uint32_t lane, const std::string& stream, uint64_t chain);
@@ -141,10 +156,12 @@ class LaneGroupNode final : public RuntimeNode {
     // is never evicted: reloading it from the store would miss those events, and a
     // rejection decided on that stale state would never be caught by the store.
     std::unordered_map<std::string, int> pending;
-    std::unique_ptr<LaneNode> node;
+    std::unique_ptr<tbb::flow::graph_node> node;  // a LaneNode or an InlineLaneNode
+    tbb::flow::receiver<BatchPtr>* input = nullptr;
+    tbb::flow::sender<BatchPtr>* output = nullptr;
   };
   // Decides a batch in order; what goes on to commit leaves as one batch.
-  void decide(Lane& lane, const BatchPtr& batch, LaneNode::output_ports_type& out);
+  void decide(Lane& lane, const BatchPtr& batch, LanePorts& out);
   void settle_locked(Lane& lane, Envelope& env);  // settle() with lane.mu held
   // Decides one command: true when it goes on to commit, false when it was answered here
   // (rejected, a repeat, failed) or parked behind its first copy.
@@ -155,6 +172,8 @@ class LaneGroupNode final : public RuntimeNode {
   EventStore* events_;
   SnapshotStore* snapshots_;
   const size_t cache_streams_;
+  const RunOn run_on_;
+  std::unique_ptr<tbb::flow::function_node<EnvelopePtr, tbb::flow::continue_msg>> redispatch_;
   // events_->shared(): other processes write the store, so a rejection decided on cached
   // state goes through commit as a version check before it is final. Also when the lanes
   // skip the repeat look-up: the check then finds a rejected repeat of a written command.

@@ -17,6 +17,8 @@
 #include <future>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "connectors/stores.h"
 #include "tests/support/kinds.h"
@@ -92,14 +94,14 @@ using GatedProvider = testing::DecoratedProvider<GatedEvents>;
 
 // Route, one lane and commit on memory stores: every command of the tests below goes
 // through the same lane, in order.
-graph::GraphDef one_lane_graph() {
+graph::GraphDef one_lane_graph(const std::string& lane_params = "") {
   graph::KindRegistry registry;
   register_standard_kinds(registry);
   auto loaded = graph::load_graph_string(
       "graph: one-lane\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
       "  - {id: demo, kind: demo_source}\n"
       "  - {id: route, kind: route, params: {lanes: 1}}\n"
-      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots" + lane_params + "}}\n"
       "  - {id: commit, kind: commit, params: {events: events}}\n"
       "edges: [demo -> route, route -> lanes, lanes -> commit]\n");
   std::vector<graph::Diagnostic> diags;
@@ -256,6 +258,78 @@ TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
   EXPECT_EQ(lanes.out(), lanes.in());
   EXPECT_EQ(lanes.errors(), 1u);
   built->pipeline->shutdown();
+}
+
+// Where a lane decides (command_lane's run_on): the thread of the lane's state load tells.
+// On the caller, a command submitted to an idle lane is decided on the submitting thread
+// (no hand-off to a oneTBB worker); on workers, never; auto is caller for a local store and
+// workers for a shared one (a Cosmos DB read would hold the caller for a round trip).
+class ThreadOfReads final : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  bool shared_ = false;
+  bool shared() const override { return shared_; }
+  Status read_stream(const std::string& s, uint64_t from, std::vector<RecordedEvent>* out) override {
+    {
+      std::lock_guard l(mu);
+      threads.push_back(std::this_thread::get_id());
+    }
+    return events_->read_stream(s, from, out);
+  }
+  std::mutex mu;
+  std::vector<std::thread::id> threads;
+};
+
+// Runs one addStock (it loads its stream) through a pipeline whose lanes have `lane_params`;
+// true when it was decided on the submitting thread.
+bool decided_on_caller(const std::string& lane_params, bool shared_store) {
+  const graph::GraphDef def = one_lane_graph(lane_params);
+  connectors::StoreSet stores(def, "");
+  testing::DecoratedProvider<ThreadOfReads> provider(stores);
+  provider.events.shared_ = shared_store;
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
+  EXPECT_TRUE(built) << built.status().to_string();
+  if (!built) return false;
+  EXPECT_TRUE(built->pipeline->start());
+  v1::Command stock;
+  stock.set_command_id("stock-1");
+  stock.mutable_add_stock()->set_sku("S1");
+  stock.mutable_add_stock()->set_quantity(5);
+  auto done = submit(built->sink, stock);
+  EXPECT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(done.get().status);
+  built->pipeline->shutdown();
+  std::lock_guard l(provider.events.mu);
+  EXPECT_EQ(provider.events.threads.size(), 1u);
+  return !provider.events.threads.empty() && provider.events.threads.front() == std::this_thread::get_id();
+}
+
+TEST(LaneThreads, RunOnDecidesWhereACommandIsDecided) {
+  EXPECT_TRUE(decided_on_caller(", run_on: caller", false));
+  EXPECT_FALSE(decided_on_caller(", run_on: workers", false));
+  EXPECT_TRUE(decided_on_caller("", false)) << "auto, local store";
+  EXPECT_FALSE(decided_on_caller("", true)) << "auto, shared store";
+}
+
+TEST(LaneThreads, AnUnknownRunOnIsRefusedWithTheChoices) {
+  graph::KindRegistry registry;
+  register_standard_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: bad\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+      "  - {id: demo, kind: demo_source}\n"
+      "  - {id: route, kind: route}\n"
+      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots, run_on: elsewhere}}\n"
+      "  - {id: commit, kind: commit, params: {events: events}}\n"
+      "edges: [demo -> route, route -> lanes, lanes -> commit]\n");
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  EXPECT_FALSE(graph::validate(loaded.graph, registry, diags));
+  std::string all;
+  for (const auto& d : diags) all += d.message + "\n";
+  EXPECT_NE(all.find("run_on"), std::string::npos) << all;
+  EXPECT_NE(all.find("workers"), std::string::npos) << all;
 }
 
 }  // namespace
