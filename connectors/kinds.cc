@@ -1,5 +1,6 @@
 #include "connectors/kinds.h"
 
+#include "connectors/faulty_store.h"
 #include "connectors/http_api.h"
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
@@ -53,6 +54,8 @@ void register_connector_kinds(graph::KindRegistry& r) {
   r.add_store_kind(store_kind("rocksdb", rocksdb_store_params().params()));
   r.add_store_kind(store_kind("memory", {}));
   r.add_store_kind(store_kind("cosmos", cosmos_store_params().params()));
+  // Tests and fault drills only: appends to some streams fail until a file exists.
+  r.add_store_kind(store_kind("faulty", faulty_store_params().params()));
   add_store_param_checks(r);
 }
 

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "graph/metrics.h"
 
 #include "connectors/cosmos_store.h"
+#include "connectors/faulty_store.h"
 #include "connectors/memory_store.h"
 #include "connectors/rocksdb_store.h"
 
@@ -71,6 +73,8 @@ Result<StoreSet::Entry*> StoreSet::entry(const std::string& name, const char* ro
     }
   } else if (kind == "cosmos") {
     if (auto s = open_cosmos(def->second, *e); !s) return Status(s.code(), "store '" + name + "': " + s.message());
+  } else if (kind == "faulty") {
+    if (auto s = open_faulty(def->second, *e); !s) return Status(s.code(), "store '" + name + "': " + s.message());
   } else {
     return Status::invalid_argument("store '" + name + "' has unknown kind '" + kind + "'");
   }
@@ -83,6 +87,11 @@ void add_store_param_checks(graph::KindRegistry& registry) {
   registry.set_store_param_check("cosmos", "endpoint", [](const std::string& endpoint) {
     auto s = CosmosClient::check_endpoint(endpoint);
     return s.is_ok() ? std::string() : s.message();
+  });
+  registry.set_store_param_check("faulty", "fail_streams", [](const std::string& text) {
+    std::string why;
+    parse_fail_streams(text, &why);
+    return why.empty() ? std::string() : "must be " + why;
   });
 }
 
@@ -163,6 +172,35 @@ Status StoreSet::open_cosmos(const graph::StoreDef& def, Entry& e) {
     if (!r) return r.status();
     e.snapshots = std::move(*r);
   }
+  return Status::ok();
+}
+
+Status StoreSet::open_faulty(const graph::StoreDef& def, Entry& e) {
+  if (e.role != "events") return Status::invalid_argument("a store of kind faulty wraps an event store; it cannot serve as " + e.role);
+  const FaultyStoreParams params = faulty_store_params().parse(def);
+  std::string why;
+  std::set<std::string> streams = parse_fail_streams(params.fail_streams, &why);
+  if (!why.empty()) return Status::invalid_argument("fail_streams must be " + why);
+  // validate() refuses a store that wraps itself; a hand-built definition must not recurse for ever.
+  std::string at = params.inner;
+  for (size_t steps = 0; steps <= defs_.size(); ++steps) {
+    auto d = defs_.find(at);
+    if (d == defs_.end() || d->second.kind != "faulty") break;
+    if (steps == defs_.size()) return Status::invalid_argument("its 'inner' stores wrap one another in a cycle");
+    at = faulty_store_params().parse(d->second).inner;
+  }
+  auto inner = entry(params.inner, "events");
+  if (!inner) return inner.status();
+  std::string heal;
+  if (!params.heal_file.empty()) {
+    std::filesystem::path path = params.heal_file;
+    if (path.is_relative()) path = std::filesystem::path(data_dir_) / path;
+    heal = path.string();
+  }
+  auto store = std::make_unique<FaultyEventStore>(def.name, (*inner)->events.get(), (*inner)->feed, std::move(streams),
+                                                  std::move(heal));
+  e.feed = store.get();
+  e.events = std::move(store);
   return Status::ok();
 }
 

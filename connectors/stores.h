@@ -64,6 +64,7 @@ class StoreSet final : public StoreProvider {
   struct Account;
   Result<Entry*> entry(const std::string& name, const char* role);
   Status open_cosmos(const graph::StoreDef& def, Entry& e);
+  Status open_faulty(const graph::StoreDef& def, Entry& e);  // kind faulty: wraps its `inner` store
   std::map<std::string, std::unique_ptr<Account>> accounts_;  // one Cosmos client per account
   MetricsRegistry* registry_ = nullptr;
   std::map<std::string, graph::StoreDef> defs_;

@@ -14,9 +14,9 @@
 namespace orderflow::graph {
 namespace {
 
-std::string join(const std::vector<std::string>& items) {
+std::string join(const std::vector<std::string>& items, const std::string& separator = ", ") {
   std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
   return out;
 }
 
@@ -114,6 +114,40 @@ class Validator {
       }
       check_params(*spec, store.mark, "store '" + name + "'", store.params);
     }
+    // A store may wrap another one it names (kind faulty's `inner`); one that leads back to
+    // itself could never be opened.
+    for (const auto& [name, store] : graph_.stores) {
+      std::vector<std::string> path = {name};
+      if (wraps_back(path)) error(store.mark, "store '" + name + "' wraps itself (" + join(path, " -> ") + ")");
+    }
+  }
+
+  // The declared stores a store names in its parameters.
+  std::vector<std::string> wrapped_stores(const StoreDef& store) const {
+    std::vector<std::string> out;
+    const KindSpec* spec = registry_.store_kind(store.kind);
+    if (spec == nullptr) return out;
+    for (const ParamSpec& p : spec->params) {
+      auto v = store.params.find(p.name);
+      if (p.type == ParamType::kStoreRef && v != store.params.end() && graph_.stores.count(v->second.text) > 0)
+        out.push_back(v->second.text);
+    }
+    return out;
+  }
+
+  // Whether the stores that path.back() wraps lead back to path.front(); path is then the cycle.
+  bool wraps_back(std::vector<std::string>& path) const {
+    for (const std::string& next : wrapped_stores(graph_.stores.at(path.back()))) {
+      if (next == path.front()) {
+        path.push_back(next);
+        return true;
+      }
+      if (std::find(path.begin(), path.end(), next) != path.end()) continue;
+      path.push_back(next);
+      if (wraps_back(path)) return true;
+      path.pop_back();
+    }
+    return false;
   }
 
   void check_nodes() {

@@ -24,7 +24,25 @@
 //   MockClusterOfTheServerIsReadThroughIt
 //                         a kafka_source on `mock:1`: its dead-letter topic is listed through
 //                         the server, which runs that cluster
+//
+// Parking through the binary: the event store is of kind faulty (tests and fault drills
+// only: appends to one stream fail while a heal file is absent), so the running server parks
+// a poison command, which is listed and, once healed, replayed through the admin API and CLI.
+//   SagaParksAPoisonReactionAndReplaysItOnceHealed
+//                         a saga with `parked: snapshots, park_after: 3`: the reservation of an
+//                         order for the failing SKU is parked while the other orders confirm;
+//                         GET .../parked (read role) and `orderflow parked list --server` show it
+//                         with its reason; a replay while still failing keeps it; healed, `parked
+//                         replay --server` commits it once, the order confirms, the list is empty
+//                         and a second replay finds nothing; every acknowledged command's events
+//                         are in the store, once
+//   KafkaSourceParksAPoisonCommandAndDlqReplayCommitsItOnce
+//                         a kafka_source with park_after 3 on a mock cluster: the poison command
+//                         is dead-lettered as parked while the others commit, `orderflow dlq list
+//                         --server --json` shows it with kind parked; healed, `dlq replay --server`
+//                         commits it, and a second replay of the same dead letter writes nothing
 #include "tests/support/e2e_http.h"
+#include "tests/support/kafka.h"
 #include "tests/support/server_process.h"
 #include "tests/support/shell.h"
 #include <gtest/gtest.h>
@@ -45,6 +63,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using orderflow::testing::MockKafka;
 using orderflow::testing::Ran;
 using orderflow::testing::ServerProcess;
 using namespace orderflow::testing::e2e;
@@ -54,6 +73,18 @@ const std::string kWriteToken = "write-token-0123456789abcdef";
 
 Ran orderflow_cli(const std::string& args) {
   return orderflow::testing::run_shell(std::string(ORDERFLOW_BINARY) + " " + args);
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The events of `stream` written by `command_id`.
+size_t events_of(const std::vector<Ev>& evs, const std::string& command_id) {
+  size_t n = 0;
+  for (const auto& e : evs) n += e.command_id == command_id;
+  return n;
 }
 
 class AdminE2eTest : public ::testing::Test {
@@ -184,6 +215,56 @@ class AdminE2eTest : public ::testing::Test {
       for (const auto& e : *evs) have.insert(e.command_id);
       for (const auto& id : ids) EXPECT_TRUE(have.count(id)) << id << " acknowledged but not in " << stream;
     }
+  }
+
+  // ---- parking through the binary ----------------------------------------------------
+
+  // A graph whose commits go through a faulty store failing `stream` until the heal file
+  // exists; `source` and `saga` are the node lines that differ between the tests.
+  fs::path write_graph(const std::string& stream, const std::string& source, const std::string& saga) {
+    const fs::path graph = dir_ / "parking.yaml";
+    fs::create_directories(dir_ / "data");
+    std::ofstream(graph) << "graph: parking-e2e\n"
+                            "stores:\n"
+                            "  log: {kind: rocksdb, path: events}\n"
+                            "  events: {kind: faulty, inner: log, fail_streams: "
+                         << stream
+                         << ", heal_file: healed}\n"
+                            "  snapshots: {kind: rocksdb, path: snapshots}\n"
+                            "nodes:\n"
+                         << source
+                         << "  - {id: http, kind: http_source}\n"
+                            "  - {id: route, kind: route, params: {lanes: 4}}\n"
+                            "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+                            "  - {id: commit, kind: commit, params: {events: events, max_batch: 32}}\n"
+                            "  - {id: feed, kind: change_feed, params: {events: events, batch: 50, poll_ms: 5}}\n"
+                            "  - {id: projection, kind: projection, params: {snapshots: snapshots}}\n"
+                         << saga
+                         << "edges: [" << (source.empty() ? "" : "kin -> route, ")
+                         << "http -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection"
+                         << (saga.empty() ? "" : ", feed -> saga, saga -> route") << "]\n";
+    return graph;
+  }
+
+  void set_healed(bool healed) {
+    if (healed)
+      std::ofstream(heal_file()) << "healed\n";
+    else
+      fs::remove(heal_file());
+  }
+
+  // The graph's heal_file, relative to --data-dir.
+  fs::path heal_file() const { return dir_ / "data" / "healed"; }
+
+  std::vector<Ev> events(Http& h, const std::string& stream) {
+    std::string why;
+    auto evs = fetch_events(h, stream, &why);
+    EXPECT_TRUE(evs.has_value()) << why;
+    return evs.value_or(std::vector<Ev>());
+  }
+
+  double saga_gauge(Http& h, const std::string& name) {
+    return gauge(metrics_node(h.get("/api/v1/metrics").json, "saga"), name);
   }
 
   fs::path dir_, log_;
@@ -521,6 +602,225 @@ TEST_F(AdminE2eTest, MockClusterOfTheServerIsReadThroughIt) {
   // A feed on a memory store has global positions: its subscriber can be reset too.
   r = h.post("/api/v1/admin/subscribers/projection/reset", R"({"position":0})");
   EXPECT_EQ(r.status, 200) << r.describe();
+}
+
+TEST_F(AdminE2eTest, SagaParksAPoisonReactionAndReplaysItOnceHealed) {
+  const fs::path tokens = dir_ / "tokens", read_file = dir_ / "read.token", write_file = dir_ / "write.token";
+  std::ofstream(tokens) << "read " << kReadToken << "\nwrite " << kWriteToken << "\n";
+  std::ofstream(read_file) << kReadToken << "\n";
+  std::ofstream(write_file) << kWriteToken << "\n";
+  const fs::path graph =
+      write_graph("sku-POISON", "", "  - {id: saga, kind: saga, params: {parked: snapshots, park_after: 3}}\n");
+  set_healed(true);  // stock for every SKU first, the poison one included
+  ASSERT_NO_FATAL_FAILURE(start(graph.string(), {"--token-file", tokens.string()}));
+  Http reader(port_, 10s, {kReadToken, ""}), writer(port_, 10s, {kWriteToken, ""});
+  const int64_t started_ms = now_ms();
+
+  std::vector<Cmd> acked;  // every command the server acknowledged (200 after the commit)
+  auto send = [&](const Cmd& c) {
+    const Reply r = writer.command(c.body);
+    ASSERT_EQ(r.status, 200) << c.id << ": " << r.describe();
+    acked.push_back(c);
+  };
+  for (const std::string sku : {"POISON", "A", "B"}) ASSERT_NO_FATAL_FAILURE(send(add_stock("s-" + sku, sku, 10)));
+  set_healed(false);
+
+  // The poison order first, then healthy ones: their reactions succeed while its reservation
+  // keeps failing, which is what makes it poison rather than an outage.
+  ASSERT_NO_FATAL_FAILURE(send(place_order("p-poison", "o-poison", "c", {{"POISON", 2, 100}})));
+  std::vector<std::string> healthy;
+  for (int i = 0; i < 6; ++i) {
+    const std::string order = "o-" + std::to_string(i);
+    ASSERT_NO_FATAL_FAILURE(send(place_order("p-" + order, order, "c", {{i % 2 ? "A" : "B", 1, 100}})));
+    healthy.push_back(order);
+  }
+
+  const std::string id = "saga/order-o-poison/1/reserve/POISON";
+  Reply r;
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = reader.get("/api/v1/admin/parked");
+        const auto* parked = arr(r.json, "parked");
+        return r.status == 200 && parked != nullptr && parked->size() == 1;
+      },
+      20s))
+      << "the poison reaction was never parked: " << r.describe();
+  {
+    const value& p = arr(r.json, "parked")->at(0);
+    EXPECT_EQ(str(p, "node"), "saga") << r.describe();
+    EXPECT_EQ(str(p, "command_id"), id) << r.describe();
+    EXPECT_EQ(str(p, "command"), "reserveStock") << r.describe();
+    EXPECT_EQ(str(p, "stream"), "sku-POISON") << r.describe();
+    EXPECT_EQ(str(p, "event_stream"), "order-o-poison") << r.describe();
+    EXPECT_EQ(num(p, "event_version"), 1) << r.describe();
+    EXPECT_GT(num(p, "event_position"), 0) << r.describe();
+    const std::string reason = str(p, "reason");
+    EXPECT_EQ(reason.rfind("parked after ", 0), 0u) << reason;
+    EXPECT_NE(reason.find("while other reactions succeeded"), std::string::npos) << reason;
+    EXPECT_NE(reason.find("injected fault (store 'events', kind faulty): appends to stream 'sku-POISON' fail"),
+              std::string::npos)
+        << reason;
+    EXPECT_GE(num(p, "attempts"), 3) << r.describe();
+    EXPECT_GE(num(p, "parked_at_ms"), started_ms) << r.describe();
+    EXPECT_LE(num(p, "parked_at_ms"), now_ms()) << r.describe();
+  }
+  // The poison's checkpoint moved on: the other orders settle while it stays parked.
+  for (const auto& o : healthy)
+    EXPECT_TRUE(eventually([&] { return str(reader.get("/api/v1/orders/" + o).json, "status") == "confirmed"; }, 10s))
+        << o << ": " << reader.get("/api/v1/orders/" + o).describe();
+  EXPECT_TRUE(eventually([&] { return caught_up(reader); }, 10s)) << "the saga's checkpoint did not pass the poison";
+  EXPECT_EQ(str(reader.get("/api/v1/orders/o-poison").json, "status"), "placed");
+  EXPECT_EQ(events(reader, "sku-POISON").size(), 1u) << "only the stock added before the fault";
+  EXPECT_EQ(saga_gauge(reader, "parked"), 1);
+  EXPECT_EQ(Http(port_).get("/api/v1/admin/parked").status, 401);
+
+  Ran cli = orderflow_cli("parked list --server " + url() + " --token-file " + read_file.string());
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("1 parked reaction (server " + url() + ")"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find(id), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("order-o-poison/1"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("injected fault"), std::string::npos) << cli.output;
+  cli = orderflow_cli("parked list --json --server " + url() + " --token-file " + read_file.string());
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  {
+    std::error_code ec;
+    const value listed = value::parse(cli.output, ec);
+    ASSERT_FALSE(ec) << cli.output;
+    ASSERT_TRUE(listed.is_array() && listed.as_array().size() == 1) << cli.output;
+    EXPECT_EQ(str(listed.as_array().at(0), "command_id"), id) << cli.output;
+    EXPECT_EQ(str(listed.as_array().at(0), "stream"), "sku-POISON") << cli.output;
+  }
+
+  // Still failing: a replay keeps it parked and says why.
+  cli = orderflow_cli("parked replay --command-id " + id + " --timeout 5 --server " + url() + " --token-file " +
+                      write_file.string());
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find(id + " kept: "), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("injected fault"), std::string::npos) << cli.output;
+  EXPECT_EQ(arr(reader.get("/api/v1/admin/parked").json, "parked")->size(), 1u);
+
+  // Healed: the replay commits it once and the order settles.
+  set_healed(true);
+  cli = orderflow_cli("parked replay --command-id " + id + " --server " + url() + " --token-file " +
+                      write_file.string());
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("replayed " + id + ": committed"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("1 replayed, 0 kept"), std::string::npos) << cli.output;
+  EXPECT_TRUE(eventually([&] { return str(reader.get("/api/v1/orders/o-poison").json, "status") == "confirmed"; },
+                         10s))
+      << reader.get("/api/v1/orders/o-poison").describe();
+  r = reader.get("/api/v1/admin/parked");
+  ASSERT_NE(arr(r.json, "parked"), nullptr) << r.describe();
+  EXPECT_EQ(arr(r.json, "parked")->size(), 0u) << r.describe();
+  EXPECT_TRUE(eventually([&] { return saga_gauge(reader, "parked") == 0; }, 5s));
+  cli = orderflow_cli("parked list --server " + url() + " --token-file " + read_file.string());
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("0 parked reactions"), std::string::npos) << cli.output;
+
+  // Replayed once: a second replay finds nothing, and nothing is written twice.
+  r = writer.post("/api/v1/admin/parked/replay", R"({"command_id":")" + id + R"("})");
+  EXPECT_EQ(r.status, 404) << r.describe();
+  cli = orderflow_cli("parked replay --command-id " + id + " --server " + url() + " --token-file " +
+                      write_file.string());
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_NE(cli.output.find("no parked command"), std::string::npos) << cli.output;
+  ASSERT_TRUE(eventually([&] { return caught_up(reader); }, 10s));
+  const auto poison = events(reader, "sku-POISON");
+  EXPECT_EQ(events_of(poison, id), 1u) << "the parked reservation written once";
+  EXPECT_EQ(poison.size(), 2u) << "stock added, then reserved once";
+  const FoldedInventory inv = fold_inventory(poison);
+  EXPECT_EQ(inv.reserved, 2);
+  EXPECT_EQ(num(reader.get("/api/v1/inventory/POISON").json, "reserved"), 2);
+
+  // Nothing acknowledged was lost: every command's events are in its stream, once.
+  for (const Cmd& c : acked) {
+    const auto evs = events(reader, c.stream);
+    EXPECT_EQ(events_of(evs, c.id), 1u) << c.id << " in " << c.stream;
+    if (c.kind == "placeOrder") {
+      EXPECT_EQ(fold_order(evs).status, "confirmed") << c.stream;
+    }
+  }
+}
+
+TEST_F(AdminE2eTest, KafkaSourceParksAPoisonCommandAndDlqReplayCommitsItOnce) {
+  MockKafka kafka(1);
+  kafka.create_topic("orders.commands", 2);
+  kafka.create_topic("orders.commands.dlq", 1);
+  const std::string group = "parking-e2e";
+  const fs::path graph = write_graph(
+      "sku-KPOISON",
+      "  - {id: kin, kind: kafka_source, params: {brokers: \"" + kafka.bootstrap() + "\", group: " + group +
+          ", commit_interval_ms: 50, park_after: 3, properties: \"fetch.wait.max.ms=50\"}}\n",
+      "");
+  ASSERT_NO_FATAL_FAILURE(start(graph.string()));
+  Http h(port_);
+
+  const std::string poison_id = "k-poison";
+  kafka.produce("orders.commands", "sku-KPOISON", add_stock(poison_id, "KPOISON", 7).body);
+  std::vector<Cmd> healthy;
+  for (int i = 0; i < 20; ++i) {
+    healthy.push_back(add_stock("k-" + std::to_string(i), "K" + std::to_string(i % 4), 1 + i));
+    kafka.produce("orders.commands", healthy.back().stream, healthy.back().body);
+  }
+  ASSERT_TRUE(kafka.flush());
+
+  // Parked: dead-lettered with its reason while the others commit, and the group moves past it.
+  Reply r;
+  const value* dead = nullptr;
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = h.get("/api/v1/admin/dead-letters");
+        const auto* sources = arr(r.json, "sources");
+        if (r.status != 200 || sources == nullptr || sources->size() != 1) return false;
+        const auto* letters = arr(sources->at(0), "dead_letters");
+        dead = letters != nullptr && letters->size() == 1 ? &letters->at(0) : nullptr;
+        return dead != nullptr;
+      },
+      30s))
+      << "the poison command was never parked: " << r.describe();
+  EXPECT_EQ(str(*dead, "kind"), "parked") << r.describe();
+  EXPECT_EQ(str(*dead, "key"), "sku-KPOISON") << r.describe();
+  EXPECT_TRUE(flag(*dead, "replayable")) << r.describe();
+  const std::string reason = str(*dead, "reason");
+  EXPECT_EQ(reason.rfind("parked after ", 0), 0u) << reason;
+  EXPECT_NE(reason.find("appends to stream 'sku-KPOISON' fail"), std::string::npos) << reason;
+  const int64_t partition = num(*dead, "partition"), offset = num(*dead, "offset");
+  ASSERT_TRUE(eventually([&] { return kafka.caught_up(group, "orders.commands"); }, 20s))
+      << "the poison's partition did not move on";
+  for (const Cmd& c : healthy) EXPECT_EQ(events_of(events(h, c.stream), c.id), 1u) << c.id;
+  EXPECT_TRUE(events(h, "sku-KPOISON").empty());
+
+  Ran cli = orderflow_cli("dlq list --json --server " + url());
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  {
+    std::error_code ec;
+    const value listed = value::parse(cli.output, ec);
+    ASSERT_FALSE(ec) << cli.output;
+    ASSERT_TRUE(listed.is_array() && listed.as_array().size() == 1) << cli.output;
+    EXPECT_EQ(str(listed.as_array().at(0), "kind"), "parked") << cli.output;
+    EXPECT_EQ(str(listed.as_array().at(0), "key"), "sku-KPOISON") << cli.output;
+    EXPECT_EQ(str(listed.as_array().at(0), "reason"), reason) << cli.output;
+  }
+
+  // Healed: the replay commits it once; replaying the same dead letter again is a repeat.
+  set_healed(true);
+  const std::string where = " --partition " + std::to_string(partition) + " --offset " + std::to_string(offset);
+  cli = orderflow_cli("dlq replay --server " + url() + where);
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("replayed "), std::string::npos) << cli.output;
+  EXPECT_TRUE(eventually([&] { return events_of(events(h, "sku-KPOISON"), poison_id) == 1; }, 20s))
+      << "the replayed command was not committed";
+  cli = orderflow_cli("dlq replay --server " + url() + where);
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  ASSERT_TRUE(eventually([&] { return kafka.caught_up(group, "orders.commands"); }, 20s))
+      << "the second replay was not consumed";
+  const auto poison = events(h, "sku-KPOISON");
+  EXPECT_EQ(poison.size(), 1u) << "committed once";
+  EXPECT_EQ(fold_inventory(poison).on_hand, 7);
+  ASSERT_TRUE(eventually([&] { return caught_up(h); }, 10s));
+  EXPECT_EQ(num(h.get("/api/v1/inventory/KPOISON").json, "onHand"), 7);
+  r = h.get("/api/v1/admin/dead-letters");
+  EXPECT_EQ(arr(arr(r.json, "sources")->at(0), "dead_letters")->size(), 1u) << "a replay does not add a dead letter";
 }
 
 }  // namespace

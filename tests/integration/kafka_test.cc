@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "connectors/faulty_store.h"
 #include "connectors/kafka.h"
 #include "connectors/stores.h"
 #include "tests/support/kinds.h"
@@ -46,24 +47,11 @@ class PoisonedStream : public testing::EventsDecorator {
   std::atomic<bool> every_stream{false};  // an outage: every append fails
   std::atomic<int> refused{0};
   std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
-    std::vector<AppendResult> out(batch.size());
-    std::vector<AppendRequest> pass;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].stream == stream || every_stream) {
-        out[i].stream = stream;
-        out[i].status = Status::io_error("injected: writes to " + stream + " fail");
-        ++refused;
-      } else {
-        pass.push_back(batch[i]);
-        index.push_back(i);
-      }
-    }
-    if (!pass.empty()) {
-      auto written = events_->append(pass);
-      for (size_t k = 0; k < written.size(); ++k) out[index[k]] = std::move(written[k]);
-    }
-    return out;
+    return connectors::append_refusing(*events_, batch, [&](const AppendRequest& r) {
+      if (r.stream != stream && !every_stream) return Status::ok();
+      ++refused;
+      return Status::io_error("injected: writes to " + stream + " fail");
+    });
   }
 };
 

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "connectors/faulty_store.h"
 #include "connectors/stores.h"
 #include "domain/orders/orders.h"
 #include "tests/support/invariants.h"
@@ -38,25 +39,12 @@ class FailingWrites : public testing::EventsDecorator {
       std::lock_guard lock(mu_);
       stream = stream_;
     }
-    std::vector<AppendResult> out(batch.size());
-    std::vector<AppendRequest> pass;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const bool reaction = batch[i].command_id.rfind("t-", 0) != 0;
-      if ((!stream.empty() && batch[i].stream == stream) || (reactions_fail && reaction)) {
-        out[i].stream = batch[i].stream;
-        out[i].status = Status::io_error("injected: writes to " + batch[i].stream + " fail");
-        refused++;
-      } else {
-        pass.push_back(batch[i]);
-        index.push_back(i);
-      }
-    }
-    if (!pass.empty()) {
-      auto done = events_->append(pass);
-      for (size_t j = 0; j < done.size(); ++j) out[index[j]] = std::move(done[j]);
-    }
-    return out;
+    return connectors::append_refusing(*events_, batch, [&](const AppendRequest& r) {
+      const bool reaction = r.command_id.rfind("t-", 0) != 0;
+      if ((stream.empty() || r.stream != stream) && !(reactions_fail && reaction)) return Status::ok();
+      refused++;
+      return Status::io_error("injected: writes to " + r.stream + " fail");
+    });
   }
 
  private:
