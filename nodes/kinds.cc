@@ -80,7 +80,7 @@ void register_node_kinds(graph::KindRegistry& r) {
           .integer(&LaneOptions::cache_streams, "cache_streams", 1, 100000000, "cached stream states per lane")
           .choice(&LaneOptions::run_on, "run_on", {"auto", "caller", "workers"},
                   "where commands are decided: on the submitting thread when the lane is idle (caller), as "
-                  "oneTBB tasks (workers), or caller for a local event store and workers for a shared one (auto)");
+                  "oneTBB tasks (workers), or caller for a local event store unless a kafka_source feeds the route (auto)");
   KindSpec lanes = kind(
       "command_lane", PortType::kRouted, PortType::kDecision, false, lane_options.params(),
       "load state, decide, emit events; serial per lane", DrainOrder::kDecision,
@@ -92,12 +92,15 @@ void register_node_kinds(graph::KindRegistry& r) {
         if (!sn) return sn.status();
         // As many lanes as the route that feeds them asks for.
         int count = 1;
-        for (const auto* pred : c.graph.predecessors(n.id))
-          if (pred->kind == "route") count = route_options.parse(*pred).lanes;
-        const bool caller = o.run_on == "caller" || (o.run_on == "auto" && !(*ev)->shared());
+        bool fed_by_kafka = false;
+        for (const auto* pred : c.graph.predecessors(n.id)) {
+          if (pred->kind != "route") continue;
+          count = route_options.parse(*pred).lanes;
+          for (const auto* source : c.graph.predecessors(pred->id)) fed_by_kafka |= source->kind == "kafka_source";
+        }
         return made(std::make_unique<LaneGroupNode>(
             c.pipeline, n.id, c.domain, count, *ev, *sn, static_cast<size_t>(o.cache_streams),
-            caller ? LaneGroupNode::RunOn::kCaller : LaneGroupNode::RunOn::kWorkers));
+            LaneGroupNode::resolve_run_on(o.run_on, (*ev)->shared(), fed_by_kafka)));
       });
   lanes.output_required = true;
   r.add_node_kind(lanes);

@@ -143,6 +143,12 @@ LaneGroupNode::LaneGroupNode(Pipeline& p, const std::string& id, const Domain& d
   }
 }
 
+LaneGroupNode::RunOn LaneGroupNode::resolve_run_on(const std::string& run_on, bool shared_store, bool fed_by_kafka) {
+  if (run_on == "caller") return RunOn::kCaller;
+  if (run_on == "workers" || shared_store || fed_by_kafka) return RunOn::kWorkers;
+  return RunOn::kCaller;
+}
+
 void LaneGroupNode::redispatch(EnvelopePtr env) {
   if (redispatch_) {
     redispatch_->try_put(std::move(env));

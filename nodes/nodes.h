@@ -57,8 +57,8 @@ struct LaneOptions {
   std::string snapshots;            // snapshot store (required)
   int64_t cache_streams = 100000;   // cached stream states per lane
   // Where a command is decided: "caller" on the thread that submits it when its lane is
-  // idle (no hand-off), "workers" always as a oneTBB task, "auto" caller for a local event
-  // store and workers for a shared one (Cosmos DB), whose reads would hold the caller.
+  // idle (no hand-off), "workers" always as a oneTBB task, "auto" see
+  // LaneGroupNode::resolve_run_on.
   std::string run_on = "auto";
 };
 struct CommitOptions {
@@ -118,6 +118,12 @@ class RouteNode final : public RuntimeNode, public CommandSink, private Admissio
 class LaneGroupNode final : public RuntimeNode {
  public:
   enum class RunOn { kCaller, kWorkers };
+  // command_lane's `run_on` resolved: "auto" is the caller for a local event store fed by
+  // HTTP, the saga or the demo source (small batches, many threads), and workers for a
+  // shared store (a state load is a round trip that would hold the caller) or when a
+  // kafka_source feeds the route (one poll thread whose batches span every lane: deciding
+  // them itself puts its polling behind decisions that workers would run in parallel).
+  static RunOn resolve_run_on(const std::string& run_on, bool shared_store, bool fed_by_kafka);
   LaneGroupNode(Pipeline& p, const std::string& id, const Domain& domain, int lanes, EventStore* events,
                 SnapshotStore* snapshots, size_t cache_streams, RunOn run_on = RunOn::kWorkers);
   Status connect_to(RuntimeNode& to) override;  // a CommitNode

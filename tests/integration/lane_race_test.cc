@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "connectors/stores.h"
+#include "nodes/nodes.h"
 #include "tests/support/kinds.h"
 #include "orderflow.pb.h"
 #include "tests/support/store_decorators.h"
@@ -311,6 +312,15 @@ TEST(LaneThreads, RunOnDecidesWhereACommandIsDecided) {
   EXPECT_FALSE(decided_on_caller(", run_on: workers", false));
   EXPECT_TRUE(decided_on_caller("", false)) << "auto, local store";
   EXPECT_FALSE(decided_on_caller("", true)) << "auto, shared store";
+}
+
+TEST(LaneThreads, AutoIsTheCallerOnlyForALocalStoreNotFedByKafka) {
+  using R = LaneGroupNode::RunOn;
+  EXPECT_EQ(LaneGroupNode::resolve_run_on("auto", false, false), R::kCaller);
+  EXPECT_EQ(LaneGroupNode::resolve_run_on("auto", true, false), R::kWorkers);
+  EXPECT_EQ(LaneGroupNode::resolve_run_on("auto", false, true), R::kWorkers);
+  EXPECT_EQ(LaneGroupNode::resolve_run_on("caller", true, true), R::kCaller);
+  EXPECT_EQ(LaneGroupNode::resolve_run_on("workers", false, false), R::kWorkers);
 }
 
 TEST(LaneThreads, AnUnknownRunOnIsRefusedWithTheChoices) {
