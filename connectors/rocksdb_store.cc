@@ -143,6 +143,7 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
   std::unique_ptr<RocksEventStore> store(new RocksEventStore());
   store->sync_ = options.sync;
   store->env_ = options.env;
+  store->version_cache_ = std::max<size_t>(1, options.version_cache);
   rocksdb::Options db_options = base_options();
   // The hashed memtables (index_cf, commands_cf) take one writer at a time; the commit
   // writer is the only one that writes more than a checkpoint anyway.
@@ -276,31 +277,34 @@ RocksEventStore::~RocksEventStore() {
 
 Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
   if (auto it = versions_.find(stream); it != versions_.end()) return it->second;
-  // New streams are the common miss: a point look-up of version 1 (bloom filter) says so
-  // without the cost of an iterator.
-  {
-    std::string ignored;
-    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, 1), &ignored);
-    if (s.IsNotFound()) {
-      if (versions_.size() >= kVersionCacheLimit) versions_.clear();
-      versions_[stream] = 0;
-      return uint64_t{0};
-    }
+  // A stream's versions are 1..N without a gap, so N is found by point look-ups (memtable
+  // hash, bloom filters): doubling, then halving. New streams, the common miss, cost one.
+  // Not an iterator: the index's hashed memtable cannot seek backwards (SeekForPrev there
+  // skips the memtable and finds an older version in the table files).
+  std::string ignored;
+  auto exists = [&](uint64_t version) -> Result<bool> {
+    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, version), &ignored);
+    if (s.IsNotFound()) return false;
     if (!s.ok()) return map(s);
+    return true;
+  };
+  uint64_t known = 0, absent = 1;  // known exists (0: none), absent does not
+  for (;;) {
+    auto e = exists(absent);
+    if (!e) return e.status();
+    if (!*e) break;
+    known = absent;
+    absent *= 2;
   }
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
-  const std::string last = index_key(stream, UINT64_MAX);
-  it->SeekForPrev(last);
-  uint64_t version = 0;
-  if (it->Valid()) {
-    auto k = it->key();
-    if (k.size() == stream.size() + 9 && k.starts_with(stream) && k[stream.size()] == '\0')
-      version = get_u64_be(k.data() + stream.size() + 1);
+  while (absent - known > 1) {
+    const uint64_t mid = known + (absent - known) / 2;
+    auto e = exists(mid);
+    if (!e) return e.status();
+    (*e ? known : absent) = mid;
   }
-  if (!it->status().ok()) return map(it->status());
-  if (versions_.size() >= kVersionCacheLimit) versions_.clear();
-  versions_[stream] = version;
-  return version;
+  if (versions_.size() >= version_cache_) versions_.clear();
+  versions_[stream] = known;
+  return known;
 }
 
 std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
@@ -360,7 +364,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   uint64_t new_head = head;
   for (const auto& p : plan) {
     const auto& r = results[p.request];
-    if (versions_.size() >= kVersionCacheLimit) versions_.clear();
+    if (versions_.size() >= version_cache_) versions_.clear();
     versions_[r.stream] = r.last_version;
     new_head = std::max(new_head, r.last_position);
   }

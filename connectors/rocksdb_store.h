@@ -55,6 +55,9 @@ struct RocksOptions {
   // The Env (and so FileSystem) RocksDB uses; default (null) the process's. Tests pass one
   // over a fault-injecting rocksdb::FileSystemWrapper. Kept alive by the store.
   std::shared_ptr<rocksdb::Env> env = nullptr;
+  // Streams whose current version the event store keeps in memory (forgotten all at once
+  // when full, then looked up again). Tests make it small to exercise the look-ups.
+  size_t version_cache = size_t{1} << 20;
 };
 
 // The file in an event store's directory holding the last synced head (see RocksEventStore).
@@ -98,6 +101,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   Status bg_error_;                                     // guarded by write_mu_
   std::chrono::steady_clock::time_point next_resume_;   // guarded by write_mu_
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
+  size_t version_cache_ = size_t{1} << 20;              // bound of versions_
   std::atomic<uint64_t> head_{0};
   int synced_head_fd_ = -1;                             // guarded by write_mu_ (after open)
   std::chrono::steady_clock::time_point synced_head_flushed_;  // guarded by write_mu_

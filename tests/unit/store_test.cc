@@ -137,6 +137,50 @@ TEST_F(RocksEventStoreTest, EverythingPersistsAcrossReopen) {
   EXPECT_EQ(stale.actual_version, 1u);
 }
 
+// The current version of a stream the store no longer caches is looked up in the index,
+// whose memtable hashes by stream: with a cache of one stream, every append below looks its
+// stream up while its events are still in the memtable (a backwards seek there used to
+// skip the memtable and find version 0: correct appends refused as conflicts, and stale
+// ones accepted).
+TEST(RocksEventStoreVersions, UncachedStreamsAreLookedUpAtTheirLastVersion) {
+  TempDir dir;
+  RocksOptions o{dir.sub("events"), true};
+  o.version_cache = 1;
+  auto opened = RocksEventStore::open(o);
+  ASSERT_TRUE(opened) << opened.status().to_string();
+  RocksEventStore& store = **opened;
+  const std::vector<std::pair<std::string, int>> streams = {{"a", 1}, {"b", 37}, {"c", 2}, {"d", 64}, {"e", 5}};
+  std::map<std::string, uint64_t> version;
+  int id = 0;
+  // Interleaved, one or two events per append, so each stream is evicted between its appends.
+  for (bool more = true; more;) {
+    more = false;
+    for (const auto& [s, total] : streams) {
+      if (version[s] >= static_cast<uint64_t>(total)) continue;
+      more = true;
+      std::vector<std::string> events = {s + std::to_string(version[s] + 1)};
+      if (version[s] + 2 <= static_cast<uint64_t>(total) && id % 3 == 0) events.push_back(s + "+");
+      auto r = store.append({req(s, version[s], "cmd-" + std::to_string(id++), events)}).at(0);
+      ASSERT_TRUE(r.status) << s << " at " << version[s] << ": " << r.status.to_string();
+      ASSERT_EQ(r.first_version, version[s] + 1) << s;
+      version[s] = r.last_version;
+      // A stale expected version is refused with the stream's real one.
+      auto stale = store.append({req(s, version[s] - 1, "stale-" + std::to_string(id++), {"x"})}).at(0);
+      ASSERT_EQ(stale.status.code(), StatusCode::kConflict) << s;
+      EXPECT_EQ(stale.actual_version, version[s]) << s;
+    }
+  }
+  for (const auto& [s, total] : streams) {
+    auto v = store.stream_version(s);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(*v, static_cast<uint64_t>(total)) << s;
+    std::vector<RecordedEvent> events;
+    ASSERT_TRUE(store.read_stream(s, 1, &events));
+    EXPECT_EQ(events.size(), static_cast<size_t>(total)) << s;
+  }
+  EXPECT_EQ(*store.stream_version("never"), 0u);
+}
+
 TEST_F(RocksEventStoreTest, ABatchOfManyStreamsIsOneWrite) {
   constexpr int kStreams = 300;
   std::vector<AppendRequest> batch;
