@@ -610,6 +610,11 @@ TEST_F(CosmosRepairE2eTest, RefusedWhileAnInstanceHoldsTheLeases) {
     EXPECT_NE(r.output.find("Stop every instance"), std::string::npos) << r.output;
   }
   EXPECT_EQ(snapshot_version("sku-A"), 1u) << "a refused rebuild dropped the snapshots";
+  // Listing works while it runs: each subscriber's lease per range, and who holds it.
+  const Ran list = repair("checkpoints '" + graph_.string() + "'");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("one lease per partition key range"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find(instance + " (running)"), std::string::npos) << list.output;
   for (const auto& l : leases("saga")) EXPECT_EQ(l.owner, instance);
 
   // The running server's admin API: still 409, now pointing at the offline command.
@@ -652,6 +657,9 @@ TEST_F(CosmosRepairE2eTest, ResetCheckpointByTimeRedeliversOnlyLaterEvents) {
     EXPECT_TRUE(l.continuation.empty());
     EXPECT_GT(l.start_time_ms, 0);
   }
+  const Ran list = repair("checkpoints '" + graph_.string() + "'");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("changes after " + cut.substr(0, 19)), std::string::npos) << list.output;
   ASSERT_NO_FATAL_FAILURE(start_server());
   {
     Http h(port_);
