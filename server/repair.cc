@@ -303,7 +303,7 @@ int reset_checkpoint_cosmos(const RepairFlags& flags, Session& session, const Su
   auto ranges = (*events)->reset_leases(flags.subscriber, start_ms);
   if (!ranges) return cosmos_failure(ranges.status());
   std::printf("subscriber '%s': leases of %zu partition key ranges reset (free, no continuation) to %s; the next serve "
-              "delivers it every event %s again\n",
+              "delivers it again every event %s\n",
               flags.subscriber.c_str(), ranges->size(), at_us ? iso8601_ms(start_ms).c_str() : "the start of the feed",
               at_us ? ("committed from " + flags.time + " on (to the second: up to a second earlier too)").c_str()
                     : "in the change feed");
