@@ -672,7 +672,7 @@ CosmosFeedView::~CosmosFeedView() {
   for (auto& [range, o] : owned_) {
     // Hand the range back at the last checkpoint so another instance takes it at once.
     std::string etag;
-    write_lease(range, o.lease_etag, "", o.saved, &etag, /*max_attempts=*/1);
+    write_lease(range, o.lease_etag, "", o.saved, o.start_time_ms, &etag, /*max_attempts=*/1);
   }
 }
 
@@ -684,32 +684,119 @@ std::vector<std::string> CosmosFeedView::owned_ranges() const {
 }
 
 Status CosmosFeedView::write_lease(const std::string& range, const std::string& etag, const std::string& owner,
-                                   const std::string& continuation, std::string* new_etag, int max_attempts) {
-  const auto& o = store_.options();
-  const std::string coll = "dbs/" + o.database + "/colls/" + o.leases_container;
-  const std::string id = subscriber_ + ".." + range;
+                                   const std::string& continuation, int64_t start_time_ms, std::string* new_etag,
+                                   int max_attempts) {
+  CosmosLease l;
+  l.range = range;
+  l.owner = owner;
+  l.continuation = continuation;
+  l.etag = etag;
+  l.start_time_ms = start_time_ms;
+  return store_.write_lease(subscriber_, l, new_etag, max_attempts);
+}
+
+Status CosmosEventStore::write_lease(const std::string& subscriber, const CosmosLease& lease, std::string* new_etag,
+                                     int max_attempts) {
+  const std::string coll = "dbs/" + options_.database + "/colls/" + options_.leases_container;
+  const std::string id = subscriber + ".." + lease.range;
   value doc = value::object();
   doc["id"] = value::string(id);
-  doc["subscriber"] = value::string(subscriber_);
-  doc["range"] = value::string(range);
-  doc["owner"] = value::string(owner);
-  doc["continuation"] = value::string(continuation);
+  doc["subscriber"] = value::string(subscriber);
+  doc["range"] = value::string(lease.range);
+  doc["owner"] = value::string(lease.owner);
+  doc["continuation"] = value::string(lease.continuation);
   doc["timestamp"] = value::number(static_cast<double>(wall_ms()));
+  if (lease.start_time_ms > 0) doc["start_time"] = value::number(static_cast<double>(lease.start_time_ms));
   CosmosRequest r;
-  if (etag.empty()) {
+  if (lease.etag.empty()) {
     r = make("POST", "docs", coll, coll + "/docs", "leases", coll);
   } else {
     r = make("PUT", "docs", coll + "/docs/" + id, coll + "/docs/" + id, "leases", coll);
-    r.headers.emplace_back("If-Match", etag);
+    r.headers.emplace_back("If-Match", lease.etag);
   }
   r.body = doc.serialize();
   r.max_attempts = max_attempts;
-  r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(subscriber_));
-  auto resp = store_.client().send(r);
+  r.headers.emplace_back("x-ms-documentdb-partitionkey", pk_header(subscriber));
+  auto resp = client_->send(r);
   if (!resp) return resp.status();
   if (resp->http_status != 200 && resp->http_status != 201) return status_of(*resp, "lease " + id);
   *new_etag = resp->header("etag");
   return Status::ok();
+}
+
+Result<std::vector<std::string>> CosmosEventStore::partition_key_ranges() {
+  const std::string events = coll_link();
+  auto resp = client_->send(make("GET", "pkranges", events, events + "/pkranges", "leases", ""));
+  if (!resp) return resp.status();
+  if (resp->http_status != 200) return status_of(*resp, "list partition key ranges");
+  auto listed = parse_json(resp->body, "pkranges");
+  if (!listed) return listed.status();
+  if (!listed->has_field("PartitionKeyRanges") || !listed->at("PartitionKeyRanges").is_array())
+    return Status::io_error("pkranges answer without a PartitionKeyRanges array");
+  std::vector<std::string> out;
+  for (const auto& r : listed->at("PartitionKeyRanges").as_array()) out.push_back(str(r, "id"));
+  return out;
+}
+
+Result<std::vector<CosmosLease>> CosmosEventStore::leases(const std::string& subscriber) {
+  const std::string coll = "dbs/" + options_.database + "/colls/" + options_.leases_container;
+  auto docs = query_all(*client_, coll, "SELECT * FROM c WHERE c.subscriber = @s", {{"@s", value::string(subscriber)}},
+                        &subscriber, "leases");
+  if (!docs) return docs.status();
+  std::vector<CosmosLease> out;
+  for (const auto& d : *docs) {
+    CosmosLease l;
+    l.range = str(d, "range");
+    l.owner = str(d, "owner");
+    l.continuation = str(d, "continuation");
+    l.etag = str(d, "_etag");
+    l.timestamp_ms = static_cast<int64_t>(u64(d, "timestamp"));
+    l.start_time_ms = static_cast<int64_t>(u64(d, "start_time"));
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(), [](const CosmosLease& a, const CosmosLease& b) { return a.range < b.range; });
+  return out;
+}
+
+bool CosmosEventStore::lease_alive(const CosmosLease& l) const {
+  return !l.owner.empty() && wall_ms() - l.timestamp_ms < options_.lease_expiry.count();
+}
+
+Status CosmosEventStore::check_leases_free(const std::string& subscriber) {
+  auto current = leases(subscriber);
+  if (!current) return current.status();
+  std::string held;
+  for (const auto& l : *current)
+    if (lease_alive(l))
+      held += (held.empty() ? "" : ", ") + std::string("range ") + l.range + " by " + l.owner + " (renewed " +
+              std::to_string(wall_ms() - l.timestamp_ms) + " ms ago)";
+  if (held.empty()) return Status::ok();
+  return Status::conflict("subscriber " + subscriber + "'s change-feed leases are held: " + held +
+                          "; an instance is running (a lease expires " + std::to_string(options_.lease_expiry.count()) +
+                          " ms after its last renewal)");
+}
+
+Result<std::vector<std::string>> CosmosEventStore::reset_leases(const std::string& subscriber, int64_t start_time_ms) {
+  auto ranges = partition_key_ranges();
+  if (!ranges) return ranges.status();
+  if (Status s = check_leases_free(subscriber); !s) return s;
+  auto current = leases(subscriber);
+  if (!current) return current.status();
+  for (const auto& range : *ranges) {
+    CosmosLease l;
+    l.range = range;
+    l.start_time_ms = start_time_ms;
+    for (const auto& c : *current)
+      if (c.range == range) l.etag = c.etag;
+    std::string etag;
+    if (Status s = write_lease(subscriber, l, &etag); !s) {
+      if (s.code() == StatusCode::kConflict || s.code() == StatusCode::kRejected)
+        return Status::conflict("lease of range " + range + " of subscriber " + subscriber +
+                                " changed meanwhile (an instance started?): " + s.message());
+      return s;
+    }
+  }
+  return *ranges;
 }
 
 Status CosmosFeedView::balance() {
@@ -719,45 +806,32 @@ Status CosmosFeedView::balance() {
 
 Status CosmosFeedView::lease_cycle() {
   last_cycle_ = Clock::now();
-  const auto& o = store_.options();
   CosmosClient& c = store_.client();
-  const std::string events = "dbs/" + o.database + "/colls/" + o.container;
-  const std::string leases = "dbs/" + o.database + "/colls/" + o.leases_container;
   // 1. The partition key ranges of the events container.
-  auto resp = c.send(make("GET", "pkranges", events, events + "/pkranges", "leases", ""));
-  if (!resp) return resp.status();
-  if (resp->http_status != 200) return status_of(*resp, "list partition key ranges");
-  auto listed = parse_json(resp->body, "pkranges");
+  auto listed = store_.partition_key_ranges();
   if (!listed) return listed.status();
-  if (!listed->has_field("PartitionKeyRanges") || !listed->at("PartitionKeyRanges").is_array())
-    return Status::io_error("pkranges answer without a PartitionKeyRanges array");
-  ranges_.clear();
-  for (const auto& r : listed->at("PartitionKeyRanges").as_array()) ranges_.push_back(str(r, "id"));
+  ranges_ = std::move(*listed);
 
   // 2. The leases of this subscriber; missing ones are created free.
-  auto docs = query_all(c, leases, "SELECT * FROM c WHERE c.subscriber = @s", {{"@s", value::string(subscriber_)}},
-                        &subscriber_, "leases");
+  auto docs = store_.leases(subscriber_);
   if (!docs) return docs.status();
-  struct Lease {
-    std::string owner, continuation, etag;
-    int64_t timestamp = 0;
-  };
-  std::map<std::string, Lease> current;
-  for (const auto& d : *docs)
-    current[str(d, "range")] = Lease{str(d, "owner"), str(d, "continuation"), str(d, "_etag"),
-                                     static_cast<int64_t>(u64(d, "timestamp"))};
+  std::map<std::string, CosmosLease> current;
+  for (auto& d : *docs) current[d.range] = std::move(d);
   for (const auto& range : ranges_) {
     if (current.count(range)) continue;
     std::string etag;
-    Status s = write_lease(range, "", "", "", &etag);
+    Status s = write_lease(range, "", "", "", 0, &etag);
     if (s) {
-      current[range] = Lease{"", "", etag, 0};
+      CosmosLease l;
+      l.range = range;
+      l.etag = etag;
+      current[range] = l;
     } else if (s.code() != StatusCode::kConflict) {
       return s;
     }
   }
   const int64_t now = wall_ms();
-  auto alive = [&](const Lease& l) { return !l.owner.empty() && now - l.timestamp < o.lease_expiry.count(); };
+  auto alive = [&](const CosmosLease& l) { return store_.lease_alive(l); };
 
   // 3. Renew what is ours; notice what was taken.
   for (auto it = owned_.begin(); it != owned_.end();) {
@@ -767,7 +841,7 @@ Status CosmosFeedView::lease_cycle() {
       continue;
     }
     std::string etag;
-    Status s = write_lease(it->first, l->second.etag, owner_, it->second.saved, &etag);
+    Status s = write_lease(it->first, l->second.etag, owner_, it->second.saved, it->second.start_time_ms, &etag);
     if (!s) {
       if (s.code() == StatusCode::kConflict) {
         it = owned_.erase(it);
@@ -778,7 +852,7 @@ Status CosmosFeedView::lease_cycle() {
     it->second.lease_etag = etag;
     it->second.dirty = false;
     l->second.etag = etag;
-    l->second.timestamp = now;
+    l->second.timestamp_ms = now;
     ++it;
   }
 
@@ -788,11 +862,12 @@ Status CosmosFeedView::lease_cycle() {
   for (const auto& [range, l] : current)
     if (alive(l) && l.owner != owner_) held[l.owner]++;
   const int fair = static_cast<int>((ranges_.size() + held.size() - 1) / held.size());
-  auto take = [&](const std::string& range, Lease& l) {
+  auto take = [&](const std::string& range, CosmosLease& l) {
     std::string etag;
-    if (!write_lease(range, l.etag, owner_, l.continuation, &etag)) return;  // lost the race: fine
+    if (!write_lease(range, l.etag, owner_, l.continuation, l.start_time_ms, &etag)) return;  // lost the race: fine
     Owned mine;
     mine.lease_etag = etag;
+    mine.start_time_ms = l.start_time_ms;
     mine.saved = mine.fetched = l.continuation;
     mine.epoch = ++epoch_;
     owned_[range] = mine;
@@ -837,7 +912,16 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
     r.headers = {{"A-IM", "Incremental feed"},
                  {"x-ms-documentdb-partitionkeyrangeid", range},
                  {"x-ms-max-item-count", std::to_string(opts.max_item_count)}};
-    if (!o.fetched.empty()) r.headers.emplace_back("If-None-Match", o.fetched);
+    if (!o.fetched.empty()) {
+      r.headers.emplace_back("If-None-Match", o.fetched);
+    } else if (o.start_time_ms > 0) {
+      // Changes after a time (the REST API's If-Modified-Since, RFC 1123, whole seconds,
+      // exclusive): the second before the one holding the start time, so nothing committed
+      // at or after it is missed (up to a second earlier is redelivered: at least once).
+      const auto at = std::chrono::system_clock::time_point(std::chrono::milliseconds(o.start_time_ms));
+      r.headers.emplace_back("If-Modified-Since",
+                             rfc1123_date(std::chrono::floor<std::chrono::seconds>(at) - std::chrono::seconds(1)));
+    }
     auto resp = store_.client().send(r);
     if (!resp) {
       last_error = resp.status();
@@ -931,7 +1015,7 @@ Status CosmosFeedView::save_checkpoint(const std::string& subscriber, uint64_t p
       continue;
     }
     std::string etag;
-    Status s = write_lease(it->first, it->second.lease_etag, owner_, it->second.saved, &etag);
+    Status s = write_lease(it->first, it->second.lease_etag, owner_, it->second.saved, it->second.start_time_ms, &etag);
     if (s) {
       it->second.lease_etag = etag;
       it->second.dirty = false;
@@ -1066,6 +1150,34 @@ Status CosmosSnapshotStore::put(const std::vector<std::pair<std::string, Snapsho
       if (!status[s]) return;
     }
   });
+  for (const auto& s : status)
+    if (!s) return s;
+  return Status::ok();
+}
+
+Status CosmosSnapshotStore::clear() {
+  const std::string coll = "dbs/" + options_.database + "/colls/" + options_.container;
+  auto docs = query_all(*client_, coll, "SELECT c.id FROM c", {}, nullptr, "snapshot_clear");
+  if (!docs) return docs.status();
+  std::vector<std::string> ids;
+  for (const auto& d : *docs)
+    if (auto id = str(d, "id"); valid_id(id)) ids.push_back(id);
+  std::vector<Status> status(ids.size());
+  parallel_for(ids.size(), options_.parallelism, [&](size_t i) {
+    const std::string link = coll + "/docs/" + ids[i];
+    CosmosRequest r = make("DELETE", "docs", link, link, "snapshot_clear", coll);
+    r.headers = {{"x-ms-documentdb-partitionkey", pk_header(ids[i])}};
+    auto resp = client_->send(r);
+    if (!resp) {
+      status[i] = resp.status();
+    } else if (resp->http_status != 204 && resp->http_status != 200 && resp->http_status != 404) {
+      status[i] = status_of(*resp, "delete snapshot " + ids[i]);
+    }
+  });
+  {
+    std::lock_guard lock(mu_);
+    stored_.clear();
+  }
   for (const auto& s : status)
     if (!s) return s;
   return Status::ok();

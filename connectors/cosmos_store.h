@@ -22,12 +22,18 @@
 // process-local sequence with synthetic positions, and on save_checkpoint writes, per
 // range, the continuation that covers the position into the range's lease document in
 // the leases container (partitioned by /subscriber):
-//   {id: "{subscriber}..{range}", subscriber, range, owner, continuation, timestamp}
+//   {id: "{subscriber}..{range}", subscriber, range, owner, continuation, timestamp, start_time}
+// A lease without a continuation reads its range from the start of the feed, or, when
+// start_time (ms since the epoch, 0 = none) is set, from the changes after it (If-Modified-
+// Since; whole seconds, so up to a second more is delivered). Offline repair
+// (`orderflow repair`) rewrites leases with reset_leases().
 // Leases are acquired when free or expired, renewed every lease_renew, stolen from an
 // owner holding more than its fair share, and all writes use If-Match so two instances
 // never both own a range. Delivery is at least once (in order per stream).
 //
 // Snapshot store: a container partitioned by /id: {id: stream, version, state: base64};
+// it keeps no covered-position mark (the change feed has no global positions); clear()
+// deletes every document (offline rebuild).
 // writes use If-Match on the stored etag, so an older projection never overwrites a newer
 // one (a 412 re-reads and re-decides). A stream the store has not read or written before
 // is created without a read first (409: it exists; read, decide again).
@@ -82,6 +88,16 @@ Status parse_change_feed_page(const std::string& body, uint64_t first_position, 
 
 class CosmosEventStore;
 
+// One change-feed lease document, as stored.
+struct CosmosLease {
+  std::string range;
+  std::string owner;         // empty = free
+  std::string continuation;  // empty = not read yet: from start_time_ms, or the start
+  std::string etag;
+  int64_t timestamp_ms = 0;  // last write by its owner (wall clock)
+  int64_t start_time_ms = 0; // 0 = from the start of the feed
+};
+
 // One subscriber's view of the Cosmos change feed (see above). Created by
 // CosmosEventStore::subscribe, owned by the store; used by the subscriber's one thread
 // (owned_ranges() may be called from any thread).
@@ -106,6 +122,7 @@ class CosmosFeedView final : public ChangeFeed {
  private:
   struct Owned {
     std::string lease_etag;
+    int64_t start_time_ms = 0;  // the lease's start_time, written back with it
     std::string saved;     // continuation in the lease (checkpointed)
     std::string fetched;   // continuation after the last page read into the buffer
     uint64_t epoch = 0;    // which holding of the range: pages of an older one are ignored
@@ -125,7 +142,8 @@ class CosmosFeedView final : public ChangeFeed {
   Status lease_cycle();
   // max_attempts: as CosmosRequest::max_attempts (0 = the client's retry policy).
   Status write_lease(const std::string& range, const std::string& etag, const std::string& owner,
-                     const std::string& continuation, std::string* new_etag, int max_attempts = 0);
+                     const std::string& continuation, int64_t start_time_ms, std::string* new_etag,
+                     int max_attempts = 0);
   Status fetch(uint64_t after, size_t want);  // reads owned ranges until `want` events follow `after`
   void publish_lag(const std::string& range, const Owned& o);
 
@@ -174,6 +192,26 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   const CosmosStoreOptions& options() const { return options_; }
   uint64_t commands_appended() const;
 
+  // Offline repair (every instance stopped; not for use while this process reads the feed).
+  // The ids of the events container's partition key ranges.
+  Result<std::vector<std::string>> partition_key_ranges();
+  // The lease documents of `subscriber`, by range.
+  Result<std::vector<CosmosLease>> leases(const std::string& subscriber);
+  // A lease whose owner renewed it within lease_expiry: an instance reads that range.
+  bool lease_alive(const CosmosLease& lease) const;
+  // kConflict naming each live lease's range and owner when an instance reads the
+  // subscriber's feed, else ok.
+  Status check_leases_free(const std::string& subscriber);
+  // Rewrites (or creates) the subscriber's lease of every partition key range as free, with
+  // no continuation and `start_time_ms` (0 = from the start of the feed), so the next
+  // instance to take a range reads it from there. kConflict, writing nothing, when a lease
+  // is alive (the message names its owner); kConflict too when an instance took a lease
+  // meanwhile (If-Match), then the leases written so far stay written. Returns the ranges.
+  Result<std::vector<std::string>> reset_leases(const std::string& subscriber, int64_t start_time_ms);
+  // Writes one lease document: create when etag is empty, else replace with If-Match.
+  Status write_lease(const std::string& subscriber, const CosmosLease& lease, std::string* new_etag,
+                     int max_attempts = 0);
+
  private:
   CosmosEventStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options);
   std::string coll_link() const;
@@ -199,6 +237,8 @@ class CosmosSnapshotStore final : public SnapshotStore {
   Result<Snapshot> get(const std::string& stream) override;
   // Entries of different streams are written in parallel; not one atomic write.
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
+  // Deletes every snapshot document (offline rebuild: no projection may write meanwhile).
+  Status clear() override;
   Status health() const override { return client_->health(); }
 
  private:

@@ -39,6 +39,13 @@ AdminReply fail(const Status& s) {
 }
 
 // A Kafka failure: 404 for what is not there, else 502 (the brokers did not answer or refused).
+// A 409 for what a running server cannot do on Cosmos DB stores, pointing at the offline
+// repair (which needs no coordination between instances: they are all stopped).
+AdminReply cosmos_offline(const std::string& why, const std::string& repair_args) {
+  return AdminReply::fail(409, why + "; with every instance stopped, 'orderflow repair " + repair_args +
+                                   "' does it offline (it refuses while a change-feed lease is held)");
+}
+
 AdminReply kafka_fail(const Status& s) {
   if (s.code() == StatusCode::kNotFound) return AdminReply::fail(404, s.message());
   return AdminReply::fail(502, "Kafka: " + s.message());
@@ -142,7 +149,9 @@ class Admin {
     FeedControl* feed = nullptr;
     SubscriberPosition where;
     if (!find_subscriber(*p, id, &feed, &where)) return AdminReply::fail(404, "no subscriber '" + id + "' " + known(*p));
-    if (!feed->global_positions()) return AdminReply::fail(409, where.not_resettable_because);
+    if (!feed->global_positions())
+      return cosmos_offline(where.not_resettable_because,
+                            "reset-checkpoint GRAPH.yaml --subscriber " + id + " (--position 0 | --time T)");
     const uint64_t head = feed->store_feed().head();
     uint64_t target = 0;
     if (time->has_value()) {
@@ -184,9 +193,11 @@ class Admin {
     }
     const std::string store = proj->get_string("snapshots");
     auto store_def = c_.def->stores.find(store);
+    const std::string offline = "rebuild-projection GRAPH.yaml --projection " + id;
     if (store_def != c_.def->stores.end() && store_def->second.kind != "rocksdb" && store_def->second.kind != "memory")
-      return AdminReply::fail(409, "snapshot store '" + store + "' is kind " + store_def->second.kind +
-                                       ": only rocksdb and memory snapshot stores can be cleared for a rebuild");
+      return cosmos_offline("snapshot store '" + store + "' is kind " + store_def->second.kind +
+                                ": a running server clears only rocksdb and memory snapshot stores for a rebuild",
+                            offline);
     // Every projection that writes this store loses its snapshots too: all of them pause,
     // the store is cleared, all restart from 0.
     struct Paused {
@@ -199,7 +210,7 @@ class Admin {
       FeedControl* feed = nullptr;
       SubscriberPosition where;
       if (!find_subscriber(*p, n.id, &feed, &where)) continue;  // reads no feed here
-      if (!feed->global_positions()) return AdminReply::fail(409, where.not_resettable_because);
+      if (!feed->global_positions()) return cosmos_offline(where.not_resettable_because, offline);
       affected.push_back({feed, n.id});
     }
     auto snaps = c_.stores->snapshot_store(store);

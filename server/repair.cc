@@ -15,6 +15,7 @@
 
 #include "graph/json.h"
 
+#include "connectors/cosmos_store.h"
 #include "connectors/stores.h"
 #include "connectors/url.h"
 #include "graph/store.h"
@@ -76,6 +77,20 @@ class Session {
   // 0 when the session is ready, else the exit code (the reason is printed).
   int open() {
     if (!load_graph(flags_.file, registry_, &def_)) return 2;
+    for (auto& [name, store] : def_.stores) {
+      // A mistyped database must not be created empty and then reported on or "repaired".
+      if (store.kind == "cosmos") store.params["create_if_missing"].text = "false";
+    }
+    if (flags_.data_dir.empty()) {
+      // Cosmos DB stores live in the account: no data directory, and no lock (instances run
+      // on other hosts; the change-feed leases say whether one runs).
+      for (const auto& [name, store] : def_.stores)
+        if (store.kind != "cosmos")
+          return usage("store '" + name + "' is kind " + store.kind +
+                       ": give --data-dir (a stopped server's data directory), or --server URL (a running one)");
+      stores_ = std::make_unique<connectors::StoreSet>(def_, std::string());
+      return 0;
+    }
     std::error_code ec;
     if (!fs::is_directory(flags_.data_dir, ec))
       return fail("no data directory " + flags_.data_dir + " (give the --data-dir the server ran with)");
@@ -93,6 +108,7 @@ class Session {
   Status check_on_disk(const std::string& name) const {
     auto it = def_.stores.find(name);
     if (it == def_.stores.end()) return Status::not_found("no store named '" + name + "'");
+    if (it->second.kind == "cosmos") return Status::ok();  // in the account (opening checks the container)
     if (it->second.kind != "rocksdb")
       return Status::invalid_argument("store '" + name + "' is kind " + it->second.kind +
                                       ": only rocksdb stores (global positions on disk) are repaired offline");
@@ -116,6 +132,20 @@ class Session {
     return stores_->snapshot_store(name);
   }
 
+  // Whether a change feed node reads a Cosmos DB store (from the definition; opens nothing).
+  bool reads_cosmos(const graph::NodeDef& feed_node) const {
+    auto it = def_.stores.find(feed_node.get_string("events"));
+    return it != def_.stores.end() && it->second.kind == "cosmos";
+  }
+
+  // The Cosmos DB event store a change feed node reads, or nullptr when it reads another kind.
+  Result<connectors::CosmosEventStore*> cosmos_feed(const graph::NodeDef& feed_node) {
+    if (!reads_cosmos(feed_node)) return static_cast<connectors::CosmosEventStore*>(nullptr);
+    auto events = stores_->event_store(feed_node.get_string("events"));
+    if (!events) return events.status();
+    return dynamic_cast<connectors::CosmosEventStore*>(*events);
+  }
+
  private:
   const RepairFlags& flags_;
   const graph::KindRegistry& registry_;
@@ -132,6 +162,50 @@ std::string covered_text(Session& session, const graph::NodeDef& node) {
   return covered->has_value() ? std::to_string(**covered) : "-";
 }
 
+// ---- Cosmos DB: no global positions; checkpoints are per-range lease documents ----------
+
+std::string iso8601_ms(int64_t ms) {
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+// A refused lease reset: exit 1, and with a live lease, what to do about it.
+int cosmos_failure(const Status& s) {
+  if (s.code() != StatusCode::kConflict) return fail(s.message());
+  return fail(s.message() +
+              ". Stop every instance serving this graph (SIGTERM hands the leases back at once; a killed one's expire "
+              "after lease_expiry_ms) and run the repair again; on a running server the admin API cannot move Cosmos DB "
+              "checkpoints");
+}
+
+void list_leases(connectors::CosmosEventStore& events, const graph::NodeDef& feed, const std::vector<Subscriber>& subs) {
+  std::printf("change feed '%s' (Cosmos DB store '%s'): no global positions; one lease per partition key range\n",
+              feed.id.c_str(), feed.get_string("events").c_str());
+  std::printf("  %-24s %6s %-32s %s\n", "subscriber", "range", "owner", "reads from");
+  for (const auto& s : subs) {
+    if (s.feed != &feed) continue;
+    auto leases = events.leases(s.node->id);
+    if (!leases) {
+      std::printf("  %-24s ? (%s)\n", s.node->id.c_str(), leases.status().message().c_str());
+      continue;
+    }
+    if (leases->empty()) std::printf("  %-24s %6s %-32s %s\n", s.node->id.c_str(), "-", "-", "the start (no lease yet)");
+    for (const auto& l : *leases) {
+      const std::string owner =
+          l.owner.empty() ? "-" : l.owner + (events.lease_alive(l) ? " (running)" : " (expired)");
+      const std::string from = !l.continuation.empty() ? "its checkpoint (continuation " + l.continuation + ")"
+                               : l.start_time_ms > 0   ? "changes after " + iso8601_ms(l.start_time_ms)
+                                                       : "the start";
+      std::printf("  %-24s %6s %-32s %s\n", s.node->id.c_str(), l.range.c_str(), owner.c_str(), from.c_str());
+    }
+  }
+}
+
 int list_checkpoints(const RepairFlags& flags, const graph::KindRegistry& registry) {
   Session session(flags, registry);
   if (int rc = session.open(); rc != 0) return rc;
@@ -140,6 +214,12 @@ int list_checkpoints(const RepairFlags& flags, const graph::KindRegistry& regist
   for (const auto& n : session.def().nodes) {
     if (n.kind != "change_feed") continue;
     any = true;
+    auto cosmos = session.cosmos_feed(n);
+    if (!cosmos) return fail("change feed '" + n.id + "': " + cosmos.status().message());
+    if (*cosmos != nullptr) {
+      list_leases(**cosmos, n, subs);
+      continue;
+    }
     auto feed = session.feed(n);
     if (!feed) return fail("change feed '" + n.id + "': " + feed.status().message());
     const uint64_t head = (*feed)->head();
@@ -207,6 +287,33 @@ Result<uint64_t> position_before(ChangeFeed& feed, int64_t at_us) {
 
 namespace {
 
+// Offline: every lease of the subscriber rewritten free, from the start or from a time.
+int reset_checkpoint_cosmos(const RepairFlags& flags, Session& session, const Subscriber& sub,
+                            std::optional<int64_t> at_us) {
+  if (flags.position && *flags.position != 0)
+    return usage("--position " + std::to_string(*flags.position) + ": change feed '" + sub.feed->id +
+                 "' reads Cosmos DB store '" + sub.feed->get_string("events") +
+                 "', which has no global positions (each instance numbers the events it reads itself, per partition "
+                 "key range), so no position but 0 (from the start) names a point in the feed; give --position 0 or "
+                 "--time");
+  auto events = session.cosmos_feed(*sub.feed);
+  if (!events) return fail("change feed '" + sub.feed->id + "': " + events.status().message());
+  // Rounded down to the millisecond: the lease keeps milliseconds, the feed reads whole seconds.
+  const int64_t start_ms = at_us ? *at_us / 1000 : 0;
+  auto ranges = (*events)->reset_leases(flags.subscriber, start_ms);
+  if (!ranges) return cosmos_failure(ranges.status());
+  std::printf("subscriber '%s': leases of %zu partition key ranges reset (free, no continuation) to %s; the next serve "
+              "delivers it again every event %s\n",
+              flags.subscriber.c_str(), ranges->size(), at_us ? iso8601_ms(start_ms).c_str() : "the start of the feed",
+              at_us ? ("committed from " + flags.time + " on (to the second: up to a second earlier too)").c_str()
+                    : "in the change feed");
+  if (sub.node->kind == "projection")
+    std::printf(
+        "note: a projection skips events its snapshots already hold; to rebuild its read model use 'orderflow repair "
+        "rebuild-projection'\n");
+  return 0;
+}
+
 int reset_checkpoint(const RepairFlags& flags, const graph::KindRegistry& registry) {
   if (flags.position.has_value() == !flags.time.empty())
     return usage("reset-checkpoint needs exactly one of --position and --time");
@@ -225,6 +332,7 @@ int reset_checkpoint(const RepairFlags& flags, const graph::KindRegistry& regist
     return usage("no subscriber '" + flags.subscriber + "' of a change feed in " + flags.file +
                  (known.empty() ? "" : " (subscribers: " + known + ")"));
   }
+  if (session.reads_cosmos(*it->feed)) return reset_checkpoint_cosmos(flags, session, *it, at_us);
   auto feed = session.feed(*it->feed);
   if (!feed) return fail("change feed '" + it->feed->id + "': " + feed.status().message());
   const uint64_t head = (*feed)->head();
@@ -268,12 +376,31 @@ int rebuild_projection(const RepairFlags& flags, const graph::KindRegistry& regi
   std::vector<Subscriber> affected;
   for (const auto& s : subscribers(session.def()))
     if (s.node->kind == "projection" && s.node->get_string("snapshots") == store) affected.push_back(s);
+  // Cosmos DB feeds: refuse while an instance holds a lease, before anything is dropped.
+  std::vector<connectors::CosmosEventStore*> cosmos(affected.size(), nullptr);
+  for (size_t i = 0; i < affected.size(); ++i) {
+    auto c = session.cosmos_feed(*affected[i].feed);
+    if (!c) return fail("change feed '" + affected[i].feed->id + "': " + c.status().message());
+    cosmos[i] = *c;
+    if (cosmos[i] != nullptr)
+      if (auto st = cosmos[i]->check_leases_free(affected[i].node->id); !st) return cosmos_failure(st);
+  }
   auto snaps = session.snapshots(store);
   if (!snaps) return fail("snapshot store '" + store + "': " + snaps.status().message());
   // Snapshots first: should the checkpoint reset not happen, the start finds a checkpoint
-  // ahead of what the (now empty) store covers and replays anyway.
+  // ahead of what the (now empty) store covers and replays anyway. (A Cosmos DB snapshot
+  // store keeps no such mark: rerun the repair when it stopped half way.)
   if (auto s = (*snaps)->clear(); !s) return fail("cannot drop the snapshots in '" + store + "': " + s.message());
-  for (const auto& s : affected) {
+  for (size_t i = 0; i < affected.size(); ++i) {
+    const Subscriber& s = affected[i];
+    if (cosmos[i] != nullptr) {
+      auto ranges = cosmos[i]->reset_leases(s.node->id, 0);
+      if (!ranges) return cosmos_failure(ranges.status());
+      std::printf("projection '%s': dropped the snapshots in store '%s', leases of %zu partition key ranges -> the "
+                  "start of the change feed; the next serve rebuilds it from the event store\n",
+                  s.node->id.c_str(), store.c_str(), ranges->size());
+      continue;
+    }
     auto feed = session.feed(*s.feed);
     if (!feed) return fail("change feed '" + s.feed->id + "': " + feed.status().message());
     auto old = (*feed)->load_checkpoint(s.node->id);
@@ -405,8 +532,9 @@ int rebuild_projection_remote(RepairFlags& flags) {
 int local_or_remote(RepairFlags& flags, int (*local)(const RepairFlags&, const graph::KindRegistry&),
                     int (*remote)(RepairFlags&), const graph::KindRegistry& registry) {
   if (!flags.server.url.empty()) return remote(flags);
-  if (flags.file.empty() || flags.data_dir.empty())
-    return usage("give FILE and --data-dir (a stopped server's data directory), or --server URL (a running one)");
+  if (flags.file.empty())
+    return usage("give FILE and --data-dir (a stopped server's data directory; none for Cosmos DB stores), or --server "
+                 "URL (a running one)");
   return local(flags, registry);
 }
 
@@ -422,7 +550,9 @@ void add_repair_command(CLI::App& app, const graph::KindRegistry& registry, int*
   repair->require_subcommand(1);
   auto common = [&](CLI::App* cmd) {
     cmd->add_option("FILE", flags->file, "graph definition (YAML) the server ran (not with --server)");
-    cmd->add_option("--data-dir", flags->data_dir, "the data directory of the stopped server (not with --server)");
+    cmd->add_option("--data-dir", flags->data_dir,
+                    "the data directory of the stopped server (not with --server; not needed when every store is "
+                    "Cosmos DB: stop every instance instead)");
     add_server_options(cmd, &flags->server, "repair it while it runs");
   };
   CLI::App* list = repair->add_subcommand("checkpoints", "list each change feed's head and its subscribers' checkpoints");

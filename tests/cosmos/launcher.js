@@ -25,8 +25,9 @@
 //   "x-ms-documentdb-partitionkeyrangeid" returns the documents of that range changed after
 //   the continuation given in If-None-Match, oldest first, one entry per document (its
 //   latest version, with _lsn), at most x-ms-max-item-count; the ETag header is the
-//   continuation for the next read; nothing new answers 304 Not Modified. Deletes are not
-//   in the feed. x-ms-session-token carries "<range>:-1#<latest LSN of the range>".
+//   continuation for the next read; nothing new answers 304 Not Modified. Without
+//   If-None-Match, If-Modified-Since (RFC 1123) starts after that time: only documents last
+//   written in a later second (their _ts) are returned. Deletes are not in the feed. x-ms-session-token carries "<range>:-1#<latest LSN of the range>".
 // - Request charges: an approximate model instead of the package's flat 1 RU (see charge()).
 //
 // Test controls (unsigned, only on this stand-in):
@@ -161,7 +162,7 @@ function recordWrite(dbId, collId, collection, method, status, body, docIdParam)
   const range = rangeOfKey(pk);
   f.lsn += 1;
   f.heads[range] = f.lsn;
-  f.docs.set(key, { lsn: f.lsn, range, id: body.id, pk });
+  f.docs.set(key, { lsn: f.lsn, range, id: body.id, pk, ts: Math.floor(Date.now() / 1000) });
 }
 
 function changeFeed(req, res, collection, dbId, collId) {
@@ -181,9 +182,17 @@ function changeFeed(req, res, collection, dbId, collId) {
   } else if (inm === "*") {
     after = f.lsn; // "from now"
   }
+  // Ignored when If-None-Match is given (as documented for the REST API).
+  let since = -Infinity;
+  const ims = req.headers["if-modified-since"];
+  if (inm === undefined && ims !== undefined) {
+    const ms = Date.parse(ims);
+    if (Number.isNaN(ms)) return reply(res, 400, { code: "BadRequest", message: `bad If-Modified-Since ${ims}` });
+    since = Math.floor(ms / 1000);
+  }
   let max = parseInt(req.headers["x-ms-max-item-count"] || "100", 10);
   if (!(max > 0)) max = Number.MAX_SAFE_INTEGER;
-  const changed = [...f.docs.values()].filter(d => d.range === range && d.lsn > after).sort((a, b) => a.lsn - b.lsn);
+  const changed = [...f.docs.values()].filter(d => d.range === range && d.lsn > after && d.ts > since).sort((a, b) => a.lsn - b.lsn);
   const page = changed.slice(0, max);
   const headers = { "x-ms-session-token": `${range}:-1#${f.heads[range]}` };
   if (page.length === 0) {

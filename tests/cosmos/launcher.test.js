@@ -161,6 +161,35 @@ test("incremental change feed per range with continuation, max item count and 30
   }
 });
 
+test("change feed from a time: If-Modified-Since without If-None-Match returns only later writes", async () => {
+  const { child, base } = await start();
+  try {
+    await setup(base);
+    const write = id => call(base, "POST", "/dbs/db/colls/events/docs", { body: { id, streamId: "s" }, headers: { "x-ms-documentdb-partitionkey": JSON.stringify(["s"]) } });
+    assert.equal((await write("s:1")).status, 201);
+    await new Promise(r => setTimeout(r, 1100));
+    const since = new Date(Math.floor(Date.now() / 1000) * 1000);  // the second after s:1's
+    await new Promise(r => setTimeout(r, 1100));
+    assert.equal((await write("s:2")).status, 201);
+    const get = extra => call(base, "GET", "/dbs/db/colls/events/docs",
+      { headers: { "a-im": "Incremental feed", "x-ms-documentdb-partitionkeyrangeid": "0", ...extra } });
+    const r = await get({ "if-modified-since": since.toUTCString() });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body.Documents.map(d => d.id), ["s:2"], "only the write after the time");
+    // Its continuation goes on from there; with If-None-Match the time is ignored.
+    assert.equal((await get({ "if-none-match": r.headers.get("etag") })).status, 304);
+    const all = await get({ "if-none-match": "\"0\"", "if-modified-since": since.toUTCString() });
+    assert.deepEqual(all.body.Documents.map(d => d.id), ["s:1", "s:2"]);
+    // After the last write: nothing, and an etag to go on from.
+    const none = await get({ "if-modified-since": new Date(Date.now() + 2000).toUTCString() });
+    assert.equal(none.status, 304);
+    assert.ok(none.headers.get("etag"));
+    assert.equal((await get({ "if-modified-since": "not a date" })).status, 400);
+  } finally {
+    child.kill();
+  }
+});
+
 test("fault injection: the next N requests answer 429 with x-ms-retry-after-ms, then normal", async () => {
   const { child, base } = await start();
   try {

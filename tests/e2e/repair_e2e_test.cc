@@ -18,6 +18,23 @@
 //                                   exactly the events after the new checkpoint again
 //   RepairRefusesARunningServersDirectory
 //   RepairHelpAndBadUsage           --help on each command, exit 2 naming what is wrong
+//
+// CosmosRepairE2eTest: the same on graphs/orders-cosmos.yaml against the Cosmos DB stand-in,
+// repaired offline without a data directory (every instance stopped):
+//   RebuildProjectionClearsSnapshotsAndRefolds
+//                                   rebuild-projection empties the snapshot container and
+//                                   resets the projection's leases (the saga's stay); the next
+//                                   serve refolds the same read model from the change feed
+//   RefusedWhileAnInstanceHoldsTheLeases
+//                                   a running server's leases refuse the offline repair (naming
+//                                   the owner, dropping nothing); its admin API answers 409
+//                                   pointing at the offline command
+//   ResetCheckpointByTimeRedeliversOnlyLaterEvents
+//                                   reset-checkpoint --time: the saga is handed exactly the
+//                                   events committed after the time again; --position 0 all
+//   ResetCheckpointRefusesOtherPositions
+//                                   --position 5 on Cosmos DB: exit 2, no global positions
+#include "tests/support/cosmos_standin.h"
 #include "tests/support/e2e_http.h"
 #include "tests/support/server_process.h"
 #include "tests/support/shell.h"
@@ -31,9 +48,14 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
+
+#include "connectors/cosmos_client.h"
+#include "connectors/cosmos_store.h"
 
 namespace {
 
@@ -416,6 +438,273 @@ TEST_F(RepairE2eTest, RepairHelpAndBadUsage) {
   EXPECT_NE(r.output.find("subscribers: projection, saga"), std::string::npos) << r.output;
   r = repair("rebuild-projection " + data_flag() + " --projection saga");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+// ---- Cosmos DB: offline, every instance stopped ------------------------------------------
+
+namespace conn = orderflow::connectors;
+
+class CosmosRepairE2eTest : public RepairE2eTest {
+ protected:
+  void SetUp() override {
+    RepairE2eTest::SetUp();
+    if (HasFatalFailure()) return;
+    standin_ = std::make_unique<orderflow::testing::CosmosStandIn>(orderflow::testing::CosmosStandIn::Options{4, "", ""});
+    ::setenv("COSMOS_KEY", standin_->key().c_str(), 1);  // inherited by the server and the CLI
+    graph_ = dir_ / "orders-cosmos.yaml";
+    std::ofstream(graph_) << orderflow::testing::cosmos_graph(*standin_, "repair");
+    server_ = std::make_unique<ServerProcess>(data_, log_, graph_.string());
+  }
+  void TearDown() override {
+    RepairE2eTest::TearDown();
+    standin_.reset();
+  }
+
+  // Both subscribers handed and checkpointed `events` events since this process started.
+  void wait_handled(Http& h, int64_t events) {
+    ASSERT_TRUE(eventually(
+        [&] {
+          const FeedView p = feed_view(h, "projection"), s = feed_view(h, "saga");
+          return p.in == events && s.in == events && p.checkpoint == events && s.checkpoint == events;
+        },
+        20s))
+        << "projection in " << feed_view(h, "projection").in << ", saga in " << feed_view(h, "saga").in
+        << ", expected " << events;
+  }
+
+  // The account as the stores see it (for checks behind the server's back).
+  std::shared_ptr<conn::CosmosClient> client() {
+    conn::CosmosOptions o;
+    o.endpoint = standin_->endpoint();
+    o.key = standin_->key();
+    auto c = conn::CosmosClient::open(o);
+    EXPECT_TRUE(c.is_ok()) << c.status().message();
+    return c.is_ok() ? *c : nullptr;
+  }
+  conn::CosmosStoreOptions options(const std::string& container) {
+    conn::CosmosStoreOptions o;
+    o.database = "repair";
+    o.container = container;
+    o.create_if_missing = false;
+    return o;
+  }
+  // The snapshot version the container holds for `stream` (0: none).
+  uint64_t snapshot_version(const std::string& stream) {
+    auto snaps = conn::CosmosSnapshotStore::open(client(), options("snapshots"));
+    EXPECT_TRUE(snaps.is_ok()) << snaps.status().message();
+    if (!snaps.is_ok()) return 0;
+    auto s = (*snaps)->get(stream);
+    EXPECT_TRUE(s.is_ok()) << s.status().message();
+    return s.is_ok() ? s->version : 0;
+  }
+  std::vector<conn::CosmosLease> leases(const std::string& subscriber) {
+    auto events = conn::CosmosEventStore::open(client(), options("events"));
+    EXPECT_TRUE(events.is_ok()) << events.status().message();
+    if (!events.is_ok()) return {};
+    auto l = (*events)->leases(subscriber);
+    EXPECT_TRUE(l.is_ok()) << l.status().message();
+    return l.is_ok() ? *l : std::vector<conn::CosmosLease>{};
+  }
+
+  // The read model at the given API paths, as answered (status and body).
+  std::map<std::string, std::string> read_model(Http& h, const std::vector<std::string>& paths) {
+    std::map<std::string, std::string> out;
+    for (const auto& p : paths) {
+      const Reply r = h.get(p);
+      out[p] = std::to_string(r.status) + " " + r.json.serialize();
+    }
+    return out;
+  }
+
+  fs::path graph_;
+  std::unique_ptr<orderflow::testing::CosmosStandIn> standin_;
+};
+
+TEST_F(CosmosRepairE2eTest, RebuildProjectionClearsSnapshotsAndRefolds) {
+  const std::vector<std::string> paths = {"/api/v1/orders/o1", "/api/v1/orders/o2", "/api/v1/orders/o3",
+                                          "/api/v1/inventory/A", "/api/v1/inventory/B"};
+  std::map<std::string, std::string> before;
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("s-a", "A", 10)));
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("s-b", "B", 1)));
+    ASSERT_NO_FATAL_FAILURE(command(h, place_order("p-1", "o1", "u1", {{"A", 3, 100}})));
+    ASSERT_NO_FATAL_FAILURE(command(h, place_order("p-2", "o2", "u1", {{"A", 1, 100}, {"B", 5, 100}})));  // short of B
+    ASSERT_NO_FATAL_FAILURE(command(h, place_order("p-3", "o3", "u2", {{"B", 1, 100}})));
+    auto status = [&](const std::string& o) { return str(h.get("/api/v1/orders/" + o).json, "status"); };
+    ASSERT_TRUE(eventually([&] { return status("o1") == "confirmed" && status("o2") == "rejected" &&
+                                        status("o3") == "confirmed"; }, 20s))
+        << status("o1") << " " << status("o2") << " " << status("o3");
+    ASSERT_NO_FATAL_FAILURE(command(h, cancel_order("c-3", "o3")));
+    ASSERT_TRUE(eventually([&] {
+      return status("o3") == "cancelled" && num(h.get("/api/v1/inventory/B").json, "reserved") == 0;
+    }, 20s));
+    std::this_thread::sleep_for(1500ms);  // the projection's flush and checkpoints settle
+    before = read_model(h, paths);
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_server());
+  for (const auto& [p, v] : before) ASSERT_EQ(v.rfind("200 ", 0), 0u) << p << ": " << v;
+  ASSERT_GT(snapshot_version("order-o1"), 0u);
+  ASSERT_GT(snapshot_version("sku-A"), 0u);
+  // Ranges that held events have continuations (not every range of 4 gets one of these streams).
+  auto continuations = [&](const std::string& subscriber) {
+    std::map<std::string, std::string> out;
+    for (const auto& l : leases(subscriber)) out[l.range] = l.continuation;
+    return out;
+  };
+  auto any_read = [](const std::map<std::string, std::string>& c) {
+    for (const auto& [range, cont] : c)
+      if (!cont.empty()) return true;
+    return false;
+  };
+  ASSERT_TRUE(any_read(continuations("projection")));
+  const auto saga_before = continuations("saga");
+  ASSERT_TRUE(any_read(saga_before));
+
+  const Ran r = repair("rebuild-projection '" + graph_.string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("projection 'projection': dropped the snapshots in store 'snapshots', leases of 4 partition "
+                          "key ranges -> the start of the change feed"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(snapshot_version("order-o1"), 0u) << "the snapshot container was not cleared";
+  EXPECT_EQ(snapshot_version("order-o3"), 0u);
+  EXPECT_EQ(snapshot_version("sku-A"), 0u);
+  const auto proj = leases("projection");
+  ASSERT_EQ(proj.size(), 4u);
+  for (const auto& l : proj) {
+    EXPECT_TRUE(l.continuation.empty()) << "range " << l.range << ": " << l.continuation;
+    EXPECT_TRUE(l.owner.empty()) << l.owner;
+    EXPECT_EQ(l.start_time_ms, 0);
+  }
+  EXPECT_EQ(continuations("saga"), saga_before) << "the saga's leases were touched";
+
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    std::map<std::string, std::string> after;
+    EXPECT_TRUE(eventually([&] { return (after = read_model(h, paths)) == before; }, 20s));
+    for (const auto& p : paths) EXPECT_EQ(after[p], before[p]) << p;
+    EXPECT_EQ(feed_view(h, "saga").in, 0) << "the saga resumed at its own checkpoint";
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_server());
+  EXPECT_GT(snapshot_version("order-o1"), 0u) << "the refolded read model is written back";
+}
+
+TEST_F(CosmosRepairE2eTest, RefusedWhileAnInstanceHoldsTheLeases) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  Http h(port_);
+  ASSERT_NO_FATAL_FAILURE(command(h, add_stock("s-a", "A", 10)));
+  ASSERT_NO_FATAL_FAILURE(wait_handled(h, 1));
+  ASSERT_TRUE(eventually([&] { return snapshot_version("sku-A") == 1; }, 10s));
+  const std::string instance = str(h.get("/api/v1/admin/subscribers").json, "instance");
+  ASSERT_FALSE(instance.empty());
+
+  for (const std::string& args : {"rebuild-projection '" + graph_.string() + "'",
+                                 "reset-checkpoint '" + graph_.string() + "' --subscriber saga --position 0"}) {
+    const Ran r = repair(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("leases are held"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(" by " + instance), std::string::npos) << "names the owner: " << r.output;
+    EXPECT_NE(r.output.find("Stop every instance"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(snapshot_version("sku-A"), 1u) << "a refused rebuild dropped the snapshots";
+  // Listing works while it runs: each subscriber's lease per range, and who holds it.
+  const Ran list = repair("checkpoints '" + graph_.string() + "'");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("one lease per partition key range"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find(instance + " (running)"), std::string::npos) << list.output;
+  for (const auto& l : leases("saga")) EXPECT_EQ(l.owner, instance);
+
+  // The running server's admin API: still 409, now pointing at the offline command.
+  Reply a = h.post("/api/v1/admin/projections/projection/rebuild", "");
+  EXPECT_EQ(a.status, 409) << a.describe();
+  ASSERT_TRUE(a.json.has_field("error") && a.json.at("error").has_field("code")) << "JSON error shape: " << a.describe();
+  EXPECT_NE(str(a.json.at("error"), "message").find("'orderflow repair rebuild-projection GRAPH.yaml"), std::string::npos)
+      << a.describe();
+  EXPECT_NE(a.describe().find("with every instance stopped"), std::string::npos) << a.describe();
+  a = h.post("/api/v1/admin/subscribers/saga/reset", "{\"position\":0}");
+  EXPECT_EQ(a.status, 409) << a.describe();
+  EXPECT_NE(a.describe().find("'orderflow repair reset-checkpoint GRAPH.yaml --subscriber saga"), std::string::npos)
+      << a.describe();
+  EXPECT_EQ(h.get("/readyz").status, 200);
+}
+
+TEST_F(CosmosRepairE2eTest, ResetCheckpointByTimeRedeliversOnlyLaterEvents) {
+  std::string cut;
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("rt-1", "RT-A", 5)));
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("rt-2", "RT-B", 5)));
+    // The change feed starts from a time to the second (a second earlier at most): the cut
+    // is more than two seconds after the first events and one before the later ones.
+    std::this_thread::sleep_for(2200ms);
+    cut = iso8601_now();
+    std::this_thread::sleep_for(1200ms);
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("rt-3", "RT-C", 5)));
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("rt-4", "RT-A", 1)));
+    ASSERT_NO_FATAL_FAILURE(command(h, add_stock("rt-5", "RT-D", 1)));
+    ASSERT_NO_FATAL_FAILURE(wait_handled(h, 5));
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_server());
+
+  Ran r = repair("reset-checkpoint '" + graph_.string() + "' --subscriber saga --time " + cut);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("subscriber 'saga': leases of 4 partition key ranges reset"), std::string::npos) << r.output;
+  for (const auto& l : leases("saga")) {
+    EXPECT_TRUE(l.continuation.empty());
+    EXPECT_GT(l.start_time_ms, 0);
+  }
+  const Ran list = repair("checkpoints '" + graph_.string() + "'");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("changes after " + cut.substr(0, 19)), std::string::npos) << list.output;
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    // Exactly the three events after the cut: 5 if the time were ignored, 0 if nothing was reset.
+    EXPECT_TRUE(eventually([&] { return feed_view(h, "saga").checkpoint == 3; }, 20s))
+        << "saga in " << feed_view(h, "saga").in;
+    std::this_thread::sleep_for(1500ms);  // nothing more arrives
+    EXPECT_EQ(feed_view(h, "saga").in, 3);
+    EXPECT_EQ(feed_view(h, "projection").in, 0);  // untouched: it resumed at its leases
+  }
+  ASSERT_NO_FATAL_FAILURE(stop_server());
+  // Ranges that delivered events hold continuations again (the start time applied once);
+  // ranges with nothing after the time keep it.
+  int continued = 0;
+  for (const auto& l : leases("saga")) {
+    if (!l.continuation.empty()) ++continued;
+    else EXPECT_GT(l.start_time_ms, 0) << "range " << l.range;
+  }
+  EXPECT_GT(continued, 0);
+
+  // From the start: every event again.
+  r = repair("reset-checkpoint '" + graph_.string() + "' --subscriber saga --position 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("to the start of the feed"), std::string::npos) << r.output;
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  {
+    Http h(port_);
+    EXPECT_TRUE(eventually([&] { return feed_view(h, "saga").checkpoint == 5; }, 20s))
+        << "saga in " << feed_view(h, "saga").in;
+    EXPECT_EQ(feed_view(h, "saga").in, 5);
+  }
+}
+
+TEST_F(CosmosRepairE2eTest, ResetCheckpointRefusesOtherPositions) {
+  Ran r = repair("reset-checkpoint '" + graph_.string() + "' --subscriber saga --position 5");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--position 5: change feed 'feed' reads Cosmos DB store 'events', which has no global "
+                          "positions"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("give --position 0 or --time"), std::string::npos) << r.output;
+  // A graph with rocksdb stores still needs its data directory.
+  r = repair("rebuild-projection '" + std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/orders.yaml'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("give --data-dir"), std::string::npos) << r.output;
 }
 
 }  // namespace

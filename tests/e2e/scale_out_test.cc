@@ -57,25 +57,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using orderflow::testing::CosmosStandIn;
+using orderflow::testing::cosmos_graph;
 using orderflow::testing::describe_wait_status;
 using orderflow::testing::ServerProcess;
 using namespace orderflow::testing::e2e;
-
-// graphs/orders-cosmos.yaml as shipped, pointed at the stand-in and a database of its own.
-std::string cosmos_graph(const CosmosStandIn& standin, const std::string& database,
-                         const std::string& file = "orders-cosmos.yaml") {
-  std::ifstream in(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/" + file);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string yaml = text.str();
-  auto replace_all = [&](const std::string& from, const std::string& to) {
-    for (size_t at = yaml.find(from); at != std::string::npos; at = yaml.find(from, at + to.size()))
-      yaml.replace(at, from.size(), to);
-  };
-  replace_all("https://YOUR-ACCOUNT.documents.azure.com:443", standin.endpoint());
-  replace_all("database: orderflow", "database: " + database);
-  return yaml;
-}
 
 namespace v1 = orderflow::v1;
 

@@ -15,7 +15,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -175,5 +177,22 @@ class CosmosStandIn {
   int port_ = 0;
   bool tls_ = false;
 };
+
+// graphs/orders-cosmos.yaml (or another shipped graph) as shipped, pointed at the stand-in
+// and a database of its own.
+inline std::string cosmos_graph(const CosmosStandIn& standin, const std::string& database,
+                                const std::string& file = "orders-cosmos.yaml") {
+  std::ifstream in(std::string(ORDERFLOW_SOURCE_DIR) + "/graphs/" + file);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string yaml = text.str();
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    for (size_t at = yaml.find(from); at != std::string::npos; at = yaml.find(from, at + to.size()))
+      yaml.replace(at, from.size(), to);
+  };
+  replace_all("https://YOUR-ACCOUNT.documents.azure.com:443", standin.endpoint());
+  replace_all("database: orderflow", "database: " + database);
+  return yaml;
+}
 
 }  // namespace orderflow::testing
