@@ -36,6 +36,7 @@ namespace {
 
 struct Run {
   double commands_per_s = 0, ru_per_order = 0, ru_per_command = 0, idle_ru_per_s = 0, requests_per_order = 0;
+  double commands_per_document = 0;
   uint64_t commands = 0;
   std::map<std::string, double> ru_by_op;
 };
@@ -142,6 +143,7 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   for (const auto& n : p.metrics().snapshot().nodes)
     if (n.id == "cosmos") r.requests_per_order = static_cast<double>(n.in) / orders;
   r.ru_per_command = total / static_cast<double>(std::max<uint64_t>(1, r.commands));
+  r.commands_per_document = gauge(p, "commands_per_document");
   for (const auto& n : p.metrics().snapshot().nodes)
     if (n.id == "cosmos")
       for (const auto& [k, v] : n.gauges)
@@ -235,7 +237,8 @@ int main(int argc, char** argv) {
                 m.idle_ru_per_s);
     std::printf("    RU by operation:");
     for (const auto& [op, ru] : m.ru_by_op) std::printf(" %s %.0f", op.c_str(), ru);
-    std::printf("  (commands committed %llu)\n", static_cast<unsigned long long>(m.commands));
+    std::printf("  (commands committed %llu, %.2f per document)\n", static_cast<unsigned long long>(m.commands),
+                m.commands_per_document);
   }
   return 0;
 }

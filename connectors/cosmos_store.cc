@@ -92,6 +92,72 @@ std::string str(const value& v, const char* field) {
   return v.at(field).as_string();
 }
 
+// ---- commit documents ---------------------------------------------------------------------
+//
+// Grouped layout: consecutive commands of one stream share a document, which lists them in
+// `commands` ([{id, n}]: n events each, in version order) and puts each command id in the
+// slot field its hash picks (k0..k7), every other slot holding a filler no command id has.
+// Each slot is a unique key, so a command id repeated on the stream collides in its slot
+// wherever the first copy was written. The legacy layout (a container made with the unique
+// key /commandId) has one command per document, in `commandId`.
+
+constexpr int kSlots = 8;  // unique keys per container: Cosmos DB allows 10
+// Event bytes one document takes at most (base64 grows them by a third; an item may be 2 MB).
+constexpr size_t kMaxDocumentPayload = 512 * 1024;
+
+std::string slot_field(int slot) { return "k" + std::to_string(slot); }
+
+std::vector<std::string> slot_paths() {
+  std::vector<std::string> paths;
+  for (int i = 0; i < kSlots; ++i) paths.push_back("/" + slot_field(i));
+  return paths;
+}
+
+int slot_of(const std::string& command_id) { return cosmos_command_slot(command_id); }
+
+// Starts with a control character no command id may start with (append refuses them).
+std::string slot_filler(uint64_t first_version) { return "\x01" + std::to_string(first_version); }
+
+// The command id of each of commit document d's `n` events, in order. False when the
+// document's command list does not add up to its events.
+bool event_command_ids(const value& d, size_t n, std::vector<std::string>* out) {
+  out->clear();
+  if (!d.has_field("commands")) {
+    out->assign(n, str(d, "commandId"));
+    return true;
+  }
+  const value& cmds = d.at("commands");
+  if (!cmds.is_array()) return false;
+  for (const auto& c : cmds.as_array()) {
+    const uint64_t count = u64(c, "n");
+    if (!c.is_object() || count == 0 || count > n - out->size()) return false;
+    out->insert(out->end(), count, str(c, "id"));
+  }
+  return out->size() == n;
+}
+
+// The versions `command_id` holds in commit document d (which starts at firstVersion).
+bool command_range(const value& d, const std::string& command_id, uint64_t* first, uint64_t* last) {
+  uint64_t v = u64(d, "firstVersion");
+  if (!d.has_field("commands")) {
+    if (str(d, "commandId") != command_id) return false;
+    *first = v;
+    *last = u64(d, "lastVersion");
+    return true;
+  }
+  if (!d.at("commands").is_array()) return false;
+  for (const auto& c : d.at("commands").as_array()) {
+    const uint64_t count = u64(c, "n");
+    if (str(c, "id") == command_id && count > 0) {
+      *first = v;
+      *last = v + count - 1;
+      return true;
+    }
+    v += count;
+  }
+  return false;
+}
+
 // The LSN in a change-feed continuation ("\"123\"") or session token ("0:-1#123").
 uint64_t lsn_of(const std::string& s) {
   size_t i = s.rfind('#');
@@ -103,6 +169,13 @@ uint64_t lsn_of(const std::string& s) {
 
 }  // namespace
 
+// FNV-1a: the same slot for an id in every process and every version of orderflow.
+int cosmos_command_slot(const std::string& command_id) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : command_id) h = (h ^ c) * 1099511628211ull;
+  return static_cast<int>(h % kSlots);
+}
+
 Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out) {
   auto page = parse_json(body, "change feed");
   if (!page) return page.status();
@@ -112,16 +185,21 @@ Status parse_change_feed_page(const std::string& body, uint64_t first_position, 
     return Status::io_error("change feed answer without a Documents array");
   uint64_t position = first_position;
   std::vector<RecordedEvent> events;
+  std::vector<std::string> ids;
   for (const auto& d : page->at("Documents").as_array()) {
     if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
     uint64_t v = u64(d, "firstVersion");
-    for (const auto& e : d.at("events").as_array()) {
+    const auto& payloads = d.at("events").as_array();
+    if (!event_command_ids(d, payloads.size(), &ids))
+      return Status::io_error("commit document of " + str(d, "streamId") + " lists commands that do not match its events");
+    size_t k = 0;
+    for (const auto& e : payloads) {
       RecordedEvent ev;
       ev.stream = str(d, "streamId");
       ev.version = v++;
       ev.position = position++;
       ev.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
-      ev.command_id = str(d, "commandId");
+      ev.command_id = ids[k++];
       if (!e.is_string() || !unb64(e.as_string(), &ev.payload))
         return Status::io_error("undecodable event in the change feed of " + ev.stream);
       events.push_back(std::move(ev));
@@ -338,25 +416,41 @@ Result<std::unique_ptr<CosmosEventStore>> CosmosEventStore::open(std::shared_ptr
     return Status::invalid_argument("cosmos database and container names must be 1-255 characters without / \\ ? #");
   std::unique_ptr<CosmosEventStore> s(new CosmosEventStore(std::move(client), options));
   if (options.create_if_missing) {
-    if (auto st = cosmos_ensure_container(*s->client_, options.database, options.container, "/streamId",
-                                          {"/commandId"});
+    if (auto st = cosmos_ensure_container(*s->client_, options.database, options.container, "/streamId", slot_paths());
         !st)
       return st;
     if (auto st = cosmos_ensure_container(*s->client_, options.database, options.leases_container, "/subscriber", {});
         !st)
       return st;
+  }
+  // The layout follows the container's unique keys (they cannot change): a container made
+  // before the grouped layout keeps one command per document.
+  const std::string link = s->coll_link();
+  auto resp = s->client_->send(make("GET", "colls", link, link, "setup", ""));
+  if (!resp) return resp.status();
+  if (resp->http_status != 200) return status_of(*resp, "open container " + link);
+  auto coll = parse_json(resp->body, "open container " + link);
+  if (!coll) return coll.status();
+  std::set<std::string> unique_paths;
+  try {
+    for (const auto& k : coll->at("uniqueKeyPolicy").at("uniqueKeys").as_array())
+      for (const auto& path : k.at("paths").as_array()) unique_paths.insert(path.as_string());
+  } catch (const std::exception&) {
+  }
+  const auto slots = slot_paths();
+  s->grouped_ = std::all_of(slots.begin(), slots.end(), [&](const std::string& p) { return unique_paths.count(p) > 0; });
+  if (!s->grouped_ && !unique_paths.count("/commandId"))
+    return Status::invalid_argument("container " + link +
+                                    " has neither the unique keys /k0../k7 nor /commandId: it was not made by orderflow");
+  if (options.create_if_missing) {
     // The database deleted under a running instance (an emulator restarted empty): made
     // again, so the instance recovers without a restart.
     CosmosClient* c = s->client_.get();
-    c->on_missing_resource([c, options] {
-      cosmos_ensure_container(*c, options.database, options.container, "/streamId", {"/commandId"});
+    const std::vector<std::string> keys = s->grouped_ ? slot_paths() : std::vector<std::string>{"/commandId"};
+    c->on_missing_resource([c, options, keys] {
+      cosmos_ensure_container(*c, options.database, options.container, "/streamId", keys);
       cosmos_ensure_container(*c, options.database, options.leases_container, "/subscriber", {});
     });
-  } else {
-    const std::string link = s->coll_link();
-    auto resp = s->client_->send(make("GET", "colls", link, link, "setup", ""));
-    if (!resp) return resp.status();
-    if (resp->http_status != 200) return status_of(*resp, "open container " + link);
   }
   return s;
 }
@@ -391,8 +485,9 @@ Result<uint64_t> CosmosEventStore::stream_version(const std::string& stream) {
 
 Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::string* stream,
                                                                     const std::string& command_id, const char* op,
-                                                                    std::string* write_id) {
-  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId FROM c WHERE c.commandId = @c";
+                                                                    std::string* write_id, uint64_t* doc_last) {
+  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId, c.commandId, c.commands FROM c WHERE c." +
+                    (grouped_ ? slot_field(slot_of(command_id)) : std::string("commandId")) + " = @c";
   std::vector<std::pair<std::string, value>> params{{"@c", value::string(command_id)}};
   if (stream) {
     sql += " AND c.streamId = @s";
@@ -400,13 +495,15 @@ Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::s
   }
   auto docs = query_all(*client_, coll_link(), sql, params, stream, op);
   if (!docs) return docs.status();
-  if (docs->empty()) return std::optional<AppendResult>();
-  AppendResult r;
-  r.stream = str(docs->front(), "streamId");
-  r.first_version = u64(docs->front(), "firstVersion");
-  r.last_version = u64(docs->front(), "lastVersion");
-  if (write_id) *write_id = str(docs->front(), "writeId");
-  return std::optional<AppendResult>(r);
+  for (const auto& d : *docs) {
+    AppendResult r;
+    if (!command_range(d, command_id, &r.first_version, &r.last_version)) continue;
+    r.stream = str(d, "streamId");
+    if (write_id) *write_id = str(d, "writeId");
+    if (doc_last) *doc_last = u64(d, "lastVersion");
+    return std::optional<AppendResult>(r);
+  }
+  return std::optional<AppendResult>();
 }
 
 Result<std::optional<AppendResult>> CosmosEventStore::find_command(const std::string& command_id) {
@@ -426,18 +523,22 @@ Status CosmosEventStore::read_stream(const std::string& stream, uint64_t from_ve
                         &stream, "read_stream");
   if (!docs) return docs.status();
   uint64_t last = 0;
+  std::vector<std::string> ids;
   for (const auto& d : *docs) {
     const uint64_t first = u64(d, "firstVersion");
     if (!d.has_field("events") || !d.at("events").is_array()) return Status::io_error("corrupt commit in " + stream);
     const auto& events = d.at("events").as_array();
+    if (!event_command_ids(d, events.size(), &ids)) return Status::io_error("corrupt command list in " + stream);
     uint64_t v = first;
+    size_t k = 0;
     for (const auto& e : events) {
+      const std::string& command_id = ids[k++];
       if (v >= from_version) {
         RecordedEvent r;
         r.stream = stream;
         r.version = v;
         r.committed_at_us = static_cast<int64_t>(u64(d, "committedAtUs"));
-        r.command_id = str(d, "commandId");
+        r.command_id = command_id;
         if (!e.is_string() || !unb64(e.as_string(), &r.payload))
           return Status::io_error("undecodable event " + std::to_string(v) + " of " + stream);
         out->push_back(std::move(r));
@@ -452,67 +553,106 @@ Status CosmosEventStore::read_stream(const std::string& stream, uint64_t from_ve
   return Status::ok();
 }
 
-bool CosmosEventStore::write_commit(const AppendRequest& req, AppendResult& res) {
-  const uint64_t first = req.expected_version + 1;
-  const uint64_t last = req.expected_version + req.events.size();
-  const std::string id = req.stream + ":" + std::to_string(first);
+size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
+                                       std::vector<AppendResult>& results, const std::string& our_earlier_write) {
+  const AppendRequest& head = batch[reqs[0]];
+  const uint64_t first = head.expected_version + 1;
   value doc = value::object();
-  doc["id"] = value::string(id);
-  doc["streamId"] = value::string(req.stream);
+  doc["id"] = value::string(head.stream + ":" + std::to_string(first));
+  doc["streamId"] = value::string(head.stream);
   doc["firstVersion"] = value::number(static_cast<double>(first));
+  size_t total = 0;
+  for (size_t k = 0; k < count; ++k) total += batch[reqs[k]].events.size();
+  value events = value::array(total);
+  value commands = value::array(count);
+  uint64_t last = head.expected_version;
+  size_t e = 0;
+  for (size_t k = 0; k < count; ++k) {
+    const AppendRequest& req = batch[reqs[k]];
+    for (const auto& payload : req.events) events[e++] = value::string(b64(payload));
+    last += req.events.size();
+    if (!grouped_) continue;
+    value c = value::object();
+    c["id"] = value::string(req.command_id);
+    c["n"] = value::number(static_cast<uint64_t>(req.events.size()));
+    commands[k] = c;
+    doc[slot_field(slot_of(req.command_id))] = value::string(req.command_id);
+  }
   doc["lastVersion"] = value::number(static_cast<double>(last));
-  doc["commandId"] = value::string(req.command_id);
+  if (grouped_) {
+    doc["commands"] = commands;
+    for (int slot = 0; slot < kSlots; ++slot)
+      if (!doc.has_field(slot_field(slot))) doc[slot_field(slot)] = value::string(slot_filler(first));
+  } else {
+    doc["commandId"] = value::string(head.command_id);
+  }
   // Tells this write from another writer's identical one when a lost answer is retried.
   const std::string write_id = random_write_id();
   doc["writeId"] = value::string(write_id);
   doc["committedAtUs"] = value::number(static_cast<double>(now_us()));
-  value events = value::array(req.events.size());
-  for (size_t i = 0; i < req.events.size(); ++i) events[i] = value::string(b64(req.events[i]));
   doc["events"] = events;
   const std::string coll = coll_link();
   CosmosRequest r = make("POST", "docs", coll, coll + "/docs", "append", coll);
   r.body = doc.serialize();
-  r.headers = {{"x-ms-documentdb-partitionkey", pk_header(req.stream)}};
+  r.headers = {{"x-ms-documentdb-partitionkey", pk_header(head.stream)}};
   auto resp = client_->send(r);
-  res.stream = req.stream;
+  AppendResult& res = results[reqs[0]];
+  res.stream = head.stream;
   res.first_position = res.last_position = 0;
   if (!resp) {
     res.status = resp.status();
-    return false;
+    return 0;
   }
   if (resp->http_status == 201) {
-    res.status = Status::ok();
-    res.first_version = first;
-    res.last_version = last;
-    remember_version(req.stream, last);
-    return true;
+    uint64_t v = head.expected_version;
+    for (size_t k = 0; k < count; ++k) {
+      AppendResult& rk = results[reqs[k]];
+      rk.status = Status::ok();
+      rk.stream = head.stream;
+      rk.first_version = v + 1;
+      v += batch[reqs[k]].events.size();
+      rk.last_version = v;
+      rk.first_position = rk.last_position = 0;
+    }
+    remember_version(head.stream, last);
+    return count;
   }
   if (resp->http_status != 409) {
-    res.status = status_of(*resp, "append to " + req.stream);
-    return false;
+    res.status = status_of(*resp, "append to " + head.stream);
+    return 0;
   }
-  // 409: the slot is taken (a concurrent commit at this version, or our own earlier try
+  if (count > 1) {
+    // 409 for several commands: a concurrent commit at this version, a repeat of one of
+    // them (its slot), or this document itself (our create whose answer was lost). Each
+    // written alone tells which: our own document answers each as committed.
+    for (size_t k = 0; k < count; ++k)
+      if (write_commits(batch, reqs + k, 1, results, write_id) == 0) return k;
+    return count;
+  }
+  // 409: the version is taken (a concurrent commit at this version, or our own earlier try
   // whose answer was lost), or the command id is already in the stream (unique key).
   std::string found_write;
-  auto found = query_command(&req.stream, req.command_id, "append", &found_write);
+  uint64_t found_doc_last = 0;
+  auto found = query_command(&head.stream, head.command_id, "append", &found_write, &found_doc_last);
   if (!found) {
     res.status = found.status();
-    return false;
+    return 0;
   }
   if (found->has_value()) {
     const AppendResult& f = **found;
     res.status = Status::ok();
     res.first_version = f.first_version;
     res.last_version = f.last_version;
-    res.duplicate = found_write != write_id;  // our own write when its answer was lost
-    remember_version(req.stream, f.last_version);
-    return !res.duplicate;
+    // Our own write when its answer was lost (this try's, or the group document's).
+    res.duplicate = found_write != write_id && (our_earlier_write.empty() || found_write != our_earlier_write);
+    remember_version(head.stream, found_doc_last);  // a document boundary, unlike f's last version
+    return res.duplicate ? 0 : 1;
   }
-  auto actual = query_version(req.stream, "append");
+  auto actual = query_version(head.stream, "append");
   res.actual_version = actual ? *actual : 0;
-  res.status = Status::conflict("stream " + req.stream + " already has version " + std::to_string(first) +
+  res.status = Status::conflict("stream " + head.stream + " already has version " + std::to_string(first) +
                                 " (now at " + std::to_string(res.actual_version) + ")");
-  return false;
+  return 0;
 }
 
 std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendRequest>& batch) {
@@ -558,11 +698,21 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   std::vector<AppendResult> results;
   std::vector<PlannedAppend> plan = plan_append(batch, 0, lookups, results);
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].stream.empty() || valid_id(batch[i].stream)) continue;
+    const bool filler = !batch[i].command_id.empty() && batch[i].command_id[0] == slot_filler(0)[0];
+    if (batch[i].stream.empty() || (valid_id(batch[i].stream) && !filler)) continue;
     results[i] = AppendResult{};
     results[i].stream = batch[i].stream;
-    results[i].status = Status::invalid_argument("stream id '" + batch[i].stream + "' is not a valid Cosmos id");
-    plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const PlannedAppend& p) { return p.request == i; }),
+    results[i].status = filler ? Status::invalid_argument("a command id may not start with the control character U+0001")
+                               : Status::invalid_argument("stream id '" + batch[i].stream + "' is not a valid Cosmos id");
+    // The stream's later requests were planned on this one's versions: they fail with it.
+    plan.erase(std::remove_if(plan.begin(), plan.end(),
+                              [&](const PlannedAppend& p) {
+                                if (p.request < i || batch[p.request].stream != batch[i].stream) return false;
+                                if (p.request > i)
+                                  results[p.request].status = Status::conflict(
+                                      "an earlier command of stream " + batch[i].stream + " in the batch failed");
+                                return true;
+                              }),
                plan.end());
   }
   // A conflict may be a repeated command decided on older state, and a passed version check
@@ -599,28 +749,53 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
       by_stream[it->second].push_back(p.request);
     }
   }
-  std::atomic<uint64_t> committed{0};
+  //    In the grouped layout a stream's consecutive commands share one document while
+  //    their command ids take distinct slots.
+  std::atomic<uint64_t> committed{0}, documents{0};
   parallel_for(by_stream.size(), options_.parallelism, [&](size_t s) {
-    bool failed = false;
-    for (size_t i : by_stream[s]) {
-      if (failed) {
+    const std::vector<size_t>& reqs = by_stream[s];
+    auto fail_from = [&](size_t k) {
+      for (; k < reqs.size(); ++k) {
+        const size_t i = reqs[k];
         results[i] = AppendResult{};
         results[i].stream = batch[i].stream;
         results[i].status = Status::conflict("an earlier command of stream " + batch[i].stream + " in the batch failed");
-        continue;
       }
-      if (write_commit(batch[i], results[i])) {
-        committed.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        failed = true;
+    };
+    for (size_t k = 0; k < reqs.size();) {
+      size_t end = k + 1;
+      if (grouped_) {
+        unsigned used = 1u << slot_of(batch[reqs[k]].command_id);
+        size_t bytes = 0;
+        for (const auto& p : batch[reqs[k]].events) bytes += p.size();
+        for (; end < reqs.size(); ++end) {
+          const AppendRequest& next = batch[reqs[end]];
+          const unsigned bit = 1u << slot_of(next.command_id);
+          size_t more = 0;
+          for (const auto& p : next.events) more += p.size();
+          if ((used & bit) != 0 || bytes + more > kMaxDocumentPayload) break;
+          used |= bit;
+          bytes += more;
+        }
       }
+      const size_t done = write_commits(batch, &reqs[k], end - k, results, std::string());
+      committed.fetch_add(done, std::memory_order_relaxed);
+      if (done == end - k) documents.fetch_add(1, std::memory_order_relaxed);
+      if (done < end - k) {
+        fail_from(k + done + 1);
+        return;
+      }
+      k = end;
     }
   });
   uint64_t commands;
   {
     std::lock_guard lock(mu_);
     commands_ += committed.load();
+    documents_ += documents.load();
     commands = commands_;
+    if (documents_ > 0)
+      client_->metrics().set_gauge("commands_per_document", static_cast<double>(commands_) / static_cast<double>(documents_));
   }
   if (commands > 0)
     client_->metrics().set_gauge("ru_per_command", client_->metrics().totals().request_units / static_cast<double>(commands));

@@ -1,20 +1,33 @@
 // Cosmos DB stores (`kind: cosmos`): event store, change feed and snapshot store over the
 // SQL API's REST interface (CosmosClient).
 //
-// Event store: one container partitioned by /streamId, one document per commit:
-//   {id: "{stream}:{firstVersion}", streamId, firstVersion, lastVersion, commandId,
-//    writeId, committedAtUs, events: [base64 payload, ...]}
-// with a unique key /commandId (unique per stream). The id is a function of the stream
-// and the version the commit starts at, so two commits decided on the same version
-// collide: the second create gets 409 and surfaces as kConflict (the command is
-// re-decided on fresh state). A 409 caused by the unique key is a repeated command id:
-// the first result is returned as a duplicate, unless the document carries this write's
-// random writeId (the answer to our own create was lost and the retry collided with it). The expected version is checked before the
-// create unless the store last saw the stream at exactly that version; a stale view only
-// ever makes the create collide, never succeed wrongly. Appends of one group commit run
-// in parallel across streams, in order within a stream; each document is durable when its
-// create returns (Cosmos has no cross-partition transaction, so a group commit is not
-// atomic: each request gets its own result). Cosmos has no global position: positions in
+// Event store: one container partitioned by /streamId. A group commit writes each stream's
+// consecutive commands as one document (grouped layout):
+//   {id: "{stream}:{firstVersion}", streamId, firstVersion, lastVersion, writeId,
+//    committedAtUs, commands: [{id, n}, ...], k0..k7, events: [base64 payload, ...]}
+// `commands` lists the commands in version order with their event counts. Each command id
+// also sits in the slot field k{FNV-1a(id) mod 8}; the other slots hold a filler that no
+// command id has (a command id may not start with U+0001). The eight slots are the
+// container's unique keys (unique per stream), so a repeated command id collides in its
+// slot whichever document holds the first copy; two commands whose ids share a slot go
+// into separate documents. A container made before this layout (unique key /commandId)
+// keeps one command per document with `commandId`; the layout is read off the container's
+// unique keys at open, and both are read.
+// The id is a function of the stream and the version the document starts at, so two
+// commits decided on the same version collide: the second create gets 409 and surfaces as
+// kConflict (the command is re-decided on fresh state). Every version a writer starts from
+// is a document boundary (its own last write, or the end of what read_stream returned; any
+// other expected version is first checked by a version query), so a stale writer's
+// document always starts where an existing one does. A 409 caused by a slot is a repeated
+// command id: the first result is returned as a duplicate, unless the document carries
+// this write's random writeId (the answer to our own create was lost and the retry
+// collided with it). A 409 of a document of several commands is resolved by writing them
+// one by one. The expected version is checked before the create unless the store last saw
+// the stream at exactly that version; a stale view only ever makes the create collide,
+// never succeed wrongly. Documents of one group commit are written in parallel across
+// streams, in order within a stream; each is durable when its create returns (Cosmos has
+// no cross-partition transaction, so a group commit is not atomic: each request gets its
+// own result). Cosmos has no global position: positions in
 // AppendResult and read_stream are 0; the change feed assigns synthetic ones.
 //
 // Change feed: subscribe(name) gives each subscriber a view that reads the partition key
@@ -85,6 +98,9 @@ Status cosmos_ensure_container(CosmosClient& client, const std::string& database
 // it returns ok for; kIoError for a body that is not such a page. Pure (the feed view's
 // parsing, kept apart so it can be fuzzed).
 Status parse_change_feed_page(const std::string& body, uint64_t first_position, std::vector<RecordedEvent>* out);
+
+// The slot field (k0..k7) a command id takes in a grouped commit document.
+int cosmos_command_slot(const std::string& command_id);
 
 class CosmosEventStore;
 
@@ -177,7 +193,7 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
                                                       const std::string& command_id) override;
   Result<uint64_t> stream_version(const std::string& stream) override;
   bool shared() const override { return true; }  // every instance of a service writes it
-  bool finds_repeats_on_append() const override { return true; }  // the /commandId unique key
+  bool finds_repeats_on_append() const override { return true; }  // the unique keys
   Status health() const override { return client_->health(); }
 
   // The change feed is only read through per-subscriber views.
@@ -216,17 +232,24 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   CosmosEventStore(std::shared_ptr<CosmosClient> client, CosmosStoreOptions options);
   std::string coll_link() const;
   Result<std::optional<AppendResult>> query_command(const std::string* stream, const std::string& command_id,
-                                                    const char* op, std::string* write_id = nullptr);
+                                                    const char* op, std::string* write_id = nullptr,
+                                                    uint64_t* doc_last = nullptr);
   Result<uint64_t> query_version(const std::string& stream, const char* op);
   void remember_version(const std::string& stream, uint64_t version);
-  // Writes one planned request's document; fills `res`. False when it did not commit.
-  bool write_commit(const AppendRequest& req, AppendResult& res);
+  // Writes the planned requests batch[reqs[0..count)] (consecutive versions of one stream)
+  // as one document; fills their results. Returns how many committed, in order: after the
+  // first that did not (its result says why), none did. `our_earlier_write`: the writeId of
+  // a document this call retries alone, whose commands count as ours, not as repeats.
+  size_t write_commits(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
+                       std::vector<AppendResult>& results, const std::string& our_earlier_write);
 
   std::shared_ptr<CosmosClient> client_;
   const CosmosStoreOptions options_;
   mutable std::mutex mu_;
+  bool grouped_ = false;  // the grouped layout (slot unique keys), else one command per document
   std::unordered_map<std::string, uint64_t> versions_;  // last version seen per stream (a doc boundary)
   uint64_t commands_ = 0;
+  uint64_t documents_ = 0;  // written whole by a group commit (commands_ / documents_: grouping)
   std::map<std::string, std::unique_ptr<CosmosFeedView>> views_;
 };
 

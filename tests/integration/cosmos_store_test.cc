@@ -241,6 +241,194 @@ TEST_F(CosmosEventStoreTest, RequestChargesAreCountedPerOperation) {
 
 // TLS: a fresh self-signed certificate for 127.0.0.1, trusted through the CA-file option;
 // without it, verification (on by default) refuses the connection.
+// ---- grouped commit documents ----------------------------------------------------------------
+
+// Command ids whose slots (k0..k7) differ from each other: `n` of them, named prefix-i.
+std::vector<std::string> ids_in_distinct_slots(const std::string& prefix, size_t n) {
+  std::vector<std::string> out;
+  std::set<int> used;
+  for (int i = 0; out.size() < n; ++i) {
+    const std::string id = prefix + "-" + std::to_string(i);
+    if (used.insert(cosmos_command_slot(id)).second) out.push_back(id);
+  }
+  return out;
+}
+
+// Two command ids that take the same slot.
+std::pair<std::string, std::string> ids_in_one_slot(const std::string& prefix) {
+  std::map<int, std::string> first;
+  for (int i = 0;; ++i) {
+    const std::string id = prefix + "-" + std::to_string(i);
+    auto [it, fresh] = first.emplace(cosmos_command_slot(id), id);
+    if (!fresh) return {it->second, id};
+  }
+}
+
+uint64_t append_requests(CosmosClient& c) { return c.metrics().op("append").requests; }
+
+TEST_F(CosmosEventStoreTest, AStreamsCommandsOfOneGroupShareOneDocument) {
+  auto client = client_for(standin_);
+  auto store = open_events(client);
+  const auto ids = ids_in_distinct_slots("g", 3);
+  const uint64_t before = append_requests(*client);
+  auto rs = store->append({req("s", 0, ids[0], {"1"}), req("t", 0, "other", {"t1"}), req("s", 1, ids[1], {"2", "3"}),
+                           req("s", 3, ids[2], {"4"})});
+  for (const auto& r : rs) ASSERT_TRUE(r.status) << r.status.to_string();
+  EXPECT_EQ(append_requests(*client) - before, 2u) << "one document per stream";
+  EXPECT_EQ(rs[0].first_version, 1u);
+  EXPECT_EQ(rs[2].first_version, 2u);
+  EXPECT_EQ(rs[2].last_version, 3u);
+  EXPECT_EQ(rs[3].first_version, 4u);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("s", 1, &events));
+  ASSERT_EQ(events.size(), 4u);
+  const std::vector<std::string> owners{ids[0], ids[1], ids[1], ids[2]};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(events[i].version, i + 1);
+    EXPECT_EQ(events[i].payload, std::to_string(i + 1));
+    EXPECT_EQ(events[i].command_id, owners[i]) << "event " << i + 1;
+  }
+  events.clear();
+  ASSERT_TRUE(store->read_stream("s", 3, &events));  // from inside the document
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].command_id, ids[1]);
+  // The change feed gives each event its own command.
+  ChangeFeed* feed = *store->subscribe("reader");
+  std::vector<RecordedEvent> fed;
+  for (int i = 0; i < 200 && fed.size() < 5; ++i) {
+    std::vector<RecordedEvent> batch;
+    if (feed->read(fed.size(), 100, &batch) && !batch.empty()) {
+      fed.insert(fed.end(), batch.begin(), batch.end());
+    } else {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  std::vector<std::string> fed_s;
+  for (const auto& e : fed)
+    if (e.stream == "s") fed_s.push_back(e.command_id);
+  EXPECT_EQ(fed_s, owners);
+  // A later repeat of the document's second command, on a fresh instance: its slot
+  // collides, the first result comes back, nothing is written.
+  auto other = open_events(client_for(standin_));
+  auto again = other->append({req("s", 0, ids[1], {"2", "3"})}).at(0);
+  ASSERT_TRUE(again.status) << again.status.to_string();
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.first_version, 2u);
+  EXPECT_EQ(again.last_version, 3u);
+  auto found = other->find_command(ids[2]);
+  ASSERT_TRUE(found && found->has_value());
+  EXPECT_EQ((**found).first_version, 4u);
+  EXPECT_EQ(*other->stream_version("s"), 4u);
+}
+
+TEST_F(CosmosEventStoreTest, CommandsWhoseIdsShareASlotGoToSeparateDocuments) {
+  auto client = client_for(standin_);
+  auto store = open_events(client);
+  const auto [a, b] = ids_in_one_slot("same");
+  const uint64_t before = append_requests(*client);
+  auto rs = store->append({req("s", 0, a, {"1"}), req("s", 1, b, {"2"})});
+  ASSERT_TRUE(rs[0].status && rs[1].status);
+  EXPECT_EQ(append_requests(*client) - before, 2u);
+  // Each is still caught as a repeat.
+  auto other = open_events(client_for(standin_));
+  EXPECT_TRUE(other->append({req("s", 2, b, {"2"})}).at(0).duplicate);
+  EXPECT_TRUE(other->append({req("s", 2, a, {"1"})}).at(0).duplicate);
+  EXPECT_EQ(*other->stream_version("s"), 2u);
+}
+
+// A group holding a repeat of an earlier command collides; written one by one, the
+// commands before the repeat commit, the repeat answers as the first copy, and the ones
+// after it (decided on the repeat's new events) conflict.
+TEST_F(CosmosEventStoreTest, ARepeatInsideAGroupCommitsWhatPrecedesItAndConflictsWhatFollows) {
+  auto store = open_events(client_for(standin_));
+  const auto ids = ids_in_distinct_slots("r", 3);
+  ASSERT_TRUE(store->append({req("s", 0, ids[1], {"first"})}).at(0).status);
+  auto rs = store->append({req("s", 1, ids[0], {"x"}), req("s", 2, ids[1], {"again"}), req("s", 3, ids[2], {"y"})});
+  ASSERT_TRUE(rs[0].status) << rs[0].status.to_string();
+  EXPECT_FALSE(rs[0].duplicate);
+  EXPECT_EQ(rs[0].first_version, 2u);
+  ASSERT_TRUE(rs[1].status) << rs[1].status.to_string();
+  EXPECT_TRUE(rs[1].duplicate);
+  EXPECT_EQ(rs[1].first_version, 1u);
+  EXPECT_EQ(rs[2].status.code(), StatusCode::kConflict) << rs[2].status.to_string();
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("s", 1, &events));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].payload, "x");
+}
+
+// The group document is written but its answer lost: the retry collides with it, and
+// every command in it is reported as committed, none as a duplicate.
+TEST_F(CosmosEventStoreTest, ALostAnswerOfAGroupDocumentIsReportedAsCommitted) {
+  auto store = open_events(client_for(standin_));
+  ASSERT_TRUE(store->stream_version("s"));
+  const auto ids = ids_in_distinct_slots("l", 3);
+  standin_.inject(503, 1, 0, "POST", 1, /*after=*/true);
+  auto rs = store->append({req("s", 0, ids[0], {"a"}), req("s", 1, ids[1], {"b"}), req("s", 2, ids[2], {"c"})});
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ASSERT_TRUE(rs[i].status) << i << ": " << rs[i].status.to_string();
+    EXPECT_FALSE(rs[i].duplicate) << i;
+    EXPECT_EQ(rs[i].first_version, i + 1);
+  }
+  EXPECT_EQ(standin_.stat("faults"), 1);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("s", 1, &events));
+  EXPECT_EQ(events.size(), 3u);
+}
+
+// A writer whose state ends inside a document (versions 1..3 in one) never writes at 3:
+// the version it expects is checked first, whichever instance it is.
+TEST_F(CosmosEventStoreTest, AnExpectedVersionInsideADocumentConflicts) {
+  auto a = open_events(client_for(standin_));
+  const auto ids = ids_in_distinct_slots("m", 3);
+  auto rs = a->append({req("s", 0, ids[0], {"1"}), req("s", 1, ids[1], {"2"}), req("s", 2, ids[2], {"3"})});
+  ASSERT_TRUE(rs[2].status);
+  auto b = open_events(client_for(standin_));
+  for (CosmosEventStore* store : {a.get(), b.get()}) {
+    auto r = store->append({req("s", 2, "late", {"x"})}).at(0);
+    EXPECT_EQ(r.status.code(), StatusCode::kConflict) << r.status.to_string();
+    EXPECT_EQ(r.actual_version, 3u);
+  }
+  EXPECT_EQ(*a->stream_version("s"), 3u);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(a->read_stream("s", 1, &events));
+  EXPECT_EQ(events.size(), 3u);
+}
+
+// A container made before the grouped layout (unique key /commandId) keeps working with
+// one command per document.
+TEST_F(CosmosEventStoreTest, AContainerWithTheCommandIdUniqueKeyKeepsOneCommandPerDocument) {
+  auto client = client_for(standin_);
+  ASSERT_TRUE(cosmos_ensure_container(*client, "orderflow", "legacy", "/streamId", {"/commandId"}));
+  auto store = open_events(client, store_options("legacy"));
+  const auto ids = ids_in_distinct_slots("o", 2);
+  const uint64_t before = append_requests(*client);
+  auto rs = store->append({req("s", 0, ids[0], {"1"}), req("s", 1, ids[1], {"2"})});
+  ASSERT_TRUE(rs[0].status && rs[1].status);
+  EXPECT_EQ(append_requests(*client) - before, 2u);
+  auto other = open_events(client_for(standin_), store_options("legacy"));
+  auto again = other->append({req("s", 2, ids[1], {"2"})}).at(0);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.first_version, 2u);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(other->read_stream("s", 1, &events));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].command_id, ids[1]);
+  // A container with neither layout's keys was not made by orderflow: refused.
+  ASSERT_TRUE(cosmos_ensure_container(*client, "orderflow", "foreign", "/streamId", {}));
+  auto foreign = CosmosEventStore::open(client, store_options("foreign"));
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.status().message().find("unique keys"), std::string::npos) << foreign.status().to_string();
+}
+
+TEST_F(CosmosEventStoreTest, ACommandIdStartingWithTheFillerCharacterIsRefused) {
+  auto store = open_events(client_for(standin_));
+  auto rs = store->append({req("s", 0, std::string("\x01") + "5", {"a"}), req("s", 1, "after", {"b"})});
+  EXPECT_EQ(rs[0].status.code(), StatusCode::kInvalidArgument) << rs[0].status.to_string();
+  EXPECT_EQ(rs[1].status.code(), StatusCode::kConflict) << rs[1].status.to_string();
+  EXPECT_EQ(*store->stream_version("s"), 0u);
+}
+
 TEST(CosmosTls, VerifiesCertificatesAndTrustsAGivenCaFile) {
   char tmpl[] = "/tmp/orderflow-cosmos-tls-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
