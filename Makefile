@@ -4,6 +4,7 @@
 # Also:
 #   make sanitize   unit and integration tests built with clang under ASan + UBSan ($(ASAN_BUILD))
 #   make fuzz       every libFuzzer target in fuzz/ for FUZZ_SECONDS each (same build dir)
+#   make bench-cosmos   `orderflow bench` of graphs/orders-cosmos.yaml on the Cosmos DB stand-in
 BUILD ?= build
 JOBS ?= 2
 BUILD_TYPE ?= RelWithDebInfo
@@ -12,7 +13,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test bench clean sanitize-configure sanitize fuzz release
+.PHONY: all deps configure build run test bench bench-cosmos clean sanitize-configure sanitize fuzz release
 
 all: build
 
@@ -34,6 +35,13 @@ test: build
 BENCH_ARGS ?= --commands 50000 --runs 3 --threads 1,2 --store rocksdb,memory
 bench: build
 	$(BUILD)/server/orderflow bench graphs/orders.yaml $(BENCH_ARGS)
+
+# graphs/orders-cosmos.yaml on the Cosmos DB stand-in (a free loopback port, a random key,
+# COSMOS_LATENCY_MS=5 added per request), with the raw-creates baseline in the same run;
+# the stand-in is stopped even when the bench fails (scripts/bench-cosmos.sh).
+BENCH_COSMOS_ARGS ?= --runs 3
+bench-cosmos: build
+	bash scripts/bench-cosmos.sh $(BUILD)/server/orderflow $(BENCH_COSMOS_ARGS)
 
 # One clang build dir serves both: the sanitizers everywhere, libFuzzer coverage only on
 # the decoders the fuzz targets exercise.

@@ -4,6 +4,7 @@
 //   runner.cc      one pipeline run (closed or open loop), the raw-RocksDB and CPU-loop
 //                  baselines
 //   report.cc      medians, ratios to the baselines, the terminal table, JSON, CSV, plot
+//   cosmos_baseline.cc  the raw-creates baseline of a Cosmos DB account (also cosmos_bench's)
 //   bench_cmd.cc   the command line (bench_main)
 //
 // Everything here runs on the calling thread except the pipeline itself and the progress
@@ -12,10 +13,12 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "bench/workload.h"
+#include "connectors/cosmos_client.h"
 #include "graph/definition.h"
 #include "graph/status.h"
 
@@ -48,6 +51,26 @@ struct RunConfig {
   std::string name() const;  // e.g. "rocksdb t2", "memory t1 metrics-off"
 };
 
+// What a run cost on Cosmos DB (graphs with stores of kind cosmos): the requests of the
+// account's metrics node ("cosmos") from the first submit until the run was quiescent,
+// so neither the opening of the stores nor the idle polls after the run count.
+struct CosmosFigures {
+  bool measured = false;
+  uint64_t all_commands = 0;           // commands the commit node completed (saga follow-ups included)
+  double all_commands_per_s = 0;
+  uint64_t workload_orders = 0;        // PlaceOrder commands of the workload (the "per order" divisor)
+  uint64_t requests = 0;               // requests to the account
+  double request_units = 0;            // their request charges (the stand-in's model, or the account's)
+  std::map<std::string, double> ru_by_op;  // request units by operation label (append, feed, ...)
+  uint64_t throttles = 0;              // 429 answers (retried)
+  double idle_ru_per_s = 0;            // request units/s once quiescent (change-feed polls, lease renewals)
+  uint64_t orders_placed = 0;          // distinct orders placed, as the change feed delivered them
+  uint64_t orders_settled = 0;         // of those, confirmed, rejected or cancelled
+  double requests_per_order() const { return workload_orders ? static_cast<double>(requests) / workload_orders : 0; }
+  double ru_per_order() const { return workload_orders ? request_units / static_cast<double>(workload_orders) : 0; }
+  double ru_per_command() const { return all_commands ? request_units / static_cast<double>(all_commands) : 0; }
+};
+
 struct RunResult {
   RunConfig config;
   int repetition = 0;
@@ -64,13 +87,16 @@ struct RunResult {
   double peak_rss_mb = 0;              // process peak resident set during the run
   double mean_commit_group = 0;        // commands per durable write (metrics on only)
   std::vector<NodeFigure> nodes;       // empty when metrics are off
+  CosmosFigures cosmos;                // graphs with Cosmos DB stores only
 };
 
 struct BaselineResult {
-  std::string name;                    // "raw-rocksdb" | "cpu-loop"
+  std::string name;                    // "raw-rocksdb" | "cpu-loop" | "raw-cosmos-creates"
   int repetition = 0;
-  uint64_t events = 0;
-  double seconds = 0, events_per_s = 0;
+  uint64_t events = 0;                 // raw-cosmos-creates: documents created
+  double seconds = 0, events_per_s = 0;  // raw-cosmos-creates: documents created per second
+  int concurrency = 0;                 // raw-cosmos-creates: requests at a time
+  uint64_t failed = 0;                 // raw-cosmos-creates: creates that did not answer 201
 };
 
 struct Options {
@@ -95,6 +121,10 @@ struct Options {
   bool http = false;
   int connections = 64;                // wrk -c: connections, each with one request in flight
   int wrk_threads = 1;                 // wrk -t: one is enough for loopback and leaves the server a core
+  // --cosmos-endpoint: every store of kind cosmos is pointed there, with a database of
+  // its own per run; needed when the graph (without --store) has such stores.
+  std::string cosmos_endpoint;
+  bool commands_given = false, skus_given = false;  // set on the command line (else Cosmos defaults apply)
 };
 
 struct Report {
@@ -122,6 +152,17 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
 Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir);
 // decide/serialize/evolve/saga of the same client commands on one thread, no graph, no store.
 BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands);
+
+// ---- cosmos_baseline.cc
+// Cosmos DB runs: the documents commit writes (one per command), created `docs` times by
+// a plain client, `concurrency` requests at a time, into the container "events" (by
+// /streamId, unique key /commandId) of a fresh `database` on the account; the database is
+// deleted afterwards. The same shape and size as the event store's commit documents (two
+// 150-byte events). events_per_s: documents created per second (failed ones included).
+Result<BaselineResult> raw_cosmos_creates_baseline(const connectors::CosmosOptions& account,
+                                                   const std::string& database, uint64_t docs, int concurrency);
+// Deletes a database (404 counts as done).
+Status drop_cosmos_database(connectors::CosmosClient& client, const std::string& database);
 
 // ---- http_bench.cc
 // One wrk run against one target ("listener-202", "cpprest-202" or "pipeline <store> t<N>").
@@ -152,6 +193,7 @@ struct Summary {
   double vs_cpu_loop = 0;
   double vs_metrics_off = 0;
   double vs_first_threads = 0;         // to the same store at the first thread count
+  double vs_raw_cosmos = 0;            // Cosmos DB: all commands/s / raw creates/s (medians)
 };
 std::vector<Summary> summarize(const Report& report);
 double median_baseline(const Report& report, const std::string& name);

@@ -4,14 +4,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include "bench/bench.h"
+#include "connectors/stores.h"
 
 namespace orderflow::bench {
 
@@ -41,6 +45,100 @@ bool graph_for(const graph::GraphDef& base, const std::string& store, const grap
   return true;
 }
 
+// Cosmos DB runs: fewer commands and SKUs by default (the stand-in commits about a
+// thousand commands/s, not a hundred thousand).
+constexpr uint64_t kCosmosCommands = 2000;
+constexpr size_t kCosmosSkus = 200;
+
+bool has_cosmos(const graph::GraphDef& def) {
+  for (const auto& [name, s] : def.stores)
+    if (s.kind == "cosmos") return true;
+  return false;
+}
+
+// The account a cosmos store of the graph reaches at `endpoint` (its key from key_env).
+connectors::CosmosOptions cosmos_account(const graph::StoreDef& store, const std::string& endpoint) {
+  const auto params = connectors::cosmos_store_params().parse(store);
+  connectors::CosmosOptions co;
+  co.endpoint = endpoint;
+  co.ca_file = params.ca_file;
+  if (const char* key = std::getenv(params.key_env.c_str())) co.key = key;
+  return co;
+}
+
+// Checks what a run against Cosmos DB needs before anything runs and applies its
+// defaults. False: refused (the reason printed), exit 2.
+bool prepare_cosmos(Options& o, const graph::GraphDef& def) {
+  if (!has_cosmos(def)) {
+    if (o.cosmos_endpoint.empty()) return true;
+    std::fprintf(stderr, "orderflow bench: --cosmos-endpoint: the graph%s has no store of kind cosmos\n",
+                 o.stores.empty() ? "" : " (after --store)");
+    return false;
+  }
+  if (o.cosmos_endpoint.empty()) {
+    std::fprintf(stderr,
+                 "orderflow bench: the graph's stores of kind cosmos need --cosmos-endpoint URL (each run creates a "
+                 "database of its own there and deletes it afterwards), or --store memory|rocksdb\n");
+    return false;
+  }
+  if (auto s = connectors::CosmosClient::check_endpoint(o.cosmos_endpoint); !s) {
+    std::fprintf(stderr, "orderflow bench: --cosmos-endpoint: %s\n", s.to_string().c_str());
+    return false;
+  }
+  for (const auto& [name, s] : def.stores) {
+    if (s.kind != "cosmos") continue;
+    const std::string key_env = connectors::cosmos_store_params().parse(s).key_env;
+    const char* key = std::getenv(key_env.c_str());
+    if (key == nullptr || *key == '\0') {
+      std::fprintf(stderr, "orderflow bench: store '%s': environment variable %s (its key_env) holds no Cosmos DB key\n",
+                   name.c_str(), key_env.c_str());
+      return false;
+    }
+  }
+  if (o.http || o.half_max) {
+    std::fprintf(stderr, "orderflow bench: --http and --half-max do not run against Cosmos DB stores\n");
+    return false;
+  }
+  if (!o.commands_given && o.duration_s <= 0) o.commands = kCosmosCommands;
+  if (!o.skus_given) o.workload.skus = kCosmosSkus;
+  return true;
+}
+
+// One run's graph: every cosmos store at the endpoint, in the database "<database>-<tag>"
+// (fresh, so runs do not see each other's documents).
+graph::GraphDef cosmos_run_graph(const graph::GraphDef& def, const std::string& endpoint, const std::string& tag) {
+  graph::GraphDef g = def;
+  for (auto& [name, s] : g.stores) {
+    if (s.kind != "cosmos") continue;
+    s.params["endpoint"].text = endpoint;
+    s.params["database"].text = connectors::cosmos_store_params().parse(s).database + "-" + tag;
+  }
+  return g;
+}
+
+// Deletes the databases of a run's graph (best effort: a warning when it fails).
+void drop_cosmos_databases(const graph::GraphDef& g) {
+  std::map<std::string, connectors::CosmosOptions> databases;
+  for (const auto& [name, s] : g.stores) {
+    if (s.kind != "cosmos") continue;
+    const auto params = connectors::cosmos_store_params().parse(s);
+    databases[params.database] = cosmos_account(s, params.endpoint);
+  }
+  for (const auto& [database, account] : databases) {
+    auto client = connectors::CosmosClient::open(account);
+    Status s = client ? drop_cosmos_database(**client, database) : client.status();
+    if (!s) std::fprintf(stderr, "orderflow bench: warning: database %s not deleted: %s\n", database.c_str(), s.to_string().c_str());
+  }
+}
+
+// The store the commit node writes (the raw baseline's account and concurrency).
+const graph::StoreDef* events_store(const graph::GraphDef& def) {
+  for (const auto& n : def.nodes)
+    if (n.kind == "commit")
+      if (auto it = def.stores.find(n.get_string("events")); it != def.stores.end()) return &it->second;
+  return nullptr;
+}
+
 }  // namespace
 
 int run_bench(Options o, const graph::KindRegistry& registry) {
@@ -60,6 +158,13 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
     std::string kinds;
     for (const auto& [name, s] : graphs[i].stores) kinds = kinds.empty() || kinds == s.kind ? s.kind : "mixed";
     stores[i] = kinds.empty() ? "none" : kinds;
+  }
+  if (!prepare_cosmos(o, graphs[0])) return 2;
+  const bool cosmos = has_cosmos(graphs[0]);  // then the YAML's stores: one graph
+  const graph::StoreDef* cosmos_events = cosmos ? events_store(graphs[0]) : nullptr;
+  if (cosmos && (cosmos_events == nullptr || cosmos_events->kind != "cosmos")) {
+    std::fprintf(stderr, "orderflow bench: the graph's commit node does not write a store of kind cosmos\n");
+    return 2;
   }
 
   namespace fs = std::filesystem;
@@ -127,7 +232,7 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
   const std::string run_dir = (fs::path(o.data_dir) / "run").string();
   for (int rep = 0; rep < o.runs && exit_code == 0; ++rep) {
     std::vector<std::string> recorded;
-    bool raw_done = !o.baselines;
+    bool raw_done = !o.baselines || cosmos;  // raw-rocksdb (Cosmos DB runs: raw creates, below)
     for (size_t si = 0; si < stores.size() && exit_code == 0; ++si) {
       for (int threads : o.threads) {
         // Which of the pair runs first alternates by repetition: the second run of a pair
@@ -135,15 +240,34 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
         // with metrics always first).
         const bool on_first = rep % 2 == 0;
         for (bool metrics : {on_first, !on_first}) {
-          if (!metrics && !o.baselines) continue;
+          // Cosmos DB runs leave out the metrics-off run: the request units are metrics.
+          if (!metrics && (!o.baselines || cosmos)) continue;
           RunConfig c{stores[si], threads, metrics};
-          auto r = run_pipeline(graphs[si], registry, c, o, commands, more, run_dir, raw_done ? nullptr : &recorded);
+          const std::string tag = "bench-" + std::to_string(::getpid()) + "-r" + std::to_string(rep) + "-t" +
+                                  std::to_string(threads);
+          const graph::GraphDef run_graph = cosmos ? cosmos_run_graph(graphs[si], o.cosmos_endpoint, tag) : graphs[si];
+          auto r = run_pipeline(run_graph, registry, c, o, commands, more, run_dir, raw_done ? nullptr : &recorded);
+          if (cosmos) drop_cosmos_databases(run_graph);
           if (!r) {
             fail(c.name(), r.status());
             break;
           }
           r->repetition = rep;
+          const uint64_t documents = std::max<uint64_t>(r->cosmos.all_commands, 1);
           report.runs.push_back(std::move(*r));
+          if (cosmos && o.baselines && threads == o.threads.front()) {
+            // The same count of documents as the run committed commands, created by a plain
+            // client as many at a time as the event store writes, right after the run.
+            const auto params = connectors::cosmos_store_params().parse(*cosmos_events);
+            auto raw = raw_cosmos_creates_baseline(cosmos_account(*cosmos_events, o.cosmos_endpoint),
+                                                   params.database + "-" + tag + "-raw", documents, params.parallelism);
+            if (!raw) {
+              fail("raw-cosmos-creates baseline", raw.status());
+              break;
+            }
+            raw->repetition = rep;
+            report.baselines.push_back(*raw);
+          }
           if (!raw_done) {
             // Right after the run whose events it writes, so both see the same machine.
             auto raw = raw_rocksdb_baseline(recorded, (fs::path(o.data_dir) / "raw").string());
@@ -160,7 +284,7 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
         if (exit_code != 0) break;
       }
     }
-    if (o.baselines && exit_code == 0) {
+    if (o.baselines && !cosmos && exit_code == 0) {
       auto cpu = cpu_loop_baseline(commands);
       cpu.repetition = rep;
       report.baselines.push_back(cpu);
@@ -190,7 +314,9 @@ void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* 
   o->progress = ::isatty(STDERR_FILENO) == 1;
   CLI::App* cmd = app.add_subcommand("bench", "drive a graph in-process and measure it against its baselines");
   cmd->add_option("FILE", o->graph_file, "graph definition (YAML)")->required();
-  auto* commands = cmd->add_option("--commands", o->commands, "client commands per run (after the stocking)")
+  auto* commands = cmd->add_option("--commands", o->commands,
+                                   "client commands per run (after the stocking; with Cosmos DB stores default " +
+                                       std::to_string(kCosmosCommands) + ")")
                        ->capture_default_str()
                        ->check(CLI::PositiveNumber);
   cmd->add_option("--duration", o->duration_s, "run for this many seconds instead of a command count")
@@ -215,7 +341,13 @@ void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* 
   cmd->add_option("--csv", o->csv_file, "write every run as CSV");
   cmd->add_option("--plot", o->plot_file, "draw the figures to a PNG (gnuplot)");
   cmd->add_option("--data-dir", o->data_dir, "where the runs' RocksDB stores live (default: a temporary folder, removed)");
-  cmd->add_option("--skus", o->workload.skus, "SKUs of the workload")->capture_default_str()->check(CLI::Range(1, 10000000));
+  auto* skus = cmd->add_option("--skus", o->workload.skus,
+                               "SKUs of the workload (with Cosmos DB stores default " + std::to_string(kCosmosSkus) + ")")
+                   ->capture_default_str()
+                   ->check(CLI::Range(1, 10000000));
+  cmd->add_option("--cosmos-endpoint", o->cosmos_endpoint,
+                  "run the graph's stores of kind cosmos against this account (e.g. the stand-in's "
+                  "http://127.0.0.1:PORT), a fresh database per run; the key from each store's key_env");
   cmd->add_option("--zipf", o->workload.zipf_s, "Zipf exponent of SKU popularity")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -238,7 +370,11 @@ void add_bench_command(CLI::App& app, const graph::KindRegistry& registry, int* 
       ->check(CLI::Range(1, 64))
       ->needs(http);
   cmd->add_flag("--progress,!--no-progress", o->progress, "draw a progress bar on stderr (default: on a terminal)");
-  cmd->callback([o, &registry, exit_code] { *exit_code = run_bench(*o, registry); });
+  cmd->callback([o, &registry, exit_code, commands, skus] {
+    o->commands_given = commands->count() > 0;
+    o->skus_given = skus->count() > 0;
+    *exit_code = run_bench(*o, registry);
+  });
 }
 
 }  // namespace orderflow::bench

@@ -156,49 +156,20 @@ Run run_once(bool batching, int orders, int ranges, int latency_ms, const std::s
   return r;
 }
 
-// Documents created per second by a plain client, `concurrency` requests at a time: the
-// same shape and size as the event store's commit documents (two 150-byte events).
+// Documents created per second by a plain client, `concurrency` requests at a time, on a
+// stand-in of its own (bench/cosmos_baseline.cc, as `orderflow bench` measures it).
 double raw_creates_per_s(int ranges, int latency_ms, int docs, int concurrency) {
   orderflow::testing::CosmosStandIn standin(orderflow::testing::CosmosStandIn::Options{ranges, "", "", latency_ms});
   connectors::CosmosOptions co;
   co.endpoint = standin.endpoint();
   co.key = standin.key();
-  auto client = connectors::CosmosClient::open(co);
-  if (!client) {
-    std::fprintf(stderr, "raw baseline: %s\n", client.status().to_string().c_str());
+  auto raw = bench::raw_cosmos_creates_baseline(co, "raw", static_cast<uint64_t>(docs), concurrency);
+  if (!raw) {
+    std::fprintf(stderr, "raw baseline: %s\n", raw.status().to_string().c_str());
     std::exit(1);
   }
-  if (auto st = connectors::cosmos_ensure_container(**client, "raw", "events", "/streamId", {"/commandId"}); !st) {
-    std::fprintf(stderr, "raw baseline: %s\n", st.to_string().c_str());
-    std::exit(1);
-  }
-  const std::string payload(200, 'A');  // base64 of 150 bytes
-  std::atomic<int> next{0}, failed{0};
-  const auto t0 = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < concurrency; ++t)
-    pool.emplace_back([&] {
-      for (int i = next++; i < docs; i = next++) {
-        const std::string stream = "s" + std::to_string(i % 200);
-        connectors::CosmosRequest r;
-        r.method = "POST";
-        r.resource_type = "docs";
-        r.resource_link = "dbs/raw/colls/events";
-        r.path = "dbs/raw/colls/events/docs";
-        r.op = "raw";
-        r.body = "{\"id\":\"" + stream + ":" + std::to_string(i) + "\",\"streamId\":\"" + stream +
-                 "\",\"firstVersion\":" + std::to_string(i) + ",\"lastVersion\":" + std::to_string(i) +
-                 ",\"commandId\":\"c" + std::to_string(i) + "\",\"writeId\":\"w\",\"committedAtUs\":1,"
-                 "\"events\":[\"" + payload + "\",\"" + payload + "\"]}";
-        r.headers = {{"x-ms-documentdb-partitionkey", "[\"" + stream + "\"]"}};
-        auto resp = (*client)->send(r);
-        if (!resp || resp->http_status != 201) failed.fetch_add(1);
-      }
-    });
-  for (auto& t : pool) t.join();
-  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (failed.load() > 0) std::fprintf(stderr, "raw baseline: %d creates failed\n", failed.load());
-  return docs / seconds;
+  if (raw->failed > 0) std::fprintf(stderr, "raw baseline: %llu creates failed\n", static_cast<unsigned long long>(raw->failed));
+  return raw->events_per_s;
 }
 
 }  // namespace

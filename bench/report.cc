@@ -69,6 +69,25 @@ RunResult median_of(const std::vector<const RunResult*>& runs) {
     m.nodes[i].out = med_u([&](const RunResult& r) { return node(r) ? node(r)->out : 0; });
     m.nodes[i].errors = med_u([&](const RunResult& r) { return node(r) ? node(r)->errors : 0; });
   }
+  if (m.cosmos.measured) {
+    CosmosFigures& c = m.cosmos;
+    c.all_commands = med_u([](const RunResult& r) { return r.cosmos.all_commands; });
+    c.all_commands_per_s = med([](const RunResult& r) { return r.cosmos.all_commands_per_s; });
+    c.workload_orders = med_u([](const RunResult& r) { return r.cosmos.workload_orders; });
+    c.requests = med_u([](const RunResult& r) { return r.cosmos.requests; });
+    c.request_units = med([](const RunResult& r) { return r.cosmos.request_units; });
+    c.throttles = med_u([](const RunResult& r) { return r.cosmos.throttles; });
+    c.idle_ru_per_s = med([](const RunResult& r) { return r.cosmos.idle_ru_per_s; });
+    c.orders_placed = med_u([](const RunResult& r) { return r.cosmos.orders_placed; });
+    c.orders_settled = med_u([](const RunResult& r) { return r.cosmos.orders_settled; });
+    for (const auto* r : runs)
+      for (const auto& [op, ru] : r->cosmos.ru_by_op) c.ru_by_op[op] = 0;
+    for (auto& [op, ru] : c.ru_by_op)
+      ru = med([&op = op](const RunResult& r) {
+        auto it = r.cosmos.ru_by_op.find(op);
+        return it == r.cosmos.ru_by_op.end() ? 0.0 : it->second;
+      });
+  }
   return m;
 }
 
@@ -127,6 +146,25 @@ void write_run(JsonWriter& w, const RunResult& r) {
       .field("cpu_us_per_event", r.events > 0 ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / static_cast<double>(r.events) : 0.0)
       .field("peak_rss_mb", r.peak_rss_mb)
       .field("mean_commit_group", r.mean_commit_group);
+  if (r.cosmos.measured) {
+    const CosmosFigures& c = r.cosmos;
+    w.key("cosmos").begin_object()
+        .field("commands", c.all_commands)
+        .field("commands_per_s", c.all_commands_per_s)
+        .field("workload_orders", c.workload_orders)
+        .field("requests", c.requests)
+        .field("request_units", c.request_units)
+        .field("requests_per_order", c.requests_per_order())
+        .field("ru_per_order", c.ru_per_order())
+        .field("ru_per_command", c.ru_per_command())
+        .field("throttles", c.throttles)
+        .field("idle_ru_per_s", c.idle_ru_per_s)
+        .field("orders_placed", c.orders_placed)
+        .field("orders_settled", c.orders_settled);
+    w.key("ru_by_operation").begin_object();
+    for (const auto& [op, ru] : c.ru_by_op) w.field(op, ru);
+    w.end_object().end_object();
+  }
   w.key("nodes").begin_array();
   for (const auto& n : r.nodes)
     w.begin_object()
@@ -152,6 +190,47 @@ std::string machine_line() {
       break;
     }
   return std::to_string(std::thread::hardware_concurrency()) + " cores, " + model;
+}
+
+// The Cosmos DB section: every committed command's rate, requests and request units per
+// order of the workload, by operation, and the raw-creates baseline of the same run.
+void print_cosmos(const Report& report, const std::vector<Summary>& summary) {
+  if (std::none_of(summary.begin(), summary.end(), [](const Summary& s) { return s.median.cosmos.measured; })) return;
+  std::printf("\nCosmos DB at %s (a database per run, deleted after it); cmd/s: every committed command, the saga's "
+              "included; per order: per PlaceOrder command of the workload; figures from the first submit until "
+              "quiescent\n",
+              report.options.cosmos_endpoint.c_str());
+  std::printf("%-24s %9s %12s %8s %14s %10s %10s %10s %9s %15s\n", "configuration", "cmd/s", "client cmd/s",
+              "vs raw", "requests/order", "RU/order", "RU/command", "idle RU/s", "throttles", "settled/placed");
+  for (const auto& s : summary) {
+    const CosmosFigures& c = s.median.cosmos;
+    if (!c.measured) continue;
+    std::printf("%-24s %9.0f %12.0f %8.2f %14.2f %10.2f %10.2f %10.1f %9llu %15s\n", s.config.name().c_str(),
+                c.all_commands_per_s, s.median.commands_per_s, s.vs_raw_cosmos, c.requests_per_order(),
+                c.ru_per_order(), c.ru_per_command(), c.idle_ru_per_s, static_cast<unsigned long long>(c.throttles),
+                (std::to_string(c.orders_settled) + "/" + std::to_string(c.orders_placed)).c_str());
+  }
+  for (const auto& s : summary) {
+    const CosmosFigures& c = s.median.cosmos;
+    if (!c.measured) continue;
+    std::printf("RU by operation, %s (RU, RU/order):", s.config.name().c_str());
+    for (const auto& [op, ru] : c.ru_by_op)
+      std::printf(" %s %.0f (%.2f)", op.c_str(), ru, c.workload_orders ? ru / static_cast<double>(c.workload_orders) : 0);
+    std::printf("\n");
+  }
+  const double raw = median_baseline(report, "raw-cosmos-creates");
+  if (raw <= 0) return;
+  int concurrency = 0;
+  uint64_t docs = 0, failed = 0;
+  for (const auto& b : report.baselines)
+    if (b.name == "raw-cosmos-creates") concurrency = b.concurrency, docs = b.events, failed += b.failed;
+  std::printf("baseline (same run): raw document creates, %d at a time (the events store's parallelism): %.0f/s "
+              "(%llu commit-sized documents per run, a plain client; %llu failed)\n",
+              concurrency, raw, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(failed));
+  for (const auto& s : summary)
+    if (s.median.cosmos.measured)
+      std::printf("ratio, %s: %.0f commands/s / %.0f raw creates/s = %.2f\n", s.config.name().c_str(),
+                  s.median.cosmos.all_commands_per_s, raw, s.vs_raw_cosmos);
 }
 
 }  // namespace
@@ -181,8 +260,10 @@ std::vector<Summary> summarize(const Report& report) {
   }
   const double raw = median_baseline(report, "raw-rocksdb");
   const double cpu = median_baseline(report, "cpu-loop");
+  const double raw_cosmos = median_baseline(report, "raw-cosmos-creates");
   for (auto& s : out) {
     const double ev = s.median.events_per_s;
+    if (s.median.cosmos.measured) s.vs_raw_cosmos = ratio(s.median.cosmos.all_commands_per_s, raw_cosmos);
     if (s.config.store == "rocksdb") s.vs_raw_rocksdb = ratio(ev, raw);
     if (s.config.store == "memory") s.vs_cpu_loop = ratio(ev, cpu);
     for (const auto& o : out) {
@@ -257,6 +338,7 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     for (const auto& p : s.median.stages) std::printf(" %15s", (fmt("%.2f", p.p50_ms) + " / " + fmt("%.2f", p.p99_ms)).c_str());
     std::printf("\n");
   }
+  print_cosmos(report, summary);
   for (const auto& s : summary) {
     if (s.median.nodes.empty()) continue;
     std::printf("\nnodes, %s (commit group %.0f commands)\n  %-14s %-14s %12s %8s\n", s.config.name().c_str(),
@@ -282,22 +364,25 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
       .field("zipf_s", o.workload.zipf_s)
       .field("seed", o.workload.seed)
       .field("baselines", o.baselines);
+  if (!o.cosmos_endpoint.empty()) w.field("cosmos_endpoint", o.cosmos_endpoint);
   if (o.measured_max > 0) w.field("half_max_of", o.measured_max);  // --half-max: the closed loop's maximum
   w.key("threads").begin_array();
   for (int t : o.threads) w.value(t);
   w.end_array().end_object();
   w.key("baselines").begin_object();
-  for (const char* name : {"raw-rocksdb", "cpu-loop"}) {
+  for (const std::string name : {"raw-rocksdb", "cpu-loop", "raw-cosmos-creates"}) {
     if (median_baseline(report, name) <= 0) continue;
     w.key(name).begin_object().field("events_per_s", median_baseline(report, name)).key("runs").begin_array();
-    for (const auto& b : report.baselines)
-      if (b.name == name)
-        w.begin_object()
-            .field("repetition", b.repetition)
-            .field("events", b.events)
-            .field("seconds", b.seconds)
-            .field("events_per_s", b.events_per_s)
-            .end_object();
+    for (const auto& b : report.baselines) {
+      if (b.name != name) continue;
+      w.begin_object()
+          .field("repetition", b.repetition)
+          .field("events", b.events)
+          .field("seconds", b.seconds)
+          .field("events_per_s", b.events_per_s);
+      if (name == "raw-cosmos-creates") w.field("concurrency", b.concurrency).field("failed", b.failed);
+      w.end_object();
+    }
     w.end_array().end_object();
   }
   w.end_object();
@@ -317,6 +402,7 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
     if (s.vs_cpu_loop > 0) w.field("cpu_loop", s.vs_cpu_loop);
     if (s.vs_metrics_off > 0) w.field("metrics_off", s.vs_metrics_off);
     if (s.vs_first_threads > 0) w.field("first_threads", s.vs_first_threads);
+    if (s.vs_raw_cosmos > 0) w.field("raw_cosmos_creates", s.vs_raw_cosmos);
     w.end_object().end_object();
   }
   w.end_array().end_object();
@@ -338,6 +424,12 @@ Status write_csv(const Report& report, const std::string& path) {
        "commands_per_s,events_per_s,orders_per_s,commit_p50_ms,commit_p95_ms,commit_p99_ms,commit_p999_ms,"
        "projection_p50_ms,projection_p95_ms,projection_p99_ms,projection_p999_ms,cpu_user_s,cpu_system_s,"
        "peak_rss_mb,mean_commit_group,raw_rocksdb_events_per_s,cpu_loop_events_per_s";
+  // Cosmos DB runs: their figures and the repetition's raw-creates baseline.
+  const bool cosmos = std::any_of(report.runs.begin(), report.runs.end(), [](const RunResult& r) { return r.cosmos.measured; });
+  if (cosmos)
+    f << ",cosmos_commands,cosmos_commands_per_s,cosmos_requests_per_order,cosmos_ru_per_order,"
+         "cosmos_ru_per_command,cosmos_idle_ru_per_s,cosmos_throttles,orders_placed,orders_settled,"
+         "raw_cosmos_creates_per_s";
   for (const char* name : kStageNames) f << "," << name << "_p50_ms," << name << "_p99_ms";
   for (const auto& id : node_ids) f << ",rate_out_" << id << ",busy_" << id;
   f << "\n";
@@ -357,6 +449,13 @@ Status write_csv(const Report& report, const std::string& path) {
     f << "," << fmt("%.3f", r.cpu_user_s) << "," << fmt("%.3f", r.cpu_sys_s) << "," << fmt("%.1f", r.peak_rss_mb)
       << "," << fmt("%.1f", r.mean_commit_group) << "," << baseline_of("raw-rocksdb", r.repetition) << ","
       << baseline_of("cpu-loop", r.repetition);
+    if (cosmos) {
+      const CosmosFigures& c = r.cosmos;
+      f << "," << c.all_commands << "," << fmt("%.1f", c.all_commands_per_s) << "," << fmt("%.3f", c.requests_per_order())
+        << "," << fmt("%.3f", c.ru_per_order()) << "," << fmt("%.3f", c.ru_per_command()) << ","
+        << fmt("%.2f", c.idle_ru_per_s) << "," << c.throttles << "," << c.orders_placed << "," << c.orders_settled << ","
+        << baseline_of("raw-cosmos-creates", r.repetition);
+    }
     for (const auto& p : r.stages)  // empty cells when not measured (metrics off), as the JSON leaves them out
       f << "," << (p.count ? fmt("%.3f", p.p50_ms) : "") << "," << (p.count ? fmt("%.3f", p.p99_ms) : "");
     for (const auto& id : node_ids) {

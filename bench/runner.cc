@@ -12,7 +12,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include <rocksdb/db.h>
@@ -45,6 +47,33 @@ class Tracker {
   Tracker(std::vector<std::string> subscribers, std::string projection)
       : projection_id_(std::move(projection)) {
     for (auto& s : subscribers) checkpoints_.emplace(std::move(s), std::make_unique<std::atomic<uint64_t>>(0));
+  }
+
+  // Positions are per subscriber (Cosmos DB): a commit's position says nothing about the
+  // projection's, so ingest -> projection is not measured. Before the pipeline starts.
+  void drop_projection_latency() { projection_id_.clear(); }
+
+  // Orders placed and settled (confirmed, rejected, cancelled) in events one subscriber
+  // read; ids in sets, so a redelivered event counts once.
+  void tally(const std::vector<RecordedEvent>& events, size_t from) {
+    std::lock_guard lock(tally_mu_);
+    for (size_t i = from; i < events.size(); ++i) {
+      v1::Event e;
+      if (!e.ParseFromString(events[i].payload)) continue;
+      switch (e.kind_case()) {
+        case v1::Event::kOrderPlaced: placed_.insert(e.order_placed().order_id()); break;
+        case v1::Event::kOrderConfirmed: settled_.insert(e.order_confirmed().order_id()); break;
+        case v1::Event::kOrderRejected: settled_.insert(e.order_rejected().order_id()); break;
+        case v1::Event::kOrderCancelled: settled_.insert(e.order_cancelled().order_id()); break;
+        default: break;
+      }
+    }
+  }
+  std::pair<uint64_t, uint64_t> placed_and_settled() {
+    std::lock_guard lock(tally_mu_);
+    uint64_t settled = 0;
+    for (const auto& id : placed_) settled += settled_.count(id);
+    return {placed_.size(), settled};
   }
 
   void done(const Outcome& o, bool place, uint64_t ingest_ns, const Envelope& env) {
@@ -107,19 +136,37 @@ class Tracker {
     waiting_.emplace_back(last_position, ingest_ns);
   }
 
-  const std::string projection_id_;
+  std::string projection_id_;  // set before the pipeline starts
   std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> checkpoints_;  // keys fixed at construction
+  std::mutex tally_mu_;
+  std::set<std::string> placed_, settled_;  // guarded by tally_mu_
   std::mutex mu_;
   uint64_t projected_ = 0;                               // guarded by mu_
   std::deque<std::pair<uint64_t, uint64_t>> waiting_;   // guarded by mu_: (last position, ingest ns)
 };
 
-// Forwards to the real change feed and tells the tracker about saved checkpoints.
+// Forwards to the real change feed and tells the tracker about saved checkpoints. A feed
+// with per-subscriber views (Cosmos DB) gets a tap per view; the view of `tally_subscriber`
+// also tells the tracker which orders it saw placed and settled.
 class TapFeed final : public ChangeFeed {
  public:
-  TapFeed(ChangeFeed* inner, Tracker* tracker) : inner_(inner), tracker_(tracker) {}
+  TapFeed(ChangeFeed* inner, Tracker* tracker, std::string tally_subscriber, bool tally = false)
+      : inner_(inner), tracker_(tracker), tally_subscriber_(std::move(tally_subscriber)), tally_(tally) {}
+  Result<ChangeFeed*> subscribe(const std::string& subscriber) override {
+    auto view = inner_->subscribe(subscriber);
+    if (!view) return view.status();
+    if (*view == inner_) return static_cast<ChangeFeed*>(this);
+    std::lock_guard lock(mu_);
+    auto& tap = views_[subscriber];
+    if (!tap) tap = std::make_unique<TapFeed>(*view, tracker_, "", subscriber == tally_subscriber_);
+    return static_cast<ChangeFeed*>(tap.get());
+  }
+  bool global_positions() const override { return inner_->global_positions(); }
   Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override {
-    return inner_->read(after, max, out);
+    const size_t from = out->size();
+    Status s = inner_->read(after, max, out);
+    if (s && tally_) tracker_->tally(*out, from);
+    return s;
   }
   uint64_t head() override { return inner_->head(); }
   void wait(uint64_t after, std::chrono::milliseconds timeout) override { inner_->wait(after, timeout); }
@@ -137,24 +184,32 @@ class TapFeed final : public ChangeFeed {
  private:
   ChangeFeed* inner_;
   Tracker* tracker_;
+  const std::string tally_subscriber_;
+  const bool tally_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<TapFeed>> views_;  // guarded by mu_
 };
 
 class TapProvider final : public StoreProvider {
  public:
-  TapProvider(StoreProvider& inner, Tracker& tracker) : inner_(inner), tracker_(tracker) {}
+  TapProvider(StoreProvider& inner, Tracker& tracker, std::string tally_subscriber)
+      : inner_(inner), tracker_(tracker), tally_subscriber_(std::move(tally_subscriber)) {}
   Result<EventStore*> event_store(const std::string& name) override { return inner_.event_store(name); }
   Result<SnapshotStore*> snapshot_store(const std::string& name) override { return inner_.snapshot_store(name); }
+  Result<ParkingStore*> parking_store(const std::string& name) override { return inner_.parking_store(name); }
+  void attach_metrics(MetricsRegistry& registry) override { inner_.attach_metrics(registry); }
   Result<ChangeFeed*> change_feed(const std::string& name) override {
     if (auto it = feeds_.find(name); it != feeds_.end()) return static_cast<ChangeFeed*>(it->second.get());
     auto f = inner_.change_feed(name);
     if (!f) return f.status();
-    auto& tap = feeds_[name] = std::make_unique<TapFeed>(*f, &tracker_);
+    auto& tap = feeds_[name] = std::make_unique<TapFeed>(*f, &tracker_, tally_subscriber_);
     return static_cast<ChangeFeed*>(tap.get());
   }
 
  private:
   StoreProvider& inner_;
   Tracker& tracker_;
+  const std::string tally_subscriber_;
   std::map<std::string, std::unique_ptr<TapFeed>> feeds_;
 };
 
@@ -196,6 +251,36 @@ void draw_progress(const std::string& label, double fraction, double rate) {
 
 void sleep_us(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
 
+// The account metrics nodes' figures (kind "cosmos", one per account) at one moment.
+struct CosmosTotals {
+  uint64_t requests = 0;
+  double request_units = 0, throttles = 0;
+  std::map<std::string, double> ru_by_op;
+};
+CosmosTotals cosmos_totals(const MetricsRegistry& metrics) {
+  CosmosTotals t;
+  for (const auto& n : metrics.snapshot().nodes) {
+    if (n.kind != "cosmos") continue;
+    t.requests += n.in;
+    for (const auto& [k, v] : n.gauges) {
+      if (k == "request_units_total") t.request_units += v;
+      else if (k == "throttles_total") t.throttles += v;
+      else if (k.rfind("ru_", 0) == 0 && k != "ru_per_command") t.ru_by_op[k.substr(3)] += v;
+    }
+  }
+  return t;
+}
+
+// How long a run with per-subscriber feeds (Cosmos DB) must stay quiescent before it ends:
+// a view learns of new documents only when it polls, and an idle partition key range is
+// polled only every max_idle_poll, so twice that (as cosmos_bench waits).
+uint64_t settle_ns(const graph::GraphDef& def) {
+  int64_t ms = 0;
+  for (const auto& [name, store] : def.stores)
+    if (store.kind == "cosmos") ms = std::max(ms, connectors::cosmos_store_params().parse(store).max_idle_poll_ms);
+  return static_cast<uint64_t>(std::max<int64_t>(2 * ms, 500)) * 1'000'000ULL;
+}
+
 }  // namespace
 
 Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegistry& kinds,
@@ -230,21 +315,31 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
   Tracker tracker(subscriber_ids, projection_id);
   {
     connectors::StoreSet stores(def, dir);
-    TapProvider provider(stores, tracker);
+    TapProvider provider(stores, tracker, subscriber_ids.empty() ? "" : subscriber_ids.front());
     BuildOptions bo;
     bo.threads = config.threads;
     auto built = build_pipeline(def, kinds, provider, bo);
     if (!built) return built.status();
     if (built->sink == nullptr) return Status::invalid_argument("the graph has no route node to drive");
-    if (auto s = built->pipeline->start(); !s) {
-      built->pipeline->shutdown(std::chrono::seconds(5));
-      return s;
-    }
+    // Each subscriber's own view of its feed (the feed itself where positions are global):
+    // its checkpoint is compared with that view's head.
     std::vector<ChangeFeed*> feeds;
+    bool per_subscriber = false;
     for (const auto& [name, sub] : feed_subscribers) {
       auto f = provider.change_feed(name);
       if (!f) return f.status();
-      feeds.push_back(*f);
+      per_subscriber = per_subscriber || !(*f)->global_positions();
+      auto view = (*f)->subscribe(sub);
+      if (!view) return view.status();
+      feeds.push_back(*view);
+    }
+    if (per_subscriber) tracker.drop_projection_latency();
+    const uint64_t settle = per_subscriber ? settle_ns(def) : 0;
+    const bool cosmos = std::any_of(def.stores.begin(), def.stores.end(),
+                                    [](const auto& s) { return s.second.kind == "cosmos"; });
+    if (auto s = built->pipeline->start(); !s) {
+      built->pipeline->shutdown(std::chrono::seconds(5));
+      return s;
     }
     CommandSink* sink = built->sink;
 
@@ -281,11 +376,12 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     }
 
     reset_peak_rss();
+    const CosmosTotals cosmos0 = cosmos ? cosmos_totals(built->pipeline->metrics()) : CosmosTotals{};
     const CpuTimes cpu0 = cpu_now();
     const uint64_t start_ns = steady_ns();
     const uint64_t deadline_ns = start_ns + static_cast<uint64_t>(options.duration_s * 1e9);
     const double interval_ns = open_loop ? 1e9 / options.rate : 0;
-    uint64_t submitted = 0;
+    uint64_t submitted = 0, placed = 0;
     // The closed loop hands commands over in batches, as a source that polls (Kafka) does;
     // the open loop one at a time, each at its scheduled time.
     const size_t submit_batch = open_loop ? 1 : kClosedLoopSubmitBatch;
@@ -323,6 +419,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
         commands.push_back(more->next());
       }
       const bool place = commands[i].has_place_order();
+      placed += place ? 1 : 0;
       auto env = make_envelope(commands[i], nullptr);
       // The envelope outlives its completion call, so the callback may read its stage times.
       env->done = [&tracker, place, ingest, e = env.get()](const Outcome& o) { tracker.done(o, place, ingest, *e); };
@@ -342,10 +439,21 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
         if (tracker.checkpoint_of(feed_subscribers[k].second) != feeds[k]->head()) return false;
       return true;
     };
+    // With per-subscriber views, quiescent for `settle` in a row (see settle_ns); the
+    // account's figures are taken when that stretch began.
     Status stalled;
-    for (int stable = 0; stable < 3;) {
+    CosmosTotals cosmos1;
+    uint64_t quiet_since = 0;
+    for (int stable = 0; stable < 3 || steady_ns() - quiet_since < settle;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      stable = quiescent() ? stable + 1 : 0;
+      if (quiescent()) {
+        if (stable++ == 0) {
+          quiet_since = steady_ns();
+          if (cosmos) cosmos1 = cosmos_totals(built->pipeline->metrics());
+        }
+      } else {
+        stable = 0;
+      }
       const uint64_t last = std::max(tracker.last_event_ns.load(), start_ns);
       if (steady_ns() - last > 60'000'000'000ULL) {
         stalled = Status::internal("no progress for 60 s (" + std::to_string(tracker.outstanding.load()) +
@@ -355,6 +463,8 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     }
     const uint64_t end_ns = std::max(tracker.last_event_ns.load(), start_ns + 1);
     const CpuTimes cpu1 = cpu_now();
+    const uint64_t settled_ns = steady_ns();
+    const CosmosTotals cosmos2 = cosmos ? cosmos_totals(built->pipeline->metrics()) : CosmosTotals{};
     result.peak_rss_mb = peak_rss_mb();
     progress_done = true;
     if (progress.joinable()) progress.join();
@@ -378,6 +488,25 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     for (size_t k = 0; k < kStages; ++k) result.stages[k] = to_ms(tracker.stages[k]);
     result.cpu_user_s = cpu1.user - cpu0.user;
     result.cpu_sys_s = cpu1.sys - cpu0.sys;
+    if (cosmos) {
+      CosmosFigures& c = result.cosmos;
+      c.measured = true;
+      c.workload_orders = placed;
+      c.requests = cosmos1.requests - cosmos0.requests;
+      c.request_units = cosmos1.request_units - cosmos0.request_units;
+      c.throttles = static_cast<uint64_t>(cosmos1.throttles - cosmos0.throttles);
+      for (const auto& [op, ru] : cosmos1.ru_by_op) {
+        auto before = cosmos0.ru_by_op.find(op);
+        const double spent = ru - (before == cosmos0.ru_by_op.end() ? 0 : before->second);
+        if (spent > 0) c.ru_by_op[op] = spent;
+      }
+      c.idle_ru_per_s = (cosmos2.request_units - cosmos1.request_units) /
+                        std::max(1e-3, static_cast<double>(settled_ns - quiet_since) / 1e9);
+      std::tie(c.orders_placed, c.orders_settled) = tracker.placed_and_settled();
+      for (const auto& n : built->pipeline->metrics().snapshot().nodes)
+        if (n.kind == "commit") c.all_commands += n.out;
+      c.all_commands_per_s = static_cast<double>(c.all_commands) / result.seconds;
+    }
     if (config.metrics) {
       for (const auto& n : built->pipeline->metrics().snapshot().nodes) {
         NodeFigure f;

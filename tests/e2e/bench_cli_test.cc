@@ -17,24 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/bench_report.h"
 #include "tests/support/shell.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
+using orderflow::testing::num;
 using orderflow::testing::Ran;
+using orderflow::testing::slurp;
 
 Ran run(const std::string& args) {
   return orderflow::testing::run_shell(std::string(ORDERFLOW_BINARY) + " bench " + ORDERFLOW_SOURCE_DIR + "/graphs/orders.yaml " +
                             args);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 std::vector<std::string> split_csv_line(const std::string& line) {
@@ -45,7 +41,6 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return out;
 }
 
-double num(const web::json::value& v, const char* key) { return v.at(utility::conversions::to_string_t(key)).as_double(); }
 
 std::string store_of(const std::string& config) { return config.substr(0, config.find(' ')); }
 

@@ -18,27 +18,22 @@
 #include <sstream>
 #include <string>
 
+#include "tests/support/bench_report.h"
 #include "tests/support/shell.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
+using orderflow::testing::num;
 using orderflow::testing::Ran;
+using orderflow::testing::slurp;
 
 Ran run_bench(const std::string& args) {
   return orderflow::testing::run_shell(std::string(ORDERFLOW_BINARY) + " bench " + ORDERFLOW_SOURCE_DIR +
                                        "/graphs/orders.yaml " + args);
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-double num(const web::json::value& v, const char* key) { return v.at(utility::conversions::to_string_t(key)).as_double(); }
 std::string str(const web::json::value& v, const char* key) {
   return utility::conversions::to_utf8string(v.at(utility::conversions::to_string_t(key)).as_string());
 }
