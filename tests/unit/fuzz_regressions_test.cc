@@ -55,5 +55,30 @@ TEST(FuzzRegressions, CosmosPageWithABadEventTakesNothing) {
   EXPECT_TRUE(out.empty());
 }
 
+// A grouped commit document gives each event its own command; a command list that does not
+// add up to the events (or is not a list of {id, n}) refuses the page whole, without throwing.
+TEST(FuzzRegressions, CosmosGroupedDocumentsNameEachEventsCommandOrRefuseThePage) {
+  std::vector<RecordedEvent> out;
+  ASSERT_TRUE(parse_change_feed_page(
+      R"({"Documents":[{"streamId":"s","firstVersion":4,"commands":[{"id":"a","n":1},{"id":"b","n":2}],)"
+      R"("events":["AQI=","AwQ=","BQY="]}]})",
+      1, &out));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].command_id, "a");
+  EXPECT_EQ(out[1].command_id, "b");
+  EXPECT_EQ(out[2].command_id, "b");
+  EXPECT_EQ(out[2].version, 6u);
+  for (const char* commands : {R"([{"id":"a","n":1}])", R"([{"id":"a","n":2},{"id":"b","n":2}])", R"([{"id":"a","n":0}])",
+                               R"([{"id":"a","n":-1},{"id":"b","n":4}])", R"([7])", R"({"id":"a","n":3})", R"("ab")"}) {
+    std::vector<RecordedEvent> bad;
+    const std::string body = std::string(R"({"Documents":[{"streamId":"s","firstVersion":1,"commands":)") + commands +
+                             R"(,"events":["AQI=","AwQ=","BQY="]}]})";
+    Status s = Status::ok();
+    EXPECT_NO_THROW(s = parse_change_feed_page(body, 1, &bad)) << commands;
+    EXPECT_EQ(s.code(), StatusCode::kIoError) << commands;
+    EXPECT_TRUE(bad.empty()) << commands;
+  }
+}
+
 }  // namespace
 }  // namespace orderflow::connectors
