@@ -97,6 +97,7 @@ Status decide_order(const v1::OrderState& o, bool exists, const v1::Command& c, 
       }
       ev->set_all_decided(all_decided);
       ev->set_all_reserved(all_reserved);
+      ev->set_settled(all_decided);  // settle_event adds the confirmation or rejection
       return Status::ok();
     }
     case v1::Command::kConfirmOrder: {
@@ -292,7 +293,27 @@ Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Co
   if (Status s = decide_event(state, c, &e); !s) return s;
   std::vector<v1::Event> events;
   events.push_back(std::move(e));
+  v1::Event settle;
+  if (settle_event(state, &events.front(), &settle)) events.push_back(std::move(settle));
   return events;
+}
+
+bool settle_event(const v1::StreamState& state, v1::Event* recorded, v1::Event* out) {
+  if (!recorded->has_reservation_recorded() || !recorded->reservation_recorded().settled()) return false;
+  const auto& r = recorded->reservation_recorded();
+  // Decided as the saga's confirmOrder / rejectOrder would be, on the state after the record.
+  v1::StreamState next = state;
+  evolve(next, *recorded);
+  v1::Command settle;
+  if (r.all_reserved()) {
+    settle.mutable_confirm_order()->set_order_id(r.order_id());
+  } else {
+    settle.mutable_reject_order()->set_order_id(r.order_id());
+    settle.mutable_reject_order()->set_reason("insufficient stock");
+  }
+  if (decide_event(next, settle, out).is_ok()) return true;
+  recorded->mutable_reservation_recorded()->set_settled(false);
+  return false;
 }
 
 void evolve(v1::StreamState& state, const v1::Event& e) {
@@ -401,6 +422,8 @@ std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& strea
       const auto& r = e.reservation_recorded();
       if (r.order_closed()) {
         release(r.order_id(), r.sku(), false);
+      } else if (r.settled()) {
+        // Its confirmation or rejection was committed with it (and reacted to on its own).
       } else if (r.all_decided() && r.all_reserved()) {
         auto c = new_command(base + "confirm");
         c->mutable_confirm_order()->set_order_id(r.order_id());

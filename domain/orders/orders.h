@@ -45,9 +45,16 @@ Status validate_command(const v1::Command& command);
 // Returns the events to append (at least one) or a kRejected status with the reason.
 Result<std::vector<v1::Event>> decide(const v1::StreamState& state, const v1::Command& command);
 
-// The same, for the one event every decision of this domain makes: written into *event
-// (ok), or a kRejected status with the reason (nothing written).
+// The same, for the first event of a decision: written into *event (ok), or a kRejected
+// status with the reason (nothing written). Every decision makes one event, except a
+// recordReservation that decides an order's last line: its OrderConfirmed or OrderRejected
+// follows (settle_event), so the order settles without another saga round trip.
 Status decide_event(const v1::StreamState& state, const v1::Command& command, v1::Event* event);
+
+// The event that settles the order a ReservationRecorded `recorded` (decided on `state`)
+// completed, written into *out: true when there is one (recorded->settled()). Should none
+// be decided, settled is cleared, so the saga settles the order as before.
+bool settle_event(const v1::StreamState& state, v1::Event* recorded, v1::Event* out);
 
 // Applies one event and bumps state.version by one.
 void evolve(v1::StreamState& state, const v1::Event& event);

@@ -144,7 +144,10 @@ class OrdersDomain final : public Domain {
   Status decide(const Message& state, const Message& command, std::vector<MessagePtr>* events) const override {
     auto event = std::make_unique<v1::Event>();
     if (Status s = decide_event(as_state(state), as_command(command), event.get()); !s) return s;
+    auto settle = std::make_unique<v1::Event>();
+    const bool settles = settle_event(as_state(state), event.get(), settle.get());
     events->push_back(std::move(event));
+    if (settles) events->push_back(std::move(settle));
     return Status::ok();
   }
   void evolve(Message& state, const Message& event) const override {

@@ -119,13 +119,26 @@ std::vector<v1::Event> accepted(const v1::StreamState& st, const v1::Command& c)
   return std::move(r).value();
 }
 
-// decide() + evolve(): the command must be accepted with exactly one event.
+// decide() + evolve(): the command must be accepted with exactly one event, or two when
+// the first is the record of an order's last line (then the second settles the order).
 v1::Event apply(v1::StreamState& st, const v1::Command& c) {
   auto events = accepted(st, c);
-  EXPECT_EQ(events.size(), 1u) << command_name(c);
+  const bool settles = !events.empty() && events.front().reservation_recorded().settled();
+  EXPECT_EQ(events.size(), settles ? 2u : 1u) << command_name(c);
   if (events.empty()) return v1::Event();
   for (const auto& e : events) evolve(st, e);
   return events.front();
+}
+
+// A record as logs before December 2026 hold it: its event alone, never settled (the saga
+// then confirms or rejects the order with a command of its own).
+v1::Event apply_legacy(v1::StreamState& st, const v1::Command& c) {
+  auto events = accepted(st, c);
+  if (events.empty()) return v1::Event();
+  v1::Event e = events.front();
+  e.mutable_reservation_recorded()->set_settled(false);
+  evolve(st, e);
+  return e;
 }
 
 // decide() must refuse with kRejected and a reason containing `why`.
@@ -145,8 +158,8 @@ v1::StreamState placed(const std::string& order, const Lines& lines) {
 
 v1::StreamState confirmed(const std::string& order, const Lines& lines) {
   v1::StreamState st = placed(order, lines);
-  for (const auto& [sku, q] : lines) apply(st, record(order, sku, true, q));
-  apply(st, confirm(order));
+  for (const auto& [sku, q] : lines) apply(st, record(order, sku, true, q));  // the last one confirms
+  EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_CONFIRMED);
   return st;
 }
 
@@ -206,8 +219,11 @@ TEST(DomainPlaceOrder, EveryOtherOrderCommandNeedsAnExistingOrder) {
 
 // ---- RecordReservation --------------------------------------------------------------
 
-TEST(DomainRecordReservation, SingleLineReservedDecidesAndReservesAll) {
+TEST(DomainRecordReservation, SingleLineReservedDecidesReservesAllAndConfirms) {
   v1::StreamState st = placed("o1", {{"A", 2}});
+  auto events = accepted(st, record("o1", "A", true, 2));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].order_confirmed().order_id(), "o1");
   const v1::Event e = apply(st, record("o1", "A", true, 2));
   ASSERT_TRUE(e.has_reservation_recorded());
   const auto& r = e.reservation_recorded();
@@ -218,9 +234,10 @@ TEST(DomainRecordReservation, SingleLineReservedDecidesAndReservesAll) {
   EXPECT_TRUE(r.all_decided());
   EXPECT_TRUE(r.all_reserved());
   EXPECT_FALSE(r.order_closed());
-  EXPECT_EQ(st.version(), 2u);
+  EXPECT_TRUE(r.settled());
+  EXPECT_EQ(st.version(), 3u);
   EXPECT_EQ(line_of(st, "A").status(), v1::LINE_RESERVED);
-  EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_PLACED);
+  EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_CONFIRMED);
 }
 
 TEST(DomainRecordReservation, SingleLineShortfallDecidesButDoesNotReserve) {
@@ -231,7 +248,10 @@ TEST(DomainRecordReservation, SingleLineShortfallDecidesButDoesNotReserve) {
   EXPECT_TRUE(r.all_decided());
   EXPECT_FALSE(r.all_reserved());
   EXPECT_FALSE(r.order_closed());
+  EXPECT_TRUE(r.settled());
   EXPECT_EQ(line_of(st, "A").status(), v1::LINE_SHORTFALL);
+  EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_REJECTED);
+  EXPECT_EQ(st.order().reason(), "insufficient stock");
 }
 
 TEST(DomainRecordReservation, MultipleLinesAllReserved) {
@@ -246,7 +266,10 @@ TEST(DomainRecordReservation, MultipleLinesAllReserved) {
   auto r3 = apply(st, record("o1", "C", true)).reservation_recorded();
   EXPECT_TRUE(r3.all_decided());
   EXPECT_TRUE(r3.all_reserved());
-  EXPECT_EQ(st.version(), 4u);
+  EXPECT_FALSE(r1.settled() || r2.settled());
+  EXPECT_TRUE(r3.settled());
+  EXPECT_EQ(st.version(), 5u);
+  EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_CONFIRMED);
   for (const auto& l : st.order().lines()) EXPECT_EQ(l.status(), v1::LINE_RESERVED);
 }
 
@@ -322,12 +345,34 @@ TEST(DomainRecordReservation, UnknownSkuIsRejected) {
   expect_rejected(st, record("o1", "Z", true), "has no line for sku Z");
 }
 
+// The record of an order's last line settles it in the same command: rejected when a line
+// fell short, releasing every held line, the one just recorded included.
+TEST(DomainRecordReservation, TheLastLineRejectsAShortOrderReleasingWhatItHolds) {
+  v1::StreamState st = placed("o1", {{"A", 1}, {"B", 1}, {"C", 1}});
+  apply(st, record("o1", "A", false));
+  apply(st, record("o1", "C", true));
+  auto events = accepted(st, record("o1", "B", true));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[0].reservation_recorded().settled());
+  ASSERT_TRUE(events[1].has_order_rejected());
+  EXPECT_EQ(events[1].order_rejected().reason(), "insufficient stock");
+  EXPECT_EQ(strings(events[1].order_rejected().release_skus()), (std::vector<std::string>{"B", "C"}));
+  // The saga releases those holds and sends no rejectOrder of its own.
+  const auto after_record = saga_react("order-o1", 4, events[0]);
+  EXPECT_TRUE(after_record.empty());
+  std::vector<std::string> released;
+  for (const auto& c : saga_react("order-o1", 5, events[1])) released.push_back(c.release_stock().sku());
+  EXPECT_EQ(released, (std::vector<std::string>{"B", "C"}));
+}
+
 // ---- ConfirmOrder -------------------------------------------------------------------
 
+// The saga's confirmOrder settles orders whose records were logged before they settled
+// the order themselves.
 TEST(DomainConfirmOrder, PlacedWithAllLinesReservedIsConfirmed) {
   v1::StreamState st = placed("o1", {{"A", 1}, {"B", 1}});
-  apply(st, record("o1", "A", true));
-  apply(st, record("o1", "B", true));
+  apply_legacy(st, record("o1", "A", true));
+  apply_legacy(st, record("o1", "B", true));
   const v1::Event e = apply(st, confirm("o1"));
   ASSERT_TRUE(e.has_order_confirmed());
   EXPECT_EQ(e.order_confirmed().order_id(), "o1");
@@ -340,7 +385,7 @@ TEST(DomainConfirmOrder, PendingOrShortLinesAreRejected) {
   expect_rejected(st, confirm("o1"), "is not reserved");
   apply(st, record("o1", "A", true));
   expect_rejected(st, confirm("o1"), "line B is not reserved");
-  apply(st, record("o1", "B", false));
+  apply_legacy(st, record("o1", "B", false));
   expect_rejected(st, confirm("o1"), "line B is not reserved");
 }
 
@@ -430,7 +475,7 @@ TEST(DomainShipOrder, ConfirmedOrderShipsEveryLine) {
 TEST(DomainShipOrder, OnlyAConfirmedOrderShips) {
   v1::StreamState st = placed("o1", {{"A", 1}});
   expect_rejected(st, ship("o1"), "order is placed");
-  apply(st, record("o1", "A", true));
+  apply_legacy(st, record("o1", "A", true));
   expect_rejected(st, ship("o1"), "order is placed");
   apply(st, confirm("o1"));
   apply(st, ship("o1"));
@@ -797,6 +842,16 @@ v1::Event recorded(bool all_decided, bool all_reserved, bool closed = false) {
   r->set_all_reserved(all_reserved);
   r->set_order_closed(closed);
   return e;
+}
+
+// A record that settled its order (the confirmation or rejection in the same command)
+// needs nothing from the saga; older records (not settled) get the saga's command.
+TEST(DomainSaga, ASettledRecordNeedsNoConfirmationOrRejection) {
+  for (bool all_reserved : {true, false}) {
+    v1::Event e = recorded(true, all_reserved);
+    e.mutable_reservation_recorded()->set_settled(true);
+    EXPECT_TRUE(saga_react("order-o1", 3, e).empty()) << all_reserved;
+  }
 }
 
 TEST(DomainSaga, AllReservedConfirmsTheOrder) {
