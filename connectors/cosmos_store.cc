@@ -116,7 +116,8 @@ std::vector<std::string> slot_paths() {
 int slot_of(const std::string& command_id) { return cosmos_command_slot(command_id); }
 
 // Starts with a control character no command id may start with (append refuses them).
-std::string slot_filler(uint64_t first_version) { return "\x01" + std::to_string(first_version); }
+constexpr char kFillerMark = '\x01';
+std::string slot_filler(uint64_t first_version) { return kFillerMark + std::to_string(first_version); }
 
 // The command id of each of commit document d's `n` events, in order. False when the
 // document's command list does not add up to its events.
@@ -698,7 +699,7 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   std::vector<AppendResult> results;
   std::vector<PlannedAppend> plan = plan_append(batch, 0, lookups, results);
   for (size_t i = 0; i < batch.size(); ++i) {
-    const bool filler = !batch[i].command_id.empty() && batch[i].command_id[0] == slot_filler(0)[0];
+    const bool filler = !batch[i].command_id.empty() && batch[i].command_id[0] == kFillerMark;
     if (batch[i].stream.empty() || (valid_id(batch[i].stream) && !filler)) continue;
     results[i] = AppendResult{};
     results[i].stream = batch[i].stream;
@@ -763,21 +764,19 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
       }
     };
     for (size_t k = 0; k < reqs.size();) {
-      size_t end = k + 1;
-      if (grouped_) {
-        unsigned used = 1u << slot_of(batch[reqs[k]].command_id);
-        size_t bytes = 0;
-        for (const auto& p : batch[reqs[k]].events) bytes += p.size();
-        for (; end < reqs.size(); ++end) {
-          const AppendRequest& next = batch[reqs[end]];
-          const unsigned bit = 1u << slot_of(next.command_id);
-          size_t more = 0;
-          for (const auto& p : next.events) more += p.size();
-          if ((used & bit) != 0 || bytes + more > kMaxDocumentPayload) break;
-          used |= bit;
-          bytes += more;
-        }
-      }
+      size_t end = k;  // the document takes reqs[k, end)
+      unsigned used = 0;
+      size_t bytes = 0;
+      do {
+        const AppendRequest& next = batch[reqs[end]];
+        const unsigned bit = 1u << slot_of(next.command_id);
+        size_t more = 0;
+        for (const auto& p : next.events) more += p.size();
+        if (end > k && ((used & bit) != 0 || bytes + more > kMaxDocumentPayload)) break;
+        used |= bit;
+        bytes += more;
+        ++end;
+      } while (grouped_ && end < reqs.size());
       const size_t done = write_commits(batch, &reqs[k], end - k, results, std::string());
       committed.fetch_add(done, std::memory_order_relaxed);
       if (done == end - k) documents.fetch_add(1, std::memory_order_relaxed);
