@@ -13,7 +13,9 @@
 #include <deque>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 
 #include "connectors/append_plan.h"
 
@@ -480,6 +482,37 @@ Result<uint64_t> CosmosEventStore::query_version(const std::string& stream, cons
   return v;
 }
 
+Result<std::optional<CosmosEventStore::Check>> CosmosEventStore::query_check(const std::string& stream,
+                                                                             uint64_t expected,
+                                                                             const std::string& command_id,
+                                                                             const char* op) {
+  const std::string sql =
+      "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId, c.commandId, c.commands FROM c WHERE "
+      "c.streamId = @s AND (c.lastVersion >= @v OR c." +
+      (grouped_ ? slot_field(slot_of(command_id)) : std::string("commandId")) + " = @c)";
+  auto docs = query_all(*client_, coll_link(), sql,
+                        {{"@s", value::string(stream)},
+                         {"@v", value::number(static_cast<double>(expected))},
+                         {"@c", value::string(command_id)}},
+                        &stream, op);
+  if (!docs) return docs.status();
+  Check check;
+  bool held = false;  // a document holds version `expected`: the stream has reached it
+  for (const auto& d : *docs) {
+    const uint64_t first = u64(d, "firstVersion"), last = u64(d, "lastVersion");
+    if (first <= expected && expected <= last) held = true;
+    check.version = std::max(check.version, last);  // documents are contiguous: the highest end is the stream's
+    AppendResult r;
+    if (!check.found && command_range(d, command_id, &r.first_version, &r.last_version)) {
+      r.stream = str(d, "streamId");
+      check.found = r;
+    }
+  }
+  if (!held) return std::optional<Check>();
+  remember_version(stream, check.version);
+  return std::optional<Check>(std::move(check));
+}
+
 Result<uint64_t> CosmosEventStore::stream_version(const std::string& stream) {
   return query_version(stream, "read_stream");
 }
@@ -663,13 +696,27 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   //    expected version 0).
   //    A version check (verify_only) always asks the store: it exists because a cached
   //    version may be behind, and a check that matches writes nothing that could collide.
+  //    The check of a stream's first request, when it is one, also looks its command id up
+  //    (query_check): one query instead of two (see the repeats below).
   std::vector<std::string> unknown;
+  std::vector<size_t> checks;  // requests checked by query_check
   {
-    std::set<std::string> seen, asked;
+    std::set<std::string> asked;
+    std::map<std::string, bool> seen;  // stream -> its first request in the batch is a write
     std::lock_guard lock(mu_);
-    for (const auto& req : batch) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const AppendRequest& req = batch[i];
       if (req.stream.empty()) continue;
-      const bool first = seen.insert(req.stream).second;
+      const auto [at, first] = seen.emplace(req.stream, !req.verify_only);
+      // A check after a write of its stream in this batch needs no question: the write's
+      // create collides if the stream moved, and then the check fails with it (step 3).
+      if (!first && at->second) continue;
+      if (first && req.verify_only && req.expected_version > 0 && !req.command_id.empty() &&
+          req.command_id[0] != kFillerMark) {
+        checks.push_back(i);
+        asked.insert(req.stream);
+        continue;
+      }
       if (!first && !req.verify_only) continue;
       auto it = versions_.find(req.stream);
       // A write that starts a stream this store has not seen needs no question either: every
@@ -682,19 +729,48 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
     }
   }
   std::vector<Result<uint64_t>> fetched(unknown.size(), Status::internal("not queried"));
-  parallel_for(unknown.size(), options_.parallelism,
-               [&](size_t i) { fetched[i] = query_version(unknown[i], "append"); });
+  std::vector<Result<std::optional<Check>>> checked(checks.size(), Status::internal("not queried"));
+  parallel_for(unknown.size() + checks.size(), options_.parallelism, [&](size_t i) {
+    if (i < unknown.size()) {
+      fetched[i] = query_version(unknown[i], "append");
+      return;
+    }
+    const AppendRequest& req = batch[checks[i - unknown.size()]];
+    checked[i - unknown.size()] = query_check(req.stream, req.expected_version, req.command_id, "append");
+  });
   std::unordered_map<std::string, Result<uint64_t>> known;
   for (size_t i = 0; i < unknown.size(); ++i) known.emplace(unknown[i], fetched[i]);
+  // Requests whose command id query_check looked up: the first result when it was written.
+  std::unordered_map<size_t, std::optional<AppendResult>> looked_up;
+  for (size_t k = 0; k < checks.size(); ++k) {
+    const std::string& stream = batch[checks[k]].stream;
+    if (!checked[k]) {
+      known.emplace(stream, checked[k].status());
+    } else if (checked[k]->has_value()) {
+      known.emplace(stream, (*checked[k])->version);
+      looked_up.emplace(checks[k], std::move((*checked[k])->found));
+    } else {
+      // No document holds the version the check was decided at: ask the stream's version
+      // alone (the check then conflicts), and the command id below as for any request.
+      known.emplace(stream, query_version(stream, "append"));
+    }
+  }
 
   // 2. The shared append rules (chains, in-batch repeats, expected versions). Store-level
   //    repeats are found by the unique key on create, or below for requests that conflict.
+  std::unordered_map<std::string, uint64_t> base;  // stream -> its version before the batch, as planned
   AppendLookups lookups{
       [](const std::string&) -> Result<std::optional<AppendResult>> { return std::optional<AppendResult>(); },
       [&](const std::string& stream) -> Result<uint64_t> {
-        if (auto it = known.find(stream); it != known.end()) return it->second;
-        std::lock_guard lock(mu_);
-        return versions_[stream];
+        Result<uint64_t> v = Status::internal("no version");
+        if (auto it = known.find(stream); it != known.end()) {
+          v = it->second;
+        } else {
+          std::lock_guard lock(mu_);
+          v = versions_[stream];
+        }
+        if (v) base.emplace(stream, *v);
+        return v;
       }};
   std::vector<AppendResult> results;
   std::vector<PlannedAppend> plan = plan_append(batch, 0, lookups, results);
@@ -718,18 +794,25 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   }
   // A conflict may be a repeated command decided on older state, and a passed version check
   // the rejection of a repeat (lanes do not look command ids up first on this store):
-  // report either as a duplicate.
+  // report either as a duplicate. A check that passed on a stream that was empty before the
+  // batch needs no look-up: a written command left events in its stream.
   std::vector<size_t> conflicts;
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].command_id.empty()) continue;
-    if (batch[i].verify_only ? results[i].status.is_ok()
-                             : results[i].status.code() == StatusCode::kConflict &&
-                                   results[i].actual_version != batch[i].expected_version)
+    if (batch[i].verify_only) {
+      auto b = base.find(batch[i].stream);
+      if (results[i].status.is_ok() && !results[i].duplicate && (b == base.end() || b->second > 0))
+        conflicts.push_back(i);
+    } else if (results[i].status.code() == StatusCode::kConflict &&
+               results[i].actual_version != batch[i].expected_version) {
       conflicts.push_back(i);
+    }
   }
   parallel_for(conflicts.size(), options_.parallelism, [&](size_t k) {
     const size_t i = conflicts[k];
-    auto found = query_command(&batch[i].stream, batch[i].command_id, "append");
+    auto it = looked_up.find(i);
+    auto found = it != looked_up.end() ? Result<std::optional<AppendResult>>(it->second)
+                                       : query_command(&batch[i].stream, batch[i].command_id, "append");
     if (found && found->has_value()) {
       AppendResult& r = results[i];
       r = **found;
@@ -787,6 +870,22 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
       k = end;
     }
   });
+  //    A passed check that follows a write of its stream in the batch was decided on the
+  //    state after that write: when the write failed or found a repeat, the check fails too.
+  {
+    std::unordered_set<std::string_view> broken;  // streams with a write that did not commit
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const AppendRequest& req = batch[i];
+      AppendResult& r = results[i];
+      if (!req.verify_only) {
+        if (!r.status.is_ok() || r.duplicate) broken.insert(req.stream);
+      } else if (r.status.is_ok() && !r.duplicate && broken.count(req.stream)) {
+        r = AppendResult{};
+        r.stream = req.stream;
+        r.status = Status::conflict("an earlier command of stream " + req.stream + " in the batch failed");
+      }
+    }
+  }
   uint64_t commands;
   {
     std::lock_guard lock(mu_);

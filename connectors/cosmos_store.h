@@ -235,6 +235,16 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
                                                     const char* op, std::string* write_id = nullptr,
                                                     uint64_t* doc_last = nullptr);
   Result<uint64_t> query_version(const std::string& stream, const char* op);
+  // The version check of a rejection decided at version `expected` (>= 1) and the look-up of
+  // its command id, in one query: the stream's documents from the one holding `expected` on,
+  // and the one naming the command. Nothing when no document holds `expected` (the caller
+  // then asks the two questions apart).
+  struct Check {
+    uint64_t version = 0;
+    std::optional<AppendResult> found;  // the command's first result, when it was written
+  };
+  Result<std::optional<Check>> query_check(const std::string& stream, uint64_t expected,
+                                           const std::string& command_id, const char* op);
   void remember_version(const std::string& stream, uint64_t version);
   // Writes the planned requests batch[reqs[0..count)] (consecutive versions of one stream)
   // as one document; fills their results. Returns how many committed, in order: after the

@@ -395,6 +395,91 @@ TEST_F(CosmosEventStoreTest, AnExpectedVersionInsideADocumentConflicts) {
   EXPECT_EQ(events.size(), 3u);
 }
 
+// A rejection's version check also looks its command id up: one query answers whether the
+// stream moved and whether the command was written already, in either layout.
+TEST_F(CosmosEventStoreTest, ARejectionsCheckIsOneQueryThatAlsoFindsARepeat) {
+  auto client = client_for(standin_);
+  ASSERT_TRUE(cosmos_ensure_container(*client, "orderflow", "legacy", "/streamId", {"/commandId"}));
+  for (const std::string container : {"events", "legacy"}) {
+    SCOPED_TRACE(container);
+    auto a = open_events(client, store_options(container));
+    const auto ids = ids_in_distinct_slots("v", 3);
+    auto rs = a->append({req("s", 0, ids[0], {"1"}), req("s", 1, ids[1], {"2", "3"})});
+    ASSERT_TRUE(rs[0].status && rs[1].status);
+    auto check = [](uint64_t expected, const std::string& id) {
+      AppendRequest r = req("s", expected, id, {});
+      r.verify_only = true;
+      return r;
+    };
+    auto one = [&](CosmosEventStore& store, const AppendRequest& r) {
+      const uint64_t before = append_requests(*client);
+      AppendResult res = store.append({r}).at(0);
+      EXPECT_EQ(append_requests(*client) - before, 1u) << "one query for " << r.command_id << " at " << r.expected_version;
+      return res;
+    };
+    // Current: the rejection stands.
+    AppendResult ok = one(*a, check(3, "rejected"));
+    EXPECT_TRUE(ok.status) << ok.status.to_string();
+    EXPECT_FALSE(ok.duplicate);
+    // A rejected repeat of the written second command: its first result.
+    AppendResult dup = one(*a, check(3, ids[1]));
+    ASSERT_TRUE(dup.status) << dup.status.to_string();
+    EXPECT_TRUE(dup.duplicate);
+    EXPECT_EQ(dup.first_version, 2u);
+    EXPECT_EQ(dup.last_version, 3u);
+    // Another instance writes: a check at the old version conflicts, with the new version.
+    auto b = open_events(client_for(standin_), store_options(container));
+    ASSERT_TRUE(b->append({req("s", 3, ids[2], {"4"})}).at(0).status);
+    AppendResult stale = one(*a, check(3, "rejected"));
+    EXPECT_EQ(stale.status.code(), StatusCode::kConflict) << stale.status.to_string();
+    EXPECT_EQ(stale.actual_version, 4u);
+    // From inside a document (version 2 of 2..3): stale as well.
+    AppendResult inside = one(*a, check(2, "rejected"));
+    EXPECT_EQ(inside.status.code(), StatusCode::kConflict);
+    EXPECT_EQ(inside.actual_version, 4u);
+    // A version the stream never reached (no lane decides there): asked apart, conflicts.
+    AppendResult ahead = a->append({check(9, "rejected")}).at(0);
+    EXPECT_EQ(ahead.status.code(), StatusCode::kConflict);
+    EXPECT_EQ(ahead.actual_version, 4u);
+    EXPECT_EQ(*a->stream_version("s"), 4u);
+    auto found = a->find_command_in("s", "rejected");
+    ASSERT_TRUE(found);
+    EXPECT_FALSE(found->has_value()) << "a check writes nothing";
+  }
+}
+
+// A check after a write of its stream in the same batch asks nothing: the write's create
+// collides when the stream moved, and then the check fails with it.
+TEST_F(CosmosEventStoreTest, ACheckAfterAWriteOfItsStreamAsksNothingAndFailsWithTheWrite) {
+  auto client = client_for(standin_);
+  auto a = open_events(client);
+  auto pair = [](const std::string& stream, const std::string& id) {
+    AppendRequest w = req(stream, 0, id, {"placed"});
+    w.chain = 3;
+    AppendRequest c = req(stream, 1, "rejected-" + id, {});
+    c.verify_only = true;
+    c.chain = 3;
+    return std::vector<AppendRequest>{w, c};
+  };
+  // A new stream: one create, no query; the check stands and looks nothing up.
+  uint64_t before = append_requests(*client);
+  auto fresh = a->append(pair("new", "w1"));
+  ASSERT_TRUE(fresh[0].status) << fresh[0].status.to_string();
+  EXPECT_TRUE(fresh[1].status) << fresh[1].status.to_string();
+  EXPECT_FALSE(fresh[1].duplicate);
+  EXPECT_EQ(append_requests(*client) - before, 1u);
+  // Another instance created the stream first: the write collides, the check fails with it.
+  auto b = open_events(client_for(standin_));
+  ASSERT_TRUE(b->append({req("taken", 0, "theirs", {"x"})}).at(0).status);
+  auto lost = a->append(pair("taken", "w2"));
+  EXPECT_EQ(lost[0].status.code(), StatusCode::kConflict) << lost[0].status.to_string();
+  EXPECT_EQ(lost[1].status.code(), StatusCode::kConflict) << lost[1].status.to_string();
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(a->read_stream("taken", 1, &events));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].command_id, "theirs");
+}
+
 // A container made before the grouped layout (unique key /commandId) keeps working with
 // one command per document.
 TEST_F(CosmosEventStoreTest, AContainerWithTheCommandIdUniqueKeyKeepsOneCommandPerDocument) {
