@@ -62,6 +62,9 @@ class FeedSubscriber {
   // outstanding) after its durable output was dropped (a projection rebuilt on a running
   // server): forget every state kept in memory, the next batches start from nothing.
   virtual void forget() {}
+  // Batches the feed hands this subscriber before it waits for their tickets: more than it
+  // holds back to coalesce (a projection's flush_batches), so the feed is not what stops it.
+  virtual size_t max_outstanding() const { return 16; }
 };
 
 // Where one subscriber of a change feed is, as its feed thread last saved it.

@@ -143,7 +143,10 @@ void register_node_kinds(graph::KindRegistry& r) {
           .store(&ProjectionOptions::snapshots, "snapshots", "snapshot store")
           .integer(&ProjectionOptions::flush_ms, "flush_ms", 1, 60000,
                    "a state is written at most this long after its event arrives; more coalesces "
-                   "writes of busy streams (fewer Cosmos DB requests), reads lag more");
+                   "writes of busy streams (fewer Cosmos DB requests), reads lag more")
+          .integer(&ProjectionOptions::flush_batches, "flush_batches", 1, 4096,
+                   "...or at the latest once this many feed batches wait (default 8); raise it with flush_ms "
+                   "where the feed delivers many small batches (Cosmos DB: a page per range and poll)");
   r.add_node_kind(kind("projection", PortType::kEvent, PortType::kNone, false, projection.params(),
                        "current state into the snapshot store", DrainOrder::kSubscriber,
                        [projection](const graph::NodeDef& n, BuildContext& c) -> Result<std::unique_ptr<RuntimeNode>> {
@@ -152,7 +155,8 @@ void register_node_kinds(graph::KindRegistry& r) {
                          if (!sn) return sn.status();
                          return made(std::make_unique<ProjectionNode>(c.pipeline, n.id, c.domain, *sn,
                                                                       predecessor_event_store(n, c),
-                                                                      std::chrono::milliseconds(o.flush_ms)));
+                                                                      std::chrono::milliseconds(o.flush_ms),
+                                                                      static_cast<size_t>(o.flush_batches)));
                        }));
 
   const auto saga_options =

@@ -944,6 +944,7 @@ void ChangeFeedNode::drain(std::chrono::steady_clock::time_point) {
 
 void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing, Control& control) {
   NodeProbe& sp = sub->subscriber_probe();
+  const size_t max_outstanding = std::max<size_t>(1, sub->max_outstanding());
   ChangeFeed* feed = nullptr;  // this subscriber's view: positions below are in its terms
   for (;;) {
     auto f = feed_->subscribe(sub->subscriber_id());
@@ -1099,7 +1100,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing, Control& control
       pause_here();
       continue;
     }
-    settle(outstanding.size() >= kMaxOutstanding ? kUntilOne : kNoWait);
+    settle(outstanding.size() >= max_outstanding ? kUntilOne : kNoWait);
     chunk.reset();
     Status read_status;
     {
@@ -1167,13 +1168,15 @@ Status ChangeFeedNode::connect_to(RuntimeNode& to) {
 // ---- projection -------------------------------------------------------------------
 
 ProjectionNode::ProjectionNode(Pipeline& p, const std::string& id, const Domain& domain, SnapshotStore* snapshots,
-                               EventStore* events, std::chrono::milliseconds flush_interval)
+                               EventStore* events, std::chrono::milliseconds flush_interval,
+                               size_t flush_batches)
     : RuntimeNode(id, "projection", p.metrics().probe(id, "projection")),
       domain_(domain),
       snapshots_(snapshots),
       events_(events),
       flush_interval_(flush_interval),
       idle_flush_age_(std::max(std::chrono::milliseconds(1), flush_interval / 5)),
+      flush_batches_(std::max<size_t>(1, flush_batches)),
       counter_specs_(domain.counters()),
       counted_(counter_specs_.size()),
       unwritten_counted_(counter_specs_.size()) {
@@ -1197,7 +1200,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
     ticket->add();
     if (pending_.empty()) first_pending_ = std::chrono::steady_clock::now();
     pending_.push_back(ticket);
-    if (pending_.size() >= kFlushBatches || std::chrono::steady_clock::now() - first_pending_ >= flush_interval_)
+    if (pending_.size() >= flush_batches_ || std::chrono::steady_clock::now() - first_pending_ >= flush_interval_)
       flush();  // on failure the ticket carries the error
     return ticket;
   } catch (const std::exception& ex) {

@@ -75,6 +75,7 @@ struct ChangeFeedOptions {
 struct ProjectionOptions {
   std::string snapshots;            // snapshot store (required)
   int64_t flush_ms = 25;            // a state is written at most this long after its event
+  int64_t flush_batches = 8;        // ...or once this many feed batches wait to be written
 };
 struct SagaOptions {
   std::string parked;               // snapshot store keeping parked reactions; "" (default) = none
@@ -305,7 +306,8 @@ class ChangeFeedNode final : public RuntimeNode, public FeedControl {
   Status read(ChangeFeed* feed, uint64_t after, Chunk* out);
   void failed(FeedSubscriber* s, Failing& f, const std::string& error);
   void progressed(FeedSubscriber* s, Failing& f);
-  static constexpr size_t kMaxOutstanding = 16;  // batches handed out but not yet complete
+  // Batches handed out but not yet complete: FeedSubscriber::max_outstanding (16 unless the
+  // subscriber holds more back).
   static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
   static constexpr size_t kTailChunks = 32;  // chunks the live tail keeps (the newest)
   ChangeFeed* feed_;
@@ -334,16 +336,21 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
  public:
   // flush_interval: batches are written at most this long after the first of them
   // arrived (kFlushInterval by default); an idle feed flushes them at a fifth of it.
+  // flush_batches: batches are written at the latest once this many wait (kFlushBatches by
+  // default); the feed hands out that many plus kSpareBatches before it waits.
   ProjectionNode(Pipeline& p, const std::string& id, const Domain& domain, SnapshotStore* snapshots,
-                 EventStore* events, std::chrono::milliseconds flush_interval = kFlushInterval);
+                 EventStore* events, std::chrono::milliseconds flush_interval = kFlushInterval,
+                 size_t flush_batches = kFlushBatches);
   const std::string& subscriber_id() const override { return id(); }
   NodeProbe& subscriber_probe() override { return probe(); }
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
   void idle(bool stopping) override;
   Result<std::optional<uint64_t>> covered_position() override { return snapshots_->covered_position(id()); }
   void forget() override;
+  size_t max_outstanding() const override { return flush_batches_ + kSpareBatches; }
 
-  static constexpr size_t kFlushBatches = 8;  // below ChangeFeedNode::kMaxOutstanding
+  static constexpr size_t kFlushBatches = 8;
+  static constexpr size_t kSpareBatches = 8;  // handed out beyond flush_batches while a flush runs
   static constexpr std::chrono::milliseconds kFlushInterval{25};
 
  private:
@@ -355,6 +362,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   SnapshotStore* snapshots_;
   EventStore* events_;  // to fill a gap, if the snapshot is behind the feed; may be null
   const std::chrono::milliseconds flush_interval_, idle_flush_age_;
+  const size_t flush_batches_;
   // Feed thread only, all of them:
   struct Projected {
     MessagePtr state;

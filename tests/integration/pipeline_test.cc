@@ -321,16 +321,20 @@ TEST_P(PipelineTest, StoreFailuresLoseNothingAndConverge) {
   check_invariants(acked);
 }
 
-// A snapshot store whose writes fail while `fail` is set.
+// A snapshot store whose writes fail while `fail` is set; counts the writes that pass.
 class FlakySnapshots final : public SnapshotStore, public StoreProvider {
  public:
   explicit FlakySnapshots(connectors::StoreSet& inner) : inner_(inner), snaps_(*inner.snapshot_store("snapshots")) {}
   std::atomic<bool> fail{false};
-  std::atomic<int> failed_puts{0};
+  std::atomic<int> failed_puts{0}, puts{0}, states{0};
 
   Result<Snapshot> get(const std::string& stream) override { return snaps_->get(stream); }
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override {
-    if (!fail) return snaps_->put(entries);
+    if (!fail) {
+      ++puts;
+      states += static_cast<int>(entries.size());
+      return snaps_->put(entries);
+    }
     failed_puts++;
     return Status::io_error("injected snapshot write failure");
   }
@@ -522,6 +526,58 @@ namespace {
 
 // Overload: past max_in_flight the pipeline refuses (HTTP answers 429) instead of queueing
 // without bound, and every admitted command still completes.
+// projection's flush_batches: with a long flush_ms, states are written once that many feed
+// batches wait, and the feed keeps delivering up to then (it hands out flush_batches plus
+// some, not a fixed 16), so a projection may coalesce more batches than the feed's default.
+TEST(ProjectionFlush, FlushBatchesWaitingBatchesAreWrittenTogetherAndTheFeedKeepsDelivering) {
+  for (const int flush_batches : {4, 64}) {
+    SCOPED_TRACE(flush_batches);
+    graph::KindRegistry registry;
+    register_standard_kinds(registry);
+    auto loaded = graph::load_graph_string(
+        "graph: flush\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+        "  - {id: demo, kind: demo_source}\n"
+        "  - {id: route, kind: route, params: {lanes: 2}}\n"
+        "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+        "  - {id: commit, kind: commit, params: {events: events}}\n"
+        "  - {id: feed, kind: change_feed, params: {events: events, batch: 1, poll_ms: 5}}\n"
+        "  - {id: projection, kind: projection, params: {snapshots: snapshots, flush_ms: 60000, flush_batches: " +
+        std::to_string(flush_batches) + "}}\n"
+        "edges: [demo -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection]\n");
+    ASSERT_TRUE(loaded.ok());
+    std::vector<graph::Diagnostic> diags;
+    ASSERT_TRUE(graph::validate(loaded.graph, registry, diags)) << diags.front().to_string();
+    connectors::StoreSet stores(loaded.graph, "");
+    FlakySnapshots counting(stores);
+    BuildOptions o;
+    o.threads = 2;
+    auto built = build_pipeline(loaded.graph, test_support::standard_kinds(), counting, o);
+    ASSERT_TRUE(built) << built.status().to_string();
+    ASSERT_TRUE(built->pipeline->start());
+    constexpr int kEvents = 42;  // one per batch (feed batch: 1), each on its own stream
+    std::atomic<int> completed{0};
+    for (int i = 0; i < kEvents; ++i) {
+      v1::Command c;
+      c.set_command_id("fl-" + std::to_string(i));
+      c.mutable_add_stock()->set_sku("S" + std::to_string(i));
+      c.mutable_add_stock()->set_quantity(1);
+      ASSERT_TRUE(built->sink->submit(make_envelope(c, [&](const Outcome& out) {
+        EXPECT_TRUE(out.status) << out.status.to_string();
+        completed++;
+      })));
+    }
+    const NodeProbe& projected = built->pipeline->find("projection")->probe();
+    for (int i = 0; i < 1000 && (completed.load() < kEvents || projected.in() < static_cast<uint64_t>(kEvents)); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(projected.in(), static_cast<uint64_t>(kEvents)) << "the feed stopped delivering";
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a flush the feed thread may still be in
+    EXPECT_EQ(counting.puts.load(), kEvents / flush_batches) << "one write per flush_batches batches";
+    EXPECT_EQ(counting.states.load(), kEvents / flush_batches * flush_batches);
+    built->pipeline->shutdown();  // the rest is written on the way out
+    EXPECT_EQ(counting.states.load(), kEvents);
+  }
+}
+
 TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
   graph::KindRegistry registry;
   register_standard_kinds(registry);
