@@ -900,6 +900,33 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   return results;
 }
 
+std::shared_ptr<const CosmosEventStore::FeedPage> CosmosEventStore::cached_feed_page(const std::string& key) {
+  std::lock_guard lock(pages_mu_);
+  auto it = feed_pages_.find(key);
+  if (it == feed_pages_.end() || std::chrono::steady_clock::now() - it->second.at > kFeedPageTtl) return nullptr;
+  client_->metrics().set_gauge("feed_pages_shared", static_cast<double>(++feed_pages_shared_));
+  return it->second.page;
+}
+
+void CosmosEventStore::cache_feed_page(const std::string& key, std::shared_ptr<const FeedPage> page) {
+  std::lock_guard lock(pages_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  auto [it, fresh] = feed_pages_.try_emplace(key, CachedPage{now, nullptr});
+  if (!fresh) return;  // another view stored the same page first
+  feed_page_bytes_ += page->body.size();
+  it->second.page = std::move(page);
+  feed_page_order_.push_back(key);
+  while (!feed_page_order_.empty()) {
+    auto old = feed_pages_.find(feed_page_order_.front());
+    if (old != feed_pages_.end() && feed_page_bytes_ <= kFeedPageBytes && now - old->second.at <= kFeedPageTtl) break;
+    if (old != feed_pages_.end()) {
+      feed_page_bytes_ -= old->second.page->body.size();
+      feed_pages_.erase(old);
+    }
+    feed_page_order_.pop_front();
+  }
+}
+
 Result<ChangeFeed*> CosmosEventStore::subscribe(const std::string& subscriber) {
   if (!valid_id(subscriber) || subscriber.find("..") != std::string::npos)
     return Status::invalid_argument("subscriber name '" + subscriber + "' is not usable in a lease id");
@@ -1195,14 +1222,31 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
       r.headers.emplace_back("If-Modified-Since",
                              rfc1123_date(std::chrono::floor<std::chrono::seconds>(at) - std::chrono::seconds(1)));
     }
-    auto resp = store_.client().send(r);
-    if (!resp) {
-      last_error = resp.status();
-      continue;
+    // A page another subscriber read lately from the same continuation costs no request.
+    // Not for a start by time (If-Modified-Since): that answer depends on the time.
+    const bool shareable = !o.fetched.empty() || o.start_time_ms <= 0;
+    const std::string key = range + '\n' + o.fetched + '\n' + std::to_string(opts.max_item_count);
+    std::shared_ptr<const CosmosEventStore::FeedPage> shared = shareable ? store_.cached_feed_page(key) : nullptr;
+    int status = 200;
+    std::shared_ptr<const CosmosEventStore::FeedPage> got = shared;
+    if (!shared) {
+      auto resp = store_.client().send(r);
+      if (!resp) {
+        last_error = resp.status();
+        continue;
+      }
+      status = resp->http_status;
+      auto fresh = std::make_shared<CosmosEventStore::FeedPage>();
+      fresh->etag = resp->header("etag");
+      fresh->session_token = resp->header("x-ms-session-token");
+      fresh->body = std::move(resp->body);
+      if (status == 200 && shareable) store_.cache_feed_page(key, fresh);
+      if (status != 200 && status != 304) last_error = status_of(*resp, "change feed of range " + range);
+      got = std::move(fresh);
     }
-    if (auto t = resp->header("x-ms-session-token"); !t.empty()) o.head_lsn = lsn_of(t);
-    if (resp->http_status == 304) {
-      if (auto e = resp->header("etag"); !e.empty()) o.fetched = e;
+    if (const auto& t = got->session_token; !t.empty()) o.head_lsn = std::max(o.head_lsn, lsn_of(t));
+    if (status == 304) {
+      if (const auto& e = got->etag; !e.empty()) o.fetched = e;
       o.idle_backoff = std::min(opts.max_idle_poll, std::max(std::chrono::milliseconds(10), o.idle_backoff * 2));
       o.next_poll = now + o.idle_backoff;
       publish_lag(range, o);
@@ -1210,15 +1254,12 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
     }
     o.idle_backoff = std::chrono::milliseconds(0);
     o.next_poll = now;
-    if (resp->http_status != 200) {
-      last_error = status_of(*resp, "change feed of range " + range);
-      continue;
-    }
+    if (status != 200) continue;  // last_error says why
     std::vector<RecordedEvent> page;
-    if (Status parsed = parse_change_feed_page(resp->body, next_pos_, &page); !parsed) return parsed;
+    if (Status parsed = parse_change_feed_page(got->body, next_pos_, &page); !parsed) return parsed;
     next_pos_ += page.size();
     for (auto& ev : page) buffer_.push_back(std::move(ev));
-    o.fetched = resp->header("etag");
+    o.fetched = got->etag;
     pages_.push_back(Page{range, o.epoch, next_pos_ - 1, o.fetched});
     publish_lag(range, o);
   }

@@ -198,6 +198,19 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
 
   // The change feed is only read through per-subscriber views.
   Result<ChangeFeed*> subscribe(const std::string& subscriber) override;
+
+  // Change-feed pages read lately, shared by the views of every subscriber of this store. A
+  // page answers its range, continuation and page size whoever asks (it is a prefix of the
+  // range's changes after the continuation, and commit documents never change), so a
+  // subscriber close behind another reads it from memory instead of the account. Kept
+  // kFeedPageTtl, at most kFeedPageBytes of bodies.
+  struct FeedPage {
+    std::string body, etag, session_token;
+  };
+  std::shared_ptr<const FeedPage> cached_feed_page(const std::string& key);
+  void cache_feed_page(const std::string& key, std::shared_ptr<const FeedPage> page);
+  static constexpr std::chrono::seconds kFeedPageTtl{10};
+  static constexpr size_t kFeedPageBytes = 16u << 20;
   Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
   uint64_t head() override { return 0; }
   void wait(uint64_t after, std::chrono::milliseconds timeout) override;
@@ -261,6 +274,15 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   uint64_t commands_ = 0;
   uint64_t documents_ = 0;  // written whole by a group commit (commands_ / documents_: grouping)
   std::map<std::string, std::unique_ptr<CosmosFeedView>> views_;
+  std::mutex pages_mu_;  // guards the shared feed pages
+  struct CachedPage {
+    std::chrono::steady_clock::time_point at;
+    std::shared_ptr<const FeedPage> page;
+  };
+  std::unordered_map<std::string, CachedPage> feed_pages_;
+  std::deque<std::string> feed_page_order_;  // keys, oldest first
+  size_t feed_page_bytes_ = 0;
+  uint64_t feed_pages_shared_ = 0;
 };
 
 class CosmosSnapshotStore final : public SnapshotStore {

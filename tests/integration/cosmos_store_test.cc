@@ -658,6 +658,35 @@ TEST_F(CosmosFeedTest, OneInstanceReadsEveryRangeInStreamOrderAndResumesFromItsC
   EXPECT_EQ(drain(**saga, "saga", 140, false).size(), 140u);
 }
 
+// Two subscribers of one store (a projection and a saga in one process) read the same
+// pages: the one behind reads what the other fetched from memory, not from the account, and
+// gets the same events in the same order.
+TEST_F(CosmosFeedTest, SubscribersOfOneStoreShareTheChangeFeedPagesTheyBothRead) {
+  auto writer = open_events(client_for(standin_));
+  write(*writer, 12, 60, "c");
+  auto client = client_for(standin_);
+  auto store = open_events(client, feed_options("a"));
+  auto first = store->subscribe("projection");
+  auto second = store->subscribe("saga");
+  ASSERT_TRUE(first && second);
+  const uint64_t before = client->metrics().op("change_feed").requests;
+  auto got_first = drain(**first, "projection", 120, true);
+  const uint64_t first_requests = client->metrics().op("change_feed").requests - before;
+  auto got_second = drain(**second, "saga", 120, true);
+  const uint64_t second_requests = client->metrics().op("change_feed").requests - before - first_requests;
+  ASSERT_EQ(got_first.size(), 120u);
+  ASSERT_EQ(got_second.size(), 120u);
+  for (size_t i = 0; i < got_first.size(); ++i) {
+    EXPECT_EQ(got_second[i].payload, got_first[i].payload) << i;
+    EXPECT_EQ(got_second[i].stream, got_first[i].stream) << i;
+    EXPECT_EQ(got_second[i].version, got_first[i].version) << i;
+  }
+  // 120 events of 60 documents, 7 documents a page, over 4 ranges: at least 9 pages.
+  EXPECT_GE(first_requests, 9u);
+  EXPECT_LE(second_requests, 4u) << "only the polls past the end (one per range) reach the account";
+  EXPECT_GE(client->metrics().gauges()["feed_pages_shared"], 9.0);
+}
+
 TEST_F(CosmosFeedTest, TwoInstancesShareTheRangesAndTogetherDeliverEverything) {
   auto writer = open_events(client_for(standin_));
   auto sa = open_events(client_for(standin_), feed_options("a"));
