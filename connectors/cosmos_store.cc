@@ -482,14 +482,31 @@ Result<uint64_t> CosmosEventStore::query_version(const std::string& stream, cons
   return v;
 }
 
+namespace {
+
+// The fields of a commit document that name its commands, for the look-ups below.
+constexpr const char* kCommandFields =
+    "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId, c.commandId, c.commands FROM c WHERE ";
+
+// The first result of `command_id` when document `d` holds it.
+bool command_result(const value& d, const std::string& command_id, AppendResult* r) {
+  if (!command_range(d, command_id, &r->first_version, &r->last_version)) return false;
+  r->stream = str(d, "streamId");
+  return true;
+}
+
+}  // namespace
+
+std::string CosmosEventStore::command_field(const std::string& command_id) const {
+  return grouped_ ? slot_field(slot_of(command_id)) : std::string("commandId");
+}
+
 Result<std::optional<CosmosEventStore::Check>> CosmosEventStore::query_check(const std::string& stream,
                                                                              uint64_t expected,
                                                                              const std::string& command_id,
                                                                              const char* op) {
   const std::string sql =
-      "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId, c.commandId, c.commands FROM c WHERE "
-      "c.streamId = @s AND (c.lastVersion >= @v OR c." +
-      (grouped_ ? slot_field(slot_of(command_id)) : std::string("commandId")) + " = @c)";
+      std::string(kCommandFields) + "c.streamId = @s AND (c.lastVersion >= @v OR c." + command_field(command_id) + " = @c)";
   auto docs = query_all(*client_, coll_link(), sql,
                         {{"@s", value::string(stream)},
                          {"@v", value::number(static_cast<double>(expected))},
@@ -503,10 +520,7 @@ Result<std::optional<CosmosEventStore::Check>> CosmosEventStore::query_check(con
     if (first <= expected && expected <= last) held = true;
     check.version = std::max(check.version, last);  // documents are contiguous: the highest end is the stream's
     AppendResult r;
-    if (!check.found && command_range(d, command_id, &r.first_version, &r.last_version)) {
-      r.stream = str(d, "streamId");
-      check.found = r;
-    }
+    if (!check.found && command_result(d, command_id, &r)) check.found = r;
   }
   if (!held) return std::optional<Check>();
   remember_version(stream, check.version);
@@ -520,8 +534,7 @@ Result<uint64_t> CosmosEventStore::stream_version(const std::string& stream) {
 Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::string* stream,
                                                                     const std::string& command_id, const char* op,
                                                                     std::string* write_id, uint64_t* doc_last) {
-  std::string sql = "SELECT c.streamId, c.firstVersion, c.lastVersion, c.writeId, c.commandId, c.commands FROM c WHERE c." +
-                    (grouped_ ? slot_field(slot_of(command_id)) : std::string("commandId")) + " = @c";
+  std::string sql = std::string(kCommandFields) + "c." + command_field(command_id) + " = @c";
   std::vector<std::pair<std::string, value>> params{{"@c", value::string(command_id)}};
   if (stream) {
     sql += " AND c.streamId = @s";
@@ -531,8 +544,7 @@ Result<std::optional<AppendResult>> CosmosEventStore::query_command(const std::s
   if (!docs) return docs.status();
   for (const auto& d : *docs) {
     AppendResult r;
-    if (!command_range(d, command_id, &r.first_version, &r.last_version)) continue;
-    r.stream = str(d, "streamId");
+    if (!command_result(d, command_id, &r)) continue;
     if (write_id) *write_id = str(d, "writeId");
     if (doc_last) *doc_last = u64(d, "lastVersion");
     return std::optional<AppendResult>(r);
@@ -916,13 +928,12 @@ void CosmosEventStore::cache_feed_page(const std::string& key, std::shared_ptr<c
   feed_page_bytes_ += page->body.size();
   it->second.page = std::move(page);
   feed_page_order_.push_back(key);
+  // Oldest first, out while over the byte cap or past their time (keys and pages go together).
   while (!feed_page_order_.empty()) {
     auto old = feed_pages_.find(feed_page_order_.front());
-    if (old != feed_pages_.end() && feed_page_bytes_ <= kFeedPageBytes && now - old->second.at <= kFeedPageTtl) break;
-    if (old != feed_pages_.end()) {
-      feed_page_bytes_ -= old->second.page->body.size();
-      feed_pages_.erase(old);
-    }
+    if (feed_page_bytes_ <= kFeedPageBytes && now - old->second.at <= kFeedPageTtl) break;
+    feed_page_bytes_ -= old->second.page->body.size();
+    feed_pages_.erase(old);
     feed_page_order_.pop_front();
   }
 }
@@ -1226,10 +1237,9 @@ Status CosmosFeedView::fetch(uint64_t after, size_t want) {
     // Not for a start by time (If-Modified-Since): that answer depends on the time.
     const bool shareable = !o.fetched.empty() || o.start_time_ms <= 0;
     const std::string key = range + '\n' + o.fetched + '\n' + std::to_string(opts.max_item_count);
-    std::shared_ptr<const CosmosEventStore::FeedPage> shared = shareable ? store_.cached_feed_page(key) : nullptr;
-    int status = 200;
-    std::shared_ptr<const CosmosEventStore::FeedPage> got = shared;
-    if (!shared) {
+    std::shared_ptr<const CosmosEventStore::FeedPage> got = shareable ? store_.cached_feed_page(key) : nullptr;
+    int status = 200;  // a shared page is a page of changes
+    if (!got) {
       auto resp = store_.client().send(r);
       if (!resp) {
         last_error = resp.status();

@@ -248,6 +248,8 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
                                                     const char* op, std::string* write_id = nullptr,
                                                     uint64_t* doc_last = nullptr);
   Result<uint64_t> query_version(const std::string& stream, const char* op);
+  // The field that holds a command id in this container's layout (a slot, or commandId).
+  std::string command_field(const std::string& command_id) const;
   // The version check of a rejection decided at version `expected` (>= 1) and the look-up of
   // its command id, in one query: the stream's documents from the one holding `expected` on,
   // and the one naming the command. Nothing when no document holds `expected` (the caller
