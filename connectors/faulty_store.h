@@ -61,6 +61,7 @@ class FaultyEventStore final : public EventStore, public ChangeFeed {
   Result<uint64_t> stream_version(const std::string& stream) override { return events_->stream_version(stream); }
   bool shared() const override { return events_->shared(); }
   bool finds_repeats_on_append() const override { return events_->finds_repeats_on_append(); }
+  bool syncs_each_append() const override { return events_->syncs_each_append(); }
   Status health() const override { return events_->health(); }
 
   Result<ChangeFeed*> subscribe(const std::string& subscriber) override { return feed_->subscribe(subscriber); }

@@ -74,6 +74,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   Result<std::optional<AppendResult>> find_command(const std::string& command_id) override;
   Result<uint64_t> stream_version(const std::string& stream) override;
   bool finds_repeats_on_append() const override { return true; }  // plan_append looks each id up
+  bool syncs_each_append() const override { return sync_; }
 
   Status read(uint64_t after, size_t max, std::vector<RecordedEvent>* out) override;
   uint64_t head() override { return head_.load(std::memory_order_acquire); }

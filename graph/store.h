@@ -107,6 +107,11 @@ class EventStore {
   // a written command is answered with the first result either way.
   virtual bool finds_repeats_on_append() const { return false; }
 
+  // True when every append() ends with a sync to a local disk (RocksDB with sync on), whose
+  // cost is per call, not per command: the commit node then spaces its writes under load
+  // (commit param `write_interval_us`, auto) so a sync carries more commands.
+  virtual bool syncs_each_append() const { return false; }
+
   // Whether the store can serve now, as its latest operations found it (no I/O): not ok,
   // with the reason, while it is unreachable or damaged. Readiness reports it.
   virtual Status health() const { return Status::ok(); }

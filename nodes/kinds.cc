@@ -109,15 +109,19 @@ void register_node_kinds(graph::KindRegistry& r) {
                           .store(&CommitOptions::events, "events", "event store")
                           .integer(&CommitOptions::max_batch, "max_batch", 1, 100000, "commands per durable write")
                           .integer(&CommitOptions::max_retries, "max_retries", 0, 1000,
-                                   "re-decisions after a version conflict");
+                                   "re-decisions after a version conflict")
+                          .integer(&CommitOptions::write_interval_us, "write_interval_us", -1, 1000000,
+                                   "under load, start a durable write at most this often (µs; -1: 1000 on a "
+                                   "store that syncs each append, else 0)");
   r.add_node_kind(kind("commit", PortType::kDecision, PortType::kCommitted, false, commit.params(),
                        "group commit with optimistic concurrency and idempotency", DrainOrder::kCommit,
                        [commit](const graph::NodeDef& n, BuildContext& c) -> Result<std::unique_ptr<RuntimeNode>> {
                          const CommitOptions o = commit.parse(n);
                          auto ev = c.stores.event_store(o.events);
                          if (!ev) return ev.status();
-                         return made(std::make_unique<CommitNode>(c.pipeline, n.id, *ev,
-                                                                  static_cast<size_t>(o.max_batch), o.max_retries));
+                         return made(std::make_unique<CommitNode>(
+                             c.pipeline, n.id, *ev, static_cast<size_t>(o.max_batch), o.max_retries,
+                             CommitNode::resolve_write_interval(o.write_interval_us, **ev)));
                        }));
 
   const auto feed = Options<ChangeFeedOptions>()

@@ -453,11 +453,12 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
 // ---- commit -----------------------------------------------------------------------
 
 CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch,
-                       int max_retries)
+                       int max_retries, std::chrono::microseconds write_interval)
     : RuntimeNode(id, "commit", p.metrics().probe(id, "commit")),
       events_(events),
       max_batch_(max_batch),
       max_retries_(max_retries),
+      write_interval_ns_(static_cast<uint64_t>(std::max<int64_t>(0, write_interval.count())) * 1000),
       // Serial, so envelopes of one lane reach the queue in the order the lane decided them.
       // noexcept, or oneTBB ignores queueing_lightweight and spawns a task per batch.
       input_(p.graph(), tbb::flow::serial, [this](const BatchPtr& batch) noexcept {
@@ -466,6 +467,11 @@ CommitNode::CommitNode(Pipeline& p, const std::string& id, EventStore* events, s
       }, tbb::flow::queueing_lightweight()) {}
 
 CommitNode::~CommitNode() { stop(); }
+
+std::chrono::microseconds CommitNode::resolve_write_interval(int64_t configured, const EventStore& events) {
+  if (configured >= 0) return std::chrono::microseconds(configured);
+  return std::chrono::microseconds(events.syncs_each_append() ? 1000 : 0);
+}
 
 Status CommitNode::start() {
   completer_ = std::thread([this] {
@@ -520,8 +526,10 @@ void CommitNode::enqueue(EnvelopeBatch& batch) {
   {
     std::lock_guard lock(mu_);
     // The writer only sleeps on an empty queue: wake it for the first batch, not for each
-    // one (a futex call per command showed up in profiles).
-    wake = queue_.empty() && !busy_;
+    // one (a futex call per command showed up in profiles); while it spaces its writes, wake
+    // it once a full group is queued.
+    wake = (queue_.empty() && !busy_) ||
+           (spacing_ && queue_.size() < max_batch_ && queue_.size() + batch.size() >= max_batch_);
     for (auto& env : batch) queue_.push_back(std::move(env));
   }
   batch.clear();
@@ -535,6 +543,20 @@ void CommitNode::run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty()) return;
+      if (write_interval_ns_ > 0) {
+        // Under load, space the writes: a sync costs the same for one command as for a
+        // thousand (on a virtual disk most of it is the device notification), so the
+        // commands of the interval share one. An idle writer writes at once: the interval
+        // since its last write has passed.
+        const uint64_t due = last_write_ns_ + write_interval_ns_;
+        const uint64_t now = steady_ns();
+        if (now < due && queue_.size() < max_batch_) {
+          spacing_ = true;
+          cv_.wait_for(lock, std::chrono::nanoseconds(due - now),
+                       [&] { return stopping_ || queue_.size() >= max_batch_; });
+          spacing_ = false;
+        }
+      }
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -542,6 +564,7 @@ void CommitNode::run() {
       busy_ = true;
     }
     probe().queue_add(-static_cast<int64_t>(batch.size()));
+    if (write_interval_ns_ > 0) last_write_ns_ = steady_ns();
     try {
       commit(batch);
     } catch (const std::exception& ex) {

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -65,6 +66,10 @@ struct CommitOptions {
   std::string events;               // event store (required)
   int64_t max_batch = 1000;         // commands per durable write
   int max_retries = 8;              // re-decisions after a version conflict
+  // Under load, a durable write starts at most this often (µs), so one sync carries the
+  // commands of the interval; an idle writer still writes at once. -1: 1000 on a store that
+  // syncs each append (RocksDB), 0 (write as soon as a command is queued) on others.
+  int64_t write_interval_us = -1;
 };
 struct ChangeFeedOptions {
   std::string events;               // event store (required)
@@ -195,7 +200,12 @@ class LaneGroupNode final : public RuntimeNode {
 
 class CommitNode final : public RuntimeNode {
  public:
-  CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch, int max_retries);
+  // write_interval: see CommitOptions::write_interval_us (resolved: never negative).
+  CommitNode(Pipeline& p, const std::string& id, EventStore* events, size_t max_batch, int max_retries,
+             std::chrono::microseconds write_interval = std::chrono::microseconds(0));
+  // CommitOptions::write_interval_us for a store: -1 (auto) becomes 1000 µs when the store
+  // syncs each append, else 0.
+  static std::chrono::microseconds resolve_write_interval(int64_t configured, const EventStore& events);
   ~CommitNode() override;
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
   tbb::flow::receiver<BatchPtr>& input() { return input_; }
@@ -216,6 +226,8 @@ class CommitNode final : public RuntimeNode {
   EventStore* events_;
   const size_t max_batch_;
   const int max_retries_;
+  const uint64_t write_interval_ns_;
+  uint64_t last_write_ns_ = 0;      // writer thread only: when the latest write started
   LaneGroupNode* lanes_ = nullptr;
   // Lightweight: enqueue() runs on the lane's thread right after its decision instead of
   // as one more task per command (and one more worker wake-up).
@@ -230,6 +242,7 @@ class CommitNode final : public RuntimeNode {
   uint64_t batches_ = 0, batched_commands_ = 0;  // writer thread only
   uint64_t deadline_dropped_ = 0;                 // writer thread only
   bool busy_ = false;               // guarded by mu_: a batch is being written
+  bool spacing_ = false;            // guarded by mu_: the writer waits out write_interval
   bool stopping_ = false;           // guarded by mu_
   std::thread writer_;
   // Written commands are completed (callbacks, lane bookkeeping, envelope release) on a

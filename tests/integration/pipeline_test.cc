@@ -17,6 +17,7 @@
 #include "connectors/stores.h"
 #include "tests/support/kinds.h"
 #include "domain/orders/orders.h"
+#include "nodes/nodes.h"
 #include "tests/support/cosmos_standin.h"
 #include "tests/support/invariants.h"
 #include "tests/support/store_decorators.h"
@@ -576,6 +577,108 @@ TEST(ProjectionFlush, FlushBatchesWaitingBatchesAreWrittenTogetherAndTheFeedKeep
     built->pipeline->shutdown();  // the rest is written on the way out
     EXPECT_EQ(counting.states.load(), kEvents);
   }
+}
+
+// Counts the commit writer's appends and when each started.
+class TimedAppends final : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
+    {
+      std::lock_guard lock(mu);
+      starts.push_back(std::chrono::steady_clock::now());
+      sizes.push_back(batch.size());
+    }
+    return events_->append(batch);
+  }
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> starts;
+  std::vector<size_t> sizes;
+};
+
+// commit's write_interval_us: a writer that wrote recently waits out the interval and then
+// writes everything queued meanwhile as one group; an idle writer writes at once; a full
+// group (max_batch) does not wait. The default follows the store: spaced on a store that
+// syncs each append (RocksDB), not on memory.
+TEST(CommitWriteInterval, WritesUnderLoadAreSpacedAndCarryWhatArrivedMeanwhile) {
+  constexpr int kIntervalMs = 300;
+  graph::KindRegistry registry;
+  register_standard_kinds(registry);
+  auto loaded = graph::load_graph_string(
+      "graph: spaced\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+      "  - {id: demo, kind: demo_source}\n"
+      "  - {id: route, kind: route, params: {lanes: 2}}\n"
+      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+      "  - {id: commit, kind: commit, params: {events: events, max_batch: 5, write_interval_us: " +
+      std::to_string(kIntervalMs * 1000) + "}}\n"
+      "edges: [demo -> route, route -> lanes, lanes -> commit]\n");
+  ASSERT_TRUE(loaded.ok());
+  std::vector<graph::Diagnostic> diags;
+  ASSERT_TRUE(graph::validate(loaded.graph, registry, diags)) << diags.front().to_string();
+  connectors::StoreSet stores(loaded.graph, "");
+  testing::DecoratedProvider<TimedAppends> timed(stores);
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(loaded.graph, test_support::standard_kinds(), timed, o);
+  ASSERT_TRUE(built) << built.status().to_string();
+  ASSERT_TRUE(built->pipeline->start());
+  std::atomic<int> completed{0};
+  auto submit = [&](int n, const std::string& prefix) {
+    for (int i = 0; i < n; ++i) {
+      v1::Command c;
+      c.set_command_id(prefix + std::to_string(i));
+      c.mutable_add_stock()->set_sku(prefix + std::to_string(i));
+      c.mutable_add_stock()->set_quantity(1);
+      ASSERT_TRUE(built->sink->submit(make_envelope(c, [&](const Outcome& out) {
+        EXPECT_TRUE(out.status) << out.status.to_string();
+        completed++;
+      })));
+    }
+  };
+  auto wait_completed = [&](int n) {
+    for (int i = 0; i < 2000 && completed.load() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(completed.load(), n);
+  };
+  // An idle writer writes at once; three commands queued right after it wait for the
+  // interval and then go together.
+  submit(1, "first-");
+  wait_completed(1);
+  submit(3, "spaced-");
+  wait_completed(4);
+  {
+    std::lock_guard lock(timed.events.mu);
+    ASSERT_EQ(timed.events.sizes, (std::vector<size_t>{1, 3})) << "the three commands share one write";
+    EXPECT_GE(timed.events.starts[1] - timed.events.starts[0], std::chrono::milliseconds(kIntervalMs));
+  }
+  // A full group does not wait out the interval: 20 commands, max_batch 5, written in far
+  // less than the 4 intervals that spacing every write would take.
+  std::this_thread::sleep_for(std::chrono::milliseconds(kIntervalMs + 50));  // idle again
+  const auto before = std::chrono::steady_clock::now();
+  submit(20, "full-");
+  wait_completed(24);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(3 * kIntervalMs));
+  {
+    std::lock_guard lock(timed.events.mu);
+    size_t full = 0;
+    for (size_t i = 2; i < timed.events.sizes.size(); ++i) full += timed.events.sizes[i] == 5;
+    EXPECT_GE(full, 3u) << "groups of max_batch written as soon as they were full";
+  }
+  built->pipeline->shutdown();
+
+  // The default (-1): spaced by 1 ms on RocksDB, which syncs each append; not on memory.
+  const auto dir = std::filesystem::temp_directory_path() / ("orderflow-spacing-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto rocks = graph::load_graph_string("graph: r\nstores:\n  events: {kind: rocksdb, path: events}\nnodes: []\n");
+  ASSERT_TRUE(rocks.ok());
+  {
+    connectors::StoreSet rocks_stores(rocks.graph, dir.string());
+    auto rocks_events = rocks_stores.event_store("events");
+    ASSERT_TRUE(rocks_events) << rocks_events.status().to_string();
+    EXPECT_EQ(CommitNode::resolve_write_interval(-1, **rocks_events), std::chrono::microseconds(1000));
+    EXPECT_EQ(CommitNode::resolve_write_interval(0, **rocks_events), std::chrono::microseconds(0));
+    EXPECT_EQ(CommitNode::resolve_write_interval(-1, **stores.event_store("events")), std::chrono::microseconds(0));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(PipelineOverload, RefusesPastMaxInFlightAndCompletesWhatItAdmitted) {
