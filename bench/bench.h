@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/thread_cpu.h"
 #include "bench/workload.h"
 #include "connectors/cosmos_client.h"
 #include "graph/definition.h"
@@ -88,6 +89,9 @@ struct RunResult {
   double mean_commit_group = 0;        // commands per durable write (metrics on only)
   std::vector<NodeFigure> nodes;       // empty when metrics are off
   CosmosFigures cosmos;                // graphs with Cosmos DB stores only
+  // CPU by thread name over the same interval as cpu_user_s + cpu_sys_s;
+  // see thread_cpu.h for the ceiling it gives.
+  std::vector<ThreadCpu> threads;
 };
 
 struct BaselineResult {

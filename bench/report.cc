@@ -61,6 +61,24 @@ RunResult median_of(const std::vector<const RunResult*>& runs) {
   m.cpu_sys_s = med([](const RunResult& r) { return r.cpu_sys_s; });
   m.peak_rss_mb = med([](const RunResult& r) { return r.peak_rss_mb; });
   m.mean_commit_group = med([](const RunResult& r) { return r.mean_commit_group; });
+  {
+    // Per thread name, the median of its CPU over the runs (0 in a run it did not appear in).
+    std::map<std::string, ThreadCpu> names;
+    for (const auto* r : runs)
+      for (const auto& t : r->threads) names.emplace(t.name, t);
+    m.threads.clear();
+    for (auto& [name, t] : names) {
+      auto of = [&name = name](const RunResult& r) -> const ThreadCpu* {
+        for (const auto& x : r.threads)
+          if (x.name == name) return &x;
+        return nullptr;
+      };
+      t.cpu_s = med([&](const RunResult& r) { return of(r) ? of(r)->cpu_s : 0.0; });
+      t.threads = static_cast<int>(med([&](const RunResult& r) { return of(r) ? of(r)->threads : 0; }) + 0.5);
+      if (t.cpu_s > 0) m.threads.push_back(t);
+    }
+    std::sort(m.threads.begin(), m.threads.end(), [](const ThreadCpu& a, const ThreadCpu& b) { return a.cpu_s > b.cpu_s; });
+  }
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     auto node = [&](const RunResult& r) -> const NodeFigure* { return i < r.nodes.size() ? &r.nodes[i] : nullptr; };
     m.nodes[i].rate_out = med([&](const RunResult& r) { return node(r) ? node(r)->rate_out : 0.0; });
@@ -164,6 +182,26 @@ void write_run(JsonWriter& w, const RunResult& r) {
     w.key("ru_by_operation").begin_object();
     for (const auto& [op, ru] : c.ru_by_op) w.field(op, ru);
     w.end_object().end_object();
+  }
+  if (!r.threads.empty()) {
+    const double events = static_cast<double>(r.events);
+    w.key("cpu_by_thread").begin_array();
+    for (const auto& t : r.threads)
+      w.begin_object()
+          .field("name", t.name)
+          .field("threads", t.threads)
+          .field("cpu_s", t.cpu_s)
+          .field("us_per_event", events > 0 ? t.cpu_s * 1e6 / events : 0.0)
+          .field("serial", t.serial)
+          .end_object();
+    w.end_array();
+    const Ceiling c = ceiling_of(r.threads, events);
+    if (c.events_per_s > 0)
+      w.key("ceiling").begin_object()
+          .field("events_per_s", c.events_per_s)
+          .field("limit", c.limit)
+          .field("cores", c.cores)
+          .end_object();
   }
   w.key("nodes").begin_array();
   for (const auto& n : r.nodes)
@@ -345,6 +383,26 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
                 s.median.mean_commit_group, "node", "kind", "out/s", "busy");
     for (const auto& n : s.median.nodes)
       std::printf("  %-14s %-14s %12.0f %7.0f%%\n", n.id.c_str(), n.kind.c_str(), n.rate_out, n.busy_share * 100);
+  }
+  for (const auto& s : summary) {
+    const RunResult& r = s.median;
+    if (r.threads.empty() || r.events == 0) continue;
+    const double events = static_cast<double>(r.events);
+    double all = 0;
+    for (const auto& t : r.threads) all += t.cpu_s;
+    std::printf("\nCPU by thread, %s (a serial thread caps events/s at 1e6 / its us per event, on any number of cores)\n"
+                "  %-16s %7s %10s %7s %14s\n", s.config.name().c_str(), "thread", "threads", "us/event", "share", "serial cap/s");
+    for (const auto& t : r.threads) {
+      const std::string cap = t.serial && t.cpu_s > 0 ? fmt("%.0f", events / t.cpu_s) : "";
+      std::printf("  %-16s %7d %10.2f %6.0f%% %14s\n", t.name.c_str(), t.threads, t.cpu_s * 1e6 / events,
+                  all > 0 ? t.cpu_s / all * 100 : 0.0, cap.c_str());
+    }
+    // An open loop's CPU per event includes its idle wake-ups: no ceiling from it.
+    const Ceiling c = report.options.rate > 0 ? Ceiling{} : ceiling_of(r.threads, events);
+    if (c.events_per_s > 0)
+      std::printf("  ceiling on more cores: %.0f events/s (%s), %.2fx this run, %.1f cores busy (this run's CPU per "
+                  "event, contention on these cores included)\n",
+                  c.events_per_s, c.limit.c_str(), r.events_per_s > 0 ? c.events_per_s / r.events_per_s : 0.0, c.cores);
   }
   std::fflush(stdout);
 }

@@ -378,6 +378,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     reset_peak_rss();
     const CosmosTotals cosmos0 = cosmos ? cosmos_totals(built->pipeline->metrics()) : CosmosTotals{};
     const CpuTimes cpu0 = cpu_now();
+    const ThreadSamples threads0 = sample_threads();
     const uint64_t start_ns = steady_ns();
     const uint64_t deadline_ns = start_ns + static_cast<uint64_t>(options.duration_s * 1e9);
     const double interval_ns = open_loop ? 1e9 / options.rate : 0;
@@ -463,6 +464,7 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
     }
     const uint64_t end_ns = std::max(tracker.last_event_ns.load(), start_ns + 1);
     const CpuTimes cpu1 = cpu_now();
+    result.threads = thread_cpu_between(threads0, sample_threads());  // before the pipeline's threads stop
     const uint64_t settled_ns = steady_ns();
     const CosmosTotals cosmos2 = cosmos ? cosmos_totals(built->pipeline->metrics()) : CosmosTotals{};
     result.peak_rss_mb = peak_rss_mb();

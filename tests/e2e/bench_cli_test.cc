@@ -107,6 +107,23 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
       EXPECT_GE(num(run.at(U("latency_projection_ms")), q), num(run.at(U("latency_commit_ms")), q)) << config << " " << q;
     EXPECT_GT(num(run, "cpu_user_s") + num(run, "cpu_system_s"), 0) << config;
     EXPECT_GT(num(run, "peak_rss_mb"), 1) << config;
+    // CPU by thread: the pipeline's serial threads are there, they used about what the
+    // process did (getrusage counts in ticks, the threads' figures in nanoseconds), and a serial thread cannot use more than the run's
+    // time, so the ceiling it sets is at least about this run's rate.
+    {
+      ASSERT_TRUE(run.has_field(U("cpu_by_thread"))) << config;
+      double sum = 0;
+      std::map<std::string, web::json::value> threads;
+      for (const auto& t : run.at(U("cpu_by_thread")).as_array()) {
+        sum += num(t, "cpu_s");
+        threads[utility::conversions::to_utf8string(t.at(U("name")).as_string())] = t;
+      }
+      EXPECT_LE(sum, 1.1 * (num(run, "cpu_user_s") + num(run, "cpu_system_s")) + 0.02) << config;
+      ASSERT_TRUE(threads.count("of-commit")) << config;
+      EXPECT_TRUE(threads["of-commit"].at(U("serial")).as_bool()) << config;
+      ASSERT_TRUE(run.has_field(U("ceiling"))) << config;
+      EXPECT_GE(num(run.at(U("ceiling")), "events_per_s"), 0.5 * num(run, "events_per_s")) << config;
+    }
     const auto& nodes = run.at(U("nodes")).as_array();
     if (!metrics) {
       EXPECT_EQ(nodes.size(), 0u) << config << ": no per-node figures with metrics off";
