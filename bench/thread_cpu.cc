@@ -67,7 +67,7 @@ ThreadSamples sample_threads() {
     } else {
       std::ifstream comm(entry.path() / "comm");
       std::getline(comm, s.name);
-      // oneTBB's workers, cpprestsdk's and librdkafka's pools keep the process's name.
+      // Library pools (cpprestsdk's, librdkafka's) keep the process's name.
       if (s.name.empty() || s.name == process_name) s.name = "unnamed";
     }
     out.emplace(tid, std::move(s));

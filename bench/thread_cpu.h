@@ -15,7 +15,8 @@ namespace orderflow::bench {
 
 struct ThreadSample {
   // "driver" for the main thread, "unnamed" for threads that kept the process's name
-  // (oneTBB workers, library pools), else the thread's name (comm)
+  // (library pools), else the thread's name (comm): "of-worker" for the pipeline's oneTBB
+  // workers (Pipeline names them)
   std::string name;
   double cpu_s = 0;   // user + system, since the thread started
 };

@@ -52,7 +52,18 @@ Pipeline::Pipeline(int threads)
   // reserves a slot for that thread, which never runs node bodies: on 2 cores only one
   // worker ran them, whatever --threads said. An arena with no reserved slot gets N workers.
   arena_.initialize(threads_, 0);
+  worker_names_ = std::make_unique<WorkerNames>(arena_);
   arena_.execute([this] { graph_ = std::make_unique<tbb::flow::graph>(); });
+}
+
+void Pipeline::WorkerNames::on_scheduler_entry(bool worker) {
+  // Workers only (not an application thread entering the arena), once per thread: workers
+  // enter the arena each time they wake.
+  thread_local bool named = false;
+  if (worker && !named) {
+    name_thread("of-worker");
+    named = true;
+  }
 }
 
 Pipeline::~Pipeline() {

@@ -15,6 +15,7 @@
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_scheduler_observer.h>
 
 #include "graph/metrics.h"
 #include "graph/status.h"
@@ -93,6 +94,17 @@ class Pipeline {
   // The graph's own arena: `threads_` slots, none reserved for an application thread,
   // so every slot can hold a worker (see the constructor).
   tbb::task_arena arena_;
+  // Names the oneTBB workers that join the arena "of-worker". A new thread inherits its
+  // creator's name, and oneTBB creates workers from whichever thread first needs them (a
+  // feed subscriber's, say): without this, profiles and `orderflow bench`'s CPU by thread
+  // counted the workers as that thread.
+  class WorkerNames final : public tbb::task_scheduler_observer {
+   public:
+    explicit WorkerNames(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) { observe(true); }
+    ~WorkerNames() override { observe(false); }
+    void on_scheduler_entry(bool worker) override;
+  };
+  std::unique_ptr<WorkerNames> worker_names_;
   MetricsRegistry metrics_;
   std::unique_ptr<tbb::flow::graph> graph_;
   std::vector<std::unique_ptr<RuntimeNode>> nodes_;

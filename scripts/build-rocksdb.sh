@@ -11,10 +11,16 @@
 set -euo pipefail
 
 prefix=$(realpath -m "${1:?usage: scripts/build-rocksdb.sh PREFIX}")
-if [[ -f "$prefix/lib/cmake/rocksdb/RocksDBConfig.cmake" ]]; then
-  echo "build-rocksdb: $prefix already holds a release RocksDB"
+# What the build below is made with; a PREFIX built otherwise (an older version of this
+# script) is built again. USE_RTTI: RocksDB's Release builds default to -fno-rtti, and the
+# event store subclasses rocksdb::SliceTransform (its hashed memtables), whose typeinfo needs
+# rocksdb::Customizable's: without RTTI the server does not link.
+stamp="rocksdb $(dpkg-query -W -f='${source:Version}' librocksdb-dev 2>/dev/null || true) Release USE_RTTI=1 PORTABLE=1"
+if [[ -f "$prefix/lib/cmake/rocksdb/RocksDBConfig.cmake" && "$(cat "$prefix/orderflow-build" 2>/dev/null)" == "$stamp" ]]; then
+  echo "build-rocksdb: $prefix already holds a release RocksDB ($stamp)"
   exit 0
 fi
+rm -rf "$prefix"
 for tool in apt-get dpkg-source cmake; do
   command -v "$tool" >/dev/null || { echo "build-rocksdb: $tool is missing (run scripts/deps.sh)" >&2; exit 1; }
 done
@@ -44,7 +50,8 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DC
 cmake -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
   -DWITH_BZ2=ON -DWITH_LZ4=ON -DWITH_ZLIB=ON -DWITH_ZSTD=ON -DWITH_SNAPPY=ON \
   -DROCKSDB_BUILD_SHARED=OFF -DWITH_BENCHMARK_TOOLS=OFF -DWITH_CORE_TOOLS=OFF -DWITH_TOOLS=OFF \
-  -DWITH_TESTS=OFF -DWITH_GFLAGS=OFF -DPORTABLE=ON -DFAIL_ON_WARNINGS=OFF "${launcher[@]}" >/dev/null
+  -DWITH_TESTS=OFF -DWITH_GFLAGS=OFF -DPORTABLE=ON -DUSE_RTTI=1 -DFAIL_ON_WARNINGS=OFF "${launcher[@]}" >/dev/null
 cmake --build "$work/build" -j"${JOBS:-2}" --target rocksdb
 cmake --install "$work/build" >/dev/null
+echo "$stamp" > "$prefix/orderflow-build"
 echo "build-rocksdb: done: $prefix"
