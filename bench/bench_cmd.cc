@@ -11,8 +11,10 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <utility>  // before cpprestsdk: Boost.Asio's C++20 awaitable.hpp uses std::exchange
 
 #include <CLI/CLI.hpp>
+#include <pplx/threadpool.h>
 
 #include "bench/bench.h"
 #include "connectors/stores.h"
@@ -142,6 +144,14 @@ const graph::StoreDef* events_store(const graph::GraphDef& def) {
 }  // namespace
 
 int run_bench(Options o, const graph::KindRegistry& registry) {
+  // As `orderflow serve` does: cpprestsdk's default pool of 40 threads is several times
+  // slower on few cores (its blocked threads hand every request over through futexes). It
+  // can be sized once per process, before its first use: the Cosmos DB client, `--http`'s
+  // bare cpprestsdk handler.
+  try {
+    crossplat::threadpool::initialize_with_threads(std::max(2u, std::thread::hardware_concurrency()));
+  } catch (const std::exception&) {  // already running: keep it
+  }
   const std::string& file = o.graph_file;
   if (o.threads.empty()) o.threads.push_back(std::max(1, tbb::info::default_concurrency()));  // as serve
 

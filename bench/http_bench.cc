@@ -294,12 +294,7 @@ int run_http_bench(const Options& o, const graph::KindRegistry& kinds, const std
   }
   // The http_source says at info level that authentication is off on loopback, every run.
   log::set_level(log::Level::kWarn);
-  // As `orderflow serve` does: cpprestsdk's default pool of 40 threads is several times
-  // slower on few cores. It can be sized once per process, before its first use.
-  try {
-    crossplat::threadpool::initialize_with_threads(std::max(2u, std::thread::hardware_concurrency()));
-  } catch (const std::exception&) {  // already running: keep it
-  }
+  // cpprestsdk's thread pool is sized by run_bench, as `orderflow serve` sizes it.
 
   std::error_code ec;
   fs::create_directories(o.data_dir, ec);
