@@ -2,6 +2,7 @@
 
 #include <cpprest/asyncrt_utils.h>
 #include <cpprest/json.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -304,7 +305,12 @@ class WorkPool {
     {
       std::lock_guard lock(mu_);
       while (threads_ < helpers) {
-        std::thread([this] { loop(); }).detach();
+        std::thread([this] {
+          // Named, or it carries the name of whichever thread first needed it (the commit
+          // writer's, say), and profiles count it there.
+          pthread_setname_np(pthread_self(), "of-cosmos-req");
+          loop();
+        }).detach();
         ++threads_;
       }
       for (size_t k = 0; k < helpers; ++k) tickets_.push_back(job);  // one per helper wanted
