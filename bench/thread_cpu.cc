@@ -76,7 +76,7 @@ ThreadSamples sample_threads() {
 }
 
 bool is_serial_thread(const std::string& name) {
-  return name == "of-commit" || name == "of-complete" || name.rfind("of-feed-", 0) == 0;
+  return name == "of-commit" || name == "of-complete" || name == "of-index" || name.rfind("of-feed-", 0) == 0;
 }
 
 std::vector<ThreadCpu> thread_cpu_between(const ThreadSamples& before, const ThreadSamples& after) {

@@ -16,13 +16,20 @@
 
 #include "connectors/append_plan.h"
 #include "graph/log.h"
+#include "graph/pipeline.h"
 
 namespace orderflow::connectors {
 namespace {
 
-enum Cf { kDefault = 0, kLog = 1, kIndex = 2, kCommands = 3 };
+enum Cf { kDefault = 0, kLog = 1 };                      // the log's DB
+enum IndexCf { kMark = 0, kIndex = 1, kCommands = 2 };   // the index DB
 constexpr size_t kVersionCacheLimit = 1 << 20;
 constexpr auto kResumeInterval = std::chrono::milliseconds(500);
+// The indexer writes when this many events wait, or when the oldest waited kIndexDelay: at
+// low rates one index write covers many group commits instead of one wake-up each.
+constexpr size_t kIndexBatch = 4096;
+constexpr auto kIndexDelay = std::chrono::milliseconds(10);
+constexpr const char* kIndexedMark = "indexed";
 
 Status map(const rocksdb::Status& s) { return from_rocks(&s); }
 
@@ -145,16 +152,21 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
   store->env_ = options.env;
   store->version_cache_ = std::max<size_t>(1, options.version_cache);
   rocksdb::Options db_options = base_options();
-  // The hashed memtables (index_cf, commands_cf) take one writer at a time; the commit
-  // writer is the only one that writes more than a checkpoint anyway.
-  db_options.allow_concurrent_memtable_write = false;
   if (options.env) db_options.env = options.env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"log", log_cf()},
-      {"index", index_cf()},
-      {"commands", commands_cf()},
   };
+  // A store written before the indexes had a DB of their own holds them in two more
+  // families: opened (RocksDB opens all or none), then dropped once the index DB holds them.
+  std::vector<std::string> existing;
+  bool legacy = false;
+  if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok())
+    for (const char* name : {"index", "commands"})
+      if (std::find(existing.begin(), existing.end(), name) != existing.end()) {
+        cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+        legacy = true;
+      }
   rocksdb::DB* db = nullptr;
   auto s = rocksdb::DB::Open(db_options, options.path, cfs, &store->handles_, &db);
   if (s.IsCorruption())
@@ -167,7 +179,220 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
   if (!it->status().ok()) return map(it->status());
   it.reset();
   if (auto v = store->verify_nothing_lost(options.path); !v) return v;
+  if (auto v = store->open_index(options.path, legacy); !v) return v;
+  store->indexer_ = std::thread([raw = store.get()] { raw->indexer_loop(); });
   return store;
+}
+
+// The index DB: derived from the log, so anything wrong with it is repaired by indexing the
+// log again, never refused.
+Status RocksEventStore::open_index(const std::string& path, bool legacy) {
+  const std::string dir = path + "/index";
+  rocksdb::Options o = base_options();
+  if (env_) o.env = env_.get();
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;  // no WAL is written anyway
+  o.track_and_verify_wals_in_manifest = false;
+  // Written without a WAL: a flush must take every family at once, so the files never hold a
+  // mark without its entries (or entries of one family without the other's).
+  o.atomic_flush = true;
+  o.avoid_flush_during_shutdown = false;
+  // The hashed memtables take one writer at a time; the indexer is the only one.
+  o.allow_concurrent_memtable_write = false;
+  auto index = index_cf(), commands = commands_cf();
+  // Bounds what a crash makes the next open index again (memtables are not logged).
+  index.write_buffer_size = commands.write_buffer_size = size_t{32} << 20;
+  const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"index", index},
+      {"commands", commands},
+  };
+  auto close_index = [&] {
+    for (auto* h : index_handles_) index_db_->DestroyColumnFamilyHandle(h);
+    index_handles_.clear();
+    index_db_->Close();
+    index_db_.reset();
+  };
+  uint64_t mark = 0;
+  for (int attempt = 0;; ++attempt) {
+    rocksdb::DB* db = nullptr;
+    auto s = rocksdb::DB::Open(o, dir, cfs, &index_handles_, &db);
+    std::string why;
+    if (s.ok()) {
+      index_db_.reset(db);
+      std::string value;
+      auto g = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kMark], kIndexedMark, &value);
+      if (g.ok() && value.size() == 8) {
+        mark = get_u64_be(value.data());
+        if (mark <= head_.load()) break;
+        why = "it covers position " + std::to_string(mark) + ", beyond the log's end " + std::to_string(head_.load());
+      } else if (g.IsNotFound()) {
+        mark = 0;
+        break;
+      } else {
+        why = g.ok() ? "its mark is damaged" : g.ToString();
+      }
+      close_index();
+    } else {
+      // Damaged files, a missing MANIFEST: rebuilt. (Never another process's lock: this one
+      // holds the log's DB, whose lock guards the whole directory.)
+      why = s.ToString();
+    }
+    if (attempt > 0) return Status::io_error("cannot rebuild the event store's index at " + dir + ": " + why);
+    log::warn("event store index is rebuilt from the log", {{"path", dir}, {"reason", why}});
+    if (auto d = rocksdb::DestroyDB(dir, o, cfs); !d.ok())
+      return Status::io_error("cannot remove the damaged index at " + dir + ": " + d.ToString());
+  }
+  if (auto r = reindex(mark); !r) return r;
+  indexed_ = head_.load();
+  if (legacy) {
+    for (size_t i = 2; i < handles_.size(); ++i) {
+      if (auto d = db_->DropColumnFamily(handles_[i]); !d.ok()) return map(d);
+      db_->DestroyColumnFamilyHandle(handles_[i]);
+    }
+    handles_.resize(2);
+    log::info("event store: its index moved to its own database (once)", {{"path", dir}});
+  }
+  return Status::ok();
+}
+
+// Indexes the log's records after `from` (those the index DB's files do not hold), then
+// flushes the index, so this is not repeated by the next open.
+Status RocksEventStore::reindex(uint64_t from) {
+  const uint64_t head = head_.load();
+  if (from >= head) return Status::ok();
+  std::vector<IndexedCommand> batch;
+  uint64_t events = 0;
+  // A command's result, as append() recorded it, once its last event is known.
+  auto finish = [](IndexedCommand& c) {
+    AppendResult r;
+    r.stream = c.stream;
+    r.first_version = c.first_version;
+    r.last_version = c.last_version;
+    r.first_position = c.first_position;
+    r.last_position = c.last_position;
+    c.result = encode_result(r);
+  };
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kLog]));
+  RecordedEvent e;
+  for (it->Seek(position_key(from + 1)); it->Valid(); it->Next()) {
+    const uint64_t position = get_u64_be(it->key().data());
+    if (!decode_event(std::string_view(it->value().data(), it->value().size()), &e))
+      return Status::io_error("corrupt event record at position " + std::to_string(position));
+    ++events;
+    if (!batch.empty()) {
+      IndexedCommand& last = batch.back();
+      if (last.command_id == e.command_id && last.stream == e.stream && last.last_version + 1 == e.version &&
+          last.last_position + 1 == position) {
+        last.last_version = e.version;
+        last.last_position = position;
+        continue;
+      }
+      finish(last);
+      if (batch.size() > 10000) {
+        if (auto w = write_index(batch, last.last_position); !w) return w;
+        batch.clear();
+      }
+    }
+    batch.push_back({e.stream, e.command_id, {}, e.version, e.version, position, position});
+  }
+  if (!it->status().ok()) return map(it->status());
+  if (!batch.empty()) {
+    IndexedCommand& last = batch.back();
+    finish(last);
+    if (auto w = write_index(batch, last.last_position); !w) return w;
+  }
+  rocksdb::FlushOptions fo;
+  if (auto f = index_db_->Flush(fo, index_handles_); !f.ok()) return map(f);
+  log::info("event store indexed the log's tail", {{"from", std::to_string(from + 1)},
+                                                   {"events", std::to_string(events)}});
+  return Status::ok();
+}
+
+// The entries of `commands` and the mark `through`, in one batch without a WAL.
+Status RocksEventStore::write_index(const std::vector<IndexedCommand>& commands, uint64_t through) {
+  // Keys are random; inserted in key order, each memtable insert starts from the previous
+  // one's position in the skiplist instead of from the top.
+  std::vector<std::pair<std::string, std::string>> index;
+  std::vector<std::pair<const std::string*, const std::string*>> ids;
+  size_t bytes = 64;
+  ids.reserve(commands.size());
+  for (const auto& c : commands) {
+    for (uint64_t v = c.first_version; v <= c.last_version; ++v) {
+      index.emplace_back(index_key(c.stream, v), position_key(c.first_position + (v - c.first_version)));
+      bytes += c.stream.size() + 32;
+    }
+    ids.emplace_back(&c.command_id, &c.result);
+    bytes += c.command_id.size() + c.result.size() + 16;
+  }
+  std::sort(index.begin(), index.end());
+  std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  rocksdb::WriteBatch wb(bytes);
+  for (const auto& [k, v] : index) wb.Put(index_handles_[kIndex], k, v);
+  for (const auto& [k, v] : ids) wb.Put(index_handles_[kCommands], *k, *v);
+  wb.Put(index_handles_[kMark], kIndexedMark, position_key(through));
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  return map(index_db_->Write(wo, &wb));
+}
+
+void RocksEventStore::indexer_loop() {
+  name_thread("of-index");
+  std::unique_lock lock(tail_mu_);
+  bool failing = false;
+  for (;;) {
+    index_cv_.wait(lock, [&] { return stop_indexer_ || !pending_.empty(); });
+    if (!stop_indexer_)
+      index_cv_.wait_for(lock, failing ? kResumeInterval : kIndexDelay,
+                         [&] { return stop_indexer_ || (!failing && pending_events_ >= kIndexBatch); });
+    if (pending_.empty()) {
+      if (stop_indexer_) return;
+      continue;
+    }
+    std::vector<IndexedCommand> batch = std::move(pending_);
+    pending_.clear();
+    pending_events_ = 0;
+    lock.unlock();
+    const Status written = write_index(batch, batch.back().last_position);
+    lock.lock();
+    if (!written) {
+      // The tail keeps serving reads; retried until it works, or given up at shutdown (the
+      // next open indexes the log's tail again).
+      if (!failing) log::error("event store cannot write its index; retrying", {{"error", written.to_string()}});
+      failing = true;
+      if (stop_indexer_) return;
+      index_db_->Resume();  // a memtable write never touches the disk, but a flush may have
+      for (auto& c : pending_) batch.push_back(std::move(c));
+      pending_ = std::move(batch);
+      for (const auto& c : pending_) pending_events_ += c.last_version - c.first_version + 1;
+      continue;
+    }
+    indexed_.store(batch.back().last_position, std::memory_order_release);
+    if (failing) log::info("event store writes its index again");
+    failing = false;
+    for (const auto& c : batch) {
+      tail_commands_.erase(c.command_id);
+      auto s = tail_streams_.find(c.stream);
+      if (s == tail_streams_.end()) continue;
+      auto& ranges = s->second;
+      size_t done = 0;
+      while (done < ranges.size() && ranges[done].last_version <= c.last_version) ++done;
+      if (done == ranges.size()) {
+        tail_streams_.erase(s);
+      } else {
+        ranges.erase(ranges.begin(), ranges.begin() + static_cast<std::ptrdiff_t>(done));
+      }
+    }
+  }
+}
+
+void RocksEventStore::stop_indexer() {
+  if (!indexer_.joinable()) return;
+  {
+    std::lock_guard lock(tail_mu_);
+    stop_indexer_ = true;
+  }
+  index_cv_.notify_all();
+  indexer_.join();
 }
 
 Status RocksEventStore::verify_nothing_lost(const std::string& path) {
@@ -266,6 +491,12 @@ Status RocksEventStore::health() const {
 }
 
 RocksEventStore::~RocksEventStore() {
+  stop_indexer();  // writes what the tail holds
+  if (index_db_) {
+    index_db_->Flush(rocksdb::FlushOptions(), index_handles_);  // best effort: else indexed again at open
+    for (auto* h : index_handles_) index_db_->DestroyColumnFamilyHandle(h);
+    index_db_->Close();
+  }
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
@@ -277,13 +508,17 @@ RocksEventStore::~RocksEventStore() {
 
 Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
   if (auto it = versions_.find(stream); it != versions_.end()) return it->second;
+  {
+    std::lock_guard lock(tail_mu_);  // the newest versions, when the index DB lacks them
+    if (auto t = tail_streams_.find(stream); t != tail_streams_.end()) return t->second.back().last_version;
+  }
   // A stream's versions are 1..N without a gap, so N is found by point look-ups (memtable
   // hash, bloom filters): doubling, then halving. New streams, the common miss, cost one.
   // Not an iterator: the index's hashed memtable cannot seek backwards (SeekForPrev there
   // skips the memtable and finds an older version in the table files).
   std::string ignored;
   auto exists = [&](uint64_t version) -> Result<bool> {
-    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, version), &ignored);
+    auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kIndex], index_key(stream, version), &ignored);
     if (s.IsNotFound()) return false;
     if (!s.ok()) return map(s);
     return true;
@@ -327,14 +562,11 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
 
   size_t bytes = 0;
   for (const auto& p : plan)
-    for (const auto& e : batch[p.request].events) bytes += e.size() + 2 * batch[p.request].stream.size() + 96;
+    for (const auto& e : batch[p.request].events) bytes += e.size() + batch[p.request].stream.size() + 64;
   rocksdb::WriteBatch wb(bytes);  // one allocation for the whole group
   const int64_t at = now_us();
   RecordedEvent rec;
-  // Index and command keys are random; inserted in key order, each memtable insert starts
-  // from the previous one's position in the skiplist instead of from the top.
-  std::vector<std::pair<std::string, std::string>> index, commands;
-  commands.reserve(plan.size());
+  std::string value;
   for (const auto& p : plan) {
     const AppendRequest& req = batch[p.request];
     rec.stream = req.stream;
@@ -343,16 +575,10 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     for (size_t k = 0; k < req.events.size(); ++k) {
       rec.version = p.first_version + k;
       rec.payload = req.events[k];
-      std::string pos = position_key(p.first_position + k);
-      wb.Put(handles_[kLog], pos, encode_event(rec));
-      index.emplace_back(index_key(req.stream, rec.version), std::move(pos));
+      value = encode_event(rec);
+      wb.Put(handles_[kLog], position_key(p.first_position + k), value);
     }
-    commands.emplace_back(req.command_id, encode_result(results[p.request]));
   }
-  std::sort(index.begin(), index.end());
-  std::sort(commands.begin(), commands.end());
-  for (const auto& [k, v] : index) wb.Put(handles_[kIndex], k, v);
-  for (const auto& [k, v] : commands) wb.Put(handles_[kCommands], k, v);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   auto s = db_->Write(wo, &wb);
@@ -362,13 +588,36 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     return results;
   }
   uint64_t new_head = head;
+  std::vector<IndexedCommand> written;
+  written.reserve(plan.size());
+  size_t events = 0;
   for (const auto& p : plan) {
     const auto& r = results[p.request];
     if (versions_.size() >= version_cache_) versions_.clear();
     versions_[r.stream] = r.last_version;
     new_head = std::max(new_head, r.last_position);
+    written.push_back({r.stream, batch[p.request].command_id, encode_result(r), r.first_version, r.last_version,
+                       r.first_position, r.last_position});
+    events += r.last_version - r.first_version + 1;
   }
   if (sync_) record_synced_head(new_head, false);
+  // Into the tail before the head moves: whoever sees the new head finds the new entries.
+  bool wake;
+  {
+    std::lock_guard tl(tail_mu_);
+    for (auto& c : written) {
+      tail_streams_[c.stream].push_back({c.first_version, c.last_version, c.first_position});
+      tail_commands_[c.command_id] = c.result;
+    }
+    wake = pending_.empty() || (pending_events_ < kIndexBatch && pending_events_ + events >= kIndexBatch);
+    pending_events_ += events;
+    if (pending_.empty()) {
+      pending_ = std::move(written);
+    } else {
+      for (auto& c : written) pending_.push_back(std::move(c));
+    }
+  }
+  if (wake) index_cv_.notify_one();
   {
     std::lock_guard wl(wait_mu_);
     head_.store(new_head, std::memory_order_release);
@@ -379,21 +628,33 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
 
 Status RocksEventStore::read_stream(const std::string& stream, uint64_t from_version,
                                     std::vector<RecordedEvent>* out) {
-  // Most reads are of new or fully snapshotted streams: a point look-up (bloom filter,
-  // memtable) answers those far cheaper than creating an iterator.
+  const uint64_t from = std::max<uint64_t>(from_version, 1);
+  // The tail first: an entry leaves it only after the index DB holds it, so the two reads
+  // together miss nothing committed before this call.
+  std::vector<StreamRange> recent;
   {
-    std::string first;
-    auto s = db_->Get(rocksdb::ReadOptions(), handles_[kIndex], index_key(stream, std::max<uint64_t>(from_version, 1)), &first);
-    if (s.IsNotFound()) return Status::ok();
-    if (!s.ok()) return map(s);
+    std::lock_guard lock(tail_mu_);
+    if (auto t = tail_streams_.find(stream); t != tail_streams_.end()) recent = t->second;
   }
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kIndex]));
-  const std::string prefix = stream + '\0';
-  std::vector<std::string> positions;
-  for (it->Seek(index_key(stream, std::max<uint64_t>(from_version, 1)));
-       it->Valid() && it->key().starts_with(prefix) && it->key().size() == prefix.size() + 8; it->Next())
-    positions.push_back(it->value().ToString());
-  if (!it->status().ok()) return map(it->status());
+  std::vector<std::string> positions;  // of versions from, from + 1, ...
+  if (recent.empty() || recent.front().first_version > from) {
+    // Most reads are of new or fully snapshotted streams: a point look-up (bloom filter,
+    // memtable) answers those far cheaper than creating an iterator.
+    std::string first;
+    auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kIndex], index_key(stream, from), &first);
+    if (!s.ok() && !s.IsNotFound()) return map(s);
+    if (s.ok()) {
+      std::unique_ptr<rocksdb::Iterator> it(index_db_->NewIterator(rocksdb::ReadOptions(), index_handles_[kIndex]));
+      const std::string prefix = stream + '\0';
+      for (it->Seek(index_key(stream, from));
+           it->Valid() && it->key().starts_with(prefix) && it->key().size() == prefix.size() + 8; it->Next())
+        positions.push_back(it->value().ToString());
+      if (!it->status().ok()) return map(it->status());
+    }
+  }
+  for (const auto& r : recent)
+    for (uint64_t v = std::max(r.first_version, from + positions.size()); v <= r.last_version; ++v)
+      positions.push_back(position_key(r.first_position + (v - r.first_version)));
   if (positions.empty()) return Status::ok();
   std::vector<rocksdb::Slice> keys(positions.begin(), positions.end());
   std::vector<std::string> values;
@@ -411,9 +672,19 @@ Status RocksEventStore::read_stream(const std::string& stream, uint64_t from_ver
 
 Result<std::optional<AppendResult>> RocksEventStore::find_command(const std::string& command_id) {
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), handles_[kCommands], command_id, &value);
-  if (s.IsNotFound()) return std::optional<AppendResult>();
-  if (!s.ok()) return map(s);
+  bool recent = false;
+  {
+    std::lock_guard lock(tail_mu_);
+    if (auto t = tail_commands_.find(command_id); t != tail_commands_.end()) {
+      value = t->second;
+      recent = true;
+    }
+  }
+  if (!recent) {
+    auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kCommands], command_id, &value);
+    if (s.IsNotFound()) return std::optional<AppendResult>();
+    if (!s.ok()) return map(s);
+  }
   AppendResult r;
   if (!decode_result(value, &r)) return Status::io_error("corrupt command record " + command_id);
   return std::optional<AppendResult>(std::move(r));

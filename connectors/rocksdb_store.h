@@ -1,12 +1,24 @@
 // RocksDB stores (`kind: rocksdb`): the embedded default.
 //
-// RocksEventStore keeps, in one DB with column families:
+// RocksEventStore keeps the log in one DB (the store's directory), with column families:
 //   log:      position (u64 big-endian)            -> stream, version, time, command id, payload
+//   default:  "checkpoint/" subscriber              -> position
+// and its indexes in a second DB, in the subdirectory index/:
 //   index:    stream '\0' version (u64 big-endian) -> position
 //   commands: command id                            -> first AppendResult
-//   default:  "checkpoint/" subscriber              -> position
-// append() writes a whole group commit as one WriteBatch (synced unless sync=false), so a
-// batch is all-or-nothing and positions follow commit order. A failed write stops appends
+//   default:  "indexed"                             -> the position the indexes cover
+// append() writes a whole group commit's log records as one WriteBatch (synced unless
+// sync=false), so a batch is all-or-nothing and positions follow commit order. The log is
+// the only thing the commit writer writes: the indexes trail it (a trailing index, as event
+// stores built on a log keep theirs). Until the indexer thread (`of-index`) has written a
+// command's entries, they live in memory (the tail), where every read looks first; the
+// indexer writes them, with the "indexed" mark, in batches without a WAL (derived data), then
+// drops them from the tail. Flushes of the index DB are atomic across its column families, so
+// its files always hold exactly what the mark says; at open, whatever the log holds beyond the
+// mark (a crash lost the index's memtables) is indexed again from the log, and an index that
+// is damaged or ahead of the log is rebuilt from the whole log. A store written before the
+// index moved (index and commands families in the log's DB) is reindexed once, and those
+// families dropped. A failed write stops appends
 // (leveldb's bg_error_) until RocksDB resumes (below), and then the version cache is refilled. Checkpoints are written without a sync of their own (a lost one
 // means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
 //
@@ -37,7 +49,10 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "graph/store.h"
 
@@ -85,9 +100,31 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   // error for good). Never blocks; when a resume is due and no append is under way it tries
   // one, so an instance that readiness took out of rotation still comes back by itself.
   Status health() const override;
+  // The position the index DB covers; the tail in memory holds the entries after it. For
+  // tests and diagnostics: readers never need it.
+  uint64_t indexed() const { return indexed_.load(std::memory_order_acquire); }
 
  private:
+  // One appended command as the indexes record it: its events are consecutive in the log.
+  struct IndexedCommand {
+    std::string stream;
+    std::string command_id;
+    std::string result;  // encode_result of its first (and only) AppendResult
+    uint64_t first_version = 0;
+    uint64_t last_version = 0;
+    uint64_t first_position = 0;
+    uint64_t last_position = 0;
+  };
+  struct StreamRange {
+    uint64_t first_version, last_version, first_position;
+  };
+
   RocksEventStore() = default;
+  Status open_index(const std::string& path, bool legacy);
+  Status reindex(uint64_t from);
+  Status write_index(const std::vector<IndexedCommand>& commands, uint64_t through);
+  void indexer_loop();
+  void stop_indexer();
   Result<uint64_t> lookup_version(const std::string& stream);
   Status verify_nothing_lost(const std::string& path);
   void write_failed(const std::string& what, const void* rocks_status);
@@ -96,7 +133,9 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
 
   std::shared_ptr<rocksdb::Env> env_;  // outlives db_ (declared first, destroyed last)
   std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, index, commands
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log (then legacy families, dropped at open)
+  std::unique_ptr<rocksdb::DB> index_db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> index_handles_;  // default (the mark), index, commands
   bool sync_ = true;
   mutable std::mutex write_mu_;                         // serializes append()
   Status bg_error_;                                     // guarded by write_mu_
@@ -104,10 +143,22 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
   size_t version_cache_ = size_t{1} << 20;              // bound of versions_
   std::atomic<uint64_t> head_{0};
+  std::atomic<uint64_t> indexed_{0};
   int synced_head_fd_ = -1;                             // guarded by write_mu_ (after open)
   std::chrono::steady_clock::time_point synced_head_flushed_;  // guarded by write_mu_
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
+
+  // The tail: appended commands the index DB does not hold yet. Readers look here first, then
+  // in the index DB (an entry leaves the tail only after its index write).
+  std::mutex tail_mu_;
+  std::condition_variable index_cv_;                                       // wakes the indexer
+  std::vector<IndexedCommand> pending_;                                    // guarded by tail_mu_, commit order
+  size_t pending_events_ = 0;                                              // guarded by tail_mu_
+  std::unordered_map<std::string, std::vector<StreamRange>> tail_streams_;  // guarded by tail_mu_
+  std::unordered_map<std::string, std::string> tail_commands_;            // guarded by tail_mu_: id -> result
+  bool stop_indexer_ = false;                                              // guarded by tail_mu_
+  std::thread indexer_;
 };
 
 class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
