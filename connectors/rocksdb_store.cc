@@ -21,7 +21,7 @@
 namespace orderflow::connectors {
 namespace {
 
-enum Cf { kDefault = 0, kLog = 1 };                      // the log's DB
+enum Cf { kDefault = 0, kLog = 1, kLayout = 2 };        // the log's DB
 enum IndexCf { kMark = 0, kIndex = 1, kCommands = 2 };   // the index DB
 constexpr size_t kVersionCacheLimit = 1 << 20;
 constexpr auto kResumeInterval = std::chrono::milliseconds(500);
@@ -113,17 +113,23 @@ class StreamOfIndexKey final : public rocksdb::SliceTransform {
 // in the writer (a skiplist search each: 26% of the writer's CPU in `perf`). Reads of either
 // never cross a stream (index) or a key (command ids), so their memtables hash first: the
 // index by stream into small skiplists, the command ids by whole key into short lists.
-rocksdb::ColumnFamilyOptions index_cf() {
+// memtable_bytes: the families' write_buffer_size. A memtable's hash buckets live in its own
+// arena, so they are kept to an eighth of it (the default 32 MB takes 2^18).
+size_t hash_buckets(size_t memtable_bytes) { return std::clamp<size_t>(memtable_bytes / 64, 64, size_t{1} << 18); }
+
+rocksdb::ColumnFamilyOptions index_cf(size_t memtable_bytes) {
   rocksdb::ColumnFamilyOptions cf = point_lookup_cf();
   cf.prefix_extractor = std::make_shared<StreamOfIndexKey>();
-  cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 18));
+  cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(hash_buckets(memtable_bytes)));
+  cf.write_buffer_size = memtable_bytes;
   return cf;
 }
 
-rocksdb::ColumnFamilyOptions commands_cf() {
+rocksdb::ColumnFamilyOptions commands_cf(size_t memtable_bytes) {
   rocksdb::ColumnFamilyOptions cf = point_lookup_cf();
   cf.prefix_extractor.reset(rocksdb::NewNoopTransform());
-  cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 18));
+  cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(hash_buckets(memtable_bytes)));
+  cf.write_buffer_size = memtable_bytes;
   return cf;
 }
 
@@ -151,22 +157,31 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(const RocksOption
   store->sync_ = options.sync;
   store->env_ = options.env;
   store->version_cache_ = std::max<size_t>(1, options.version_cache);
+  store->tail_limit_ = std::max<size_t>(1, options.index_tail_limit);
+  store->index_memtable_bytes_ = std::max<size_t>(64 << 10, options.index_memtable_bytes);
   rocksdb::Options db_options = base_options();
   if (options.env) db_options.env = options.env.get();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"log", log_cf()},
+      {kLayoutFamily, rocksdb::ColumnFamilyOptions()},  // created by this open when missing: empty
   };
   // A store written before the indexes had a DB of their own holds them in two more
   // families: opened (RocksDB opens all or none), then dropped once the index DB holds them.
   std::vector<std::string> existing;
   bool legacy = false;
-  if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok())
+  if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok()) {
     for (const char* name : {"index", "commands"})
       if (std::find(existing.begin(), existing.end(), name) != existing.end()) {
         cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
         legacy = true;
       }
+    for (const auto& name : existing)
+      if (name.rfind("orderflow-layout-", 0) == 0 && name != kLayoutFamily)
+        return Status::invalid_argument("event store at " + options.path + " was written by another orderflow (" +
+                                        name + "); this binary knows only " + kLayoutFamily +
+                                        ": run the orderflow that wrote it");
+  }
   rocksdb::DB* db = nullptr;
   auto s = rocksdb::DB::Open(db_options, options.path, cfs, &store->handles_, &db);
   if (s.IsCorruption())
@@ -198,9 +213,8 @@ Status RocksEventStore::open_index(const std::string& path, bool legacy) {
   o.avoid_flush_during_shutdown = false;
   // The hashed memtables take one writer at a time; the indexer is the only one.
   o.allow_concurrent_memtable_write = false;
-  auto index = index_cf(), commands = commands_cf();
-  // Bounds what a crash makes the next open index again (memtables are not logged).
-  index.write_buffer_size = commands.write_buffer_size = size_t{32} << 20;
+  // The memtables' size bounds what a crash makes the next open index again (not logged).
+  const auto index = index_cf(index_memtable_bytes_), commands = commands_cf(index_memtable_bytes_);
   const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {"index", index},
@@ -245,11 +259,11 @@ Status RocksEventStore::open_index(const std::string& path, bool legacy) {
   if (auto r = reindex(mark); !r) return r;
   indexed_ = head_.load();
   if (legacy) {
-    for (size_t i = 2; i < handles_.size(); ++i) {
+    for (size_t i = kLayout + 1; i < handles_.size(); ++i) {
       if (auto d = db_->DropColumnFamily(handles_[i]); !d.ok()) return map(d);
       db_->DestroyColumnFamilyHandle(handles_[i]);
     }
-    handles_.resize(2);
+    handles_.resize(kLayout + 1);
     log::info("event store: its index moved to its own database (once)", {{"path", dir}});
   }
   return Status::ok();
@@ -352,23 +366,31 @@ void RocksEventStore::indexer_loop() {
     pending_.clear();
     pending_events_ = 0;
     lock.unlock();
-    const Status written = write_index(batch, batch.back().last_position);
+    Status written = write_index(batch, batch.back().last_position);
+    if (!written) {
+      // A memtable write never touches the disk, but a failed flush stops the index DB's
+      // writes until it resumes. Outside the lock: appends go on meanwhile.
+      index_db_->Resume();
+    }
     lock.lock();
     if (!written) {
-      // The tail keeps serving reads; retried until it works, or given up at shutdown (the
-      // next open indexes the log's tail again).
+      // The tail keeps serving reads and appends (up to tail_limit_); retried until it works,
+      // or given up at shutdown (the next open indexes the log's tail again).
       if (!failing) log::error("event store cannot write its index; retrying", {{"error", written.to_string()}});
       failing = true;
+      index_error_ = written.to_string();
       if (stop_indexer_) return;
-      index_db_->Resume();  // a memtable write never touches the disk, but a flush may have
       for (auto& c : pending_) batch.push_back(std::move(c));
       pending_ = std::move(batch);
+      pending_events_ = 0;
       for (const auto& c : pending_) pending_events_ += c.last_version - c.first_version + 1;
+      indexed_cv_.notify_all();  // appends waiting on the limit answer unavailable now
       continue;
     }
     indexed_.store(batch.back().last_position, std::memory_order_release);
     if (failing) log::info("event store writes its index again");
     failing = false;
+    index_error_.clear();
     for (const auto& c : batch) {
       tail_commands_.erase(c.command_id);
       auto s = tail_streams_.find(c.stream);
@@ -382,6 +404,7 @@ void RocksEventStore::indexer_loop() {
         ranges.erase(ranges.begin(), ranges.begin() + static_cast<std::ptrdiff_t>(done));
       }
     }
+    indexed_cv_.notify_all();
   }
 }
 
@@ -392,6 +415,7 @@ void RocksEventStore::stop_indexer() {
     stop_indexer_ = true;
   }
   index_cv_.notify_all();
+  indexed_cv_.notify_all();
   indexer_.join();
 }
 
@@ -481,6 +505,15 @@ void RocksEventStore::try_resume() {
 }
 
 Status RocksEventStore::health() const {
+  {
+    // An index that cannot be written holds the tail in memory, growing: take the instance
+    // out of rotation while it lasts (reads and appends still work, up to the tail's limit).
+    auto* self = const_cast<RocksEventStore*>(this);
+    std::lock_guard tl(self->tail_mu_);
+    if (!index_error_.empty())
+      return Status::unavailable("event store cannot write its index (" + index_error_ + "); " +
+                                 std::to_string(pending_events_) + " events wait in memory");
+  }
   std::unique_lock lock(write_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return Status::ok();  // an append is under way: writes are not stopped
   auto* self = const_cast<RocksEventStore*>(this);  // resuming changes state, not the answer's meaning
@@ -542,6 +575,23 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
   return known;
 }
 
+// Called with write_mu_ held. A tail at its limit waits for the indexer (it writes 4,096
+// events a batch, far faster than appends come); while the indexer's writes fail, or if it
+// makes no room within a second, the append answers unavailable and writes nothing.
+Status RocksEventStore::wait_for_tail_room() {
+  std::unique_lock tl(tail_mu_);
+  if (pending_events_ < tail_limit_) return Status::ok();
+  index_cv_.notify_one();
+  indexed_cv_.wait_for(tl, std::chrono::seconds(1), [&] {
+    return pending_events_ < tail_limit_ || !index_error_.empty() || stop_indexer_;
+  });
+  if (pending_events_ < tail_limit_) return Status::ok();
+  return Status::unavailable("event store's index is " + std::to_string(pending_events_) +
+                             " events behind the log" +
+                             (index_error_.empty() ? std::string() : " (" + index_error_ + ")") +
+                             "; appends wait until it catches up");
+}
+
 std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
   std::vector<AppendResult> results;
   std::lock_guard lock(write_mu_);
@@ -551,6 +601,14 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     for (size_t i = 0; i < batch.size(); ++i) {
       results[i].stream = batch[i].stream;
       results[i].status = bg_error_;
+    }
+    return results;
+  }
+  if (auto full = wait_for_tail_room(); !full) {
+    results.assign(batch.size(), AppendResult{});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].stream = batch[i].stream;
+      results[i].status = full;
     }
     return results;
   }

@@ -18,7 +18,10 @@
 // mark (a crash lost the index's memtables) is indexed again from the log, and an index that
 // is damaged or ahead of the log is rebuilt from the whole log. A store written before the
 // index moved (index and commands families in the log's DB) is reindexed once, and those
-// families dropped. A failed write stops appends
+// families dropped; the log's DB then carries the family kLayoutFamily, so that an older
+// binary refuses the store instead of misreading it. If the index DB cannot be written (its
+// disk failing), the tail keeps serving reads and appends, health() is not ok, and at
+// index_tail_limit events appends answer unavailable until the indexer writes again. A failed write stops appends
 // (leveldb's bg_error_) until RocksDB resumes (below), and then the version cache is refilled. Checkpoints are written without a sync of their own (a lost one
 // means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
 //
@@ -73,7 +76,17 @@ struct RocksOptions {
   // Streams whose current version the event store keeps in memory (forgotten all at once
   // when full, then looked up again). Tests make it small to exercise the look-ups.
   size_t version_cache = size_t{1} << 20;
+  // The event store's index DB: bytes of each memtable (what a crash makes the next open
+  // index again), and the most events the tail may hold before appends wait for the indexer
+  // (and, while its writes fail, answer unavailable). Tests make both small.
+  size_t index_memtable_bytes = size_t{32} << 20;
+  size_t index_tail_limit = size_t{1} << 20;
 };
+
+// The family the log's DB carries from the layout with the trailing index on: a binary that
+// predates it (and would recreate the index families empty, then accept version 1 again on
+// existing streams) fails to open such a store ("Column families not opened"), naming it.
+inline constexpr const char* kLayoutFamily = "orderflow-layout-2-needs-orderflow-of-2026-12-02-or-later";
 
 // The file in an event store's directory holding the last synced head (see RocksEventStore).
 inline constexpr const char* kSyncedHeadFile = "ORDERFLOW-SYNCED-HEAD";
@@ -126,6 +139,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   void indexer_loop();
   void stop_indexer();
   Result<uint64_t> lookup_version(const std::string& stream);
+  Status wait_for_tail_room();
   Status verify_nothing_lost(const std::string& path);
   void write_failed(const std::string& what, const void* rocks_status);
   void try_resume();
@@ -133,7 +147,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
 
   std::shared_ptr<rocksdb::Env> env_;  // outlives db_ (declared first, destroyed last)
   std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log (then legacy families, dropped at open)
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, log, layout (then legacy families, dropped at open)
   std::unique_ptr<rocksdb::DB> index_db_;
   std::vector<rocksdb::ColumnFamilyHandle*> index_handles_;  // default (the mark), index, commands
   bool sync_ = true;
@@ -158,6 +172,10 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::unordered_map<std::string, std::vector<StreamRange>> tail_streams_;  // guarded by tail_mu_
   std::unordered_map<std::string, std::string> tail_commands_;            // guarded by tail_mu_: id -> result
   bool stop_indexer_ = false;                                              // guarded by tail_mu_
+  std::condition_variable indexed_cv_;  // appends waiting for a tail over its limit
+  size_t tail_limit_ = size_t{1} << 20;
+  size_t index_memtable_bytes_ = size_t{32} << 20;
+  std::string index_error_;  // guarded by tail_mu_: why the indexer's writes fail; empty when they work
   std::thread indexer_;
 };
 

@@ -6,11 +6,14 @@
 // open with every stream and command id as the log has them.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <set>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -19,6 +22,7 @@
 
 #include "connectors/append_plan.h"
 #include "connectors/rocksdb_store.h"
+#include "tests/support/faulty_fs.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/store_conformance.h"
 
@@ -75,15 +79,49 @@ void expect_consistent(RocksEventStore& store, const std::map<std::string, uint6
     ASSERT_TRUE(version);
     EXPECT_EQ(*version, v) << s;
   }
+  // Each command's events, as the streams hold them: a found command must name exactly these.
+  std::map<std::string, std::vector<RecordedEvent>> by_command;
+  for (const auto& [s, v] : versions) {
+    std::vector<RecordedEvent> got;
+    ASSERT_TRUE(store.read_stream(s, 1, &got));
+    for (auto& e : got) by_command[e.command_id].push_back(std::move(e));
+  }
   for (int i = 0; i < commands; ++i) {
-    auto found = store.find_command(id_prefix + std::to_string(i));
+    const std::string id = id_prefix + std::to_string(i);
+    auto found = store.find_command(id);
     ASSERT_TRUE(found);
-    ASSERT_TRUE(found->has_value()) << "command " << i << " not found";
-    EXPECT_EQ((**found).stream, "s" + std::to_string(i % static_cast<int>(versions.size())));
+    ASSERT_TRUE(found->has_value()) << "command " << id << " not found";
+    const AppendResult& r = **found;
+    const auto& events = by_command[id];
+    ASSERT_FALSE(events.empty()) << id;
+    EXPECT_EQ(r.stream, "s" + std::to_string(i % static_cast<int>(versions.size()))) << id;
+    EXPECT_EQ(r.stream, events.front().stream) << id;
+    EXPECT_EQ(r.first_version, events.front().version) << id;
+    EXPECT_EQ(r.last_version, events.back().version) << id;
+    EXPECT_EQ(r.first_position, events.front().position) << id;
+    EXPECT_EQ(r.last_position, events.back().position) << id;
   }
   auto missing = store.find_command("never-sent");
   ASSERT_TRUE(missing);
   EXPECT_FALSE(missing->has_value());
+}
+
+// The "indexed" mark in the index files of the (closed) store at `path`; nullopt when the
+// files hold none. Read with RocksDB directly.
+std::optional<uint64_t> mark_in_files(const std::string& path) {
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {"index", {}}, {"commands", {}}};
+  auto s = rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path + "/index", cfs, &handles, &raw);
+  if (!s.ok()) throw std::runtime_error("index of " + path + ": " + s.ToString());
+  std::string mark;
+  s = raw->Get({}, handles[0], "indexed", &mark);
+  for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+  delete raw;
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok() || mark.size() != 8) throw std::runtime_error("mark of " + path + ": " + s.ToString());
+  return get_u64_be(mark.data());
 }
 
 bool wait_indexed(RocksEventStore& store) {
@@ -155,8 +193,8 @@ TEST(RocksTrailingIndex, ACrashThatLostTheIndexMemtablesReindexesTheLogTail) {
     // have no index at all.
     fs::copy(dir.sub("events"), dir.sub("crashed"), fs::copy_options::recursive);
   }
+  ASSERT_FALSE(mark_in_files(dir.sub("crashed")).has_value()) << "the premise: no index in the files";
   auto store = open_store(dir.sub("crashed"));
-  EXPECT_EQ(store->indexed(), store->head()) << "open indexes what the index files lack";
   expect_consistent(*store, versions, 200);
   versions = append_some(*store, 50, 5, versions, "d");
   expect_consistent(*store, versions, 50, "d");
@@ -237,6 +275,18 @@ TEST(RocksTrailingIndex, AnIndexAheadOfTheLogIsRebuilt) {
   expect_consistent(*store, next, 8, "next");
 }
 
+// Opens the log's DB as orderflow did before the index had a DB of its own: the families
+// log, index and commands, created when missing.
+rocksdb::Status open_as_before_the_move(const std::string& path, std::vector<rocksdb::ColumnFamilyHandle*>* handles,
+                                        rocksdb::DB** raw) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"index", {}}, {"commands", {}}};
+  return rocksdb::DB::Open(o, path, cfs, handles, raw);
+}
+
 // A store written before the index had a DB of its own: the log's DB held the families
 // index and commands. Built here with RocksDB directly, in that layout.
 TEST(RocksTrailingIndex, AStoreInTheEarlierLayoutIsReindexedOnceAndItsOldFamiliesDropped) {
@@ -245,14 +295,9 @@ TEST(RocksTrailingIndex, AStoreInTheEarlierLayoutIsReindexedOnceAndItsOldFamilie
   std::map<std::string, uint64_t> versions;
   const int commands = 60;
   {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    o.create_missing_column_families = true;
-    const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"index", {}}, {"commands", {}}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &raw).ok());
+    ASSERT_TRUE(open_as_before_the_move(path, &handles, &raw).ok());
     rocksdb::WriteBatch wb;
     uint64_t position = 0;
     for (int i = 0; i < commands; ++i) {
@@ -280,12 +325,175 @@ TEST(RocksTrailingIndex, AStoreInTheEarlierLayoutIsReindexedOnceAndItsOldFamilie
   }
   std::vector<std::string> families;
   ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &families).ok());
-  EXPECT_EQ(families, (std::vector<std::string>{"default", "log"}));
+  EXPECT_EQ(std::set<std::string>(families.begin(), families.end()),
+            (std::set<std::string>{"default", "log", kLayoutFamily}));
   auto store = open_store(path);
   expect_consistent(*store, versions, commands);
   auto r = store->append({req("s0", versions["s0"], "c-new", {"s0@" + std::to_string(versions["s0"] + 1)})}).at(0);
   ASSERT_TRUE(r.status) << r.status.to_string();
   EXPECT_EQ(r.first_position, store->head());
+}
+
+// The index files cover a clean close's head; then more commands, on the same streams, reach
+// only the tail and the index's memtables before a crash. Open indexes what follows the mark:
+// streams whose versions straddle it read whole, every command is found.
+TEST(RocksTrailingIndex, ACrashAfterACleanCloseIndexesWhatFollowsTheMark) {
+  TempDir dir;
+  std::map<std::string, uint64_t> versions;
+  uint64_t closed_at = 0;
+  {
+    auto store = open_store(dir.sub("events"));
+    versions = append_some(*store, 90, 5);
+    closed_at = store->head();
+  }
+  {
+    auto store = open_store(dir.sub("events"));
+    versions = append_some(*store, 70, 5, versions, "d");
+    ASSERT_TRUE(wait_indexed(*store));
+    fs::copy(dir.sub("events"), dir.sub("crashed"), fs::copy_options::recursive);
+  }
+  ASSERT_EQ(mark_in_files(dir.sub("crashed")), std::optional<uint64_t>(closed_at)) << "the premise: the mark is the close's";
+  auto store = open_store(dir.sub("crashed"));
+  expect_consistent(*store, versions, 90, "c");
+  expect_consistent(*store, versions, 70, "d");
+  auto r = store->append({req("s0", versions["s0"], "e0", {"s0@" + std::to_string(versions["s0"] + 1)})}).at(0);
+  ASSERT_TRUE(r.status) << r.status.to_string();
+  auto stale = store->append({req("s1", versions["s1"] - 1, "e1", {"x"})}).at(0);
+  EXPECT_EQ(stale.status.code(), StatusCode::kConflict);
+  EXPECT_EQ(stale.actual_version, versions["s1"]);
+}
+
+// Open writes the reindexed log in chunks of about 10,000 commands: a tail longer than one
+// chunk comes back whole.
+TEST(RocksTrailingIndex, AReindexLongerThanOneChunkIndexesEverything) {
+  TempDir dir;
+  std::map<std::string, uint64_t> versions;
+  const int commands = 10500;
+  {
+    auto store = open_store(dir.sub("events"));
+    for (int first = 0; first < commands; first += 500) {
+      std::vector<AppendRequest> batch;
+      for (int i = first; i < first + 500; ++i) {
+        const std::string s = "s" + std::to_string(i % 11);
+        batch.push_back(req(s, versions[s], "c" + std::to_string(i), {s + "@" + std::to_string(versions[s] + 1)}));
+        ++versions[s];
+      }
+      for (const auto& r : store->append(batch)) ASSERT_TRUE(r.status) << r.status.to_string();
+    }
+    fs::copy(dir.sub("events"), dir.sub("crashed"), fs::copy_options::recursive);
+  }
+  auto store = open_store(dir.sub("crashed"));
+  EXPECT_EQ(store->head(), static_cast<uint64_t>(commands));
+  expect_consistent(*store, versions, commands);
+}
+
+// The index DB's disk fails while the log's does not: appends and reads stay correct from
+// the tail, health() says why, a tail at its limit refuses appends (nothing written), and when
+// the disk comes back the indexer catches up by itself.
+TEST(RocksTrailingIndex, AnIndexThatCannotBeWrittenIsReportedBoundedAndRecovers) {
+  TempDir dir;
+  auto fs = std::make_shared<testing::FullDiskFs>(rocksdb::FileSystem::Default(), "/index/");
+  RocksOptions options{dir.sub("events"), true};
+  options.env = std::shared_ptr<rocksdb::Env>(rocksdb::NewCompositeEnv(fs).release());
+  options.index_memtable_bytes = 64 << 10;  // a flush every few hundred commands
+  options.index_tail_limit = 3000;
+  auto opened = RocksEventStore::open(options);
+  ASSERT_TRUE(opened) << opened.status().to_string();
+  auto& store = **opened;
+  auto versions = append_some(store, 100, 7);
+  ASSERT_TRUE(wait_indexed(store));
+
+  fs->set_full(true);
+  // Appends go on until the index's next flush fails and then the tail reaches its limit.
+  int accepted = 100;
+  std::set<std::string> refused;
+  Status unhealthy;
+  for (int round = 0; round < 400 && refused.empty(); ++round) {
+    std::vector<AppendRequest> batch;
+    std::map<std::string, uint64_t> next = versions;
+    for (int i = accepted; i < accepted + 50; ++i) {
+      const std::string s = "s" + std::to_string(i % 7);
+      batch.push_back(req(s, next[s], "c" + std::to_string(i), {s + "@" + std::to_string(next[s] + 1)}));
+      ++next[s];
+    }
+    const auto out = store.append(batch);
+    if (out[0].status) {
+      for (const auto& r : out) ASSERT_TRUE(r.status) << r.status.to_string();
+      versions = next;
+      accepted += 50;
+    } else {
+      for (const auto& r : out) EXPECT_EQ(r.status.code(), StatusCode::kUnavailable) << r.status.to_string();
+      for (const auto& r : batch) refused.insert(r.command_id);
+      EXPECT_NE(out[0].status.message().find("index"), std::string::npos) << out[0].status.to_string();
+    }
+    if (!store.health()) unhealthy = store.health();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_GT(fs->refused(), 0u) << "the injected fault was never hit";
+  ASSERT_FALSE(refused.empty()) << "the tail grew past its limit: " << accepted << " commands accepted";
+  EXPECT_EQ(unhealthy.code(), StatusCode::kUnavailable) << "health() never said the index fails";
+  EXPECT_NE(unhealthy.message().find("index"), std::string::npos) << unhealthy.to_string();
+  EXPECT_LT(store.indexed(), store.head());
+  // Reads meanwhile: everything accepted, from the tail and the index files together.
+  expect_consistent(store, versions, accepted);
+
+  fs->set_full(false);
+  ASSERT_TRUE(wait_indexed(store)) << "no recovery: " << store.indexed() << " of " << store.head();
+  const auto healthy_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!store.health() && std::chrono::steady_clock::now() < healthy_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(store.health()) << store.health().to_string();
+  versions = append_some(store, 40, 7, versions, "after");
+  expect_consistent(store, versions, 40, "after");
+  opened->reset();
+
+  auto reopened = open_store(dir.sub("events"));
+  expect_consistent(*reopened, versions, accepted);
+  for (const auto& id : refused) {
+    auto found = reopened->find_command(id);
+    ASSERT_TRUE(found);
+    EXPECT_FALSE(found->has_value()) << id << " was refused, yet written";
+  }
+}
+
+// A store in this layout must not be opened by a binary from before it, which would create
+// the index families empty in the log's DB and accept version 1 again on existing streams:
+// the layout family makes RocksDB refuse (it opens all of a DB's families or none). And this
+// binary refuses a layout it does not know.
+TEST(RocksTrailingIndex, AnOlderOrNewerBinaryAndThisOneRefuseEachOthersLayout) {
+  TempDir dir;
+  const std::string path = dir.sub("events");
+  {
+    auto store = open_store(path);
+    append_some(*store, 10, 2);
+  }
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    auto s = open_as_before_the_move(path, &handles, &raw);
+    ASSERT_FALSE(s.ok()) << "an older binary opened the store";
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_NE(s.ToString().find(kLayoutFamily), std::string::npos) << s.ToString();
+  }
+  {
+    rocksdb::Options o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &raw).ok());
+    rocksdb::ColumnFamilyHandle* newer = nullptr;
+    ASSERT_TRUE(raw->CreateColumnFamily({}, "orderflow-layout-3", &newer).ok());
+    handles.push_back(newer);
+    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+  auto r = RocksEventStore::open(RocksOptions{path, true});
+  ASSERT_FALSE(r) << "opened a store in a layout this binary does not know";
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("orderflow-layout-3"), std::string::npos) << r.status().to_string();
 }
 
 }  // namespace

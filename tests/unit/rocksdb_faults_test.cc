@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "connectors/rocksdb_store.h"
+#include "tests/support/faulty_fs.h"
 #include "tests/support/temp_dir.h"
 
 namespace orderflow::connectors {
@@ -198,72 +199,11 @@ TEST(RocksLostWrites, DamagedSyncedHeadFileRefusesToOpen) {
 
 // ---- Disk full ------------------------------------------------------------------------
 
-// Every write to a file (WAL, SST, MANIFEST) fails with NoSpace while full() is set, as on a
-// full disk; creating files and reading still work (a full disk has inodes left).
-class FullDiskFs : public rocksdb::FileSystemWrapper {
- public:
-  explicit FullDiskFs(std::shared_ptr<rocksdb::FileSystem> target) : FileSystemWrapper(std::move(target)) {}
-  const char* Name() const override { return "FullDiskFs"; }
-  void set_full(bool full) { full_ = full; }
-  uint64_t refused() const { return refused_; }
-
-  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
-    auto s = target()->NewWritableFile(f, o, r, d);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
-    return s;
-  }
-  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                       std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
-    auto s = target()->ReopenWritableFile(f, o, r, d);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
-    return s;
-  }
-  rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old, const rocksdb::FileOptions& o,
-                                      std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
-    auto s = target()->ReuseWritableFile(f, old, o, r, d);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
-    return s;
-  }
-
- private:
-  class File : public rocksdb::FSWritableFileOwnerWrapper {
-   public:
-    File(std::unique_ptr<rocksdb::FSWritableFile> t, FullDiskFs* fs) : FSWritableFileOwnerWrapper(std::move(t)), fs_(fs) {}
-    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o, rocksdb::IODebugContext* g) override {
-      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::Append(d, o, g);
-    }
-    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o, const rocksdb::DataVerificationInfo& v,
-                             rocksdb::IODebugContext* g) override {
-      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::Append(d, o, v, g);
-    }
-    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off, const rocksdb::IOOptions& o,
-                                       rocksdb::IODebugContext* g) override {
-      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected") : FSWritableFileOwnerWrapper::PositionedAppend(d, off, o, g);
-    }
-    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off, const rocksdb::IOOptions& o,
-                                       const rocksdb::DataVerificationInfo& v, rocksdb::IODebugContext* g) override {
-      return fs_->refuse() ? rocksdb::IOStatus::NoSpace("injected")
-                           : FSWritableFileOwnerWrapper::PositionedAppend(d, off, o, v, g);
-    }
-
-   private:
-    FullDiskFs* fs_;
-  };
-  bool refuse() {
-    if (!full_) return false;
-    ++refused_;
-    return true;
-  }
-  std::atomic<bool> full_{false};
-  std::atomic<uint64_t> refused_{0};
-};
-
 // Regression: a write error made the event store fail for good (and, in RocksDB builds with
 // assertions, a later write to the failed WAL aborted the process).
 TEST(RocksDiskFull, AppendsAnswerUnavailableThenResumeAndNothingAcknowledgedIsLost) {
   TempDir dir;
-  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  auto fs = std::make_shared<testing::FullDiskFs>(rocksdb::FileSystem::Default());
   RocksOptions options{dir.sub("events"), true};
   options.env = std::shared_ptr<rocksdb::Env>(rocksdb::NewCompositeEnv(fs).release());
   auto opened = RocksEventStore::open(options);
