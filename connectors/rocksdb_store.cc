@@ -30,6 +30,8 @@ constexpr auto kResumeInterval = std::chrono::milliseconds(500);
 constexpr size_t kIndexBatch = 4096;
 constexpr auto kIndexDelay = std::chrono::milliseconds(10);
 constexpr const char* kIndexedMark = "indexed";
+// In the index's directory: a run found its files damaged; the next open rebuilds it.
+constexpr const char* kRebuildFile = "ORDERFLOW-REBUILD";
 
 Status map(const rocksdb::Status& s) { return from_rocks(&s); }
 
@@ -226,12 +228,16 @@ Status RocksEventStore::open_index(const std::string& path, bool legacy) {
     index_db_->Close();
     index_db_.reset();
   };
+  index_dir_ = dir;
+  const std::string rebuild_file = dir + "/" + kRebuildFile;
   uint64_t mark = 0;
   for (int attempt = 0;; ++attempt) {
-    rocksdb::DB* db = nullptr;
-    auto s = rocksdb::DB::Open(o, dir, cfs, &index_handles_, &db);
     std::string why;
-    if (s.ok()) {
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s;
+    if (attempt == 0 && ::access(rebuild_file.c_str(), F_OK) == 0) {
+      why = "a read found its files damaged (" + rebuild_file + ")";
+    } else if (s = rocksdb::DB::Open(o, dir, cfs, &index_handles_, &db); s.ok()) {
       index_db_.reset(db);
       std::string value;
       auto g = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kMark], kIndexedMark, &value);
@@ -255,6 +261,10 @@ Status RocksEventStore::open_index(const std::string& path, bool legacy) {
     log::warn("event store index is rebuilt from the log", {{"path", dir}, {"reason", why}});
     if (auto d = rocksdb::DestroyDB(dir, o, cfs); !d.ok())
       return Status::io_error("cannot remove the damaged index at " + dir + ": " + d.ToString());
+    // Gone with the files it named: were this rebuild cut short, the index has no mark and
+    // the next open indexes the whole log anyway.
+    if (::unlink(rebuild_file.c_str()) != 0 && errno != ENOENT)
+      return Status::io_error("cannot remove " + rebuild_file + ": " + std::strerror(errno));
   }
   if (auto r = reindex(mark); !r) return r;
   indexed_ = head_.load();
@@ -419,6 +429,33 @@ void RocksEventStore::stop_indexer() {
   indexer_.join();
 }
 
+// A read of the index DB failed. Damaged files (a block whose checksum fails: Open reads only
+// the tables' footers and indexes) are derived data: marked for a rebuild from the log at the
+// next open, and reported by health() until then; the read itself fails.
+Status RocksEventStore::index_read_failed(const rocksdb::Status& s) {
+  if (!s.IsCorruption()) return map(s);
+  const std::string why = "the event store's index at " + index_dir_ + " is damaged (" + s.ToString() +
+                          "); restart the instance: the next start rebuilds it from the log";
+  bool first = false;
+  {
+    std::lock_guard lock(tail_mu_);
+    if (index_damage_.empty()) {
+      index_damage_ = why;
+      first = true;
+    }
+  }
+  if (first) {
+    const std::string file = index_dir_ + "/" + kRebuildFile;
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || ::fsync(fd) != 0)
+      log::error("cannot mark the event store's index for a rebuild", {{"file", file}, {"error", std::strerror(errno)}});
+    if (fd >= 0) ::close(fd);
+    log::error("event store index is damaged; reads that need it fail until a restart rebuilds it",
+               {{"path", index_dir_}, {"error", s.ToString()}});
+  }
+  return Status::io_error(why);
+}
+
 Status RocksEventStore::verify_nothing_lost(const std::string& path) {
   const uint64_t head = head_.load();
   // Subscribers checkpoint only positions they read from this store.
@@ -510,6 +547,7 @@ Status RocksEventStore::health() const {
     // out of rotation while it lasts (reads and appends still work, up to the tail's limit).
     auto* self = const_cast<RocksEventStore*>(this);
     std::lock_guard tl(self->tail_mu_);
+    if (!index_damage_.empty()) return Status::unavailable(index_damage_);
     if (!index_error_.empty())
       return Status::unavailable("event store cannot write its index (" + index_error_ + "); " +
                                  std::to_string(pending_events_) + " events wait in memory");
@@ -553,7 +591,7 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
   auto exists = [&](uint64_t version) -> Result<bool> {
     auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kIndex], index_key(stream, version), &ignored);
     if (s.IsNotFound()) return false;
-    if (!s.ok()) return map(s);
+    if (!s.ok()) return index_read_failed(s);
     return true;
   };
   uint64_t known = 0, absent = 1;  // known exists (0: none), absent does not
@@ -700,14 +738,14 @@ Status RocksEventStore::read_stream(const std::string& stream, uint64_t from_ver
     // memtable) answers those far cheaper than creating an iterator.
     std::string first;
     auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kIndex], index_key(stream, from), &first);
-    if (!s.ok() && !s.IsNotFound()) return map(s);
+    if (!s.ok() && !s.IsNotFound()) return index_read_failed(s);
     if (s.ok()) {
       std::unique_ptr<rocksdb::Iterator> it(index_db_->NewIterator(rocksdb::ReadOptions(), index_handles_[kIndex]));
       const std::string prefix = stream + '\0';
       for (it->Seek(index_key(stream, from));
            it->Valid() && it->key().starts_with(prefix) && it->key().size() == prefix.size() + 8; it->Next())
         positions.push_back(it->value().ToString());
-      if (!it->status().ok()) return map(it->status());
+      if (!it->status().ok()) return index_read_failed(it->status());
     }
   }
   for (const auto& r : recent)
@@ -741,7 +779,7 @@ Result<std::optional<AppendResult>> RocksEventStore::find_command(const std::str
   if (!recent) {
     auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kCommands], command_id, &value);
     if (s.IsNotFound()) return std::optional<AppendResult>();
-    if (!s.ok()) return map(s);
+    if (!s.ok()) return index_read_failed(s);
   }
   AppendResult r;
   if (!decode_result(value, &r)) return Status::io_error("corrupt command record " + command_id);

@@ -21,7 +21,9 @@
 // families dropped; the log's DB then carries the family kLayoutFamily, so that an older
 // binary refuses the store instead of misreading it. If the index DB cannot be written (its
 // disk failing), the tail keeps serving reads and appends, health() is not ok, and at
-// index_tail_limit events appends answer unavailable until the indexer writes again. A failed write stops appends
+// index_tail_limit events appends answer unavailable until the indexer writes again. A read
+// that finds the index's files damaged (a block's checksum) fails, marks the index for a
+// rebuild at the next open (file ORDERFLOW-REBUILD in index/), and health() says so. A failed write stops appends
 // (leveldb's bg_error_) until RocksDB resumes (below), and then the version cache is refilled. Checkpoints are written without a sync of their own (a lost one
 // means redelivery, which subscribers tolerate); the next group commit syncs them. Thread-safe; append() serializes on a mutex.
 //
@@ -61,6 +63,7 @@
 
 namespace rocksdb {
 class DB;
+class Status;
 class ColumnFamilyHandle;
 class Env;
 }  // namespace rocksdb
@@ -140,6 +143,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   void stop_indexer();
   Result<uint64_t> lookup_version(const std::string& stream);
   Status wait_for_tail_room();
+  Status index_read_failed(const rocksdb::Status& s);
   Status verify_nothing_lost(const std::string& path);
   void write_failed(const std::string& what, const void* rocks_status);
   void try_resume();
@@ -176,6 +180,8 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   size_t tail_limit_ = size_t{1} << 20;
   size_t index_memtable_bytes_ = size_t{32} << 20;
   std::string index_error_;  // guarded by tail_mu_: why the indexer's writes fail; empty when they work
+  std::string index_damage_;  // guarded by tail_mu_: a read found the index's files damaged
+  std::string index_dir_;
   std::thread indexer_;
 };
 

@@ -456,6 +456,65 @@ TEST(RocksTrailingIndex, AnIndexThatCannotBeWrittenIsReportedBoundedAndRecovers)
   }
 }
 
+// A data block of an index table damaged on disk: Open reads only the tables' footers and
+// indexes, so the damage shows at a read. That read fails (never a wrong answer), health()
+// names the index, and the next open rebuilds it from the log.
+TEST(RocksTrailingIndex, AnIndexTableDamagedInsideIsRebuiltAtTheNextOpen) {
+  TempDir dir;
+  const std::string path = dir.sub("events");
+  std::map<std::string, uint64_t> versions;
+  {
+    auto store = open_store(path);
+    versions = append_some(*store, 200, 4);
+  }  // closed: the index is in table files
+  // The tables of the index and command-id families (not the mark's: open reads that).
+  std::vector<std::string> tables;
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"index", {}}, {"commands", {}}};
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path + "/index", cfs, &handles, &raw).ok());
+    std::vector<rocksdb::LiveFileMetaData> files;
+    raw->GetLiveFilesMetaData(&files);
+    for (const auto& f : files)
+      if (f.column_family_name != rocksdb::kDefaultColumnFamilyName) tables.push_back(f.db_path + f.name);
+    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+  ASSERT_FALSE(tables.empty()) << "no index table to damage";
+  for (const auto& t : tables) {
+    std::fstream f(t, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(16);  // inside the first data block
+    f.write("\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", 8);
+  }
+  {
+    auto store = open_store(path);
+    ASSERT_TRUE(store->health()) << store->health().to_string();
+    Status failed;
+    for (const auto& [s, v] : versions) {
+      std::vector<RecordedEvent> got;
+      const Status read = store->read_stream(s, 1, &got);
+      if (!read) {
+        failed = read;
+      } else {
+        EXPECT_EQ(got.size(), v) << "a read that did not fail answered wrong: " << s;
+      }
+    }
+    auto found = store->find_command("c7");
+    if (!found) failed = found.status();
+    ASSERT_FALSE(failed) << "no read met the damage";
+    EXPECT_NE(failed.message().find("damaged"), std::string::npos) << failed.to_string();
+    EXPECT_EQ(store->health().code(), StatusCode::kUnavailable);
+    EXPECT_NE(store->health().message().find("index"), std::string::npos) << store->health().to_string();
+    EXPECT_TRUE(fs::exists(path + "/index/ORDERFLOW-REBUILD"));
+  }
+  auto store = open_store(path);
+  EXPECT_TRUE(store->health()) << store->health().to_string();
+  EXPECT_FALSE(fs::exists(path + "/index/ORDERFLOW-REBUILD"));
+  expect_consistent(*store, versions, 200);
+}
+
 // A store in this layout must not be opened by a binary from before it, which would create
 // the index families empty in the log's DB and accept version 1 again on existing streams:
 // the layout family makes RocksDB refuse (it opens all of a DB's families or none). And this
