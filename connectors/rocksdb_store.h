@@ -43,9 +43,12 @@
 // itself, polling free space every 5 s, and Resume answers Busy meanwhile). An error RocksDB
 // cannot resume from stays, as kIoError.
 //
-// RocksSnapshotStore: stream -> (version, state) in its own DB, synced writes; in a column
-// family of its own ("covered"), writer -> the feed position its snapshots cover, written in
-// the same WriteBatch as the snapshots (SnapshotStore::put_covering). Parked commands
+// RocksSnapshotStore: stream -> (version, state) in its own DB; in a column family of its own
+// ("covered"), writer -> the feed position its snapshots cover, written in the same
+// WriteBatch as the snapshots (SnapshotStore::put_covering). put() syncs; put_covering() does
+// not: a power loss may take back its newest batches, marks included, and the change feed
+// then delivers those events again (a checkpoint ahead of the covered position moves back).
+// The WAL recovers to its last consistent point (kPointInTimeRecovery). Parked commands
 // (ParkingStore) in a third family ("parked"), node '\0' command id -> encode_parked(),
 // synced writes; clear() (a projection rebuild) leaves them.
 #pragma once
@@ -203,6 +206,7 @@ class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
 
  private:
   RocksSnapshotStore() = default;
+  std::shared_ptr<rocksdb::Env> env_;  // outlives db_ (declared first, destroyed last)
   Status write(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string* writer,
                uint64_t position);
   std::unique_ptr<rocksdb::DB> db_;

@@ -1008,8 +1008,8 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing, Control& control
       // say so, rather than alarm the operator of an upgrade about damage.
       log::warn(**covered == 0 ? "subscriber's output holds no mark of what it covers (a new or wiped store, or one "
                                  "from before such marks); replaying the feed from the start"
-                               : "subscriber's output is behind its checkpoint (restored or damaged store?); "
-                                 "replaying the gap",
+                               : "subscriber's output is behind its checkpoint (its unsynced tail lost to a power "
+                                 "failure, or a restored or damaged store); replaying the gap",
                 {{"subscriber", sub->subscriber_id()}, {"checkpoint", std::to_string(checkpoint)},
                  {"covered", std::to_string(**covered)}});
       if (auto s = feed->save_checkpoint(sub->subscriber_id(), **covered); !s) {
