@@ -55,10 +55,14 @@ rocksdb::Options base_options() {
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   o.IncreaseParallelism(2);
-  // Damage to the WAL must stop the open instead of being recovered around. The default,
-  // kPointInTimeRecovery, silently drops everything after a corrupt record; this mode
-  // tolerates only an incomplete last record (a write torn by a crash, never acknowledged).
-  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // A power failure leaves the WAL's unsynced tail torn: some of its pages written, some not
+  // or half (unsynced checkpoints and an unacknowledged group commit sit there). Recovery
+  // keeps the consistent prefix. That alone would also recover around damage to synced
+  // records, silently: the stores keep their own lower bound of what was synced
+  // (ORDERFLOW-SYNCED-HEAD, ORDERFLOW-SYNCED-SEQUENCE) and refuse an open that recovered
+  // less. (kTolerateCorruptedTailRecords, used before, refused an open after a power loss
+  // about once in fifty: garbage in a torn tail followed by intact records is not a "tail".)
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   // A closed WAL (synced at its switch) that is missing or shorter than when it was closed
   // fails the open (RocksDB keeps its synced size in the MANIFEST).
   o.track_and_verify_wals_in_manifest = true;
@@ -74,6 +78,36 @@ std::string synced_head_bytes(uint64_t head) {
   std::string b;
   put_u64_be(b, head);
   put_u64_be(b, head ^ kSyncedHeadCheck);
+  return b;
+}
+
+// A lower-bound file (ORDERFLOW-SYNCED-HEAD, ORDERFLOW-SYNCED-SEQUENCE), opened or created:
+// `value` is what it holds (nullopt: new), `error` why it cannot be opened, `damage` why its
+// bytes are not a value.
+struct BoundFile {
+  int fd = -1;
+  std::optional<uint64_t> value;
+  std::string error, damage;
+};
+
+BoundFile open_bound_file(const std::string& file) {
+  BoundFile b;
+  b.fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (b.fd < 0) {
+    b.error = "cannot open " + file + ": " + std::strerror(errno);
+    return b;
+  }
+  char buf[16];
+  const ssize_t n = ::pread(b.fd, buf, sizeof buf, 0);
+  if (n == 16) {
+    if ((get_u64_be(buf) ^ kSyncedHeadCheck) == get_u64_be(buf + 8)) {
+      b.value = get_u64_be(buf);
+    } else {
+      b.damage = file + " is damaged";
+    }
+  } else if (n != 0) {
+    b.damage = file + " is damaged (" + std::to_string(n) + " bytes)";
+  }
   return b;
 }
 
@@ -313,7 +347,7 @@ Status RocksEventStore::reindex(uint64_t from) {
       }
       finish(last);
       if (batch.size() > 10000) {
-        if (auto w = write_index(batch, last.last_position); !w) return w;
+        if (auto w = write_index(batch, last.last_position); !w.ok()) return map(w);
         batch.clear();
       }
     }
@@ -323,7 +357,7 @@ Status RocksEventStore::reindex(uint64_t from) {
   if (!batch.empty()) {
     IndexedCommand& last = batch.back();
     finish(last);
-    if (auto w = write_index(batch, last.last_position); !w) return w;
+    if (auto w = write_index(batch, last.last_position); !w.ok()) return map(w);
   }
   rocksdb::FlushOptions fo;
   if (auto f = index_db_->Flush(fo, index_handles_); !f.ok()) return map(f);
@@ -333,7 +367,7 @@ Status RocksEventStore::reindex(uint64_t from) {
 }
 
 // The entries of `commands` and the mark `through`, in one batch without a WAL.
-Status RocksEventStore::write_index(const std::vector<IndexedCommand>& commands, uint64_t through) {
+rocksdb::Status RocksEventStore::write_index(const std::vector<IndexedCommand>& commands, uint64_t through) {
   // Keys are random; inserted in key order, each memtable insert starts from the previous
   // one's position in the skiplist instead of from the top.
   std::vector<std::pair<std::string, std::string>> index;
@@ -356,7 +390,7 @@ Status RocksEventStore::write_index(const std::vector<IndexedCommand>& commands,
   wb.Put(index_handles_[kMark], kIndexedMark, position_key(through));
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
-  return map(index_db_->Write(wo, &wb));
+  return index_db_->Write(wo, &wb);
 }
 
 void RocksEventStore::indexer_loop() {
@@ -365,38 +399,53 @@ void RocksEventStore::indexer_loop() {
   bool failing = false;
   for (;;) {
     index_cv_.wait(lock, [&] { return stop_indexer_ || !pending_.empty(); });
+    const size_t enough = std::min(kIndexBatch, tail_limit_);
     if (!stop_indexer_)
       index_cv_.wait_for(lock, failing ? kResumeInterval : kIndexDelay,
-                         [&] { return stop_indexer_ || (!failing && pending_events_ >= kIndexBatch); });
+                         [&] { return stop_indexer_ || (!failing && pending_events_ >= enough); });
     if (pending_.empty()) {
       if (stop_indexer_) return;
       continue;
     }
     std::vector<IndexedCommand> batch = std::move(pending_);
     pending_.clear();
+    inflight_events_ = pending_events_;  // still in the tail, still counted against its limit
     pending_events_ = 0;
     lock.unlock();
-    Status written = write_index(batch, batch.back().last_position);
-    if (!written) {
-      // A memtable write never touches the disk, but a failed flush stops the index DB's
-      // writes until it resumes. Outside the lock: appends go on meanwhile.
-      index_db_->Resume();
+    rocksdb::Status written = write_index(batch, batch.back().last_position);
+    rocksdb::Status resumed;
+    if (!written.ok()) {
+      // A memtable write never touches the disk, but a failed flush or compaction stops the
+      // index DB's writes until it resumes. Outside the lock: appends go on meanwhile.
+      resumed = index_db_->Resume();
     }
     lock.lock();
-    if (!written) {
+    if (!written.ok()) {
       // The tail keeps serving reads and appends (up to tail_limit_); retried until it works,
-      // or given up at shutdown (the next open indexes the log's tail again).
-      if (!failing) log::error("event store cannot write its index; retrying", {{"error", written.to_string()}});
+      // or given up at shutdown (the next open indexes the log's tail again). Damage (a
+      // compaction that read a corrupt block) never resumes: marked for a rebuild at the next
+      // open, as a read that meets it does.
+      const bool damaged = written.IsCorruption() || resumed.IsCorruption() ||
+                           written.severity() >= rocksdb::Status::Severity::kFatalError;
+      if (!failing) log::error("event store cannot write its index; retrying", {{"error", written.ToString()}});
       failing = true;
-      index_error_ = written.to_string();
+      index_error_ = written.ToString();
+      if (damaged) {
+        lock.unlock();
+        index_read_failed(written.IsCorruption() ? written : resumed.IsCorruption() ? resumed
+                                                                                    : rocksdb::Status::Corruption(written.ToString()));
+        lock.lock();
+      }
       if (stop_indexer_) return;
       for (auto& c : pending_) batch.push_back(std::move(c));
       pending_ = std::move(batch);
+      inflight_events_ = 0;
       pending_events_ = 0;
       for (const auto& c : pending_) pending_events_ += c.last_version - c.first_version + 1;
       indexed_cv_.notify_all();  // appends waiting on the limit answer unavailable now
       continue;
     }
+    inflight_events_ = 0;
     indexed_.store(batch.back().last_position, std::memory_order_release);
     if (failing) log::info("event store writes its index again");
     failing = false;
@@ -473,24 +522,16 @@ Status RocksEventStore::verify_nothing_lost(const std::string& path) {
     }
     if (!it->status().ok()) return map(it->status());
   }
-  const std::string file = path + "/" + kSyncedHeadFile;
-  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::io_error("event store at " + path + ": cannot open " + file + ": " + std::strerror(errno));
-  synced_head_fd_ = fd;
-  char buf[16];
-  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
-  if (n == 16) {
-    const uint64_t synced = get_u64_be(buf);
-    if ((synced ^ kSyncedHeadCheck) != get_u64_be(buf + 8))
-      return Status::io_error(with_advice(path, file + " is damaged, so the store cannot show it lost nothing"));
-    if (synced > head)
-      return Status::io_error(with_advice(
-          path, "it was synced up to position " + std::to_string(synced) + ", but its log ends at " +
-                    std::to_string(head) + " (" + std::to_string(synced - head) +
-                    " acknowledged events lost; its write-ahead log *.log was truncated, damaged or deleted)"));
-  } else if (n != 0) {
-    return Status::io_error(with_advice(path, file + " is damaged (" + std::to_string(n) + " bytes)"));
-  }
+  const BoundFile bound = open_bound_file(path + "/" + kSyncedHeadFile);
+  if (!bound.error.empty()) return Status::io_error("event store at " + path + ": " + bound.error);
+  synced_head_fd_ = bound.fd;
+  if (!bound.damage.empty())
+    return Status::io_error(with_advice(path, bound.damage + ", so the store cannot show it lost nothing"));
+  if (bound.value && *bound.value > head)
+    return Status::io_error(with_advice(
+        path, "it was synced up to position " + std::to_string(*bound.value) + ", but its log ends at " +
+                  std::to_string(head) + " (" + std::to_string(*bound.value - head) +
+                  " acknowledged events lost; its write-ahead log *.log was truncated, damaged or deleted)"));
   if (sync_) record_synced_head(head, true);
   return Status::ok();
 }
@@ -550,7 +591,7 @@ Status RocksEventStore::health() const {
     if (!index_damage_.empty()) return Status::unavailable(index_damage_);
     if (!index_error_.empty())
       return Status::unavailable("event store cannot write its index (" + index_error_ + "); " +
-                                 std::to_string(pending_events_) + " events wait in memory");
+                                 std::to_string(pending_events_ + inflight_events_) + " events wait in memory");
   }
   std::unique_lock lock(write_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return Status::ok();  // an append is under way: writes are not stopped
@@ -618,13 +659,13 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
 // makes no room within a second, the append answers unavailable and writes nothing.
 Status RocksEventStore::wait_for_tail_room() {
   std::unique_lock tl(tail_mu_);
-  if (pending_events_ < tail_limit_) return Status::ok();
+  auto room = [&] { return pending_events_ + inflight_events_ < tail_limit_; };
+  if (room()) return Status::ok();
   index_cv_.notify_one();
-  indexed_cv_.wait_for(tl, std::chrono::seconds(1), [&] {
-    return pending_events_ < tail_limit_ || !index_error_.empty() || stop_indexer_;
-  });
-  if (pending_events_ < tail_limit_) return Status::ok();
-  return Status::unavailable("event store's index is " + std::to_string(pending_events_) +
+  indexed_cv_.wait_for(tl, std::chrono::seconds(1),
+                       [&] { return room() || !index_error_.empty() || stop_indexer_; });
+  if (room()) return Status::ok();
+  return Status::unavailable("event store's index is " + std::to_string(pending_events_ + inflight_events_) +
                              " events behind the log" +
                              (index_error_.empty() ? std::string() : " (" + index_error_ + ")") +
                              "; appends wait until it catches up");
@@ -845,10 +886,9 @@ Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const Rocks
   // skiplist search (RocksDB writes were over half of the projection feed thread's CPU, its
   // memtable inserts 15%; hashed, that thread spends about 10% less per event). Hashed
   // memtables take one writer at a time.
-  // Covering writes are not synced: after a power loss the WAL may end in a torn or
-  // half-written tail after its last sync. Recovery keeps the consistent prefix (everything
-  // synced, parked commands included, and whole batches of snapshots with their marks).
-  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Covering writes are not synced: after a power loss recovery keeps the WAL's consistent
+  // prefix (base_options): everything synced, parked commands included, and whole batches of
+  // snapshots with their marks.
   auto snapshots = point_lookup_cf();
   snapshots.prefix_extractor.reset(rocksdb::NewNoopTransform());
   snapshots.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 16));
@@ -862,13 +902,50 @@ Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const Rocks
   auto s = rocksdb::DB::Open(o, options.path, cfs, &store->handles_, &db);
   if (!s.ok()) return Status::io_error("cannot open snapshot store at " + options.path + ": " + s.ToString());
   store->db_.reset(db);
+  if (auto v = store->verify_synced(options.path); !v) return v;
   return store;
 }
 
+// Point-in-time recovery keeps the WAL's consistent prefix: right for the unsynced covering
+// writes, but it would also drop, silently, a synced write behind damage in the WAL (a media
+// error, a disk that ignored a flush). The sequence number of the last synced write, kept in
+// ORDERFLOW-SYNCED-SEQUENCE, tells: recovery that ends before it lost acknowledged writes
+// (parked saga commands among them), and the open is refused.
+Status RocksSnapshotStore::verify_synced(const std::string& path) {
+  const std::string file = path + "/" + kSyncedSequenceFile;
+  const BoundFile bound = open_bound_file(file);
+  if (!bound.error.empty()) return Status::io_error("snapshot store at " + path + ": " + bound.error);
+  synced_seq_fd_ = bound.fd;
+  const uint64_t recovered = db_->GetLatestSequenceNumber();
+  auto refuse = [&](const std::string& damage) {
+    return Status::io_error("snapshot store at " + path + ": " + damage +
+                            ". Refusing to start: parked saga commands (or synced snapshots) may be missing. "
+                            "Restore " + path + " from a backup and start again; to accept the loss instead, "
+                            "remove " + file + " (then check `orderflow parked list` and rebuild the projection)");
+  };
+  if (!bound.damage.empty()) return refuse(bound.damage);
+  if (bound.value && *bound.value > recovered)
+    return refuse("its writes were synced up to sequence " + std::to_string(*bound.value) + ", but recovery ends at " +
+                  std::to_string(recovered) + " (its write-ahead log *.log was damaged, truncated or deleted)");
+  std::lock_guard lock(write_mu_);
+  return record_synced();
+}
+
+// Called with write_mu_ held (every write takes it) after a synced write: everything up to
+// the latest sequence number is on disk.
+Status RocksSnapshotStore::record_synced() {
+  const std::string b = synced_head_bytes(db_->GetLatestSequenceNumber());
+  if (::pwrite(synced_seq_fd_, b.data(), b.size(), 0) != static_cast<ssize_t>(b.size()) || ::fdatasync(synced_seq_fd_) != 0)
+    return Status::io_error(std::string("snapshot store: cannot record its synced sequence: ") + std::strerror(errno));
+  return Status::ok();
+}
+
 RocksSnapshotStore::~RocksSnapshotStore() {
-  if (!db_) return;
-  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-  db_->Close();
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+  }
+  if (synced_seq_fd_ >= 0) ::close(synced_seq_fd_);
 }
 
 Result<std::optional<uint64_t>> RocksSnapshotStore::covered_position(const std::string& writer) {
@@ -904,7 +981,7 @@ Status RocksSnapshotStore::clear() {
     wo.sync = true;
     if (auto s = db_->Write(wo, &wb); !s.ok()) return map(s);
   }
-  return Status::ok();
+  return record_synced();
 }
 
 namespace {
@@ -917,9 +994,11 @@ std::string parked_key(const std::string& node, const std::string& command_id) {
 }  // namespace
 
 Status RocksSnapshotStore::park(const ParkedCommand& p) {
+  std::lock_guard lock(write_mu_);
   rocksdb::WriteOptions wo;
   wo.sync = true;  // a parked command lets the saga's checkpoint move past its event: durable first
-  return map(db_->Put(wo, handles_[2], parked_key(p.node, p.command_id), encode_parked(p)));
+  if (auto s = db_->Put(wo, handles_[2], parked_key(p.node, p.command_id), encode_parked(p)); !s.ok()) return map(s);
+  return record_synced();
 }
 
 Status RocksSnapshotStore::list(const std::string& node, std::vector<ParkedCommand>* out) {
@@ -935,9 +1014,11 @@ Status RocksSnapshotStore::list(const std::string& node, std::vector<ParkedComma
 }
 
 Status RocksSnapshotStore::remove(const std::string& node, const std::string& command_id) {
+  std::lock_guard lock(write_mu_);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  return map(db_->Delete(wo, handles_[2], parked_key(node, command_id)));
+  if (auto s = db_->Delete(wo, handles_[2], parked_key(node, command_id)); !s.ok()) return map(s);
+  return record_synced();
 }
 
 Result<Snapshot> RocksSnapshotStore::get(const std::string& stream) {
@@ -1013,13 +1094,15 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
   // (ChangeFeedNode moves a checkpoint back to the covered position). A sync per flush was
   // a fifth of the projection's CPU at 2,000 commands/s, and queued on the disk with the
   // group commits' syncs.
-  wo.sync = sync_ && writer == nullptr;
+  wo.sync = sync_ && (writer == nullptr || durable_covering_.load(std::memory_order_relaxed));
   auto s = db_->Write(wo, &wb);
   if (!s.ok()) {
     versions_.clear();
     covered_.clear();
     return map(s);
   }
+  if (wo.sync)
+    if (auto r = record_synced(); !r) return r;
   if (writer != nullptr) covered_[*writer] = position;
   if (versions_.size() + in_batch.size() > kVersionCacheLimit) versions_.clear();
   for (const auto& [stream, version] : in_batch) versions_[*stream] = version;

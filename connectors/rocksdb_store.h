@@ -48,7 +48,10 @@
 // WriteBatch as the snapshots (SnapshotStore::put_covering). put() syncs; put_covering() does
 // not: a power loss may take back its newest batches, marks included, and the change feed
 // then delivers those events again (a checkpoint ahead of the covered position moves back).
-// The WAL recovers to its last consistent point (kPointInTimeRecovery). Parked commands
+// A writer whose feed cannot do that (no global positions: Cosmos DB leases) asks for synced
+// covering writes (require_durable_covering). The WAL recovers to its last consistent point
+// (kPointInTimeRecovery); the sequence number of the last synced write, in the file
+// ORDERFLOW-SYNCED-SEQUENCE, makes an open that recovered less than that (a damaged WAL) fail. Parked commands
 // (ParkingStore) in a third family ("parked"), node '\0' command id -> encode_parked(),
 // synced writes; clear() (a projection rebuild) leaves them.
 #pragma once
@@ -96,6 +99,9 @@ inline constexpr const char* kLayoutFamily = "orderflow-layout-2-needs-orderflow
 
 // The file in an event store's directory holding the last synced head (see RocksEventStore).
 inline constexpr const char* kSyncedHeadFile = "ORDERFLOW-SYNCED-HEAD";
+// The file in a snapshot store's directory holding the sequence number of its last synced
+// write (see RocksSnapshotStore).
+inline constexpr const char* kSyncedSequenceFile = "ORDERFLOW-SYNCED-SEQUENCE";
 
 class RocksEventStore final : public EventStore, public ChangeFeed {
  public:
@@ -141,7 +147,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   RocksEventStore() = default;
   Status open_index(const std::string& path, bool legacy);
   Status reindex(uint64_t from);
-  Status write_index(const std::vector<IndexedCommand>& commands, uint64_t through);
+  rocksdb::Status write_index(const std::vector<IndexedCommand>& commands, uint64_t through);
   void indexer_loop();
   void stop_indexer();
   Result<uint64_t> lookup_version(const std::string& stream);
@@ -176,6 +182,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::condition_variable index_cv_;                                       // wakes the indexer
   std::vector<IndexedCommand> pending_;                                    // guarded by tail_mu_, commit order
   size_t pending_events_ = 0;                                              // guarded by tail_mu_
+  size_t inflight_events_ = 0;  // guarded by tail_mu_: events of the batch the indexer is writing
   std::unordered_map<std::string, std::vector<StreamRange>> tail_streams_;  // guarded by tail_mu_
   std::unordered_map<std::string, std::string> tail_commands_;            // guarded by tail_mu_: id -> result
   bool stop_indexer_ = false;                                              // guarded by tail_mu_
@@ -197,6 +204,7 @@ class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
   Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override;
   Status put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string& writer,
                       uint64_t position) override;
+  void require_durable_covering() override { durable_covering_ = true; }
   Result<std::optional<uint64_t>> covered_position(const std::string& writer) override;
   Status clear() override;
 
@@ -207,6 +215,8 @@ class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
  private:
   RocksSnapshotStore() = default;
   std::shared_ptr<rocksdb::Env> env_;  // outlives db_ (declared first, destroyed last)
+  Status verify_synced(const std::string& path);
+  Status record_synced();
   Status write(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string* writer,
                uint64_t position);
   std::unique_ptr<rocksdb::DB> db_;
@@ -215,6 +225,8 @@ class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
   std::mutex write_mu_;
   std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded
   std::unordered_map<std::string, uint64_t> covered_;   // guarded by write_mu_: marks as last written
+  std::atomic<bool> durable_covering_{false};
+  int synced_seq_fd_ = -1;                              // guarded by write_mu_ (after open)
 };
 
 // The one place RocksDB statuses become orderflow statuses.

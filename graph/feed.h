@@ -58,6 +58,10 @@ class FeedSubscriber {
   // ahead of it means the output lost its tail (an older copy restored, a lost WAL) and
   // the feed moves the checkpoint back so the gap is delivered again.
   virtual Result<std::optional<uint64_t>> covered_position() { return std::optional<uint64_t>(); }
+  // Called once by the feed it is connected to, before the first batch: whether that feed
+  // moves a checkpoint ahead of covered_position() back at start (a feed with global
+  // positions). When it cannot, output that a crash may take back must be made durable.
+  virtual void feed_replays_lost_output(bool /*replays*/) {}
   // Called from the feed's thread while delivery to this subscriber is paused (no batch
   // outstanding) after its durable output was dropped (a projection rebuilt on a running
   // server): forget every state kept in memory, the next batches start from nothing.

@@ -175,6 +175,10 @@ class SnapshotStore {
     (void)position;
     return put(entries);
   }
+  // Asked by a writer whose change feed cannot replay what a lost tail of this store held
+  // (a feed without global positions, so no covered mark to move back to): from now on
+  // put_covering() is as durable as put(). Default: nothing to do (every write durable).
+  virtual void require_durable_covering() {}
   // The position put_covering() last recorded for `writer`: 0 when none was (an empty or a
   // new store, whose writer must then replay from the start); nullopt when this store keeps
   // no marks (the default; Cosmos DB, whose feed positions are process-local).

@@ -1184,6 +1184,7 @@ void ChangeFeedNode::run(FeedSubscriber* sub, Failing& failing, Control& control
 Status ChangeFeedNode::connect_to(RuntimeNode& to) {
   auto* subscriber = dynamic_cast<FeedSubscriber*>(&to);
   if (subscriber == nullptr) return Status::internal("node " + to.id() + " (kind " + to.kind() + ") takes no events");
+  subscriber->feed_replays_lost_output(feed_->global_positions());
   add_subscriber(subscriber);
   return Status::ok();
 }

@@ -359,6 +359,9 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   Result<std::shared_ptr<BatchTicket>> handle(const std::vector<RecordedEvent>& batch) override;
   void idle(bool stopping) override;
   Result<std::optional<uint64_t>> covered_position() override { return snapshots_->covered_position(id()); }
+  void feed_replays_lost_output(bool replays) override {
+    if (!replays) snapshots_->require_durable_covering();
+  }
   void forget() override;
   size_t max_outstanding() const override { return flush_batches_ + kSpareBatches; }
 

@@ -596,6 +596,73 @@ class TimedAppends final : public testing::EventsDecorator {
   std::vector<size_t> sizes;
 };
 
+// The RocksDB snapshot store does not sync a projection's flushes: a power loss may take back
+// the newest with their mark, and a feed with global positions replays them (its checkpoint
+// moves back to the mark). A feed without them (Cosmos DB leases) cannot: the projection it
+// feeds must ask its snapshot store for durable flushes, and one on a global feed must not.
+class FeedWithoutGlobalPositions final : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  bool global_positions() const override { return false; }
+};
+
+class SnapshotsAskedForDurability final : public SnapshotStore {
+ public:
+  explicit SnapshotsAskedForDurability(SnapshotStore* inner) : inner_(inner) {}
+  Result<Snapshot> get(const std::string& stream) override { return inner_->get(stream); }
+  Status put(const std::vector<std::pair<std::string, Snapshot>>& entries) override { return inner_->put(entries); }
+  Status put_covering(const std::vector<std::pair<std::string, Snapshot>>& entries, const std::string& writer,
+                      uint64_t position) override {
+    return inner_->put_covering(entries, writer, position);
+  }
+  Result<std::optional<uint64_t>> covered_position(const std::string& writer) override {
+    return inner_->covered_position(writer);
+  }
+  void require_durable_covering() override { asked = true; }
+  bool asked = false;
+
+ private:
+  SnapshotStore* inner_;
+};
+
+template <typename Feed>
+class DurabilityProvider final : public StoreProvider {
+ public:
+  explicit DurabilityProvider(connectors::StoreSet& inner)
+      : events(*inner.event_store("events"), *inner.change_feed("events")), snapshots(*inner.snapshot_store("snapshots")) {}
+  Result<EventStore*> event_store(const std::string&) override { return static_cast<EventStore*>(&events); }
+  Result<ChangeFeed*> change_feed(const std::string&) override { return static_cast<ChangeFeed*>(&events); }
+  Result<SnapshotStore*> snapshot_store(const std::string&) override { return static_cast<SnapshotStore*>(&snapshots); }
+  Feed events;
+  SnapshotsAskedForDurability snapshots;
+};
+
+template <typename Feed>
+bool projection_asks_for_durable_flushes() {
+  auto loaded = graph::load_graph_string(
+      "graph: durable\nstores:\n  events: {kind: memory}\n  snapshots: {kind: memory}\nnodes:\n"
+      "  - {id: demo, kind: demo_source}\n"
+      "  - {id: route, kind: route, params: {lanes: 2}}\n"
+      "  - {id: lanes, kind: command_lane, params: {events: events, snapshots: snapshots}}\n"
+      "  - {id: commit, kind: commit, params: {events: events}}\n"
+      "  - {id: feed, kind: change_feed, params: {events: events}}\n"
+      "  - {id: projection, kind: projection, params: {snapshots: snapshots}}\n"
+      "edges: [demo -> route, route -> lanes, lanes -> commit, commit -> feed, feed -> projection]\n");
+  EXPECT_TRUE(loaded.ok());
+  connectors::StoreSet stores(loaded.graph, "");
+  DurabilityProvider<Feed> provider(stores);
+  BuildOptions o;
+  o.threads = 1;
+  auto built = build_pipeline(loaded.graph, test_support::standard_kinds(), provider, o);
+  EXPECT_TRUE(built) << built.status().to_string();
+  return provider.snapshots.asked;
+}
+
+TEST(ProjectionDurability, AProjectionWhoseFeedCannotReplayAsksForDurableFlushes) {
+  EXPECT_TRUE(projection_asks_for_durable_flushes<FeedWithoutGlobalPositions>());
+  EXPECT_FALSE(projection_asks_for_durable_flushes<testing::EventsDecorator>());
+}
+
 // commit's write_interval_us: a writer that wrote recently waits out the interval and then
 // writes everything queued meanwhile as one group; an idle writer writes at once; a full
 // group (max_batch) does not wait. The default follows the store: spaced on a store that

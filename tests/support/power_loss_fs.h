@@ -1,7 +1,7 @@
 // A RocksDB FileSystem decorator for power-loss tests: it remembers, per file, how much of
 // it was synced, and at a chosen operation "loses power": that operation and every later one
 // fail, and power_loss() cuts each file back to its synced length (what a disk keeps when
-// the machine dies; unsynced page-cache data is gone). Pass it to a store through
+// the machine dies; unsynced page-cache data is gone, or, torn, partly there and partly garbage). Pass it to a store through
 // RocksOptions::env (rocksdb::NewCompositeEnv).
 #pragma once
 
@@ -11,9 +11,11 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 
 namespace orderflow::testing {
@@ -32,16 +34,28 @@ class PowerLossFs : public rocksdb::FileSystemWrapper {
     countdown_ = after_ops;
   }
   bool dead() const { return dead_.load(); }
-  // The files as the disk keeps them; returns how many bytes were dropped.
-  uint64_t power_loss() {
+  // The files as the disk keeps them; returns how many bytes were dropped. With a non-zero
+  // `torn` seed, a file keeps a random part of its unsynced bytes, some of them garbage (a
+  // disk that wrote some pages of the tail and not others, or half of one).
+  uint64_t power_loss(uint32_t torn = 0) {
     std::lock_guard lock(mu_);
+    std::mt19937 rng(torn);
     uint64_t dropped = 0;
     for (const auto& [path, f] : files_) {
       std::error_code ec;
       const auto size = std::filesystem::file_size(path, ec);
       if (ec || size <= f.synced) continue;
-      dropped += size - f.synced;
-      std::filesystem::resize_file(path, f.synced);
+      uint64_t keep = f.synced;
+      if (torn != 0) keep += rng() % (size - f.synced + 1);
+      dropped += size - keep;
+      std::filesystem::resize_file(path, keep);
+      if (torn != 0 && keep > f.synced) {
+        const uint64_t at = f.synced + rng() % (keep - f.synced);
+        const uint64_t n = std::min<uint64_t>(keep - at, 1 + rng() % 64);
+        std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(static_cast<std::streamoff>(at));
+        for (uint64_t i = 0; i < n; ++i) file.put(static_cast<char>(rng()));
+      }
     }
     files_.clear();  // what is left is on the disk
     countdown_ = 0;
