@@ -135,7 +135,7 @@ rocksdb::ColumnFamilyOptions point_lookup_cf() {
 }
 
 // The stream of an index key (stream '\0' version): every read of the index stays inside
-// one stream (read_stream, lookup_version), so the memtable can hash on it.
+// one stream (read_stream, lookup_version).
 class StreamOfIndexKey final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "orderflow.StreamOfIndexKey"; }
@@ -145,18 +145,17 @@ class StreamOfIndexKey final : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() >= 9; }
 };
 
-// The stream index and the command ids take one random insert each per event / command
-// in the writer (a skiplist search each: 26% of the writer's CPU in `perf`). Reads of either
-// never cross a stream (index) or a key (command ids), so their memtables hash first: the
-// index by stream into small skiplists, the command ids by whole key into short lists.
-// memtable_bytes: the families' write_buffer_size. A memtable's hash buckets live in its own
-// arena, so they are kept to an eighth of it (the default 32 MB takes 2^18).
-size_t hash_buckets(size_t memtable_bytes) { return std::clamp<size_t>(memtable_bytes / 64, 64, size_t{1} << 18); }
-
+// The index DB's families keep RocksDB's plain skiplist memtables. The indexer inserts
+// sorted batches (each insert starts near the previous one). Hashed memtables (by stream, by
+// command id) took a little off the indexer but made every flush sort the whole memtable
+// first: RocksDB's flush thread spent 4.1-4.6 µs per event in runs of 400,000 commands,
+// 1.0-1.5 with skiplists, and the pipeline ran 10% faster (`orderflow bench graphs/orders.yaml
+// --commands 400000 --runs 1 --threads 2 --store rocksdb --no-baselines`). The prefix
+// extractors feed the memtable bloom filters (most look-ups miss) and keep each index
+// iterator inside its stream.
 rocksdb::ColumnFamilyOptions index_cf(size_t memtable_bytes) {
   rocksdb::ColumnFamilyOptions cf = point_lookup_cf();
   cf.prefix_extractor = std::make_shared<StreamOfIndexKey>();
-  cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(hash_buckets(memtable_bytes)));
   cf.write_buffer_size = memtable_bytes;
   return cf;
 }
@@ -164,7 +163,6 @@ rocksdb::ColumnFamilyOptions index_cf(size_t memtable_bytes) {
 rocksdb::ColumnFamilyOptions commands_cf(size_t memtable_bytes) {
   rocksdb::ColumnFamilyOptions cf = point_lookup_cf();
   cf.prefix_extractor.reset(rocksdb::NewNoopTransform());
-  cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(hash_buckets(memtable_bytes)));
   cf.write_buffer_size = memtable_bytes;
   return cf;
 }
@@ -247,8 +245,7 @@ Status RocksEventStore::open_index(const std::string& path, bool legacy) {
   // mark without its entries (or entries of one family without the other's).
   o.atomic_flush = true;
   o.avoid_flush_during_shutdown = false;
-  // The hashed memtables take one writer at a time; the indexer is the only one.
-  o.allow_concurrent_memtable_write = false;
+  o.allow_concurrent_memtable_write = false;  // the indexer is the only writer
   // The memtables' size bounds what a crash makes the next open index again (not logged).
   const auto index = index_cf(index_memtable_bytes_), commands = commands_cf(index_memtable_bytes_);
   const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
@@ -624,10 +621,9 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
     std::lock_guard lock(tail_mu_);  // the newest versions, when the index DB lacks them
     if (auto t = tail_streams_.find(stream); t != tail_streams_.end()) return t->second.back().last_version;
   }
-  // A stream's versions are 1..N without a gap, so N is found by point look-ups (memtable
-  // hash, bloom filters): doubling, then halving. New streams, the common miss, cost one.
-  // Not an iterator: the index's hashed memtable cannot seek backwards (SeekForPrev there
-  // skips the memtable and finds an older version in the table files).
+  // A stream's versions are 1..N without a gap, so N is found by point look-ups (bloom
+  // filters): doubling, then halving. New streams, the common miss, cost one; cheaper than
+  // creating an iterator to seek backwards.
   std::string ignored;
   auto exists = [&](uint64_t version) -> Result<bool> {
     auto s = index_db_->Get(rocksdb::ReadOptions(), index_handles_[kIndex], index_key(stream, version), &ignored);
