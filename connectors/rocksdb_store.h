@@ -33,8 +33,10 @@
 // of what was synced, the file ORDERFLOW-SYNCED-HEAD in its directory (the position of the
 // last synced group commit, written after the sync; fdatasync'ed at most once a second).
 // Open fails, naming the damage and what to do, when that position or a subscriber's
-// checkpoint is beyond the log's head, or RocksDB finds a corrupt record before the WAL's
-// tail or a closed WAL missing or of the wrong size.
+// checkpoint is beyond the log's head (recovery keeps the WAL's consistent prefix, so a
+// corrupt record among synced ones shows as a head behind that position, while a power
+// failure's torn, unsynced tail opens), or RocksDB finds a closed WAL missing or of the
+// wrong size.
 //
 // A write that fails for want of space or another I/O error (not corruption) makes appends
 // answer kUnavailable, with no write reaching RocksDB, until DB::Resume() succeeds (tried
