@@ -149,7 +149,7 @@ void register_node_kinds(graph::KindRegistry& r) {
                    "a state is written at most this long after its event arrives; more coalesces "
                    "writes of busy streams (fewer Cosmos DB requests), reads lag more")
           .integer(&ProjectionOptions::flush_batches, "flush_batches", 1, 4096,
-                   "...or at the latest once this many feed batches wait (default 8); raise it with flush_ms "
+                   "...or at the latest once this many feed batches wait (default 32); raise it with flush_ms "
                    "where the feed delivers many small batches (Cosmos DB: a page per range and poll)");
   r.add_node_kind(kind("projection", PortType::kEvent, PortType::kNone, false, projection.params(),
                        "current state into the snapshot store", DrainOrder::kSubscriber,

@@ -80,7 +80,7 @@ struct ChangeFeedOptions {
 struct ProjectionOptions {
   std::string snapshots;            // snapshot store (required)
   int64_t flush_ms = 25;            // a state is written at most this long after its event
-  int64_t flush_batches = 8;        // ...or once this many feed batches wait to be written
+  int64_t flush_batches = 32;       // ...or once this many feed batches wait to be written
 };
 struct SagaOptions {
   std::string parked;               // snapshot store keeping parked reactions; "" (default) = none
@@ -365,7 +365,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
   void forget() override;
   size_t max_outstanding() const override { return flush_batches_ + kSpareBatches; }
 
-  static constexpr size_t kFlushBatches = 8;
+  static constexpr size_t kFlushBatches = 32;
   static constexpr size_t kSpareBatches = 8;  // handed out beyond flush_batches while a flush runs
   static constexpr std::chrono::milliseconds kFlushInterval{25};
 
