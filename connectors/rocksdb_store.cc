@@ -493,9 +493,12 @@ Status RocksEventStore::index_read_failed(const rocksdb::Status& s) {
   if (first) {
     const std::string file = index_dir_ + "/" + kRebuildFile;
     const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || ::fsync(fd) != 0)
+    // The new name is durable once its directory is synced.
+    const int dir = ::open(index_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || dir < 0 || ::fsync(fd) != 0 || ::fsync(dir) != 0)
       log::error("cannot mark the event store's index for a rebuild", {{"file", file}, {"error", std::strerror(errno)}});
     if (fd >= 0) ::close(fd);
+    if (dir >= 0) ::close(dir);
     log::error("event store index is damaged; reads that need it fail until a restart rebuilds it",
                {{"path", index_dir_}, {"error", s.ToString()}});
   }
