@@ -1070,11 +1070,13 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
     } else {
       in_batch.emplace_back(&stream, snap.version);
     }
-    std::string value;
-    value.reserve(8 + snap.state.size());
-    put_u64_be(value, snap.version);
-    value.append(snap.state);
-    wb.Put(handles_[0], stream, value);
+    // The version and the state as two parts of one value: no copy of the state (a hot SKU's
+    // state grows with its open orders) before the batch's own.
+    std::string version;
+    put_u64_be(version, snap.version);
+    const rocksdb::Slice value_parts[2] = {version, snap.state};
+    const rocksdb::Slice key_part(stream);
+    wb.Put(handles_[0], rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
   }
   // The mark goes in the same batch: it never claims snapshots the disk does not hold. An
   // unchanged mark with nothing else to write is not rewritten.
