@@ -111,6 +111,13 @@ BoundFile open_bound_file(const std::string& file) {
   return b;
 }
 
+// Writes `value` into a lower-bound file opened by open_bound_file, synced when `sync`.
+bool write_bound_file(int fd, uint64_t value, bool sync) {
+  const std::string b = synced_head_bytes(value);
+  if (::pwrite(fd, b.data(), b.size(), 0) != static_cast<ssize_t>(b.size())) return false;
+  return !sync || ::fdatasync(fd) == 0;
+}
+
 std::string with_advice(const std::string& path, const std::string& damage) {
   return "event store at " + path + ": " + damage +
          ". Refusing to start: events that were acknowledged (to clients, to subscribers, to the "
@@ -541,14 +548,10 @@ Status RocksEventStore::verify_nothing_lost(const std::string& path) {
 // may take it back a little, which only weakens the check).
 void RocksEventStore::record_synced_head(uint64_t head, bool force_sync) {
   if (synced_head_fd_ < 0) return;
-  const std::string b = synced_head_bytes(head);
-  bool ok = ::pwrite(synced_head_fd_, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size());
   const auto now = std::chrono::steady_clock::now();
-  if (ok && (force_sync || now - synced_head_flushed_ >= std::chrono::seconds(1))) {
-    ok = ::fdatasync(synced_head_fd_) == 0;
-    synced_head_flushed_ = now;
-  }
-  if (!ok) log::warn("cannot record the event store's synced head", {{"error", std::strerror(errno)}});
+  const bool sync = force_sync || now - synced_head_flushed_ >= std::chrono::seconds(1);
+  if (sync) synced_head_flushed_ = now;
+  if (!write_bound_file(synced_head_fd_, head, sync)) log::warn("cannot record the event store's synced head", {{"error", std::strerror(errno)}});
 }
 
 // Called with write_mu_ held. RocksDB has stopped writes (paranoid_checks): none may reach
@@ -933,8 +936,7 @@ Status RocksSnapshotStore::verify_synced(const std::string& path) {
 // Called with write_mu_ held (every write takes it) after a synced write: everything up to
 // the latest sequence number is on disk.
 Status RocksSnapshotStore::record_synced() {
-  const std::string b = synced_head_bytes(db_->GetLatestSequenceNumber());
-  if (::pwrite(synced_seq_fd_, b.data(), b.size(), 0) != static_cast<ssize_t>(b.size()) || ::fdatasync(synced_seq_fd_) != 0)
+  if (!write_bound_file(synced_seq_fd_, db_->GetLatestSequenceNumber(), true))
     return Status::io_error(std::string("snapshot store: cannot record its synced sequence: ") + std::strerror(errno));
   return Status::ok();
 }
