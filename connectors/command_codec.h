@@ -25,4 +25,11 @@ Result<CommandFormat> command_format(std::string_view content_type);
 Result<MessagePtr> decode_command(const Domain& domain, std::string_view body, CommandFormat format,
                                   const std::string& default_id = "");
 
+// The fast path of decode_command's JSON: parses `body` into `m` (empty on entry) when it
+// has the common shape of a command (plain ASCII strings, integers, booleans, objects and
+// arrays, field names known, each once, one member per oneof) and returns true; returns
+// false with `m` cleared for anything else, which protobuf's JSON parser then decides. What
+// it accepts, protobuf's parser parses to the same message.
+bool parse_plain_json(std::string_view body, google::protobuf::Message* m);
+
 }  // namespace orderflow::connectors

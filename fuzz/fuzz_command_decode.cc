@@ -1,7 +1,8 @@
 // Command decoding as the HTTP and Kafka sources do it (connectors/command_codec.h).
 // Input: one byte choosing the format (even: JSON, odd: binary protobuf), then the body.
 // Checks beyond "no crash": an accepted command is one a client may send and passes the
-// domain's shape check; an accepted JSON command printed back as JSON decodes to the same.
+// domain's shape check; an accepted JSON command printed back as JSON decodes to the same;
+// the JSON fast path agrees with protobuf's parser on what it takes.
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 
@@ -30,6 +31,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   // The content-type parser sees the same bytes (the Kafka header and HTTP header path).
   (void)orderflow::connectors::command_format(body.substr(0, 64));
+  // The JSON fast path takes only what protobuf's parser takes, into the same message.
+  if (format == CommandFormat::kJson) {
+    orderflow::v1::Command fast, slow;
+    if (orderflow::connectors::parse_plain_json(body, &fast)) {
+      google::protobuf::util::JsonParseOptions opts;
+      if (!google::protobuf::util::JsonStringToMessage(std::string(body), &slow, opts).ok() ||
+          !google::protobuf::util::MessageDifferencer::Equals(fast, slow))
+        std::abort();
+    }
+  }
   const orderflow::Domain& domain = *orderflow::orders::orders_domain();
   auto decoded = orderflow::connectors::decode_command(domain, body, format, "fuzz-default-id");
   if (!decoded) {
