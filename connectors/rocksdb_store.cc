@@ -693,7 +693,26 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
     }
     return results;
   }
-  AppendLookups lookups{[this](const std::string& id) { return find_command(id); },
+  // Every command id of the group is looked up at once (the tail under one lock, the rest
+  // with one MultiGet) before planning: one look-up per command was a third of the writer's
+  // time. Only this writer adds commands (write_mu_), and an entry leaves the tail only
+  // after the index DB has it, so tail-then-index finds every committed id.
+  auto found = find_commands(batch);
+  if (!found) {
+    results.assign(batch.size(), AppendResult{});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].stream = batch[i].stream;
+      results[i].status = found.status();
+    }
+    return results;
+  }
+  AppendLookups lookups{[&found](const std::string& id) -> Result<std::optional<AppendResult>> {
+                          auto it = found->find(id);
+                          if (it == found->end()) return std::optional<AppendResult>();
+                          AppendResult r;
+                          if (!decode_result(it->second, &r)) return Status::io_error("corrupt command record " + id);
+                          return std::optional<AppendResult>(std::move(r));
+                        },
                         [this](const std::string& stream) { return lookup_version(stream); }};
   const uint64_t head = head_.load(std::memory_order_relaxed);
   auto plan = plan_append(batch, head, lookups, results);
@@ -827,6 +846,34 @@ Result<std::optional<AppendResult>> RocksEventStore::find_command(const std::str
   AppendResult r;
   if (!decode_result(value, &r)) return Status::io_error("corrupt command record " + command_id);
   return std::optional<AppendResult>(std::move(r));
+}
+
+Result<std::unordered_map<std::string_view, std::string>> RocksEventStore::find_commands(
+    const std::vector<AppendRequest>& batch) {
+  std::unordered_map<std::string_view, std::string> found;
+  std::vector<std::string_view> ids;
+  {
+    std::lock_guard lock(tail_mu_);
+    for (const auto& r : batch) {
+      if (r.command_id.empty()) continue;
+      if (auto t = tail_commands_.find(r.command_id); t != tail_commands_.end()) found.emplace(r.command_id, t->second);
+      else ids.push_back(r.command_id);
+    }
+  }
+  if (ids.empty()) return found;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<rocksdb::Slice> keys(ids.begin(), ids.end());
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  index_db_->MultiGet(rocksdb::ReadOptions(), index_handles_[kCommands], keys.size(), keys.data(), values.data(),
+                      statuses.data(), /*sorted_input=*/true);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    if (!statuses[i].ok()) return index_read_failed(statuses[i]);
+    found.emplace(ids[i], values[i].ToString());
+  }
+  return found;
 }
 
 Result<uint64_t> RocksEventStore::stream_version(const std::string& stream) {

@@ -64,6 +64,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -154,6 +155,9 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   void stop_indexer();
   Result<uint64_t> lookup_version(const std::string& stream);
   Status wait_for_tail_room();
+  // The stored results of the batch's command ids (id -> encoded result; absent: new), the
+  // tail first, then one MultiGet on the index DB. Called with write_mu_ held.
+  Result<std::unordered_map<std::string_view, std::string>> find_commands(const std::vector<AppendRequest>& batch);
   Status index_read_failed(const rocksdb::Status& s);
   Status verify_nothing_lost(const std::string& path);
   void write_failed(const std::string& what, const void* rocks_status);
