@@ -675,43 +675,28 @@ Status RocksEventStore::wait_for_tail_room() {
 
 std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendRequest>& batch) {
   std::vector<AppendResult> results;
+  auto fail_all = [&](const Status& why) {  // nothing of the batch is written
+    results.assign(batch.size(), AppendResult{});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].stream = batch[i].stream;
+      results[i].status = why;
+    }
+    return results;
+  };
   std::lock_guard lock(write_mu_);
   if (bg_error_.code() == StatusCode::kUnavailable && std::chrono::steady_clock::now() >= next_resume_) try_resume();
-  if (!bg_error_.is_ok()) {
-    results.assign(batch.size(), AppendResult{});
-    for (size_t i = 0; i < batch.size(); ++i) {
-      results[i].stream = batch[i].stream;
-      results[i].status = bg_error_;
-    }
-    return results;
-  }
-  if (auto full = wait_for_tail_room(); !full) {
-    results.assign(batch.size(), AppendResult{});
-    for (size_t i = 0; i < batch.size(); ++i) {
-      results[i].stream = batch[i].stream;
-      results[i].status = full;
-    }
-    return results;
-  }
+  if (!bg_error_.is_ok()) return fail_all(bg_error_);
+  if (auto full = wait_for_tail_room(); !full) return fail_all(full);
   // Every command id of the group is looked up at once (the tail under one lock, the rest
   // with one MultiGet) before planning: one look-up per command was a third of the writer's
   // time. Only this writer adds commands (write_mu_), and an entry leaves the tail only
   // after the index DB has it, so tail-then-index finds every committed id.
   auto found = find_commands(batch);
-  if (!found) {
-    results.assign(batch.size(), AppendResult{});
-    for (size_t i = 0; i < batch.size(); ++i) {
-      results[i].stream = batch[i].stream;
-      results[i].status = found.status();
-    }
-    return results;
-  }
+  if (!found) return fail_all(found.status());
   AppendLookups lookups{[&found](const std::string& id) -> Result<std::optional<AppendResult>> {
                           auto it = found->find(id);
                           if (it == found->end()) return std::optional<AppendResult>();
-                          AppendResult r;
-                          if (!decode_result(it->second, &r)) return Status::io_error("corrupt command record " + id);
-                          return std::optional<AppendResult>(std::move(r));
+                          return stored_result(id, it->second);
                         },
                         [this](const std::string& stream) { return lookup_version(stream); }};
   const uint64_t head = head_.load(std::memory_order_relaxed);
@@ -843,6 +828,11 @@ Result<std::optional<AppendResult>> RocksEventStore::find_command(const std::str
     if (s.IsNotFound()) return std::optional<AppendResult>();
     if (!s.ok()) return index_read_failed(s);
   }
+  return stored_result(command_id, value);
+}
+
+Result<std::optional<AppendResult>> RocksEventStore::stored_result(const std::string& command_id,
+                                                                   const std::string& value) {
   AppendResult r;
   if (!decode_result(value, &r)) return Status::io_error("corrupt command record " + command_id);
   return std::optional<AppendResult>(std::move(r));

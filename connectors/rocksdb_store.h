@@ -158,6 +158,8 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   // The stored results of the batch's command ids (id -> encoded result; absent: new), the
   // tail first, then one MultiGet on the index DB. Called with write_mu_ held.
   Result<std::unordered_map<std::string_view, std::string>> find_commands(const std::vector<AppendRequest>& batch);
+  // A command's stored result (`value` as the commands family holds it), decoded.
+  static Result<std::optional<AppendResult>> stored_result(const std::string& command_id, const std::string& value);
   Status index_read_failed(const rocksdb::Status& s);
   Status verify_nothing_lost(const std::string& path);
   void write_failed(const std::string& what, const void* rocks_status);
