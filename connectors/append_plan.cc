@@ -19,6 +19,24 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
   batch_commands.reserve(batch.size());  // no rehash while a group of a thousand is planned
   batch_versions.reserve(batch.size());
   uint64_t position = head;
+  // The first result of a command id written before (earlier in this batch or in the store)
+  // on the request's stream, as a duplicate. False when it names no written command, or
+  // when the look-up failed (the request then fails as it would have).
+  auto answer_repeat = [&](const AppendRequest& req, AppendResult& res) {
+    if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
+      const AppendResult& first = results[it->second];
+      if (!first.status.is_ok() || first.stream != req.stream) return false;
+      res = first;
+      res.duplicate = true;
+      return true;
+    }
+    auto found = lookups.find_command(req.command_id);
+    if (!found || !found->has_value() || (**found).stream != req.stream) return false;
+    res = **found;
+    res.status = Status::ok();
+    res.duplicate = true;
+    return true;
+  };
   for (size_t i = 0; i < batch.size(); ++i) {
     const AppendRequest& req = batch[i];
     AppendResult& res = results[i];
@@ -36,6 +54,11 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     if (req.chain != 0) {
       auto f = failed_chains.find(req.stream);
       if (f != failed_chains.end() && f->second >= req.chain) {
+        // Decided on state that held the failed request's events: it must be decided again,
+        // unless it is a repeat of a written command, whose answer is its first result
+        // whatever it was decided on. A redelivered batch of repeats (a saga reaction read
+        // again after a lease moved) then settles in this one round, not one per round.
+        if (!req.command_id.empty() && answer_repeat(req, res)) continue;
         res.status = Status::conflict("stream " + req.stream + ": an earlier command of the same decision chain failed");
         continue;
       }

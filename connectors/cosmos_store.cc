@@ -854,14 +854,19 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
   //    In the grouped layout a stream's consecutive commands share one document while
   //    their command ids take distinct slots.
   std::atomic<uint64_t> committed{0}, documents{0};
+  // Per stream, the requests failed behind a repeat or a conflict: looked up below.
+  std::vector<std::vector<size_t>> behind(by_stream.size());
   parallel_for(by_stream.size(), options_.parallelism, [&](size_t s) {
     const std::vector<size_t>& reqs = by_stream[s];
     auto fail_from = [&](size_t k) {
+      const AppendResult& cause = results[reqs[k - 1]];
+      const bool reachable = (cause.status.is_ok() && cause.duplicate) || cause.status.code() == StatusCode::kConflict;
       for (; k < reqs.size(); ++k) {
         const size_t i = reqs[k];
         results[i] = AppendResult{};
         results[i].stream = batch[i].stream;
         results[i].status = Status::conflict("an earlier command of stream " + batch[i].stream + " in the batch failed");
+        if (reachable) behind[s].push_back(i);
       }
     };
     for (size_t k = 0; k < reqs.size();) {
@@ -888,6 +893,24 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
       k = end;
     }
   });
+  //    A request failed behind a repeat may be a repeat itself (a redelivered saga reaction
+  //    decides every reservation again, in one chain): its first result answers it, so
+  //    all the repeats settle in this round and only new commands are decided again.
+  {
+    std::vector<size_t> ask;
+    for (const auto& b : behind) ask.insert(ask.end(), b.begin(), b.end());
+    parallel_for(ask.size(), options_.parallelism, [&](size_t k) {
+      const size_t i = ask[k];
+      auto found = query_command(&batch[i].stream, batch[i].command_id, "append");
+      if (found && found->has_value()) {
+        AppendResult& r = results[i];
+        r = **found;
+        r.status = Status::ok();
+        r.duplicate = true;
+        r.first_position = r.last_position = 0;
+      }
+    });
+  }
   //    A passed check that follows a write of its stream in the batch was decided on the
   //    state after that write: when the write failed or found a repeat, the check fails too.
   {

@@ -437,8 +437,42 @@ TYPED_TEST_P(EventStoreTest, VersionCheckPassesOnlyAtTheCurrentVersionAndWritesN
   EXPECT_EQ(dup.last_version, 3u);
 }
 
+// A redelivered batch (a saga reaction read again after its lease moved) can be decided as
+// one chain of writes whose head repeats a written command. The requests behind it must be
+// decided again, except the repeats among them: they answer with their first results in the
+// same round, so a chain of many repeats costs one retry of the new commands behind it, not
+// one per repeat (a chain of more repeats than the commit's retries never settled).
+TYPED_TEST_P(EventStoreTest, RepeatsBehindARepeatInOneChainAnswerAsDuplicates) {
+  for (int k = 1; k <= 3; ++k)
+    ASSERT_TRUE(this->append_one(req("s", k - 1, "c" + std::to_string(k), {"e" + std::to_string(k)})).status);
+  std::vector<AppendRequest> chain;
+  for (int k = 1; k <= 4; ++k) {
+    chain.push_back(req("s", 2 + k, "c" + std::to_string(k), {"again" + std::to_string(k)}));
+    chain.back().chain = 9;
+  }
+  const auto rs = this->append(chain);
+  ASSERT_EQ(rs.size(), 4u);
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE(rs[k].status) << k << ": " << rs[k].status.to_string();
+    EXPECT_TRUE(rs[k].duplicate) << k;
+    EXPECT_EQ(rs[k].first_version, static_cast<uint64_t>(k + 1)) << k;
+    EXPECT_EQ(rs[k].last_version, static_cast<uint64_t>(k + 1)) << k;
+  }
+  EXPECT_EQ(rs[3].status.code(), StatusCode::kConflict) << "decided on state that held c3's events again";
+  EXPECT_EQ(this->version("s"), 3u);
+  const auto events = this->stream("s");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].payload, "e3");
+  // Decided again on the store's state, the new command commits.
+  const auto again = this->append_one(req("s", 3, "c4", {"e4"}));
+  ASSERT_TRUE(again.status) << again.status.to_string();
+  EXPECT_FALSE(again.duplicate);
+  EXPECT_EQ(again.first_version, 4u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(EventStoreTest,
     VersionCheckPassesOnlyAtTheCurrentVersionAndWritesNothing,
+    RepeatsBehindARepeatInOneChainAnswerAsDuplicates,
     AppendToNewStreamNumbersVersionsAndPositions,
     BinaryPayloadsSurvive,
     WrongExpectedVersionConflictsAndWritesNothing,
