@@ -44,11 +44,14 @@ const char* order_status_name(v1::OrderStatus s) {
 
 namespace {
 
-std::vector<std::string> held_skus(const v1::OrderState& o) {
-  std::vector<std::string> skus;
+// The lines holding stock, as (sku, quantity) into an event's two parallel fields.
+template <typename Event>
+void add_held_lines(const v1::OrderState& o, Event* ev) {
   for (const auto& l : o.lines())
-    if (l.status() == v1::LINE_RESERVED) skus.push_back(l.line().sku());
-  return skus;
+    if (l.status() == v1::LINE_RESERVED) {
+      ev->add_release_skus(l.line().sku());
+      ev->add_release_quantities(l.line().quantity());
+    }
 }
 
 // Each decision of this domain is one event, written into `e`.
@@ -114,7 +117,7 @@ Status decide_order(const v1::OrderState& o, bool exists, const v1::Command& c, 
       auto* ev = e.mutable_order_rejected();
       ev->set_order_id(o.order_id());
       ev->set_reason(c.reject_order().reason());
-      for (auto& s : held_skus(o)) ev->add_release_skus(s);
+      add_held_lines(o, ev);
       return Status::ok();
     }
     case v1::Command::kCancelOrder: {
@@ -124,7 +127,7 @@ Status decide_order(const v1::OrderState& o, bool exists, const v1::Command& c, 
       auto* ev = e.mutable_order_cancelled();
       ev->set_order_id(o.order_id());
       ev->set_reason(c.cancel_order().reason());
-      for (auto& s : held_skus(o)) ev->add_release_skus(s);
+      add_held_lines(o, ev);
       return Status::ok();
     }
     case v1::Command::kShipOrder: {
@@ -132,7 +135,10 @@ Status decide_order(const v1::OrderState& o, bool exists, const v1::Command& c, 
         return no("only a confirmed order can be shipped; order is " + std::string(order_status_name(st)));
       auto* ev = e.mutable_order_shipped();
       ev->set_order_id(o.order_id());
-      for (const auto& l : o.lines()) ev->add_skus(l.line().sku());
+      for (const auto& l : o.lines()) {
+        ev->add_skus(l.line().sku());
+        ev->add_quantities(l.line().quantity());
+      }
       return Status::ok();
     }
     default:
@@ -152,6 +158,8 @@ Status decide_inventory(const v1::InventoryState& s, const v1::Command& c, v1::E
     }
     case v1::Command::kReserveStock: {
       const auto& r = c.reserve_stock();
+      // A repeat of the saga's reservation is caught by its command id (derived from the
+      // order's OrderPlaced); a state of an earlier version also knows its holds.
       if (s.holds().count(r.order_id()))
         return no("order " + r.order_id() + " already holds stock of " + r.sku());
       const int64_t available = s.on_hand() - s.reserved();
@@ -171,12 +179,22 @@ Status decide_inventory(const v1::InventoryState& s, const v1::Command& c, v1::E
     }
     case v1::Command::kReleaseStock: {
       const auto& r = c.release_stock();
-      auto it = s.holds().find(r.order_id());
-      if (it == s.holds().end()) return no("order " + r.order_id() + " holds no stock of " + r.sku());
+      // The saga releases each hold once (its command ids derive from the order's events)
+      // with the quantity the order's events name; a hold taken by an earlier version is
+      // also in the state's legacy map, whose quantity then counts.
+      int32_t quantity = r.quantity();
+      if (auto it = s.holds().find(r.order_id()); it != s.holds().end()) {
+        quantity = it->second;
+      } else if (quantity == 0) {
+        return no("order " + r.order_id() + " holds no stock of " + r.sku());
+      }
+      if (quantity > s.reserved() || s.open_holds() + s.holds_size() == 0)
+        return no("release of " + std::to_string(quantity) + " for order " + r.order_id() + " exceeds what " + r.sku() +
+                  " has reserved (" + std::to_string(s.reserved()) + ")");
       auto* ev = e.mutable_stock_released();
       ev->set_sku(r.sku());
       ev->set_order_id(r.order_id());
-      ev->set_quantity(it->second);
+      ev->set_quantity(quantity);
       ev->set_shipped(r.shipped());
       return Status::ok();
     }
@@ -273,7 +291,9 @@ Status validate_command(const v1::Command& c) {
       return check_quantity(c.reserve_stock().quantity());
     case v1::Command::kReleaseStock:
       if (auto s = check_id("releaseStock.sku", c.release_stock().sku()); !s) return s;
-      return check_id("releaseStock.orderId", c.release_stock().order_id());
+      if (auto s = check_id("releaseStock.orderId", c.release_stock().order_id()); !s) return s;
+      // 0: a command of an earlier version, which named no quantity (the SKU's hold does).
+      return c.release_stock().quantity() == 0 ? Status::ok() : check_quantity(c.release_stock().quantity());
   }
   return bad("unknown command kind");
 }
@@ -363,7 +383,7 @@ void evolve(v1::StreamState& state, const v1::Event& e) {
       auto* s = state.mutable_inventory();
       s->set_sku(e.stock_reserved().sku());
       s->set_reserved(s->reserved() + e.stock_reserved().quantity());
-      (*s->mutable_holds())[e.stock_reserved().order_id()] = e.stock_reserved().quantity();
+      s->set_open_holds(s->open_holds() + 1);
       break;
     }
     case v1::Event::kStockShortfall:
@@ -374,7 +394,7 @@ void evolve(v1::StreamState& state, const v1::Event& e) {
       const auto& r = e.stock_released();
       s->set_reserved(s->reserved() - r.quantity());
       if (r.shipped()) s->set_on_hand(s->on_hand() - r.quantity());
-      s->mutable_holds()->erase(r.order_id());
+      if (s->mutable_holds()->erase(r.order_id()) == 0) s->set_open_holds(s->open_holds() - 1);
       break;
     }
     case v1::Event::KIND_NOT_SET:
@@ -387,13 +407,19 @@ std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& strea
   // '/' cannot occur in order ids or SKUs, so these ids cannot collide.
   const std::string base = "saga/" + stream + "/" + std::to_string(version) + "/";
   std::vector<std::unique_ptr<v1::Command>> out;
-  auto release = [&](const std::string& order_id, const std::string& sku, bool shipped) {
+  // quantity 0: an event of an earlier version, which named no quantities (the SKU's
+  // legacy holds know them).
+  auto release = [&](const std::string& order_id, const std::string& sku, int32_t quantity, bool shipped) {
     auto c = new_command(base + "release/" + sku);
     auto* r = c->mutable_release_stock();
     r->set_sku(sku);
     r->set_order_id(order_id);
     r->set_shipped(shipped);
+    r->set_quantity(quantity);
     out.push_back(std::move(c));
+  };
+  auto release_all = [&](const std::string& order_id, const auto& skus, const auto& quantities, bool shipped) {
+    for (int i = 0; i < skus.size(); ++i) release(order_id, skus[i], i < quantities.size() ? quantities[i] : 0, shipped);
   };
   switch (e.kind_case()) {
     case v1::Event::kOrderPlaced:
@@ -421,7 +447,7 @@ std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& strea
     case v1::Event::kReservationRecorded: {
       const auto& r = e.reservation_recorded();
       if (r.order_closed()) {
-        release(r.order_id(), r.sku(), false);
+        release(r.order_id(), r.sku(), r.quantity(), false);
       } else if (r.settled()) {
         // Its confirmation or rejection was committed with it (and reacted to on its own).
       } else if (r.all_decided() && r.all_reserved()) {
@@ -436,15 +462,21 @@ std::vector<std::unique_ptr<v1::Command>> saga_commands(const std::string& strea
       }
       break;
     }
-    case v1::Event::kOrderRejected:
-      for (const auto& sku : e.order_rejected().release_skus()) release(e.order_rejected().order_id(), sku, false);
+    case v1::Event::kOrderRejected: {
+      const auto& r = e.order_rejected();
+      release_all(r.order_id(), r.release_skus(), r.release_quantities(), false);
       break;
-    case v1::Event::kOrderCancelled:
-      for (const auto& sku : e.order_cancelled().release_skus()) release(e.order_cancelled().order_id(), sku, false);
+    }
+    case v1::Event::kOrderCancelled: {
+      const auto& c = e.order_cancelled();
+      release_all(c.order_id(), c.release_skus(), c.release_quantities(), false);
       break;
-    case v1::Event::kOrderShipped:
-      for (const auto& sku : e.order_shipped().skus()) release(e.order_shipped().order_id(), sku, true);
+    }
+    case v1::Event::kOrderShipped: {
+      const auto& sh = e.order_shipped();
+      release_all(sh.order_id(), sh.skus(), sh.quantities(), true);
       break;
+    }
     default:
       break;
   }

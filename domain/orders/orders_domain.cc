@@ -51,7 +51,7 @@ Result<std::string> render_inventory(const Message& m, uint64_t version) {
   JsonWriter w;
   w.begin_object();
   w.field("sku", s.sku()).field("onHand", s.on_hand()).field("reserved", s.reserved());
-  w.field("available", s.on_hand() - s.reserved()).field("holds", static_cast<int64_t>(s.holds_size()));
+  w.field("available", s.on_hand() - s.reserved()).field("holds", s.open_holds() + s.holds_size());
   w.field("version", version).end_object();
   return w.take();
 }

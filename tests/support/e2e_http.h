@@ -332,11 +332,18 @@ inline FoldedInventory fold_inventory(const std::vector<Ev>& evs) {
       s.on_hand += num(e.data, "quantity", 0);
     } else if (e.type == "stockReserved") {
       s.reserved += num(e.data, "quantity", 0);
-      s.holds[str(e.data, "orderId")] = num(e.data, "quantity", 0);
+      if (!s.holds.emplace(str(e.data, "orderId"), num(e.data, "quantity", 0)).second)
+        s.problem = "a second hold of order " + str(e.data, "orderId");
     } else if (e.type == "stockReleased") {
-      s.reserved -= num(e.data, "quantity", 0);
-      if (flag(e.data, "shipped")) s.on_hand -= num(e.data, "quantity", 0);
-      s.holds.erase(str(e.data, "orderId"));
+      const auto q = num(e.data, "quantity", 0);
+      s.reserved -= q;
+      if (flag(e.data, "shipped")) s.on_hand -= q;
+      auto h = s.holds.find(str(e.data, "orderId"));
+      if (h == s.holds.end() || h->second != q)
+        s.problem = "a release of " + std::to_string(q) + " for order " + str(e.data, "orderId") +
+                    (h == s.holds.end() ? ", which holds nothing" : ", which holds " + std::to_string(h->second));
+      else
+        s.holds.erase(h);
     } else if (e.type != "stockShortfall") {
       s.problem = "unexpected event " + e.type;
     }

@@ -21,6 +21,7 @@ struct StoreFold {
   std::map<std::string, v1::StreamState> states;      // fold of the log per stream
   std::map<std::string, uint64_t> events_per_command; // command id -> events written
   size_t confirmed = 0, rejected = 0;                 // orders in those states
+  std::map<std::string, std::map<std::string, int32_t>> holds;  // sku -> order -> quantity held
 };
 
 // Every committed event, in commit order per stream, read by a subscriber of its own. A
@@ -58,6 +59,24 @@ inline void check_store_invariants(ChangeFeed& feed, SnapshotStore& snapshots, S
     ASSERT_TRUE(e.ParseFromString(r.payload));
     orders::evolve(st, e);
     f.events_per_command[r.command_id]++;
+    // The holds, from the SKUs' events (their states keep only a count): each order
+    // reserves a SKU at most once and releases exactly what it holds, once.
+    if (e.has_stock_reserved()) {
+      const auto& s = e.stock_reserved();
+      EXPECT_TRUE(f.holds[s.sku()].emplace(s.order_id(), s.quantity()).second)
+          << "order " << s.order_id() << " reserved " << s.sku() << " twice (position " << r.position << ")";
+    } else if (e.has_stock_released()) {
+      const auto& s = e.stock_released();
+      auto& held = f.holds[s.sku()];
+      auto h = held.find(s.order_id());
+      if (h == held.end()) {
+        ADD_FAILURE() << "order " << s.order_id() << " released " << s.sku() << " without a hold (position "
+                      << r.position << ")";
+      } else {
+        EXPECT_EQ(h->second, s.quantity()) << "a release of another quantity than held: " << r.stream;
+        held.erase(h);
+      }
+    }
   }
 
   std::map<std::string, std::map<std::string, int32_t>> holds_by_order;  // order -> sku -> qty
@@ -68,11 +87,13 @@ inline void check_store_invariants(ChangeFeed& feed, SnapshotStore& snapshots, S
     EXPECT_GE(inv.reserved(), 0) << stream;
     EXPECT_LE(inv.reserved(), inv.on_hand()) << "stock never negative: " << stream;
     int64_t sum = 0;
-    for (const auto& [order, q] : inv.holds()) {
+    const auto& held = f.holds[inv.sku()];
+    for (const auto& [order, q] : held) {
       sum += q;
       holds_by_order[order][inv.sku()] = q;
     }
     EXPECT_EQ(inv.reserved(), sum) << "reserved = sum of holds: " << stream;
+    EXPECT_EQ(inv.open_holds() + inv.holds_size(), static_cast<int64_t>(held.size())) << "open holds: " << stream;
   }
   for (const auto& [stream, st] : f.states) {
     if (st.kind_case() != v1::StreamState::kOrder) continue;

@@ -97,13 +97,15 @@ v1::Command reserve(const std::string& sku, const std::string& order, int32_t q)
   return c;
 }
 
-v1::Command release(const std::string& sku, const std::string& order, bool shipped = false) {
+// quantity 0: a command of an earlier version, which named none.
+v1::Command release(const std::string& sku, const std::string& order, int32_t quantity, bool shipped = false) {
   v1::Command c;
   c.set_command_id(next_id("release"));
   auto* r = c.mutable_release_stock();
   r->set_sku(sku);
   r->set_order_id(order);
   r->set_shipped(shipped);
+  r->set_quantity(quantity);
   return c;
 }
 
@@ -179,6 +181,8 @@ const v1::OrderLineState& line_of(const v1::StreamState& st, const std::string& 
 std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::string>& r) {
   return {r.begin(), r.end()};
 }
+
+std::vector<int32_t> ints(const google::protobuf::RepeatedField<int32_t>& r) { return {r.begin(), r.end()}; }
 
 // ---- PlaceOrder ---------------------------------------------------------------------
 
@@ -348,7 +352,7 @@ TEST(DomainRecordReservation, UnknownSkuIsRejected) {
 // The record of an order's last line settles it in the same command: rejected when a line
 // fell short, releasing every held line, the one just recorded included.
 TEST(DomainRecordReservation, TheLastLineRejectsAShortOrderReleasingWhatItHolds) {
-  v1::StreamState st = placed("o1", {{"A", 1}, {"B", 1}, {"C", 1}});
+  v1::StreamState st = placed("o1", {{"A", 1}, {"B", 2}, {"C", 3}});
   apply(st, record("o1", "A", false));
   apply(st, record("o1", "C", true));
   auto events = accepted(st, record("o1", "B", true));
@@ -357,12 +361,18 @@ TEST(DomainRecordReservation, TheLastLineRejectsAShortOrderReleasingWhatItHolds)
   ASSERT_TRUE(events[1].has_order_rejected());
   EXPECT_EQ(events[1].order_rejected().reason(), "insufficient stock");
   EXPECT_EQ(strings(events[1].order_rejected().release_skus()), (std::vector<std::string>{"B", "C"}));
+  EXPECT_EQ(ints(events[1].order_rejected().release_quantities()), (std::vector<int32_t>{2, 3}));
   // The saga releases those holds and sends no rejectOrder of its own.
   const auto after_record = saga_react("order-o1", 4, events[0]);
   EXPECT_TRUE(after_record.empty());
   std::vector<std::string> released;
-  for (const auto& c : saga_react("order-o1", 5, events[1])) released.push_back(c.release_stock().sku());
+  std::vector<int32_t> quantities;
+  for (const auto& c : saga_react("order-o1", 5, events[1])) {
+    released.push_back(c.release_stock().sku());
+    quantities.push_back(c.release_stock().quantity());
+  }
   EXPECT_EQ(released, (std::vector<std::string>{"B", "C"}));
+  EXPECT_EQ(quantities, (std::vector<int32_t>{2, 3}));
 }
 
 // ---- ConfirmOrder -------------------------------------------------------------------
@@ -401,7 +411,7 @@ TEST(DomainConfirmOrder, OnlyAPlacedOrderCanBeConfirmed) {
 // ---- RejectOrder --------------------------------------------------------------------
 
 TEST(DomainRejectOrder, ListsTheReservedLinesToRelease) {
-  v1::StreamState st = placed("o1", {{"A", 1}, {"B", 1}, {"C", 1}, {"D", 1}});
+  v1::StreamState st = placed("o1", {{"A", 1}, {"B", 1}, {"C", 1}, {"D", 4}});
   apply(st, record("o1", "A", true));
   apply(st, record("o1", "B", false));
   apply(st, record("o1", "D", true));
@@ -410,6 +420,7 @@ TEST(DomainRejectOrder, ListsTheReservedLinesToRelease) {
   EXPECT_EQ(e.order_rejected().order_id(), "o1");
   EXPECT_EQ(e.order_rejected().reason(), "insufficient stock");
   EXPECT_EQ(strings(e.order_rejected().release_skus()), (std::vector<std::string>{"A", "D"}));
+  EXPECT_EQ(ints(e.order_rejected().release_quantities()), (std::vector<int32_t>{1, 4}));
   EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_REJECTED);
   EXPECT_EQ(st.order().reason(), "insufficient stock");
 }
@@ -444,6 +455,7 @@ TEST(DomainCancelOrder, ConfirmedOrderIsCancelledReleasingEveryLine) {
   v1::StreamState st = confirmed("o1", {{"A", 1}, {"B", 2}});
   const v1::Event e = apply(st, cancel("o1"));
   EXPECT_EQ(strings(e.order_cancelled().release_skus()), (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(ints(e.order_cancelled().release_quantities()), (std::vector<int32_t>{1, 2}));
   EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_CANCELLED);
 }
 
@@ -469,6 +481,7 @@ TEST(DomainShipOrder, ConfirmedOrderShipsEveryLine) {
   ASSERT_TRUE(e.has_order_shipped());
   EXPECT_EQ(e.order_shipped().order_id(), "o1");
   EXPECT_EQ(strings(e.order_shipped().skus()), (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(ints(e.order_shipped().quantities()), (std::vector<int32_t>{1, 2}));
   EXPECT_EQ(st.order().status(), v1::ORDER_STATUS_SHIPPED);
 }
 
@@ -523,8 +536,8 @@ TEST(DomainReserveStock, EnoughStockIsReserved) {
   EXPECT_EQ(st.version(), 2u);
   EXPECT_EQ(st.inventory().on_hand(), 5);
   EXPECT_EQ(st.inventory().reserved(), 3);
-  ASSERT_EQ(st.inventory().holds().size(), 1u);
-  EXPECT_EQ(st.inventory().holds().at("o1"), 3);
+  EXPECT_EQ(st.inventory().open_holds(), 1);
+  EXPECT_TRUE(st.inventory().holds().empty()) << "the state keeps no entry per order";
   // Exactly the remaining two are still available.
   EXPECT_TRUE(apply(st, reserve("A", "o2", 2)).has_stock_reserved());
   EXPECT_EQ(st.inventory().reserved(), 5);
@@ -543,7 +556,7 @@ TEST(DomainReserveStock, NotEnoughStockIsAShortfallWithWhatIsAvailable) {
   // A shortfall holds nothing.
   EXPECT_EQ(st.version(), before.version() + 1);
   EXPECT_EQ(st.inventory().reserved(), 4);
-  EXPECT_EQ(st.inventory().holds().count("o2"), 0u);
+  EXPECT_EQ(st.inventory().open_holds(), 1);
 }
 
 TEST(DomainReserveStock, UnknownSkuIsAShortfallOfZero) {
@@ -555,44 +568,72 @@ TEST(DomainReserveStock, UnknownSkuIsAShortfallOfZero) {
   EXPECT_EQ(st.version(), 1u);
 }
 
-TEST(DomainReserveStock, SecondHoldForTheSameOrderIsRejected) {
-  v1::StreamState st = stock("A", 10);
-  apply(st, reserve("A", "o1", 1));
-  expect_rejected(st, reserve("A", "o1", 1), "already holds stock");
+// A state written by an earlier version, holding o1's 3 in its map of holds.
+v1::StreamState legacy_stock(const std::string& sku, int32_t on_hand) {
+  v1::StreamState st = stock(sku, on_hand);
+  st.mutable_inventory()->set_reserved(3);
+  (*st.mutable_inventory()->mutable_holds())["o1"] = 3;
+  return st;
 }
 
-TEST(DomainReleaseStock, WithoutAHoldIsRejected) {
+TEST(DomainReserveStock, AnEarlierVersionsHoldOfTheSameOrderIsRejected) {
+  v1::StreamState st = legacy_stock("A", 10);
+  expect_rejected(st, reserve("A", "o1", 1), "already holds stock");
+  EXPECT_TRUE(apply(st, reserve("A", "o2", 1)).has_stock_reserved());
+}
+
+TEST(DomainReleaseStock, WithNothingReservedIsRejected) {
   v1::StreamState st = stock("A", 10);
+  expect_rejected(st, release("A", "o2", 1), "exceeds what A has reserved (0)");
   apply(st, reserve("A", "o1", 1));
-  expect_rejected(st, release("A", "o2"), "holds no stock");
+  expect_rejected(st, release("A", "o1", 2), "exceeds what A has reserved (1)");
+  // An earlier version's command names no quantity: only a legacy hold can answer it.
+  expect_rejected(st, release("A", "o1", 0), "holds no stock");
 }
 
 TEST(DomainReleaseStock, ReleasesTheHeldQuantity) {
   v1::StreamState st = stock("A", 10);
   apply(st, reserve("A", "o1", 3));
   apply(st, reserve("A", "o2", 4));
-  const v1::Event e = apply(st, release("A", "o1"));
+  const v1::Event e = apply(st, release("A", "o1", 3));
   ASSERT_TRUE(e.has_stock_released());
   EXPECT_EQ(e.stock_released().order_id(), "o1");
   EXPECT_EQ(e.stock_released().quantity(), 3);
   EXPECT_FALSE(e.stock_released().shipped());
   EXPECT_EQ(st.inventory().on_hand(), 10);
   EXPECT_EQ(st.inventory().reserved(), 4);
-  EXPECT_EQ(st.inventory().holds().count("o1"), 0u);
-  EXPECT_EQ(st.inventory().holds().at("o2"), 4);
+  EXPECT_EQ(st.inventory().open_holds(), 1);
   EXPECT_EQ(st.version(), 4u);
-  expect_rejected(st, release("A", "o1"), "holds no stock");
+  apply(st, release("A", "o2", 4));
+  EXPECT_EQ(st.inventory().open_holds(), 0);
+  expect_rejected(st, release("A", "o1", 3), "exceeds what A has reserved");
+}
+
+// Holds taken by an earlier version are released by their entry, whatever the command says,
+// and new holds only by count: the entries drain.
+TEST(DomainReleaseStock, AnEarlierVersionsHoldIsReleasedWithItsQuantity) {
+  v1::StreamState st = legacy_stock("A", 10);
+  apply(st, reserve("A", "o2", 2));
+  const v1::Event e = apply(st, release("A", "o1", 0, /*shipped=*/true));
+  EXPECT_EQ(e.stock_released().quantity(), 3);
+  EXPECT_TRUE(st.inventory().holds().empty());
+  EXPECT_EQ(st.inventory().open_holds(), 1);
+  EXPECT_EQ(st.inventory().reserved(), 2);
+  EXPECT_EQ(st.inventory().on_hand(), 7);
+  EXPECT_EQ(apply(st, release("A", "o2", 2)).stock_released().quantity(), 2);
+  EXPECT_EQ(st.inventory().open_holds(), 0);
+  EXPECT_EQ(st.inventory().reserved(), 0);
 }
 
 TEST(DomainReleaseStock, ShippedReleaseAlsoTakesStockOffHand) {
   v1::StreamState st = stock("A", 10);
   apply(st, reserve("A", "o1", 3));
-  const v1::Event e = apply(st, release("A", "o1", /*shipped=*/true));
+  const v1::Event e = apply(st, release("A", "o1", 3, /*shipped=*/true));
   EXPECT_TRUE(e.stock_released().shipped());
   EXPECT_EQ(e.stock_released().quantity(), 3);
   EXPECT_EQ(st.inventory().on_hand(), 7);
   EXPECT_EQ(st.inventory().reserved(), 0);
-  EXPECT_TRUE(st.inventory().holds().empty());
+  EXPECT_EQ(st.inventory().open_holds(), 0);
 }
 
 TEST(DomainEvolve, ReservedIsTheSumOfHolds) {
@@ -603,14 +644,11 @@ TEST(DomainEvolve, ReservedIsTheSumOfHolds) {
     sum += i;
     EXPECT_EQ(st.inventory().reserved(), sum);
   }
-  apply(st, release("A", "o2"));
-  apply(st, release("A", "o5", true));
-  int64_t holds = 0;
-  for (const auto& [order, q] : st.inventory().holds()) holds += q;
-  EXPECT_EQ(st.inventory().reserved(), holds);
-  EXPECT_EQ(holds, sum - 2 - 5);
+  apply(st, release("A", "o2", 2));
+  apply(st, release("A", "o5", 5, true));
+  EXPECT_EQ(st.inventory().reserved(), sum - 2 - 5);
   EXPECT_EQ(st.inventory().on_hand(), 95);
-  EXPECT_EQ(st.inventory().holds().size(), 4u);
+  EXPECT_EQ(st.inventory().open_holds(), 4);
   EXPECT_EQ(st.version(), 9u);
 }
 
@@ -646,7 +684,7 @@ TEST(DomainDecide, CommandWithoutKindIsRejected) {
 TEST(DomainValidate, WellFormedCommandsOfEveryKindPass) {
   for (const auto& c : {place("o1", {{"A", 1}, {"B", 1000000}}), record("o1", "A", true), confirm("o1"),
                         reject("o1"), cancel("o1"), ship("o1"), add_stock("A", 1), reserve("A", "o1", 1),
-                        release("A", "o1")}) {
+                        release("A", "o1", 1), release("A", "o1", 0)}) {
     auto s = validate_command(c);
     EXPECT_TRUE(s) << command_name(c) << ": " << s.to_string();
   }
@@ -714,8 +752,9 @@ TEST(DomainValidate, InventoryAndSagaCommandShape) {
   expect_invalid(add_stock("", 1), "addStock.sku is required");
   expect_invalid(reserve("A", "o1", -1), "quantity must be positive");
   expect_invalid(reserve("A", "", 1), "reserveStock.orderId is required");
-  expect_invalid(release("A", ""), "releaseStock.orderId is required");
-  expect_invalid(release("", "o1"), "releaseStock.sku is required");
+  expect_invalid(release("A", "", 1), "releaseStock.orderId is required");
+  expect_invalid(release("", "o1", 1), "releaseStock.sku is required");
+  expect_invalid(release("A", "o1", -1), "quantity must be positive");
   expect_invalid(record("o1", "", true), "recordReservation.sku is required");
   expect_invalid(record("", "A", true), "recordReservation.orderId is required");
   expect_invalid(reject(""), "rejectOrder.orderId");
@@ -734,7 +773,7 @@ TEST(DomainNames, StreamOfEveryCommand) {
   EXPECT_EQ(stream_of(ship("o6")), "order-o6");
   EXPECT_EQ(stream_of(add_stock("A", 1)), "sku-A");
   EXPECT_EQ(stream_of(reserve("B", "o1", 1)), "sku-B");
-  EXPECT_EQ(stream_of(release("C", "o1")), "sku-C");
+  EXPECT_EQ(stream_of(release("C", "o1", 1)), "sku-C");
   EXPECT_EQ(stream_of(v1::Command()), "");
   EXPECT_EQ(order_stream("x"), "order-x");
   EXPECT_EQ(sku_stream("x"), "sku-x");
@@ -749,7 +788,7 @@ TEST(DomainNames, CommandAndEventNamesFollowTheJsonMapping) {
   EXPECT_EQ(command_name(ship("o1")), "shipOrder");
   EXPECT_EQ(command_name(add_stock("A", 1)), "addStock");
   EXPECT_EQ(command_name(reserve("A", "o1", 1)), "reserveStock");
-  EXPECT_EQ(command_name(release("A", "o1")), "releaseStock");
+  EXPECT_EQ(command_name(release("A", "o1", 1)), "releaseStock");
   EXPECT_EQ(command_name(v1::Command()), "");
 
   v1::Event e;
@@ -879,6 +918,7 @@ TEST(DomainSaga, OutcomeOnClosedOrderReleasesTheHold) {
   ASSERT_TRUE(out[0].has_release_stock());
   EXPECT_EQ(out[0].release_stock().sku(), "A");
   EXPECT_EQ(out[0].release_stock().order_id(), "o1");
+  EXPECT_EQ(out[0].release_stock().quantity(), 1);
   EXPECT_FALSE(out[0].release_stock().shipped());
 }
 
@@ -887,15 +927,21 @@ TEST(DomainSaga, RejectedAndCancelledOrdersReleaseEveryListedSku) {
   rejected.mutable_order_rejected()->set_order_id("o1");
   rejected.mutable_order_rejected()->add_release_skus("A");
   rejected.mutable_order_rejected()->add_release_skus("C");
+  rejected.mutable_order_rejected()->add_release_quantities(2);
+  rejected.mutable_order_rejected()->add_release_quantities(7);
   v1::Event cancelled;
   cancelled.mutable_order_cancelled()->set_order_id("o1");
   cancelled.mutable_order_cancelled()->add_release_skus("A");
   cancelled.mutable_order_cancelled()->add_release_skus("C");
+  cancelled.mutable_order_cancelled()->add_release_quantities(2);
+  cancelled.mutable_order_cancelled()->add_release_quantities(7);
   for (const auto& e : {rejected, cancelled}) {
     const auto out = saga_react("order-o1", 5, e);
     ASSERT_EQ(out.size(), 2u) << event_name(e);
     EXPECT_EQ(out[0].release_stock().sku(), "A");
     EXPECT_EQ(out[1].release_stock().sku(), "C");
+    EXPECT_EQ(out[0].release_stock().quantity(), 2);
+    EXPECT_EQ(out[1].release_stock().quantity(), 7);
     for (const auto& c : out) {
       ASSERT_TRUE(c.has_release_stock());
       EXPECT_EQ(c.release_stock().order_id(), "o1");
@@ -904,6 +950,10 @@ TEST(DomainSaga, RejectedAndCancelledOrdersReleaseEveryListedSku) {
     }
     EXPECT_NE(out[0].command_id(), out[1].command_id());
   }
+  // An event of an earlier version names no quantities: its releases carry none, and the
+  // SKU's legacy holds answer them.
+  cancelled.mutable_order_cancelled()->clear_release_quantities();
+  for (const auto& c : saga_react("order-o1", 5, cancelled)) EXPECT_EQ(c.release_stock().quantity(), 0);
   rejected.mutable_order_rejected()->clear_release_skus();
   EXPECT_TRUE(saga_react("order-o1", 5, rejected).empty());
 }
@@ -913,6 +963,8 @@ TEST(DomainSaga, ShippedOrderReleasesWithShipped) {
   e.mutable_order_shipped()->set_order_id("o1");
   e.mutable_order_shipped()->add_skus("A");
   e.mutable_order_shipped()->add_skus("B");
+  e.mutable_order_shipped()->add_quantities(3);
+  e.mutable_order_shipped()->add_quantities(1);
   const auto out = saga_react("order-o1", 6, e);
   ASSERT_EQ(out.size(), 2u);
   for (const auto& c : out) {
@@ -921,6 +973,8 @@ TEST(DomainSaga, ShippedOrderReleasesWithShipped) {
     EXPECT_EQ(c.release_stock().order_id(), "o1");
   }
   EXPECT_EQ(out[1].release_stock().sku(), "B");
+  EXPECT_EQ(out[0].release_stock().quantity(), 3);
+  EXPECT_EQ(out[1].release_stock().quantity(), 1);
 }
 
 TEST(DomainSaga, OtherEventsIssueNothing) {
@@ -961,6 +1015,8 @@ class SagaSim {
   const std::map<std::string, v1::StreamState>& streams() const { return streams_; }
   const std::map<std::string, int>& event_counts() const { return event_counts_; }
   std::mt19937& rng() { return rng_; }
+  // The holds of `sku` (order -> quantity), folded from its events.
+  const std::map<std::string, int32_t>& holds(const std::string& sku) { return holds_[sku]; }
 
  private:
   void step(const v1::Command& c) {
@@ -975,6 +1031,16 @@ class SagaSim {
     }
     for (const auto& e : *r) {
       ++event_counts_[event_name(e)];
+      if (e.has_stock_reserved()) {
+        const auto& h = e.stock_reserved();
+        ASSERT_TRUE(holds_[h.sku()].emplace(h.order_id(), h.quantity()).second) << "a second hold: " << e.ShortDebugString();
+      } else if (e.has_stock_released()) {
+        auto& held = holds_[e.stock_released().sku()];
+        auto h = held.find(e.stock_released().order_id());
+        ASSERT_NE(h, held.end()) << "a release without a hold: " << e.ShortDebugString();
+        ASSERT_EQ(h->second, e.stock_released().quantity()) << e.ShortDebugString();
+        held.erase(h);
+      }
       if (e.has_reservation_recorded() && e.reservation_recorded().order_closed()) ++event_counts_["orderClosed"];
       evolve(st, e);
       const int deliveries = std::bernoulli_distribution(0.3)(rng_) ? 2 : 1;
@@ -988,10 +1054,11 @@ class SagaSim {
       if (!st.has_inventory()) continue;
       const auto& inv = st.inventory();
       int64_t held = 0;
-      for (const auto& [order, q] : inv.holds()) {
+      for (const auto& [order, q] : holds_[inv.sku()]) {
         ASSERT_GT(q, 0) << name << " hold of " << order;
         held += q;
       }
+      ASSERT_EQ(inv.open_holds(), static_cast<int64_t>(holds_[inv.sku()].size())) << name;
       ASSERT_GE(inv.on_hand(), 0) << name;
       ASSERT_GE(inv.reserved(), 0) << name;
       ASSERT_LE(inv.reserved(), inv.on_hand()) << name;
@@ -1004,6 +1071,7 @@ class SagaSim {
   std::set<std::string> seen_;
   std::map<std::string, v1::StreamState> streams_;
   std::map<std::string, int> event_counts_;
+  std::map<std::string, std::map<std::string, int32_t>> holds_;  // sku -> order -> quantity, from the events
 };
 
 TEST(DomainSagaProperty, ScarceStockNeverGoesNegativeAndConfirmedOrdersHoldEveryLine) {
@@ -1057,7 +1125,7 @@ TEST(DomainSagaProperty, ScarceStockNeverGoesNegativeAndConfirmedOrdersHoldEvery
       if (status == v1::ORDER_STATUS_CONFIRMED) {
         for (const auto& l : st.order().lines()) {
           EXPECT_EQ(l.status(), v1::LINE_RESERVED) << id << " " << l.line().sku();
-          const auto& holds = inventory(l.line().sku()).holds();
+          const auto& holds = sim.holds(l.line().sku());
           auto h = holds.find(id);
           ASSERT_NE(h, holds.end()) << "confirmed " << id << " holds no " << l.line().sku();
           EXPECT_EQ(h->second, l.line().quantity());
@@ -1067,12 +1135,12 @@ TEST(DomainSagaProperty, ScarceStockNeverGoesNegativeAndConfirmedOrdersHoldEvery
       if (status == v1::ORDER_STATUS_SHIPPED)
         for (const auto& l : st.order().lines()) shipped[l.line().sku()] += l.line().quantity();
       for (const auto& sku : skus)
-        EXPECT_EQ(inventory(sku).holds().count(id), 0u) << id << " is settled but holds " << sku;
+        EXPECT_EQ(sim.holds(sku).count(id), 0u) << id << " is settled but holds " << sku;
     }
     for (const auto& sku : skus) {
       const auto& inv = inventory(sku);
       EXPECT_EQ(inv.on_hand(), added[sku] - shipped[sku]) << sku;
-      for (const auto& [order, q] : inv.holds())
+      for (const auto& [order, q] : sim.holds(sku))
         EXPECT_EQ(streams.at(order_stream(order)).order().status(), v1::ORDER_STATUS_CONFIRMED)
             << sku << " held for " << order;
     }
