@@ -51,9 +51,9 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         f = std::max(f, req.chain);
       }
     } mark{req, res, failed_chains};
-    if (req.chain != 0) {
+    if (req.chain != 0 || req.chain_failed) {
       auto f = failed_chains.find(req.stream);
-      if (f != failed_chains.end() && f->second >= req.chain) {
+      if (req.chain_failed || (f != failed_chains.end() && f->second >= req.chain)) {
         // Decided on state that held the failed request's events: it must be decided again,
         // unless it is a repeat of a written command, whose answer is its first result
         // whatever it was decided on. A redelivered batch of repeats (a saga reaction read

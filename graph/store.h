@@ -33,6 +33,10 @@ struct AppendRequest {
   // (conflict, duplicate, error), every later request of the same stream with a chain id
   // <= its chain fails as a conflict too, even where the version happens to match.
   uint64_t chain = 0;
+  // An earlier request of this chain failed in an earlier group: this one fails as a
+  // conflict as well, unless its command id names a written command of its stream (then it
+  // answers as that command's duplicate, like any repeat).
+  bool chain_failed = false;
   // A check instead of a write (events empty): the stream must be at expected_version and
   // nothing is written. A command lane sends one for a rejection it decided on cached state
   // when other processes may write the store (EventStore::shared): ok means the rejection

@@ -587,9 +587,12 @@ void CommitNode::run() {
 void CommitNode::commit(std::vector<EnvelopePtr>& all) {
   BusyTimer timer(probe());
   // Commands decided on a chain that already failed are re-decided, not appended: their
-  // state included events that were never written.
+  // state included events that were never written. They still go to the store, marked, so
+  // that the repeats among them are answered there (AppendRequest::chain_failed).
   std::vector<EnvelopePtr> batch;
+  std::vector<char> chain_failed;  // per batch entry: its chain failed in an earlier group
   batch.reserve(all.size());
+  chain_failed.reserve(all.size());
   const uint64_t started = steady_ns();
   for (auto& env : all) {
     if (env->expired(started)) {
@@ -604,14 +607,18 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       continue;
     }
     auto f = failed_chains_.find(env->stream);
+    bool after_failure = false;
     if (f != failed_chains_.end()) {
       if (env->chain <= f->second) {
-        retry_or_fail(env, Status::conflict("re-deciding after an earlier failure on " + env->stream));
-        continue;
+        // Still sent: the store answers a repeat among them with its first result (a
+        // redelivered saga batch is a chain of repeats), and fails the rest as conflicts.
+        after_failure = true;
+      } else {
+        failed_chains_.erase(f);  // a newer chain: everything older has passed (lanes emit in order)
       }
-      failed_chains_.erase(f);  // a newer chain: everything older has passed (lanes emit in order)
     }
     batch.push_back(env);  // `all` keeps a reference, so run() can fail it if this throws
+    chain_failed.push_back(after_failure);
   }
   if (failed_chains_.size() > 1000000) failed_chains_.clear();
   std::vector<AppendRequest> requests(batch.size());
@@ -622,6 +629,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     requests[i].events = std::move(batch[i]->payloads);
     requests[i].chain = batch[i]->chain;
     requests[i].verify_only = !batch[i]->rejection.is_ok();
+    requests[i].chain_failed = chain_failed[i] != 0;
   }
   const uint64_t write_start = NodeProbe::enabled() ? steady_ns() : 0;
   std::vector<AppendResult> results = events_->append(requests);

@@ -450,6 +450,31 @@ TEST_P(PipelineRestartTest, PlacingAnExistingOrderWithColdCachesIsRejectedNotWri
   for (const auto& [stream, n] : placed) EXPECT_EQ(n, 1) << stream;
 }
 
+// A saga reaction delivered again (its change-feed range moved to another instance before
+// the checkpoint did) decides its commands again. A SKU's state does not know which orders
+// hold its stock, so repeated reservations are decided as writes, one lane chain per SKU,
+// and only their command ids tell them apart: the saga replayed from the start must settle
+// every repeat as one, write nothing new and fail nothing (a chain of more repeats than the
+// commit's retries once failed the saga's batch for ever).
+TEST_P(PipelineRestartTest, ASagaReplayedFromTheStartWritesNothingNew) {
+  start();
+  Acked acked;
+  drive(300, 2, "s-", acked);
+  wait_quiescent();
+  const size_t events_before = all_events().size();
+  built_.pipeline->shutdown();
+  built_.pipeline.reset();
+  stores_ = std::make_unique<connectors::StoreSet>(def_, dir_.string());
+  ASSERT_TRUE((*stores_->change_feed("events"))->save_checkpoint("saga", 0));
+  restarted_ = true;
+  start();
+  wait_quiescent();
+  EXPECT_EQ(all_events().size(), events_before) << "every reaction of the replay is a repeat";
+  EXPECT_EQ(built_.pipeline->find("saga")->probe().errors(), 0u);
+  EXPECT_EQ(built_.pipeline->find("commit")->probe().errors(), 0u);
+  check_invariants(acked);
+}
+
 // graphs/orders-cosmos.yaml on the Cosmos DB stand-in (4 partition key ranges).
 class CosmosPipelineTest : public PipelineTest {
  protected:

@@ -514,5 +514,35 @@ TEST(PlanAppendChains, LaterRequestOfAFailedChainFailsEvenWhenItsVersionMatches)
   EXPECT_EQ(results[2].first_version, 2u);
 }
 
+// A chain that failed in an earlier group: its requests in this group are marked. A
+// repeat among them answers with its first result; the others conflict even where their
+// version matches (they were decided on state that held the failed request's events).
+TEST(PlanAppendChains, MarkedRequestsOfAFailedChainAnswerRepeatsAndConflictTheRest) {
+  AppendResult stored;
+  stored.stream = "s";
+  stored.first_version = stored.last_version = 1;
+  AppendLookups lookups{
+      [&](const std::string& id) -> Result<std::optional<AppendResult>> {
+        if (id == "old") return std::optional<AppendResult>(stored);
+        return std::optional<AppendResult>();
+      },
+      [](const std::string&) -> Result<uint64_t> { return uint64_t{1}; }};
+  std::vector<AppendRequest> batch(3);
+  batch[0] = {"s", 1, "old", {"e"}, 7};
+  batch[1] = {"s", 1, "new", {"e"}, 7};
+  batch[2] = {"s", 1, "newer", {"e"}, 8};  // a later chain, not marked
+  batch[0].chain_failed = batch[1].chain_failed = true;
+  std::vector<AppendResult> results;
+  auto plan = plan_append(batch, 10, lookups, results);
+  ASSERT_TRUE(results[0].status.is_ok()) << results[0].status.to_string();
+  EXPECT_TRUE(results[0].duplicate);
+  EXPECT_EQ(results[0].first_version, 1u);
+  EXPECT_EQ(results[1].status.code(), StatusCode::kConflict);
+  ASSERT_TRUE(results[2].status.is_ok()) << results[2].status.to_string();
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].request, 2u);
+  EXPECT_EQ(results[2].first_version, 2u);
+}
+
 }  // namespace
 }  // namespace orderflow::connectors
