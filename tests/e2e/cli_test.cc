@@ -145,6 +145,14 @@ TEST(Cli, EveryCommandHasHelpAndBadFlagsAreRefused) {
   EXPECT_NE(r.output.find("--frobnicate"), std::string::npos) << r.output;
 }
 
+// The binary's malloc is jemalloc (server/CMakeLists.txt: TBB's and glibc's cost the
+// pipeline 11-17% of its throughput): a link that lost it would still run, only slower.
+TEST(Cli, TheBinaryAllocatesWithJemalloc) {
+  const Ran r = testing::run_shell("MALLOC_CONF=stats_print:true " + std::string(ORDERFLOW_BINARY) + " --version 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("jemalloc statistics"), std::string::npos) << r.output.substr(0, 400);
+}
+
 TEST(Cli, MistypedCommandLinesSayWhatIsWrong) {
   Ran r = orderflow("bogus");
   EXPECT_EQ(r.exit_code, 2);
