@@ -621,8 +621,23 @@ RocksEventStore::~RocksEventStore() {
   }
 }
 
-Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
-  if (auto it = versions_.find(stream); it != versions_.end()) return it->second;
+Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream, uint64_t** slot) {
+  // One hash look-up of the (large, cache-missing) map whether the stream is known or not;
+  // the caller may keep the slot to record the version it writes (no clear() meanwhile).
+  auto [cached, fresh] = versions_.try_emplace(stream, 0);
+  if (slot != nullptr) *slot = &cached->second;
+  if (!fresh) return cached->second;
+  auto found = find_version(stream);
+  if (!found) {
+    versions_.erase(cached);
+    if (slot != nullptr) *slot = nullptr;
+    return found.status();
+  }
+  cached->second = *found;
+  return *found;
+}
+
+Result<uint64_t> RocksEventStore::find_version(const std::string& stream) {
   {
     std::lock_guard lock(tail_mu_);  // the newest versions, when the index DB lacks them
     if (auto t = tail_streams_.find(stream); t != tail_streams_.end()) return t->second.back().last_version;
@@ -651,8 +666,6 @@ Result<uint64_t> RocksEventStore::lookup_version(const std::string& stream) {
     if (!e) return e.status();
     (*e ? known : absent) = mid;
   }
-  if (versions_.size() >= version_cache_) versions_.clear();
-  versions_[stream] = known;
   return known;
 }
 
@@ -693,12 +706,22 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   // after the index DB has it, so tail-then-index finds every committed id.
   auto found = find_commands(batch);
   if (!found) return fail_all(found.status());
+  // The versions cache is bounded by emptying it, never while this batch holds slots in it.
+  if (versions_.size() + batch.size() >= version_cache_) versions_.clear();
+  // Each stream planned here was looked up once (plan_append remembers the rest of the
+  // batch): its slot in versions_ takes the version written, without a second look-up.
+  std::unordered_map<std::string_view, uint64_t*> slots;
   AppendLookups lookups{[&found](const std::string& id) -> Result<std::optional<AppendResult>> {
                           auto it = found->find(id);
                           if (it == found->end()) return std::optional<AppendResult>();
                           return stored_result(id, it->second);
                         },
-                        [this](const std::string& stream) { return lookup_version(stream); }};
+                        [this, &slots](const std::string& stream) {
+                          uint64_t* slot = nullptr;
+                          auto v = lookup_version(stream, &slot);
+                          if (slot != nullptr) slots[stream] = slot;
+                          return v;
+                        }};
   const uint64_t head = head_.load(std::memory_order_relaxed);
   auto plan = plan_append(batch, head, lookups, results);
   if (plan.empty()) return results;
@@ -736,8 +759,11 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   size_t events = 0;
   for (const auto& p : plan) {
     const auto& r = results[p.request];
-    if (versions_.size() >= version_cache_) versions_.clear();
-    versions_[r.stream] = r.last_version;
+    if (auto slot = slots.find(batch[p.request].stream); slot != slots.end()) {
+      *slot->second = r.last_version;
+    } else {
+      versions_[r.stream] = r.last_version;  // not expected: every planned stream was looked up
+    }
     new_head = std::max(new_head, r.last_position);
     written.push_back({r.stream, batch[p.request].command_id, encode_result(r), r.first_version, r.last_version,
                        r.first_position, r.last_position});
@@ -868,6 +894,7 @@ Result<std::unordered_map<std::string_view, std::string>> RocksEventStore::find_
 
 Result<uint64_t> RocksEventStore::stream_version(const std::string& stream) {
   std::lock_guard lock(write_mu_);
+  if (versions_.size() >= version_cache_) versions_.clear();
   return lookup_version(stream);
 }
 
@@ -1082,9 +1109,16 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
   // Serialized so the version check and the write cannot interleave with another put.
   std::lock_guard lock(write_mu_);
   rocksdb::WriteBatch wb;
-  // Written: (stream, version), in key order; a stream twice in one call is adjacent after
-  // the (stable) sort, and the newest version wins.
-  std::vector<std::pair<const std::string*, uint64_t>> in_batch;
+  // Written: (stream, version, its entry in versions_), in key order; a stream twice in one
+  // call is adjacent after the (stable) sort, and the newest version wins. versions_ is not
+  // emptied while the entries are held (it is bounded here, before them).
+  struct Written {
+    const std::string* stream;
+    uint64_t version;
+    uint64_t* cached;
+  };
+  std::vector<Written> in_batch;
+  if (versions_.size() + entries.size() > kVersionCacheLimit) versions_.clear();
   // In key order, so consecutive memtable inserts start from the previous one's position.
   std::vector<const std::pair<std::string, Snapshot>*> sorted;
   sorted.reserve(entries.size());
@@ -1093,21 +1127,31 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
   in_batch.reserve(sorted.size());
   for (const auto* entry : sorted) {
     const auto& [stream, snap] = *entry;
+    const bool again = !in_batch.empty() && *in_batch.back().stream == stream;
     uint64_t current;
-    if (!in_batch.empty() && *in_batch.back().first == stream) {
-      current = in_batch.back().second;
-    } else if (auto known = versions_.find(stream); known != versions_.end()) {
-      current = known->second;  // this process wrote it (the DB lock makes it the only writer)
+    uint64_t* cached = nullptr;
+    if (again) {
+      current = in_batch.back().version;
     } else {
-      auto cur = get(stream);
-      if (!cur) return cur.status();
-      current = cur->version;
+      // One look-up whether known or not: a known version is this process's own write (the
+      // DB lock makes it the only writer); an unknown one is read once.
+      auto [known, fresh] = versions_.try_emplace(stream, 0);
+      if (fresh) {
+        auto cur = get(stream);
+        if (!cur) {
+          versions_.erase(known);
+          return cur.status();
+        }
+        known->second = cur->version;
+      }
+      current = known->second;
+      cached = &known->second;
     }
     if (snap.version <= current) continue;
-    if (!in_batch.empty() && *in_batch.back().first == stream) {
-      in_batch.back().second = snap.version;
+    if (again) {
+      in_batch.back().version = snap.version;
     } else {
-      in_batch.emplace_back(&stream, snap.version);
+      in_batch.push_back({&stream, snap.version, cached});
     }
     // The version and the state as two parts of one value: no copy of the state (a hot SKU's
     // state grows with its open orders) before the batch's own.
@@ -1144,8 +1188,7 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
   if (wo.sync)
     if (auto r = record_synced(); !r) return r;
   if (writer != nullptr) covered_[*writer] = position;
-  if (versions_.size() + in_batch.size() > kVersionCacheLimit) versions_.clear();
-  for (const auto& [stream, version] : in_batch) versions_[*stream] = version;
+  for (const auto& w : in_batch) *w.cached = w.version;
   return Status::ok();
 }
 

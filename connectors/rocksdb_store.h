@@ -153,7 +153,10 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   rocksdb::Status write_index(const std::vector<IndexedCommand>& commands, uint64_t through);
   void indexer_loop();
   void stop_indexer();
-  Result<uint64_t> lookup_version(const std::string& stream);
+  // The stream's stored version, from versions_ (a miss is looked up and cached there);
+  // `slot`, when given, points at its entry. Called with write_mu_ held.
+  Result<uint64_t> lookup_version(const std::string& stream, uint64_t** slot = nullptr);
+  Result<uint64_t> find_version(const std::string& stream);  // the tail, then the index DB
   Status wait_for_tail_room();
   // The stored results of the batch's command ids (id -> encoded result; absent: new), the
   // tail first, then one MultiGet on the index DB. Called with write_mu_ held.

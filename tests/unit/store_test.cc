@@ -179,6 +179,20 @@ TEST(RocksEventStoreVersions, UncachedStreamsAreLookedUpAtTheirLastVersion) {
     EXPECT_EQ(events.size(), static_cast<size_t>(total)) << s;
   }
   EXPECT_EQ(*store.stream_version("never"), 0u);
+  // One batch over more streams than the cache holds, each stream twice: the versions the
+  // batch wrote are what the next appends are checked against.
+  std::vector<AppendRequest> both;
+  for (const auto& [s, total] : streams) {
+    both.push_back(req(s, version[s], "twice-a-" + s, {"y"}));
+    both.push_back(req(s, version[s] + 1, "twice-b-" + s, {"z"}));
+  }
+  for (const auto& r : store.append(both)) ASSERT_TRUE(r.status) << r.stream << ": " << r.status.to_string();
+  for (const auto& [s, total] : streams) {
+    EXPECT_EQ(store.append({req(s, version[s] + 1, "stale-twice-" + s, {"x"})}).at(0).status.code(), StatusCode::kConflict) << s;
+    auto next = store.append({req(s, version[s] + 2, "next-" + s, {"x"})}).at(0);
+    ASSERT_TRUE(next.status) << s << ": " << next.status.to_string();
+    EXPECT_EQ(next.first_version, version[s] + 3) << s;
+  }
 }
 
 TEST_F(RocksEventStoreTest, ABatchOfManyStreamsIsOneWrite) {
