@@ -160,6 +160,36 @@ TEST_F(CosmosEventStoreTest, TwoWritersOnOneStreamNothingLostNothingDoubled) {
   std::cout << "conflicts resolved by re-deciding: " << conflicts.load() << "\n";
 }
 
+// A chain whose head collides with another writer's commit (found at create, not by a
+// version query: this store's cached version was current when it planned) fails the rest of
+// its stream; the repeats among them answer with their first results in the same call, the
+// new ones conflict.
+TEST_F(CosmosEventStoreTest, RepeatsBehindAConflictAtCreateAnswerAsDuplicates) {
+  auto a = open_events(client_for(standin_));
+  auto b = open_events(client_for(standin_));
+  ASSERT_TRUE(a->append({req("s", 0, "c1", {"e1"})}).at(0).status);
+  ASSERT_TRUE(a->append({req("s", 1, "c2", {"e2"})}).at(0).status);
+  auto v = b->stream_version("s");
+  ASSERT_TRUE(v && *v == 2u);
+  ASSERT_TRUE(b->append({req("s", 2, "other", {"o"})}).at(0).status);  // a does not know
+  std::vector<AppendRequest> chain = {req("s", 2, "new1", {"n1"}), req("s", 3, "c1", {"again"}),
+                                      req("s", 4, "c2", {"again"}), req("s", 5, "new2", {"n2"})};
+  for (auto& r : chain) r.chain = 11;
+  const auto rs = a->append(chain);
+  ASSERT_EQ(rs.size(), 4u);
+  EXPECT_EQ(rs[0].status.code(), StatusCode::kConflict) << rs[0].status.to_string();
+  for (int k = 1; k <= 2; ++k) {
+    ASSERT_TRUE(rs[k].status) << k << ": " << rs[k].status.to_string();
+    EXPECT_TRUE(rs[k].duplicate) << k;
+    EXPECT_EQ(rs[k].first_version, static_cast<uint64_t>(k)) << k;
+  }
+  EXPECT_EQ(rs[3].status.code(), StatusCode::kConflict) << rs[3].status.to_string();
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(a->read_stream("s", 1, &events));
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].payload, "o");
+}
+
 TEST_F(CosmosEventStoreTest, RetriesThrottlingAndUnavailabilityThenSucceeds) {
   auto client = client_for(standin_);
   auto store = open_events(client);
