@@ -19,23 +19,20 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
   batch_commands.reserve(batch.size());  // no rehash while a group of a thousand is planned
   batch_versions.reserve(batch.size());
   uint64_t position = head;
-  // The first result of a command id written before (earlier in this batch or in the store)
-  // on the request's stream, as a duplicate. False when it names no written command, or
-  // when the look-up failed (the request then fails as it would have).
-  auto answer_repeat = [&](const AppendRequest& req, AppendResult& res) {
+  // The first result of the request's command id: from earlier in this batch when it was
+  // written there (nothing when it failed there), else from the store.
+  auto first_result = [&](const AppendRequest& req) -> Result<std::optional<AppendResult>> {
     if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
       const AppendResult& first = results[it->second];
-      if (!first.status.is_ok() || first.stream != req.stream) return false;
-      res = first;
-      res.duplicate = true;
-      return true;
+      if (!first.status.is_ok()) return std::optional<AppendResult>();
+      return std::optional<AppendResult>(first);
     }
-    auto found = lookups.find_command(req.command_id);
-    if (!found || !found->has_value() || (**found).stream != req.stream) return false;
-    res = **found;
+    return lookups.find_command(req.command_id);
+  };
+  auto answer_as_duplicate = [](AppendResult& res, const AppendResult& first) {
+    res = first;
     res.status = Status::ok();
     res.duplicate = true;
-    return true;
   };
   for (size_t i = 0; i < batch.size(); ++i) {
     const AppendRequest& req = batch[i];
@@ -58,7 +55,13 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         // unless it is a repeat of a written command, whose answer is its first result
         // whatever it was decided on. A redelivered batch of repeats (a saga reaction read
         // again after a lease moved) then settles in this one round, not one per round.
-        if (!req.command_id.empty() && answer_repeat(req, res)) continue;
+        if (!req.command_id.empty()) {
+          auto first = first_result(req);
+          if (first && first->has_value() && (**first).stream == req.stream) {
+            answer_as_duplicate(res, **first);
+            continue;
+          }
+        }
         res.status = Status::conflict("stream " + req.stream + ": an earlier command of the same decision chain failed");
         continue;
       }
@@ -93,9 +96,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
         } else if (found->has_value() && (**found).stream != req.stream) {
           res.status = command_id_taken(req.command_id, (**found).stream);
         } else if (found->has_value()) {
-          res = **found;
-          res.status = Status::ok();
-          res.duplicate = true;
+          answer_as_duplicate(res, **found);
         }
       }
       continue;
@@ -106,34 +107,18 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     }
     // Idempotency: the same id earlier in this batch, then the store.
     // An id already used on another stream names a different command: refused.
-    auto reused = [&](const std::string& stream) { res.status = command_id_taken(req.command_id, stream); };
-    if (auto it = batch_commands.find(req.command_id); it != batch_commands.end()) {
-      const AppendResult& first = results[it->second];
-      if (first.status.is_ok() && first.stream != req.stream) {
-        reused(first.stream);
-        continue;
+    auto first = first_result(req);
+    if (!first) {
+      res.status = first.status();
+      continue;
+    }
+    if (first->has_value()) {
+      if ((**first).stream != req.stream) {
+        res.status = command_id_taken(req.command_id, (**first).stream);
+      } else {
+        answer_as_duplicate(res, **first);
       }
-      if (first.status.is_ok()) {
-        res = first;
-        res.duplicate = true;
-        continue;
-      }
-    } else {
-      auto found = lookups.find_command(req.command_id);
-      if (!found) {
-        res.status = found.status();
-        continue;
-      }
-      if (found->has_value() && (**found).stream != req.stream) {
-        reused((**found).stream);
-        continue;
-      }
-      if (found->has_value()) {
-        res = **found;
-        res.status = Status::ok();
-        res.duplicate = true;
-        continue;
-      }
+      continue;
     }
     auto v = current_version();
     if (!v) {

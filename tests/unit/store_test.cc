@@ -456,18 +456,24 @@ TEST(PlanAppend, FailedRequestDoesNotMakeALaterRepeatADuplicate) {
   EXPECT_EQ(plan[0].request, 1u);
 }
 
-// One command id on two streams is two commands: the second is refused, whether the first
-// is in the store or earlier in the same group (racing commands reach the group commit).
-TEST(PlanAppend, AnIdUsedOnAnotherStreamIsRefusedNotADuplicate) {
+// Lookups of a store that holds one command, "old", written as version 1 of `stream`; every
+// stream is at `version`.
+AppendLookups one_stored_command(const std::string& stream, uint64_t version) {
   AppendResult stored;
-  stored.stream = "sku-A";
+  stored.stream = stream;
   stored.first_version = stored.last_version = 1;
-  AppendLookups lookups{
-      [&](const std::string& id) -> Result<std::optional<AppendResult>> {
+  return AppendLookups{
+      [stored](const std::string& id) -> Result<std::optional<AppendResult>> {
         if (id == "old") return std::optional<AppendResult>(stored);
         return std::optional<AppendResult>();
       },
-      [](const std::string&) -> Result<uint64_t> { return uint64_t{0}; }};
+      [version](const std::string&) -> Result<uint64_t> { return version; }};
+}
+
+// One command id on two streams is two commands: the second is refused, whether the first
+// is in the store or earlier in the same group (racing commands reach the group commit).
+TEST(PlanAppend, AnIdUsedOnAnotherStreamIsRefusedNotADuplicate) {
+  const AppendLookups lookups = one_stored_command("sku-A", 0);
   std::vector<AppendResult> results;
   const auto plan = plan_append({req("sku-B", 0, "old", {"x"}), req("sku-C", 0, "new", {"x"}),
                                  req("sku-D", 0, "new", {"x"}), req("sku-A", 0, "old", {"x"})},
@@ -532,15 +538,7 @@ TEST(PlanAppendChains, LaterRequestOfAFailedChainFailsEvenWhenItsVersionMatches)
 // repeat among them answers with its first result; the others conflict even where their
 // version matches (they were decided on state that held the failed request's events).
 TEST(PlanAppendChains, MarkedRequestsOfAFailedChainAnswerRepeatsAndConflictTheRest) {
-  AppendResult stored;
-  stored.stream = "s";
-  stored.first_version = stored.last_version = 1;
-  AppendLookups lookups{
-      [&](const std::string& id) -> Result<std::optional<AppendResult>> {
-        if (id == "old") return std::optional<AppendResult>(stored);
-        return std::optional<AppendResult>();
-      },
-      [](const std::string&) -> Result<uint64_t> { return uint64_t{1}; }};
+  const AppendLookups lookups = one_stored_command("s", 1);
   std::vector<AppendRequest> batch(3);
   batch[0] = {"s", 1, "old", {"e"}, 7};
   batch[1] = {"s", 1, "new", {"e"}, 7};
