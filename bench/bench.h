@@ -63,6 +63,7 @@ struct CosmosFigures {
   uint64_t requests = 0;               // requests to the account
   double request_units = 0;            // their request charges (the stand-in's model, or the account's)
   std::map<std::string, double> ru_by_op;  // request units by operation label (append, feed, ...)
+  std::map<std::string, double> requests_by_op;  // requests by operation label
   uint64_t throttles = 0;              // 429 answers (retried)
   double idle_ru_per_s = 0;            // request units/s once quiescent (change-feed polls, lease renewals)
   uint64_t orders_placed = 0;          // distinct orders placed, as the change feed delivered them

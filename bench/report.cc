@@ -98,13 +98,16 @@ RunResult median_of(const std::vector<const RunResult*>& runs) {
     c.idle_ru_per_s = med([](const RunResult& r) { return r.cosmos.idle_ru_per_s; });
     c.orders_placed = med_u([](const RunResult& r) { return r.cosmos.orders_placed; });
     c.orders_settled = med_u([](const RunResult& r) { return r.cosmos.orders_settled; });
-    for (const auto* r : runs)
-      for (const auto& [op, ru] : r->cosmos.ru_by_op) c.ru_by_op[op] = 0;
-    for (auto& [op, ru] : c.ru_by_op)
-      ru = med([&op = op](const RunResult& r) {
-        auto it = r.cosmos.ru_by_op.find(op);
-        return it == r.cosmos.ru_by_op.end() ? 0.0 : it->second;
-      });
+    // Each operation's median over the runs (0 in a run without it).
+    for (auto by_op : {&CosmosFigures::ru_by_op, &CosmosFigures::requests_by_op}) {
+      for (const auto* r : runs)
+        for (const auto& [op, v] : r->cosmos.*by_op) (c.*by_op)[op] = 0;
+      for (auto& [op, v] : c.*by_op)
+        v = med([&op = op, by_op](const RunResult& r) {
+          auto it = (r.cosmos.*by_op).find(op);
+          return it == (r.cosmos.*by_op).end() ? 0.0 : it->second;
+        });
+    }
   }
   return m;
 }
@@ -181,6 +184,9 @@ void write_run(JsonWriter& w, const RunResult& r) {
         .field("orders_settled", c.orders_settled);
     w.key("ru_by_operation").begin_object();
     for (const auto& [op, ru] : c.ru_by_op) w.field(op, ru);
+    w.end_object();
+    w.key("requests_by_operation").begin_object();
+    for (const auto& [op, n] : c.requests_by_op) w.field(op, n);
     w.end_object().end_object();
   }
   if (!r.threads.empty()) {
@@ -251,9 +257,11 @@ void print_cosmos(const Report& report, const std::vector<Summary>& summary) {
   for (const auto& s : summary) {
     const CosmosFigures& c = s.median.cosmos;
     if (!c.measured) continue;
+    const auto per_order = [&c](double v) { return c.workload_orders ? v / static_cast<double>(c.workload_orders) : 0; };
     std::printf("RU by operation, %s (RU, RU/order):", s.config.name().c_str());
-    for (const auto& [op, ru] : c.ru_by_op)
-      std::printf(" %s %.0f (%.2f)", op.c_str(), ru, c.workload_orders ? ru / static_cast<double>(c.workload_orders) : 0);
+    for (const auto& [op, ru] : c.ru_by_op) std::printf(" %s %.0f (%.2f)", op.c_str(), ru, per_order(ru));
+    std::printf("\nrequests by operation, %s (requests, per order):", s.config.name().c_str());
+    for (const auto& [op, n] : c.requests_by_op) std::printf(" %s %.0f (%.2f)", op.c_str(), n, per_order(n));
     std::printf("\n");
   }
   const double raw = median_baseline(report, "raw-cosmos-creates");

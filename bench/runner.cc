@@ -255,7 +255,7 @@ void sleep_us(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us
 struct CosmosTotals {
   uint64_t requests = 0;
   double request_units = 0, throttles = 0;
-  std::map<std::string, double> ru_by_op;
+  std::map<std::string, double> ru_by_op, requests_by_op;
 };
 CosmosTotals cosmos_totals(const MetricsRegistry& metrics) {
   CosmosTotals t;
@@ -266,6 +266,7 @@ CosmosTotals cosmos_totals(const MetricsRegistry& metrics) {
       if (k == "request_units_total") t.request_units += v;
       else if (k == "throttles_total") t.throttles += v;
       else if (k.rfind("ru_", 0) == 0 && k != "ru_per_command") t.ru_by_op[k.substr(3)] += v;
+      else if (k.rfind("requests_", 0) == 0) t.requests_by_op[k.substr(9)] += v;
     }
   }
   return t;
@@ -497,10 +498,13 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
       c.requests = cosmos1.requests - cosmos0.requests;
       c.request_units = cosmos1.request_units - cosmos0.request_units;
       c.throttles = static_cast<uint64_t>(cosmos1.throttles - cosmos0.throttles);
-      for (const auto& [op, ru] : cosmos1.ru_by_op) {
-        auto before = cosmos0.ru_by_op.find(op);
-        const double spent = ru - (before == cosmos0.ru_by_op.end() ? 0 : before->second);
-        if (spent > 0) c.ru_by_op[op] = spent;
+      for (auto by_op : {&CosmosTotals::ru_by_op, &CosmosTotals::requests_by_op}) {
+        auto& into = by_op == &CosmosTotals::ru_by_op ? c.ru_by_op : c.requests_by_op;
+        for (const auto& [op, v] : cosmos1.*by_op) {
+          auto before = (cosmos0.*by_op).find(op);
+          const double spent = v - (before == (cosmos0.*by_op).end() ? 0 : before->second);
+          if (spent > 0) into[op] = spent;
+        }
       }
       c.idle_ru_per_s = (cosmos2.request_units - cosmos1.request_units) /
                         std::max(1e-3, static_cast<double>(settled_ns - quiet_since) / 1e9);

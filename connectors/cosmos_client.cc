@@ -204,6 +204,7 @@ void CosmosMetrics::record(const std::string& op, double charge, int attempts, i
   probe->set_gauge("throttles_total", static_cast<double>(all.throttles));
   probe->set_gauge("retries_total", static_cast<double>(all.retries));
   probe->set_gauge("ru_" + op, mine.request_units);
+  probe->set_gauge("requests_" + op, static_cast<double>(mine.requests));
 }
 
 CosmosMetrics::Totals CosmosMetrics::totals() const {

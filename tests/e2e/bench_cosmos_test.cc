@@ -60,7 +60,7 @@ TEST(BenchCosmos, ReportsRequestsAndRequestUnitsPerOrderAgainstRawCreates) {
   ASSERT_GT(parallelism, 0);
   EXPECT_NE(r.output.find("raw document creates, " + std::to_string(parallelism) + " at a time"), std::string::npos)
       << r.output;
-  for (const char* s : {"requests/order", "RU/order", "RU by operation", "settled/placed"})
+  for (const char* s : {"requests/order", "RU/order", "RU by operation", "requests by operation", "settled/placed"})
     EXPECT_NE(r.output.find(s), std::string::npos) << s << " missing from\n" << r.output;
 
   const auto doc = web::json::value::parse(slurp(json_path));
@@ -97,6 +97,10 @@ TEST(BenchCosmos, ReportsRequestsAndRequestUnitsPerOrderAgainstRawCreates) {
   for (const auto& [op, ru] : c.at(U("ru_by_operation")).as_object()) by_op += ru.as_double();
   EXPECT_NEAR(by_op, num(c, "request_units"), 1e-5 * num(c, "request_units")) << "the operations add up to the total";
   EXPECT_GT(num(c.at(U("ru_by_operation")), "append"), 0);
+  double requests_by_op = 0;
+  for (const auto& [op, n] : c.at(U("requests_by_operation")).as_object()) requests_by_op += n.as_double();
+  EXPECT_NEAR(requests_by_op, num(c, "requests"), 1e-5 * num(c, "requests")) << "the operations add up to the total";
+  EXPECT_GT(num(c.at(U("requests_by_operation")), "append"), 0);
   // The stand-in answered at least what the pipeline counted and the baseline created.
   EXPECT_GE(static_cast<double>(standin.stat("requests")), num(c, "requests") + num(raw_run, "events"));
 
