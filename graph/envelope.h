@@ -33,6 +33,14 @@ using Completion = std::function<void(const Outcome&)>;
 
 struct Envelope;
 
+// A command lane's entry for one stream (nodes/nodes.h, LaneGroupNode): the state its
+// decisions build on, and how many of them commit has not yet settled.
+struct LaneStream {
+  MessagePtr state;    // null once invalidated while decisions were pending: reloaded
+  uint64_t chain = 0;  // unique per load: decisions on this speculative chain share it
+  int pending = 0;     // decisions sent to commit, not yet settled
+};
+
 // What admitted an envelope into a pipeline (its route), told once when the envelope is
 // completed, after its `done`: frees its place under the in-flight limit. A pointer in the
 // envelope instead of a completion wrapped around the source's: no allocation per command.
@@ -65,7 +73,8 @@ struct Envelope {
   // Filled by the lane.
   uint64_t expected_version = 0;
   uint64_t chain = 0;                  // generation of the lane's cached state it was decided on
-  bool pending_in_lane = false;        // counted in its lane's pending map until it settles
+  bool pending_in_lane = false;        // counted in lane_stream->pending until it settles
+  LaneStream* lane_stream = nullptr;   // its stream's lane entry, kept while pending_in_lane
   std::vector<MessagePtr> events;
   std::vector<std::string> payloads;   // serialized events
   // Not ok: the lane rejected the command on cached state of a shared store, and commit

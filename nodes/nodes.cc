@@ -215,8 +215,9 @@ void LaneGroupNode::settle(Envelope& env) {
 void LaneGroupNode::settle_locked(Lane& lane, Envelope& env) {
   if (!env.pending_in_lane) return;
   env.pending_in_lane = false;
-  auto it = lane.pending.find(env.stream);
-  if (it != lane.pending.end() && --it->second <= 0) lane.pending.erase(it);
+  LaneStream* entry = std::exchange(env.lane_stream, nullptr);
+  // An invalidated entry was kept only for its pending decisions: the last one drops it.
+  if (--entry->pending <= 0 && !entry->state) lane.cache.erase(env.stream);
 }
 
 void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
@@ -248,10 +249,21 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
   }
 }
 
-void LaneGroupNode::invalidate(uint32_t lane, const std::string& stream, uint64_t chain) {
-  std::lock_guard lock(lanes_[lane]->mu);
-  auto it = lanes_[lane]->cache.find(stream);
-  if (it != lanes_[lane]->cache.end() && it->second.chain <= chain) lanes_[lane]->cache.erase(it);
+void LaneGroupNode::invalidate(const Envelope& env) {
+  Lane& lane = *lanes_[env.lane];
+  std::lock_guard lock(lane.mu);
+  if (env.pending_in_lane) {  // its entry is kept while it is pending: no look-up
+    if (env.lane_stream->chain <= env.chain) env.lane_stream->state.reset();
+    return;
+  }
+  auto it = lane.cache.find(env.stream);
+  if (it != lane.cache.end() && it->second.chain <= env.chain) {
+    if (it->second.pending > 0) {
+      it->second.state.reset();
+    } else {
+      lane.cache.erase(it);
+    }
+  }
 }
 
 Result<MessagePtr> LaneGroupNode::load(const std::string& stream) {
@@ -369,17 +381,24 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
         if (fl->second.repeats.empty()) lane.in_flight.erase(fl);
       };
       auto it = lane.cache.find(env->stream);
-      const bool cached = it != lane.cache.end();
+      const bool cached = it != lane.cache.end() && it->second.state;
       // A command that starts its stream is decided on the empty state the first time (see
       // Domain::starts_stream): its append expects version 0, so a stream that exists makes
       // it conflict, and the next attempt loads. Its rejection is verified (below) as well.
-      const bool assumed_new = !cached && env->attempts == 1 && domain_.starts_stream(*env->command);
+      // (An entry kept for pending decisions is not new: loaded.)
+      const bool assumed_new =
+          it == lane.cache.end() && env->attempts == 1 && domain_.starts_stream(*env->command);
       auto cache_state = [&](MessagePtr state) {
+        if (it != lane.cache.end()) {  // invalidated while decisions were pending: reloaded
+          it->second.state = std::move(state);
+          it->second.chain = next_chain_.fetch_add(1);
+          return it;
+        }
         if (lane.cache.size() >= cache_streams_) {
           for (auto c = lane.cache.begin(); c != lane.cache.end();)
-            c = lane.pending.count(c->first) ? std::next(c) : lane.cache.erase(c);
+            c = c->second.pending > 0 ? std::next(c) : lane.cache.erase(c);
         }
-        return lane.cache.emplace(env->stream, Lane::Cached{std::move(state), next_chain_.fetch_add(1)}).first;
+        return lane.cache.emplace(env->stream, LaneStream{std::move(state), next_chain_.fetch_add(1), 0}).first;
       };
       if (assumed_new) {
         it = cache_state(domain_.new_state());
@@ -411,8 +430,9 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
         env->rejection = decided;
         env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
-        ++lane.pending[env->stream];
+        ++it->second.pending;
         env->pending_in_lane = true;
+        env->lane_stream = &it->second;
         env->events.clear();
         env->payloads.clear();
       } else if (!decided) {
@@ -429,8 +449,9 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
       } else {
         env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
-        ++lane.pending[env->stream];
+        ++it->second.pending;
         env->pending_in_lane = true;
+        env->lane_stream = &it->second;
         env->events = std::move(events);
         env->payloads.clear();
         for (const auto& e : env->events) {
@@ -600,7 +621,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       // speculative state are re-decided (its chain failed).
       uint64_t& f = failed_chains_[env->stream];
       f = std::max(f, env->chain);
-      lanes_->invalidate(env->lane, env->stream, env->chain);
+      lanes_->invalidate(*env);
       probe().add_out();
       probe().set_gauge("deadline_dropped", static_cast<double>(++deadline_dropped_));
       lanes_->complete(env, failed(Status::unavailable("the command's deadline passed before it was written; it was not executed")));
@@ -664,7 +685,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
     if (r.status.is_ok()) {
       o.duplicate = r.duplicate;
       if (r.duplicate) {
-        lanes_->invalidate(env->lane, env->stream, env->chain);  // the speculative state holds events never written
+        lanes_->invalidate(*env);  // the speculative state holds events never written
       } else {
         o.events = &env->events;
       }
@@ -677,7 +698,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
       retry_or_fail(env, r.status);
       continue;
     }
-    lanes_->invalidate(env->lane, env->stream, env->chain);
+    lanes_->invalidate(*env);
     probe().add_error(r.status.to_string());
     o.status = r.status;
     lanes_->complete(env, o);
@@ -714,7 +735,7 @@ void CommitNode::commit(std::vector<EnvelopePtr>& all) {
 }
 
 void CommitNode::retry_or_fail(EnvelopePtr& env, const Status& conflict) {
-  lanes_->invalidate(env->lane, env->stream, env->chain);
+  lanes_->invalidate(*env);
   if (env->attempts <= max_retries_) {
     lanes_->settle(*env);
     env->events.clear();

@@ -141,9 +141,9 @@ class LaneGroupNode final : public RuntimeNode {
   // oneTBB task (the redispatch node) does it, so a re-decision never holds the writer nor
   // takes a lane's lock on a thread that may hold it.
   void redispatch(EnvelopePtr envelope);
-  // Forgets the cached state of a stream whose decision on `chain` was not written as
-  // decided (a newer chain, loaded since, is kept).
-  void invalidate(uint32_t lane, const std::string& stream, uint64_t chain);
+  // Forgets the cached state of the envelope's stream: its decision on env.chain was not
+  // written as decided (a newer chain, loaded since, is kept).
+  void invalidate(const Envelope& env);
   // The envelope left commit (written, failed, or going back for a re-decision).
   void settle(Envelope& env);
   // Completes a decided envelope, and answers every repeat of its command id that arrived
@@ -158,16 +158,13 @@ class LaneGroupNode final : public RuntimeNode {
   };
   struct Lane {
     std::mutex mu;  // guards cache and in_flight; contended only by the commit writer
-    struct Cached {
-      MessagePtr state;
-      uint64_t chain = 0;  // unique per load: decisions on this speculative chain share it
-    };
-    std::unordered_map<std::string, Cached> cache;
+    // stream -> its cached state (LaneStream, graph/envelope.h). An entry with decisions
+    // pending is never evicted nor erased, so those envelopes point at it (no look-up to
+    // settle): reloading the state from the store would miss their events, and a rejection
+    // decided on that stale state would never be caught by the store. Invalidated while
+    // pending, it keeps its count and loses its state (reloaded on the next decision).
+    std::unordered_map<std::string, LaneStream> cache;
     std::unordered_map<std::string, InFlight> in_flight;  // command id -> decided, not yet committed
-    // stream -> decisions sent to commit and not yet settled. Such a stream's cached state
-    // is never evicted: reloading it from the store would miss those events, and a
-    // rejection decided on that stale state would never be caught by the store.
-    std::unordered_map<std::string, int> pending;
     std::unique_ptr<tbb::flow::graph_node> node;  // a LaneNode or an InlineLaneNode
     tbb::flow::receiver<BatchPtr>* input = nullptr;
     tbb::flow::sender<BatchPtr>* output = nullptr;
