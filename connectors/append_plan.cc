@@ -1,7 +1,8 @@
 #include "connectors/append_plan.h"
 
 #include <chrono>
-#include <unordered_map>
+
+#include <absl/container/flat_hash_map.h>
 
 #include "graph/domain.h"
 
@@ -13,9 +14,9 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
   results.assign(batch.size(), AppendResult{});
   std::vector<PlannedAppend> plan;
   // Keyed by views into `batch`, which outlives them: no string copied per request.
-  std::unordered_map<std::string_view, size_t> batch_commands;   // command id -> request index
-  std::unordered_map<std::string_view, uint64_t> batch_versions; // stream -> version after batch so far
-  std::unordered_map<std::string_view, uint64_t> failed_chains;  // stream -> highest failed chain
+  absl::flat_hash_map<std::string_view, size_t> batch_commands;   // command id -> request index
+  absl::flat_hash_map<std::string_view, uint64_t> batch_versions; // stream -> version after batch so far
+  absl::flat_hash_map<std::string_view, uint64_t> failed_chains;  // stream -> highest failed chain
   batch_commands.reserve(batch.size());  // no rehash while a group of a thousand is planned
   batch_versions.reserve(batch.size());
   uint64_t position = head;
@@ -41,7 +42,7 @@ std::vector<PlannedAppend> plan_append(const std::vector<AppendRequest>& batch, 
     struct MarkChain {  // records a failed or duplicate request of a chain on scope exit
       const AppendRequest& req;
       const AppendResult& res;
-      std::unordered_map<std::string_view, uint64_t>& failed;
+      absl::flat_hash_map<std::string_view, uint64_t>& failed;
       ~MarkChain() {
         if (req.chain == 0 || (res.status.is_ok() && !res.duplicate)) return;
         uint64_t& f = failed[req.stream];

@@ -710,7 +710,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   if (versions_.size() + batch.size() >= version_cache_) versions_.clear();
   // Each stream planned here was looked up once (plan_append remembers the rest of the
   // batch): its slot in versions_ takes the version written, without a second look-up.
-  std::unordered_map<std::string_view, uint64_t*> slots;
+  absl::flat_hash_map<std::string_view, uint64_t*> slots;
   AppendLookups lookups{[&found](const std::string& id) -> Result<std::optional<AppendResult>> {
                           auto it = found->find(id);
                           if (it == found->end()) return std::optional<AppendResult>();
@@ -864,9 +864,9 @@ Result<std::optional<AppendResult>> RocksEventStore::stored_result(const std::st
   return std::optional<AppendResult>(std::move(r));
 }
 
-Result<std::unordered_map<std::string_view, std::string>> RocksEventStore::find_commands(
+Result<absl::flat_hash_map<std::string_view, std::string>> RocksEventStore::find_commands(
     const std::vector<AppendRequest>& batch) {
-  std::unordered_map<std::string_view, std::string> found;
+  absl::flat_hash_map<std::string_view, std::string> found;
   std::vector<std::string_view> ids;
   {
     std::lock_guard lock(tail_mu_);

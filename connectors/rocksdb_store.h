@@ -68,6 +68,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
+
 #include "graph/store.h"
 
 namespace rocksdb {
@@ -160,7 +163,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   Status wait_for_tail_room();
   // The stored results of the batch's command ids (id -> encoded result; absent: new), the
   // tail first, then one MultiGet on the index DB. Called with write_mu_ held.
-  Result<std::unordered_map<std::string_view, std::string>> find_commands(const std::vector<AppendRequest>& batch);
+  Result<absl::flat_hash_map<std::string_view, std::string>> find_commands(const std::vector<AppendRequest>& batch);
   // A command's stored result (`value` as the commands family holds it), decoded.
   static Result<std::optional<AppendResult>> stored_result(const std::string& command_id, const std::string& value);
   Status index_read_failed(const rocksdb::Status& s);
@@ -178,7 +181,7 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   mutable std::mutex write_mu_;                         // serializes append()
   Status bg_error_;                                     // guarded by write_mu_
   std::chrono::steady_clock::time_point next_resume_;   // guarded by write_mu_
-  std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
+  absl::node_hash_map<std::string, uint64_t> versions_;  // guarded by write_mu_; bounded cache
   size_t version_cache_ = size_t{1} << 20;              // bound of versions_
   std::atomic<uint64_t> head_{0};
   std::atomic<uint64_t> indexed_{0};
@@ -194,8 +197,8 @@ class RocksEventStore final : public EventStore, public ChangeFeed {
   std::vector<IndexedCommand> pending_;                                    // guarded by tail_mu_, commit order
   size_t pending_events_ = 0;                                              // guarded by tail_mu_
   size_t inflight_events_ = 0;  // guarded by tail_mu_: events of the batch the indexer is writing
-  std::unordered_map<std::string, std::vector<StreamRange>> tail_streams_;  // guarded by tail_mu_
-  std::unordered_map<std::string, std::string> tail_commands_;            // guarded by tail_mu_: id -> result
+  absl::node_hash_map<std::string, std::vector<StreamRange>> tail_streams_;  // guarded by tail_mu_
+  absl::node_hash_map<std::string, std::string> tail_commands_;            // guarded by tail_mu_: id -> result
   bool stop_indexer_ = false;                                              // guarded by tail_mu_
   std::condition_variable indexed_cv_;  // appends waiting for a tail over its limit
   size_t tail_limit_ = size_t{1} << 20;
@@ -234,7 +237,7 @@ class RocksSnapshotStore final : public SnapshotStore, public ParkingStore {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default (snapshots), covered, parked
   bool sync_ = true;
   std::mutex write_mu_;
-  std::unordered_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded
+  absl::node_hash_map<std::string, uint64_t> versions_;  // guarded by write_mu_: stored versions, bounded
   std::unordered_map<std::string, uint64_t> covered_;   // guarded by write_mu_: marks as last written
   std::atomic<bool> durable_covering_{false};
   int synced_seq_fd_ = -1;                              // guarded by write_mu_ (after open)

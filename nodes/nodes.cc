@@ -395,8 +395,13 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
           return it;
         }
         if (lane.cache.size() >= cache_streams_) {
-          for (auto c = lane.cache.begin(); c != lane.cache.end();)
-            c = c->second.pending > 0 ? std::next(c) : lane.cache.erase(c);
+          for (auto c = lane.cache.begin(); c != lane.cache.end();) {
+            if (c->second.pending > 0) {
+              ++c;
+            } else {
+              lane.cache.erase(c++);
+            }
+          }
         }
         return lane.cache.emplace(env->stream, LaneStream{std::move(state), next_chain_.fetch_add(1), 0}).first;
       };

@@ -31,6 +31,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <absl/container/node_hash_map.h>
+
 #include "graph/domain.h"
 #include "graph/envelope.h"
 #include "graph/feed.h"
@@ -163,8 +165,8 @@ class LaneGroupNode final : public RuntimeNode {
     // settle): reloading the state from the store would miss their events, and a rejection
     // decided on that stale state would never be caught by the store. Invalidated while
     // pending, it keeps its count and loses its state (reloaded on the next decision).
-    std::unordered_map<std::string, LaneStream> cache;
-    std::unordered_map<std::string, InFlight> in_flight;  // command id -> decided, not yet committed
+    absl::node_hash_map<std::string, LaneStream> cache;
+    absl::node_hash_map<std::string, InFlight> in_flight;  // command id -> decided, not yet committed
     std::unique_ptr<tbb::flow::graph_node> node;  // a LaneNode or an InlineLaneNode
     tbb::flow::receiver<BatchPtr>* input = nullptr;
     tbb::flow::sender<BatchPtr>* output = nullptr;
@@ -381,7 +383,7 @@ class ProjectionNode final : public RuntimeNode, public FeedSubscriber {
     MessagePtr state;
     bool dirty = false;  // applied, not yet written
   };
-  using Cache = std::unordered_map<std::string, Projected>;
+  using Cache = absl::node_hash_map<std::string, Projected>;
   Cache cache_;
   // The dirty entries of cache_, once each (elements of an unordered_map keep their address
   // across rehashing): one hash look-up per event, none per flush.

@@ -8,6 +8,7 @@ packages=(
   libtbb-dev librdkafka-dev libcpprest-dev libssl-dev libboost-system-dev libboost-dev libcli11-dev
   libprotobuf-dev protobuf-compiler librocksdb-dev libyaml-cpp-dev
   libjemalloc-dev  # the `orderflow` binary's malloc (server/CMakeLists.txt)
+  libabsl-dev      # Abseil's hash maps: the hot path's per-stream and per-command tables
   libgtest-dev libgmock-dev libbenchmark-dev
   libimgui-dev libglfw3-dev libgl-dev zlib1g-dev xvfb xauth
   curl openssl gnuplot-nox
