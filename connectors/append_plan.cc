@@ -178,14 +178,19 @@ bool get_u64(const char*& p, const char* end, uint64_t* out) {
   return true;
 }
 
+void append_event(std::string& out, const std::string& stream, uint64_t version, int64_t committed_at_us,
+                  const std::string& command_id, const std::string& payload) {
+  out.reserve(out.size() + stream.size() + command_id.size() + payload.size() + 28);
+  put_bytes(out, stream);
+  put_u64_be(out, version);
+  put_u64_be(out, static_cast<uint64_t>(committed_at_us));
+  put_bytes(out, command_id);
+  put_bytes(out, payload);
+}
+
 std::string encode_event(const RecordedEvent& e) {
   std::string out;
-  out.reserve(e.stream.size() + e.command_id.size() + e.payload.size() + 28);
-  put_bytes(out, e.stream);
-  put_u64_be(out, e.version);
-  put_u64_be(out, static_cast<uint64_t>(e.committed_at_us));
-  put_bytes(out, e.command_id);
-  put_bytes(out, e.payload);
+  append_event(out, e.stream, e.version, e.committed_at_us, e.command_id, e.payload);
   return out;
 }
 

@@ -40,6 +40,10 @@ bool get_bytes(const char*& p, const char* end, std::string* out);
 bool get_u64(const char*& p, const char* end, uint64_t* out);
 
 std::string encode_event(const RecordedEvent& e);   // without position (it is the key)
+// The same encoding appended to `out` from its parts (the writer reuses one buffer for a
+// group's events: no copy into a RecordedEvent, no allocation per event).
+void append_event(std::string& out, const std::string& stream, uint64_t version, int64_t committed_at_us,
+                  const std::string& command_id, const std::string& payload);
 bool decode_event(std::string_view value, RecordedEvent* e);
 std::string encode_result(const AppendResult& r);
 bool decode_result(const std::string& value, AppendResult* r);

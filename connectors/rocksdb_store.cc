@@ -728,20 +728,16 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
 
   size_t bytes = 0;
   for (const auto& p : plan)
-    for (const auto& e : batch[p.request].events) bytes += e.size() + batch[p.request].stream.size() + 64;
+    for (const auto& e : batch[p.request].events)
+      bytes += e.size() + batch[p.request].stream.size() + batch[p.request].command_id.size() + 64;
   rocksdb::WriteBatch wb(bytes);  // one allocation for the whole group
   const int64_t at = now_us();
-  RecordedEvent rec;
-  std::string value;
+  std::string value;  // one buffer for every event of the group
   for (const auto& p : plan) {
     const AppendRequest& req = batch[p.request];
-    rec.stream = req.stream;
-    rec.command_id = req.command_id;
-    rec.committed_at_us = at;
     for (size_t k = 0; k < req.events.size(); ++k) {
-      rec.version = p.first_version + k;
-      rec.payload = req.events[k];
-      value = encode_event(rec);
+      value.clear();
+      append_event(value, req.stream, p.first_version + k, at, req.command_id, req.events[k]);
       wb.Put(handles_[kLog], position_key(p.first_position + k), value);
     }
   }
