@@ -128,6 +128,15 @@ std::string with_advice(const std::string& path, const std::string& damage) {
          " and reset the checkpoints beyond the head and rebuild the snapshot store";
 }
 
+// Empties a bounded cache and keeps its table: Abseil's clear() gives a large one back, and
+// refilling it would rehash every key again at each doubling (a stall of the thread).
+template <typename Map>
+void empty_keeping_capacity(Map& cache) {
+  const size_t n = cache.size();
+  cache.clear();
+  cache.reserve(n);
+}
+
 rocksdb::ColumnFamilyOptions point_lookup_cf() {
   rocksdb::ColumnFamilyOptions cf;
   rocksdb::BlockBasedTableOptions t;
@@ -707,7 +716,7 @@ std::vector<AppendResult> RocksEventStore::append(const std::vector<AppendReques
   auto found = find_commands(batch);
   if (!found) return fail_all(found.status());
   // The versions cache is bounded by emptying it, never while this batch holds slots in it.
-  if (versions_.size() + batch.size() >= version_cache_) versions_.clear();
+  if (versions_.size() + batch.size() >= version_cache_) empty_keeping_capacity(versions_);
   // Each stream planned here was looked up once (plan_append remembers the rest of the
   // batch): its slot in versions_ takes the version written, without a second look-up.
   absl::flat_hash_map<std::string_view, uint64_t*> slots;
@@ -890,7 +899,7 @@ Result<absl::flat_hash_map<std::string_view, std::string>> RocksEventStore::find
 
 Result<uint64_t> RocksEventStore::stream_version(const std::string& stream) {
   std::lock_guard lock(write_mu_);
-  if (versions_.size() >= version_cache_) versions_.clear();
+  if (versions_.size() >= version_cache_) empty_keeping_capacity(versions_);
   return lookup_version(stream);
 }
 
@@ -1114,7 +1123,7 @@ Status RocksSnapshotStore::write(const std::vector<std::pair<std::string, Snapsh
     uint64_t* cached;
   };
   std::vector<Written> in_batch;
-  if (versions_.size() + entries.size() > kVersionCacheLimit) versions_.clear();
+  if (versions_.size() + entries.size() > kVersionCacheLimit) empty_keeping_capacity(versions_);
   // In key order, so consecutive memtable inserts start from the previous one's position.
   std::vector<const std::pair<std::string, Snapshot>*> sorted;
   sorted.reserve(entries.size());
