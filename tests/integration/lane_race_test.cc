@@ -12,6 +12,7 @@
 // never asks the store.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -258,6 +259,117 @@ TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
   const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
   EXPECT_EQ(lanes.out(), lanes.in());
   EXPECT_EQ(lanes.errors(), 1u);
+  built->pipeline->shutdown();
+}
+
+// A write that fails while later decisions on the same stream wait for commit: the lane
+// drops the stream's state but keeps its entry (LaneStream) for the pending decision. A
+// command decided meanwhile finds the entry without a state and loads the stream from the
+// store; the pending decision then conflicts and is decided again on the new state.
+class FailOneWrite final : public testing::EventsDecorator {
+ public:
+  using EventsDecorator::EventsDecorator;
+  void arm(const std::string& command_id) {
+    std::lock_guard l(mu_);
+    watched_ = command_id;
+  }
+  // The n-th held append (1: the watched one, failed; 2: the next, written) is waiting.
+  bool wait_until_held(int n) {
+    std::unique_lock l(mu_);
+    return cv_.wait_for(l, 5s, [&] { return held_ >= n; });
+  }
+  void release(int n) {
+    std::lock_guard l(mu_);
+    released_ = n;
+    cv_.notify_all();
+  }
+  std::vector<AppendResult> append(const std::vector<AppendRequest>& batch) override {
+    std::unique_lock l(mu_);
+    const bool watched = !watched_.empty() && std::any_of(batch.begin(), batch.end(), [&](const AppendRequest& r) {
+                           return r.command_id == watched_;
+                         });
+    if (!watched && held_ != 1) {
+      l.unlock();
+      return events_->append(batch);
+    }
+    watched_.clear();
+    const int n = ++held_;
+    cv_.notify_all();
+    cv_.wait_for(l, 5s, [&] { return released_ >= n; });
+    if (n == 2) {
+      l.unlock();
+      return events_->append(batch);
+    }
+    std::vector<AppendResult> failed(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      failed[i].stream = batch[i].stream;
+      failed[i].status = Status::io_error("injected write failure");
+    }
+    return failed;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string watched_;
+  int held_ = 0, released_ = 0;
+};
+
+TEST(LaneFailures, AStreamDroppedWhileADecisionIsPendingIsReloadedNotLost) {
+  const graph::GraphDef def = one_lane_graph();
+  connectors::StoreSet stores(def, "");
+  testing::DecoratedProvider<FailOneWrite> provider(stores);
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
+  ASSERT_TRUE(built) << built.status().to_string();
+  ASSERT_TRUE(built->pipeline->start());
+  auto add = [](const std::string& id, int quantity) {
+    v1::Command c;
+    c.set_command_id(id);
+    c.mutable_add_stock()->set_sku("S1");
+    c.mutable_add_stock()->set_quantity(quantity);
+    return c;
+  };
+  const NodeProbe& lanes = built->pipeline->find("lanes")->probe();
+  auto decided = [&](uint64_t n) {
+    for (int i = 0; i < 500 && lanes.out() < n; ++i) std::this_thread::sleep_for(10ms);
+    return lanes.out() == n;
+  };
+  auto first = submit(built->sink, add("stock-0", 5));
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  const Outcome written = first.get();
+  ASSERT_TRUE(written.status) << written.status.to_string();
+  const std::string stream = written.result.stream;
+
+  provider.events.arm("stock-1");
+  auto failing = submit(built->sink, add("stock-1", 1));
+  ASSERT_TRUE(provider.events.wait_until_held(1));
+  auto pending = submit(built->sink, add("stock-2", 2));  // on stock-1's speculative state
+  ASSERT_TRUE(decided(3)) << "stock-2 is decided while stock-1's write is held";
+  provider.events.release(1);  // stock-1 fails: the lane drops the state, stock-2 still pending
+  ASSERT_EQ(failing.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(failing.get().status.code(), StatusCode::kIoError);
+  ASSERT_TRUE(provider.events.wait_until_held(2)) << "stock-2's write";
+  auto meanwhile = submit(built->sink, add("stock-4", 4));  // finds the entry without a state
+  ASSERT_TRUE(decided(4));
+  provider.events.release(2);
+
+  ASSERT_EQ(meanwhile.wait_for(5s), std::future_status::ready);
+  const Outcome fourth = meanwhile.get();
+  ASSERT_TRUE(fourth.status) << fourth.status.to_string();
+  EXPECT_EQ(fourth.result.first_version, 2u) << "decided on the stream as stored, not on stock-1's events";
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  const Outcome second = pending.get();
+  ASSERT_TRUE(second.status) << second.status.to_string();
+  EXPECT_EQ(second.result.first_version, 3u) << "conflicted, then decided again after stock-4";
+
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(provider.events.read_stream(stream, 1, &events));
+  std::vector<std::string> ids;
+  for (const auto& e : events) ids.push_back(e.command_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"stock-0", "stock-4", "stock-2"}));
+  EXPECT_EQ(lanes.out(), lanes.in());
   built->pipeline->shutdown();
 }
 
