@@ -73,8 +73,9 @@ struct Envelope {
   // Filled by the lane.
   uint64_t expected_version = 0;
   uint64_t chain = 0;                  // generation of the lane's cached state it was decided on
-  bool pending_in_lane = false;        // counted in lane_stream->pending until it settles
-  LaneStream* lane_stream = nullptr;   // its stream's lane entry, kept while pending_in_lane
+  // Its stream's lane entry while the decision is pending (counted in lane_stream->pending,
+  // which keeps the entry); null once settled.
+  LaneStream* lane_stream = nullptr;
   std::vector<MessagePtr> events;
   std::vector<std::string> payloads;   // serialized events
   // Not ok: the lane rejected the command on cached state of a shared store, and commit

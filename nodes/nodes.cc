@@ -206,16 +206,15 @@ void LaneGroupNode::dispatch(EnvelopeBatch& batch) {
 }
 
 void LaneGroupNode::settle(Envelope& env) {
-  if (!env.pending_in_lane) return;
+  if (env.lane_stream == nullptr) return;
   Lane& lane = *lanes_[env.lane];
   std::lock_guard lock(lane.mu);
   settle_locked(lane, env);
 }
 
 void LaneGroupNode::settle_locked(Lane& lane, Envelope& env) {
-  if (!env.pending_in_lane) return;
-  env.pending_in_lane = false;
   LaneStream* entry = std::exchange(env.lane_stream, nullptr);
+  if (entry == nullptr) return;
   // An invalidated entry was kept only for its pending decisions: the last one drops it.
   if (--entry->pending <= 0 && !entry->state) lane.cache.erase(env.stream);
 }
@@ -250,20 +249,11 @@ void LaneGroupNode::complete(const EnvelopePtr& env, const Outcome& outcome) {
 }
 
 void LaneGroupNode::invalidate(const Envelope& env) {
-  Lane& lane = *lanes_[env.lane];
-  std::lock_guard lock(lane.mu);
-  if (env.pending_in_lane) {  // its entry is kept while it is pending: no look-up
-    if (env.lane_stream->chain <= env.chain) env.lane_stream->state.reset();
-    return;
-  }
-  auto it = lane.cache.find(env.stream);
-  if (it != lane.cache.end() && it->second.chain <= env.chain) {
-    if (it->second.pending > 0) {
-      it->second.state.reset();
-    } else {
-      lane.cache.erase(it);
-    }
-  }
+  // Commit invalidates only decided envelopes before it settles them: the entry is still
+  // held for this one (pending), so it is neither looked up nor erased here; the last
+  // settle of a stateless entry drops it.
+  std::lock_guard lock(lanes_[env.lane]->mu);
+  if (env.lane_stream != nullptr && env.lane_stream->chain <= env.chain) env.lane_stream->state.reset();
 }
 
 Result<MessagePtr> LaneGroupNode::load(const std::string& stream) {
@@ -436,7 +426,6 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
         env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
         ++it->second.pending;
-        env->pending_in_lane = true;
         env->lane_stream = &it->second;
         env->events.clear();
         env->payloads.clear();
@@ -455,7 +444,6 @@ bool LaneGroupNode::decide_one(Lane& lane, EnvelopePtr& env) {
         env->expected_version = domain_.version(*it->second.state);
         env->chain = it->second.chain;
         ++it->second.pending;
-        env->pending_in_lane = true;
         env->lane_stream = &it->second;
         env->events = std::move(events);
         env->payloads.clear();

@@ -144,7 +144,8 @@ class LaneGroupNode final : public RuntimeNode {
   // takes a lane's lock on a thread that may hold it.
   void redispatch(EnvelopePtr envelope);
   // Forgets the cached state of the envelope's stream: its decision on env.chain was not
-  // written as decided (a newer chain, loaded since, is kept).
+  // written as decided (a newer chain, loaded since, is kept). Called before the envelope
+  // settles (while it holds its stream's entry).
   void invalidate(const Envelope& env);
   // The envelope left commit (written, failed, or going back for a re-decision).
   void settle(Envelope& env);
