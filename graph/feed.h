@@ -38,8 +38,10 @@ class BatchTicket {
 // subscriber with consecutive batches. It either finishes the batch before returning
 // (returns a null ticket) or returns a ticket that completes later; the feed keeps a
 // bounded number of batches outstanding and advances the persisted checkpoint only past
-// batches whose tickets (and every earlier one) completed without error. On an error the
-// feed redelivers from the checkpoint, so subscribers must be idempotent.
+// batches whose tickets (and every earlier one) completed without error (saved at most every
+// 100 ms while events keep coming, and when the feed goes quiet, pauses or stops). On an
+// error the feed redelivers from the last handled batch, after a crash from the saved
+// checkpoint, so subscribers must be idempotent.
 // A node kind whose input port carries committed events implements it (the change feed's
 // connect_to looks for it).
 class FeedSubscriber {

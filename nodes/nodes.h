@@ -322,6 +322,10 @@ class ChangeFeedNode final : public RuntimeNode, public FeedControl {
   // Batches handed out but not yet complete: FeedSubscriber::max_outstanding (16 unless the
   // subscriber holds more back).
   static constexpr std::chrono::milliseconds kIdleRecheck{5};  // idle() cadence while tickets are out
+  // A subscriber's checkpoint is saved at most this often while events keep coming, and
+  // once the feed has been quiet for kCheckpointIdle; at once on pause, stop and failure.
+  static constexpr std::chrono::milliseconds kCheckpointEvery{100};
+  static constexpr std::chrono::milliseconds kCheckpointIdle{10};
   static constexpr size_t kTailChunks = 32;  // chunks the live tail keeps (the newest)
   ChangeFeed* feed_;
   const size_t batch_;
