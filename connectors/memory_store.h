@@ -3,11 +3,13 @@
 // mutex); owned by the StoreSet that opened it.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
-#include <unordered_map>
+
+#include <absl/container/node_hash_map.h>
 
 #include "graph/store.h"
 
@@ -27,10 +29,12 @@ class ShardedMap {
   V& operator[](const std::string& key) { return shard(key)[key]; }
 
  private:
-  std::unordered_map<std::string, V>& shard(const std::string& key) {
-    return shards_[std::hash<std::string>()(key) >> 58];  // the top bits: the tables use the low ones
+  absl::node_hash_map<std::string, V>& shard(const std::string& key) {
+    return shards_[std::hash<std::string>()(key) >> 58];  // the top bits: Abseil hashes again
   }
-  std::unordered_map<std::string, V> shards_[64];
+  // Abseil's node table: one allocation per entry (not two) and no bucket array to chase;
+  // the values stay where they are, as find() callers expect while the lock is held.
+  std::array<absl::node_hash_map<std::string, V>, 64> shards_;
 };
 
 class MemoryEventStore final : public EventStore, public ChangeFeed {
