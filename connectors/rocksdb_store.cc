@@ -15,6 +15,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "connectors/append_plan.h"
+#include "graph/containers.h"
 #include "graph/log.h"
 #include "graph/pipeline.h"
 
@@ -126,15 +127,6 @@ std::string with_advice(const std::string& path, const std::string& damage) {
          " from a backup or replica and start again; to accept the loss instead, move the damaged "
          "directory aside, or remove " + path + "/" + kSyncedHeadFile +
          " and reset the checkpoints beyond the head and rebuild the snapshot store";
-}
-
-// Empties a bounded cache and keeps its table: Abseil's clear() gives a large one back, and
-// refilling it would rehash every key again at each doubling (a stall of the thread).
-template <typename Map>
-void empty_keeping_capacity(Map& cache) {
-  const size_t n = cache.size();
-  cache.clear();
-  cache.reserve(n);
 }
 
 rocksdb::ColumnFamilyOptions point_lookup_cf() {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "graph/containers.h"
 #include "graph/log.h"
 
 
@@ -1260,11 +1261,7 @@ Result<std::shared_ptr<BatchTicket>> ProjectionNode::handle(const std::vector<Re
   try {
     if (cache_.size() > 200000) {
       if (Status s = flush(); !s) return s;  // never drop a state that is not written yet
-      // Keeping the table: Abseil's clear() gives a large one back, and refilling it would
-      // rehash every stream id again at each doubling.
-      const size_t n = cache_.size();
-      cache_.clear();
-      cache_.reserve(n);
+      empty_keeping_capacity(cache_);
     }
     if (Status s = apply(batch); !s) {
       abandon(s);

@@ -111,6 +111,16 @@ graph::GraphDef one_lane_graph(const std::string& lane_params = "") {
   return loaded.graph;
 }
 
+// Builds `def` on `provider`'s stores with two TBB threads and starts it.
+Result<BuiltPipeline> start_pipeline(const graph::GraphDef& def, StoreProvider& provider) {
+  BuildOptions o;
+  o.threads = 2;
+  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
+  if (!built) return built.status();
+  if (Status s = built->pipeline->start(); !s) return s;
+  return built;
+}
+
 // Submits `c`; the future holds its outcome (events cleared). `after` runs after it is set.
 std::future<Outcome> submit(CommandSink* sink, const v1::Command& c, std::function<void()> after = nullptr) {
   auto promise = std::make_shared<std::promise<Outcome>>();
@@ -231,11 +241,8 @@ TEST(LaneFailures, AnExceptionWhileDecidingLeavesNothingBehind) {
   const graph::GraphDef def = one_lane_graph();
   connectors::StoreSet stores(def, "");
   testing::DecoratedProvider<ThrowingReads> provider(stores);
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
-  ASSERT_TRUE(built);
-  ASSERT_TRUE(built->pipeline->start());
+  auto built = start_pipeline(def, provider);
+  ASSERT_TRUE(built) << built.status().to_string();
   // addStock loads its stream before deciding (placeOrder would not: it starts its stream).
   v1::Command place;
   place.set_command_id("stock-9");
@@ -319,11 +326,8 @@ TEST(LaneFailures, AStreamDroppedWhileADecisionIsPendingIsReloadedNotLost) {
   const graph::GraphDef def = one_lane_graph();
   connectors::StoreSet stores(def, "");
   testing::DecoratedProvider<FailOneWrite> provider(stores);
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
+  auto built = start_pipeline(def, provider);
   ASSERT_TRUE(built) << built.status().to_string();
-  ASSERT_TRUE(built->pipeline->start());
   auto add = [](const std::string& id, int quantity) {
     v1::Command c;
     c.set_command_id(id);
@@ -400,12 +404,9 @@ bool decided_on_caller(const std::string& lane_params, bool shared_store) {
   connectors::StoreSet stores(def, "");
   testing::DecoratedProvider<ThreadOfReads> provider(stores);
   provider.events.shared_ = shared_store;
-  BuildOptions o;
-  o.threads = 2;
-  auto built = build_pipeline(def, test_support::standard_kinds(), provider, o);
+  auto built = start_pipeline(def, provider);
   EXPECT_TRUE(built) << built.status().to_string();
   if (!built) return false;
-  EXPECT_TRUE(built->pipeline->start());
   v1::Command stock;
   stock.set_command_id("stock-1");
   stock.mutable_add_stock()->set_sku("S1");
