@@ -19,6 +19,7 @@
 #include <unordered_set>
 
 #include "connectors/append_plan.h"
+#include "graph/log.h"
 
 namespace orderflow::connectors {
 namespace {
@@ -605,8 +606,13 @@ Status CosmosEventStore::read_stream(const std::string& stream, uint64_t from_ve
   return Status::ok();
 }
 
-size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
-                                       std::vector<AppendResult>& results, const std::string& our_earlier_write) {
+namespace {
+
+// The commit document of batch[reqs[0..count)] (consecutive versions of one stream): id
+// "{stream}:{first version}", its events, command ids (grouped: `commands` and the slots),
+// `write_id`. *last: its last version.
+value commit_document(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count, bool grouped,
+                      const std::string& write_id, uint64_t* last_version) {
   const AppendRequest& head = batch[reqs[0]];
   const uint64_t first = head.expected_version + 1;
   value doc = value::object();
@@ -623,7 +629,7 @@ size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, 
     const AppendRequest& req = batch[reqs[k]];
     for (const auto& payload : req.events) events[e++] = value::string(b64(payload));
     last += req.events.size();
-    if (!grouped_) continue;
+    if (!grouped) continue;
     value c = value::object();
     c["id"] = value::string(req.command_id);
     c["n"] = value::number(static_cast<uint64_t>(req.events.size()));
@@ -631,7 +637,7 @@ size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, 
     doc[slot_field(slot_of(req.command_id))] = value::string(req.command_id);
   }
   doc["lastVersion"] = value::number(static_cast<double>(last));
-  if (grouped_) {
+  if (grouped) {
     doc["commands"] = commands;
     for (int slot = 0; slot < kSlots; ++slot)
       if (!doc.has_field(slot_field(slot))) doc[slot_field(slot)] = value::string(slot_filler(first));
@@ -639,10 +645,27 @@ size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, 
     doc["commandId"] = value::string(head.command_id);
   }
   // Tells this write from another writer's identical one when a lost answer is retried.
-  const std::string write_id = random_write_id();
   doc["writeId"] = value::string(write_id);
   doc["committedAtUs"] = value::number(static_cast<double>(now_us()));
   doc["events"] = events;
+  *last_version = last;
+  return doc;
+}
+
+// A transactional batch takes at most 100 operations and 2 MB of request body.
+constexpr size_t kMaxBatchDocuments = 100;
+constexpr size_t kMaxBatchBytes = 1536 * 1024;
+
+}  // namespace
+
+size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
+                                       std::vector<AppendResult>& results, const std::string& our_earlier_write,
+                                       const std::string& given_write_id) {
+  const AppendRequest& head = batch[reqs[0]];
+  const uint64_t first = head.expected_version + 1;
+  const std::string write_id = given_write_id.empty() ? random_write_id() : given_write_id;
+  uint64_t last = 0;
+  const value doc = commit_document(batch, reqs, count, grouped_, write_id, &last);
   const std::string coll = coll_link();
   CosmosRequest r = make("POST", "docs", coll, coll + "/docs", "append", coll);
   r.body = doc.serialize();
@@ -705,6 +728,60 @@ size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, 
   res.status = Status::conflict("stream " + head.stream + " already has version " + std::to_string(first) +
                                 " (now at " + std::to_string(res.actual_version) + ")");
   return 0;
+}
+
+bool CosmosEventStore::write_commit_batch(const std::vector<AppendRequest>& batch, const std::vector<size_t>& reqs,
+                                          const std::vector<std::pair<size_t, size_t>>& docs,
+                                          std::vector<AppendResult>& results, std::vector<std::string>* write_ids) {
+  const std::string& stream = batch[reqs[docs.front().first]].stream;
+  value ops = value::array(docs.size());
+  std::vector<uint64_t> lasts(docs.size());
+  write_ids->clear();
+  for (size_t d = 0; d < docs.size(); ++d) {
+    write_ids->push_back(random_write_id());
+    value op = value::object();
+    op["operationType"] = value::string("Create");
+    op["resourceBody"] = commit_document(batch, &reqs[docs[d].first], docs[d].second - docs[d].first, grouped_,
+                                         write_ids->back(), &lasts[d]);
+    ops[d] = op;
+  }
+  const std::string coll = coll_link();
+  CosmosRequest r = make("POST", "docs", coll, coll + "/docs", "append", coll);
+  r.body = ops.serialize();
+  r.headers = {{"x-ms-documentdb-partitionkey", pk_header(stream)},
+               {"x-ms-cosmos-is-batch-request", "True"},
+               {"x-ms-cosmos-batch-atomic", "True"}};
+  auto resp = client_->send(r);
+  if (!resp) return false;  // unknown: write_commits finds out, document by document
+  if (resp->http_status == 400 && batches_.exchange(false)) {
+    // Nothing was written. Every later group writes one document per request.
+    log::warn("cosmos db refused a transactional batch; writing one commit document per request from now on",
+              {{"stream", stream}, {"answer", resp->body.substr(0, 300)}});
+  }
+  if (resp->http_status != 200) return false;  // 207: one failed, none written (409 ...)
+  // Every operation must report its document created, or the answer is not understood.
+  try {
+    const value answer = value::parse(resp->body);
+    if (!answer.is_array() || answer.as_array().size() != docs.size()) return false;
+    for (const auto& a : answer.as_array())
+      if (!a.is_object() || !a.has_field("statusCode") || a.at("statusCode").as_integer() != 201) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  for (size_t d = 0; d < docs.size(); ++d) {
+    uint64_t v = batch[reqs[docs[d].first]].expected_version;
+    for (size_t k = docs[d].first; k < docs[d].second; ++k) {
+      AppendResult& rk = results[reqs[k]];
+      rk.status = Status::ok();
+      rk.stream = stream;
+      rk.first_version = v + 1;
+      v += batch[reqs[k]].events.size();
+      rk.last_version = v;
+      rk.first_position = rk.last_position = 0;
+    }
+  }
+  remember_version(stream, lasts.back());
+  return true;
 }
 
 std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendRequest>& batch) {
@@ -869,6 +946,9 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
         if (reachable) behind[s].push_back(i);
       }
     };
+    // The stream's documents: spans of reqs, each [first, second).
+    std::vector<std::pair<size_t, size_t>> docs;
+    std::vector<size_t> doc_bytes;
     for (size_t k = 0; k < reqs.size();) {
       size_t end = k;  // the document takes reqs[k, end)
       unsigned used = 0;
@@ -883,14 +963,39 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
         bytes += more;
         ++end;
       } while (grouped_ && end < reqs.size());
-      const size_t done = write_commits(batch, &reqs[k], end - k, results, std::string());
+      docs.emplace_back(k, end);
+      doc_bytes.push_back(bytes * 4 / 3 + 512 * (end - k) + 1024);  // base64 and JSON around it
+      k = end;
+    }
+    // Several documents of the stream go in transactional batches (all or nothing): one
+    // request instead of one after another. A batch that fails or whose answer is lost
+    // leaves its documents to write_commits, one at a time with the same writeIds, which
+    // tells a conflict or a repeat from the batch's own documents written after all.
+    size_t d = 0;
+    std::vector<std::string> ids;  // writeIds of the batch that did not go through
+    while (docs.size() - d > 1 && batches_.load(std::memory_order_relaxed)) {
+      size_t to = d, bytes = 0;
+      while (to < docs.size() && to - d < kMaxBatchDocuments && (to == d || bytes + doc_bytes[to] <= kMaxBatchBytes))
+        bytes += doc_bytes[to++];
+      if (to - d < 2) break;
+      const std::vector<std::pair<size_t, size_t>> part(docs.begin() + static_cast<std::ptrdiff_t>(d),
+                                                        docs.begin() + static_cast<std::ptrdiff_t>(to));
+      if (!write_commit_batch(batch, reqs, part, results, &ids)) break;
+      committed.fetch_add(docs[to - 1].second - docs[d].first, std::memory_order_relaxed);
+      documents.fetch_add(to - d, std::memory_order_relaxed);
+      ids.clear();
+      d = to;
+    }
+    for (size_t first_retry = d; d < docs.size(); ++d) {
+      const auto [k, end] = docs[d];
+      const std::string id = d - first_retry < ids.size() ? ids[d - first_retry] : std::string();
+      const size_t done = write_commits(batch, &reqs[k], end - k, results, id, id);
       committed.fetch_add(done, std::memory_order_relaxed);
       if (done == end - k) documents.fetch_add(1, std::memory_order_relaxed);
       if (done < end - k) {
         fail_from(k + done + 1);
         return;
       }
-      k = end;
     }
   });
   //    A request failed behind a repeat may be a repeat itself (a redelivered saga reaction

@@ -265,13 +265,24 @@ class CosmosEventStore final : public EventStore, public ChangeFeed {
   // as one document; fills their results. Returns how many committed, in order: after the
   // first that did not (its result says why), none did. `our_earlier_write`: the writeId of
   // a document this call retries alone, whose commands count as ours, not as repeats.
+  // `write_id`: the document's writeId (a fresh random one when empty).
   size_t write_commits(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
-                       std::vector<AppendResult>& results, const std::string& our_earlier_write);
+                       std::vector<AppendResult>& results, const std::string& our_earlier_write,
+                       const std::string& write_id = std::string());
+  // Writes the documents `docs` of one stream (each a span [first, second) of `reqs`, in
+  // version order) in one transactional batch: all or none. True when all were written (their
+  // results filled in); false when none was or the outcome is unknown (results untouched).
+  // `write_ids` gets each document's writeId either way, for write_commits to retry with.
+  bool write_commit_batch(const std::vector<AppendRequest>& batch, const std::vector<size_t>& reqs,
+                          const std::vector<std::pair<size_t, size_t>>& docs, std::vector<AppendResult>& results,
+                          std::vector<std::string>* write_ids);
 
   std::shared_ptr<CosmosClient> client_;
   const CosmosStoreOptions options_;
   mutable std::mutex mu_;
   bool grouped_ = false;  // the grouped layout (slot unique keys), else one command per document
+  // Cleared when the account refuses a transactional batch (400): one document per request.
+  std::atomic<bool> batches_{true};
   std::unordered_map<std::string, uint64_t> versions_;  // last version seen per stream (a doc boundary)
   uint64_t commands_ = 0;
   uint64_t documents_ = 0;  // written whole by a group commit (commands_ / documents_: grouping)

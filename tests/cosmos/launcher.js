@@ -29,6 +29,15 @@
 //   If-None-Match, If-Modified-Since (RFC 1123) starts after that time: only documents last
 //   written in a later second (their _ts) are returned. Deletes are not in the feed. x-ms-session-token carries "<range>:-1#<latest LSN of the range>".
 // - Request charges: an approximate model instead of the package's flat 1 RU (see charge()).
+// - Transactional batches: POST .../docs with "x-ms-cosmos-is-batch-request: True" and
+//   "x-ms-cosmos-batch-atomic: True", a JSON array of at most 100 Create operations
+//   ({"operationType":"Create","resourceBody":{...}}) on the logical partition named by
+//   x-ms-documentdb-partitionkey: all or nothing. 200 with one result per operation
+//   ({statusCode, requestCharge, eTag, resourceBody}) when all are written; else 207 with the
+//   failed operation's status and 424 (failed dependency) for the others, and nothing
+//   written. The package applies such a batch one operation at a time and keeps what came
+//   before a failure; here nothing else runs in between (one turn of node's loop) and a
+//   failure removes what the batch created. Only atomic batches of creates are served.
 //
 // Test controls (unsigned, only on this stand-in):
 //   POST /_launcher/faults {"status":429,"count":N,"retryAfterMs":M,"probability":p,
@@ -66,7 +75,7 @@ function parseArgs(argv) {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const stats = { requests: 0, faults: 0, unauthorized: 0, changeFeedReads: 0, notModified: 0 };
+const stats = { requests: 0, faults: 0, unauthorized: 0, changeFeedReads: 0, notModified: 0, batches: 0 };
 let fault = null; // {status, count, retryAfterMs, probability, method, subStatus}
 
 // ---- auth ----------------------------------------------------------------------------
@@ -248,6 +257,69 @@ function reply(res, status, body, headers = {}, ru = 1) {
   res.end(body == null ? "" : JSON.stringify(body));
 }
 
+// ---- transactional batches ---------------------------------------------------------------
+
+function isTrue(v) {
+  return String(v === undefined ? "" : v).toLowerCase() === "true";
+}
+
+async function transactionalBatch(req, res, collection, dbId, collId) {
+  stats.batches += 1;
+  const bad = message => reply(res, 400, { code: "BadRequest", message }, {}, 0);
+  if (!isTrue(req.headers["x-ms-cosmos-batch-atomic"])) {
+    return bad("this stand-in serves only atomic batches (x-ms-cosmos-batch-atomic: True)");
+  }
+  let ops;
+  let pk;
+  try {
+    ops = await readJson(req);
+    const h = JSON.parse(req.headers["x-ms-documentdb-partitionkey"] || "null");
+    pk = Array.isArray(h) ? h[0] : h;
+  } catch (e) {
+    return bad("malformed batch body or x-ms-documentdb-partitionkey header");
+  }
+  if (pk === undefined || pk === null) return bad("a batch needs the x-ms-documentdb-partitionkey header");
+  if (!Array.isArray(ops) || ops.length < 1 || ops.length > 100) return bad("a batch holds 1 to 100 operations");
+  const path = partitionPath(collection);
+  for (const op of ops) {
+    if (!op || op.operationType !== "Create") {
+      return bad(`operation type '${op && op.operationType}' is not served by this stand-in (Create only)`);
+    }
+    const body = op.resourceBody;
+    if (!body || typeof body !== "object" || typeof body.id !== "string" || !body.id) return bad("an operation without an id");
+    if (valueAt(body, path) !== pk) {
+      return reply(res, 400, { code: "BadRequest", message: "an operation's partition key differs from the batch's" },
+        { "x-ms-substatus": "1001" }, 0);
+    }
+  }
+  // No await from here on: no other request sees a part of the batch.
+  const created = [];
+  let failed = -1;
+  for (let i = 0; i < ops.length && failed < 0; i += 1) {
+    try {
+      created.push(collection.documents.create(ops[i].resourceBody));
+    } catch (err) {
+      if (!err.conflict) throw err;
+      failed = i;
+    }
+  }
+  if (failed >= 0) {
+    for (const d of created) collection.documents.delete(d.id, pk);
+    let ru = 0;
+    for (let i = 0; i <= failed; i += 1) ru += charge("POST", "doc", 409, ops[i].resourceBody);
+    const results = ops.map((_, i) => ({ statusCode: i === failed ? 409 : 424, requestCharge: 0 }));
+    return reply(res, 207, results, {}, ru);
+  }
+  let ru = 0;
+  const results = created.map(d => {
+    recordWrite(dbId, collId, collection, "POST", 201, d);
+    const c = charge("POST", "doc", 201, d);
+    ru += c;
+    return { statusCode: 201, requestCharge: c, eTag: d._etag, resourceBody: d };
+  });
+  return reply(res, 200, results, { "x-ms-session-token": `0:-1#${feedOf(dbId, collId).lsn}` }, ru);
+}
+
 // ---- server ------------------------------------------------------------------------------
 
 let account;
@@ -336,6 +408,10 @@ async function handle(req, res) {
     return reply(res, 200, data, { etag: data._etag }, charge("GET", "read", 200, data));
   }
 
+  if (m && m[3] === "docs" && !m[4] && req.method === "POST" && isTrue(req.headers["x-ms-cosmos-is-batch-request"])) {
+    if (!exists) return reply(res, 404, { code: "NotFound", message: "collection not found" });
+    return transactionalBatch(req, res, collection, dbId, collId);
+  }
   const r = route(req);
   if (!r) return reply(res, 400, { message: "no route" });
   const [params, handler] = r;

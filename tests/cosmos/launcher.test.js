@@ -230,3 +230,53 @@ test("request charges follow the documented rough costs: writes cost more than r
     child.kill();
   }
 });
+
+test("transactional batch: all or nothing on one logical partition, in the change feed only once written", async () => {
+  const { child, base } = await start();
+  try {
+    assert.equal((await call(base, "POST", "/dbs", { body: { id: "db" } })).status, 201);
+    const spec = { id: "events", partitionKey: { paths: ["/streamId"], kind: "Hash" }, uniqueKeyPolicy: { uniqueKeys: [{ paths: ["/k"] }] } };
+    assert.equal((await call(base, "POST", "/dbs/db/colls", { body: spec })).status, 201);
+    const batch = (ops, { pk = "s", atomic = "True" } = {}) => call(base, "POST", "/dbs/db/colls/events/docs", {
+      body: ops,
+      headers: { "x-ms-cosmos-is-batch-request": "True", "x-ms-cosmos-batch-atomic": atomic, "x-ms-documentdb-partitionkey": JSON.stringify([pk]) }
+    });
+    const create = (id, k, stream = "s") => ({ operationType: "Create", resourceBody: { id, streamId: stream, k } });
+
+    const ok = await batch([create("s:1", "a"), create("s:2", "b"), create("s:3", "c")]);
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.body.map(r => r.statusCode), [201, 201, 201]);
+    assert.deepEqual(ok.body.map(r => r.resourceBody.id), ["s:1", "s:2", "s:3"]);
+    const sum = ok.body.reduce((n, r) => n + r.requestCharge, 0);
+    assert.ok(sum >= 15);
+    assert.equal(Number(ok.headers.get("x-ms-request-charge")).toFixed(2), sum.toFixed(2));
+    const first = await feed(base, 0);
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.body.Documents.map(d => d.id), ["s:1", "s:2", "s:3"]);
+
+    // A unique-key collision in the middle: nothing of the batch is written or fed.
+    const clash = await batch([create("s:4", "d"), create("s:5", "a"), create("s:6", "e")]);
+    assert.equal(clash.status, 207);
+    assert.deepEqual(clash.body.map(r => r.statusCode), [424, 409, 424]);
+    const pkh = { "x-ms-documentdb-partitionkey": JSON.stringify(["s"]) };
+    assert.equal((await call(base, "GET", "/dbs/db/colls/events/docs/s:4", { headers: pkh })).status, 404);
+    assert.equal((await feed(base, 0, first.headers.get("etag"))).status, 304);
+    // The key the failed batch held for a moment is free again; an id that exists collides.
+    assert.equal((await batch([create("s:4", "d")])).status, 200);
+    assert.deepEqual((await batch([create("s:3", "z")])).body.map(r => r.statusCode), [409]);
+
+    // Refused outright (400): another partition's document, too many operations, a
+    // non-atomic batch, an operation this stand-in does not serve.
+    const mismatch = await batch([create("t:1", "t", "t")]);
+    assert.equal(mismatch.status, 400);
+    assert.equal(mismatch.headers.get("x-ms-substatus"), "1001");
+    const many = Array.from({ length: 101 }, (_, i) => create(`m:${i}`, `m${i}`, "s"));
+    assert.equal((await batch(many)).status, 400);
+    assert.equal((await batch([create("s:9", "q")], { atomic: "False" })).status, 400);
+    assert.equal((await batch([{ operationType: "Upsert", resourceBody: { id: "s:9", streamId: "s" } }])).status, 400);
+    const all = await feed(base, 0);
+    assert.deepEqual(all.body.Documents.map(d => d.id), ["s:1", "s:2", "s:3", "s:4"]);
+  } finally {
+    child.kill();
+  }
+});

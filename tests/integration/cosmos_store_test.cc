@@ -358,12 +358,113 @@ TEST_F(CosmosEventStoreTest, CommandsWhoseIdsShareASlotGoToSeparateDocuments) {
   const uint64_t before = append_requests(*client);
   auto rs = store->append({req("s", 0, a, {"1"}), req("s", 1, b, {"2"})});
   ASSERT_TRUE(rs[0].status && rs[1].status);
-  EXPECT_EQ(append_requests(*client) - before, 2u);
+  EXPECT_EQ(client->metrics().gauges().at("commands_per_document"), 1.0);
+  // The two documents went in one transactional batch.
+  EXPECT_EQ(append_requests(*client) - before, 1u);
+  EXPECT_EQ(standin_.stat("batches"), 1);
   // Each is still caught as a repeat.
   auto other = open_events(client_for(standin_));
   EXPECT_TRUE(other->append({req("s", 2, b, {"2"})}).at(0).duplicate);
   EXPECT_TRUE(other->append({req("s", 2, a, {"1"})}).at(0).duplicate);
   EXPECT_EQ(*other->stream_version("s"), 2u);
+}
+
+// ---- transactional batches ------------------------------------------------------------------
+
+// `n` command ids of which every second shares the previous one's slot: each pair needs two
+// documents, so n commands of one stream in one group make about n/2 documents.
+std::vector<std::string> ids_needing_many_documents(const std::string& prefix, size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; out.size() < n; ++i) {
+    auto [a, b] = ids_in_one_slot(prefix + std::to_string(i));
+    out.push_back(a);
+    if (out.size() < n) out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<AppendRequest> chain(const std::string& stream, uint64_t from, const std::vector<std::string>& ids) {
+  std::vector<AppendRequest> out;
+  for (size_t i = 0; i < ids.size(); ++i) out.push_back(req(stream, from + i, ids[i], {stream + std::to_string(from + i + 1)}));
+  return out;
+}
+
+// A stream's documents of one group commit go in one transactional batch, not one request
+// after another; every command keeps its version, its event and its repeat check.
+TEST_F(CosmosEventStoreTest, AStreamsDocumentsOfOneGroupGoInOneTransactionalBatch) {
+  auto client = client_for(standin_);
+  auto store = open_events(client);
+  const auto ids = ids_needing_many_documents("hot", 30);
+  std::vector<AppendRequest> group = chain("hot", 0, ids);
+  group.push_back(req("cold", 0, "cold-1", {"c"}));
+  const uint64_t before = append_requests(*client);
+  auto rs = store->append(group);
+  for (size_t i = 0; i < rs.size(); ++i) ASSERT_TRUE(rs[i].status) << i << ": " << rs[i].status.to_string();
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(rs[i].first_version, i + 1);
+  EXPECT_LE(client->metrics().gauges().at("commands_per_document"), 31.0 / 16);  // at least 15 documents
+  EXPECT_EQ(append_requests(*client) - before, 2u) << "one batch for the hot stream, one create for the other";
+  EXPECT_EQ(standin_.stat("batches"), 1);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("hot", 1, &events));
+  ASSERT_EQ(events.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(events[i].version, i + 1);
+    EXPECT_EQ(events[i].command_id, ids[i]);
+  }
+  auto other = open_events(client_for(standin_));
+  for (size_t i : {size_t{0}, size_t{17}, ids.size() - 1}) {
+    auto again = other->append({req("hot", ids.size(), ids[i], {"x"})}).at(0);
+    EXPECT_TRUE(again.duplicate) << i;
+    EXPECT_EQ(again.first_version, i + 1);
+  }
+}
+
+// The batch is written but its answer lost (and the retry collides with it): the documents
+// are written again one by one with the batch's writeIds, so every command is reported as
+// committed (not as a duplicate) and every event is there once.
+TEST_F(CosmosEventStoreTest, ALostAnswerOfATransactionalBatchIsReportedAsCommitted) {
+  auto client = client_for(standin_);
+  auto store = open_events(client);
+  ASSERT_TRUE(store->stream_version("hot"));
+  const auto ids = ids_needing_many_documents("lost", 12);
+  standin_.inject(503, 1, 0, "POST", 1, /*after=*/true);
+  auto rs = store->append(chain("hot", 0, ids));
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ASSERT_TRUE(rs[i].status) << i << ": " << rs[i].status.to_string();
+    EXPECT_FALSE(rs[i].duplicate) << i;
+    EXPECT_EQ(rs[i].first_version, i + 1);
+  }
+  EXPECT_EQ(standin_.stat("faults"), 1);
+  EXPECT_GE(standin_.stat("batches"), 2) << "the retry of the batch collided";
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("hot", 1, &events));
+  ASSERT_EQ(events.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(events[i].command_id, ids[i]);
+}
+
+// A repeat in a later document fails the whole batch; written one by one, the documents
+// before it commit, the repeat answers as the first copy and what follows conflicts.
+TEST_F(CosmosEventStoreTest, ABatchWithARepeatCommitsWhatPrecedesItAndConflictsWhatFollows) {
+  auto store = open_events(client_for(standin_));
+  const auto ids = ids_needing_many_documents("rep", 8);
+  ASSERT_TRUE(store->append({req("hot", 0, ids[5], {"first"})}).at(0).status);
+  std::vector<std::string> group_ids(ids.begin(), ids.begin() + 5);
+  group_ids.push_back(ids[5]);  // the repeat, in the third document
+  group_ids.push_back(ids[6]);
+  auto rs = store->append(chain("hot", 1, group_ids));
+  for (size_t i = 0; i < 5; ++i) {
+    ASSERT_TRUE(rs[i].status) << i << ": " << rs[i].status.to_string();
+    EXPECT_FALSE(rs[i].duplicate) << i;
+    EXPECT_EQ(rs[i].first_version, i + 2);
+  }
+  ASSERT_TRUE(rs[5].status) << rs[5].status.to_string();
+  EXPECT_TRUE(rs[5].duplicate);
+  EXPECT_EQ(rs[5].first_version, 1u);
+  EXPECT_EQ(rs[6].status.code(), StatusCode::kConflict) << rs[6].status.to_string();
+  EXPECT_GE(standin_.stat("batches"), 1);
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("hot", 1, &events));
+  EXPECT_EQ(events.size(), 6u);
 }
 
 // A group holding a repeat of an earlier command collides; written one by one, the
@@ -520,7 +621,8 @@ TEST_F(CosmosEventStoreTest, AContainerWithTheCommandIdUniqueKeyKeepsOneCommandP
   const uint64_t before = append_requests(*client);
   auto rs = store->append({req("s", 0, ids[0], {"1"}), req("s", 1, ids[1], {"2"})});
   ASSERT_TRUE(rs[0].status && rs[1].status);
-  EXPECT_EQ(append_requests(*client) - before, 2u);
+  EXPECT_EQ(client->metrics().gauges().at("commands_per_document"), 1.0);
+  EXPECT_EQ(append_requests(*client) - before, 1u) << "two documents in one transactional batch";
   auto other = open_events(client_for(standin_), store_options("legacy"));
   auto again = other->append({req("s", 2, ids[1], {"2"})}).at(0);
   EXPECT_TRUE(again.duplicate);
