@@ -38,6 +38,9 @@
 //   written. The package applies such a batch one operation at a time and keeps what came
 //   before a failure; here nothing else runs in between (one turn of node's loop) and a
 //   failure removes what the batch created. Only atomic batches of creates are served.
+// - A query that names a partition key (x-ms-documentdb-partitionkey) reads that logical
+//   partition only, as the service does; the package ignored the header and scanned every
+//   document of the container for each query (its cost grew with the container).
 //
 // Test controls (unsigned, only on this stand-in):
 //   POST /_launcher/faults {"status":429,"count":N,"retryAfterMs":M,"probability":p,
@@ -54,6 +57,8 @@ const crypto = require("crypto");
 const fs = require("fs");
 const Account = require("@vercel/cosmosdb-server/lib/account").default;
 const route = require("@vercel/cosmosdb-server/lib/routes").default;
+const Items = require("@vercel/cosmosdb-server/lib/account/items").default;
+const { AsyncLocalStorage } = require("async_hooks");
 
 function parseArgs(argv) {
   const a = { host: "127.0.0.1", port: 0, key: "", ranges: 1, tlsCert: "", tlsKey: "", latencyMs: 0 };
@@ -119,6 +124,45 @@ function checkAuth(req, pathname) {
   }
   return null;
 }
+
+// ---- queries inside one logical partition -------------------------------------------------
+
+// Per container (Items): partition value -> its documents' _rids, in the order written.
+// Kept by wrapping the package's _set and delete (replace is a delete then a _set).
+const querying = new AsyncLocalStorage(); // {pk} of the request being handled, if it names one
+const partitionKeyOf = (items, data) => String(items._getPartition(data));
+const setItem = Items.prototype._set;
+Items.prototype._set = function set(data) {
+  const out = setItem.call(this, data);
+  if (!this.byPartition) this.byPartition = new Map();
+  const k = partitionKeyOf(this, data);
+  if (!this.byPartition.has(k)) this.byPartition.set(k, new Set());
+  this.byPartition.get(k).add(data._rid);
+  return out;
+};
+const deleteItem = Items.prototype.delete;
+Items.prototype.delete = function del(idOrRid, partition) {
+  const data = this._item("/id", idOrRid, partition).read();
+  deleteItem.call(this, idOrRid, partition);
+  const rids = data && this.byPartition && this.byPartition.get(partitionKeyOf(this, data));
+  if (rids) rids.delete(data._rid);
+};
+const queryItems = Items.prototype.query;
+Items.prototype.query = function query(params, options) {
+  const scope = querying.getStore();
+  if (!scope || scope.pk === undefined) return queryItems.call(this, params, options);
+  const all = this._data;
+  const mine = new Map();
+  for (const rid of (this.byPartition && this.byPartition.get(String(scope.pk))) || []) {
+    if (all.has(rid)) mine.set(rid, all.get(rid));
+  }
+  this._data = mine; // synchronous: no other request runs until it is put back
+  try {
+    return queryItems.call(this, params, options);
+  } finally {
+    this._data = all;
+  }
+};
 
 // ---- partition key ranges and the change feed ------------------------------------------
 
@@ -415,9 +459,22 @@ async function handle(req, res) {
   const r = route(req);
   if (!r) return reply(res, 400, { message: "no route" });
   const [params, handler] = r;
+  const isQueryRequest = req.headers["x-ms-documentdb-isquery"] || req.headers["content-type"] === "application/query+json";
+  let scope = {};
+  if (isQueryRequest && req.headers["x-ms-documentdb-partitionkey"] !== undefined) {
+    try {
+      const h = JSON.parse(req.headers["x-ms-documentdb-partitionkey"]);
+      scope = { pk: Array.isArray(h) ? h[0] : h };
+      // Scoped by the header, as the service does: the SQL need not name the partition key
+      // (the package refuses such a query unless it may cross partitions).
+      req.headers["x-ms-documentdb-query-enablecrosspartition"] = "true";
+    } catch (e) {
+      return reply(res, 400, { code: "BadRequest", message: "malformed x-ms-documentdb-partitionkey" });
+    }
+  }
   let body;
   try {
-    body = await handler(account, req, res, params);
+    body = await querying.run(scope, () => handler(account, req, res, params));
   } catch (err) {
     body = { code: "InternalServerError", message: err.message };
     res.statusCode = 500;

@@ -280,3 +280,31 @@ test("transactional batch: all or nothing on one logical partition, in the chang
     child.kill();
   }
 });
+
+test("a query with a partition key header reads only that logical partition", async () => {
+  const { child, base } = await start();
+  try {
+    await setup(base);
+    for (const [id, stream] of [["s:1", "s"], ["t:1", "t"], ["s:2", "s"], ["t:2", "t"]]) {
+      const pk = { "x-ms-documentdb-partitionkey": JSON.stringify([stream]) };
+      assert.equal((await call(base, "POST", "/dbs/db/colls/events/docs", { body: { id, streamId: stream, n: 1 }, headers: pk })).status, 201);
+    }
+    const query = (headers, sql = "SELECT * FROM c WHERE c.n = 1") => call(base, "POST", "/dbs/db/colls/events/docs", {
+      body: { query: sql, parameters: [] },
+      headers: { "x-ms-documentdb-isquery": "True", "content-type": "application/query+json", ...headers }
+    });
+    const s = await query({ "x-ms-documentdb-partitionkey": JSON.stringify(["s"]) });
+    assert.equal(s.status, 200);
+    assert.deepEqual(s.body.Documents.map(d => d.id), ["s:1", "s:2"]);
+    const none = await query({ "x-ms-documentdb-partitionkey": JSON.stringify(["u"]) });
+    assert.deepEqual(none.body.Documents, []);
+    // Deleted documents leave the partition; a cross-partition query still sees them all.
+    const pkT = { "x-ms-documentdb-partitionkey": JSON.stringify(["t"]) };
+    assert.equal((await call(base, "DELETE", "/dbs/db/colls/events/docs/t:1", { headers: pkT })).status, 204);
+    assert.deepEqual((await query(pkT)).body.Documents.map(d => d.id), ["t:2"]);
+    const all = await query({ "x-ms-documentdb-query-enablecrosspartition": "True" });
+    assert.deepEqual(all.body.Documents.map(d => d.id).sort(), ["s:1", "s:2", "t:2"]);
+  } finally {
+    child.kill();
+  }
+});
