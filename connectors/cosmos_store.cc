@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <numeric>
 #include <random>
 #include <set>
 #include <string_view>
@@ -191,8 +192,28 @@ Status parse_change_feed_page(const std::string& body, uint64_t first_position, 
   uint64_t position = first_position;
   std::vector<RecordedEvent> events;
   std::vector<std::string> ids;
-  for (const auto& d : page->at("Documents").as_array()) {
-    if (!d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
+  const auto& docs = page->at("Documents").as_array();
+  // A transactional batch writes several documents of one stream at once. Whatever order a
+  // page lists them in, each stream's documents go out in version order, in the places its
+  // documents take among the other streams'.
+  std::vector<size_t> order(docs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  {
+    std::unordered_map<std::string, std::vector<size_t>> places;
+    for (size_t i = 0; i < docs.size(); ++i)
+      if (docs.at(i).is_object()) places[str(docs.at(i), "streamId")].push_back(i);
+    for (const auto& [stream, at] : places) {
+      if (at.size() < 2) continue;
+      std::vector<size_t> by_version = at;
+      std::stable_sort(by_version.begin(), by_version.end(), [&](size_t a, size_t b) {
+        return u64(docs.at(a), "firstVersion") < u64(docs.at(b), "firstVersion");
+      });
+      for (size_t k = 0; k < at.size(); ++k) order[at[k]] = by_version[k];
+    }
+  }
+  for (const size_t i : order) {
+    const auto& d = docs.at(i);
+    if (!d.is_object() || !d.has_field("events") || !d.at("events").is_array()) continue;  // not a commit document
     uint64_t v = u64(d, "firstVersion");
     const auto& payloads = d.at("events").as_array();
     if (!event_command_ids(d, payloads.size(), &ids))

@@ -47,6 +47,27 @@ TEST(FuzzRegressions, CosmosNumbersOutOfRangeReadAsAbsent) {
   EXPECT_EQ(out[2].position, 12u);
 }
 
+// The documents of a transactional batch share one commit: a page may list them in any
+// order. Each stream's events still come out in version order, in the places its documents
+// take, with positions in the order given out (not a fuzz regression: the same parser).
+TEST(FuzzRegressions, CosmosPageGivesEachStreamsDocumentsInVersionOrder) {
+  std::vector<RecordedEvent> out;
+  ASSERT_TRUE(parse_change_feed_page(
+      R"({"Documents":[{"streamId":"s","firstVersion":3,"commands":[{"id":"c","n":1}],"events":["Aw=="]},)"
+      R"({"streamId":"t","firstVersion":1,"commandId":"x","events":["CQ=="]},)"
+      R"({"streamId":"s","firstVersion":1,"commands":[{"id":"a","n":1},{"id":"b","n":1}],"events":["AQ==","Ag=="]}]})",
+      5, &out));
+  ASSERT_EQ(out.size(), 4u);
+  const std::vector<std::pair<std::string, uint64_t>> want{{"s", 1}, {"s", 2}, {"t", 1}, {"s", 3}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(out[i].stream, want[i].first) << i;
+    EXPECT_EQ(out[i].version, want[i].second) << i;
+    EXPECT_EQ(out[i].position, 5 + i) << i;
+  }
+  EXPECT_EQ(out[0].command_id, "a");
+  EXPECT_EQ(out[3].command_id, "c");
+}
+
 // A page with an undecodable event is refused whole: nothing of it is taken.
 TEST(FuzzRegressions, CosmosPageWithABadEventTakesNothing) {
   std::vector<RecordedEvent> out;
