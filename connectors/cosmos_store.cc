@@ -992,31 +992,52 @@ std::vector<AppendResult> CosmosEventStore::append(const std::vector<AppendReque
     // request instead of one after another. A batch that fails or whose answer is lost
     // leaves its documents to write_commits, one at a time with the same writeIds, which
     // tells a conflict or a repeat from the batch's own documents written after all.
-    size_t d = 0;
-    std::vector<std::string> ids;  // writeIds of the batch that did not go through
-    while (docs.size() - d > 1 && batches_.load(std::memory_order_relaxed)) {
-      size_t to = d, bytes = 0;
-      while (to < docs.size() && to - d < kMaxBatchDocuments && (to == d || bytes + doc_bytes[to] <= kMaxBatchBytes))
-        bytes += doc_bytes[to++];
-      if (to - d < 2) break;
-      const std::vector<std::pair<size_t, size_t>> part(docs.begin() + static_cast<std::ptrdiff_t>(d),
-                                                        docs.begin() + static_cast<std::ptrdiff_t>(to));
-      if (!write_commit_batch(batch, reqs, part, results, &ids)) break;
-      committed.fetch_add(docs[to - 1].second - docs[d].first, std::memory_order_relaxed);
-      documents.fetch_add(to - d, std::memory_order_relaxed);
-      ids.clear();
-      d = to;
-    }
-    for (size_t first_retry = d; d < docs.size(); ++d) {
+    std::vector<std::string> ids;  // writeIds of a batch that did not go through, from docs[retry_from]
+    size_t retry_from = 0;
+    for (size_t d = 0; d < docs.size();) {
+      if (ids.empty() && docs.size() - d > 1 && batches_.load(std::memory_order_relaxed)) {
+        size_t to = d, bytes = 0;
+        while (to < docs.size() && to - d < kMaxBatchDocuments && (to == d || bytes + doc_bytes[to] <= kMaxBatchBytes))
+          bytes += doc_bytes[to++];
+        if (to - d >= 2) {  // else this document is too large to share a request: alone below
+          const std::vector<std::pair<size_t, size_t>> part(docs.begin() + static_cast<std::ptrdiff_t>(d),
+                                                            docs.begin() + static_cast<std::ptrdiff_t>(to));
+          if (write_commit_batch(batch, reqs, part, results, &ids)) {
+            committed.fetch_add(docs[to - 1].second - docs[d].first, std::memory_order_relaxed);
+            documents.fetch_add(to - d, std::memory_order_relaxed);
+            ids.clear();
+            d = to;
+            continue;
+          }
+          retry_from = d;  // from here on one document at a time
+        }
+      }
       const auto [k, end] = docs[d];
-      const std::string id = d - first_retry < ids.size() ? ids[d - first_retry] : std::string();
+      const bool of_batch = d >= retry_from && d - retry_from < ids.size();
+      const std::string id = of_batch ? ids[d - retry_from] : std::string();
       const size_t done = write_commits(batch, &reqs[k], end - k, results, id, id);
       committed.fetch_add(done, std::memory_order_relaxed);
-      if (done == end - k) documents.fetch_add(1, std::memory_order_relaxed);
-      if (done < end - k) {
-        fail_from(k + done + 1);
+      if (done == end - k) {
+        documents.fetch_add(1, std::memory_order_relaxed);
+        ++d;
+        continue;
+      }
+      const AppendResult& cause = results[reqs[k + done]];
+      if (of_batch && !cause.status.is_ok() && cause.status.code() != StatusCode::kConflict) {
+        // Unknown whether the batch was written, and this retry did not tell: the batch's
+        // later commands may be written too. Unknown for them as well, not a conflict (a
+        // conflict is decided again, and would then meet its own events as a repeat).
+        const size_t batch_end = docs[retry_from + ids.size() - 1].second;
+        for (size_t j = k + done + 1; j < batch_end; ++j) {
+          results[reqs[j]] = AppendResult{};
+          results[reqs[j]].stream = batch[reqs[j]].stream;
+          results[reqs[j]].status = cause.status;
+        }
+        if (batch_end < reqs.size()) fail_from(batch_end);
         return;
       }
+      fail_from(k + done + 1);
+      return;
     }
   });
   //    A request failed behind a repeat may be a repeat itself (a redelivered saga reaction

@@ -343,7 +343,10 @@ async function transactionalBatch(req, res, collection, dbId, collId) {
     try {
       created.push(collection.documents.create(ops[i].resourceBody));
     } catch (err) {
-      if (!err.conflict) throw err;
+      if (!err.conflict) {
+        for (const d of created) collection.documents.delete(d.id, pk); // all or nothing, also here
+        throw err;
+      }
       failed = i;
     }
   }

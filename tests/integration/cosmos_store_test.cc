@@ -442,6 +442,30 @@ TEST_F(CosmosEventStoreTest, ALostAnswerOfATransactionalBatchIsReportedAsCommitt
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(events[i].command_id, ids[i]);
 }
 
+// Every request of the batch is carried out but answered 503 (and so is every retry): whether
+// the batch was written stays unknown, so every command of it is answered unavailable, none as
+// a conflict (a conflict is decided again and would meet its own events). A retry of the same
+// commands finds each written once, by the batch.
+TEST_F(CosmosEventStoreTest, ABatchWhoseOutcomeStaysUnknownLeavesEachOfItsCommandsUnknown) {
+  auto store = open_events(client_for(standin_));
+  ASSERT_TRUE(store->stream_version("hot"));
+  const auto ids = ids_needing_many_documents("unk", 8);
+  standin_.inject(503, 1000, 0, "POST", 1, /*after=*/true);
+  auto rs = store->append(chain("hot", 0, ids));
+  standin_.clear_faults();
+  for (size_t i = 0; i < rs.size(); ++i)
+    EXPECT_EQ(rs[i].status.code(), StatusCode::kUnavailable) << i << ": " << rs[i].status.to_string();
+  auto again = store->append(chain("hot", 0, ids));
+  for (size_t i = 0; i < again.size(); ++i) {
+    ASSERT_TRUE(again[i].status) << i << ": " << again[i].status.to_string();
+    EXPECT_TRUE(again[i].duplicate) << i;
+    EXPECT_EQ(again[i].first_version, i + 1) << i;
+  }
+  std::vector<RecordedEvent> events;
+  ASSERT_TRUE(store->read_stream("hot", 1, &events));
+  EXPECT_EQ(events.size(), ids.size());
+}
+
 // A repeat in a later document fails the whole batch; written one by one, the documents
 // before it commit, the repeat answers as the first copy and what follows conflicts.
 TEST_F(CosmosEventStoreTest, ABatchWithARepeatCommitsWhatPrecedesItAndConflictsWhatFollows) {
