@@ -27,7 +27,8 @@
 //   latest version, with _lsn), at most x-ms-max-item-count; the ETag header is the
 //   continuation for the next read; nothing new answers 304 Not Modified. Without
 //   If-None-Match, If-Modified-Since (RFC 1123) starts after that time: only documents last
-//   written in a later second (their _ts) are returned. Deletes are not in the feed. x-ms-session-token carries "<range>:-1#<latest LSN of the range>".
+//   written in a later second (their _ts) are returned. Deletes are not in the feed. Each
+//   range keeps its writes in LSN order, so a read costs its page, not the container. x-ms-session-token carries "<range>:-1#<latest LSN of the range>".
 // - Request charges: an approximate model instead of the package's flat 1 RU (see charge()).
 // - Transactional batches: POST .../docs with "x-ms-cosmos-is-batch-request: True" and
 //   "x-ms-cosmos-batch-atomic: True", a JSON array of at most 100 Create operations
@@ -166,11 +167,16 @@ Items.prototype.query = function query(params, options) {
 
 // ---- partition key ranges and the change feed ------------------------------------------
 
-// Per container: LSN counter and, per document, {lsn, range}.
-const feeds = new Map(); // "db/coll" -> {lsn, docs: Map(docKey -> {lsn, range, id, pk}), heads: []}
+// Per container: LSN counter and, per document, {lsn, range}; per range, its writes in LSN
+// order ({lsn, key}; an entry whose document was written again later or deleted is skipped),
+// so a change-feed read costs its page, not the container (as on the service).
+const feeds = new Map(); // "db/coll" -> {lsn, docs: Map(docKey -> {lsn, range, id, pk, ts}), heads: [], log: [[]]}
 function feedOf(dbId, collId) {
   const k = `${dbId}/${collId}`;
-  if (!feeds.has(k)) feeds.set(k, { lsn: 0, docs: new Map(), heads: new Array(args.ranges).fill(0) });
+  if (!feeds.has(k)) {
+    feeds.set(k, { lsn: 0, docs: new Map(), heads: new Array(args.ranges).fill(0),
+      log: Array.from({ length: args.ranges }, () => []) });
+  }
   return feeds.get(k);
 }
 
@@ -216,6 +222,7 @@ function recordWrite(dbId, collId, collection, method, status, body, docIdParam)
   f.lsn += 1;
   f.heads[range] = f.lsn;
   f.docs.set(key, { lsn: f.lsn, range, id: body.id, pk, ts: Math.floor(Date.now() / 1000) });
+  f.log[range].push({ lsn: f.lsn, key });
 }
 
 function changeFeed(req, res, collection, dbId, collId) {
@@ -245,8 +252,19 @@ function changeFeed(req, res, collection, dbId, collId) {
   }
   let max = parseInt(req.headers["x-ms-max-item-count"] || "100", 10);
   if (!(max > 0)) max = Number.MAX_SAFE_INTEGER;
-  const changed = [...f.docs.values()].filter(d => d.range === range && d.lsn > after && d.ts > since).sort((a, b) => a.lsn - b.lsn);
-  const page = changed.slice(0, max);
+  const log = f.log[range];
+  let lo = 0;
+  let hi = log.length;
+  while (lo < hi) { // the first write after the continuation
+    const mid = (lo + hi) >> 1;
+    if (log[mid].lsn <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  const page = [];
+  for (let i = lo; i < log.length && page.length < max; i += 1) {
+    const d = f.docs.get(log[i].key);
+    if (d && d.lsn === log[i].lsn && d.ts > since) page.push(d); // each document's latest version only
+  }
   const headers = { "x-ms-session-token": `${range}:-1#${f.heads[range]}` };
   if (page.length === 0) {
     stats.notModified += 1;
