@@ -39,7 +39,7 @@ bench: build
 # graphs/orders-cosmos.yaml on the Cosmos DB stand-in (a free loopback port, a random key,
 # COSMOS_LATENCY_MS=5 added per request), with the raw-creates baseline in the same run;
 # the stand-in is stopped even when the bench fails (scripts/bench-cosmos.sh).
-BENCH_COSMOS_ARGS ?= --runs 3
+BENCH_COSMOS_ARGS ?= --runs 3 --commands 8000
 bench-cosmos: build
 	bash scripts/bench-cosmos.sh $(BUILD)/server/orderflow $(BENCH_COSMOS_ARGS)
 
