@@ -673,6 +673,22 @@ value commit_document(const std::vector<AppendRequest>& batch, const size_t* req
   return doc;
 }
 
+// The results of batch[reqs[0..count)] once their document is written: each command's
+// versions, in order from the document's first.
+void committed_document(const std::vector<AppendRequest>& batch, const size_t* reqs, size_t count,
+                        std::vector<AppendResult>& results) {
+  uint64_t v = batch[reqs[0]].expected_version;
+  for (size_t k = 0; k < count; ++k) {
+    AppendResult& rk = results[reqs[k]];
+    rk.status = Status::ok();
+    rk.stream = batch[reqs[k]].stream;
+    rk.first_version = v + 1;
+    v += batch[reqs[k]].events.size();
+    rk.last_version = v;
+    rk.first_position = rk.last_position = 0;
+  }
+}
+
 // A transactional batch takes at most 100 operations and 2 MB of request body.
 constexpr size_t kMaxBatchDocuments = 100;
 constexpr size_t kMaxBatchBytes = 1536 * 1024;
@@ -700,16 +716,7 @@ size_t CosmosEventStore::write_commits(const std::vector<AppendRequest>& batch, 
     return 0;
   }
   if (resp->http_status == 201) {
-    uint64_t v = head.expected_version;
-    for (size_t k = 0; k < count; ++k) {
-      AppendResult& rk = results[reqs[k]];
-      rk.status = Status::ok();
-      rk.stream = head.stream;
-      rk.first_version = v + 1;
-      v += batch[reqs[k]].events.size();
-      rk.last_version = v;
-      rk.first_position = rk.last_position = 0;
-    }
+    committed_document(batch, reqs, count, results);
     remember_version(head.stream, last);
     return count;
   }
@@ -789,18 +796,7 @@ bool CosmosEventStore::write_commit_batch(const std::vector<AppendRequest>& batc
   } catch (const std::exception&) {
     return false;
   }
-  for (size_t d = 0; d < docs.size(); ++d) {
-    uint64_t v = batch[reqs[docs[d].first]].expected_version;
-    for (size_t k = docs[d].first; k < docs[d].second; ++k) {
-      AppendResult& rk = results[reqs[k]];
-      rk.status = Status::ok();
-      rk.stream = stream;
-      rk.first_version = v + 1;
-      v += batch[reqs[k]].events.size();
-      rk.last_version = v;
-      rk.first_position = rk.last_position = 0;
-    }
-  }
+  for (const auto& [first, end] : docs) committed_document(batch, &reqs[first], end - first, results);
   remember_version(stream, lasts.back());
   return true;
 }
