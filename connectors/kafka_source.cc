@@ -654,7 +654,9 @@ class KafkaSourceNode final : public RuntimeNode {
       log::info("dead letter delivered after failures", {{"node", self->id()}, {"source", tp_name(dl->tp)},
                                                          {"offset", std::to_string(dl->offset)},
                                                          {"attempts", std::to_string(dl->failures + 1)}});
-    ++self->dead_lettered_;
+    // Published here, not only with the periodic gauges: a reader that saw the offset move
+    // past the dead letter sees it counted (a test once read 0 in between).
+    self->probe().set_gauge("dead_lettered", static_cast<double>(++self->dead_lettered_));
     self->mark_done(dl->tp, dl->generation, dl->offset);
   }
 
