@@ -75,6 +75,7 @@ RunResult median_of(const std::vector<const RunResult*>& runs) {
       };
       t.cpu_s = med([&](const RunResult& r) { return of(r) ? of(r)->cpu_s : 0.0; });
       t.threads = static_cast<int>(med([&](const RunResult& r) { return of(r) ? of(r)->threads : 0; }) + 0.5);
+      t.sleeps = med([&](const RunResult& r) { return of(r) ? of(r)->sleeps : 0.0; });
       if (t.cpu_s > 0) m.threads.push_back(t);
     }
     std::sort(m.threads.begin(), m.threads.end(), [](const ThreadCpu& a, const ThreadCpu& b) { return a.cpu_s > b.cpu_s; });
@@ -198,6 +199,8 @@ void write_run(JsonWriter& w, const RunResult& r) {
           .field("threads", t.threads)
           .field("cpu_s", t.cpu_s)
           .field("us_per_event", events > 0 ? t.cpu_s * 1e6 / events : 0.0)
+          .field("sleeps", t.sleeps)
+          .field("sleeps_per_event", events > 0 ? t.sleeps / events : 0.0)
           .field("serial", t.serial)
           .end_object();
     w.end_array();
@@ -398,13 +401,18 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     const double events = static_cast<double>(r.events);
     double all = 0;
     for (const auto& t : r.threads) all += t.cpu_s;
-    std::printf("\nCPU by thread, %s (a serial thread caps events/s at 1e6 / its us per event, on any number of cores)\n"
-                "  %-16s %7s %10s %7s %14s\n", s.config.name().c_str(), "thread", "threads", "us/event", "share", "serial cap/s");
+    double slept = 0;
+    for (const auto& t : r.threads) slept += t.sleeps;
+    std::printf("\nCPU by thread, %s (a serial thread caps events/s at 1e6 / its us per event, on any number of cores;\n"
+                "sleeps: times a thread blocked and was woken again, per event)\n"
+                "  %-16s %7s %10s %7s %14s %10s\n", s.config.name().c_str(), "thread", "threads", "us/event", "share",
+                "serial cap/s", "sleeps/ev");
     for (const auto& t : r.threads) {
       const std::string cap = t.serial && t.cpu_s > 0 ? fmt("%.0f", events / t.cpu_s) : "";
-      std::printf("  %-16s %7d %10.2f %6.0f%% %14s\n", t.name.c_str(), t.threads, t.cpu_s * 1e6 / events,
-                  all > 0 ? t.cpu_s / all * 100 : 0.0, cap.c_str());
+      std::printf("  %-16s %7d %10.2f %6.0f%% %14s %10.3f\n", t.name.c_str(), t.threads, t.cpu_s * 1e6 / events,
+                  all > 0 ? t.cpu_s / all * 100 : 0.0, cap.c_str(), t.sleeps / events);
     }
+    std::printf("  %-16s %7s %10.2f %7s %14s %10.3f\n", "all", "", all * 1e6 / events, "", "", slept / events);
     // An open loop's CPU per event includes its idle wake-ups: no ceiling from it. Nor on
     // Cosmos DB, where the account, not this process's cores, sets the limit.
     const Ceiling c = report.options.rate > 0 || r.cosmos.measured ? Ceiling{} : ceiling_of(r.threads, events);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 namespace orderflow::bench {
 namespace {
@@ -42,6 +43,23 @@ bool read_cpu(const std::filesystem::path& task, double* cpu_s) {
   return true;
 }
 
+// voluntary_ctxt_switches of /proc/.../status.
+bool read_sleeps(const std::filesystem::path& task, uint64_t* sleeps) {
+  std::ifstream f(task / "status");
+  std::string line;
+  constexpr std::string_view kField = "voluntary_ctxt_switches:";
+  while (std::getline(f, line)) {
+    if (line.rfind(kField, 0) != 0) continue;
+    try {
+      *sleeps = std::stoull(line.substr(kField.size()));
+    } catch (const std::exception&) {
+      return false;
+    }
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ThreadSamples sample_threads() {
@@ -62,6 +80,7 @@ ThreadSamples sample_threads() {
     }
     ThreadSample s;
     if (!read_cpu(entry.path(), &s.cpu_s)) continue;  // ended while we looked
+    read_sleeps(entry.path(), &s.sleeps);               // 0 if it ended meanwhile
     if (tid == self) {
       s.name = "driver";
     } else {
@@ -84,13 +103,16 @@ std::vector<ThreadCpu> thread_cpu_between(const ThreadSamples& before, const Thr
   for (const auto& [tid, s] : after) {
     auto b = before.find(tid);
     // A thread id reused by a new thread of another name started meanwhile: all of it.
-    const double base = b != before.end() && b->second.name == s.name ? b->second.cpu_s : 0;
+    const bool same_thread = b != before.end() && b->second.name == s.name;
+    const double base = same_thread ? b->second.cpu_s : 0;
     const double used = std::max(0.0, s.cpu_s - base);
     if (used <= 0) continue;
+    const uint64_t slept_before = same_thread ? b->second.sleeps : 0;
     ThreadCpu& t = by_name[s.name];
     t.name = s.name;
     t.threads += 1;
     t.cpu_s += used;
+    t.sleeps += static_cast<double>(s.sleeps > slept_before ? s.sleeps - slept_before : 0);
   }
   std::vector<ThreadCpu> out;
   for (auto& [name, t] : by_name) {

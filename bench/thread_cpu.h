@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +21,10 @@ struct ThreadSample {
   // workers (Pipeline names them)
   std::string name;
   double cpu_s = 0;   // user + system, since the thread started
+  // Times it went to sleep (blocked: a condition variable, a futex, I/O, a timer) since it
+  // started: /proc/.../status voluntary_ctxt_switches. Each is a wake-up later, a cost of
+  // its own on a virtual machine (the guest's interrupt re-enable, a scheduler round).
+  uint64_t sleeps = 0;
 };
 using ThreadSamples = std::map<pid_t, ThreadSample>;  // by thread id
 
@@ -30,6 +36,7 @@ struct ThreadCpu {
   int threads = 0;       // threads of that name that ran between the samples
   double cpu_s = 0;      // their CPU between the samples (threads started meanwhile: all of it)
   bool serial = false;   // one of the pipeline's single threads (see is_serial_thread)
+  double sleeps = 0;     // their sleeps between the samples (ThreadSample::sleeps)
 };
 
 // CPU between two samples by thread name, most first. Threads that ended between the two

@@ -121,6 +121,12 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
       EXPECT_LE(sum, 1.1 * (num(run, "cpu_user_s") + num(run, "cpu_system_s")) + 0.02) << config;
       ASSERT_TRUE(threads.count("of-commit")) << config;
       EXPECT_TRUE(threads["of-commit"].at(U("serial")).as_bool()) << config;
+      // The writer waits for commands between groups and for each sync: it sleeps, at most
+      // a few times per event (a group holds at least one).
+      EXPECT_GT(num(threads["of-commit"], "sleeps"), 0) << config;
+      EXPECT_LE(num(threads["of-commit"], "sleeps_per_event"), 20) << config;
+      EXPECT_NEAR(num(threads["of-commit"], "sleeps_per_event"),
+                  num(threads["of-commit"], "sleeps") / num(run, "events"), 1e-6) << config;
       ASSERT_TRUE(run.has_field(U("ceiling"))) << config;
       EXPECT_GE(num(run.at(U("ceiling")), "events_per_s"), 0.5 * num(run, "events_per_s")) << config;
     }

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "bench/thread_cpu.h"
@@ -69,6 +71,68 @@ TEST(ThreadCpu, CountsEachNamedThreadsCpuAndTellsSerialThreadsFromPools) {
 
   // A thread sampled before that has not run since counts nothing.
   EXPECT_EQ(find(thread_cpu_between(now, now), "of-feed-test"), nullptr);
+}
+
+TEST(ThreadCpu, CountsHowOftenEachThreadSleptAndWasWokenAgain) {
+  // One thread waits on a condition variable and is woken 200 times; another spins and
+  // never blocks.
+  std::atomic<bool> stop{false};
+  std::atomic<int> started{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  int wakes_sent = 0, wakes_seen = 0;
+  bool finished = false;
+  const ThreadSamples before = sample_threads();
+  std::thread spinner = burner("of-feed-spin", stop, started);
+  std::thread sleeper([&] {
+    pthread_setname_np(pthread_self(), "of-feed-sleep");
+    ++started;
+    std::unique_lock lock(mu);
+    while (wakes_seen < 200) {
+      cv.wait(lock, [&] { return wakes_sent > wakes_seen; });
+      wakes_seen = wakes_sent;
+      volatile uint64_t x = 0;
+      for (int i = 0; i < 1000; ++i) x = x + 1;  // some CPU, so the thread is counted
+      cv.notify_all();
+    }
+    cv.wait(lock, [&] { return finished; });  // alive until sampled
+  });
+  while (started.load() < 2) std::this_thread::yield();
+  // A running thread's CPU shows in /proc at its next tick: let the spinner get some.
+  for (int i = 0; i < 200; ++i) {
+    const ThreadCpu* b = find(thread_cpu_between(before, sample_threads()), "of-feed-spin");
+    if (b != nullptr && b->cpu_s >= 0.05) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int i = 0; i < 200; ++i) {
+    // By then the sleeper is asleep in its wait (a notify sent while it is on its way there
+    // finds it awake: it then sleeps fewer times, which the bound below allows for).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::unique_lock lock(mu);
+    ++wakes_sent;
+    cv.notify_all();
+    cv.wait(lock, [&] { return wakes_seen == wakes_sent; });
+  }
+  const ThreadSamples after = sample_threads();
+  {
+    std::lock_guard lock(mu);
+    finished = true;
+  }
+  cv.notify_all();
+  sleeper.join();
+  stop = true;
+  spinner.join();
+  const auto v = thread_cpu_between(before, after);
+  const ThreadCpu* s = find(v, "of-feed-sleep");
+  ASSERT_NE(s, nullptr);
+  // Most wake-ups found it asleep; it may also have slept on the mutex now and then.
+  EXPECT_GE(s->sleeps, 100);
+  EXPECT_LE(s->sleeps, 450);
+  const ThreadCpu* b = find(v, "of-feed-spin");
+  ASSERT_NE(b, nullptr);
+  EXPECT_LT(b->sleeps, 20) << "a spinning thread is preempted, it does not sleep";
+  // Threads that ended before the second sample are not in it; their sleeps are not counted.
+  EXPECT_EQ(find(thread_cpu_between(after, after), "of-feed-sleep"), nullptr);
 }
 
 TEST(ThreadCpu, TheSlowestSerialThreadSetsTheCeiling) {
