@@ -100,7 +100,8 @@ TEST(ThreadCpu, CountsHowOftenEachThreadSleptAndWasWokenAgain) {
   while (started.load() < 2) std::this_thread::yield();
   // A running thread's CPU shows in /proc at its next tick: let the spinner get some.
   for (int i = 0; i < 200; ++i) {
-    const ThreadCpu* b = find(thread_cpu_between(before, sample_threads()), "of-feed-spin");
+    const auto so_far = thread_cpu_between(before, sample_threads());
+    const ThreadCpu* b = find(so_far, "of-feed-spin");
     if (b != nullptr && b->cpu_s >= 0.05) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
