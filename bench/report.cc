@@ -399,10 +399,11 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     const RunResult& r = s.median;
     if (r.threads.empty() || r.events == 0) continue;
     const double events = static_cast<double>(r.events);
-    double all = 0;
-    for (const auto& t : r.threads) all += t.cpu_s;
-    double slept = 0;
-    for (const auto& t : r.threads) slept += t.sleeps;
+    double all = 0, slept = 0;
+    for (const auto& t : r.threads) {
+      all += t.cpu_s;
+      slept += t.sleeps;
+    }
     std::printf("\nCPU by thread, %s (a serial thread caps events/s at 1e6 / its us per event, on any number of cores;\n"
                 "sleeps: times a thread blocked and was woken again, per event)\n"
                 "  %-16s %7s %10s %7s %14s %10s\n", s.config.name().c_str(), "thread", "threads", "us/event", "share",
