@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -96,12 +97,17 @@ struct RunResult {
 };
 
 struct BaselineResult {
-  std::string name;                    // "raw-rocksdb" | "cpu-loop" | "raw-cosmos-creates"
+  // "raw-rocksdb" | "raw-rocksdb-paced" | "cpu-loop" | "raw-cosmos-creates"
+  std::string name;
   int repetition = 0;
   uint64_t events = 0;                 // raw-cosmos-creates: documents created
   double seconds = 0, events_per_s = 0;  // raw-cosmos-creates: documents created per second
   int concurrency = 0;                 // raw-cosmos-creates: requests at a time
   uint64_t failed = 0;                 // raw-cosmos-creates: creates that did not answer 201
+  // raw-rocksdb-paced: the process's CPU (all threads) and sleeps while it wrote, and its
+  // synced writes.
+  double cpu_s = 0, sleeps = 0;
+  uint64_t writes = 0;
 };
 
 struct Options {
@@ -155,6 +161,13 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
                                const std::string& dir, std::vector<std::string>* recorded);
 // Synced WriteBatches of 1000 of the recorded events, sequential keys, fresh DB in `dir`.
 Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir);
+// Open-loop runs: the same records written at the run's rate, `events_per_s`, each as soon
+// as it is due but at most one synced WriteBatch per `interval` (the commit node's spacing on
+// a syncing store), fresh DB in `dir`. What a durable log of these events costs this machine
+// at this rate, in CPU and sleeps per event, with nothing else: the floor under the
+// pipeline's CPU per event at the same rate.
+Result<BaselineResult> raw_rocksdb_paced_baseline(const std::vector<std::string>& records, const std::string& dir,
+                                                  double events_per_s, std::chrono::microseconds interval);
 // decide/serialize/evolve/saga of the same client commands on one thread, no graph, no store.
 BaselineResult cpu_loop_baseline(const std::vector<v1::Command>& commands);
 
@@ -199,9 +212,16 @@ struct Summary {
   double vs_metrics_off = 0;
   double vs_first_threads = 0;         // to the same store at the first thread count
   double vs_raw_cosmos = 0;            // Cosmos DB: all commands/s / raw creates/s (medians)
+  // Open loop on RocksDB: CPU per event / raw-rocksdb-paced's CPU per event (medians)
+  double cpu_vs_raw_paced = 0;
 };
 std::vector<Summary> summarize(const Report& report);
 double median_baseline(const Report& report, const std::string& name);
+// raw-rocksdb-paced: medians over repetitions of its CPU (µs) and sleeps per event (0: none).
+struct PacedFigures {
+  double cpu_us_per_event = 0, sleeps_per_event = 0, writes_per_s = 0;
+};
+PacedFigures median_paced(const Report& report);
 void print_table(const Report& report, const std::vector<Summary>& summary);
 Status write_json(const Report& report, const std::vector<Summary>& summary, const std::string& path);
 Status write_csv(const Report& report, const std::string& path);

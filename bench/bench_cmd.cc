@@ -141,6 +141,15 @@ const graph::StoreDef* events_store(const graph::GraphDef& def) {
   return nullptr;
 }
 
+// The spacing of the commit node's synced writes: its write_interval_us, whose default
+// (auto) is 1 ms on a store that syncs each append (CommitNode::resolve_write_interval).
+std::chrono::microseconds commit_write_interval(const graph::GraphDef& def) {
+  for (const auto& n : def.nodes)
+    if (n.kind == "commit" && n.has("write_interval_us") && n.get_int("write_interval_us") >= 0)
+      return std::chrono::microseconds(n.get_int("write_interval_us"));
+  return std::chrono::microseconds(1000);
+}
+
 }  // namespace
 
 int run_bench(Options o, const graph::KindRegistry& registry) {
@@ -263,6 +272,7 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
             break;
           }
           r->repetition = rep;
+          const double run_events_per_s = r->events_per_s;
           const uint64_t documents = std::max<uint64_t>(r->cosmos.all_commands, 1);
           report.runs.push_back(std::move(*r));
           if (cosmos && o.baselines && threads == o.threads.front()) {
@@ -287,6 +297,17 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
             }
             raw->repetition = rep;
             report.baselines.push_back(*raw);
+            if (o.rate > 0) {
+              // An open loop: the same events at the run's rate, to set its CPU per event against.
+              auto paced = raw_rocksdb_paced_baseline(recorded, (fs::path(o.data_dir) / "raw").string(),
+                                                      run_events_per_s, commit_write_interval(graphs[si]));
+              if (!paced) {
+                fail("raw-rocksdb-paced baseline", paced.status());
+                break;
+              }
+              paced->repetition = rep;
+              report.baselines.push_back(*paced);
+            }
             raw_done = true;
             recorded = {};
           }

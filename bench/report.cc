@@ -295,6 +295,18 @@ double median_baseline(const Report& report, const std::string& name) {
   return median(v);
 }
 
+PacedFigures median_paced(const Report& report) {
+  std::vector<double> cpu, sleeps, writes;
+  for (const auto& b : report.baselines) {
+    if (b.name != "raw-rocksdb-paced" || b.events == 0 || b.seconds <= 0) continue;
+    const double events = static_cast<double>(b.events);
+    cpu.push_back(b.cpu_s * 1e6 / events);
+    sleeps.push_back(b.sleeps / events);
+    writes.push_back(static_cast<double>(b.writes) / b.seconds);
+  }
+  return {median(cpu), median(sleeps), median(writes)};
+}
+
 std::vector<Summary> summarize(const Report& report) {
   std::vector<Summary> out;
   for (const auto& r : report.runs) {
@@ -310,10 +322,14 @@ std::vector<Summary> summarize(const Report& report) {
   const double raw = median_baseline(report, "raw-rocksdb");
   const double cpu = median_baseline(report, "cpu-loop");
   const double raw_cosmos = median_baseline(report, "raw-cosmos-creates");
+  const PacedFigures paced = median_paced(report);
   for (auto& s : out) {
     const double ev = s.median.events_per_s;
     if (s.median.cosmos.measured) s.vs_raw_cosmos = ratio(s.median.cosmos.all_commands_per_s, raw_cosmos);
     if (s.config.store == "rocksdb") s.vs_raw_rocksdb = ratio(ev, raw);
+    if (s.config.store == "rocksdb" && s.median.events > 0)
+      s.cpu_vs_raw_paced = ratio((s.median.cpu_user_s + s.median.cpu_sys_s) * 1e6 / static_cast<double>(s.median.events),
+                                 paced.cpu_us_per_event);
     if (s.config.store == "memory") s.vs_cpu_loop = ratio(ev, cpu);
     for (const auto& o : out) {
       if (o.config.store != s.config.store) continue;
@@ -360,9 +376,15 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
   }
   const double raw = median_baseline(report, "raw-rocksdb");
   const double cpu = median_baseline(report, "cpu-loop");
+  const double raw_paced = median_baseline(report, "raw-rocksdb-paced");
+  const PacedFigures paced = median_paced(report);
   if (raw > 0 || cpu > 0) {
     std::printf("\nbaselines (same run)       events/s\n");
     if (raw > 0) std::printf("%-24s %12.0f   synced WriteBatch of 1000 of the same events\n", "raw-rocksdb", raw);
+    if (raw_paced > 0)
+      std::printf("%-24s %12.0f   the same events at the run's rate, synced as the commit node spaces its writes "
+                  "(%.0f writes/s): %.1f us of CPU, %.3f sleeps per event\n",
+                  "raw-rocksdb-paced", raw_paced, paced.writes_per_s, paced.cpu_us_per_event, paced.sleeps_per_event);
     if (cpu > 0)
       std::printf("%-24s %12.0f   decide/evolve/saga on one thread, no graph, no store (%.1f us/event)\n", "cpu-loop", cpu,
                   1e6 / cpu);
@@ -373,6 +395,16 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
   for (const auto& s : summary) {
     std::printf("%-24s %s %s %s %s\n", s.config.name().c_str(), cell(s.vs_raw_rocksdb).c_str(),
                 cell(s.vs_cpu_loop).c_str(), cell(s.vs_metrics_off).c_str(), cell(s.vs_first_threads).c_str());
+  }
+  if (paced.cpu_us_per_event > 0) {
+    std::printf("\nCPU per event (us)       %12s %12s %12s\n", "this run", "raw-paced", "ratio");
+    for (const auto& s : summary) {
+      if (s.cpu_vs_raw_paced <= 0) continue;
+      const RunResult& m = s.median;
+      std::printf("%-24s %12.1f %12.1f %12.2f\n", s.config.name().c_str(),
+                  (m.cpu_user_s + m.cpu_sys_s) * 1e6 / static_cast<double>(m.events), paced.cpu_us_per_event,
+                  s.cpu_vs_raw_paced);
+    }
   }
   bool staged = false;
   for (const auto& s : summary) {
@@ -446,9 +478,16 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
   for (int t : o.threads) w.value(t);
   w.end_array().end_object();
   w.key("baselines").begin_object();
-  for (const std::string name : {"raw-rocksdb", "cpu-loop", "raw-cosmos-creates"}) {
+  for (const std::string name : {"raw-rocksdb", "raw-rocksdb-paced", "cpu-loop", "raw-cosmos-creates"}) {
     if (median_baseline(report, name) <= 0) continue;
-    w.key(name).begin_object().field("events_per_s", median_baseline(report, name)).key("runs").begin_array();
+    w.key(name).begin_object().field("events_per_s", median_baseline(report, name));
+    if (name == "raw-rocksdb-paced") {
+      const PacedFigures paced = median_paced(report);
+      w.field("cpu_us_per_event", paced.cpu_us_per_event)
+          .field("sleeps_per_event", paced.sleeps_per_event)
+          .field("writes_per_s", paced.writes_per_s);
+    }
+    w.key("runs").begin_array();
     for (const auto& b : report.baselines) {
       if (b.name != name) continue;
       w.begin_object()
@@ -457,6 +496,7 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
           .field("seconds", b.seconds)
           .field("events_per_s", b.events_per_s);
       if (name == "raw-cosmos-creates") w.field("concurrency", b.concurrency).field("failed", b.failed);
+      if (name == "raw-rocksdb-paced") w.field("cpu_s", b.cpu_s).field("sleeps", b.sleeps).field("writes", b.writes);
       w.end_object();
     }
     w.end_array().end_object();
@@ -479,6 +519,7 @@ Status write_json(const Report& report, const std::vector<Summary>& summary, con
     if (s.vs_metrics_off > 0) w.field("metrics_off", s.vs_metrics_off);
     if (s.vs_first_threads > 0) w.field("first_threads", s.vs_first_threads);
     if (s.vs_raw_cosmos > 0) w.field("raw_cosmos_creates", s.vs_raw_cosmos);
+    if (s.cpu_vs_raw_paced > 0) w.field("cpu_per_event_raw_rocksdb_paced", s.cpu_vs_raw_paced);
     w.end_object().end_object();
   }
   w.end_array().end_object();

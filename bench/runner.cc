@@ -545,15 +545,33 @@ Result<RunResult> run_pipeline(const graph::GraphDef& def, const graph::KindRegi
   return result;
 }
 
-Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir) {
+namespace {
+
+// A fresh DB with RocksDB's default options in `dir` (what was there is removed).
+Result<std::unique_ptr<rocksdb::DB>> open_fresh_db(const std::string& dir, const std::string& what) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   rocksdb::Options o;
   o.create_if_missing = true;
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, dir, &raw);
-  if (!s.ok()) return Status::io_error("raw RocksDB baseline: cannot open " + dir + ": " + s.ToString());
-  std::unique_ptr<rocksdb::DB> db(raw);
+  if (!s.ok()) return Status::io_error(what + ": cannot open " + dir + ": " + s.ToString());
+  return std::unique_ptr<rocksdb::DB>(raw);
+}
+
+void close_and_remove(std::unique_ptr<rocksdb::DB>& db, const std::string& dir) {
+  db->Close();
+  db.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+
+Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& records, const std::string& dir) {
+  auto opened = open_fresh_db(dir, "raw RocksDB baseline");
+  if (!opened) return opened.status();
+  std::unique_ptr<rocksdb::DB> db = std::move(*opened);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   const auto t0 = Clock::now();
@@ -571,9 +589,48 @@ Result<BaselineResult> raw_rocksdb_baseline(const std::vector<std::string>& reco
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   r.events = records.size();
   r.events_per_s = static_cast<double>(r.events) / r.seconds;
-  db->Close();
-  db.reset();
-  std::filesystem::remove_all(dir, ec);
+  close_and_remove(db, dir);
+  return r;
+}
+
+Result<BaselineResult> raw_rocksdb_paced_baseline(const std::vector<std::string>& records, const std::string& dir,
+                                                  double events_per_s, std::chrono::microseconds interval) {
+  if (records.empty() || events_per_s <= 0) return Status::invalid_argument("raw RocksDB paced baseline: no events to pace");
+  auto opened = open_fresh_db(dir, "raw RocksDB paced baseline");
+  if (!opened) return opened.status();
+  std::unique_ptr<rocksdb::DB> db = std::move(*opened);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  BaselineResult r;
+  r.name = "raw-rocksdb-paced";
+  const std::chrono::duration<double> gap(1.0 / events_per_s);  // between two records
+  auto due = [&](size_t i) { return std::chrono::duration_cast<Clock::duration>(gap * static_cast<double>(i)); };
+  const ThreadSamples before = sample_threads();
+  const auto t0 = Clock::now();
+  auto last_write = t0 - interval;
+  for (size_t i = 0; i < records.size();) {
+    // Sleep until the next record is due and the interval since the last write has passed,
+    // then write every record due by then in one synced batch.
+    const auto wake = std::max(t0 + due(i), last_write + interval);
+    if (Clock::now() < wake) std::this_thread::sleep_until(wake);
+    last_write = Clock::now();
+    rocksdb::WriteBatch wb;
+    for (; i < records.size() && t0 + due(i) <= last_write; ++i) {
+      std::string key;
+      connectors::put_u64_be(key, i + 1);
+      wb.Put(key, records[i]);
+    }
+    if (auto w = db->Write(wo, &wb); !w.ok()) return Status::io_error("raw RocksDB paced baseline: " + w.ToString());
+    ++r.writes;
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (const auto& t : thread_cpu_between(before, sample_threads())) {
+    r.cpu_s += t.cpu_s;
+    r.sleeps += t.sleeps;
+  }
+  r.events = records.size();
+  r.events_per_s = static_cast<double>(r.events) / r.seconds;
+  close_and_remove(db, dir);
   return r;
 }
 

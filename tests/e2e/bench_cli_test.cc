@@ -82,6 +82,7 @@ TEST_F(BenchCli, SweepWritesConsistentJsonCsvAndPlot) {
   const auto& baselines = doc.at(U("baselines"));
   EXPECT_GT(num(baselines.at(U("raw-rocksdb")), "events_per_s"), 0);
   EXPECT_GT(num(baselines.at(U("cpu-loop")), "events_per_s"), 0);
+  EXPECT_FALSE(baselines.has_field(U("raw-rocksdb-paced"))) << "a closed loop has no rate to pace at";
 
   const auto& runs = doc.at(U("runs")).as_array();
   ASSERT_EQ(runs.size(), 8u) << "2 stores x 2 thread counts x metrics on/off";
@@ -223,6 +224,45 @@ TEST_F(BenchCli, OpenLoopRunsAtTheGivenRate) {
   // Paced, so it takes about the scheduled time, not less.
   EXPECT_GE(num(runs.at(0), "seconds"), 0.5);
   EXPECT_LT(num(runs.at(0), "commands_per_s"), 2300);
+}
+
+TEST_F(BenchCli, OpenLoopOnRocksDbIsSetAgainstTheSameEventsWrittenAtTheSameRate) {
+  const auto json_path = dir_ / "paced.json";
+  // 1000 commands/s for 1 s on one TBB thread, with the baselines: the first run's events are
+  // then written by a bare RocksDB at that run's rate, a synced write at most every 1 ms.
+  const Ran r = run("--rate 1000 --duration 1 --skus 100 --store rocksdb --threads 1 --no-progress --data-dir " +
+                    (dir_ / "data").string() + " --json " + json_path.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* s : {"raw-rocksdb-paced", "CPU per event (us)", "raw-paced"})
+    EXPECT_NE(r.output.find(s), std::string::npos) << s << " missing from\n" << r.output;
+  const auto doc = web::json::value::parse(slurp(json_path));
+  const auto& runs = doc.at(U("runs")).as_array();
+  ASSERT_EQ(runs.size(), 2u) << "metrics on and off";
+  const auto& first = runs.at(0);  // the first repetition's first run records its events
+  ASSERT_TRUE(first.at(U("metrics")).as_bool());
+  const auto& paced = doc.at(U("baselines")).at(U("raw-rocksdb-paced"));
+  const auto& b = paced.at(U("runs")).as_array().at(0);
+  EXPECT_EQ(num(b, "events"), num(first, "events")) << "every event the run committed, once";
+  // At the run's rate: about as long as the run took, not as fast as the disk can go.
+  EXPECT_NEAR(num(b, "events_per_s"), num(first, "events_per_s"), 0.25 * num(first, "events_per_s"));
+  EXPECT_GE(num(b, "seconds"), 0.7);
+  // Spaced like the commit node's writes: at most one per millisecond, several events each.
+  EXPECT_GE(num(b, "writes"), 100);
+  EXPECT_LE(num(b, "writes"), 1000 * num(b, "seconds") + 1);
+  EXPECT_LT(num(b, "writes"), num(b, "events"));
+  // (The JSON holds 6 significant digits.)
+  EXPECT_NEAR(num(paced, "writes_per_s"), num(b, "writes") / num(b, "seconds"), 1e-4 * num(paced, "writes_per_s"));
+  // Each synced write sleeps at least once (its sync, or the wait for the next record).
+  EXPECT_GE(num(b, "sleeps"), num(b, "writes"));
+  EXPECT_GT(num(b, "cpu_s"), 0);
+  EXPECT_NEAR(num(paced, "cpu_us_per_event"), num(b, "cpu_s") * 1e6 / num(b, "events"), 1e-4 * num(paced, "cpu_us_per_event"));
+  EXPECT_NEAR(num(paced, "sleeps_per_event"), num(b, "sleeps") / num(b, "events"), 1e-4 * num(paced, "sleeps_per_event"));
+  // The ratio the summary gives is the run's CPU per event over the baseline's.
+  const auto& summary = doc.at(U("summary")).as_array().at(0);
+  const double run_cpu_per_event =
+      (num(summary, "cpu_user_s") + num(summary, "cpu_system_s")) * 1e6 / num(summary, "events");
+  EXPECT_NEAR(num(summary.at(U("ratios")), "cpu_per_event_raw_rocksdb_paced"),
+              run_cpu_per_event / num(paced, "cpu_us_per_event"), 1e-3 * run_cpu_per_event / num(paced, "cpu_us_per_event"));
 }
 
 TEST_F(BenchCli, BadOptionsAreRefusedWithAReason) {
