@@ -297,8 +297,9 @@ int run_bench(Options o, const graph::KindRegistry& registry) {
             }
             raw->repetition = rep;
             report.baselines.push_back(*raw);
-            if (o.rate > 0) {
-              // An open loop: the same events at the run's rate, to set its CPU per event against.
+            if (o.rate > 0 && std::find(stores.begin(), stores.end(), "rocksdb") != stores.end()) {
+              // An open loop with RocksDB runs: the same events at the run's rate, to set their
+              // CPU per event against.
               auto paced = raw_rocksdb_paced_baseline(recorded, (fs::path(o.data_dir) / "raw").string(),
                                                       run_events_per_s, commit_write_interval(graphs[si]));
               if (!paced) {

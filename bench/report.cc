@@ -396,7 +396,7 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     std::printf("%-24s %s %s %s %s\n", s.config.name().c_str(), cell(s.vs_raw_rocksdb).c_str(),
                 cell(s.vs_cpu_loop).c_str(), cell(s.vs_metrics_off).c_str(), cell(s.vs_first_threads).c_str());
   }
-  if (paced.cpu_us_per_event > 0) {
+  if (std::any_of(summary.begin(), summary.end(), [](const Summary& s) { return s.cpu_vs_raw_paced > 0; })) {
     std::printf("\nCPU per event (us)       %12s %12s %12s\n", "this run", "raw-paced", "ratio");
     for (const auto& s : summary) {
       if (s.cpu_vs_raw_paced <= 0) continue;
