@@ -18,6 +18,7 @@
 
 #include "bench/bench.h"
 #include "connectors/stores.h"
+#include "nodes/nodes.h"
 
 namespace orderflow::bench {
 
@@ -147,7 +148,7 @@ std::chrono::microseconds commit_write_interval(const graph::GraphDef& def) {
   for (const auto& n : def.nodes)
     if (n.kind == "commit" && n.has("write_interval_us") && n.get_int("write_interval_us") >= 0)
       return std::chrono::microseconds(n.get_int("write_interval_us"));
-  return std::chrono::microseconds(1000);
+  return CommitNode::kSyncedWriteInterval;
 }
 
 }  // namespace

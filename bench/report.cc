@@ -24,6 +24,11 @@ double median(std::vector<double> v) {
 
 namespace {
 
+// The process's CPU per event of a run, in µs (0 without events).
+double cpu_us_per_event(const RunResult& r) {
+  return r.events > 0 ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / static_cast<double>(r.events) : 0.0;
+}
+
 // Field-wise median of the runs of one configuration (each figure separately).
 RunResult median_of(const std::vector<const RunResult*>& runs) {
   RunResult m = *runs.front();
@@ -165,7 +170,7 @@ void write_run(JsonWriter& w, const RunResult& r) {
   w.field("cpu_user_s", r.cpu_user_s)
       .field("cpu_system_s", r.cpu_sys_s)
       .field("cpu_cores_used", r.seconds > 0 ? (r.cpu_user_s + r.cpu_sys_s) / r.seconds : 0.0)
-      .field("cpu_us_per_event", r.events > 0 ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / static_cast<double>(r.events) : 0.0)
+      .field("cpu_us_per_event", cpu_us_per_event(r))
       .field("peak_rss_mb", r.peak_rss_mb)
       .field("mean_commit_group", r.mean_commit_group);
   if (r.cosmos.measured) {
@@ -327,9 +332,7 @@ std::vector<Summary> summarize(const Report& report) {
     const double ev = s.median.events_per_s;
     if (s.median.cosmos.measured) s.vs_raw_cosmos = ratio(s.median.cosmos.all_commands_per_s, raw_cosmos);
     if (s.config.store == "rocksdb") s.vs_raw_rocksdb = ratio(ev, raw);
-    if (s.config.store == "rocksdb" && s.median.events > 0)
-      s.cpu_vs_raw_paced = ratio((s.median.cpu_user_s + s.median.cpu_sys_s) * 1e6 / static_cast<double>(s.median.events),
-                                 paced.cpu_us_per_event);
+    if (s.config.store == "rocksdb") s.cpu_vs_raw_paced = ratio(cpu_us_per_event(s.median), paced.cpu_us_per_event);
     if (s.config.store == "memory") s.vs_cpu_loop = ratio(ev, cpu);
     for (const auto& o : out) {
       if (o.config.store != s.config.store) continue;
@@ -360,7 +363,7 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     const double cpu = m.cpu_user_s + m.cpu_sys_s;
     std::printf("%-24s %9.0f %10.0f %9.0f %8.2f %6.2f %7.1f %7.0f\n", s.config.name().c_str(), m.commands_per_s,
                 m.events_per_s, m.orders_per_s, cpu, m.seconds > 0 ? cpu / m.seconds : 0,
-                m.events > 0 ? cpu * 1e6 / static_cast<double>(m.events) : 0, m.peak_rss_mb);
+                cpu_us_per_event(m), m.peak_rss_mb);
   }
   std::printf("\nlatency, ms              %-37s %s\n%-24s", "ingest to durable commit", "ingest to projection",
               "configuration");
@@ -400,10 +403,8 @@ void print_table(const Report& report, const std::vector<Summary>& summary) {
     std::printf("\nCPU per event (us)       %12s %12s %12s\n", "this run", "raw-paced", "ratio");
     for (const auto& s : summary) {
       if (s.cpu_vs_raw_paced <= 0) continue;
-      const RunResult& m = s.median;
-      std::printf("%-24s %12.1f %12.1f %12.2f\n", s.config.name().c_str(),
-                  (m.cpu_user_s + m.cpu_sys_s) * 1e6 / static_cast<double>(m.events), paced.cpu_us_per_event,
-                  s.cpu_vs_raw_paced);
+      std::printf("%-24s %12.1f %12.1f %12.2f\n", s.config.name().c_str(), cpu_us_per_event(s.median),
+                  paced.cpu_us_per_event, s.cpu_vs_raw_paced);
     }
   }
   bool staged = false;

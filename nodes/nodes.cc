@@ -485,7 +485,7 @@ CommitNode::~CommitNode() { stop(); }
 
 std::chrono::microseconds CommitNode::resolve_write_interval(int64_t configured, const EventStore& events) {
   if (configured >= 0) return std::chrono::microseconds(configured);
-  return std::chrono::microseconds(events.syncs_each_append() ? 1000 : 0);
+  return events.syncs_each_append() ? kSyncedWriteInterval : std::chrono::microseconds(0);
 }
 
 Status CommitNode::start() {

@@ -206,6 +206,8 @@ class CommitNode final : public RuntimeNode {
   // CommitOptions::write_interval_us for a store: -1 (auto) becomes 1000 µs when the store
   // syncs each append, else 0.
   static std::chrono::microseconds resolve_write_interval(int64_t configured, const EventStore& events);
+  // What auto (-1) resolves to on a store that syncs each append.
+  static constexpr std::chrono::microseconds kSyncedWriteInterval{1000};
   ~CommitNode() override;
   void set_lanes(LaneGroupNode* lanes) { lanes_ = lanes; }
   tbb::flow::receiver<BatchPtr>& input() { return input_; }
