@@ -777,7 +777,12 @@ TEST_F(AdminE2eTest, KafkaSourceParksAPoisonCommandAndDlqReplayCommitsItOnce) {
         return dead != nullptr;
       },
       30s))
-      << "the poison command was never parked: " << r.describe();
+      << "the poison command was never parked: " << r.describe() << "\nthe source's figures: " << [&] {
+           // Whether it fetched nothing or kept failing the poison (partitions, consumer_lag,
+           // in_flight, parked, ...), as the metrics say.
+           const value* n = metrics_node(h.get("/api/v1/metrics").json, "kin");
+           return n != nullptr ? utility::conversions::to_utf8string(n->serialize()) : std::string("(none)");
+         }();
   EXPECT_EQ(str(*dead, "kind"), "parked") << r.describe();
   EXPECT_EQ(str(*dead, "key"), "sku-KPOISON") << r.describe();
   EXPECT_TRUE(flag(*dead, "replayable")) << r.describe();
